@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package ingot's build and tests need and fetches the default
+# model into models/. Idempotent: a second run checks and returns quickly.
+#   scripts/setup.sh            packages + model
+#   scripts/setup.sh --no-model packages only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git python3 python3-venv unzip
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
+  prometheus-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
+  libopenblas0-pthread prometheus curl
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" != "--no-model" ]; then
+  scripts/fetch_model.sh
+fi

@@ -1,0 +1,47 @@
+// Small helpers for tests: status matchers (Abseil 20220623 has none) and paths.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ingot::testing {
+
+inline std::string SourcePath(const std::string& rel) {
+  return std::string(INGOT_SOURCE_DIR) + "/" + rel;
+}
+// The default model, fetched by scripts/fetch_model.sh.
+inline std::string DefaultModelPath() {
+  return SourcePath("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
+
+inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& GetStatus(const absl::StatusOr<T>& s) { return s.status(); }
+
+MATCHER(IsOk, "is OK") {
+  const absl::Status& s = GetStatus(arg);
+  if (!s.ok()) *result_listener << "status: " << s.ToString();
+  return s.ok();
+}
+
+// StatusIs(code) or StatusIs(code, HasSubstr("...")).
+MATCHER_P(StatusIs, code, "") {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status: " << s.ToString();
+  return s.code() == code;
+}
+MATCHER_P2(StatusIs, code, message_matcher, "") {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status: " << s.ToString();
+  return s.code() == code &&
+         ::testing::Matches(message_matcher)(std::string(s.message()));
+}
+
+}  // namespace ingot::testing
+
+#define ASSERT_OK(expr) ASSERT_THAT((expr), ::ingot::testing::IsOk())
+#define EXPECT_OK(expr) EXPECT_THAT((expr), ::ingot::testing::IsOk())
