@@ -1,0 +1,1 @@
+// Placeholder until the type table lands (helper: gguf).
