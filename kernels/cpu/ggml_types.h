@@ -40,6 +40,9 @@ enum class GgmlType : uint32_t {
   kF64 = 28,
   kIQ1_M = 29,
   kBF16 = 30,
+  kTQ1_0 = 34,
+  kTQ2_0 = 35,
+  kMXFP4 = 39,
   kCount = 40,  // upper bound used to size lookup tables
 };
 
@@ -145,6 +148,47 @@ struct BlockQ8_K {
   int16_t bsums[kQK_K / 16];   // sums of groups of 16
 };
 static_assert(sizeof(BlockQ8_K) == 4 + kQK_K + kQK_K / 16 * 2);
+
+constexpr int kQK4_NL = 32;
+
+// Non-linear 4-bit: x = d * kIq4NlValues[q] (values in dequant_ref.cc).
+struct BlockIQ4_NL {
+  ggml_half d;              // scale
+  uint8_t qs[kQK4_NL / 2];  // nibbles: low = element j, high = element j + 16
+};
+static_assert(sizeof(BlockIQ4_NL) == 2 + kQK4_NL / 2);
+
+// IQ4_NL codes in super-blocks of 256 with a 6-bit scale per 32 values.
+struct BlockIQ4_XS {
+  ggml_half d;                   // super-block scale
+  uint16_t scales_h;             // high 2 bits of the 8 sub-block scales
+  uint8_t scales_l[kQK_K / 64];  // low 4 bits, two sub-blocks per byte
+  uint8_t qs[kQK_K / 2];         // nibbles as IQ4_NL, 16 bytes per sub-block
+};
+static_assert(sizeof(BlockIQ4_XS) == 2 + 2 + kQK_K / 64 + kQK_K / 2);
+
+// Ternary {-1, 0, 1} super-blocks: five trits per byte in base 3 (qs, qh), x = (t-1)*d.
+struct BlockTQ1_0 {
+  uint8_t qs[(kQK_K - 4 * kQK_K / 64) / 5];  // 240 trits, 5 per byte
+  uint8_t qh[kQK_K / 64];                     // 16 trits, 4 per byte
+  ggml_half d;
+};
+static_assert(sizeof(BlockTQ1_0) == 2 + kQK_K / 64 + (kQK_K - 4 * kQK_K / 64) / 5);
+
+struct BlockTQ2_0 {
+  uint8_t qs[kQK_K / 4];  // 2-bit codes q, x = (q - 1) * d
+  ggml_half d;
+};
+static_assert(sizeof(BlockTQ2_0) == 2 + kQK_K / 4);
+
+constexpr int kQK_MXFP4 = 32;
+
+// OCP microscaling FP4: E2M1 codes with one shared power-of-two (E8M0) exponent.
+struct BlockMXFP4 {
+  uint8_t e;                  // E8M0 exponent: scale 2^(e - 127)
+  uint8_t qs[kQK_MXFP4 / 2];  // nibbles as Q4_0
+};
+static_assert(sizeof(BlockMXFP4) == 1 + kQK_MXFP4 / 2);
 #pragma pack(pop)
 
 using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
