@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 
 namespace ingot::gguf {
@@ -270,6 +271,116 @@ TEST(GgufRoundTrip, EveryTensorType) {
     }
     EXPECT_EQ(f.FindTensor("nope"), nullptr);
   }
+}
+
+// Integers are kept as decimal strings in the JSON (uint64 does not fit a double).
+int64_t JsonInt(const nlohmann::json& j) {
+  const std::string s = j.get<std::string>();
+  return s[0] == '-' ? std::stoll(s) : static_cast<int64_t>(std::stoull(s));
+}
+
+void ExpectValue(const Value& v, const std::string& type, const nlohmann::json& j) {
+  if (type.rfind("array:", 0) == 0) {
+    ASSERT_EQ(v.type, ValueType::kArray);
+    const std::string elem = type.substr(6);
+    ASSERT_EQ(ValueTypeName(v.elem_type), elem);
+    ASSERT_EQ(v.ArraySize(), j.size());
+    for (size_t k = 0; k < j.size(); ++k) {
+      SCOPED_TRACE(k);
+      if (elem == "array") {
+        ASSERT_EQ(v.arrays[k].elem_type, ValueType::kInt32);  // Python ints
+        ASSERT_EQ(v.arrays[k].ints.size(), j[k].size());
+        for (size_t m = 0; m < j[k].size(); ++m) EXPECT_EQ(v.arrays[k].ints[m], JsonInt(j[k][m]));
+      } else if (elem == "string") {
+        EXPECT_EQ(v.strings[k], j[k].get<std::string>());
+      } else if (elem == "float32" || elem == "float64") {
+        EXPECT_EQ(v.floats[k], j[k].get<double>());
+      } else if (elem == "bool") {
+        EXPECT_EQ(v.ints[k], j[k].get<bool>() ? 1 : 0);
+      } else {
+        EXPECT_EQ(v.ints[k], JsonInt(j[k]));
+      }
+    }
+    return;
+  }
+  ASSERT_EQ(ValueTypeName(v.type), type);
+  if (type == "string") {
+    EXPECT_EQ(v.s, j.get<std::string>());
+  } else if (type == "float32" || type == "float64") {
+    EXPECT_EQ(v.f, j.get<double>());
+  } else if (type == "bool") {
+    EXPECT_EQ(v.i, j.get<bool>() ? 1 : 0);
+  } else if (j.is_string()) {
+    EXPECT_EQ(v.i, JsonInt(j));
+    EXPECT_EQ(v.u, static_cast<uint64_t>(JsonInt(j)));
+  } else {
+    EXPECT_EQ(v.i, j.get<int64_t>());
+  }
+}
+
+// A file written by the gguf Python package's GGUFWriter (tests/reference/gen_gguf.py);
+// peer_writer.json lists what it wrote.
+TEST(GgufPeer, ReadsGgufPythonWriter) {
+  auto file = File::Open(SourcePath("tests/data/gguf/peer_writer.gguf"));
+  ASSERT_OK(file);
+  const File& f = **file;
+  std::ifstream in(SourcePath("tests/data/gguf/peer_writer.json"));
+  ASSERT_TRUE(in.good());
+  const nlohmann::json doc = nlohmann::json::parse(in);
+  EXPECT_EQ(f.version(), doc["version"].get<uint32_t>());
+  EXPECT_EQ(f.alignment(), doc["alignment"].get<uint64_t>());
+  ASSERT_EQ(f.metadata().size(), doc["metadata"].size());
+  for (size_t i = 0; i < doc["metadata"].size(); ++i) {
+    const nlohmann::json& m = doc["metadata"][i];
+    const std::string key = m["key"].get<std::string>();
+    SCOPED_TRACE(key);
+    EXPECT_EQ(f.metadata()[i].first, key);
+    const Value* v = f.Find(key);
+    ASSERT_NE(v, nullptr);
+    ExpectValue(*v, m["type"].get<std::string>(), m["value"]);
+  }
+  ASSERT_EQ(f.tensors().size(), doc["tensors"].size());
+  for (const nlohmann::json& jt : doc["tensors"]) {
+    const std::string name = jt["name"].get<std::string>();
+    SCOPED_TRACE(name);
+    const TensorInfo* t = f.FindTensor(name);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(static_cast<uint32_t>(t->type), jt["type"].get<uint32_t>());
+    EXPECT_EQ(t->dims, jt["dims"].get<std::vector<int64_t>>());
+    const std::string hex = jt["hex"].get<std::string>();
+    ASSERT_EQ(t->nbytes * 2, hex.size());
+    EXPECT_EQ(t->offset % 64, 0u);
+    std::string bytes;
+    for (size_t k = 0; k < hex.size(); k += 2) {
+      bytes.push_back(static_cast<char>(std::stoi(hex.substr(k, 2), nullptr, 16)));
+    }
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(t->data), t->nbytes), bytes);
+  }
+}
+
+// Our Writer and the peer's agree byte for byte on the same content.
+TEST(GgufPeer, WriterMatchesPeerBytes) {
+  const std::string peer_path = SourcePath("tests/data/gguf/peer_writer.gguf");
+  auto peer = File::Open(peer_path);
+  ASSERT_OK(peer);
+  Writer w;
+  for (const auto& [key, value] : (*peer)->metadata()) {
+    if (key == "general.alignment") {
+      w.SetAlignment(value.u);
+    } else {
+      w.Add(key, value);
+    }
+  }
+  for (const TensorInfo& t : (*peer)->tensors()) {
+    w.AddTensor(t.name, t.type, t.dims,
+                std::string(reinterpret_cast<const char*>(t.data), t.nbytes));
+  }
+  std::ifstream in(peer_path, std::ios::binary);
+  const std::string expected((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  const std::string ours = w.Serialize();
+  ASSERT_EQ(ours.size(), expected.size());
+  EXPECT_TRUE(ours == expected);
 }
 
 TEST(GgufGetters, KindsAndDefaults) {
