@@ -493,6 +493,30 @@ TEST(GgufCorrupt, EveryPrefixIsRejectedWithoutCrashing) {
   }
 }
 
+// The real model cut inside the metadata (tokenizer arrays), the tensor infos and the
+// tensor data: each gives INVALID_ARGUMENT, never a crash.
+TEST(GgufCorrupt, DefaultModelTruncated) {
+  const std::string model = DefaultModelPath();
+  std::ifstream in(model, std::ios::binary);
+  if (!in.good()) GTEST_SKIP() << model << " absent";
+  auto file = File::Open(model);
+  ASSERT_OK(file);
+  const uint64_t data_start = (*file)->tensors().front().offset;
+  const uint64_t size = (*file)->file_size();
+  std::vector<uint64_t> cuts = {0, 3, 8, 23, 24, 100, 1000, data_start - 1, size - 1};
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 40; ++i) cuts.push_back(rng() % data_start);
+  for (int i = 0; i < 3; ++i) cuts.push_back(data_start + rng() % (size - data_start));
+  std::string bytes(size, '\0');
+  in.read(bytes.data(), size);
+  const std::string path = TempPath("model_prefix");
+  for (uint64_t n : cuts) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), n);
+    ASSERT_THAT(OpenStatus(path), Invalid(path, "")) << "cut at " << n;
+  }
+  std::remove(path.c_str());
+}
+
 TEST(GgufCorrupt, ByteFlipsNeverCrash) {
   const std::string bytes = SmallFile();
   const std::string path = TempPath("flip");
