@@ -1,0 +1,209 @@
+#include "server/convert.h"
+
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+
+namespace ingot::server {
+namespace {
+
+constexpr size_t kMaxModelNameLength = 128;
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+// Length of the well-formed UTF-8 sequence starting at s[i], or 0.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const auto cont = [&](size_t k) { return i + k < s.size() && (b(k) & 0xC0) == 0x80; };
+  unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogates
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;   // overlong
+    if (c == 0xF4 && b(1) >= 0x90) return 0;  // > U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string SanitizeUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    size_t n = Utf8SequenceLength(text, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(text.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
+  const std::string& name = request.name();
+  if (name.empty() || name.size() > kMaxModelNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "name: must be 1-", kMaxModelNameLength, " characters, got ", name.size()));
+  }
+  for (char c : name) {
+    if (!IsNameChar(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "name: '", SanitizeUtf8(name), "' may only contain letters, digits and . _ : -"));
+    }
+  }
+  if (request.source().empty()) {
+    return absl::InvalidArgumentError("source: the checkpoint path is required");
+  }
+  LoadRequest out;
+  out.name = name;
+  out.source = request.source();
+  if (!request.format().empty()) out.format = request.format();
+  if (!request.device().empty()) out.device = request.device();
+  if (request.context_length() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "context_length: must be >= 0 (0 = model default), got ",
+        request.context_length()));
+  }
+  out.context_length = request.context_length();
+  return out;
+}
+
+absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request) {
+  if (request.model().empty()) {
+    return absl::InvalidArgumentError("model: required");
+  }
+  const bool has_prompt = !request.prompt().empty();
+  const bool has_messages = request.messages_size() > 0;
+  if (has_prompt == has_messages) {
+    return absl::InvalidArgumentError(
+        has_prompt ? "prompt and messages: set one of them, not both"
+                   : "prompt or messages: one of them is required");
+  }
+  GenerateRequest out;
+  out.model = request.model();
+  out.prompt = request.prompt();
+  out.messages.reserve(request.messages_size());
+  for (int i = 0; i < request.messages_size(); ++i) {
+    const v1::ChatMessage& m = request.messages(i);
+    if (m.role().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role: required"));
+    }
+    out.messages.push_back(ChatMessage{m.role(), m.content()});
+  }
+  SamplingParams& s = out.sampling;
+  if (request.has_max_tokens()) s.max_tokens = request.max_tokens();
+  if (request.has_temperature()) s.temperature = request.temperature();
+  if (request.has_top_k()) s.top_k = request.top_k();
+  if (request.has_top_p()) s.top_p = request.top_p();
+  if (request.has_min_p()) s.min_p = request.min_p();
+  if (request.has_repetition_penalty()) s.repetition_penalty = request.repetition_penalty();
+  if (request.has_seed()) s.seed = request.seed();
+  s.stop.assign(request.stop().begin(), request.stop().end());
+  for (size_t i = 0; i < s.stop.size(); ++i) {
+    if (s.stop[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("stop[", i, "]: must not be empty"));
+    }
+  }
+  if (absl::Status st = ValidateSamplingParams(s); !st.ok()) return st;
+  out.request_id = request.request_id();
+  return out;
+}
+
+v1::ModelState ToProto(ModelState state) {
+  switch (state) {
+    case ModelState::kLoading: return v1::MODEL_STATE_LOADING;
+    case ModelState::kReady: return v1::MODEL_STATE_READY;
+    case ModelState::kUnloading: return v1::MODEL_STATE_UNLOADING;
+  }
+  return v1::MODEL_STATE_UNSPECIFIED;
+}
+
+v1::FinishReason ToProto(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return v1::FINISH_REASON_UNSPECIFIED;
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void ToProto(const ModelInfo& info, v1::ModelInfo* out) {
+  out->set_name(info.name);
+  out->set_source(SanitizeUtf8(info.source));
+  out->set_format(info.format);
+  out->set_architecture(info.architecture);
+  out->set_parameter_count(info.parameter_count);
+  out->set_device(info.device);
+  for (const TensorKindInfo& k : info.tensor_kinds) {
+    v1::TensorKindInfo* t = out->add_tensor_kinds();
+    t->set_kind(k.kind);
+    t->set_representation(k.representation);
+    t->set_tensors(k.tensors);
+    t->set_parameters(k.parameters);
+    t->set_bytes(k.bytes);
+  }
+  out->set_bytes_resident(info.bytes_resident);
+  out->set_weight_bytes(info.weight_bytes);
+  out->set_kv_cache_bytes(info.kv_cache_bytes);
+  out->set_context_length(info.context_length);
+  out->set_vocab_size(info.vocab_size);
+  out->set_layers(info.layers);
+  out->set_state(ToProto(info.state));
+  out->set_has_chat_template(info.has_chat_template);
+}
+
+void ToProto(const DeviceInfo& info, v1::DeviceInfo* out) {
+  out->set_name(info.name);
+  out->set_kind(info.kind);
+  out->set_available(info.available);
+  out->set_reason(info.reason);
+  out->set_total_bytes(info.total_bytes);
+  out->set_free_bytes(info.free_bytes);
+  out->set_used_bytes(info.used_bytes);
+}
+
+void ToProto(const LoadProgress& progress, v1::LoadProgress* out) {
+  out->set_stage(progress.stage);
+  out->set_fraction(progress.fraction);
+  out->set_detail(SanitizeUtf8(progress.detail));
+}
+
+void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out) {
+  out->set_text(SanitizeUtf8(chunk.text));
+  out->mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
+  if (!chunk.final) return;
+  out->set_finish_reason(ToProto(chunk.finish_reason));
+  v1::Usage* usage = out->mutable_usage();
+  usage->set_prompt_tokens(chunk.prompt_tokens);
+  usage->set_completion_tokens(chunk.completion_tokens);
+  usage->set_total_tokens(chunk.prompt_tokens + chunk.completion_tokens);
+  v1::Timings* timings = out->mutable_timings();
+  timings->set_time_to_first_token_seconds(chunk.time_to_first_token_s);
+  timings->set_prefill_tokens_per_second(chunk.prefill_tokens_per_second);
+  timings->set_decode_tokens_per_second(chunk.decode_tokens_per_second);
+  timings->set_total_seconds(chunk.total_s);
+}
+
+void ToProto(const TokenizeResult& result, v1::TokenizeResponse* out) {
+  out->mutable_ids()->Add(result.ids.begin(), result.ids.end());
+  for (const std::string& piece : result.pieces) out->add_pieces(piece);
+}
+
+}  // namespace ingot::server

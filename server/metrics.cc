@@ -1,0 +1,256 @@
+#include "server/metrics.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/collectable.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
+
+namespace ingot::server {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// Request latency on a 2-core CPU ranges from ~50 ms (a few tokens) to minutes.
+const prometheus::Histogram::BucketBoundaries kRequestBuckets = {
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320};
+// Time to first token: queueing plus prefill of up to a few thousand tokens.
+const prometheus::Histogram::BucketBoundaries kFirstTokenBuckets = {
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+// Per output token: 1 ms (small model, GPU) to 1 s (large model, CPU, big batch).
+const prometheus::Histogram::BucketBoundaries kPerTokenBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+// Loading: a 100 MB GGUF takes well under a second, a 15 GB one minutes.
+const prometheus::Histogram::BucketBoundaries kLoadBuckets = {
+    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+
+ClientMetric Sample(double value, std::vector<ClientMetric::Label> labels, MetricType type) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (type == MetricType::Counter) m.counter.value = value;
+  else m.gauge.value = value;
+  return m;
+}
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+// Process start in seconds since the epoch: boot time (/proc/stat btime) plus the
+// process's start in clock ticks after boot (/proc/self/stat field 22).
+double ProcessStartTime() {
+  double btime = 0;
+  {
+    std::ifstream in("/proc/stat");
+    std::string key;
+    while (in >> key) {
+      if (key == "btime") { in >> btime; break; }
+      in.ignore(1 << 20, '\n');
+    }
+  }
+  std::ifstream in("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name (field 2) is in parentheses and may contain spaces.
+  size_t close = stat.rfind(')');
+  if (btime == 0 || close == std::string::npos) {
+    return std::chrono::duration<double>(
+        std::chrono::system_clock::now().time_since_epoch()).count();
+  }
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {}
+  return btime + std::stod(field) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+int CountOpenFds() {
+  int n = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    closedir(dir);
+    --n;  // the descriptor opendir itself holds
+  }
+  return n;
+}
+
+}  // namespace
+
+// Builds the engine and process gauges at scrape time.
+class Metrics::Collector : public prometheus::Collectable {
+ public:
+  explicit Collector(std::function<EngineSnapshot()> snapshot)
+      : snapshot_(std::move(snapshot)), start_time_(ProcessStartTime()) {}
+
+  std::vector<MetricFamily> Collect() const override {
+    std::vector<MetricFamily> out;
+    EngineSnapshot snap = snapshot_ ? snapshot_() : EngineSnapshot{};
+
+    MetricFamily running = Family("ingot_requests_running",
+        "Generate requests running or queued, by model.", MetricType::Gauge);
+    MetricFamily model_bytes = Family("ingot_model_memory_bytes",
+        "Bytes a model holds on its device (weights plus KV cache).", MetricType::Gauge);
+    for (const EngineSnapshot::Model& m : snap.models) {
+      running.metric.push_back(Sample(m.running_requests, {{"model", m.name}},
+                                      MetricType::Gauge));
+      model_bytes.metric.push_back(Sample(static_cast<double>(m.bytes_resident),
+          {{"model", m.name}, {"device", m.device}}, MetricType::Gauge));
+    }
+    MetricFamily device_used = Family("ingot_device_memory_used_bytes",
+        "Bytes held by this server's models on a device.", MetricType::Gauge);
+    MetricFamily device_total = Family("ingot_device_memory_total_bytes",
+        "Physical memory of a device.", MetricType::Gauge);
+    for (const EngineSnapshot::Device& d : snap.devices) {
+      device_used.metric.push_back(Sample(static_cast<double>(d.used_bytes),
+          {{"device", d.name}}, MetricType::Gauge));
+      device_total.metric.push_back(Sample(static_cast<double>(d.total_bytes),
+          {{"device", d.name}}, MetricType::Gauge));
+    }
+    for (MetricFamily* f : {&running, &model_bytes, &device_used, &device_total}) {
+      if (!f->metric.empty()) out.push_back(std::move(*f));
+    }
+
+    // Standard process metrics (names as the Prometheus client libraries use).
+    long page = sysconf(_SC_PAGESIZE);
+    long long vm_pages = 0, rss_pages = 0;
+    if (std::ifstream statm("/proc/self/statm"); statm) statm >> vm_pages >> rss_pages;
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    double cpu = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+                 (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+
+    MetricFamily f = Family("process_resident_memory_bytes",
+        "Resident memory size in bytes.", MetricType::Gauge);
+    f.metric.push_back(Sample(static_cast<double>(rss_pages) * page, {}, MetricType::Gauge));
+    out.push_back(std::move(f));
+    f = Family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+               MetricType::Gauge);
+    f.metric.push_back(Sample(static_cast<double>(vm_pages) * page, {}, MetricType::Gauge));
+    out.push_back(std::move(f));
+    f = Family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+               MetricType::Counter);
+    f.metric.push_back(Sample(cpu, {}, MetricType::Counter));
+    out.push_back(std::move(f));
+    f = Family("process_start_time_seconds",
+               "Start time of the process since unix epoch in seconds.", MetricType::Gauge);
+    f.metric.push_back(Sample(start_time_, {}, MetricType::Gauge));
+    out.push_back(std::move(f));
+    f = Family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge);
+    f.metric.push_back(Sample(CountOpenFds(), {}, MetricType::Gauge));
+    out.push_back(std::move(f));
+    return out;
+  }
+
+ private:
+  std::function<EngineSnapshot()> snapshot_;
+  double start_time_;
+};
+
+Metrics::Metrics(std::function<EngineSnapshot()> snapshot)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      collector_(std::make_shared<Collector>(std::move(snapshot))) {
+  requests_total_ = &prometheus::BuildCounter()
+      .Name("ingot_requests_total")
+      .Help("Generate requests by model and final gRPC status code.")
+      .Register(*registry_);
+  request_duration_ = &prometheus::BuildHistogram()
+      .Name("ingot_request_duration_seconds")
+      .Help("Generate request latency, arrival to final status, by model.")
+      .Register(*registry_);
+  time_to_first_token_ = &prometheus::BuildHistogram()
+      .Name("ingot_time_to_first_token_seconds")
+      .Help("Seconds from a Generate request's arrival to its first token, by model.")
+      .Register(*registry_);
+  time_per_output_token_ = &prometheus::BuildHistogram()
+      .Name("ingot_time_per_output_token_seconds")
+      .Help("Mean seconds per generated token after the first, per request, by model.")
+      .Register(*registry_);
+  prompt_tokens_total_ = &prometheus::BuildCounter()
+      .Name("ingot_prompt_tokens_total")
+      .Help("Prompt tokens processed, by model.")
+      .Register(*registry_);
+  generated_tokens_total_ = &prometheus::BuildCounter()
+      .Name("ingot_generated_tokens_total")
+      .Help("Tokens generated, by model.")
+      .Register(*registry_);
+  model_loads_total_ = &prometheus::BuildCounter()
+      .Name("ingot_model_loads_total")
+      .Help("LoadModel attempts by final gRPC status code.")
+      .Register(*registry_);
+  model_load_duration_ = &prometheus::BuildHistogram()
+      .Name("ingot_model_load_duration_seconds")
+      .Help("Seconds to load a model, for loads that succeeded.")
+      .Register(*registry_)
+      .Add({}, kLoadBuckets);
+}
+
+Metrics::~Metrics() = default;
+
+absl::Status Metrics::Serve(const std::string& address) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(address, 1);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  exposer_->RegisterCollectable(collector_);
+  return absl::OkStatus();
+}
+
+int Metrics::port() const {
+  if (!exposer_) return 0;
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+void Metrics::RecordRequest(const RequestRecord& r) {
+  const std::string model = r.model.empty() ? "_unknown" : r.model;
+  requests_total_->Add({{"model", model}, {"code", r.code}}).Increment();
+  request_duration_->Add({{"model", model}}, kRequestBuckets).Observe(r.duration_s);
+  if (r.ttft_s >= 0) {
+    time_to_first_token_->Add({{"model", model}}, kFirstTokenBuckets).Observe(r.ttft_s);
+  }
+  if (r.tpot_s >= 0) {
+    time_per_output_token_->Add({{"model", model}}, kPerTokenBuckets).Observe(r.tpot_s);
+  }
+  if (r.prompt_tokens > 0) {
+    prompt_tokens_total_->Add({{"model", model}}).Increment(static_cast<double>(r.prompt_tokens));
+  }
+  if (r.completion_tokens > 0) {
+    generated_tokens_total_->Add({{"model", model}})
+        .Increment(static_cast<double>(r.completion_tokens));
+  }
+}
+
+void Metrics::RecordModelLoad(double seconds, const std::string& code) {
+  model_loads_total_->Add({{"code", code}}).Increment();
+  if (code == "OK") model_load_duration_->Observe(seconds);
+}
+
+std::string Metrics::Render() const {
+  std::vector<MetricFamily> families = registry_->Collect();
+  std::vector<MetricFamily> engine = collector_->Collect();
+  families.insert(families.end(), std::make_move_iterator(engine.begin()),
+                  std::make_move_iterator(engine.end()));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace ingot::server

@@ -1,0 +1,90 @@
+// Every Prometheus metric ingotd exports, in one place. Request metrics are pushed by
+// the services when a call ends; gauges that describe the engine (models, devices,
+// running requests) and the process are read from a snapshot at scrape time, so they
+// can never drift from the engine's own state.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace prometheus {
+class Exposer;
+class Registry;
+template <typename T> class Family;
+class Counter;
+class Histogram;
+}  // namespace prometheus
+
+namespace ingot::server {
+
+// What the engine looks like right now; filled by the caller at scrape time.
+struct EngineSnapshot {
+  struct Model {
+    std::string name;
+    std::string device;
+    int64_t bytes_resident = 0;
+    int running_requests = 0;  // running or queued generations
+  };
+  struct Device {
+    std::string name;
+    int64_t total_bytes = 0;
+    int64_t used_bytes = 0;  // held by this server's models
+  };
+  std::vector<Model> models;
+  std::vector<Device> devices;
+};
+
+// One finished Generate call.
+struct RequestRecord {
+  std::string model;         // registry name, or "" when no such model exists
+  std::string code;          // gRPC code name ("OK", "NOT_FOUND", ...)
+  double duration_s = 0;     // arrival to final status
+  double ttft_s = -1;        // arrival to first token; < 0 = no token was produced
+  double tpot_s = -1;        // mean seconds per output token after the first; < 0 = n/a
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+class Metrics {
+ public:
+  explicit Metrics(std::function<EngineSnapshot()> snapshot);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // Serves GET /metrics on `address` ("127.0.0.1:9090"). UNAVAILABLE naming the
+  // address when it cannot be bound.
+  absl::Status Serve(const std::string& address);
+  // The port actually bound (useful with port 0); 0 when not serving.
+  int port() const;
+
+  void RecordRequest(const RequestRecord& record);
+  // One LoadModel attempt that reached the engine; `code` as in RequestRecord.
+  void RecordModelLoad(double seconds, const std::string& code);
+
+  // The text exposition format of everything, as a scrape would return it.
+  std::string Render() const;
+
+ private:
+  class Collector;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<Collector> collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+
+  prometheus::Family<prometheus::Counter>* requests_total_;
+  prometheus::Family<prometheus::Histogram>* request_duration_;
+  prometheus::Family<prometheus::Histogram>* time_to_first_token_;
+  prometheus::Family<prometheus::Histogram>* time_per_output_token_;
+  prometheus::Family<prometheus::Counter>* prompt_tokens_total_;
+  prometheus::Family<prometheus::Counter>* generated_tokens_total_;
+  prometheus::Family<prometheus::Counter>* model_loads_total_;
+  prometheus::Histogram* model_load_duration_;
+};
+
+}  // namespace ingot::server

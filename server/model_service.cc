@@ -1,0 +1,222 @@
+#include "server/model_service.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "server/convert.h"
+#include "server/status.h"
+#include "server/stream_writer.h"
+#include "spdlog/spdlog.h"
+
+#ifndef INGOT_VERSION
+#define INGOT_VERSION "0.0.0"
+#endif
+
+namespace ingot::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A progress message at most every 1% of the load (or on a stage change); the
+// engine may report every tensor.
+constexpr double kProgressStep = 0.01;
+
+// One LoadModel call: the engine load runs on a service-owned thread, which pushes
+// progress and closes the stream as its last act. Cancelling the call does not stop
+// the load (the engine's load is not interruptible); the model stays registered.
+class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
+ public:
+  LoadReactor(ModelServiceImpl* service, grpc::CallbackServerContext* context,
+              const v1::LoadModelRequest& request)
+      : service_(service), start_(Clock::now()) {
+    peer_ = context->peer();
+    absl::StatusOr<LoadRequest> converted = FromProto(request);
+    if (!converted.ok()) {
+      name_ = request.name();
+      Close(ToGrpcStatus(converted.status()));
+      return;
+    }
+    name_ = converted->name;
+    source_ = converted->source;
+    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); });
+  }
+
+ private:
+  double Elapsed() const {
+    return std::chrono::duration<double>(Clock::now() - start_).count();
+  }
+
+  void Run(const LoadRequest& request) {
+    spdlog::info("load name={} source={} device={} peer={}", request.name, request.source,
+                 request.device, peer_);
+    absl::StatusOr<ModelInfo> info = service_->engine()->LoadModel(
+        request, [this](const LoadProgress& p) { OnProgress(p); });
+    const double seconds = Elapsed();
+    grpc::Status status = ToGrpcStatus(info.status());
+    service_->metrics()->RecordModelLoad(seconds, GrpcCodeName(status.error_code()));
+    if (!info.ok()) {
+      spdlog::warn("load failed name={} source={} seconds={:.3f} code={} error={}",
+                   request.name, request.source, seconds, GrpcCodeName(status.error_code()),
+                   status.error_message());
+      Close(status);
+      return;
+    }
+    service_->SetModelHealth(info->name, true);
+    spdlog::info("loaded name={} device={} params={} bytes_resident={} context={} seconds={:.3f}",
+                 info->name, info->device, info->parameter_count, info->bytes_resident,
+                 info->context_length, seconds);
+    v1::LoadModelResponse last;
+    last.mutable_progress()->set_stage("ready");
+    last.mutable_progress()->set_fraction(1.0);
+    last.set_elapsed_seconds(seconds);
+    ToProto(*info, last.mutable_model());
+    Push(std::move(last));
+    Close(grpc::Status::OK);
+  }
+
+  // Called on the load thread only.
+  void OnProgress(const LoadProgress& progress) {
+    if (progress.stage == last_stage_ && progress.fraction < last_fraction_ + kProgressStep &&
+        progress.fraction < 1.0) {
+      return;
+    }
+    last_stage_ = progress.stage;
+    last_fraction_ = progress.fraction;
+    v1::LoadModelResponse response;
+    ToProto(progress, response.mutable_progress());
+    response.set_elapsed_seconds(Elapsed());
+    Push(std::move(response));
+  }
+
+  ModelServiceImpl* service_;
+  const Clock::time_point start_;
+  std::string peer_;
+  std::string name_;
+  std::string source_;
+  std::string last_stage_;
+  double last_fraction_ = -1;
+};
+
+}  // namespace
+
+std::vector<std::string> BuildFeatures() {
+  std::vector<std::string> features = {"cpu", "gguf", "chat-template", "grpc-health",
+                                       "grpc-reflection", "prometheus"};
+#if defined(__AVX2__)
+  features.push_back("avx2");
+#endif
+#if defined(__AVX512F__)
+  features.push_back("avx512f");
+#endif
+#if defined(INGOT_WITH_CUDA)
+  features.push_back("cuda");
+#endif
+  return features;
+}
+
+ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, int threads)
+    : engine_(engine),
+      metrics_(metrics),
+      threads_(threads),
+      start_time_unix_(std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count()) {}
+
+ModelServiceImpl::~ModelServiceImpl() {
+  std::lock_guard lock(workers_mu_);
+  for (Worker& w : workers_) w.thread.join();
+}
+
+void ModelServiceImpl::RunInBackground(std::function<void()> fn) {
+  std::lock_guard lock(workers_mu_);
+  // Reap threads that have finished so the list stays short.
+  std::erase_if(workers_, [](Worker& w) {
+    if (!w.done->load()) return false;
+    w.thread.join();
+    return true;
+  });
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  workers_.push_back(Worker{std::thread([fn = std::move(fn), done] {
+                              fn();
+                              done->store(true);
+                            }),
+                            done});
+}
+
+void ModelServiceImpl::AttachHealth(grpc::HealthCheckServiceInterface* health) {
+  health_.store(health);
+  if (health == nullptr) return;
+  for (const ModelInfo& m : engine_->ListModels()) health->SetServingStatus(m.name, true);
+}
+
+void ModelServiceImpl::SetModelHealth(const std::string& name, bool serving) {
+  if (grpc::HealthCheckServiceInterface* h = health_.load()) h->SetServingStatus(name, serving);
+}
+
+grpc::ServerWriteReactor<v1::LoadModelResponse>* ModelServiceImpl::LoadModel(
+    grpc::CallbackServerContext* context, const v1::LoadModelRequest* request) {
+  return new LoadReactor(this, context, *request);
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::UnloadModel(grpc::CallbackServerContext* context,
+                                                        const v1::UnloadModelRequest* request,
+                                                        v1::UnloadModelResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->name().empty()) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("name: required")));
+    return reactor;
+  }
+  const int running = engine_->RunningRequests(request->name());
+  absl::Status status = engine_->UnloadModel(request->name());
+  if (status.ok()) {
+    SetModelHealth(request->name(), false);
+    response->set_running_requests(running);
+    spdlog::info("unload name={} running_requests={} peer={}", request->name(), running,
+                 context->peer());
+  }
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,
+                                                       const v1::ListModelsRequest*,
+                                                       v1::ListModelsResponse* response) {
+  std::vector<ModelInfo> models = engine_->ListModels();
+  std::sort(models.begin(), models.end(),
+            [](const ModelInfo& a, const ModelInfo& b) { return a.name < b.name; });
+  for (const ModelInfo& m : models) ToProto(m, response->add_models());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext* context,
+                                                     const v1::GetModelRequest* request,
+                                                     v1::GetModelResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->name().empty()) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("name: required")));
+    return reactor;
+  }
+  absl::StatusOr<ModelInfo> info = engine_->GetModel(request->name());
+  if (info.ok()) ToProto(*info, response->mutable_model());
+  reactor->Finish(ToGrpcStatus(info.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::GetServerInfo(
+    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest*,
+    v1::GetServerInfoResponse* response) {
+  response->set_version(INGOT_VERSION);
+  for (const std::string& f : BuildFeatures()) response->add_features(f);
+  for (const DeviceInfo& d : engine_->Devices()) ToProto(d, response->add_devices());
+  response->set_threads(threads_);
+  response->set_start_time_unix_seconds(start_time_unix_);
+  response->set_models_loaded(static_cast<int32_t>(engine_->ListModels().size()));
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace ingot::server

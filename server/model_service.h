@@ -1,0 +1,68 @@
+// ingot.v1.ModelService on the gRPC callback API. Loads run on their own threads
+// (never on a gRPC thread) and stream progress back.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "engine/runtime/engine.h"
+#include "ingot/v1/model.grpc.pb.h"
+#include "server/metrics.h"
+
+namespace ingot::server {
+
+// Compiled-in features reported by GetServerInfo.
+std::vector<std::string> BuildFeatures();
+
+class ModelServiceImpl final : public v1::ModelService::CallbackService {
+ public:
+  ModelServiceImpl(Engine* engine, Metrics* metrics, int threads);
+  ~ModelServiceImpl() override;  // joins load threads
+
+  // Set once the gRPC server is built; model names are then published as health
+  // services (SERVING while loaded).
+  void AttachHealth(grpc::HealthCheckServiceInterface* health);
+  void SetModelHealth(const std::string& name, bool serving);
+
+  grpc::ServerWriteReactor<v1::LoadModelResponse>* LoadModel(
+      grpc::CallbackServerContext* context, const v1::LoadModelRequest* request) override;
+  grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
+                                        const v1::UnloadModelRequest* request,
+                                        v1::UnloadModelResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
+                                     const v1::GetModelRequest* request,
+                                     v1::GetModelResponse* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const v1::GetServerInfoRequest* request,
+                                          v1::GetServerInfoResponse* response) override;
+
+  Engine* engine() const { return engine_; }
+  Metrics* metrics() const { return metrics_; }
+  // Runs `fn` on a new thread owned by the service (joined at destruction).
+  void RunInBackground(std::function<void()> fn);
+
+ private:
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+
+  Engine* engine_;
+  Metrics* metrics_;
+  int threads_;
+  int64_t start_time_unix_;
+  std::atomic<grpc::HealthCheckServiceInterface*> health_{nullptr};
+  std::mutex workers_mu_;
+  std::vector<Worker> workers_;
+};
+
+}  // namespace ingot::server
