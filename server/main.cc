@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
                  "Prometheus /metrics address (host:port); empty disables")
       ->capture_default_str();
   app.add_option("--model", flags.models, "Preload a model: NAME=PATH (repeatable)")
-      ->take_all();
+      ->allow_extra_args(false);
   app.add_option("--threads", flags.threads, "Compute threads per model step; 0 = all cores")
       ->capture_default_str();
   app.add_option("--log-level", flags.log_level,

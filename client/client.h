@@ -1,0 +1,82 @@
+// The ingot CLI: one function per subcommand, sharing the connection and output
+// helpers below. Each returns the process exit code: 0 on success, 1 when the server
+// returned an error (printed as "error: CODE: message" on stderr), 2 for bad usage.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "ingot/v1/generation.grpc.pb.h"
+#include "ingot/v1/model.grpc.pb.h"
+
+namespace ingot::client {
+
+struct Connection {
+  std::string server = "127.0.0.1:50051";
+  double timeout_s = 0;  // per call; 0 = none
+  std::shared_ptr<grpc::Channel> channel;
+
+  void Connect();
+  // A context with the deadline applied.
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+};
+
+// Sampling flags shared by generate, chat and bench; unset flags stay unset in the
+// request so the server's defaults apply.
+struct SamplingFlags {
+  std::optional<int> max_tokens;
+  std::optional<float> temperature;
+  std::optional<int> top_k;
+  std::optional<float> top_p;
+  std::optional<float> min_p;
+  std::optional<float> repetition_penalty;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  void ApplyTo(v1::GenerateRequest* request) const;
+};
+
+// Prints "error: CODE: message" on stderr and returns 1.
+int ReportError(const grpc::Status& status);
+// One message as a single line of JSON (proto field names) on stdout.
+void PrintJsonLine(const google::protobuf::Message& message);
+// 1536 -> "1.5 KiB".
+std::string HumanBytes(int64_t bytes);
+
+int RunModels(Connection& conn, bool json);
+struct LoadFlags {
+  std::string name, source, format, device;
+  int context_length = 0;
+  bool json = false;
+};
+int RunLoad(Connection& conn, const LoadFlags& flags);
+int RunUnload(Connection& conn, const std::string& name);
+int RunInfo(Connection& conn, const std::string& name, bool json);
+struct TokenizeFlags {
+  std::string model, text;
+  bool no_special = false, no_parse_special = false, json = false, ids_only = false;
+};
+int RunTokenize(Connection& conn, const TokenizeFlags& flags);
+
+struct GenerateFlags {
+  std::string model, prompt, system;
+  bool chat = false, json = false, stats = false;
+  SamplingFlags sampling;
+};
+int RunGenerate(Connection& conn, const GenerateFlags& flags);
+int RunChat(Connection& conn, const GenerateFlags& flags);
+
+struct BenchFlags {
+  std::string model;
+  int prompt_tokens = 128;
+  int gen_tokens = 64;
+  int runs = 5;
+  int warmup = 1;
+  bool json = false;
+};
+int RunBench(Connection& conn, const BenchFlags& flags);
+
+}  // namespace ingot::client

@@ -1,0 +1,150 @@
+// ingot: command-line client for ingotd. `ingot --help` lists the subcommands;
+// --server (or $INGOT_SERVER) picks the server for all of them.
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "client/client.h"
+
+namespace {
+
+// Sampling flags are parsed into plain values; only flags the user gave are copied
+// into the request, so the server's defaults apply to the rest.
+struct SamplingOptions {
+  int max_tokens = 0;
+  float temperature = 0, top_p = 0, min_p = 0, repetition_penalty = 0;
+  int top_k = 0;
+  uint64_t seed = 0;
+  bool greedy = false;
+  std::vector<std::string> stop;
+  CLI::Option *o_max, *o_temp, *o_topk, *o_topp, *o_minp, *o_rep, *o_seed;
+
+  void Add(CLI::App* cmd) {
+    o_max = cmd->add_option("-n,--max-tokens", max_tokens, "Most tokens to generate");
+    o_temp = cmd->add_option("-t,--temperature", temperature, "Temperature (0 = greedy)");
+    o_topk = cmd->add_option("--top-k", top_k, "Top-k (0 = off)");
+    o_topp = cmd->add_option("--top-p", top_p, "Top-p (1 = off)");
+    o_minp = cmd->add_option("--min-p", min_p, "Min-p (0 = off)");
+    o_rep = cmd->add_option("--repetition-penalty", repetition_penalty,
+                            "Repetition penalty (1 = off)");
+    o_seed = cmd->add_option("--seed", seed, "RNG seed");
+    cmd->add_option("--stop", stop, "Stop string (repeatable)")->allow_extra_args(false);
+    cmd->add_flag("--greedy", greedy, "Same as --temperature 0");
+  }
+  ingot::client::SamplingFlags Get() const {
+    ingot::client::SamplingFlags f;
+    if (o_max->count()) f.max_tokens = max_tokens;
+    if (o_temp->count()) f.temperature = temperature;
+    if (greedy) f.temperature = 0.0f;
+    if (o_topk->count()) f.top_k = top_k;
+    if (o_topp->count()) f.top_p = top_p;
+    if (o_minp->count()) f.min_p = min_p;
+    if (o_rep->count()) f.repetition_penalty = repetition_penalty;
+    if (o_seed->count()) f.seed = seed;
+    f.stop = stop;
+    return f;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ingot::client;
+  Connection conn;
+  CLI::App app{"ingot: client for the ingotd inference server"};
+  app.require_subcommand(1);
+  app.fallthrough();  // --server may follow the subcommand
+  app.add_option("-s,--server", conn.server, "Server address host:port")
+      ->envname("INGOT_SERVER")
+      ->capture_default_str();
+  app.add_option("--timeout", conn.timeout_s, "Deadline per call in seconds (0 = none)");
+
+  bool models_json = false;
+  CLI::App* models = app.add_subcommand("models", "List loaded models");
+  models->add_flag("--json", models_json, "Print JSON");
+
+  LoadFlags load;
+  CLI::App* load_cmd = app.add_subcommand("load", "Load a model (progress on stderr)");
+  load_cmd->add_option("name", load.name, "Name to register the model under")->required();
+  load_cmd->add_option("path", load.source, "Checkpoint path on the server")->required();
+  load_cmd->add_option("--format", load.format, "auto or gguf");
+  load_cmd->add_option("--device", load.device, "cpu or cuda:N");
+  load_cmd->add_option("--context-length", load.context_length,
+                       "Context in tokens (0 = the model's, at most 4096)");
+  load_cmd->add_flag("--json", load.json, "Print each progress event as JSON");
+
+  std::string unload_name;
+  CLI::App* unload = app.add_subcommand("unload", "Unload a model");
+  unload->add_option("name", unload_name, "Model name")->required();
+
+  std::string info_name;
+  bool info_json = false;
+  CLI::App* info = app.add_subcommand("info", "Server info, or one model's details");
+  info->add_option("name", info_name, "Model name (omit for the server)");
+  info->add_flag("--json", info_json, "Print JSON");
+
+  GenerateFlags gen;
+  SamplingOptions gen_sampling;
+  CLI::App* generate = app.add_subcommand("generate", "Generate text (streams to stdout)");
+  generate->add_option("model", gen.model, "Model name")->required();
+  generate->add_option("prompt", gen.prompt, "Prompt text ('-' reads stdin)")->required();
+  generate->add_option("--system", gen.system, "System message (sends chat messages)");
+  generate->add_flag("--chat", gen.chat, "Send the prompt as a user chat message");
+  generate->add_flag("--json", gen.json, "Print each response as a JSON line");
+  generate->add_flag("--stats", gen.stats, "Print usage and timings on stderr");
+  gen_sampling.Add(generate);
+
+  GenerateFlags chat;
+  SamplingOptions chat_sampling;
+  CLI::App* chat_cmd = app.add_subcommand("chat", "Interactive chat (stdin lines; /exit)");
+  chat_cmd->add_option("model", chat.model, "Model name")->required();
+  chat_cmd->add_option("--system", chat.system, "System message");
+  chat_cmd->add_flag("--json", chat.json, "Print each response as a JSON line");
+  chat_cmd->add_flag("--stats", chat.stats, "Print usage and timings on stderr");
+  chat_sampling.Add(chat_cmd);
+
+  TokenizeFlags tok;
+  CLI::App* tokenize = app.add_subcommand("tokenize", "Show token ids and pieces");
+  tokenize->add_option("model", tok.model, "Model name")->required();
+  tokenize->add_option("text", tok.text, "Text")->required();
+  tokenize->add_flag("--no-special", tok.no_special, "Do not add BOS/EOS");
+  tokenize->add_flag("--no-parse-special", tok.no_parse_special,
+                     "Treat special-token text as plain text");
+  tokenize->add_flag("--ids", tok.ids_only, "Print only the ids, space separated");
+  tokenize->add_flag("--json", tok.json, "Print JSON");
+
+  BenchFlags bench;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "Measure prefill/decode speed (greedy)");
+  bench_cmd->add_option("model", bench.model, "Model name")->required();
+  bench_cmd->add_option("--prompt-tokens", bench.prompt_tokens, "Prompt length in tokens")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  bench_cmd->add_option("--gen-tokens", bench.gen_tokens, "Tokens to generate per run")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  bench_cmd->add_option("--runs", bench.runs, "Measured runs")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  bench_cmd->add_option("--warmup", bench.warmup, "Unmeasured runs first")
+      ->capture_default_str()->check(CLI::Range(0, 1000));
+  bench_cmd->add_flag("--json", bench.json, "Print JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  conn.Connect();
+  if (*models) return RunModels(conn, models_json);
+  if (*load_cmd) return RunLoad(conn, load);
+  if (*unload) return RunUnload(conn, unload_name);
+  if (*info) return RunInfo(conn, info_name, info_json);
+  if (*generate) {
+    gen.sampling = gen_sampling.Get();
+    return RunGenerate(conn, gen);
+  }
+  if (*chat_cmd) {
+    chat.sampling = chat_sampling.Get();
+    return RunChat(conn, chat);
+  }
+  if (*tokenize) return RunTokenize(conn, tok);
+  if (*bench_cmd) return RunBench(conn, bench);
+  return 2;
+}

@@ -1,0 +1,209 @@
+// models, load, unload, info, tokenize.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/client.h"
+
+namespace ingot::client {
+namespace {
+
+const char* StateName(v1::ModelState state) {
+  switch (state) {
+    case v1::MODEL_STATE_LOADING: return "loading";
+    case v1::MODEL_STATE_READY: return "ready";
+    case v1::MODEL_STATE_UNLOADING: return "unloading";
+    default: return "unknown";
+  }
+}
+
+std::string HumanCount(int64_t n) {
+  if (n >= 1'000'000'000) return absl::StrFormat("%.2fB", n / 1e9);
+  if (n >= 1'000'000) return absl::StrFormat("%.1fM", n / 1e6);
+  if (n >= 1'000) return absl::StrFormat("%.1fK", n / 1e3);
+  return absl::StrFormat("%d", n);
+}
+
+void PrintModel(const v1::ModelInfo& m) {
+  std::cout << absl::StrFormat(
+      "name:          %s\nsource:        %s\nformat:        %s\narchitecture:  %s\n"
+      "parameters:    %s (%d)\ndevice:        %s\nstate:         %s\n"
+      "context:       %d tokens\nvocabulary:    %d tokens\nlayers:        %d\n"
+      "chat template: %s\nresident:      %s (weights %s, KV cache %s)\n",
+      m.name(), m.source(), m.format(), m.architecture(), HumanCount(m.parameter_count()),
+      m.parameter_count(), m.device(), StateName(m.state()), m.context_length(),
+      m.vocab_size(), m.layers(), m.has_chat_template() ? "yes" : "no",
+      HumanBytes(m.bytes_resident()), HumanBytes(m.weight_bytes()),
+      HumanBytes(m.kv_cache_bytes()));
+  if (m.tensor_kinds_size() > 0) {
+    std::cout << absl::StrFormat("  %-10s %-14s %8s %12s %12s\n", "KIND", "REPRESENTATION",
+                                 "TENSORS", "PARAMETERS", "BYTES");
+    for (const v1::TensorKindInfo& k : m.tensor_kinds()) {
+      std::cout << absl::StrFormat("  %-10s %-14s %8d %12s %12s\n", k.kind(),
+                                   k.representation(), k.tensors(), HumanCount(k.parameters()),
+                                   HumanBytes(k.bytes()));
+    }
+  }
+}
+
+// Escapes control characters and invalid UTF-8 bytes of a token piece for display.
+std::string ShowPiece(const std::string& piece) {
+  std::string out;
+  for (unsigned char c : piece) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (c < 0x20 || c == 0x7F) out += absl::StrFormat("\\x%02x", c);
+    else out.push_back(static_cast<char>(c));
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunModels(Connection& conn, bool json) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  v1::ListModelsResponse response;
+  grpc::Status status = stub->ListModels(context.get(), v1::ListModelsRequest(), &response);
+  if (!status.ok()) return ReportError(status);
+  if (json) {
+    PrintJsonLine(response);
+    return 0;
+  }
+  std::cout << absl::StrFormat("%-24s %-8s %-8s %-9s %-10s %-8s %-8s %s\n", "NAME", "ARCH",
+                               "DEVICE", "PARAMS", "RESIDENT", "CONTEXT", "STATE", "SOURCE");
+  for (const v1::ModelInfo& m : response.models()) {
+    std::cout << absl::StrFormat("%-24s %-8s %-8s %-9s %-10s %-8d %-8s %s\n", m.name(),
+                                 m.architecture(), m.device(), HumanCount(m.parameter_count()),
+                                 HumanBytes(m.bytes_resident()), m.context_length(),
+                                 StateName(m.state()), m.source());
+  }
+  return 0;
+}
+
+int RunLoad(Connection& conn, const LoadFlags& flags) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  v1::LoadModelRequest request;
+  request.set_name(flags.name);
+  request.set_source(flags.source);
+  request.set_format(flags.format);
+  request.set_device(flags.device);
+  request.set_context_length(flags.context_length);
+  auto reader = stub->LoadModel(context.get(), request);
+  const bool tty = isatty(STDERR_FILENO);
+  v1::LoadModelResponse response;
+  v1::ModelInfo model;
+  std::string last_stage;
+  while (reader->Read(&response)) {
+    if (flags.json) PrintJsonLine(response);
+    const v1::LoadProgress& p = response.progress();
+    if (tty) {
+      constexpr int kWidth = 30;
+      int filled = static_cast<int>(p.fraction() * kWidth + 0.5);
+      std::fprintf(stderr, "\r[%s%s] %3d%% %-8s %-40.40s", std::string(filled, '#').c_str(),
+                   std::string(kWidth - filled, ' ').c_str(),
+                   static_cast<int>(p.fraction() * 100 + 0.5), p.stage().c_str(),
+                   p.detail().c_str());
+    } else if (p.stage() != last_stage) {
+      std::fprintf(stderr, "%s %3d%%\n", p.stage().c_str(),
+                   static_cast<int>(p.fraction() * 100 + 0.5));
+    }
+    last_stage = p.stage();
+    if (response.has_model()) model = response.model();
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return ReportError(status);
+  if (!flags.json) {
+    std::fprintf(stderr, "loaded %s in %.2f s\n", model.name().c_str(),
+                 response.elapsed_seconds());
+    PrintModel(model);
+  }
+  return 0;
+}
+
+int RunUnload(Connection& conn, const std::string& name) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  v1::UnloadModelRequest request;
+  request.set_name(name);
+  v1::UnloadModelResponse response;
+  grpc::Status status = stub->UnloadModel(context.get(), request, &response);
+  if (!status.ok()) return ReportError(status);
+  std::cout << "unloaded " << name;
+  if (response.running_requests() > 0) {
+    std::cout << " (" << response.running_requests() << " running requests finish first)";
+  }
+  std::cout << '\n';
+  return 0;
+}
+
+int RunInfo(Connection& conn, const std::string& name, bool json) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  if (!name.empty()) {
+    v1::GetModelRequest request;
+    request.set_name(name);
+    v1::GetModelResponse response;
+    grpc::Status status = stub->GetModel(context.get(), request, &response);
+    if (!status.ok()) return ReportError(status);
+    if (json) PrintJsonLine(response);
+    else PrintModel(response.model());
+    return 0;
+  }
+  v1::GetServerInfoResponse response;
+  grpc::Status status =
+      stub->GetServerInfo(context.get(), v1::GetServerInfoRequest(), &response);
+  if (!status.ok()) return ReportError(status);
+  if (json) {
+    PrintJsonLine(response);
+    return 0;
+  }
+  std::vector<std::string> features(response.features().begin(), response.features().end());
+  std::cout << absl::StrFormat("server:   %s\nversion:  %s\nfeatures: %s\nthreads:  %d\n"
+                               "models:   %d\ndevices:\n",
+                               conn.server, response.version(), absl::StrJoin(features, " "),
+                               response.threads(), response.models_loaded());
+  for (const v1::DeviceInfo& d : response.devices()) {
+    if (d.available()) {
+      std::cout << absl::StrFormat("  %-8s total %s, free %s, used by models %s\n", d.name(),
+                                   HumanBytes(d.total_bytes()), HumanBytes(d.free_bytes()),
+                                   HumanBytes(d.used_bytes()));
+    } else {
+      std::cout << absl::StrFormat("  %-8s unavailable: %s\n", d.name(), d.reason());
+    }
+  }
+  return 0;
+}
+
+int RunTokenize(Connection& conn, const TokenizeFlags& flags) {
+  auto stub = v1::GenerationService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  v1::TokenizeRequest request;
+  request.set_model(flags.model);
+  request.set_text(flags.text);
+  request.set_add_special(!flags.no_special);
+  request.set_parse_special(!flags.no_parse_special);
+  v1::TokenizeResponse response;
+  grpc::Status status = stub->Tokenize(context.get(), request, &response);
+  if (!status.ok()) return ReportError(status);
+  if (flags.json) {
+    PrintJsonLine(response);
+  } else if (flags.ids_only) {
+    std::cout << absl::StrJoin(response.ids(), " ") << '\n';
+  } else {
+    for (int i = 0; i < response.ids_size(); ++i) {
+      std::cout << absl::StrFormat("%6d  %s\n", response.ids(i),
+                                   i < response.pieces_size() ? ShowPiece(response.pieces(i))
+                                                              : "");
+    }
+  }
+  return 0;
+}
+
+}  // namespace ingot::client
