@@ -106,9 +106,16 @@ absl::Status BpeTokenizer::Init() {
 std::vector<int32_t> BpeTokenizer::Encode(std::string_view text, bool add_special,
                                           bool parse_special) const {
   std::vector<std::string_view> pieces;
+  std::string valid;
   return EncodeWithSpecials(
       spec_, specials_, text, add_special, parse_special,
       [&](std::string_view run, bool /*after_special*/, std::vector<int32_t>* out) {
+        // The pre-tokenizer's classes need characters: bytes that are not UTF-8
+        // become U+FFFD each, as in llama.cpp (HF cannot be given such text).
+        if (!unicode::IsValidUtf8(run)) {
+          valid = unicode::ReplaceInvalidUtf8Bytes(run);
+          run = valid;
+        }
         pieces.clear();
         pre_->Split(run, &pieces);
         for (std::string_view piece : pieces) EncodePiece(piece, out);
@@ -174,12 +181,11 @@ void BpeTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>* out
     consider(left.prev);
     consider(c.left);
   }
+  // A byte without a token is dropped, as llama.cpp and HF BPE without an unk token
+  // do: vocabularies such as SmolLM2's leave out bytes that never occur in UTF-8
+  // (C0, C1, F5..FF), and their unk id is often an end-of-text token.
   for (int32_t i = 0; i < n; i = syms[i].next) {
-    if (syms[i].id >= 0) {
-      out->push_back(syms[i].id);
-    } else if (spec_.unk_id >= 0) {
-      out->push_back(spec_.unk_id);
-    }
+    if (syms[i].id >= 0) out->push_back(syms[i].id);
   }
 }
 

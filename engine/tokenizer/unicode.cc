@@ -72,6 +72,34 @@ std::string ToValidUtf8(std::string_view s) {
   return out;
 }
 
+std::string ReplaceInvalidUtf8Bytes(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t pos = 0; pos < s.size();) {
+    const Utf8Step step = ScanUtf8(s, pos);
+    if (step.kind == Utf8Kind::kComplete) {
+      out.append(s.substr(pos, step.len));
+    } else {
+      for (size_t i = 0; i < step.len; ++i) out.append(kReplacementChar);
+    }
+    pos += step.len;
+  }
+  return out;
+}
+
+bool IsValidUtf8(std::string_view s) {
+  for (size_t pos = 0; pos < s.size();) {
+    if (static_cast<uint8_t>(s[pos]) < 0x80) {  // ASCII fast path
+      ++pos;
+      continue;
+    }
+    const Utf8Step step = ScanUtf8(s, pos);
+    if (step.kind != Utf8Kind::kComplete) return false;
+    pos += step.len;
+  }
+  return true;
+}
+
 uint32_t DecodeUtf8(std::string_view s, size_t* pos) {
   const Utf8Step step = ScanUtf8(s, *pos);
   const auto* p = reinterpret_cast<const uint8_t*>(s.data()) + *pos;

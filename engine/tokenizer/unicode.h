@@ -31,6 +31,10 @@ inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
 
 // `s` with every invalid subpart (including a truncated tail) replaced by U+FFFD.
 std::string ToValidUtf8(std::string_view s);
+// Like ToValidUtf8 but one U+FFFD per byte of each invalid subpart (llama.cpp's
+// rule for text it tokenizes).
+std::string ReplaceInvalidUtf8Bytes(std::string_view s);
+bool IsValidUtf8(std::string_view s);
 
 // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other
 // 68 bytes for U+0100.. in byte order, so every byte is one visible character

@@ -263,5 +263,35 @@ TEST_F(SmolLm2Test, EncodesTenKilobytesInMilliseconds) {
   EXPECT_LT(ms, 50.0);  // ~1-3 ms on one core; generous for sanitizer builds
 }
 
+// Long single pieces (one whitespace run, one word, one punctuation run) and bytes
+// that are not UTF-8 stay fast and lossless.
+TEST_F(SmolLm2Test, PathologicalInputs) {
+  for (const std::string text :
+       {std::string(20000, ' '), std::string(20000, 'a'), std::string(20000, '!'),
+        std::string(5000, '\n') + "x"}) {
+    const auto start = std::chrono::steady_clock::now();
+    const Ids ids = tokenizer_->Encode(text, false, true);
+    const double ms = std::chrono::duration<double, std::milli>(
+                          std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(tokenizer_->Decode(ids, false), text);
+    EXPECT_LT(ms, 200.0) << text.substr(0, 8);
+  }
+}
+
+// Text that is not UTF-8: each stray byte becomes U+FFFD (token 24211 here), as
+// llama.cpp does; ids recorded from llama-cpp-python 0.3.36. (llama.cpp also accepts
+// surrogates and overlongs such as C0 AF for "/"; we replace those too.)
+TEST_F(SmolLm2Test, InvalidUtf8BecomesReplacementCharacters) {
+  EXPECT_THAT(tokenizer_->Encode("\xFF\xFE ab\xC0", false, true),
+              ElementsAre(24211, 24211, 453, 24211));
+  EXPECT_THAT(tokenizer_->Encode("\xE2\x82 z", false, true), ElementsAre(24211, 24211, 1892));
+  EXPECT_THAT(tokenizer_->Encode("\xC3 a", false, true), ElementsAre(24211, 253));
+  EXPECT_THAT(tokenizer_->Encode("\xF0\x9F\x8D", false, true),
+              ElementsAre(24211, 24211, 24211));
+  EXPECT_THAT(tokenizer_->Encode("a\x80" "b", false, true), ElementsAre(81, 24211, 82));
+  EXPECT_EQ(tokenizer_->Decode(tokenizer_->Encode("a\x80" "b", false, true), false),
+            "a\xEF\xBF\xBD" "b");
+}
+
 }  // namespace
 }  // namespace ingot
