@@ -136,6 +136,7 @@ struct TokenizeResult {
 };
 
 class Registry;
+namespace kernels { class ThreadPool; }
 
 class Engine {
  public:
@@ -167,6 +168,7 @@ class Engine {
 
  private:
   EngineOptions options_;
+  std::unique_ptr<kernels::ThreadPool> pool_;  // shared by every model's steps
   std::unique_ptr<Registry> registry_;
 };
 

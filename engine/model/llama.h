@@ -1,0 +1,135 @@
+// The Llama family forward pass (Llama 2/3, SmolLM, Mistral; Qwen2 with attention
+// biases): RMSNorm, RoPE, grouped-query attention over a per-sequence KV cache, SwiGLU
+// MLP, tied or separate output head. Weights stay in their GGML types; every linear
+// layer is a fused dequantize-dot over rows (kernels/cpu/quant_dot.h).
+//
+// One Forward call runs a batch of tokens that may belong to different sequences
+// (a prompt's tokens, or one decode token per running sequence): the linear layers see
+// all of them at once, attention runs per token against its own sequence's cache.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/cpu/quant_dot.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace ingot {
+
+namespace gguf { class File; }
+
+enum class RopeStyle {
+  kNormal,  // rotate adjacent pairs (x[2i], x[2i+1]); GGUF llama (Q/K rows permuted at conversion)
+  kNeox,    // rotate (x[i], x[i + rope_dim/2]); Qwen2, HF layout
+};
+
+struct LlamaConfig {
+  std::string architecture;  // "llama", "qwen2", ...
+  int32_t n_layer = 0;
+  int32_t n_embd = 0;        // hidden size
+  int32_t n_head = 0;
+  int32_t n_head_kv = 0;
+  int32_t head_dim = 0;
+  int32_t n_ff = 0;          // MLP intermediate size
+  int32_t vocab_size = 0;
+  int32_t context_length = 0;  // trained context
+  int32_t rope_dim = 0;        // rotated features per head
+  float rope_base = 10000.0f;
+  float rope_linear_factor = 1.0f;  // positions are divided by this (linear scaling)
+  float rms_eps = 1e-5f;
+  RopeStyle rope_style = RopeStyle::kNormal;
+  bool attn_bias = false;    // Qwen2: q/k/v biases
+  bool tied_output = false;  // output head shares token_embd
+  int32_t kv_dim() const { return n_head_kv * head_dim; }
+  int32_t q_dim() const { return n_head * head_dim; }
+};
+
+struct LlamaLayer {
+  std::vector<float> attn_norm;             // (n_embd)
+  kernels::WeightMatrix wq, wk, wv, wo;     // (q_dim, n_embd) (kv_dim, n_embd) x2 (n_embd, q_dim)
+  std::vector<float> bq, bk, bv;            // empty unless attn_bias
+  std::vector<float> ffn_norm;              // (n_embd)
+  kernels::WeightMatrix w_gate, w_up, w_down;  // (n_ff, n_embd) x2, (n_embd, n_ff)
+};
+
+// Keys and values of one sequence, f32, grown as the sequence grows.
+class KvCache {
+ public:
+  KvCache(int32_t n_layer, int32_t kv_dim) : n_layer_(n_layer), kv_dim_(kv_dim), k_(n_layer), v_(n_layer) {}
+  // Makes room for positions [0, tokens). Amortized doubling; bytes() tracks it.
+  void Reserve(int32_t tokens);
+  float* K(int32_t layer, int32_t pos) { return k_[layer].data() + static_cast<size_t>(pos) * kv_dim_; }
+  float* V(int32_t layer, int32_t pos) { return v_[layer].data() + static_cast<size_t>(pos) * kv_dim_; }
+  int32_t capacity() const { return capacity_; }
+  int64_t bytes() const { return static_cast<int64_t>(capacity_) * kv_dim_ * n_layer_ * 2 * 4; }
+
+ private:
+  int32_t n_layer_;
+  int32_t kv_dim_;
+  int32_t capacity_ = 0;
+  std::vector<std::vector<float>> k_, v_;  // [layer] -> (capacity, kv_dim)
+};
+
+struct BatchToken {
+  int32_t token = 0;
+  int32_t pos = 0;           // position in its sequence
+  KvCache* cache = nullptr;  // the sequence's cache (positions < pos already filled)
+  bool want_logits = false;
+};
+
+// Scratch buffers reused across steps (one per scheduler thread).
+struct ForwardWorkspace {
+  std::vector<float> x, xn, q, k, v, attn, gate, up, proj;
+  std::vector<float> rope_cos, rope_sin;  // (n_tokens, rope_dim / 2)
+  std::vector<uint8_t> act;               // prepared activations
+};
+
+struct TensorSummary {
+  std::string kind;            // "attention", "mlp", "embedding", "output", "norm"
+  std::string representation;  // GGML type names, '+'-joined when mixed
+  int64_t tensors = 0, parameters = 0, bytes = 0;
+};
+
+class LlamaModel {
+ public:
+  // Builds the model over the file's mapping (weights are not copied); takes ownership
+  // of the file. INVALID_ARGUMENT names a missing tensor or a shape mismatch
+  // (expected vs found); UNIMPLEMENTED names an unsupported architecture or type.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> FromGguf(
+      std::unique_ptr<gguf::File> file,
+      const std::function<void(double fraction, const std::string& detail)>& progress);
+  ~LlamaModel();
+
+  const LlamaConfig& config() const { return config_; }
+  int64_t parameter_count() const { return parameter_count_; }
+  int64_t weight_bytes() const { return weight_bytes_; }
+  const std::vector<TensorSummary>& tensor_summary() const { return summary_; }
+  const gguf::File& file() const { return *file_; }
+
+  // Runs the batch; appends vocab_size logits for every token with want_logits, in
+  // batch order, to `logits` (resized). Caches must have capacity for each pos.
+  void Forward(const std::vector<BatchToken>& batch, kernels::ThreadPool& pool,
+               ForwardWorkspace& ws, std::vector<float>* logits) const;
+
+ private:
+  LlamaModel() = default;
+  void Embed(int32_t token, float* out) const;
+
+  std::unique_ptr<gguf::File> file_;
+  LlamaConfig config_;
+  kernels::WeightMatrix token_embd_;  // (vocab, n_embd)
+  kernels::WeightMatrix output_;      // (vocab, n_embd); == token_embd_ when tied
+  std::vector<float> output_norm_;
+  std::vector<float> inv_freq_;       // (rope_dim / 2) incl. per-dimension freq factors
+  std::vector<LlamaLayer> layers_;
+  int64_t parameter_count_ = 0;
+  int64_t weight_bytes_ = 0;
+  std::vector<TensorSummary> summary_;
+};
+
+}  // namespace ingot

@@ -1,0 +1,249 @@
+#include "engine/runtime/engine.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "engine/common/status.h"
+#include "engine/formats/gguf.h"
+#include "engine/runtime/registry.h"
+#include "engine/runtime/sampling.h"
+#include "spdlog/spdlog.h"
+
+namespace ingot {
+
+const char* ModelStateName(ModelState s) {
+  switch (s) {
+    case ModelState::kLoading: return "loading";
+    case ModelState::kReady: return "ready";
+    case ModelState::kUnloading: return "unloading";
+  }
+  return "unknown";
+}
+
+const char* FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// MemTotal / MemAvailable from /proc/meminfo, in bytes.
+void ReadMemInfo(int64_t* total, int64_t* available) {
+  *total = 0;
+  *available = 0;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kb;
+  std::string unit;
+  while (in >> key >> kb) {
+    std::getline(in, unit);
+    if (key == "MemTotal:") *total = kb * 1024;
+    if (key == "MemAvailable:") *available = kb * 1024;
+  }
+}
+
+int DefaultThreads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+// Devices a load may name. CUDA arrives with issue 5; until then a cuda device is
+// reported, and refused, with the reason.
+absl::Status CheckDevice(const std::string& device) {
+  if (device == "cpu") return absl::OkStatus();
+  if (absl::StartsWith(device, "cuda")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device '", device, "' is not available: this build of ingotd has no CUDA support"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown device '", device, "' (expected 'cpu' or 'cuda:N')"));
+}
+
+// Reads one byte per page so the weights are resident before the first request
+// (mmap is lazy), and tells the kernel we will need them.
+void Prefault(const gguf::File& file) {
+  const long page = sysconf(_SC_PAGESIZE);
+  uint8_t sink = 0;
+  for (const auto& t : file.tensors()) {
+    for (uint64_t off = 0; off < t.nbytes; off += static_cast<uint64_t>(page)) {
+      sink ^= static_cast<const volatile uint8_t*>(t.data)[off];
+    }
+  }
+  (void)sink;
+}
+
+}  // namespace
+
+Engine::Engine(EngineOptions options)
+    : options_(options), registry_(std::make_unique<Registry>()) {
+  if (options_.threads <= 0) options_.threads = DefaultThreads();
+  pool_ = std::make_unique<kernels::ThreadPool>(options_.threads);
+}
+
+Engine::~Engine() { registry_->Shutdown(); }
+
+absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
+                                            const std::function<void(const LoadProgress&)>& progress) {
+  auto report = [&](const std::string& stage, double fraction, const std::string& detail) {
+    if (progress) progress(LoadProgress{stage, fraction, detail});
+  };
+  if (request.name.empty()) return absl::InvalidArgumentError("model name must not be empty");
+  if (request.source.empty()) return absl::InvalidArgumentError("model source path must not be empty");
+  RETURN_IF_ERROR(CheckDevice(request.device));
+  if (request.format != "auto" && request.format != "gguf" && !request.format.empty()) {
+    return absl::UnimplementedError(absl::StrCat("format '", request.format,
+                                                 "' is not supported by this build (supported: gguf)"));
+  }
+  if (request.context_length < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context_length must be >= 0, got ", request.context_length));
+  }
+  RETURN_IF_ERROR(registry_->Reserve(request.name, request));
+  auto result = CatchExceptions("loading " + request.source, [&]() -> absl::StatusOr<ModelInfo> {
+    const double t0 = MonotonicSeconds();
+    report("open", 0.0, request.source);
+    ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
+    int64_t mem_total, mem_available;
+    ReadMemInfo(&mem_total, &mem_available);
+    if (mem_available > 0 && static_cast<int64_t>(file->file_size()) > mem_available) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "loading ", request.source, " needs ", file->file_size(), " bytes but only ",
+          mem_available, " bytes of memory are available on cpu"));
+    }
+    ASSIGN_OR_RETURN(VocabSpec vocab, VocabSpecFromGguf(*file));
+    ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Create(std::move(vocab)));
+    report("tensors", 0.05, "");
+    auto loaded = std::make_shared<LoadedModel>();
+    ASSIGN_OR_RETURN(loaded->model,
+                     LlamaModel::FromGguf(std::move(file), [&](double f, const std::string& detail) {
+                       report("tensors", 0.05 + 0.75 * f, detail);
+                     }));
+    report("prefault", 0.8, "");
+    Prefault(loaded->model->file());
+    loaded->tokenizer = std::move(tokenizer);
+    const LlamaConfig& c = loaded->model->config();
+    int32_t ctx = request.context_length > 0 ? request.context_length : std::min(c.context_length, 4096);
+    ctx = std::min(ctx, c.context_length);
+    loaded->context_length = ctx;
+
+    ModelInfo& info = loaded->info;
+    info.name = request.name;
+    info.source = request.source;
+    info.format = "gguf";
+    info.architecture = c.architecture;
+    info.parameter_count = loaded->model->parameter_count();
+    info.device = request.device;
+    for (const auto& s : loaded->model->tensor_summary()) {
+      info.tensor_kinds.push_back({s.kind, s.representation, s.tensors, s.parameters, s.bytes});
+    }
+    info.weight_bytes = loaded->model->weight_bytes();
+    info.bytes_resident = info.weight_bytes;
+    info.context_length = ctx;
+    info.vocab_size = c.vocab_size;
+    info.layers = c.n_layer;
+    info.state = ModelState::kReady;
+    info.has_chat_template = !loaded->tokenizer->spec().chat_template.empty();
+    auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
+    registry_->Publish(request.name, loaded, std::move(scheduler));
+    report("ready", 1.0, "");
+    spdlog::info("loaded model {} from {} ({} parameters, {} MB, {:.2f} s)", request.name,
+                 request.source, info.parameter_count, info.weight_bytes >> 20, MonotonicSeconds() - t0);
+    return info;
+  });
+  if (!result.ok()) registry_->Abandon(request.name);
+  return result;
+}
+
+absl::Status Engine::UnloadModel(const std::string& name) {
+  RETURN_IF_ERROR(registry_->Unload(name));
+  spdlog::info("unloaded model {}", name);
+  return absl::OkStatus();
+}
+
+std::vector<ModelInfo> Engine::ListModels() const { return registry_->List(); }
+
+absl::StatusOr<ModelInfo> Engine::GetModel(const std::string& name) const { return registry_->Get(name); }
+
+std::vector<DeviceInfo> Engine::Devices() const {
+  DeviceInfo cpu;
+  cpu.name = "cpu";
+  cpu.kind = "cpu";
+  ReadMemInfo(&cpu.total_bytes, &cpu.free_bytes);
+  cpu.used_bytes = registry_->BytesOnDevice("cpu");
+  DeviceInfo cuda;
+  cuda.name = "cuda:0";
+  cuda.kind = "cuda";
+  cuda.available = false;
+  cuda.reason = "this build of ingotd has no CUDA support";
+  return {cpu, cuda};
+}
+
+absl::StatusOr<TokenizeResult> Engine::Tokenize(const std::string& model, const std::string& text,
+                                                bool add_special, bool parse_special) const {
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
+  const Tokenizer& tok = *ready.model->tokenizer;
+  TokenizeResult out;
+  out.ids = tok.Encode(text, add_special, parse_special);
+  for (int32_t id : out.ids) out.pieces.push_back(tok.TokenBytes(id, true));
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateRequest request,
+                                                                   GenerationCallbacks callbacks) {
+  const double submit = MonotonicSeconds();
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.model));
+  RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
+  const LoadedModel& m = *ready.model;
+  const Tokenizer& tok = *m.tokenizer;
+  std::string prompt = request.prompt;
+  if (!request.messages.empty()) {
+    if (!request.prompt.empty()) {
+      return absl::InvalidArgumentError("give either a prompt or chat messages, not both");
+    }
+    const std::string& tmpl = tok.spec().chat_template;
+    if (tmpl.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model '", request.model, "' has no chat template (tokenizer.chat_template); send a raw prompt"));
+    }
+    ChatTemplateOptions opts;
+    opts.add_generation_prompt = true;
+    if (tok.bos_id() >= 0) opts.bos_token = tok.TokenText(tok.bos_id());
+    if (tok.eos_id() >= 0) opts.eos_token = tok.TokenText(tok.eos_id());
+    ASSIGN_OR_RETURN(prompt, ApplyChatTemplate(tmpl, request.messages, opts));
+  }
+  if (prompt.empty()) return absl::InvalidArgumentError("prompt is empty");
+  SequenceRequest seq;
+  seq.prompt = tok.Encode(prompt, /*add_special=*/true, /*parse_special=*/true);
+  if (seq.prompt.empty()) return absl::InvalidArgumentError("prompt tokenizes to nothing");
+  const int32_t n_prompt = static_cast<int32_t>(seq.prompt.size());
+  if (n_prompt >= m.context_length) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt has ", n_prompt, " tokens; the context of '",
+                                                   request.model, "' is ", m.context_length, " tokens"));
+  }
+  seq.sampling = request.sampling;
+  seq.max_new_tokens = std::min(request.sampling.max_tokens, m.context_length - n_prompt);
+  seq.seed = request.sampling.seed ? *request.sampling.seed : std::random_device{}();
+  seq.callbacks = std::move(callbacks);
+  seq.handle = std::make_shared<GenerationHandle>();
+  seq.request_id = request.request_id;
+  seq.submit_time_s = submit;
+  auto handle = seq.handle;
+  RETURN_IF_ERROR(ready.scheduler->Submit(std::move(seq)));
+  return handle;
+}
+
+int Engine::RunningRequests(const std::string& model) const { return registry_->Running(model); }
+
+}  // namespace ingot

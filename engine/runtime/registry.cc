@@ -1,0 +1,141 @@
+#include "engine/runtime/registry.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ingot {
+
+absl::Status Registry::Reserve(const std::string& name, const LoadRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReapLocked();
+  if (entries_.count(name) != 0) {
+    return absl::AlreadyExistsError(absl::StrCat("a model named '", name,
+                                                 "' is already loaded or loading; unload it first"));
+  }
+  Entry e;
+  e.info.name = name;
+  e.info.source = request.source;
+  e.info.device = request.device;
+  e.info.state = ModelState::kLoading;
+  entries_.emplace(name, std::move(e));
+  return absl::OkStatus();
+}
+
+void Registry::Abandon(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.erase(name);
+}
+
+void Registry::Publish(const std::string& name, std::shared_ptr<const LoadedModel> model,
+                       std::unique_ptr<Scheduler> scheduler) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& e = entries_[name];
+  e.info = model->info;
+  e.info.state = ModelState::kReady;
+  e.model = std::move(model);
+  e.scheduler = std::move(scheduler);
+}
+
+absl::Status Registry::Unload(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReapLocked();
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
+  }
+  if (it->second.info.state == ModelState::kLoading) {
+    return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is still loading"));
+  }
+  it->second.scheduler->Drain();
+  draining_.push_back(std::move(it->second.scheduler));
+  draining_models_.push_back(std::move(it->second.model));
+  entries_.erase(it);
+  return absl::OkStatus();
+}
+
+void Registry::ReapLocked() {
+  for (size_t i = 0; i < draining_.size();) {
+    if (draining_[i]->Idle()) {
+      draining_.erase(draining_.begin() + i);  // joins its thread
+      draining_models_.erase(draining_models_.begin() + i);
+    } else {
+      ++i;
+    }
+  }
+}
+
+absl::StatusOr<Registry::Ready> Registry::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
+  }
+  if (it->second.info.state != ModelState::kReady) {
+    return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is still loading"));
+  }
+  return Ready{it->second.model, it->second.scheduler.get()};
+}
+
+ModelInfo Registry::Describe(const Entry& e) const {
+  ModelInfo info = e.info;
+  if (e.scheduler != nullptr) {
+    info.kv_cache_bytes = e.scheduler->KvCacheBytes();
+    info.bytes_resident = info.weight_bytes + info.kv_cache_bytes;
+  }
+  return info;
+}
+
+std::vector<ModelInfo> Registry::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ModelInfo> out;
+  for (const auto& [name, e] : entries_) out.push_back(Describe(e));
+  return out;
+}
+
+absl::StatusOr<ModelInfo> Registry::Get(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' is not loaded"));
+  }
+  return Describe(it->second);
+}
+
+int64_t Registry::BytesOnDevice(const std::string& device) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t total = 0;
+  for (const auto& [name, e] : entries_) {
+    if (e.info.device == device) total += Describe(e).bytes_resident;
+  }
+  for (size_t i = 0; i < draining_.size(); ++i) {
+    if (draining_models_[i]->info.device == device) {
+      total += draining_models_[i]->info.weight_bytes + draining_[i]->KvCacheBytes();
+    }
+  }
+  return total;
+}
+
+int Registry::Running(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int n = 0;
+  for (const auto& [model_name, e] : entries_) {
+    if ((name.empty() || name == model_name) && e.scheduler) n += e.scheduler->Running();
+  }
+  if (name.empty()) {
+    for (const auto& s : draining_) n += s->Running();
+  }
+  return n;
+}
+
+void Registry::Shutdown() {
+  std::map<std::string, Entry> entries;
+  std::vector<std::unique_ptr<Scheduler>> draining;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries.swap(entries_);
+    draining.swap(draining_);
+    draining_models_.clear();
+  }
+  // Destructors stop and join outside the lock (their callbacks may call back in).
+}
+
+}  // namespace ingot

@@ -1,0 +1,54 @@
+// name -> loaded model pinned to a device, with its scheduler. Requests hold a
+// shared_ptr to the model, so unloading never frees weights under a running stream:
+// an unloaded model's scheduler drains (finishes its streams) and is reaped later.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/runtime/scheduler.h"
+
+namespace ingot {
+
+class Registry {
+ public:
+  struct Entry {
+    ModelInfo info;                           // state kLoading until ready
+    std::shared_ptr<const LoadedModel> model; // null while loading
+    std::unique_ptr<Scheduler> scheduler;     // null while loading
+  };
+
+  // ALREADY_EXISTS when the name is taken (ready or loading).
+  absl::Status Reserve(const std::string& name, const LoadRequest& request);
+  void Abandon(const std::string& name);  // a failed load
+  void Publish(const std::string& name, std::shared_ptr<const LoadedModel> model,
+               std::unique_ptr<Scheduler> scheduler);
+  absl::Status Unload(const std::string& name);
+
+  // A ready model and its scheduler (NOT_FOUND / FAILED_PRECONDITION while loading).
+  struct Ready {
+    std::shared_ptr<const LoadedModel> model;
+    Scheduler* scheduler;
+  };
+  absl::StatusOr<Ready> Find(const std::string& name) const;
+  std::vector<ModelInfo> List() const;
+  absl::StatusOr<ModelInfo> Get(const std::string& name) const;
+  int64_t BytesOnDevice(const std::string& device) const;
+  int Running(const std::string& name) const;
+  void Shutdown();  // stops every scheduler (running streams end cancelled)
+
+ private:
+  ModelInfo Describe(const Entry& e) const;
+  void ReapLocked();
+
+  mutable std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+  std::vector<std::unique_ptr<Scheduler>> draining_;
+  // Models being unloaded, kept for their memory accounting until reaped.
+  std::vector<std::shared_ptr<const LoadedModel>> draining_models_;
+};
+
+}  // namespace ingot

@@ -1,0 +1,121 @@
+#include "engine/runtime/sampling.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace ingot {
+
+absl::Status ValidateSamplingParams(const SamplingParams& p) {
+  if (p.max_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be >= 1, got ", p.max_tokens));
+  }
+  if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {
+    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0 (0 = greedy), got ", p.temperature));
+  }
+  if (p.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0 (0 = off), got ", p.top_k));
+  }
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", p.top_p));
+  }
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1], got ", p.min_p));
+  }
+  if (!(p.repetition_penalty > 0.0f) || !std::isfinite(p.repetition_penalty)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("repetition_penalty must be > 0 (1 = off), got ", p.repetition_penalty));
+  }
+  if (p.stop.size() > 16) {
+    return absl::InvalidArgumentError(absl::StrCat("at most 16 stop strings, got ", p.stop.size()));
+  }
+  for (const auto& s : p.stop) {
+    if (s.empty()) return absl::InvalidArgumentError("stop strings must not be empty");
+  }
+  return absl::OkStatus();
+}
+
+int32_t ArgMax(absl::Span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
+
+int32_t Sampler::Sample(absl::Span<float> logits, absl::Span<const int32_t> history) {
+  // CTRL-style penalty over the recent window, each token once: positive logits are
+  // divided by the penalty, negative ones multiplied.
+  if (params_.repetition_penalty != 1.0f) {
+    absl::flat_hash_set<int32_t> seen;
+    const size_t start = history.size() > kPenaltyWindow ? history.size() - kPenaltyWindow : 0;
+    for (size_t i = start; i < history.size(); ++i) {
+      const int32_t id = history[i];
+      if (id < 0 || static_cast<size_t>(id) >= logits.size() || !seen.insert(id).second) continue;
+      float& l = logits[id];
+      l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
+    }
+  }
+  if (params_.temperature == 0.0f || params_.top_k == 1) return ArgMax(logits);
+
+  cand_.clear();
+  cand_.reserve(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) cand_.push_back({static_cast<int32_t>(i), logits[i]});
+  auto by_logit = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  size_t n = cand_.size();
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < n) {
+    n = static_cast<size_t>(params_.top_k);
+    std::partial_sort(cand_.begin(), cand_.begin() + n, cand_.end(), by_logit);
+    cand_.resize(n);
+  } else {
+    std::sort(cand_.begin(), cand_.end(), by_logit);
+  }
+  // Softmax at temperature 1 for the top-p / min-p filters (llama.cpp applies them
+  // before temperature).
+  probs_.resize(n);
+  const float mx = cand_[0].logit;
+  float sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    probs_[i] = std::exp(cand_[i].logit - mx);
+    sum += probs_[i];
+  }
+  if (params_.top_p < 1.0f) {
+    float cum = 0;
+    size_t keep = n;
+    for (size_t i = 0; i < n; ++i) {
+      cum += probs_[i] / sum;
+      if (cum >= params_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    n = keep;
+  }
+  if (params_.min_p > 0.0f) {
+    // probs_[0] is the largest: keep tokens with p >= min_p * p_max.
+    size_t keep = 1;
+    while (keep < n && probs_[keep] >= params_.min_p * probs_[0]) ++keep;
+    n = keep;
+  }
+  // Temperature, then draw.
+  sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    probs_[i] = std::exp((cand_[i].logit - mx) / params_.temperature);
+    sum += probs_[i];
+  }
+  std::uniform_real_distribution<double> uni(0.0, 1.0);
+  double r = uni(rng_) * sum;
+  for (size_t i = 0; i < n; ++i) {
+    r -= probs_[i];
+    if (r <= 0) return cand_[i].id;
+  }
+  return cand_[n - 1].id;
+}
+
+}  // namespace ingot

@@ -1,0 +1,40 @@
+// Token sampling: repetition penalty, then top-k, top-p, min-p, temperature and a
+// seeded draw (llama.cpp's default order). Temperature 0 is greedy.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "engine/runtime/engine.h"
+
+namespace ingot {
+
+class Sampler {
+ public:
+  // `seed` fixes the stream of draws: the same seed and inputs give the same tokens.
+  Sampler(const SamplingParams& params, uint64_t seed);
+
+  // Picks the next token from `logits` (vocab_size values, modified in place by the
+  // penalty). `history` is the sequence so far (prompt + generated).
+  int32_t Sample(absl::Span<float> logits, absl::Span<const int32_t> history);
+
+  // Tokens considered for the repetition penalty (llama.cpp's penalty_last_n).
+  static constexpr int kPenaltyWindow = 64;
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  struct Candidate {
+    int32_t id;
+    float logit;
+  };
+  std::vector<Candidate> cand_;
+  std::vector<float> probs_;
+};
+
+// Index of the largest value; ties go to the lowest index.
+int32_t ArgMax(absl::Span<const float> logits);
+
+}  // namespace ingot

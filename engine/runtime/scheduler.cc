@@ -1,0 +1,260 @@
+#include "engine/runtime/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status.h"
+#include "engine/runtime/sampling.h"
+#include "spdlog/spdlog.h"
+
+namespace ingot {
+
+double MonotonicSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Scheduler::Sequence {
+  Sequence(SequenceRequest r, const LoadedModel& m)
+      : req(std::move(r)),
+        sampler(req.sampling, req.seed),
+        cache(m.model->config().n_layer, m.model->config().kv_dim()),
+        decoder(*m.tokenizer) {
+    tokens = req.prompt;
+  }
+  SequenceRequest req;
+  Sampler sampler;
+  KvCache cache;
+  StreamDecoder decoder;
+  std::vector<int32_t> tokens;  // prompt + generated
+  int32_t n_past = 0;           // tokens whose keys/values are in the cache
+  int32_t generated = 0;
+  std::string held;             // decoded text not yet sent (could start a stop string)
+  std::vector<int32_t> held_ids;
+  double start_time_s = 0;      // admitted
+  double first_token_s = 0;
+  double last_token_s = 0;
+  bool done = false;
+};
+
+Scheduler::Scheduler(std::shared_ptr<const LoadedModel> model, kernels::ThreadPool* pool,
+                     int max_sequences)
+    : model_(std::move(model)), pool_(pool), max_sequences_(std::max(1, max_sequences)) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Scheduler::Submit(SequenceRequest request) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_ || stop_) {
+      return absl::UnavailableError("model is being unloaded; it takes no new requests");
+    }
+    if (queue_.size() >= kMaxQueued) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("queue of this model is full (", kMaxQueued, " waiting requests)"));
+    }
+    queue_.push_back(std::move(request));
+    ++running_;
+  }
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+void Scheduler::Drain() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool Scheduler::Idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return exited_;
+}
+
+int Scheduler::Running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_;
+}
+
+int64_t Scheduler::KvCacheBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return kv_bytes_;
+}
+
+void Scheduler::Loop() {
+  std::vector<std::unique_ptr<Sequence>> active;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !active.empty() || draining_; });
+      if (stop_) {
+        // Shutdown: everything still here ends as cancelled, with a status.
+        while (!queue_.empty()) {
+          auto r = std::move(queue_.front());
+          queue_.pop_front();
+          lock.unlock();
+          r.callbacks.on_done(absl::CancelledError("server is shutting down"), GenerationChunk{});
+          lock.lock();
+        }
+        lock.unlock();
+        for (auto& s : active) {
+          if (!s->done) Finish(*s, FinishReason::kCancelled, MonotonicSeconds());
+        }
+        lock.lock();
+        exited_ = true;
+        return;
+      }
+      if (draining_ && queue_.empty() && active.empty()) {
+        exited_ = true;
+        return;
+      }
+      const double now = MonotonicSeconds();
+      while (!queue_.empty() && static_cast<int>(active.size()) < max_sequences_) {
+        active.push_back(std::make_unique<Sequence>(std::move(queue_.front()), *model_));
+        active.back()->start_time_s = now;
+        queue_.pop_front();
+      }
+    }
+    if (active.empty()) continue;
+    Step(active);
+    int64_t kv = 0;
+    int finished = 0;
+    for (auto& s : active) {
+      if (s->done) ++finished;
+    }
+    active.erase(std::remove_if(active.begin(), active.end(), [](const auto& s) { return s->done; }),
+                 active.end());
+    for (auto& s : active) kv += s->cache.bytes();
+    std::lock_guard<std::mutex> lock(mu_);
+    kv_bytes_ = kv;
+    running_ -= finished;
+  }
+}
+
+void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
+  const double now = MonotonicSeconds();
+  std::vector<BatchToken> batch;
+  std::vector<Sequence*> with_logits;  // in batch order
+  int32_t prefill_budget = kPrefillChunk;
+  for (auto& sp : active) {
+    Sequence& s = *sp;
+    if (s.req.handle && s.req.handle->cancelled()) {
+      Finish(s, FinishReason::kCancelled, now);
+      continue;
+    }
+    const int32_t pending = static_cast<int32_t>(s.tokens.size()) - s.n_past;
+    const bool prefill = s.n_past < static_cast<int32_t>(s.req.prompt.size());
+    int32_t count = pending;
+    if (prefill) {
+      if (prefill_budget <= 0) continue;  // next step
+      count = std::min(pending, prefill_budget);
+      prefill_budget -= count;
+    }
+    s.cache.Reserve(s.n_past + count);
+    for (int32_t i = 0; i < count; ++i) {
+      const int32_t pos = s.n_past + i;
+      const bool last = i == count - 1 && pos + 1 == static_cast<int32_t>(s.tokens.size());
+      batch.push_back({s.tokens[pos], pos, &s.cache, last});
+    }
+    if (batch.back().want_logits) with_logits.push_back(&s);
+    s.n_past += count;
+  }
+  if (batch.empty()) return;
+  model_->model->Forward(batch, *pool_, ws_, &logits_);
+  const double after = MonotonicSeconds();
+  const int32_t vocab = model_->model->config().vocab_size;
+  for (size_t i = 0; i < with_logits.size(); ++i) {
+    Sequence& s = *with_logits[i];
+    absl::Span<float> row(logits_.data() + i * vocab, vocab);
+    const int32_t token = s.sampler.Sample(row, s.tokens);
+    Emit(s, token, after);
+  }
+}
+
+namespace {
+// Length of the longest suffix of `text` that is a proper prefix of some stop string.
+size_t HeldBackLength(const std::string& text, const std::vector<std::string>& stops) {
+  size_t keep = 0;
+  for (const auto& stop : stops) {
+    for (size_t len = std::min(text.size(), stop.size() - 1); len > keep; --len) {
+      if (text.compare(text.size() - len, len, stop, 0, len) == 0) {
+        keep = len;
+        break;
+      }
+    }
+  }
+  return keep;
+}
+}  // namespace
+
+void Scheduler::Emit(Sequence& s, int32_t token, double now) {
+  if (s.generated == 0) s.first_token_s = now;
+  s.last_token_s = now;
+  ++s.generated;
+  const Tokenizer& tok = *model_->tokenizer;
+  if (tok.IsEndOfGeneration(token)) {
+    s.held_ids.push_back(token);
+    Finish(s, FinishReason::kEos, now);
+    return;
+  }
+  s.tokens.push_back(token);
+  s.held += s.decoder.Push(token);
+  s.held_ids.push_back(token);
+  const auto& stops = s.req.sampling.stop;
+  if (!stops.empty()) {
+    size_t cut = std::string::npos;
+    for (const auto& stop : stops) cut = std::min(cut, s.held.find(stop));
+    if (cut != std::string::npos) {
+      s.held.resize(cut);
+      Finish(s, FinishReason::kStop, now);
+      return;
+    }
+  }
+  const bool out_of_context = static_cast<int32_t>(s.tokens.size()) >= model_->context_length;
+  if (s.generated >= s.req.max_new_tokens || out_of_context) {
+    Finish(s, FinishReason::kLength, now);
+    return;
+  }
+  const size_t hold = stops.empty() ? 0 : HeldBackLength(s.held, stops);
+  GenerationChunk chunk;
+  chunk.text = s.held.substr(0, s.held.size() - hold);
+  s.held.erase(0, s.held.size() - hold);
+  chunk.token_ids = std::move(s.held_ids);
+  s.held_ids.clear();
+  s.req.callbacks.on_chunk(std::move(chunk));
+}
+
+void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {
+  GenerationChunk chunk;
+  chunk.final = true;
+  chunk.finish_reason = reason;
+  chunk.text = std::move(s.held);
+  if (reason != FinishReason::kStop) chunk.text += s.decoder.Flush();
+  chunk.token_ids = std::move(s.held_ids);
+  chunk.prompt_tokens = static_cast<int32_t>(s.req.prompt.size());
+  chunk.completion_tokens = s.generated;
+  if (s.generated > 0) {
+    chunk.time_to_first_token_s = s.first_token_s - s.req.submit_time_s;
+    const double prefill_s = s.first_token_s - s.start_time_s;
+    if (prefill_s > 0) chunk.prefill_tokens_per_second = chunk.prompt_tokens / prefill_s;
+    if (s.generated > 1 && s.last_token_s > s.first_token_s) {
+      chunk.decode_tokens_per_second = (s.generated - 1) / (s.last_token_s - s.first_token_s);
+    }
+  }
+  chunk.total_s = now - s.req.submit_time_s;
+  s.done = true;
+  s.req.callbacks.on_done(absl::OkStatus(), std::move(chunk));
+}
+
+}  // namespace ingot

@@ -1,0 +1,53 @@
+// Dot products of quantized weight rows with activations: the decode hot path.
+// Integer paths follow ggml's scheme (activations quantized per 32-block to int8,
+// one int8 x int4/int8 dot per block, scales applied once per block); every other
+// type takes the generic path (dequantize the row block, f32 dot). Each kernel has a
+// plain reference; the AVX2 versions are chosen at run time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/ggml_types.h"
+
+namespace ingot::kernels {
+
+// How activations are prepared for a weight type.
+enum class ActType { kF32, kQ8_0, kQ8_1 };
+
+// A row-major weight matrix in a GGML type: `rows` output features, each of `cols`
+// input features stored in `row_bytes` bytes. Data is not owned.
+struct WeightMatrix {
+  GgmlType type = GgmlType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t row_bytes = 0;
+  const uint8_t* data = nullptr;
+  const uint8_t* Row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+};
+
+ActType ActivationTypeFor(GgmlType weight_type);
+// Bytes of one prepared activation row of `cols` features.
+size_t ActivationRowBytes(ActType act, int64_t cols);
+// Prepares one activation row (f32 copy, or Q8_0/Q8_1 blocks). cols % 32 == 0 for
+// the quantized kinds.
+void PrepareActivations(ActType act, const float* x, int64_t cols, void* out);
+// True when DotRows supports this weight type.
+bool DotSupported(GgmlType weight_type);
+
+// y[r - r0] = <row r of w, x> for r in [r0, r1); `x_act` was prepared with
+// ActivationTypeFor(w.type). Generic types use a per-thread scratch row.
+void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1);
+
+// Reference versions (plain loops), for tests and for CPUs without AVX2.
+void DotRowsRef(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1);
+void PrepareActivationsRef(ActType act, const float* x, int64_t cols, void* out);
+
+// Which implementation DotRows uses on this CPU ("avx2" or "ref").
+const char* DotImplementation();
+
+// f32 helpers used by attention and norms.
+float DotF32(const float* a, const float* b, int64_t n);
+void AxpyF32(float a, const float* x, float* y, int64_t n);  // y += a * x
+
+}  // namespace ingot::kernels

@@ -1,0 +1,28 @@
+// Per-type vector dot kernels shared between quant_dot.cc (reference, dispatch) and
+// quant_dot_avx2.cc. n = elements in the row (multiple of 32).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/ggml_types.h"
+
+namespace ingot::kernels::internal {
+
+using VecDotFn = float (*)(int64_t n, const void* w_row, const void* x_act);
+
+float VecDotQ4_0Q8_0Ref(int64_t n, const void* w, const void* x);
+float VecDotQ4_1Q8_1Ref(int64_t n, const void* w, const void* x);
+float VecDotQ5_0Q8_0Ref(int64_t n, const void* w, const void* x);
+float VecDotQ5_1Q8_1Ref(int64_t n, const void* w, const void* x);
+float VecDotQ8_0Q8_0Ref(int64_t n, const void* w, const void* x);
+
+bool CpuHasAvx2();
+float VecDotQ4_0Q8_0Avx2(int64_t n, const void* w, const void* x);
+float VecDotQ4_1Q8_1Avx2(int64_t n, const void* w, const void* x);
+float VecDotQ8_0Q8_0Avx2(int64_t n, const void* w, const void* x);
+float DotF32Avx2(const float* a, const float* b, int64_t n);
+void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
+void QuantizeRowQ8_0Avx2(const float* x, BlockQ8_0* y, int64_t n);
+void QuantizeRowQ8_1Avx2(const float* x, BlockQ8_1* y, int64_t n);
+
+}  // namespace ingot::kernels::internal
