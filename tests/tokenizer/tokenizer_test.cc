@@ -260,7 +260,7 @@ TEST_F(SmolLm2Test, EncodesTenKilobytesInMilliseconds) {
                         std::chrono::steady_clock::now() - start).count() / kRepeats;
   std::printf("encode %zu bytes -> %zu tokens: %.2f ms\n", text.size(), ids.size(), ms);
   EXPECT_EQ(tokenizer_->Decode(ids, false), text);
-  EXPECT_LT(ms, 50.0);  // ~1-3 ms on one core; generous for sanitizer builds
+  EXPECT_LT(ms, 100.0);  // ~1.3 ms in Release, ~35 ms under ASan+UBSan at -O1
 }
 
 // Long single pieces (one whitespace run, one word, one punctuation run) and bytes
