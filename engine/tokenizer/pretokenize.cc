@@ -64,9 +64,6 @@ constexpr PreTokenizerRow kPreTokenizers[] = {
 #undef INGOT_WS_RUN
 #undef INGOT_WS
 
-}  // namespace
-
-namespace {
 // Unicode White_Space, the same set as INGOT_WS, for the character at `s[pos]`.
 bool IsWhitespace(std::string_view s, size_t pos) {
   size_t p = pos;
