@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -40,6 +41,7 @@ const prometheus::Histogram::BucketBoundaries kLoadBuckets = {
 ClientMetric Sample(double value, std::vector<ClientMetric::Label> labels, MetricType type) {
   ClientMetric m;
   m.label = std::move(labels);
+  std::sort(m.label.begin(), m.label.end());  // as the registry's own families print them
   if (type == MetricType::Counter) m.counter.value = value;
   else m.gauge.value = value;
   return m;

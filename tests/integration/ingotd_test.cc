@@ -1,0 +1,688 @@
+// Integration tests: the real ingotd (build/bin) on loopback serving the default
+// model, driven through the generated gRPC stubs, the ingot CLI, the /metrics
+// endpoint (checked by promtool) and signals. Skipped when the default model has not
+// been fetched (scripts/fetch_model.sh).
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "ingot/v1/generation.grpc.pb.h"
+#include "ingot/v1/model.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/ingotd_process.h"
+#include "tests/test_util.h"
+
+namespace ingot::testing {
+namespace {
+
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using HealthStatus = grpc::health::v1::HealthCheckResponse;
+
+constexpr auto kStartTimeout = std::chrono::seconds(180);
+// A prompt whose greedy continuation keeps going (no early EOS): long streams.
+constexpr char kCountingPrompt[] = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,";
+
+std::chrono::system_clock::time_point In(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+
+struct Generation {
+  grpc::Status status;
+  std::string text;
+  std::vector<int32_t> ids;
+  int messages = 0;
+  v1::GenerateResponse last;
+};
+
+// Runs one Generate call to the end. With `cancel_after_first`, cancels the call
+// once the first message arrived.
+Generation Generate(const std::shared_ptr<grpc::Channel>& channel,
+                    const v1::GenerateRequest& request, bool cancel_after_first = false,
+                    std::function<void()> on_first = nullptr) {
+  auto stub = v1::GenerationService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(In(300));
+  auto reader = stub->Generate(&context, request);
+  Generation g;
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    if (g.messages++ == 0) {
+      if (on_first) on_first();
+      if (cancel_after_first) context.TryCancel();
+    }
+    g.text += response.text();
+    g.ids.insert(g.ids.end(), response.token_ids().begin(), response.token_ids().end());
+    g.last = response;
+  }
+  g.status = reader->Finish();
+  return g;
+}
+
+v1::GenerateRequest Greedy(const std::string& model, const std::string& prompt, int max_tokens) {
+  v1::GenerateRequest r;
+  r.set_model(model);
+  r.set_prompt(prompt);
+  r.set_max_tokens(max_tokens);
+  r.set_temperature(0);
+  return r;
+}
+
+HealthStatus::ServingStatus Health(const std::shared_ptr<grpc::Channel>& channel,
+                                   const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(In(10));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  HealthStatus response;
+  grpc::Status status = stub->Check(&context, request, &response);
+  return status.ok() ? response.status() : HealthStatus::SERVICE_UNKNOWN;
+}
+
+struct LoadResult {
+  grpc::Status status;
+  std::vector<v1::LoadModelResponse> messages;
+};
+
+LoadResult Load(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
+                const std::string& source) {
+  auto stub = v1::ModelService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(In(300));
+  v1::LoadModelRequest request;
+  request.set_name(name);
+  request.set_source(source);
+  auto reader = stub->LoadModel(&context, request);
+  LoadResult result;
+  v1::LoadModelResponse response;
+  while (reader->Read(&response)) result.messages.push_back(response);
+  result.status = reader->Finish();
+  return result;
+}
+
+bool IsFinal(v1::FinishReason r) {
+  return r == v1::FINISH_REASON_LENGTH || r == v1::FINISH_REASON_STOP ||
+         r == v1::FINISH_REASON_EOS;
+}
+
+// One server for the suite; each test leaves it with only "default" loaded.
+class IngotdTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(DefaultModelPath())) return;
+    server_ = new IngotdProcess();
+    server_->Start({"--model", "default=" + DefaultModelPath(), "--threads", "2"});
+    started_ = server_->WaitServing(kStartTimeout);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    if (!std::filesystem::exists(DefaultModelPath())) {
+      GTEST_SKIP() << "default model not fetched: " << DefaultModelPath()
+                   << " (run scripts/fetch_model.sh)";
+    }
+    ASSERT_TRUE(started_) << "ingotd did not become SERVING; its log:\n" << server_->ReadLog();
+  }
+  void TearDown() override {
+    if (HasFailure() && server_) std::cerr << "ingotd log:\n" << server_->ReadLog();
+  }
+
+  std::shared_ptr<grpc::Channel> channel() { return server_->channel(); }
+  std::unique_ptr<v1::ModelService::Stub> models() { return v1::ModelService::NewStub(channel()); }
+  std::string Cli() { return INGOT_CLI_PATH; }
+
+  static IngotdProcess* server_;
+  static bool started_;
+};
+IngotdProcess* IngotdTest::server_ = nullptr;
+bool IngotdTest::started_ = false;
+
+TEST_F(IngotdTest, HealthAndServerInfo) {
+  EXPECT_EQ(Health(channel(), ""), HealthStatus::SERVING);
+  EXPECT_EQ(Health(channel(), "default"), HealthStatus::SERVING);
+  EXPECT_EQ(Health(channel(), "ingot.v1.GenerationService"), HealthStatus::SERVING);
+
+  grpc::ClientContext context;
+  v1::GetServerInfoResponse info;
+  ASSERT_TRUE(models()->GetServerInfo(&context, {}, &info).ok());
+  EXPECT_FALSE(info.version().empty());
+  EXPECT_THAT(std::vector<std::string>(info.features().begin(), info.features().end()),
+              ::testing::Contains("cpu"));
+  EXPECT_EQ(info.models_loaded(), 1);
+  bool cpu = false;
+  for (const v1::DeviceInfo& d : info.devices()) {
+    if (d.name() != "cpu") continue;
+    cpu = true;
+    EXPECT_TRUE(d.available());
+    EXPECT_GT(d.total_bytes(), 0);
+    EXPECT_GT(d.used_bytes(), 0) << "the default model is resident on the cpu";
+  }
+  EXPECT_TRUE(cpu);
+}
+
+TEST_F(IngotdTest, ListAndGetModel) {
+  grpc::ClientContext list_context;
+  v1::ListModelsResponse list;
+  ASSERT_TRUE(models()->ListModels(&list_context, {}, &list).ok());
+  ASSERT_EQ(list.models_size(), 1);
+  const v1::ModelInfo& m = list.models(0);
+  EXPECT_EQ(m.name(), "default");
+  EXPECT_EQ(m.source(), DefaultModelPath());
+  EXPECT_EQ(m.format(), "gguf");
+  EXPECT_EQ(m.architecture(), "llama");
+  EXPECT_EQ(m.device(), "cpu");
+  EXPECT_EQ(m.state(), v1::MODEL_STATE_READY);
+  EXPECT_GT(m.parameter_count(), 100'000'000);
+  EXPECT_LT(m.parameter_count(), 200'000'000);
+  EXPECT_GT(m.bytes_resident(), 50'000'000);
+  EXPECT_GT(m.context_length(), 0);
+  EXPECT_EQ(m.vocab_size(), 49152);
+  EXPECT_EQ(m.layers(), 30);
+  EXPECT_TRUE(m.has_chat_template());
+  EXPECT_GT(m.tensor_kinds_size(), 0);
+
+  grpc::ClientContext get_context;
+  v1::GetModelRequest get;
+  get.set_name("default");
+  v1::GetModelResponse got;
+  ASSERT_TRUE(models()->GetModel(&get_context, get, &got).ok());
+  EXPECT_EQ(got.model().SerializeAsString(), m.SerializeAsString());
+
+  grpc::ClientContext missing_context;
+  get.set_name("no-such-model");
+  grpc::Status status = models()->GetModel(&missing_context, get, &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("no-such-model"));
+}
+
+TEST_F(IngotdTest, GreedyGenerationIsDeterministic) {
+  v1::GenerateRequest request = Greedy("default", "The capital of France is", 16);
+  Generation a = Generate(channel(), request);
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  Generation b = Generate(channel(), request);
+  ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  EXPECT_FALSE(a.text.empty());
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_EQ(a.ids, b.ids);
+  EXPECT_TRUE(IsFinal(a.last.finish_reason())) << a.last.DebugString();
+  EXPECT_EQ(a.last.usage().completion_tokens(), static_cast<int>(a.ids.size()));
+  EXPECT_GT(a.last.usage().prompt_tokens(), 0);
+  EXPECT_EQ(a.last.usage().total_tokens(),
+            a.last.usage().prompt_tokens() + a.last.usage().completion_tokens());
+  if (a.last.finish_reason() == v1::FINISH_REASON_LENGTH) {
+    EXPECT_EQ(a.ids.size(), 16u);
+  }
+  EXPECT_GT(a.last.timings().time_to_first_token_seconds(), 0);
+  EXPECT_GT(a.last.timings().total_seconds(), 0);
+  EXPECT_FALSE(a.last.request_id().empty());
+}
+
+TEST_F(IngotdTest, SeededSamplingIsReproducible) {
+  v1::GenerateRequest request;
+  request.set_model("default");
+  request.set_prompt("Once upon a time");
+  request.set_max_tokens(24);
+  request.set_temperature(0.9f);
+  request.set_top_p(0.95f);
+  request.set_top_k(50);
+  request.set_seed(1234);
+  Generation a = Generate(channel(), request);
+  Generation b = Generate(channel(), request);
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  EXPECT_EQ(a.ids, b.ids);
+  EXPECT_EQ(a.text, b.text);
+}
+
+TEST_F(IngotdTest, ChatMessagesUseTheModelsTemplate) {
+  v1::GenerateRequest request;
+  request.set_model("default");
+  auto* system = request.add_messages();
+  system->set_role("system");
+  system->set_content("You are a helpful assistant.");
+  auto* user = request.add_messages();
+  user->set_role("user");
+  user->set_content("What is 2+2?");
+  request.set_max_tokens(24);
+  request.set_temperature(0);
+  Generation g = Generate(channel(), request);
+  ASSERT_TRUE(g.status.ok()) << g.status.error_message();
+  EXPECT_FALSE(g.text.empty());
+  EXPECT_TRUE(IsFinal(g.last.finish_reason()));
+  // The template adds the ChatML framing around both messages.
+  EXPECT_GT(g.last.usage().prompt_tokens(), 15);
+}
+
+TEST_F(IngotdTest, TokenizeReturnsIdsAndPieces) {
+  auto stub = v1::GenerationService::NewStub(channel());
+  grpc::ClientContext context;
+  v1::TokenizeRequest request;
+  request.set_model("default");
+  request.set_text("Hello world, héllo 世界!");
+  v1::TokenizeResponse response;
+  ASSERT_TRUE(stub->Tokenize(&context, request, &response).ok());
+  ASSERT_GT(response.ids_size(), 3);
+  ASSERT_EQ(response.ids_size(), response.pieces_size());
+  std::string joined;
+  for (const std::string& p : response.pieces()) joined += p;
+  EXPECT_EQ(joined, request.text());
+}
+
+TEST_F(IngotdTest, UnknownModelIsNotFound) {
+  Generation g = Generate(channel(), Greedy("no-such-model", "hi", 4));
+  EXPECT_EQ(g.status.error_code(), grpc::StatusCode::NOT_FOUND) << g.status.error_message();
+  EXPECT_THAT(g.status.error_message(), HasSubstr("no-such-model"));
+  EXPECT_EQ(g.messages, 0);
+
+  auto stub = v1::GenerationService::NewStub(channel());
+  grpc::ClientContext context;
+  v1::TokenizeRequest request;
+  request.set_model("no-such-model");
+  request.set_text("hi");
+  v1::TokenizeResponse response;
+  EXPECT_EQ(stub->Tokenize(&context, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext unload_context;
+  v1::UnloadModelRequest unload;
+  unload.set_name("no-such-model");
+  v1::UnloadModelResponse unloaded;
+  EXPECT_EQ(models()->UnloadModel(&unload_context, unload, &unloaded).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(IngotdTest, LoadMissingFileIsNotFoundNamingThePath) {
+  const std::string path = "/nonexistent/ingot/missing-model.gguf";
+  LoadResult r = Load(channel(), "missing", path);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::NOT_FOUND) << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(), HasSubstr(path));
+  EXPECT_EQ(Health(channel(), "missing"), HealthStatus::SERVICE_UNKNOWN);
+}
+
+TEST_F(IngotdTest, LoadBadRequestsAreRejected) {
+  LoadResult dup = Load(channel(), "default", DefaultModelPath());
+  EXPECT_EQ(dup.status.error_code(), grpc::StatusCode::ALREADY_EXISTS)
+      << dup.status.error_message();
+  LoadResult bad_name = Load(channel(), "bad name/with slash", DefaultModelPath());
+  EXPECT_EQ(bad_name.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad_name.status.error_message(), HasSubstr("name"));
+  LoadResult no_source = Load(channel(), "x", "");
+  EXPECT_EQ(no_source.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(no_source.status.error_message(), HasSubstr("source"));
+}
+
+TEST_F(IngotdTest, CorruptFilesAreInvalidArgumentAndDefaultKeepsServing) {
+  const std::string dir = MakeTempDir();
+  const std::string model = ReadFile(DefaultModelPath());
+  ASSERT_GT(model.size(), 4u << 20);
+  struct Case { std::string name, bytes; };
+  std::mt19937 rng(7);
+  std::string garbage(1 << 16, '\0');
+  for (char& c : garbage) c = static_cast<char>(rng());
+  // GGUF magic and version 3, then garbage counts and metadata.
+  std::string bad_header = std::string("GGUF\x03\0\0\0", 8) + garbage;
+  const std::vector<Case> cases = {
+      {"truncated-metadata", model.substr(0, 4096)},
+      {"truncated-tensor-data", model.substr(0, model.size() / 2)},
+      {"garbage-after-magic", bad_header},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string path = dir + "/" + c.name + ".gguf";
+    std::ofstream(path, std::ios::binary) << c.bytes;
+    LoadResult r = Load(channel(), c.name, path);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << r.status.error_message();
+    EXPECT_FALSE(r.status.error_message().empty());
+    std::filesystem::remove(path);
+
+    Generation g = Generate(channel(), Greedy("default", "Hello", 4));
+    EXPECT_TRUE(g.status.ok()) << g.status.error_message();
+    EXPECT_FALSE(g.ids.empty());
+  }
+  std::filesystem::remove_all(dir);
+  grpc::ClientContext context;
+  v1::ListModelsResponse list;
+  ASSERT_TRUE(models()->ListModels(&context, {}, &list).ok());
+  EXPECT_EQ(list.models_size(), 1) << list.DebugString();
+}
+
+TEST_F(IngotdTest, BadSamplingValuesAreInvalidArgumentNamingTheField) {
+  struct Case {
+    std::string field;
+    std::function<void(v1::GenerateRequest*)> set;
+  };
+  const std::vector<Case> cases = {
+      {"max_tokens", [](auto* r) { r->set_max_tokens(0); }},
+      {"max_tokens", [](auto* r) { r->set_max_tokens(-5); }},
+      {"temperature", [](auto* r) { r->set_temperature(-1); }},
+      {"temperature", [](auto* r) { r->set_temperature(std::nanf("")); }},
+      {"top_k", [](auto* r) { r->set_top_k(-1); }},
+      {"top_p", [](auto* r) { r->set_top_p(0); }},
+      {"top_p", [](auto* r) { r->set_top_p(1.5f); }},
+      {"min_p", [](auto* r) { r->set_min_p(-0.1f); }},
+      {"min_p", [](auto* r) { r->set_min_p(1.5f); }},
+      {"repetition_penalty", [](auto* r) { r->set_repetition_penalty(0); }},
+  };
+  for (const Case& c : cases) {
+    v1::GenerateRequest request = Greedy("default", "Hello", 4);
+    request.clear_temperature();
+    c.set(&request);
+    SCOPED_TRACE(request.ShortDebugString());
+    Generation g = Generate(channel(), request);
+    EXPECT_EQ(g.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(g.status.error_message(), HasSubstr(c.field));
+    EXPECT_EQ(g.messages, 0);
+  }
+  // Neither or both of prompt and messages.
+  v1::GenerateRequest neither = Greedy("default", "", 4);
+  EXPECT_EQ(Generate(channel(), neither).status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GenerateRequest both = Greedy("default", "Hello", 4);
+  both.add_messages()->set_role("user");
+  EXPECT_EQ(Generate(channel(), both).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(IngotdTest, CancelMidStreamFreesTheRequest) {
+  Generation g = Generate(channel(), Greedy("default", kCountingPrompt, 1000),
+                          /*cancel_after_first=*/true);
+  EXPECT_EQ(g.status.error_code(), grpc::StatusCode::CANCELLED) << g.status.error_message();
+  EXPECT_GE(g.messages, 1);
+  // The engine drops the request and the server records it as CANCELLED.
+  std::string metrics;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    metrics = HttpGetMetrics(server_->metrics_port());
+    if (MetricValue(metrics, R"(ingot_requests_running{model="default"})") == 0 &&
+        MetricValue(metrics, R"(ingot_requests_total{code="CANCELLED",model="default"})") >= 1) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(MetricValue(metrics, R"(ingot_requests_running{model="default"})"), 0) << metrics;
+  EXPECT_GE(MetricValue(metrics, R"(ingot_requests_total{code="CANCELLED",model="default"})"), 1)
+      << metrics;
+  // And the model serves the next request normally.
+  Generation next = Generate(channel(), Greedy("default", "Hello", 4));
+  EXPECT_TRUE(next.status.ok()) << next.status.error_message();
+}
+
+TEST_F(IngotdTest, EightConcurrentStreamsComplete) {
+  constexpr int kStreams = 8;
+  std::vector<Generation> results(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest r = Greedy("default", "Write a sentence about the number " +
+                                     std::to_string(i) + ".", 24);
+      if (i % 2) {  // mix greedy and seeded sampling in one batch
+        r.set_temperature(0.7f);
+        r.set_seed(i);
+      }
+      results[i] = Generate(channel(), r);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kStreams; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_TRUE(results[i].status.ok()) << results[i].status.error_message();
+    EXPECT_TRUE(IsFinal(results[i].last.finish_reason())) << results[i].last.DebugString();
+    EXPECT_GT(results[i].ids.size(), 0u);
+    EXPECT_EQ(results[i].last.usage().completion_tokens(),
+              static_cast<int>(results[i].ids.size()));
+  }
+}
+
+TEST_F(IngotdTest, UnloadWhileStreamingLetsTheStreamFinish) {
+  LoadResult load = Load(channel(), "second", DefaultModelPath());
+  ASSERT_TRUE(load.status.ok()) << load.status.error_message();
+  ASSERT_FALSE(load.messages.empty());
+  const v1::LoadModelResponse& last = load.messages.back();
+  EXPECT_EQ(last.model().name(), "second");
+  EXPECT_EQ(last.model().state(), v1::MODEL_STATE_READY);
+  EXPECT_DOUBLE_EQ(last.progress().fraction(), 1.0);
+  for (const v1::LoadModelResponse& m : load.messages) {
+    EXPECT_GE(m.progress().fraction(), 0.0);
+    EXPECT_LE(m.progress().fraction(), 1.0);
+  }
+  EXPECT_EQ(Health(channel(), "second"), HealthStatus::SERVING);
+
+  grpc::Status unload_status;
+  Generation g = Generate(channel(), Greedy("second", kCountingPrompt, 48), false, [&] {
+    grpc::ClientContext context;
+    v1::UnloadModelRequest request;
+    request.set_name("second");
+    v1::UnloadModelResponse response;
+    unload_status = models()->UnloadModel(&context, request, &response);
+  });
+  EXPECT_TRUE(unload_status.ok()) << unload_status.error_message();
+  EXPECT_TRUE(g.status.ok()) << g.status.error_message();
+  EXPECT_TRUE(IsFinal(g.last.finish_reason())) << g.last.DebugString();
+  EXPECT_GT(g.ids.size(), 1u);
+  EXPECT_EQ(Health(channel(), "second"), HealthStatus::NOT_SERVING);
+
+  Generation after = Generate(channel(), Greedy("second", "Hello", 4));
+  EXPECT_EQ(after.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext context;
+  v1::ListModelsResponse list;
+  ASSERT_TRUE(models()->ListModels(&context, {}, &list).ok());
+  ASSERT_EQ(list.models_size(), 1);
+  EXPECT_EQ(list.models(0).name(), "default");
+}
+
+TEST_F(IngotdTest, CliModelsGenerateTokenizeInfo) {
+  const std::string server = server_->address();
+  CommandResult models = RunCommand({Cli(), "--server", server, "models"});
+  EXPECT_EQ(models.exit_code, 0) << models.err;
+  EXPECT_THAT(models.out, HasSubstr("default"));
+  EXPECT_THAT(models.out, HasSubstr("llama"));
+
+  // The CLI streams the same greedy text the stub gets.
+  Generation expected = Generate(channel(), Greedy("default", "The capital of France is", 8));
+  ASSERT_TRUE(expected.status.ok());
+  CommandResult gen = RunCommand({Cli(), "generate", "default", "The capital of France is",
+                                  "-n", "8", "--greedy", "--server", server});
+  EXPECT_EQ(gen.exit_code, 0) << gen.err;
+  std::string out = gen.out;
+  if (!out.empty() && out.back() == '\n' && expected.text.back() != '\n') out.pop_back();
+  EXPECT_EQ(out, expected.text);
+
+  // --json: one event per line, the last with finish reason and usage.
+  CommandResult json = RunCommand({Cli(), "--server", server, "generate", "default", "Hello",
+                                   "-n", "6", "--greedy", "--json"});
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  std::vector<std::string> lines = absl::StrSplit(json.out, '\n', absl::SkipEmpty());
+  ASSERT_FALSE(lines.empty());
+  nlohmann::json final_event = nlohmann::json::parse(lines.back());
+  EXPECT_TRUE(final_event.contains("finish_reason")) << lines.back();
+  EXPECT_TRUE(final_event.contains("usage")) << lines.back();
+
+  // tokenize --ids matches the RPC.
+  auto stub = v1::GenerationService::NewStub(channel());
+  grpc::ClientContext context;
+  v1::TokenizeRequest request;
+  request.set_model("default");
+  request.set_text("Hello world");
+  v1::TokenizeResponse response;
+  ASSERT_TRUE(stub->Tokenize(&context, request, &response).ok());
+  CommandResult tok =
+      RunCommand({Cli(), "--server", server, "tokenize", "default", "Hello world", "--ids"});
+  EXPECT_EQ(tok.exit_code, 0) << tok.err;
+  EXPECT_EQ(tok.out, absl::StrJoin(response.ids(), " ") + "\n");
+
+  CommandResult info = RunCommand({Cli(), "--server", server, "info"});
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_THAT(info.out, HasSubstr("version"));
+  CommandResult model_info = RunCommand({Cli(), "--server", server, "info", "default"});
+  EXPECT_EQ(model_info.exit_code, 0) << model_info.err;
+  EXPECT_THAT(model_info.out, HasSubstr("llama"));
+
+  // chat keeps the conversation across lines and stops at /exit.
+  CommandResult chat = RunCommand({Cli(), "--server", server, "chat", "default", "-n", "8",
+                                   "--greedy", "--stats"},
+                                  "Hi!\nAnd again?\n/exit\nnot sent\n");
+  EXPECT_EQ(chat.exit_code, 0) << chat.err;
+  EXPECT_FALSE(chat.out.empty());
+  EXPECT_EQ(std::count(chat.err.begin(), chat.err.end(), '\n'), 2) << chat.err;
+
+  // bench reports medians from the server's timings.
+  CommandResult bench = RunCommand({Cli(), "--server", server, "bench", "default",
+                                    "--prompt-tokens", "32", "--gen-tokens", "8", "--runs",
+                                    "2", "--warmup", "0", "--json"});
+  EXPECT_EQ(bench.exit_code, 0) << bench.err;
+  nlohmann::json b = nlohmann::json::parse(bench.out, nullptr, false);
+  ASSERT_FALSE(b.is_discarded()) << bench.out;
+  EXPECT_EQ(b["prompt_tokens"], 32) << bench.out;
+  EXPECT_GT(b["median_decode_tokens_per_second"].get<double>(), 0);
+  EXPECT_GT(b["median_prefill_tokens_per_second"].get<double>(), 0);
+  EXPECT_GT(b["median_time_to_first_token_seconds"].get<double>(), 0);
+}
+
+TEST_F(IngotdTest, CliErrorsExitNonZeroWithTheCodeName) {
+  const std::string server = server_->address();
+  CommandResult unknown = RunCommand({Cli(), "--server", server, "generate", "nope", "hi"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("NOT_FOUND"));
+  CommandResult bad = RunCommand({Cli(), "--server", server, "generate", "default", "hi",
+                                  "--temperature", "-2"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(bad.err, HasSubstr("temperature"));
+  CommandResult missing = RunCommand({Cli(), "--server", server, "load", "m",
+                                      "/nonexistent/x.gguf"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(missing.err, HasSubstr("/nonexistent/x.gguf"));
+  CommandResult down = RunCommand({Cli(), "--server", "127.0.0.1:1", "models"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_THAT(down.err, HasSubstr("UNAVAILABLE"));
+}
+
+TEST_F(IngotdTest, MetricsHaveEveryNameAndPassPromtool) {
+  Generation g = Generate(channel(), Greedy("default", "Hello", 8));
+  ASSERT_TRUE(g.status.ok());
+  const std::string metrics = HttpGetMetrics(server_->metrics_port());
+  ASSERT_FALSE(metrics.empty());
+  for (const char* name :
+       {"ingot_requests_total", "ingot_request_duration_seconds",
+        "ingot_time_to_first_token_seconds", "ingot_time_per_output_token_seconds",
+        "ingot_prompt_tokens_total", "ingot_generated_tokens_total", "ingot_requests_running",
+        "ingot_model_memory_bytes", "ingot_device_memory_used_bytes",
+        "ingot_model_load_duration_seconds", "process_resident_memory_bytes",
+        "process_cpu_seconds_total", "process_start_time_seconds"}) {
+    EXPECT_THAT(metrics, HasSubstr(std::string("# TYPE ") + name + " ")) << name;
+  }
+  EXPECT_GE(MetricValue(metrics, R"(ingot_requests_total{code="OK",model="default"})"), 1);
+  EXPECT_GE(MetricValue(metrics, R"(ingot_generated_tokens_total{model="default"})"),
+            static_cast<double>(g.ids.size()));
+  EXPECT_GT(MetricValue(metrics, R"(ingot_model_memory_bytes{device="cpu",model="default"})"),
+            0);
+  EXPECT_GT(MetricValue(metrics, R"(ingot_device_memory_used_bytes{device="cpu"})"), 0);
+  EXPECT_GT(MetricValue(metrics, "process_resident_memory_bytes"), 1e6);
+  EXPECT_GE(MetricValue(metrics, "ingot_model_load_duration_seconds_count"), 1);
+
+  if (!std::filesystem::exists("/usr/bin/promtool")) {
+    GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
+  }
+  CommandResult check = RunCommand({"/usr/bin/promtool", "check", "metrics"}, metrics);
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+// Servers of their own: these stop them.
+class IngotdLifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(DefaultModelPath())) {
+      GTEST_SKIP() << "default model not fetched: " << DefaultModelPath();
+    }
+  }
+};
+
+TEST_F(IngotdLifecycleTest, FailingPreloadExitsNonZeroWithTheReason) {
+  IngotdProcess server;
+  server.Start({"--model", "x=/nonexistent/model.gguf"});
+  EXPECT_FALSE(server.WaitServing(std::chrono::seconds(60)));
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!server.Exited(&status) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_THAT(server.ReadLog(), HasSubstr("/nonexistent/model.gguf"));
+  EXPECT_THAT(server.ReadLog(), HasSubstr("NOT_FOUND"));
+}
+
+// SIGTERM with streams running: within --drain-seconds they all complete normally,
+// new calls are refused, and the process exits 0.
+TEST_F(IngotdLifecycleTest, SigtermLetsRunningStreamsFinishAndExitsZero) {
+  IngotdProcess server;
+  server.Start({"--model", "default=" + DefaultModelPath(), "--drain-seconds", "60"});
+  ASSERT_TRUE(server.WaitServing(kStartTimeout)) << server.ReadLog();
+  constexpr int kStreams = 3;
+  std::atomic<int> started{0};
+  std::vector<Generation> results(kStreams);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = Generate(server.channel(), Greedy("default", kCountingPrompt, 48), false,
+                            [&] { started++; });
+    });
+  }
+  while (started < kStreams) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(server.pid(), SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Generation late = Generate(server.channel(), Greedy("default", "Hello", 4));
+  EXPECT_FALSE(late.status.ok()) << "a call after SIGTERM was served";
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kStreams; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_TRUE(results[i].status.ok()) << results[i].status.error_message();
+    EXPECT_TRUE(IsFinal(results[i].last.finish_reason())) << results[i].last.DebugString();
+  }
+  int status = server.StopWith(0, std::chrono::seconds(60));  // signal 0: just wait
+  ASSERT_NE(status, -1) << "ingotd did not exit; log:\n" << server.ReadLog();
+  ASSERT_TRUE(WIFEXITED(status)) << server.ReadLog();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << server.ReadLog();
+  EXPECT_THAT(server.ReadLog(), HasSubstr("SIGTERM"));
+}
+
+// Streams longer than the drain window are cancelled at its end; still exit 0.
+TEST_F(IngotdLifecycleTest, DrainDeadlineCancelsLongStreamsAndExitsZero) {
+  IngotdProcess server;
+  server.Start({"--model", "default=" + DefaultModelPath(), "--drain-seconds", "1"});
+  ASSERT_TRUE(server.WaitServing(kStartTimeout)) << server.ReadLog();
+  std::atomic<int> started{0};
+  Generation result;
+  std::thread t([&] {
+    result = Generate(server.channel(), Greedy("default", kCountingPrompt, 2000), false,
+                      [&] { started++; });
+  });
+  while (started < 1) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto sent = std::chrono::steady_clock::now();
+  int status = server.StopWith(SIGINT, std::chrono::seconds(60));
+  t.join();
+  ASSERT_NE(status, -1) << "ingotd did not exit; log:\n" << server.ReadLog();
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(30));
+  ASSERT_TRUE(WIFEXITED(status)) << server.ReadLog();
+  EXPECT_EQ(WEXITSTATUS(status), 0) << server.ReadLog();
+  // Either an error status or a final message saying it was cancelled.
+  EXPECT_TRUE(!result.status.ok() ||
+              result.last.finish_reason() == v1::FINISH_REASON_CANCELLED)
+      << result.last.DebugString();
+}
+
+}  // namespace
+}  // namespace ingot::testing
