@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 
@@ -128,35 +129,44 @@ TEST_F(EngineTest, GreedyMatchesLlamaCppTokenForToken) {
                                 c.Callbacks()));
     c.Wait();
     ASSERT_OK(c.status);
-    size_t compare = want.size();
-    for (size_t j = 0; j < g["steps"].size(); ++j) {
-      if (g["steps"][j]["margin"].get<float>() < tie) {
-        compare = j + 1;  // the step itself may go either way
-        break;
-      }
-    }
     size_t agree = 0;
-    while (agree < compare && agree < c.ids.size() && c.ids[agree] == want[agree]) ++agree;
-    const bool tie_ok = agree + 1 == compare && compare < want.size();
-    EXPECT_TRUE(agree == compare || tie_ok) << "diverged at token " << agree;
+    while (agree < want.size() && agree < c.ids.size() && c.ids[agree] == want[agree]) ++agree;
+    float margin = 0;
+    if (agree < want.size()) {
+      // Diverging is allowed only where llama.cpp itself was near a tie.
+      margin = g["steps"][agree]["margin"].get<float>();
+      EXPECT_LT(margin, tie) << "diverged from llama.cpp at token " << agree;
+    }
     if (agree >= 32 || agree == want.size()) ++long_matches;
     std::printf("[ greedy ] %-15s %2zu/%zu tokens equal to llama.cpp%s\n", name.c_str(), agree,
                 want.size(),
-                compare < want.size() ? " (compared up to llama.cpp's first near-tie)" : "");
+                agree < want.size()
+                    ? absl::StrFormat(" (then a llama.cpp near-tie, margin %.3f: comparison stops)", margin).c_str()
+                    : "");
   }
   EXPECT_GE(long_matches, 5);
 }
 
 TEST_F(EngineTest, ChatUsesTheModelsTemplate) {
-  GenerateRequest r = Greedy("", 16);
-  r.messages = {{"user", "What is the capital of France?"}};
+  // SmolLM2's template adds its default system prompt; the rendered conversation is
+  // exactly the ChatML text llama.cpp was given for "chat_capital" in greedy.json.
+  GenerateRequest chat = Greedy("", 12);
+  chat.messages = {{"user", "What is the capital of France?"}};
   Collector c;
-  ASSERT_OK(engine_->Generate(r, c.Callbacks()));
+  ASSERT_OK(engine_->Generate(chat, c.Callbacks()));
   c.Wait();
   ASSERT_OK(c.status);
-  EXPECT_THAT(c.text, HasSubstr("Paris"));
-  // The template adds SmolLM's default system prompt: a long prompt for a short question.
-  EXPECT_GT(c.final.prompt_tokens, 25);
+  Collector raw;
+  ASSERT_OK(engine_->Generate(
+      Greedy("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+             "Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+             "<|im_start|>assistant\n",
+             12),
+      raw.Callbacks()));
+  raw.Wait();
+  EXPECT_EQ(c.final.prompt_tokens, raw.final.prompt_tokens);
+  EXPECT_EQ(c.ids, raw.ids);
+  EXPECT_EQ(c.text, raw.text);
 }
 
 TEST_F(EngineTest, SameSeedSameText) {
@@ -212,7 +222,8 @@ TEST_F(EngineTest, LengthEosAndUsage) {
 
 TEST_F(EngineTest, CancelEndsTheStream) {
   Collector c;
-  auto handle = engine_->Generate(Greedy("Tell me a long story.", 400), c.Callbacks());
+  // A prompt llama.cpp continues for 48 tokens without EOS (greedy.json raw_facts).
+  auto handle = engine_->Generate(Greedy("The three primary colors are", 400), c.Callbacks());
   ASSERT_OK(handle);
   c.WaitForChunks(2);
   (*handle)->Cancel();
