@@ -118,6 +118,10 @@ absl::StatusOr<Value> FilterAbs(Renderer&, const Value& v, ArgReader& a) {
 absl::StatusOr<Value> FilterAttr(Renderer&, const Value& v, ArgReader& a) {
   ASSIGN_OR_RETURN(std::string name, Text(a.Get(0, "name")));
   RETURN_IF_ERROR(a.Done());
+  // Unlike `.`, |attr never falls back to a dict key.
+  if (v.is_dict() && !HasMethod(v, name)) {
+    return Value::Undefined(absl::StrCat("'dict object' has no attribute '", name, "'"));
+  }
   return GetAttr(v, name);
 }
 

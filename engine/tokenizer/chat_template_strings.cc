@@ -62,13 +62,15 @@ char32_t LowerOf(char32_t c) {
 }
 
 bool IsUpperCp(char32_t c) { return LowerOf(c) != c || c == 0x130; }
-bool IsLowerCp(char32_t c) { return UpperOf(c) != c || c == 0xDF || c == 0x138; }
+bool IsLowerCp(char32_t c) { return UpperOf(c) != c || c == 0xDF || c == 0x138 || c == 0x149; }
 bool IsCased(char32_t c) { return IsUpperCp(c) || IsLowerCp(c); }
 
 // The few mappings that produce more than one code point.
 void AppendUpper(char32_t c, std::string* out) {
   if (c == 0xDF) {
     out->append("SS");
+  } else if (c == 0x149) {
+    out->append("\xCA\xBCN");  // U+02BC modifier apostrophe + N
   } else {
     AppendUtf8(UpperOf(c), out);
   }
@@ -76,6 +78,8 @@ void AppendUpper(char32_t c, std::string* out) {
 void AppendTitle(char32_t c, std::string* out) {
   if (c == 0xDF) {
     out->append("Ss");
+  } else if (c == 0x149) {
+    out->append("\xCA\xBCN");
   } else {
     AppendUtf8(UpperOf(c), out);
   }

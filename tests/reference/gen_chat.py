@@ -471,6 +471,40 @@ FEATURES = {
     "int_float_filters": "{{ '42' | int }}|{{ 'x' | int }}|{{ 3.9 | int }}|{{ '1.5' | float }}"
                          "|{{ 2 | float }}|{{ -3 | abs }}|{{ [1, 2, 3] | reverse | list }}"
                          "|{{ 'abc' | reverse }}",
+    "unicode_case": "{{ 'straße' | upper }}|{{ 'ΑΒΓ Σ' | lower }}|{{ 'привет мир' | title }}"
+                    "|{{ 'ÉCOLE' | lower }}|{{ 'ĳ ŉ ÿ' | upper }}|{{ 'they\\'re 3rd' .title() }}"
+                    "|{{ 'ßx' | capitalize }}|{{ 'ÀÉÎ' is upper }}|{{ 'àé1' is lower }}"
+                    "|{{ 'ｆｕｌｌ' | upper }}|{{ 'İ' | lower | length }}",
+    "split_edge_cases": "{{ ' a b  c '.split(none, 1) }}|{{ 'a  b'.split(' ') }}"
+                        "|{{ 'a,b,c'.split(',', 1) }}|{{ '\u00a0x\u2003y\n'.split() }}"
+                        "|{{ 'abc'.split('abc') }}|{{ 'x'.split(',', 0) }}",
+    "repr_edge_cases": "{{ ['a\u00a0b', 'tab\there', 'nl\n', '\x7f', 'é'] }}"
+                       "|{{ messages[0] }}|{{ [1.5, 'x', none] | string }}|{{ ('x',) | list }}"
+                       "|{{ {1: 'a', none: true, 2.5: []} }}|{{ [[], {}, ()] }}",
+    "loop_cycle": "{% for m in messages %}{{ loop.cycle('odd', 'even') }},{% endfor %}",
+    "tojson_options": "{{ 'é😀' | tojson(ensure_ascii=true) }}|{{ {'a': [1, {'b': none}]} | tojson(indent='\t') }}"
+                      "|{{ [] | tojson(indent=2) }}|{{ {} | tojson(indent=2) }}|{{ {1: 2, true: 3} | tojson }}",
+    "filters_apply": "{{ ['a', 'b'] | map('upper') | join }}|{{ [1, 2, 3, 4] | select('odd') | list }}"
+                     "|{{ [1, 2, 3, 4] | reject('divisibleby', 2) | list }}|{{ [0, 1, '', 'x'] | select | list }}"
+                     "|{{ messages | selectattr('role', 'in', ['user', 'system']) | map(attribute='role') | list }}"
+                     "|{{ messages | map(attribute='missing', default='?') | list }}"
+                     "|{{ messages[0] | items | list }}|{{ messages[0] | attr('role') }}",
+    "globals": "{% set ns = namespace({'a': 1}, b=2) %}{{ ns.a }}{{ ns.b }}|{{ dict(x=1, y='z') }}"
+               "|{{ range(5) | list }}|{{ range(10, 0, -3) | list }}|{{ range(0) | list }}",
+    "macro_defaults": "{% macro m(a, b=a ~ '!', c=none) %}{{ a }}/{{ b }}/{{ c }}{% endmacro %}"
+                      "{{ m(1) }}|{{ m(1, 2, 3) }}|{{ m(c='C', a='A') }}|{{ m() }}",
+    "precedence_more": "{{ 10 // 3 * 2 }}|{{ not 1 in [1] }}|{{ -2 ** 2 }}|{{ 1 if 0 else 2 if 1 else 3 }}"
+                       "|{{ 2 * 3 ~ 4 }}|{{ 1 - 2 - 3 }}|{{ 2 ** 3 ** 0 }}|{{ 'a' ~ 'b' | upper ~ 'c' }}"
+                       "|{{ [1, 2][1.5] }}|{{ (1, 2)[0] }}|{{ 'ab' in 'xaby' and 1 }}",
+    "ws_unicode_space": "a\n\u00a0 {% if true %}x{% endif %}\n b \u3000{%- if true -%}\u00a0 y{% endif %}",
+    "ws_comment_positions": "a\n  {#- c -#}\n  b\n    {# c #}   \nc {# c #}\nd\n{#+ c #}\ne",
+    "ws_nested_blocks": "{% for m in messages %}\n  {% if m.role == 'user' %}\n    U: {{ m.content | trim }}\n"
+                        "  {% else %}\n    {{ m.role | upper }}\n  {% endif %}\n{% endfor %}\nend",
+    "ws_inline_tags": "x {% if true %} y {% endif %} z\n  {{ 'v' }}  {% if true %}w{% endif %}  \n",
+    "scoping_nested": "{% set ns = namespace(n=0) %}{% for a in [1, 2] %}{% set outer = a %}"
+                      "{% for b in [1, 2] %}{% set ns.n = ns.n + outer * b %}{% set outer = 0 %}{% endfor %}"
+                      "{{ outer }}{% endfor %}{{ ns.n }}{{ outer }}|{% for x in [1] %}{% set body %}b{{ x }}"
+                      "{% endset %}{{ body }}{% endfor %}{{ body }}",
 }
 
 # Feature templates jinja2 (and so transformers) rejects: syntax errors and runtime
@@ -502,6 +536,16 @@ ERROR_FEATURES = {
     "tojson_undefined": "{{ nope | tojson }}",
     "break_outside_loop": "{% break %}",
     "unknown_filter": "{{ 'x' | no_such_filter }}",
+    "tojson_namespace": "{{ namespace(a=1) | tojson }}",
+    "unpack_int": "{% for a, b in [1] %}{% endfor %}",
+    "split_empty_sep": "{{ 'abc'.split('') }}",
+    "range_zero_step": "{{ range(0, 10, 0) }}",
+    "neg_string": "{{ -'a' }}",
+    "set_attr_non_namespace": "{% set d = {} %}{% set d.x = 1 %}",
+    "call_non_callable": "{{ messages[0].role() }}",
+    "too_many_macro_args": "{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}",
+    "unknown_macro_kwarg": "{% macro m(a) %}{% endmacro %}{{ m(b=1) }}",
+    "slice_zero_step": "{{ [1, 2][::0] }}",
 }
 
 

@@ -44,6 +44,9 @@ struct GoldenCase {
   std::string error_class;    // jinja2's exception class
 };
 
+// gtest prints a parameter on failure; the case name says more than its bytes.
+void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.name; }
+
 std::vector<GoldenCase> LoadGoldenCases() {
   std::ifstream in(SourcePath("tests/data/chat/cases.json"));
   if (!in) return {};
@@ -264,6 +267,21 @@ TEST(ChatTemplate, LongConversationRendersInFullAndQuickly) {
       ApplyChatTemplate(TemplateFile("chatml"), conversation, {false, "", ""});
   ASSERT_OK(out);
   EXPECT_EQ(*out, expected);
+}
+
+// Constructs jinja2 cannot produce a golden for: transformers' {% generation %} tag
+// (an extension of its own), the clock, and int64 overflow (Python ints are unbounded).
+TEST(ChatTemplate, TransformersExtrasAndDeliberateDifferences) {
+  EXPECT_THAT(Render("{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}"
+                     "{% endfor %}"),
+              ::testing::Eq(absl::StatusOr<std::string>("[hi]")));
+  absl::StatusOr<std::string> year = Render("{{ strftime_now('%Y') }}");
+  ASSERT_OK(year);
+  EXPECT_EQ(year->size(), 4u);
+  EXPECT_THAT(Render("{{ 9223372036854775807 + 1 }}"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("integer overflow")));
+  EXPECT_THAT(Render("{{ 2 ** 64 }}"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("integer overflow")));
 }
 
 TEST(ChatTemplate, InvalidUtf8InContentPassesThrough) {
