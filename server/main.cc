@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/runtime/engine.h"
+#include "grpc/health/v1/health.pb.h"
 #include "server/generation_service.h"
 #include "server/logging.h"
 #include "server/metrics.h"
@@ -113,6 +114,9 @@ int Run(const Flags& flags) {
   ModelServiceImpl model_service(engine.get(), &metrics, threads);
   GenerationServiceImpl generation_service(engine.get(), &metrics);
   grpc::EnableDefaultHealthCheckService(true);
+  // gRPC's health service has no protobuf descriptors of its own; touching ours links
+  // them in, so reflection can describe grpc.health.v1.Health too.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
@@ -133,7 +137,7 @@ int Run(const Flags& flags) {
   for (const ModelInfo& m : engine->ListModels()) names.push_back(m.name);
   spdlog::info("ingotd {} listening on {} (port {}), metrics on {}, threads={}, models=[{}]",
                INGOT_VERSION, flags.listen, port,
-               flags.metrics_listen.empty() ? "off"
+               flags.metrics_listen.empty() ? "nothing (disabled)"
                    : absl::StrCat(flags.metrics_listen, " (port ", metrics.port(), ")"),
                threads, absl::StrJoin(names, ","));
 

@@ -17,6 +17,7 @@
 #include "ingot/v1/generation.grpc.pb.h"
 #include "ingot/v1/model.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "reflection.grpc.pb.h"
 #include "tests/integration/ingotd_process.h"
 #include "tests/test_util.h"
 
@@ -170,6 +171,35 @@ TEST_F(IngotdTest, HealthAndServerInfo) {
     EXPECT_GT(d.used_bytes(), 0) << "the default model is resident on the cpu";
   }
   EXPECT_TRUE(cpu);
+}
+
+TEST_F(IngotdTest, ReflectionListsAndDescribesTheServices) {
+  namespace refl = grpc::reflection::v1alpha;
+  auto stub = refl::ServerReflection::NewStub(channel());
+  grpc::ClientContext context;
+  context.set_deadline(In(30));
+  auto stream = stub->ServerReflectionInfo(&context);
+  refl::ServerReflectionRequest list;
+  list.set_list_services("*");
+  refl::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Write(list));
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> services;
+  for (const auto& s : response.list_services_response().service()) services.push_back(s.name());
+  EXPECT_THAT(services, ::testing::IsSupersetOf({"ingot.v1.ModelService",
+                                                 "ingot.v1.GenerationService",
+                                                 "grpc.health.v1.Health"}));
+  for (const char* symbol : {"ingot.v1.GenerationService", "ingot.v1.ModelInfo",
+                             "grpc.health.v1.Health"}) {
+    refl::ServerReflectionRequest describe;
+    describe.set_file_containing_symbol(symbol);
+    ASSERT_TRUE(stream->Write(describe));
+    ASSERT_TRUE(stream->Read(&response));
+    EXPECT_GT(response.file_descriptor_response().file_descriptor_proto_size(), 0)
+        << symbol << ": " << response.error_response().error_message();
+  }
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 TEST_F(IngotdTest, ListAndGetModel) {
