@@ -37,6 +37,16 @@ std::chrono::system_clock::time_point In(int seconds) {
   return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
 }
 
+// Polls `done` every 10 ms for up to two minutes.
+bool WaitFor(const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 struct Generation {
   grpc::Status status;
   std::string text;
@@ -671,9 +681,15 @@ TEST_F(IngotdLifecycleTest, SigtermLetsRunningStreamsFinishAndExitsZero) {
                             [&] { started++; });
     });
   }
-  while (started < kStreams) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!WaitFor([&] { return started == kStreams; })) {
+    server.StopWith(SIGKILL, std::chrono::seconds(10));
+    for (std::thread& t : threads) t.join();
+    FAIL() << "streams did not start; log:\n" << server.ReadLog();
+  }
   kill(server.pid(), SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Health flips first, then the server stops taking calls.
+  EXPECT_TRUE(WaitFor([&] { return Health(server.channel(), "") != HealthStatus::SERVING; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   Generation late = Generate(server.channel(), Greedy("default", "Hello", 4));
   EXPECT_FALSE(late.status.ok()) << "a call after SIGTERM was served";
   for (std::thread& t : threads) t.join();
@@ -700,7 +716,11 @@ TEST_F(IngotdLifecycleTest, DrainDeadlineCancelsLongStreamsAndExitsZero) {
     result = Generate(server.channel(), Greedy("default", kCountingPrompt, 2000), false,
                       [&] { started++; });
   });
-  while (started < 1) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!WaitFor([&] { return started == 1; })) {
+    server.StopWith(SIGKILL, std::chrono::seconds(10));
+    t.join();
+    FAIL() << "the stream did not start: " << result.status.error_message();
+  }
   auto sent = std::chrono::steady_clock::now();
   int status = server.StopWith(SIGINT, std::chrono::seconds(60));
   t.join();
