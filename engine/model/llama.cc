@@ -107,11 +107,10 @@ void MatMul(ThreadPool& pool, std::initializer_list<MatMulJob> jobs_list, int64_
       const MatMulJob& job = jobs[j];
       const int64_t r0 = (c - chunk_start[j]) * kGrain;
       const int64_t r1 = std::min(job.w->rows, r0 + kGrain);
-      for (int64_t t = 0; t < n; ++t) {
-        float* y = job.y + t * job.w->rows;
-        kernels::DotRows(*job.w, act[j] + t * act_row_bytes[j], y + r0, r0, r1);
-        if (job.bias != nullptr) {
-          for (int64_t r = r0; r < r1; ++r) y[r] += job.bias[r];
+      kernels::DotRowsTokens(*job.w, act[j], act_row_bytes[j], n, job.y, job.w->rows, r0, r1);
+      if (job.bias != nullptr) {
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t r = r0; r < r1; ++r) job.y[t * job.w->rows + r] += job.bias[r];
         }
       }
     }

@@ -113,14 +113,18 @@ struct DotKernel {
   ActType act;
   VecDotFn ref;
   VecDotFn avx2;  // nullptr: the reference is used
+  internal::VecDot4Fn avx2_x4;  // four activation rows at once; nullptr: one at a time
 };
 
 const DotKernel kDotKernels[] = {
-    {GgmlType::kQ4_0, ActType::kQ8_0, internal::VecDotQ4_0Q8_0Ref, internal::VecDotQ4_0Q8_0Avx2},
-    {GgmlType::kQ4_1, ActType::kQ8_1, internal::VecDotQ4_1Q8_1Ref, internal::VecDotQ4_1Q8_1Avx2},
-    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr},
-    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr},
-    {GgmlType::kQ8_0, ActType::kQ8_0, internal::VecDotQ8_0Q8_0Ref, internal::VecDotQ8_0Q8_0Avx2},
+    {GgmlType::kQ4_0, ActType::kQ8_0, internal::VecDotQ4_0Q8_0Ref, internal::VecDotQ4_0Q8_0Avx2,
+     internal::VecDotQ4_0Q8_0x4Avx2},
+    {GgmlType::kQ4_1, ActType::kQ8_1, internal::VecDotQ4_1Q8_1Ref, internal::VecDotQ4_1Q8_1Avx2,
+     internal::VecDotQ4_1Q8_1x4Avx2},
+    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr},
+    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr},
+    {GgmlType::kQ8_0, ActType::kQ8_0, internal::VecDotQ8_0Q8_0Ref, internal::VecDotQ8_0Q8_0Avx2,
+     internal::VecDotQ8_0Q8_0x4Avx2},
 };
 
 const DotKernel* FindKernel(GgmlType t) {
@@ -233,6 +237,24 @@ void PrepareActivations(ActType act, const float* x, int64_t cols, void* out) {
 
 void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1) {
   DotRowsImpl(w, x_act, y, r0, r1, internal::CpuHasAvx2());
+}
+
+void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
+                   float* y, int64_t y_stride, int64_t r0, int64_t r1) {
+  const DotKernel* k = FindKernel(w.type);
+  int64_t t = 0;
+  if (k != nullptr && k->avx2_x4 != nullptr && internal::CpuHasAvx2()) {
+    for (; t + 4 <= n_tok; t += 4) {
+      const void* xs[4] = {x_act + t * x_stride, x_act + (t + 1) * x_stride,
+                           x_act + (t + 2) * x_stride, x_act + (t + 3) * x_stride};
+      for (int64_t r = r0; r < r1; ++r) {
+        float out[4];
+        k->avx2_x4(w.cols, w.Row(r), xs, out);
+        for (int j = 0; j < 4; ++j) y[(t + j) * y_stride + r] = out[j];
+      }
+    }
+  }
+  for (; t < n_tok; ++t) DotRows(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1);
 }
 
 void DotRowsRef(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1) {

@@ -39,6 +39,12 @@ bool DotSupported(GgmlType weight_type);
 // ActivationTypeFor(w.type). Generic types use a per-thread scratch row.
 void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1);
 
+// The same for n_tok activation rows (a prompt batch): y[t * y_stride + r] for r in
+// [r0, r1) and activation row t at x_act + t * x_stride. Weight blocks are unpacked
+// once per four tokens where the type has such a kernel.
+void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
+                   float* y, int64_t y_stride, int64_t r0, int64_t r1);
+
 // Reference versions (plain loops), for tests and for CPUs without AVX2.
 void DotRowsRef(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1);
 void PrepareActivationsRef(ActType act, const float* x, int64_t cols, void* out);

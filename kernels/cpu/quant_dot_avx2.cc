@@ -91,6 +91,63 @@ float VecDotQ8_0Q8_0Avx2(int64_t n, const void* w, const void* x) {
   return HorizontalSum(acc);
 }
 
+void VecDotQ4_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]) {
+  const auto* bw = static_cast<const BlockQ4_0*>(w);
+  const BlockQ8_0* bx[4];
+  for (int k = 0; k < 4; ++k) bx[k] = static_cast<const BlockQ8_0*>(x[k]);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t i = 0; i < n / kQK4_0; ++i) {
+    const float dw = HalfToFloat(bw[i].d);
+    const __m256i qw = _mm256_sub_epi8(UnpackNibbles(bw[i].qs), eight);
+    const __m256i aw = _mm256_sign_epi8(qw, qw);
+    for (int k = 0; k < 4; ++k) {
+      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx[k][i].qs));
+      const __m256 d = _mm256_set1_ps(dw * HalfToFloat(bx[k][i].d));
+      acc[k] = _mm256_fmadd_ps(d, DotU8S8(aw, _mm256_sign_epi8(qx, qw)), acc[k]);
+    }
+  }
+  for (int k = 0; k < 4; ++k) out[k] = HorizontalSum(acc[k]);
+}
+
+void VecDotQ4_1Q8_1x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]) {
+  const auto* bw = static_cast<const BlockQ4_1*>(w);
+  const BlockQ8_1* bx[4];
+  for (int k = 0; k < 4; ++k) bx[k] = static_cast<const BlockQ8_1*>(x[k]);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  float min_sum[4] = {0, 0, 0, 0};
+  for (int64_t i = 0; i < n / kQK4_1; ++i) {
+    const float dw = HalfToFloat(bw[i].d);
+    const float mw = HalfToFloat(bw[i].m);
+    const __m256i qw = UnpackNibbles(bw[i].qs);
+    for (int k = 0; k < 4; ++k) {
+      min_sum[k] += mw * HalfToFloat(bx[k][i].s);
+      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx[k][i].qs));
+      const __m256 d = _mm256_set1_ps(dw * HalfToFloat(bx[k][i].d));
+      acc[k] = _mm256_fmadd_ps(d, DotU8S8(qw, qx), acc[k]);
+    }
+  }
+  for (int k = 0; k < 4; ++k) out[k] = HorizontalSum(acc[k]) + min_sum[k];
+}
+
+void VecDotQ8_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]) {
+  const auto* bw = static_cast<const BlockQ8_0*>(w);
+  const BlockQ8_0* bx[4];
+  for (int k = 0; k < 4; ++k) bx[k] = static_cast<const BlockQ8_0*>(x[k]);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t i = 0; i < n / kQK8_0; ++i) {
+    const float dw = HalfToFloat(bw[i].d);
+    const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[i].qs));
+    const __m256i aw = _mm256_sign_epi8(qw, qw);
+    for (int k = 0; k < 4; ++k) {
+      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx[k][i].qs));
+      const __m256 d = _mm256_set1_ps(dw * HalfToFloat(bx[k][i].d));
+      acc[k] = _mm256_fmadd_ps(d, DotU8S8(aw, _mm256_sign_epi8(qx, qw)), acc[k]);
+    }
+  }
+  for (int k = 0; k < 4; ++k) out[k] = HorizontalSum(acc[k]);
+}
+
 float DotF32Avx2(const float* a, const float* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps();
   __m256 acc1 = _mm256_setzero_ps();

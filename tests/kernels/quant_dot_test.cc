@@ -116,6 +116,48 @@ TEST(QuantDotTest, OptimizedMatchesReferenceOnAwkwardShapes) {
   }
 }
 
+// Prompt batches: every token count around the 4-token micro-kernel, vs the reference
+// one token at a time.
+TEST(QuantDotTest, TokenBatchesMatchReference) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (GgmlType type : kTypes) {
+    const auto& traits = GetGgmlTypeTraits(type);
+    SCOPED_TRACE(traits.name);
+    const int64_t cols = traits.block_size == kQK_K ? 2 * kQK_K : 96;
+    const int64_t rows = 19;
+    std::vector<uint8_t> data;
+    for (int64_t r = 0; r < rows; ++r) {
+      auto row = RandomRow(type, cols, rng);
+      data.insert(data.end(), row.begin(), row.end());
+    }
+    WeightMatrix w{type, rows, cols, GgmlRowSize(type, cols), data.data()};
+    const ActType act = ActivationTypeFor(type);
+    const size_t stride = ActivationRowBytes(act, cols);
+    for (int64_t n_tok : {1, 3, 4, 5, 8, 9, 17}) {
+      std::vector<uint8_t> xa(stride * n_tok);
+      std::vector<float> x(cols);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (auto& v : x) v = normal(rng);
+        PrepareActivationsRef(act, x.data(), cols, xa.data() + t * stride);
+      }
+      std::vector<float> y(rows * n_tok, NAN), want(rows);
+      DotRowsTokens(w, xa.data(), stride, n_tok, y.data(), rows, 2, rows);  // rows [2, 19)
+      for (int64_t t = 0; t < n_tok; ++t) {
+        DotRowsRef(w, xa.data() + t * stride, want.data(), 0, rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          if (r < 2) {
+            EXPECT_TRUE(std::isnan(y[t * rows + r])) << "wrote outside [r0, r1)";
+          } else {
+            EXPECT_NEAR(y[t * rows + r], want[r], 1e-3 * (1 + std::fabs(want[r])))
+                << "tokens " << n_tok << " t " << t << " r " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(QuantDotTest, F32HelpersOnRaggedLengths) {
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
