@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git python3 python3-venv unzip
+  build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-pip unzip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   prometheus-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
