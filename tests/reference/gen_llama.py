@@ -8,6 +8,9 @@ Writes tests/data/llama/:
                    row i = prompts[i]
   greedy.json      greedy (argmax) generations of up to 48 tokens, with the top-1 minus
                    top-2 logit margin at every step
+Both JSONs also carry peer checks: llama.cpp one-batch vs one-token-per-call logits, and
+llama.cpp vs our own exact float64 forward pass on the dequantized weights (the scale of
+tolerances a test against this data needs).
 
 Run through tests/reference/regenerate.sh llama (it installs the pinned peers into
 .venv-ref and fetches the model). Deterministic: same build, same bytes.
