@@ -110,7 +110,10 @@ std::optional<int64_t> ParseInt(std::string_view text, int base) {
 
 absl::StatusOr<Value> FilterAbs(Renderer&, const Value& v, ArgReader& a) {
   RETURN_IF_ERROR(a.Done());
-  if (v.is_integral()) return Value::Int(std::llabs(v.int_value()));
+  if (v.is_integral()) {
+    if (v.int_value() == INT64_MIN) return absl::InvalidArgumentError("integer overflow");
+    return Value::Int(std::llabs(v.int_value()));
+  }
   if (v.kind() == ValueKind::kFloat) return Value::Float(std::fabs(v.float_value()));
   return absl::InvalidArgumentError(absl::StrCat("bad operand type for abs(): '", TypeName(v), "'"));
 }

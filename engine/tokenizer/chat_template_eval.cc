@@ -169,21 +169,26 @@ absl::Status Renderer::ExecFor(const Stmt& s, std::string* out) {
     }
     items = std::move(kept);
   }
-  for (size_t i = 0; i < items.size(); ++i) {
-    RETURN_IF_ERROR(At(Charge(1), s.offset));
-    // A fresh scope per pass: a `set` inside the body does not outlive the pass.
-    frames_.emplace_back();
-    absl::Status status = At(Bind(s.targets, items[i], &frames_.back()), s.offset);
+  // A fresh scope per pass: a `set` inside the body does not outlive the pass. The
+  // frame is cleared rather than rebuilt, keeping its allocation.
+  frames_.emplace_back();
+  const size_t frame = frames_.size() - 1;
+  absl::Status status;
+  for (size_t i = 0; i < items.size() && status.ok(); ++i) {
+    status = At(Charge(1), s.offset);
+    if (!status.ok()) break;
+    frames_[frame].clear();
+    status = At(Bind(s.targets, items[i], &frames_[frame]), s.offset);
     if (status.ok()) {
-      if (s.uses_loop) frames_.back()["loop"] = LoopInfo(items, i);
+      if (s.uses_loop) frames_[frame]["loop"] = LoopInfo(items, i);
       status = ExecBody(s.bodies[0], out);
     }
-    frames_.pop_back();
-    RETURN_IF_ERROR(status);
     const Flow flow = flow_;
     flow_ = Flow::kNormal;
     if (flow == Flow::kBreak) break;
   }
+  frames_.pop_back();
+  RETURN_IF_ERROR(status);
   if (items.empty() && s.bodies.size() > 1) return ExecBody(s.bodies[1], out);
   return absl::OkStatus();
 }
@@ -237,6 +242,14 @@ Value Renderer::Lookup(const std::string& name) const {
 absl::StatusOr<Value> Renderer::Eval(const Expr& e) {
   DepthGuard guard(this);
   RETURN_IF_ERROR(guard.Check(e.offset));
+  absl::StatusOr<Value> v = EvalNode(e);
+  if (v.ok() && v->depth() > kMaxValueDepth) {
+    return ErrorAt(e.offset, absl::StrCat("value nests deeper than ", kMaxValueDepth, " levels"));
+  }
+  return v;
+}
+
+absl::StatusOr<Value> Renderer::EvalNode(const Expr& e) {
   switch (e.kind) {
     case ExprKind::kLiteral: return e.literal;
     case ExprKind::kName: return Lookup(e.name);

@@ -28,6 +28,7 @@ inline constexpr size_t kMaxListItems = size_t{1} << 20;
 inline constexpr int64_t kMaxRange = 100000;  // Jinja's sandbox caps range() the same
 inline constexpr int64_t kMaxWork = 10'000'000;
 inline constexpr int kMaxEvalDepth = 400;
+inline constexpr int kMaxValueDepth = 100;  // lists in lists; CPython's repr stops near 1000
 
 struct CallArgs {
   std::vector<Value> positional;
@@ -59,7 +60,9 @@ class Renderer {
   absl::Status ExecSet(const Stmt& s);
   absl::Status Append(std::string_view text, size_t offset, std::string* out);
 
+  // EvalNode, then rejects values nested deeper than kMaxValueDepth.
   absl::StatusOr<Value> Eval(const Expr& e);
+  absl::StatusOr<Value> EvalNode(const Expr& e);
   absl::StatusOr<Value> EvalCompare(const Expr& e);
   absl::StatusOr<CallArgs> EvalArgs(const Expr& e);
   absl::StatusOr<Value> Call(const Value& fn, CallArgs args, size_t offset);

@@ -158,7 +158,7 @@ absl::StatusOr<Value> DictMethod(const Dict& d, std::string_view name, const Cal
   return Value::List(std::move(out));
 }
 
-absl::StatusOr<Value> Range(const CallArgs& args) {
+absl::StatusOr<Value> Range(Renderer& r, const CallArgs& args) {
   if (!args.keyword.empty() || args.positional.empty() || args.positional.size() > 3) {
     return absl::InvalidArgumentError("range() takes 1 to 3 positional arguments");
   }
@@ -170,13 +170,15 @@ absl::StatusOr<Value> Range(const CallArgs& args) {
   const int64_t stop = p.size() == 1 ? p[0].int_value() : p[1].int_value();
   const int64_t step = p.size() == 3 ? p[2].int_value() : 1;
   if (step == 0) return absl::InvalidArgumentError("range() step must not be zero");
-  // Length computed in floating point so extreme bounds cannot overflow.
-  const double span = (static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step);
-  if (span > static_cast<double>(kMaxRange)) {
+  // Counted in 128 bits so bounds near the int64 limits cannot overflow.
+  const __int128 span = static_cast<__int128>(stop) - start;
+  const __int128 n = (span > 0) == (step > 0) && span != 0 ? (span - (step > 0 ? 1 : -1)) / step + 1 : 0;
+  if (n > kMaxRange) {
     return absl::InvalidArgumentError(absl::StrCat("range() longer than ", kMaxRange, " items"));
   }
+  RETURN_IF_ERROR(r.Charge(static_cast<int64_t>(n)));
   ValueList out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::Int(i));
+  for (int64_t k = 0; k < static_cast<int64_t>(n); ++k) out.push_back(Value::Int(start + k * step));
   return Value::List(std::move(out));
 }
 
@@ -217,7 +219,7 @@ bool IsGlobalFunction(std::string_view name) {
 }
 
 absl::StatusOr<Value> CallGlobal(Renderer& r, std::string_view name, const CallArgs& args) {
-  if (name == "range") return Range(args);
+  if (name == "range") return Range(r, args);
   if (name == "strftime_now") return StrftimeNow(args);
   if (name == "namespace" || name == "dict") {
     // namespace(mapping, key=value, ...) and dict(key=value, ...).

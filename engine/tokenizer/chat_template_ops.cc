@@ -20,9 +20,13 @@ absl::Status TypeError(std::string_view op, const Value& a, const Value& b) {
 absl::Status Overflow() { return absl::InvalidArgumentError("integer overflow"); }
 
 absl::StatusOr<Value> Repeat(Renderer& r, const Value& seq, int64_t n) {
-  if (n <= 0) return seq.is_string() ? Value::String("") : Value::List({});
+  const bool empty = seq.is_string() ? seq.str().empty() : seq.items().empty();
+  if (n <= 0 || empty) {
+    if (seq.is_string()) return Value::String("");
+    return seq.kind() == ValueKind::kTuple ? Value::Tuple({}) : Value::List({});
+  }
   if (seq.is_string()) {
-    if (seq.str().size() > 0 && static_cast<uint64_t>(n) > kMaxStringBytes / seq.str().size()) {
+    if (static_cast<uint64_t>(n) > kMaxStringBytes / seq.str().size()) {
       return absl::InvalidArgumentError(absl::StrCat("string repetition exceeds ", kMaxStringBytes, " bytes"));
     }
     std::string out;
@@ -31,7 +35,7 @@ absl::StatusOr<Value> Repeat(Renderer& r, const Value& seq, int64_t n) {
     return Value::String(std::move(out));
   }
   const ValueList& items = seq.items();
-  if (!items.empty() && static_cast<uint64_t>(n) > kMaxListItems / items.size()) {
+  if (static_cast<uint64_t>(n) > kMaxListItems / items.size()) {
     return absl::InvalidArgumentError(absl::StrCat("list repetition exceeds ", kMaxListItems, " items"));
   }
   RETURN_IF_ERROR(r.Charge(static_cast<int64_t>(items.size()) * n));

@@ -71,6 +71,8 @@ Value Value::String(std::string s) {
 Value Value::List(ValueList items) {
   Value v;
   v.kind_ = ValueKind::kList;
+  for (const Value& item : items) v.depth_ = std::max(v.depth_, item.depth_);
+  ++v.depth_;
   v.list_ = std::make_shared<const ValueList>(std::move(items));
   return v;
 }
@@ -82,6 +84,8 @@ Value Value::Tuple(ValueList items) {
 Value Value::MakeDict(Dict dict) {
   Value v;
   v.kind_ = ValueKind::kDict;
+  for (const auto& [key, value] : dict.items) v.depth_ = std::max({v.depth_, key.depth_, value.depth_});
+  ++v.depth_;
   v.dict_ = std::make_shared<const Dict>(std::move(dict));
   return v;
 }

@@ -94,9 +94,13 @@ class Value {
   const Dict& dict() const;        // kDict
   Namespace* ns() const { return ns_; }
   const Callable& callable() const { return *fn_; }
+  // Nesting of lists, tuples and dicts (0 for anything else). Repr, JSON, equality and
+  // destruction recurse this deep, so the renderer bounds it (kMaxValueDepth).
+  int depth() const { return depth_; }
 
  private:
   ValueKind kind_ = ValueKind::kUndefined;
+  int depth_ = 0;
   bool b_ = false;
   int64_t i_ = 0;
   double f_ = 0;

@@ -123,6 +123,15 @@ TEST(ChatTemplateModel, SmolLm2TemplateMatchesGguf) {
             "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+MATCHER_P(RendersTo, expected, "") {
+  if (!arg.ok()) {
+    *result_listener << "fails: " << arg.status();
+    return false;
+  }
+  *result_listener << "renders \"" << *arg << "\"";
+  return *arg == expected;
+}
+
 absl::StatusOr<std::string> Render(std::string_view tmpl) {
   return ApplyChatTemplate(tmpl, {{"user", "hi"}}, {});
 }
@@ -228,6 +237,17 @@ TEST(ChatTemplateLimits, RunawayRenderingIsBounded) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("work limit")));
   EXPECT_THAT(Render("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("output exceeds")));
+  EXPECT_THAT(Render("{{ '' * 1000000000000 }}|{{ [] * 1000000000000 }}"),
+              RendersTo("|[]"));
+  EXPECT_THAT(Render("{{ range(9223372036854775806, 9223372036854775807, 10) | list }}"
+                     "{{ range(-9223372036854775806, -9223372036854775807, -3) | list }}"),
+              RendersTo("[9223372036854775806][-9223372036854775806]"));
+  EXPECT_THAT(Render("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}"
+                     "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nests deeper than 100")));
+  EXPECT_THAT(Render("{% set ns = namespace(x={}) %}{% for i in range(100000) %}"
+                     "{% set ns.x = {'k': ns.x} | items | list %}{% endfor %}"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("nests deeper")));
   EXPECT_THAT(Render("{% set ns = namespace(s='x') %}{% for i in range(100) %}"
                      "{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bytes")));
@@ -274,7 +294,7 @@ TEST(ChatTemplate, LongConversationRendersInFullAndQuickly) {
 TEST(ChatTemplate, TransformersExtrasAndDeliberateDifferences) {
   EXPECT_THAT(Render("{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}"
                      "{% endfor %}"),
-              ::testing::Eq(absl::StatusOr<std::string>("[hi]")));
+              RendersTo("[hi]"));
   absl::StatusOr<std::string> year = Render("{{ strftime_now('%Y') }}");
   ASSERT_OK(year);
   EXPECT_EQ(year->size(), 4u);
