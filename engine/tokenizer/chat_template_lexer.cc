@@ -55,11 +55,13 @@ size_t SkipOneNewline(std::string_view s, size_t i) {
 
 class Lexer {
  public:
-  explicit Lexer(std::string_view src) : src_(src), end_(src.size()) {
+  explicit Lexer(std::string_view src) : src_(src) {
     // keep_trailing_newline=False: one trailing newline of the template is dropped.
-    if (end_ > 0 && src_[end_ - 1] == '\n') --end_;
-    if (end_ > 0 && src_[end_ - 1] == '\r') --end_;
-    src_ = src_.substr(0, end_);
+    if (src_.ends_with("\r\n")) {
+      src_.remove_suffix(2);
+    } else if (src_.ends_with('\n') || src_.ends_with('\r')) {
+      src_.remove_suffix(1);
+    }
   }
 
   absl::StatusOr<std::vector<Token>> Run() {
@@ -374,7 +376,6 @@ class Lexer {
   }
 
   std::string_view src_;
-  size_t end_;
   size_t pos_ = 0;
   bool line_starting_ = true;  // the consumed input so far ends a line
   std::vector<Token> tokens_;

@@ -43,8 +43,7 @@ class Parser {
 
   absl::StatusOr<Body> ParseAll() {
     Body body;
-    ASSIGN_OR_RETURN(std::string end, ParseBody(&body, {"", 0, {}}));
-    (void)end;
+    RETURN_IF_ERROR(ParseBody(&body, {"", 0, {}}).status());
     return body;
   }
 
