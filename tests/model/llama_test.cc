@@ -145,8 +145,8 @@ TEST_F(LlamaTest, LogitsMatchLlamaCppAtEveryPosition) {
 }
 
 // Teacher-forced over every generated step: the argmax after prompt + generated[:j]
-// is llama.cpp's choice, or its runner-up where llama.cpp's margin is below the tie
-// margin. Runs the way the server decodes: prompt in one batch, then one token a step.
+// is llama.cpp's choice; where llama.cpp's own margin is below the tie margin, its
+// choice must be within that margin of our top logit. Runs the way the server decodes: prompt in one batch, then one token a step.
 TEST_F(LlamaTest, GreedyStepsMatchLlamaCpp) {
   const auto golden = ReadJson("tests/data/llama/greedy.json");
   const float tie = golden["tie_margin"].get<float>();
@@ -171,7 +171,9 @@ TEST_F(LlamaTest, GreedyStepsMatchLlamaCpp) {
       const int got = ArgMax(absl::MakeConstSpan(logits.data(), vocab));
       if (step["margin"].get<float>() < tie) {
         ++near_ties;
-        EXPECT_TRUE(got == want || got == step["second_id"].get<int>()) << "step " << steps;
+        // llama.cpp's choice must be near the top for us too (a third candidate can
+        // win a near-tie, so the runner-up id alone is not enough).
+        EXPECT_GE(logits[want], logits[got] - tie) << "step " << steps;
       } else {
         EXPECT_EQ(got, want) << "step with margin " << step["margin"].get<float>();
       }
@@ -181,7 +183,7 @@ TEST_F(LlamaTest, GreedyStepsMatchLlamaCpp) {
   }
   std::printf("[ greedy ] %d teacher-forced steps, %d of them llama.cpp near-ties (< %.2f)\n", steps,
               near_ties, tie);
-  EXPECT_GT(steps, 300);
+  EXPECT_GT(steps, 600);
 }
 
 // Batching is invisible: a sequence decoded alone and inside a batch with another

@@ -91,6 +91,16 @@ GREEDY_PROMPTS = [
         {"role": "user", "content": "Hi! What's 2 + 2?"},
         {"role": "assistant", "content": "2 + 2 = 4."},
         {"role": "user", "content": "And what is that times 10?"}])),
+    ("raw_recipe", "To make a simple tomato soup, you will need"),
+    ("raw_history", "The Roman Empire was"),
+    ("raw_science", "Photosynthesis is the process by which"),
+    ("raw_unicode", "Café, naïve, 東京 and emoji 🙂: a short note on text encoding.\n"),
+    ("chat_explain", chatml([{"role": "user", "content": "Explain what a computer program is."}])),
+    ("chat_list", chatml([{"role": "user", "content": "Give me three tips for learning to code."}])),
+    ("raw_weather", "The weather forecast for tomorrow says"),
+    ("raw_letter", "Dear Sir or Madam,\n\nI am writing to"),
+    ("chat_translate", chatml([{"role": "user", "content": "Translate 'good morning' into Spanish."}])),
+    ("chat_math", chatml([{"role": "user", "content": "What is 12 times 12?"}])),
 ]
 
 

@@ -137,7 +137,7 @@ TEST_F(EngineTest, GreedyMatchesLlamaCppTokenForToken) {
       margin = g["steps"][agree]["margin"].get<float>();
       EXPECT_LT(margin, tie) << "diverged from llama.cpp at token " << agree;
     }
-    if (agree >= 32 || agree == want.size()) ++long_matches;
+    if (agree >= 32) ++long_matches;
     std::printf("[ greedy ] %-15s %2zu/%zu tokens equal to llama.cpp%s\n", name.c_str(), agree,
                 want.size(),
                 agree < want.size()
