@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "engine/tokenizer/unicode.h"
+
 namespace ingot::jinja {
 namespace {
 
@@ -138,21 +140,9 @@ size_t Utf8Next(std::string_view s, size_t i, char32_t* cp) {
 
 void AppendUtf8(char32_t cp, std::string* out) {
   if (cp >= kRawByteBase) {
-    out->push_back(static_cast<char>(cp - kRawByteBase));
-  } else if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    out->push_back(static_cast<char>(cp - kRawByteBase));  // a stray byte kept as is
   } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    unicode::AppendUtf8(static_cast<uint32_t>(cp), out);
   }
 }
 
