@@ -13,7 +13,6 @@
 #include "engine/formats/gguf.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/sampling.h"
-#include "spdlog/spdlog.h"
 
 namespace ingot {
 
@@ -112,7 +111,6 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
   }
   RETURN_IF_ERROR(registry_->Reserve(request.name, request));
   auto result = CatchExceptions("loading " + request.source, [&]() -> absl::StatusOr<ModelInfo> {
-    const double t0 = MonotonicSeconds();
     report("open", 0.0, request.source);
     ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
     int64_t mem_total, mem_available;
@@ -158,8 +156,6 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
     registry_->Publish(request.name, loaded, std::move(scheduler));
     report("ready", 1.0, "");
-    spdlog::info("loaded model {} from {} ({} parameters, {} MB, {:.2f} s)", request.name,
-                 request.source, info.parameter_count, info.weight_bytes >> 20, MonotonicSeconds() - t0);
     return info;
   });
   if (!result.ok()) registry_->Abandon(request.name);
@@ -167,9 +163,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
 }
 
 absl::Status Engine::UnloadModel(const std::string& name) {
-  RETURN_IF_ERROR(registry_->Unload(name));
-  spdlog::info("unloaded model {}", name);
-  return absl::OkStatus();
+  return registry_->Unload(name);
 }
 
 std::vector<ModelInfo> Engine::ListModels() const { return registry_->List(); }
