@@ -101,7 +101,7 @@ absl::StatusOr<QuantizedWeight> QuantizeMlx(const float* w, int64_t rows, int64_
                                             const MethodParams& params);
 // GGUF block types, bytes identical to llama.cpp's reference quantizers (no imatrix).
 absl::StatusOr<QuantizedWeight> QuantizeGguf(const float* w, int64_t rows, int64_t cols,
-                                             kernels::GgmlType type);
+                                             GgmlType type);
 // Round-to-nearest affine groups with integer zero points (w = (q - z) * s), the
 // storage of GPTQ and AWQ; symmetric puts z at 2^(bits-1).
 absl::StatusOr<QuantizedWeight> QuantizeAffineRtn(const float* w, int64_t rows, int64_t cols,
@@ -125,6 +125,6 @@ absl::StatusOr<std::vector<float>> AwqSearchScales(const std::vector<WeightRef>&
                                                    const MethodParams& params);
 // Dense f32/f16/bf16 copy (method NONE): a GGML-typed Linear.
 absl::StatusOr<QuantizedWeight> QuantizeDense(const float* w, int64_t rows, int64_t cols,
-                                              kernels::GgmlType type);
+                                              GgmlType type);
 
 }  // namespace ingot::quant
