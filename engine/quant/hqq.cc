@@ -1,0 +1,268 @@
+// HQQ (Half-Quadratic Quantization, hqq 0.2.8): affine groups whose zero is fitted by
+// HQQ's proximal solver, stored as kAffine/kZero (w = (q - zero) * scale, f16 scale and
+// zero per (row, group)).
+//
+// What hqq 0.2.8 does, and we reproduce (hqq/core/quantize.py Quantizer.quantize and
+// hqq/core/optimize.py optimize_weights_proximal_legacy, the default solver):
+//   * axis=1: W (rows, cols) is cut into groups of `group` consecutive weights of a row
+//     (W.reshape(-1, group)); min/max per group.
+//   * s = (2^bits - 1) / (max - min), s = 1 where |max - min| <= 1e-4, s <= 2e4;
+//     z = -min * s, rounded when bits == 4 (hqq_base_quant_config's round_zero).
+//     s is the *inverse* scale: q = clamp(round(w * s + z), 0, 2^bits - 1).
+//   * The solver (float32 on CPU; hqq uses float16 on CUDA) iterates, with beta fixed
+//     (the legacy solver never multiplies beta by kappa):
+//       q   = clamp(round(w * s + z)),  w_r = (q - z) / s
+//       err = mean |w - w_r| over the WHOLE matrix (one early-stop decision for all groups)
+//       w_e = shrink_lp(w - w_r, beta, p) = sign(x) * max(|x| - |x|^(p-1) / beta, 0)
+//       z   = mean over the group of (q - (w - w_e) * s)
+//     and stops after the first iteration whose err is not below the best so far,
+//     keeping the zero that iteration produced. s is never updated.
+//   * Stored: scale = f16(1 / s), zero = f16(z) (a float, not an integer).
+//   * quant_zero / quant_scale (HQQLinear.quantize with hqq_base_quant_config's meta
+//     params; hqq 0.2.8's HQQLinear constructor ignores them, its quantize() still runs
+//     them): zero as 8-bit over the whole tensor (one min/max), scale as 8-bit groups of
+//     128 along hqq's axis 0 (group j = scales j, j + n/128, ... of the n per-group
+//     scales), no solver, dequantized in float16 arithmetic. Codes are unaffected. We
+//     store the dequantized f16 values: same numbers as hqq, same resident bytes as
+//     without (kAffine has no 8-bit meta field).
+// axis=0 groups run along output features (W.reshape(group, -1): a group is one column
+// of `group` rows, strided); kAffine groups run along a row, so axis 0 is refused.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/quant/quantizers.h"
+#include "kernels/cpu/ggml_types.h"
+
+namespace ingot::quant {
+namespace {
+
+// Round half to even (torch.round) of x in [0, 2^22], exact under the default rounding
+// mode; vectorizes where nearbyint would be a libm call on baseline x86-64.
+inline float RoundHalfEven(float x) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (x + kMagic) - kMagic;
+}
+inline float QuantizeClamped(float w, float s, float z, float max_v) {
+  float x = w * s + z;
+  x = x > 0.0f ? x : 0.0f;  // NaN -> 0
+  x = x > max_v ? max_v : x;
+  return RoundHalfEven(x);  // clamp then round == round then clamp for integer bounds
+}
+
+float Half(float x) { return Fp16ToFp32(Fp32ToFp16(x)); }
+
+// HQQ's initial parameters for n values: inverse scale s and zero z.
+void MinMaxInit(const float* w, int64_t n, float max_v, bool round_zero, float* s, float* z) {
+  float lo = w[0], hi = w[0];
+  for (int64_t i = 1; i < n; ++i) {
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  const float denom = hi - lo;
+  float scale = max_v / denom;
+  if (std::fabs(denom) <= 1e-4f) scale = 1.0f;
+  scale = std::min(scale, 2e4f);
+  float zero = -lo * scale;
+  if (round_zero) zero = std::nearbyint(zero);
+  *s = scale;
+  *z = zero;
+}
+
+struct Solver {
+  float beta = 10.0f;
+  float lp_norm = 0.7f;
+  float max_v = 15.0f;
+  // |x| below this gives w_e == 0 exactly (|x| <= |x|^(p-1) / beta, with a 1% margin
+  // for pow's rounding), so the pow is skipped for nearly every weight.
+  float skip_below = 0.0f;
+};
+
+// One solver step over one group of n weights: returns sum |w - w_r| (for the global
+// mean error) and the group's next zero in *z.
+double SolverStep(const Solver& sv, const float* w, int64_t n, float s, float* z) {
+  const float zero = *z;
+  const float inv_beta = 1.0f / sv.beta;
+  const float p1 = sv.lp_norm - 1.0f;
+  float err = 0.0f, acc = 0.0f;
+  // Error sum in f32 lanes per group (<= 256 values of similar size), folded into a
+  // double by the caller: the early-stop decision only compares whole-matrix means.
+  for (int64_t i = 0; i < n; ++i) {
+    const float q = QuantizeClamped(w[i], s, zero, sv.max_v);
+    const float r = (q - zero) / s;
+    const float x = w[i] - r;
+    const float ax = std::fabs(x);
+    err += ax;
+    float we = 0.0f;
+    if (ax >= sv.skip_below) {
+      const float shrink = sv.lp_norm == 1.0f ? inv_beta : inv_beta * std::pow(ax, p1);
+      const float m = std::max(ax - shrink, 0.0f);
+      we = x > 0.0f ? m : (x < 0.0f ? -m : 0.0f);
+    }
+    acc += q - (w[i] - we) * s;
+  }
+  *z = acc / static_cast<float>(n);
+  return err;
+}
+
+// hqq's Quantizer.quantize of a meta tensor to 8 bits, no solver, then
+// Quantizer.dequantize in float16 arithmetic: returns the f16-exact values (in place).
+// Groups: element k belongs to group k % n_groups (the reshape(group, -1) of axis 0),
+// or one group when n_groups == 1.
+void QuantizeMeta8(float* v, int64_t n, int64_t n_groups) {
+  const float max_v = 255.0f;
+  std::vector<float> lo(n_groups, INFINITY), hi(n_groups, -INFINITY);
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t g = k % n_groups;
+    lo[g] = std::min(lo[g], v[k]);
+    hi[g] = std::max(hi[g], v[k]);
+  }
+  std::vector<float> s(n_groups), z(n_groups);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const float denom = hi[g] - lo[g];
+    float scale = max_v / denom;
+    if (std::fabs(denom) <= 1e-4f) scale = 1.0f;
+    scale = std::min(scale, 2e4f);
+    z[g] = -lo[g] * scale;
+    s[g] = scale;
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t g = k % n_groups;
+    const float q = QuantizeClamped(v[k], s[g], z[g], max_v);
+    // Stored as f16 (to_inplace), dequantized as f16 ops: (q - zero) * scale.
+    const float zero16 = Half(z[g]);
+    const float scale16 = Half(1.0f / s[g]);
+    v[k] = Half(Half(q - zero16) * scale16);
+  }
+}
+
+void PackRow(const uint8_t* codes, int64_t cols, int32_t bits, uint8_t* row) {
+  if (bits == 8) {
+    std::memcpy(row, codes, static_cast<size_t>(cols));
+    return;
+  }
+  if (bits == 4) {
+    for (int64_t c = 0; c + 1 < cols; c += 2)
+      row[c / 2] = static_cast<uint8_t>(codes[c] | (codes[c + 1] << 4));
+    if (cols & 1) row[cols / 2] = codes[cols - 1];
+    return;
+  }
+  uint32_t acc = 0;
+  int nbits = 0;
+  size_t out = 0;
+  for (int64_t c = 0; c < cols; ++c) {
+    acc |= static_cast<uint32_t>(codes[c]) << nbits;
+    nbits += bits;
+    while (nbits >= 8) {
+      row[out++] = static_cast<uint8_t>(acc);
+      acc >>= 8;
+      nbits -= 8;
+    }
+  }
+  if (nbits > 0) row[out] = static_cast<uint8_t>(acc);
+}
+
+}  // namespace
+
+absl::StatusOr<QuantizedWeight> QuantizeHqq(const float* w, int64_t rows, int64_t cols,
+                                            const MethodParams& params) {
+  const int32_t bits = params.bits;
+  const int64_t group = params.group_size;
+  if (rows <= 0 || cols <= 0 || w == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("hqq: empty matrix ", rows, "x", cols));
+  if (bits < 1 || bits > 8 || bits == 7)
+    return absl::InvalidArgumentError(
+        absl::StrCat("hqq: bits=", bits, " not supported (1, 2, 3, 4, 5, 6 or 8)"));
+  if (group <= 0 || cols % group != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hqq: group_size=", group, " must be positive and divide the row length ", cols));
+  if (params.hqq_axis != 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hqq: axis=", params.hqq_axis,
+        " not supported; only axis=1 (groups along input features) maps onto ingot's "
+        "affine groups (axis=0 groups span output features)"));
+  if (!(params.hqq_lp_norm > 0.0f && params.hqq_lp_norm <= 1.0f) || !(params.hqq_beta > 0.0f) ||
+      params.hqq_iters < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hqq: need 0 < lp_norm <= 1, beta > 0, iters >= 0 (got lp_norm=", params.hqq_lp_norm,
+        ", beta=", params.hqq_beta, ", iters=", params.hqq_iters, ")"));
+  const int64_t groups_per_row = cols / group;
+  const int64_t n_groups = rows * groups_per_row;
+  if (params.hqq_quant_scale && n_groups % 128 != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "hqq: quant_scale quantizes the ", n_groups,
+        " group scales in groups of 128 and needs rows * cols / group_size to be a "
+        "multiple of 128 (as hqq does)"));
+
+  const float max_v = static_cast<float>((1 << bits) - 1);
+  std::vector<float> s(n_groups), z(n_groups);  // inverse scale, zero; (rows * groups)
+  for (int64_t g = 0; g < n_groups; ++g)
+    MinMaxInit(w + g * group, group, max_v, /*round_zero=*/bits == 4, &s[g], &z[g]);
+
+  if (params.hqq_optimize) {
+    Solver sv;
+    sv.beta = params.hqq_beta;
+    sv.lp_norm = params.hqq_lp_norm;
+    sv.max_v = max_v;
+    sv.skip_below = static_cast<float>(
+        0.99 * std::pow(1.0 / static_cast<double>(params.hqq_beta),
+                        1.0 / (2.0 - static_cast<double>(params.hqq_lp_norm))));
+    const double n_total = static_cast<double>(rows) * static_cast<double>(cols);
+    double best = INFINITY;
+    for (int32_t it = 0; it < params.hqq_iters; ++it) {
+      double err = 0.0;
+      for (int64_t g = 0; g < n_groups; ++g) err += SolverStep(sv, w + g * group, group, s[g], &z[g]);
+      const double mean = err / n_total;
+      if (mean < best) {
+        best = mean;
+      } else {
+        break;
+      }
+    }
+  }
+
+  QuantizedWeight out;
+  kernels::AffineMatrix& a = out.view.affine;
+  a.bits = bits;
+  a.rows = rows;
+  a.cols = cols;
+  a.group = group;
+  a.zero_kind = kernels::ZeroKind::kZero;
+  a.row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
+  uint8_t* q = out.Alloc<uint8_t>(static_cast<size_t>(rows) * a.row_bytes);
+  uint16_t* scale16 = out.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+  uint16_t* zero16 = out.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+  a.q = q;
+  a.scale = scale16;
+  a.zero = zero16;
+  out.view.kind = kernels::LinearKind::kAffine;
+
+  std::vector<uint8_t> codes(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t gi = 0; gi < groups_per_row; ++gi) {
+      const int64_t g = r * groups_per_row + gi;
+      const float* wg = w + g * group;
+      for (int64_t i = 0; i < group; ++i)
+        codes[gi * group + i] = static_cast<uint8_t>(QuantizeClamped(wg[i], s[g], z[g], max_v));
+    }
+    PackRow(codes.data(), cols, bits, q + r * a.row_bytes);
+  }
+
+  // Stored scale is 1 / s (hqq inverts after quantizing); meta quantization works on it.
+  std::vector<float>& scale = s;
+  for (float& v : scale) v = 1.0f / v;
+  if (params.hqq_quant_zero) QuantizeMeta8(z.data(), n_groups, 1);
+  if (params.hqq_quant_scale) QuantizeMeta8(scale.data(), n_groups, n_groups / 128);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    scale16[g] = Fp32ToFp16(scale[g]);
+    zero16[g] = Fp32ToFp16(z[g]);
+  }
+  out.representation = absl::StrCat("affine", bits, "/g", group, params.hqq_quant_zero ? "+qz" : "",
+                                    params.hqq_quant_scale ? "+qs" : "");
+  return out;
+}
+
+}  // namespace ingot::quant
