@@ -64,7 +64,7 @@ absl::StatusOr<QuantizedWeight> QuantizeRows(const float* w, int64_t rows, int64
 }  // namespace
 
 absl::StatusOr<QuantizedWeight> QuantizeGguf(const float* w, int64_t rows, int64_t cols,
-                                             kernels::GgmlType type) {
+                                             GgmlType type) {
   if (IsDense(type)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s is a dense type, not a GGUF block quantization; use the method NONE (QuantizeDense)",
@@ -74,7 +74,7 @@ absl::StatusOr<QuantizedWeight> QuantizeGguf(const float* w, int64_t rows, int64
 }
 
 absl::StatusOr<QuantizedWeight> QuantizeDense(const float* w, int64_t rows, int64_t cols,
-                                              kernels::GgmlType type) {
+                                              GgmlType type) {
   if (!IsDense(type)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "dense copies are F32, F16 or BF16; type %u (%s) is a block quantization (QuantizeGguf)",
