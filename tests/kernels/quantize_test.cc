@@ -1,5 +1,6 @@
 // The GGUF reference quantizers (kernels/cpu/quantize_ref.h) against llama.cpp's own
-// bytes (ggml_quantize_chunk, no imatrix; tests/reference/gen_quant_gguf.py writes
+// bytes (ggml_quantize_chunk with no imatrix, which the generator checked is what
+// llama_model_quantize writes; tests/reference/gen_quant_gguf.py writes
 // tests/data/quant/gguf/), then round trips through the reference dequantizers.
 //   explicit cases: stored f32 inputs (random, heavy-tailed, and awkward rows: zeros,
 //                   constants, one sign, tiny/huge/subnormal, ties), bytes compared
@@ -167,7 +168,15 @@ TEST(QuantizeRef, TableCoversTheExactTypes) {
     EXPECT_TRUE(GetGgmlTypeTraits(type).supported) << TypeKey(type);
   }
   EXPECT_EQ(quantizable, static_cast<int>(std::size(kExactTypes)));
-  for (GgmlType type : kExactTypes) EXPECT_NE(GetQuantizeRowFn(type), nullptr) << TypeKey(type);
+  for (GgmlType type : kExactTypes) {
+    EXPECT_NE(GetQuantizeRowFn(type), nullptr) << TypeKey(type);
+    // The generator checked that llama_model_quantize (what llama-quantize runs) writes
+    // the bytes of ggml_quantize_chunk, the peer of the tests below.
+    if (type == GgmlType::kF32) continue;  // no F32 target in llama_ftype
+    const json& m = g.index["llama_model_quantize"];
+    ASSERT_TRUE(m.contains(TypeKey(type))) << TypeKey(type);
+    EXPECT_TRUE(m[TypeKey(type)]["agrees"].get<bool>()) << TypeKey(type);
+  }
 }
 
 // Every type, every stored case, block by block against llama.cpp's bytes.

@@ -8,9 +8,12 @@ Writes into tests/data/quant/gguf/:
   inputs.f32          the explicit cases' f32 inputs, little-endian, concatenated
   expected_<type>.bin llama.cpp's bytes for every case of that type, concatenated
   index.json          cases (name, rows, cols, float offset) and, per type, the ggml type
-                      number, block size/bytes and each case's byte offset; plus the
-                      "stress" set: a PRNG both sides implement (below), and per type the
-                      FNV-1a 64 hash of llama.cpp's bytes for each chunk of rows.
+                      number, block size/bytes and each case's byte offset; the "stress"
+                      set: a PRNG both sides implement (below), and per type the FNV-1a 64
+                      hash of llama.cpp's bytes for each chunk of rows; and
+                      "llama_model_quantize": per type, whether llama.cpp's model quantizer
+                      (pure, no imatrix) wrote for every 2-D tensor of a tiny random llama
+                      the bytes ggml_quantize_chunk gives (the script fails otherwise).
 
 Stress generator (tests/kernels/quantize_test.cc has the same): element i of the
 rows x cols matrix (row-major) takes r = mix(seed + (i + 1) * G) and
@@ -170,6 +173,80 @@ def explicit_cases(rng):
     return cases
 
 
+# llama_ftype whose default tensor type is each block type (pure: every 2-D tensor).
+FTYPES = {T.F16: 1, T.BF16: 32, T.Q4_0: 2, T.Q4_1: 3, T.Q5_0: 8, T.Q5_1: 9, T.Q8_0: 7,
+          T.Q2_K: 10, T.Q3_K: 11, T.Q4_K: 14, T.Q5_K: 16, T.Q6_K: 18}
+
+
+def write_tiny_llama(path, rng):
+    """A random 1-layer llama in F32 that llama_model_quantize accepts."""
+    n_embd, n_ff, n_vocab, n_head = 256, 512, 256, 4
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(64)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(1)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(0)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"<t{i}>".encode() for i in range(n_vocab)])
+    w.add_token_scores([0.0] * n_vocab)
+    w.add_token_types([1] * n_vocab)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    shapes = {"token_embd.weight": (n_vocab, n_embd), "output.weight": (n_vocab, n_embd),
+              "blk.0.attn_q.weight": (n_embd, n_embd), "blk.0.attn_k.weight": (n_embd, n_embd),
+              "blk.0.attn_v.weight": (n_embd, n_embd), "blk.0.attn_output.weight": (n_embd, n_embd),
+              "blk.0.ffn_gate.weight": (n_ff, n_embd), "blk.0.ffn_up.weight": (n_ff, n_embd),
+              "blk.0.ffn_down.weight": (n_embd, n_ff)}
+    tensors = {}
+    for name, shape in shapes.items():
+        tensors[name] = (rng.standard_t(4.0, shape) * 0.02).astype(np.float32)
+        w.add_tensor(name, tensors[name])
+    for name in ("output_norm.weight", "blk.0.attn_norm.weight", "blk.0.ffn_norm.weight"):
+        w.add_tensor(name, np.ones(n_embd, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return tensors
+
+
+def llama_model_quantize_agrees(lib, rng, tmpdir):
+    """Per type: whether llama_model_quantize (pure, no imatrix) wrote, for every 2-D
+    tensor of a tiny model, the bytes ggml_quantize_chunk gives; and how many bytes."""
+    import llama_cpp
+    global _QUIET
+    _QUIET = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+    llama_cpp.llama_log_set(_QUIET, ctypes.c_void_p())  # no per-tensor progress lines
+    llama_cpp.llama_backend_init()
+    src = os.path.join(tmpdir, "tiny-f32.gguf")
+    tensors = write_tiny_llama(src, rng)
+    result = {}
+    for qtype, ftype in FTYPES.items():
+        dst = os.path.join(tmpdir, f"tiny-{qtype.name}.gguf")
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = ftype
+        params.pure = True
+        params.nthread = 2
+        rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
+        assert rc == 0, (qtype.name, rc)
+        reader = gguf.GGUFReader(dst)
+        same, nbytes = True, 0
+        for t in reader.tensors:
+            if t.name not in tensors:
+                continue
+            assert t.tensor_type == qtype, (qtype.name, t.name, t.tensor_type)
+            got = np.asarray(t.data).tobytes()
+            same &= got == ggml_quantize(lib, qtype, tensors[t.name])
+            nbytes += len(got)
+        result[qtype.name] = {"agrees": bool(same), "bytes": nbytes}
+    return result
+
+
 def gguf_py_agrees(qtype, x, expected):
     """Whether gguf-py's numpy quantizer (written to match ggml) gives the same bytes."""
     try:
@@ -234,6 +311,14 @@ def main():
         print(f"gen_quant_gguf: {qtype.name}: {len(blob)} bytes; gguf-py agrees on "
               f"{sum(agree)}/{len(agree)} cases" if agree else
               f"gen_quant_gguf: {qtype.name}: {len(blob)} bytes; no gguf-py quantizer")
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmpdir:
+        index["llama_model_quantize"] = llama_model_quantize_agrees(lib, rng, tmpdir)
+    for name, r in index["llama_model_quantize"].items():
+        print(f"gen_quant_gguf: llama_model_quantize {name}: {r['bytes']} bytes, "
+              f"{'same as' if r['agrees'] else 'DIFFERENT from'} ggml_quantize_chunk")
+        assert r["agrees"], name
 
     with open(os.path.join(OUT, "index.json"), "w") as f:
         json.dump(index, f, indent=1)
