@@ -8,6 +8,11 @@
 #include <cmath>
 #include <cstring>
 
+// Reassociation or contraction changes the searches' float results, hence the bytes.
+#if defined(__FAST_MATH__)
+#error "GGUF reference quantizers must be compiled without -ffast-math"
+#endif
+
 namespace ingot {
 namespace {
 
