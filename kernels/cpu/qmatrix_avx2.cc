@@ -138,6 +138,7 @@ void AffineRowsWhole(const AffineMatrix& a, const BlockQ8_1* const* x, float* co
                      int64_t r0, int64_t r1) {
   const int64_t gpr = a.groups_per_row();
   const int64_t bpg = a.group / 32;
+  const int64_t blocks = a.cols / 32;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = a.q + static_cast<size_t>(r) * a.row_bytes;
     __m256 acc[NT];
@@ -146,22 +147,18 @@ void AffineRowsWhole(const AffineMatrix& a, const BlockQ8_1* const* x, float* co
       acc[k] = _mm256_setzero_ps();
       bias[k] = 0;
     }
-    for (int64_t g = 0; g < gpr; ++g) {
-      float scale, m;
-      GroupConstants(a, r * gpr + g, &scale, &m);
-      float ssum[NT];
-      for (int k = 0; k < NT; ++k) ssum[k] = 0;
-      for (int64_t b = g * bpg; b < (g + 1) * bpg; ++b) {
-        const WeightBlock<B> w(row + b * 4 * B);
-        for (int k = 0; k < NT; ++k) {
-          const BlockQ8_1& bx = x[k][b];
-          const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx.qs));
-          const __m256 d = _mm256_set1_ps(scale * HalfToFloat(bx.d));
-          acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(w.Dot(qx)), acc[k]);
-          ssum[k] += HalfToFloat(bx.s);
-        }
+    float scale = 0, m = 0;
+    for (int64_t b = 0, in_group = 0; b < blocks; ++b) {
+      if (in_group == 0) GroupConstants(a, r * gpr + b / bpg, &scale, &m);
+      if (++in_group == bpg) in_group = 0;
+      const WeightBlock<B> w(row + b * 4 * B);
+      for (int k = 0; k < NT; ++k) {
+        const BlockQ8_1& bx = x[k][b];
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx.qs));
+        const __m256 d = _mm256_set1_ps(scale * HalfToFloat(bx.d));
+        acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(w.Dot(qx)), acc[k]);
+        bias[k] += m * HalfToFloat(bx.s);
       }
-      for (int k = 0; k < NT; ++k) bias[k] += m * ssum[k];
     }
     for (int k = 0; k < NT; ++k) y[k][r - r0] = HorizontalSum(acc[k]) + bias[k];
   }
