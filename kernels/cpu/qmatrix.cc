@@ -91,8 +91,7 @@ const Int8Books& Books() {
 }
 
 size_t OutlierBytes(int64_t cols) {
-  return offsetof(internal::OutlierList, entries) +
-         static_cast<size_t>(cols) * sizeof(internal::OutlierEntry);
+  return sizeof(internal::OutlierList) + static_cast<size_t>(cols) * sizeof(internal::OutlierEntry);
 }
 
 bool HasOutlierSection(const ActivationSpec& spec) {
@@ -116,7 +115,7 @@ void AddOutliers(const AffineMatrix& a, const internal::OutlierList* out, float*
   for (int64_t r = r0; r < r1; ++r) {
     float s = 0;
     for (int32_t i = 0; i < out->count; ++i) {
-      s += out->entries[i].value * internal::AffineWeight(a, r, out->entries[i].col);
+      s += out->entries()[i].value * internal::AffineWeight(a, r, out->entries()[i].col);
     }
     y[r - r0] += s;
   }
@@ -291,8 +290,8 @@ void LinearPrepare(const ActivationSpec& spec, const float* x, int64_t cols, voi
   int32_t n = 0;
   for (int64_t c = 0; c < cols; ++c) {
     if (std::fabs(x[c]) > spec.outlier_threshold) {
-      list->entries[n].col = static_cast<int32_t>(c);
-      list->entries[n].value = x[c];
+      list->entries()[n].col = static_cast<int32_t>(c);
+      list->entries()[n].value = x[c];
       ++n;
       inliers[c] = 0.0f;
     }
@@ -317,8 +316,21 @@ void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride,
     return;
   }
   const ActivationSpec spec = LinearActivation(w);
+  if (spec.type == ActType::kF32) {
+    // The f32 path: dequantize each row once for all tokens.
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(w.cols()));
+    for (int64_t r = r0; r < r1; ++r) {
+      LinearDequantizeRow(w, r, row.data());
+      for (int64_t t = 0; t < n_tok; ++t) {
+        y[t * y_stride + r] =
+            DotF32(row.data(), reinterpret_cast<const float*>(x_act + t * x_stride), w.cols());
+      }
+    }
+    return;
+  }
   int64_t t = 0;
-  if (spec.type != ActType::kF32 && internal::CpuHasAvx2()) {
+  if (internal::CpuHasAvx2()) {
     // Each unpacked weight block serves four tokens.
     for (; t + 4 <= n_tok; t += 4) {
       const void* xs[4];

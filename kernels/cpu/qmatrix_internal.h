@@ -35,8 +35,11 @@ struct OutlierEntry {
 struct OutlierList {
   int32_t count;
   int32_t reserved;
-  OutlierEntry entries[1];  // really [cols]
+  // The entries follow the header.
+  OutlierEntry* entries() { return reinterpret_cast<OutlierEntry*>(this + 1); }
+  const OutlierEntry* entries() const { return reinterpret_cast<const OutlierEntry*>(this + 1); }
 };
+static_assert(sizeof(OutlierList) == 8 && sizeof(OutlierEntry) == 8);
 // nullptr when the spec has no outlier section.
 const OutlierList* FindOutliers(const ActivationSpec& spec, const void* x_act, int64_t cols);
 
