@@ -63,7 +63,8 @@ void MinMaxInit(const float* w, int64_t n, float max_v, bool round_zero, float* 
     hi = std::max(hi, w[i]);
   }
   const float denom = hi - lo;
-  float scale = max_v / denom;
+  // torch evaluates `max_v / denom` (python scalar / tensor) as reciprocal(denom) * max_v.
+  float scale = (1.0f / denom) * max_v;
   if (std::fabs(denom) <= 1e-4f) scale = 1.0f;
   scale = std::min(scale, 2e4f);
   float zero = -lo * scale;
@@ -81,31 +82,136 @@ struct Solver {
   float skip_below = 0.0f;
 };
 
-// One solver step over one group of n weights: returns sum |w - w_r| (for the global
-// mean error) and the group's next zero in *z.
-double SolverStep(const Solver& sv, const float* w, int64_t n, float s, float* z) {
+// Sums floats in the order of torch's single-threaded CPU sum over a contiguous run
+// with 8-lane (AVX2) vectors (aten/src/ATen/native/cpu/SumKernel.cpp:
+// vectorized_inner_sum -> row_sum -> multi_row_sum): rows of 4 vectors; vector k of a
+// row goes to accumulator k, cascaded in levels every 2^level_power rows; leftover
+// vectors go to accumulator 0; the accumulators are added lane-wise, then the scalar
+// tail and the 8 lanes in order. Matching it keeps the solver's zeros and its early stop
+// bit-identical to hqq's instead of an ulp apart (an ulp in a zero, or a near-tie in
+// the whole-matrix error, can change a code). Values are pushed in order, in any pieces.
+class TorchSum {
+ public:
+  explicit TorchSum(int64_t n) : n_(n) {
+    nvec_ = n / kLanes;
+    rows_ = nvec_ / kIlp;
+    int64_t ceil_log2 = 0;
+    while ((int64_t{1} << ceil_log2) < rows_) ++ceil_log2;
+    level_power_ = std::max<int64_t>(4, ceil_log2 / kLevels);
+    level_mask_ = (int64_t{1} << level_power_) - 1;
+    // multi_row_sum only cascades over whole blocks of 2^level_power rows.
+    cascade_rows_ = rows_ - rows_ % (level_mask_ + 1);
+  }
+
+  void Add(const float* t, int64_t m) {
+    while (m > 0) {
+      if (fill_ == 0 && m >= kRow && done_rows_ < rows_) {
+        AddRow(t);
+        t += kRow;
+        m -= kRow;
+        continue;
+      }
+      const int64_t take = std::min<int64_t>(m, kRow - fill_);
+      std::memcpy(buf_ + fill_, t, static_cast<size_t>(take) * sizeof(float));
+      fill_ += take;
+      t += take;
+      m -= take;
+      if (fill_ == kRow) {
+        fill_ = 0;
+        if (done_rows_ < rows_) {
+          AddRow(buf_);
+        } else {
+          AddTail(buf_, kRow);
+        }
+      }
+    }
+  }
+
+  float Total() {
+    AddTail(buf_, fill_);
+    fill_ = 0;
+    for (int j = 1; j < kLevels; ++j)
+      for (int k = 0; k < kIlp; ++k)
+        for (int l = 0; l < kLanes; ++l) acc_[0][k][l] += acc_[j][k][l];
+    float* p = acc_[0][0];
+    for (int64_t v = 0; v < n_leftover_vec_; ++v)
+      for (int l = 0; l < kLanes; ++l) p[l] += leftover_[v][l];
+    for (int k = 1; k < kIlp; ++k)
+      for (int l = 0; l < kLanes; ++l) p[l] += acc_[0][k][l];
+    float total = 0.0f;
+    for (int64_t e = 0; e < n_scalar_; ++e) total += scalar_[e];
+    for (int l = 0; l < kLanes; ++l) total += p[l];
+    return total;
+  }
+
+ private:
+  static constexpr int kLanes = 8, kIlp = 4, kLevels = 4, kRow = kLanes * kIlp;
+
+  void AddRow(const float* t) {
+    for (int k = 0; k < kIlp; ++k)
+      for (int l = 0; l < kLanes; ++l) acc_[0][k][l] += t[k * kLanes + l];
+    ++done_rows_;
+    if (done_rows_ <= cascade_rows_ && (done_rows_ & level_mask_) == 0) {
+      for (int j = 1; j < kLevels; ++j) {
+        for (int k = 0; k < kIlp; ++k)
+          for (int l = 0; l < kLanes; ++l) {
+            acc_[j][k][l] += acc_[j - 1][k][l];
+            acc_[j - 1][k][l] = 0.0f;
+          }
+        const int64_t mask = level_mask_ << (j * level_power_);
+        if ((done_rows_ & mask) != mask) break;
+      }
+    }
+  }
+  // Values after the last whole row: up to 3 vectors, then up to 7 scalars.
+  void AddTail(const float* t, int64_t m) {
+    for (int64_t e = 0; e < m; ++e) {
+      const int64_t index = rows_ * kRow + n_leftover_vec_ * kLanes + n_scalar_;
+      if (index < nvec_ * kLanes) {
+        leftover_[n_leftover_vec_][n_scalar_] = t[e];
+        if (++n_scalar_ == kLanes) {
+          n_scalar_ = 0;
+          ++n_leftover_vec_;
+        }
+      } else {
+        scalar_[n_scalar_++] = t[e];
+      }
+    }
+  }
+
+  int64_t n_ = 0, nvec_ = 0, rows_ = 0, cascade_rows_ = 0, level_power_ = 4, level_mask_ = 15;
+  int64_t done_rows_ = 0, fill_ = 0, n_leftover_vec_ = 0, n_scalar_ = 0;
+  float acc_[kLevels][kIlp][kLanes] = {};
+  float buf_[kRow] = {};
+  float leftover_[kIlp][kLanes] = {};
+  float scalar_[kLanes] = {};
+};
+
+// One solver step over one group of n weights: the group's next zero in *z; |w - w_r|
+// goes to `err` (the whole-matrix mean error). `tmp` holds n floats.
+void SolverStep(const Solver& sv, const float* w, int64_t n, float s, float* z, float* tmp,
+                TorchSum& err) {
   const float zero = *z;
   const float inv_beta = 1.0f / sv.beta;
   const float p1 = sv.lp_norm - 1.0f;
-  float err = 0.0f, acc = 0.0f;
-  // Error sum in f32 lanes per group (<= 256 values of similar size), folded into a
-  // double by the caller: the early-stop decision only compares whole-matrix means.
   for (int64_t i = 0; i < n; ++i) {
     const float q = QuantizeClamped(w[i], s, zero, sv.max_v);
     const float r = (q - zero) / s;
     const float x = w[i] - r;
     const float ax = std::fabs(x);
-    err += ax;
+    tmp[i] = ax;
     float we = 0.0f;
     if (ax >= sv.skip_below) {
       const float shrink = sv.lp_norm == 1.0f ? inv_beta : inv_beta * std::pow(ax, p1);
       const float m = std::max(ax - shrink, 0.0f);
       we = x > 0.0f ? m : (x < 0.0f ? -m : 0.0f);
     }
-    acc += q - (w[i] - we) * s;
+    tmp[n + i] = q - (w[i] - we) * s;
   }
-  *z = acc / static_cast<float>(n);
-  return err;
+  err.Add(tmp, n);
+  TorchSum sum(n);
+  sum.Add(tmp + n, n);
+  *z = sum.Total() / static_cast<float>(n);
 }
 
 // hqq's Quantizer.quantize of a meta tensor to 8 bits, no solver, then
@@ -123,7 +229,7 @@ void QuantizeMeta8(float* v, int64_t n, int64_t n_groups) {
   std::vector<float> s(n_groups), z(n_groups);
   for (int64_t g = 0; g < n_groups; ++g) {
     const float denom = hi[g] - lo[g];
-    float scale = max_v / denom;
+    float scale = (1.0f / denom) * max_v;  // as MinMaxInit
     if (std::fabs(denom) <= 1e-4f) scale = 1.0f;
     scale = std::min(scale, 2e4f);
     z[g] = -lo[g] * scale;
@@ -210,12 +316,16 @@ absl::StatusOr<QuantizedWeight> QuantizeHqq(const float* w, int64_t rows, int64_
     sv.skip_below = static_cast<float>(
         0.99 * std::pow(1.0 / static_cast<double>(params.hqq_beta),
                         1.0 / (2.0 - static_cast<double>(params.hqq_lp_norm))));
-    const double n_total = static_cast<double>(rows) * static_cast<double>(cols);
-    double best = INFINITY;
+    const int64_t n_total = rows * cols;
+    float best = INFINITY;
+    std::vector<float> tmp(2 * group);
     for (int32_t it = 0; it < params.hqq_iters; ++it) {
-      double err = 0.0;
-      for (int64_t g = 0; g < n_groups; ++g) err += SolverStep(sv, w + g * group, group, s[g], &z[g]);
-      const double mean = err / n_total;
+      // torch.abs(W_f - W_r).mean(): single-threaded torch order (hqq's own result
+      // depends on torch's thread count only through near-ties of this comparison).
+      TorchSum err(n_total);
+      for (int64_t g = 0; g < n_groups; ++g)
+        SolverStep(sv, w + g * group, group, s[g], &z[g], tmp.data(), err);
+      const float mean = err.Total() / static_cast<float>(n_total);
       if (mean < best) {
         best = mean;
       } else {

@@ -2,17 +2,15 @@
 // tests/data/quant/hqq/: HQQLinear on CPU, float16 compute dtype, axis 1).
 //
 // What must match and why:
-//   * scale: bit-exact f16. It comes from the min/max init only (the solver never moves
-//     it), and with quant_scale from an 8-bit quantization of those scales.
-//   * codes and zero: the proximal solver runs ~10-20 float32 iterations whose means
-//     (per group, and over the whole matrix for the early stop) are summed in a
-//     different order than torch's vectorized reductions, and pow() may differ by an
-//     ulp. The zero is therefore equal to a few f16 ulps, and a code can flip by one
-//     where w * s + z lands within an ulp of a .5 boundary. Bounds: at most 0.5% of codes
-//     differ, never by more than 1; |zero - peer| <= 2^-7 + 2^-9 |zero| (f16 ulps of a
-//     value in code units). In practice (see the report printed by the test) far fewer.
-//   * dequantized weights vs hqq's dequantize() (float16 arithmetic): within f16 rounding
-//     plus (code difference + zero difference) * scale.
+//   * codes, scales and zeros: bit-exact. The scale comes from the min/max init only (the
+//     solver never moves it); the zero from ~10-20 float32 solver iterations whose sums
+//     (the group means, and the whole-matrix error that decides the early stop) ingot
+//     adds in torch's single-threaded order, so nothing differs by even an ulp (the
+//     generator runs torch with one thread). Residual risk: pow() (libm vs torch's
+//     Sleef, 1 ulp) for residuals above the shrink threshold (~0.17 at beta 10), which
+//     real weights do not reach. Diagnostics are printed per case either way.
+//   * dequantized weights vs hqq's dequantize(), which computes (q - z) * s in float16
+//     (two roundings, 2^-11 relative each) while ingot's kernel uses f32.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -132,16 +130,15 @@ TEST(HqqTest, MatchesHqqLibrary) {
       const double zm = Fp16ToFp32(a.zero[g]), zp = Fp16ToFp32(zero[g]);
       zero_exact += a.zero[g] == zero[g];
       max_zero_diff = std::max(max_zero_diff, std::fabs(zm - zp));
-      EXPECT_LE(std::fabs(zm - zp), 1.0 / 128 + std::fabs(zp) / 512) << "group " << g;
     }
     EXPECT_EQ(scale_diff, 0);
-    EXPECT_LE(max_code_diff, 1u);
-    EXPECT_LE(code_diff, rows * cols / 200);
+    EXPECT_EQ(code_diff, 0);
+    EXPECT_EQ(zero_exact, n_groups);
     std::printf(
-        "%-20s codes differing %5lld / %lld (%.3f%%), zeros exact %lld / %lld (max |dz| %.4g), "
+        "%-20s codes differing %lld / %lld (%.3f%%, max %u), zeros exact %lld / %lld (max |dz| %.4g), "
         "scales exact %lld / %lld, max |deq - hqq| %.3g scale\n",
         name.c_str(), static_cast<long long>(code_diff), static_cast<long long>(rows * cols),
-        100.0 * code_diff / (rows * cols), static_cast<long long>(zero_exact),
+        100.0 * code_diff / (rows * cols), max_code_diff, static_cast<long long>(zero_exact),
         static_cast<long long>(n_groups), max_zero_diff,
         static_cast<long long>(n_groups - scale_diff), static_cast<long long>(n_groups),
         max_deq_err);
