@@ -31,18 +31,22 @@ __attribute__((always_inline)) inline void TileFull(int64_t k, T alpha, const T*
                                                     int64_t ldc) {
   using V = typename VecOf<T>::type;
   constexpr int kW = 32 / sizeof(T);
+  // Fully unrolled so the 12 accumulators live in registers.
   V acc[kMr][2];
+#pragma GCC unroll 6
   for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = V{};
   for (int64_t p = 0; p < k; ++p) {
     V b0, b1;
     std::memcpy(&b0, b + p * ldb, sizeof(V));
     std::memcpy(&b1, b + p * ldb + kW, sizeof(V));
+#pragma GCC unroll 6
     for (int r = 0; r < kMr; ++r) {
       const T av = a[r * lda + p];
       acc[r][0] += av * b0;
       acc[r][1] += av * b1;
     }
   }
+#pragma GCC unroll 6
   for (int r = 0; r < kMr; ++r) {
     V c0, c1;
     std::memcpy(&c0, c + r * ldc, sizeof(V));
@@ -74,16 +78,21 @@ __attribute__((always_inline)) inline void GemmBody(int64_t m, int64_t n, int64_
   constexpr int64_t kNr = 2 * (32 / sizeof(T));
   const int64_t m_full = m - m % kMr;
   const int64_t n_full = n - n % kNr;
+  // The b panel is copied into contiguous storage: read in place with a power-of-two
+  // row stride its lines would fall into a few L1 sets and evict each other.
+  alignas(64) T panel[kKc * kNr];
   for (int64_t p0 = 0; p0 < k; p0 += kKc) {
     const int64_t kc = std::min(kKc, k - p0);
     for (int64_t j = 0; j < n_full; j += kNr) {
+      for (int64_t p = 0; p < kc; ++p) {
+        std::memcpy(panel + p * kNr, b + (p0 + p) * ldb + j, kNr * sizeof(T));
+      }
       for (int64_t i = 0; i < m_full; i += kMr) {
-        TileFull<T>(kc, alpha, a + i * lda + p0, lda, b + p0 * ldb + j, ldb, c + i * ldc + j,
-                    ldc);
+        TileFull<T>(kc, alpha, a + i * lda + p0, lda, panel, kNr, c + i * ldc + j, ldc);
       }
       if (m_full < m) {
-        TileEdge<T>(m - m_full, kNr, kc, alpha, a + m_full * lda + p0, lda, b + p0 * ldb + j,
-                    ldb, c + m_full * ldc + j, ldc);
+        TileEdge<T>(m - m_full, kNr, kc, alpha, a + m_full * lda + p0, lda, panel, kNr,
+                    c + m_full * ldc + j, ldc);
       }
     }
     if (n_full < n) {

@@ -5,9 +5,11 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "engine/quant/affine_internal.h"
 #include "engine/quant/quantizers.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/ggml_types.h"
@@ -213,6 +215,81 @@ TEST(GptqTest, RejectsBadCalibration) {
   EXPECT_THAT(QuantizeGptq(w.data(), 4, 64, calib, p),
               ::ingot::testing::StatusIs(absl::StatusCode::kInvalidArgument,
                                          ::testing::HasSubstr("group_size")));
+}
+
+// The GEMM and the Cholesky machinery GPTQ and AWQ run on, at awkward sizes (tile
+// edges in every dimension, strides wider than the matrices, more than one k block).
+TEST(GptqLinalgTest, GemmMatchesPlainLoops) {
+  std::mt19937 gen(17);
+  std::uniform_real_distribution<double> ud(-1.0, 1.0);
+  struct Dims { int64_t m, n, k; };
+  for (const Dims d : {Dims{1, 1, 1}, Dims{7, 17, 5}, Dims{13, 33, 300}, Dims{6, 16, 256},
+                       Dims{25, 47, 513}}) {
+    const int64_t lda = d.k + 3, ldb = d.n + 5, ldc = d.n + 1;
+    std::vector<double> a(d.m * lda), b(d.k * ldb), c(d.m * ldc);
+    for (double& v : a) v = ud(gen);
+    for (double& v : b) v = ud(gen);
+    for (double& v : c) v = ud(gen);
+    std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end()), cf(c.begin(), c.end());
+    std::vector<double> want(c);
+    for (int64_t i = 0; i < d.m; ++i) {
+      for (int64_t j = 0; j < d.n; ++j) {
+        double s = 0.0;
+        for (int64_t p = 0; p < d.k; ++p) s += a[i * lda + p] * b[p * ldb + j];
+        want[i * ldc + j] += -0.5 * s;
+      }
+    }
+    affine::GemmAccF64(d.m, d.n, d.k, -0.5, a.data(), lda, b.data(), ldb, c.data(), ldc);
+    affine::GemmAccF32(d.m, d.n, d.k, -0.5f, af.data(), lda, bf.data(), ldb, cf.data(), ldc);
+    for (int64_t i = 0; i < d.m * ldc; ++i) {
+      ASSERT_NEAR(c[i], want[i], 1e-12 * d.k) << d.m << "x" << d.n << "x" << d.k << " @" << i;
+      ASSERT_NEAR(cf[i], want[i], 1e-5 * d.k) << d.m << "x" << d.n << "x" << d.k << " @" << i;
+    }
+  }
+}
+
+TEST(GptqLinalgTest, UpperCholeskyOfInverse) {
+  for (const int64_t n : {1, 5, 64, 65, 130, 200}) {
+    SCOPED_TRACE(n);
+    // H = A A^T / n + I / 10: symmetric positive definite, off-diagonal mass.
+    std::mt19937 gen(static_cast<uint32_t>(n));
+    std::normal_distribution<double> nd(0.0, 1.0);
+    std::vector<double> a(n * n), h(n * n);
+    for (double& v : a) v = nd(gen);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0.0;
+        for (int64_t p = 0; p < n; ++p) s += a[i * n + p] * a[j * n + p];
+        h[i * n + j] = s / static_cast<double>(n) + (i == j ? 0.1 : 0.0);
+      }
+    }
+    std::vector<double> work(h), u;
+    ASSERT_OK(affine::UpperCholeskyOfInverse(work, n, &u));
+    // U upper with positive diagonal, and (U^T U) H = I.
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_GT(u[i * n + i], 0.0);
+      for (int64_t j = 0; j < i; ++j) ASSERT_EQ(u[i * n + j], 0.0);
+    }
+    std::vector<double> hinv(n * n, 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t p = 0; p <= std::min(i, j); ++p) hinv[i * n + j] += u[p * n + i] * u[p * n + j];
+      }
+    }
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double s = 0.0;
+        for (int64_t p = 0; p < n; ++p) s += hinv[i * n + p] * h[p * n + j];
+        worst = std::max(worst, std::fabs(s - (i == j ? 1.0 : 0.0)));
+      }
+    }
+    EXPECT_LT(worst, 1e-9);
+  }
+  std::vector<double> not_pd = {1.0, 2.0, 2.0, 1.0}, u;  // eigenvalues 3 and -1
+  EXPECT_THAT(affine::UpperCholeskyOfInverse(not_pd, 2, &u),
+              ::ingot::testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                         ::testing::HasSubstr("gptq_damp")));
 }
 
 // The largest linear of the default model (down_proj: 576 x 1536), 4-bit g128.
