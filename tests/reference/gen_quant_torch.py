@@ -197,7 +197,6 @@ def bnb_cases(W, X, cases):
             "scale": write(f"{name}.scale.f16", peer_scale.astype(np.float16)),
             "zero": write(f"{name}.zero.f16", np.full(rows, 128, dtype=np.float16)),
             "peer_scale": write(f"{name}.peer_scale.f32", peer_scale),
-            "scb": write(f"{name}.scb.f32", SCB.numpy().astype(np.float32)),
             "y": write(f"{name}.y.f32", y.float().numpy()),
             "y_tok": write(f"{name}.y_tok.f32", y_tok.float().numpy()),
         })
