@@ -12,6 +12,7 @@
 
 #include "ingot/v1/generation.grpc.pb.h"
 #include "ingot/v1/model.grpc.pb.h"
+#include "ingot/v1/quantization.grpc.pb.h"
 
 namespace ingot::client {
 
@@ -46,6 +47,9 @@ void PrintJsonLine(const google::protobuf::Message& message);
 // 1536 -> "1.5 KiB".
 std::string HumanBytes(int64_t bytes);
 
+// One model's details as `ingot info NAME` prints them.
+void PrintModel(const v1::ModelInfo& m);
+
 int RunModels(Connection& conn, bool json);
 struct LoadFlags {
   std::string name, source, format, device;
@@ -78,5 +82,24 @@ struct BenchFlags {
   bool json = false;
 };
 int RunBench(Connection& conn, const BenchFlags& flags);
+
+struct QuantizeFlags {
+  std::string source, target, device, calibration_file, calibration_text_file;
+  v1::QuantizationConfig config;
+  std::vector<std::string> skip;       // --skip (repeatable); "none" = empty list
+  std::vector<std::string> overrides;  // --override PATTERN:key=value,...
+  std::vector<std::string> options;    // --option key=value
+  bool double_quant = true, no_double_quant = false;
+  bool validate_only = false, json = false;
+};
+int RunQuantize(Connection& conn, QuantizeFlags flags);
+struct EvalFlags {
+  std::string model, text_file, reference;
+  int context_length = 512, max_tokens = 0;
+  bool json = false;
+};
+int RunEval(Connection& conn, const EvalFlags& flags);
+int RunRecommend(Connection& conn, const std::string& model, int64_t budget_bytes, bool json);
+int RunMethods(Connection& conn, bool json);
 
 }  // namespace ingot::client

@@ -125,6 +125,54 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::Range(0, 1000));
   bench_cmd->add_flag("--json", bench.json, "Print JSON");
 
+  QuantizeFlags quant;
+  CLI::App* quant_cmd = app.add_subcommand("quantize", "Quantize a loaded model (progress bar on stderr)");
+  quant_cmd->add_option("source", quant.source, "Loaded model")->required();
+  quant_cmd->add_option("target", quant.target, "New model name (omit: replace the source in place)");
+  quant_cmd->add_option("-m,--method", *quant.config.mutable_method(),
+                        "bitsandbytes, hqq, quanto, torchao, mlx, gptq, awq, gguf, none")->required();
+  quant_cmd->add_option("-b,--bits", [&quant](const std::vector<std::string>& v) {
+    quant.config.set_bits(std::stoi(v[0])); return true; }, "Bit width (method default if unset)");
+  quant_cmd->add_option("-g,--group-size", [&quant](const std::vector<std::string>& v) {
+    quant.config.set_group_size(std::stoll(v[0])); return true; }, "Group/block size");
+  quant_cmd->add_option("--quant-type", *quant.config.mutable_quant_type(),
+                        "nf4|fp4 (bitsandbytes), int8_weight_only|int4_weight_only|int8_dynamic "
+                        "(torchao), q4_0..q6_k (gguf), f16|bf16|f32 (none)");
+  quant_cmd->add_option("--compute-dtype", *quant.config.mutable_compute_dtype(), "float32|float16|bfloat16");
+  quant_cmd->add_flag("--no-double-quant", quant.no_double_quant, "bitsandbytes 4-bit: keep the absmax in f32");
+  quant_cmd->add_option("--skip", quant.skip, "Module name/glob left as loaded (repeatable; 'none' = quantize all)");
+  quant_cmd->add_option("--override", quant.overrides,
+                        "PATTERN:key=value[,...] with keys method, bits, group_size, quant_type, skip");
+  quant_cmd->add_option("--option", quant.options, "Backend option key=value (repeatable)");
+  quant_cmd->add_flag("--allow-fallback", [&quant](int64_t) { quant.config.set_allow_fallback(true); },
+                      "Use the nearest method when the device cannot run this one");
+  quant_cmd->add_option("--calibration-file", quant.calibration_file, "GPTQ/AWQ text file on the server");
+  quant_cmd->add_option("--calibration-text", quant.calibration_text_file, "GPTQ/AWQ text file sent with the request");
+  quant_cmd->add_option("--device", quant.device, "Target device (default: the source's)");
+  quant_cmd->add_flag("--validate", quant.validate_only, "Only validate the config (exit 1 when invalid)");
+  quant_cmd->add_flag("--json", quant.json, "Print each response as JSON");
+
+  EvalFlags eval;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "Perplexity of a text (and KL vs a reference model)");
+  eval_cmd->add_option("model", eval.model, "Model name")->required();
+  eval_cmd->add_option("--text-file", eval.text_file, "Text to score (default: the shipped held-out text)");
+  eval_cmd->add_option("--context-length", eval.context_length, "Tokens per window")->capture_default_str();
+  eval_cmd->add_option("--max-tokens", eval.max_tokens, "Score at most this many tokens (0 = all)");
+  eval_cmd->add_option("--reference", eval.reference, "Reference model for KL and top-1 agreement");
+  eval_cmd->add_flag("--json", eval.json, "Print JSON");
+
+  std::string rec_model;
+  int64_t rec_budget = 0;
+  bool rec_json = false;
+  CLI::App* rec_cmd = app.add_subcommand("recommend", "A quantization config that fits a memory budget");
+  rec_cmd->add_option("model", rec_model, "Model name")->required();
+  rec_cmd->add_option("budget_bytes", rec_budget, "Bytes the weights may take")->required();
+  rec_cmd->add_flag("--json", rec_json, "Print JSON");
+
+  bool methods_json = false;
+  CLI::App* methods_cmd = app.add_subcommand("methods", "The quantization method x device table");
+  methods_cmd->add_flag("--json", methods_json, "Print JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -146,5 +194,9 @@ int main(int argc, char** argv) {
   }
   if (*tokenize) return RunTokenize(conn, tok);
   if (*bench_cmd) return RunBench(conn, bench);
+  if (*quant_cmd) return RunQuantize(conn, quant);
+  if (*eval_cmd) return RunEval(conn, eval);
+  if (*rec_cmd) return RunRecommend(conn, rec_model, rec_budget, rec_json);
+  if (*methods_cmd) return RunMethods(conn, methods_json);
   return 2;
 }

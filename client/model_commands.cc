@@ -27,28 +27,6 @@ std::string HumanCount(int64_t n) {
   return absl::StrFormat("%d", n);
 }
 
-void PrintModel(const v1::ModelInfo& m) {
-  std::cout << absl::StrFormat(
-      "name:          %s\nsource:        %s\nformat:        %s\narchitecture:  %s\n"
-      "parameters:    %s (%d)\ndevice:        %s\nstate:         %s\n"
-      "context:       %d tokens\nvocabulary:    %d tokens\nlayers:        %d\n"
-      "chat template: %s\nresident:      %s (weights %s, KV cache %s)\n",
-      m.name(), m.source(), m.format(), m.architecture(), HumanCount(m.parameter_count()),
-      m.parameter_count(), m.device(), StateName(m.state()), m.context_length(),
-      m.vocab_size(), m.layers(), m.has_chat_template() ? "yes" : "no",
-      HumanBytes(m.bytes_resident()), HumanBytes(m.weight_bytes()),
-      HumanBytes(m.kv_cache_bytes()));
-  if (m.tensor_kinds_size() > 0) {
-    std::cout << absl::StrFormat("  %-10s %-14s %8s %12s %12s\n", "KIND", "REPRESENTATION",
-                                 "TENSORS", "PARAMETERS", "BYTES");
-    for (const v1::TensorKindInfo& k : m.tensor_kinds()) {
-      std::cout << absl::StrFormat("  %-10s %-14s %8d %12s %12s\n", k.kind(),
-                                   k.representation(), k.tensors(), HumanCount(k.parameters()),
-                                   HumanBytes(k.bytes()));
-    }
-  }
-}
-
 // Escapes control characters and invalid UTF-8 bytes of a token piece for display.
 std::string ShowPiece(const std::string& piece) {
   std::string out;
@@ -63,6 +41,31 @@ std::string ShowPiece(const std::string& piece) {
 }
 
 }  // namespace
+
+void PrintModel(const v1::ModelInfo& m) {
+  std::cout << absl::StrFormat(
+      "name:          %s\nsource:        %s\nformat:        %s\narchitecture:  %s\n"
+      "parameters:    %s (%d)\ndevice:        %s\nstate:         %s\n"
+      "context:       %d tokens\nvocabulary:    %d tokens\nlayers:        %d\n"
+      "chat template: %s\nresident:      %s (weights %s, KV cache %s)\n",
+      m.name(), m.source(), m.format(), m.architecture(), HumanCount(m.parameter_count()),
+      m.parameter_count(), m.device(), StateName(m.state()), m.context_length(),
+      m.vocab_size(), m.layers(), m.has_chat_template() ? "yes" : "no",
+      HumanBytes(m.bytes_resident()), HumanBytes(m.weight_bytes()),
+      HumanBytes(m.kv_cache_bytes()));
+  if (!m.quantization().empty()) std::cout << "quantization:  " << m.quantization() << "\n";
+  if (!m.quantization_note().empty()) std::cout << "note:          " << m.quantization_note() << "\n";
+  if (m.tensor_kinds_size() > 0) {
+    std::cout << absl::StrFormat("  %-10s %-20s %8s %12s %12s\n", "KIND", "REPRESENTATION",
+                                 "TENSORS", "PARAMETERS", "BYTES");
+    for (const v1::TensorKindInfo& k : m.tensor_kinds()) {
+      std::cout << absl::StrFormat("  %-10s %-20s %8d %12s %12s\n", k.kind(),
+                                   k.representation(), k.tensors(), HumanCount(k.parameters()),
+                                   HumanBytes(k.bytes()));
+    }
+  }
+}
+
 
 int RunModels(Connection& conn, bool json) {
   auto stub = v1::ModelService::NewStub(conn.channel);

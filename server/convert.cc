@@ -167,6 +167,8 @@ void ToProto(const ModelInfo& info, v1::ModelInfo* out) {
   out->set_layers(info.layers);
   out->set_state(ToProto(info.state));
   out->set_has_chat_template(info.has_chat_template);
+  out->set_quantization(info.quantization);
+  out->set_quantization_note(info.quantization_note);
 }
 
 void ToProto(const DeviceInfo& info, v1::DeviceInfo* out) {
@@ -204,6 +206,107 @@ void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out) {
 void ToProto(const TokenizeResult& result, v1::TokenizeResponse* out) {
   out->mutable_ids()->Add(result.ids.begin(), result.ids.end());
   for (const std::string& piece : result.pieces) out->add_pieces(piece);
+}
+
+absl::StatusOr<quant::QuantizationConfig> FromProto(const v1::QuantizationConfig& in) {
+  quant::QuantizationConfig c;
+  c.method = in.method();
+  if (in.bits() < 0 || in.bits() > 32) {
+    return absl::InvalidArgumentError(absl::StrCat("config.bits: ", in.bits(), " is out of range"));
+  }
+  if (in.group_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("config.group_size: ", in.group_size(), " is negative"));
+  }
+  c.bits = in.bits();
+  c.group_size = in.group_size();
+  c.compute_dtype = in.compute_dtype();
+  if (in.has_double_quant()) c.double_quant = in.double_quant();
+  c.quant_type = in.quant_type();
+  if (in.skip_modules_set() || in.skip_modules_size() > 0) {
+    c.skip_modules = std::vector<std::string>(in.skip_modules().begin(), in.skip_modules().end());
+  }
+  for (const v1::LayerOverride& o : in.layer_overrides()) {
+    quant::LayerOverride lo;
+    lo.pattern = o.pattern();
+    if (!o.method().empty()) lo.method = o.method();
+    if (o.bits() != 0) lo.bits = o.bits();
+    if (o.group_size() != 0) lo.group_size = o.group_size();
+    if (!o.quant_type().empty()) lo.quant_type = o.quant_type();
+    lo.skip = o.skip();
+    c.layer_overrides.push_back(std::move(lo));
+  }
+  for (const auto& [k, v] : in.backend_options()) c.backend_options[k] = v;
+  c.allow_fallback = in.allow_fallback();
+  c.calibration_file = in.calibration_file();
+  c.calibration_tokens = in.calibration_tokens();
+  return c;
+}
+
+void ToProto(const quant::QuantizationConfig& c, v1::QuantizationConfig* out) {
+  out->set_method(c.method);
+  out->set_bits(c.bits);
+  out->set_group_size(c.group_size);
+  out->set_compute_dtype(c.compute_dtype);
+  if (c.double_quant) out->set_double_quant(*c.double_quant);
+  out->set_quant_type(c.quant_type);
+  if (c.skip_modules) {
+    out->set_skip_modules_set(true);
+    for (const std::string& s : *c.skip_modules) out->add_skip_modules(s);
+  }
+  for (const quant::LayerOverride& o : c.layer_overrides) {
+    v1::LayerOverride* lo = out->add_layer_overrides();
+    lo->set_pattern(o.pattern);
+    lo->set_method(o.method.value_or(""));
+    lo->set_bits(o.bits.value_or(0));
+    lo->set_group_size(o.group_size.value_or(0));
+    lo->set_quant_type(o.quant_type.value_or(""));
+    lo->set_skip(o.skip);
+  }
+  for (const auto& [k, v] : c.backend_options) (*out->mutable_backend_options())[k] = v;
+  out->set_allow_fallback(c.allow_fallback);
+  out->set_calibration_file(c.calibration_file);
+  out->set_calibration_tokens(c.calibration_tokens);
+}
+
+void ToProto(const quant::MethodRow& row, v1::QuantizationMethodInfo* out) {
+  out->set_name(row.name);
+  out->set_description(row.description);
+  for (int32_t b : row.bits) out->add_bits(b);
+  for (int64_t g : row.group_sizes) out->add_group_sizes(g);
+  for (const std::string& q : row.quant_types) out->add_quant_types(q);
+  for (const std::string& o : row.backend_options) out->add_backend_options(o);
+  out->set_needs_calibration(row.needs_calibration);
+  for (quant::DeviceKind kind : {quant::DeviceKind::kCpu, quant::DeviceKind::kCuda, quant::DeviceKind::kMps}) {
+    if (quant::MethodRunsOn(row, kind)) out->add_devices(quant::DeviceKindName(kind));
+  }
+  out->set_can_load(row.can_load);
+  out->set_fallback(row.fallback);
+}
+
+void ToProto(const quant::ConfigProblem& p, v1::ConfigProblem* out) {
+  out->set_field(p.field);
+  out->set_message(p.message);
+  out->set_fix(p.fix);
+}
+
+void ToProto(const quant::QuantizeProgress& p, v1::QuantizeProgress* out) {
+  out->set_stage(p.stage);
+  out->set_step(p.step);
+  out->set_total(p.total);
+  out->set_module(p.module);
+  out->set_method(p.method);
+  out->set_elapsed_seconds(p.elapsed_s);
+}
+
+void ToProto(const EvaluateResult& r, v1::EvaluateModelResponse* out) {
+  out->set_perplexity(r.perplexity);
+  out->set_mean_nll(r.mean_nll);
+  out->set_tokens_scored(r.tokens_scored);
+  out->set_context_length(r.context_length);
+  out->set_has_reference(r.has_reference);
+  out->set_mean_kl(r.mean_kl);
+  out->set_top1_agreement(r.top1_agreement);
+  out->set_seconds(r.seconds);
 }
 
 }  // namespace ingot::server

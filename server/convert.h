@@ -8,6 +8,7 @@
 #include "engine/runtime/engine.h"
 #include "ingot/v1/generation.pb.h"
 #include "ingot/v1/model.pb.h"
+#include "ingot/v1/quantization.pb.h"
 
 namespace ingot::server {
 
@@ -27,6 +28,14 @@ v1::FinishReason ToProto(FinishReason reason);
 // Text and token ids; for the final chunk also finish reason, usage and timings.
 void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out);
 void ToProto(const TokenizeResult& result, v1::TokenizeResponse* out);
+
+// Field-level checks only (names, ranges); the method table judges the rest.
+absl::StatusOr<quant::QuantizationConfig> FromProto(const v1::QuantizationConfig& config);
+void ToProto(const quant::QuantizationConfig& config, v1::QuantizationConfig* out);
+void ToProto(const quant::MethodRow& row, v1::QuantizationMethodInfo* out);
+void ToProto(const quant::ConfigProblem& problem, v1::ConfigProblem* out);
+void ToProto(const quant::QuantizeProgress& progress, v1::QuantizeProgress* out);
+void ToProto(const EvaluateResult& result, v1::EvaluateModelResponse* out);
 
 // Replaces each byte that is not part of a well-formed UTF-8 sequence with U+FFFD:
 // proto3 strings must be UTF-8 or the peer fails to parse the message.

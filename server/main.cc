@@ -25,6 +25,7 @@
 #include "server/logging.h"
 #include "server/metrics.h"
 #include "server/model_service.h"
+#include "server/quant_service.h"
 #include "server/status.h"
 #include "spdlog/spdlog.h"
 
@@ -39,6 +40,7 @@ struct Flags {
   std::string log_level = "info";
   bool log_json = false;
   double drain_seconds = 30;
+  int64_t memory_budget_bytes = 0;
 };
 
 // Prints the failure the way every fatal start-up error is reported, returns 1.
@@ -51,11 +53,15 @@ int Fail(const std::string& what) {
 EngineSnapshot Snapshot(const Engine& engine) {
   EngineSnapshot snap;
   for (const ModelInfo& m : engine.ListModels()) {
-    snap.models.push_back({m.name, m.device, m.bytes_resident, engine.RunningRequests(m.name)});
+    EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, engine.RunningRequests(m.name), {}};
+    for (const TensorKindInfo& k : m.tensor_kinds) model.bytes_by_kind.emplace_back(k.kind, k.bytes);
+    model.bytes_by_kind.emplace_back("kv_cache", m.kv_cache_bytes);
+    snap.models.push_back(std::move(model));
   }
   for (const DeviceInfo& d : engine.Devices()) {
     if (d.available) snap.devices.push_back({d.name, d.total_bytes, d.used_bytes});
   }
+  snap.quantizations_in_flight = engine.QuantizationsInFlight();
   return snap;
 }
 
@@ -100,6 +106,7 @@ int Run(const Flags& flags) {
   // Destruction runs in reverse: server, services, metrics, engine.
   EngineOptions options;
   options.threads = threads;
+  options.memory_budget_bytes = flags.memory_budget_bytes;
   auto engine = std::make_unique<Engine>(options);
   Metrics metrics([e = engine.get()] { return Snapshot(*e); });
   if (absl::Status s = Preload(*engine, metrics, flags.models); !s.ok()) {
@@ -113,6 +120,7 @@ int Run(const Flags& flags) {
 
   ModelServiceImpl model_service(engine.get(), &metrics, threads);
   GenerationServiceImpl generation_service(engine.get(), &metrics);
+  QuantizationServiceImpl quant_service(engine.get(), &metrics, &model_service);
   grpc::EnableDefaultHealthCheckService(true);
   // gRPC's health service has no protobuf descriptors of its own; touching ours links
   // them in, so reflection can describe grpc.health.v1.Health too.
@@ -123,6 +131,7 @@ int Run(const Flags& flags) {
   builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&model_service);
   builder.RegisterService(&generation_service);
+  builder.RegisterService(&quant_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     return Fail(absl::StrCat("cannot listen on ", flags.listen, " (address in use or invalid)"));
@@ -131,6 +140,7 @@ int Run(const Flags& flags) {
   health->SetServingStatus("", true);
   health->SetServingStatus("ingot.v1.ModelService", true);
   health->SetServingStatus("ingot.v1.GenerationService", true);
+  health->SetServingStatus("ingot.v1.QuantizationService", true);
   model_service.AttachHealth(health);
 
   std::vector<std::string> names;
@@ -189,6 +199,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", flags.log_level,
                  "trace, debug, info, warn, error, critical or off")->capture_default_str();
   app.add_flag("--log-json", flags.log_json, "Log one JSON object per line");
+  app.add_option("--memory-budget-bytes", flags.memory_budget_bytes,
+                 "Bytes all models together may hold on cpu (quantization results are checked "
+                 "against it); 0 = what the OS reports available")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--drain-seconds", flags.drain_seconds,
                  "On SIGTERM/SIGINT, seconds running streams get to finish")
       ->capture_default_str();

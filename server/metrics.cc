@@ -108,13 +108,20 @@ class Metrics::Collector : public prometheus::Collectable {
     MetricFamily running = Family("ingot_requests_running",
         "Generate requests running or queued, by model.", MetricType::Gauge);
     MetricFamily model_bytes = Family("ingot_model_memory_bytes",
-        "Bytes a model holds on its device (weights plus KV cache).", MetricType::Gauge);
+        "Bytes a model holds on its device, by tensor kind (embedding, attention, mlp, "
+        "output, norm, kv_cache); sum by model for the total.", MetricType::Gauge);
     for (const EngineSnapshot::Model& m : snap.models) {
       running.metric.push_back(Sample(m.running_requests, {{"model", m.name}},
                                       MetricType::Gauge));
-      model_bytes.metric.push_back(Sample(static_cast<double>(m.bytes_resident),
-          {{"model", m.name}, {"device", m.device}}, MetricType::Gauge));
+      for (const auto& [kind, bytes] : m.bytes_by_kind) {
+        model_bytes.metric.push_back(Sample(static_cast<double>(bytes),
+            {{"model", m.name}, {"device", m.device}, {"kind", kind}}, MetricType::Gauge));
+      }
     }
+    MetricFamily quantizing = Family("ingot_quantizations_in_flight",
+        "QuantizeModel calls running now.", MetricType::Gauge);
+    quantizing.metric.push_back(Sample(snap.quantizations_in_flight, {}, MetricType::Gauge));
+    out.push_back(std::move(quantizing));
     MetricFamily device_used = Family("ingot_device_memory_used_bytes",
         "Bytes held by this server's models on a device.", MetricType::Gauge);
     MetricFamily device_total = Family("ingot_device_memory_total_bytes",
@@ -201,6 +208,14 @@ Metrics::Metrics(std::function<EngineSnapshot()> snapshot)
       .Help("Seconds to load a model, for loads that succeeded.")
       .Register(*registry_)
       .Add({}, kLoadBuckets);
+  quantizations_total_ = &prometheus::BuildCounter()
+      .Name("ingot_quantizations_total")
+      .Help("QuantizeModel calls by method and final gRPC status code.")
+      .Register(*registry_);
+  quantization_duration_ = &prometheus::BuildHistogram()
+      .Name("ingot_quantization_duration_seconds")
+      .Help("Seconds to quantize a model, by method, for runs that succeeded.")
+      .Register(*registry_);
 }
 
 Metrics::~Metrics() = default;
@@ -245,6 +260,12 @@ void Metrics::RecordRequest(const RequestRecord& r) {
 void Metrics::RecordModelLoad(double seconds, const std::string& code) {
   model_loads_total_->Add({{"code", code}}).Increment();
   if (code == "OK") model_load_duration_->Observe(seconds);
+}
+
+void Metrics::RecordQuantization(const std::string& method, double seconds,
+                                 const std::string& code) {
+  quantizations_total_->Add({{"method", method}, {"code", code}}).Increment();
+  if (code == "OK") quantization_duration_->Add({{"method", method}}, kLoadBuckets).Observe(seconds);
 }
 
 std::string Metrics::Render() const {

@@ -29,6 +29,9 @@ struct EngineSnapshot {
     std::string device;
     int64_t bytes_resident = 0;
     int running_requests = 0;  // running or queued generations
+    // Resident bytes by tensor kind ("embedding", "attention", "mlp", "output",
+    // "norm", "kv_cache"); they sum to bytes_resident.
+    std::vector<std::pair<std::string, int64_t>> bytes_by_kind;
   };
   struct Device {
     std::string name;
@@ -37,6 +40,7 @@ struct EngineSnapshot {
   };
   std::vector<Model> models;
   std::vector<Device> devices;
+  int quantizations_in_flight = 0;
 };
 
 // One finished Generate call.
@@ -66,6 +70,8 @@ class Metrics {
   void RecordRequest(const RequestRecord& record);
   // One LoadModel attempt that reached the engine; `code` as in RequestRecord.
   void RecordModelLoad(double seconds, const std::string& code);
+  // One QuantizeModel call that reached the engine.
+  void RecordQuantization(const std::string& method, double seconds, const std::string& code);
 
   // The text exposition format of everything, as a scrape would return it.
   std::string Render() const;
@@ -85,6 +91,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* generated_tokens_total_;
   prometheus::Family<prometheus::Counter>* model_loads_total_;
   prometheus::Histogram* model_load_duration_;
+  prometheus::Family<prometheus::Counter>* quantizations_total_;
+  prometheus::Family<prometheus::Histogram>* quantization_duration_;
 };
 
 }  // namespace ingot::server

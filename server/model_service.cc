@@ -214,6 +214,7 @@ grpc::ServerUnaryReactor* ModelServiceImpl::GetServerInfo(
   response->set_threads(threads_);
   response->set_start_time_unix_seconds(start_time_unix_);
   response->set_models_loaded(static_cast<int32_t>(engine_->ListModels().size()));
+  for (const quant::MethodRow& row : quant::MethodTable()) ToProto(row, response->add_quantization_methods());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -7,13 +7,15 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/formats/gguf.h"
 
 namespace ingot {
 
-using kernels::ActType;
+using kernels::ActivationSpec;
+using kernels::Linear;
 using kernels::ThreadPool;
-using kernels::WeightMatrix;
 
 void KvCache::Reserve(int32_t tokens) {
   if (tokens <= capacity_) return;
@@ -44,7 +46,7 @@ void RmsNorm(const float* x, const float* w, float* out, int64_t n, int64_t d, f
 
 // One linear layer applied to n tokens: y (n, w.rows) = x (n, w.cols) . w^T.
 struct MatMulJob {
-  const WeightMatrix* w;
+  const Linear* w;
   const float* x;
   float* y;
   const float* bias = nullptr;  // (w.rows) or null
@@ -63,16 +65,17 @@ void MatMul(ThreadPool& pool, std::initializer_list<MatMulJob> jobs_list, int64_
   // Size the buffer first so pointers stay valid.
   size_t total = 0;
   std::vector<size_t> offset(nj);
+  std::vector<ActivationSpec> spec(nj);
+  for (size_t j = 0; j < nj; ++j) spec[j] = kernels::LinearActivation(*jobs[j].w);
   for (size_t j = 0; j < nj; ++j) {
     size_t shared = SIZE_MAX;
     for (size_t i = 0; i < j; ++i) {
-      if (jobs[i].x == jobs[j].x && jobs[i].w->cols == jobs[j].w->cols &&
-          kernels::ActivationTypeFor(jobs[i].w->type) == kernels::ActivationTypeFor(jobs[j].w->type)) {
+      if (jobs[i].x == jobs[j].x && jobs[i].w->cols() == jobs[j].w->cols() && spec[i] == spec[j]) {
         shared = i;
         break;
       }
     }
-    act_row_bytes[j] = kernels::ActivationRowBytes(kernels::ActivationTypeFor(jobs[j].w->type), jobs[j].w->cols);
+    act_row_bytes[j] = kernels::LinearActivationBytes(spec[j], jobs[j].w->cols());
     if (shared != SIZE_MAX) {
       offset[j] = offset[shared];
     } else {
@@ -87,10 +90,10 @@ void MatMul(ThreadPool& pool, std::initializer_list<MatMulJob> jobs_list, int64_
     bool done = false;
     for (size_t i = 0; i < j; ++i) done |= prepared[i] && offset[i] == offset[j];
     if (!done) {
-      const ActType at = kernels::ActivationTypeFor(jobs[j].w->type);
+      const int64_t cols = jobs[j].w->cols();
       for (int64_t t = 0; t < n; ++t) {
-        kernels::PrepareActivations(at, jobs[j].x + t * jobs[j].w->cols, jobs[j].w->cols,
-                                    act_buf.data() + offset[j] + t * act_row_bytes[j]);
+        kernels::LinearPrepare(spec[j], jobs[j].x + t * cols, cols,
+                               act_buf.data() + offset[j] + t * act_row_bytes[j]);
       }
     }
     prepared[j] = true;
@@ -98,7 +101,7 @@ void MatMul(ThreadPool& pool, std::initializer_list<MatMulJob> jobs_list, int64_
   // Chunks of all jobs in one index space.
   std::vector<int64_t> chunk_start(nj + 1, 0);
   for (size_t j = 0; j < nj; ++j) {
-    chunk_start[j + 1] = chunk_start[j] + (jobs[j].w->rows + kGrain - 1) / kGrain;
+    chunk_start[j + 1] = chunk_start[j] + (jobs[j].w->rows() + kGrain - 1) / kGrain;
   }
   pool.ParallelFor(chunk_start[nj], 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
@@ -106,11 +109,12 @@ void MatMul(ThreadPool& pool, std::initializer_list<MatMulJob> jobs_list, int64_
       while (chunk_start[j + 1] <= c) ++j;
       const MatMulJob& job = jobs[j];
       const int64_t r0 = (c - chunk_start[j]) * kGrain;
-      const int64_t r1 = std::min(job.w->rows, r0 + kGrain);
-      kernels::DotRowsTokens(*job.w, act[j], act_row_bytes[j], n, job.y, job.w->rows, r0, r1);
+      const int64_t rows = job.w->rows();
+      const int64_t r1 = std::min(rows, r0 + kGrain);
+      kernels::LinearDotRowsTokens(*job.w, act[j], act_row_bytes[j], n, job.y, rows, r0, r1);
       if (job.bias != nullptr) {
         for (int64_t t = 0; t < n; ++t) {
-          for (int64_t r = r0; r < r1; ++r) job.y[t * job.w->rows + r] += job.bias[r];
+          for (int64_t r = r0; r < r1; ++r) job.y[t * rows + r] += job.bias[r];
         }
       }
     }
@@ -143,7 +147,8 @@ void LlamaModel::Embed(int32_t token, float* out) const {
 }
 
 void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
-                         ForwardWorkspace& ws, std::vector<float>* logits) const {
+                         ForwardWorkspace& ws, std::vector<float>* logits,
+                         ForwardObserver* observer) const {
   const LlamaConfig& c = config_;
   const int64_t n = static_cast<int64_t>(batch.size());
   const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim;
@@ -174,11 +179,14 @@ void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
 
   for (int32_t l = 0; l < c.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
+    const Linear* w = L.w;
+    constexpr int kQ = 0, kK = 1, kV = 2, kO = 3, kGate = 4, kUp = 5, kDown = 6;
     RmsNorm(ws.x.data(), L.attn_norm.data(), ws.xn.data(), n, d, c.rms_eps);
+    if (observer) observer->OnLinearInput(l, LinearInput::kAttnIn, ws.xn.data(), n, d);
     MatMul(pool,
-           {{&L.wq, ws.xn.data(), ws.q.data(), L.bq.empty() ? nullptr : L.bq.data()},
-            {&L.wk, ws.xn.data(), ws.k.data(), L.bk.empty() ? nullptr : L.bk.data()},
-            {&L.wv, ws.xn.data(), ws.v.data(), L.bv.empty() ? nullptr : L.bv.data()}},
+           {{&w[kQ], ws.xn.data(), ws.q.data(), L.bq.empty() ? nullptr : L.bq.data()},
+            {&w[kK], ws.xn.data(), ws.k.data(), L.bk.empty() ? nullptr : L.bk.data()},
+            {&w[kV], ws.xn.data(), ws.v.data(), L.bv.empty() ? nullptr : L.bv.data()}},
            n, ws.act);
     for (int64_t t = 0; t < n; ++t) {
       const float* cs = ws.rope_cos.data() + t * half;
@@ -218,17 +226,20 @@ void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
         }
       }
     });
-    MatMul(pool, {{&L.wo, ws.attn.data(), ws.proj.data()}}, n, ws.act);
+    if (observer) observer->OnLinearInput(l, LinearInput::kAttnOut, ws.attn.data(), n, qd);
+    MatMul(pool, {{&w[kO], ws.attn.data(), ws.proj.data()}}, n, ws.act);
     for (int64_t i = 0; i < n * d; ++i) ws.x[i] += ws.proj[i];
 
     RmsNorm(ws.x.data(), L.ffn_norm.data(), ws.xn.data(), n, d, c.rms_eps);
-    MatMul(pool, {{&L.w_gate, ws.xn.data(), ws.gate.data()}, {&L.w_up, ws.xn.data(), ws.up.data()}},
+    if (observer) observer->OnLinearInput(l, LinearInput::kMlpIn, ws.xn.data(), n, d);
+    MatMul(pool, {{&w[kGate], ws.xn.data(), ws.gate.data()}, {&w[kUp], ws.xn.data(), ws.up.data()}},
            n, ws.act);
     for (int64_t i = 0; i < n * c.n_ff; ++i) {
       const float g = ws.gate[i];
       ws.gate[i] = g / (1.0f + std::exp(-g)) * ws.up[i];  // SiLU(gate) * up
     }
-    MatMul(pool, {{&L.w_down, ws.gate.data(), ws.proj.data()}}, n, ws.act);
+    if (observer) observer->OnLinearInput(l, LinearInput::kMlpDown, ws.gate.data(), n, c.n_ff);
+    MatMul(pool, {{&w[kDown], ws.gate.data(), ws.proj.data()}}, n, ws.act);
     for (int64_t i = 0; i < n * d; ++i) ws.x[i] += ws.proj[i];
   }
 
@@ -244,6 +255,138 @@ void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
   }
   logits->resize(static_cast<size_t>(m) * c.vocab_size);
   if (m > 0) MatMul(pool, {{&output_, hidden.data(), logits->data()}}, m, ws.act);
+}
+
+std::vector<LinearModuleRef> LlamaModel::LinearModules() const {
+  static constexpr const char* kHf[kLinearSlots] = {"self_attn.q_proj", "self_attn.k_proj",
+                                                    "self_attn.v_proj", "self_attn.o_proj",
+                                                    "mlp.gate_proj",    "mlp.up_proj",
+                                                    "mlp.down_proj"};
+  static constexpr const char* kGguf[kLinearSlots] = {"attn_q",   "attn_k",  "attn_v",  "attn_output",
+                                                      "ffn_gate", "ffn_up", "ffn_down"};
+  std::vector<LinearModuleRef> out;
+  for (int32_t l = 0; l < config_.n_layer; ++l) {
+    for (int s = 0; s < kLinearSlots; ++s) {
+      LinearModuleRef m;
+      m.name = absl::StrCat("model.layers.", l, ".", kHf[s]);
+      m.gguf_name = absl::StrCat("blk.", l, ".", kGguf[s]);
+      m.kind = s <= static_cast<int>(LinearSlot::kO) ? "attention" : "mlp";
+      m.layer = l;
+      m.slot = static_cast<LinearSlot>(s);
+      m.rows = layers_[l].w[s].rows();
+      m.cols = layers_[l].w[s].cols();
+      out.push_back(std::move(m));
+    }
+  }
+  LinearModuleRef head;
+  head.name = "lm_head";
+  head.gguf_name = "output";
+  head.kind = "output";
+  head.rows = output_.rows();
+  head.cols = output_.cols();
+  out.push_back(std::move(head));
+  return out;
+}
+
+const Linear& LlamaModel::linear(const LinearModuleRef& m) const {
+  if (m.layer < 0) return output_;
+  return layers_[m.layer].w[static_cast<int>(m.slot)];
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::Clone() const {
+  std::unique_ptr<LlamaModel> copy(new LlamaModel());
+  copy->file_ = file_;
+  copy->owners_ = owners_;
+  copy->config_ = config_;
+  copy->token_embd_ = token_embd_;
+  copy->output_ = output_;
+  copy->output_repr_ = output_repr_;
+  copy->output_bytes_ = output_bytes_;
+  copy->output_norm_ = output_norm_;
+  copy->rope_freqs_ = rope_freqs_;
+  copy->inv_freq_ = inv_freq_;
+  copy->layers_ = layers_;
+  copy->parameter_count_ = parameter_count_;
+  copy->weight_bytes_ = weight_bytes_;
+  copy->summary_ = summary_;
+  return copy;
+}
+
+void LlamaModel::SetLinear(const LinearModuleRef& m, const Linear& w, std::string representation,
+                           int64_t bytes, std::shared_ptr<const void> owner) {
+  if (owner) owners_.push_back(std::move(owner));
+  if (m.layer < 0) {
+    output_ = w;
+    output_repr_ = std::move(representation);
+    output_bytes_ = bytes;
+    config_.tied_output = false;
+    return;
+  }
+  LlamaLayer& L = layers_[m.layer];
+  const int s = static_cast<int>(m.slot);
+  L.w[s] = w;
+  L.repr[s] = std::move(representation);
+  L.bytes[s] = bytes;
+}
+
+std::vector<float>* LlamaModel::MutableNorm(int32_t layer, bool ffn) {
+  return ffn ? &layers_[layer].ffn_norm : &layers_[layer].attn_norm;
+}
+
+void LlamaModel::RefreshSummary() {
+  struct Acc {
+    TensorSummary s;
+    std::vector<std::string> reprs;
+  };
+  std::vector<Acc> kinds;
+  auto add = [&](const std::string& kind, const std::string& repr, int64_t params, int64_t bytes) {
+    Acc* acc = nullptr;
+    for (Acc& a : kinds) {
+      if (a.s.kind == kind) acc = &a;
+    }
+    if (acc == nullptr) {
+      kinds.push_back({});
+      acc = &kinds.back();
+      acc->s.kind = kind;
+    }
+    acc->s.tensors += 1;
+    acc->s.parameters += params;
+    acc->s.bytes += bytes;
+    if (std::find(acc->reprs.begin(), acc->reprs.end(), repr) == acc->reprs.end()) acc->reprs.push_back(repr);
+  };
+  const int64_t embd_params = token_embd_.rows * token_embd_.cols;
+  add("embedding", GetGgmlTypeTraits(token_embd_.type).name, embd_params,
+      static_cast<int64_t>(token_embd_.row_bytes) * token_embd_.rows);
+  if (!config_.tied_output) add("output", output_repr_, output_.rows() * output_.cols(), output_bytes_);
+  auto add_vec = [&](const std::string& kind, const std::vector<float>& v) {
+    if (!v.empty()) add(kind, "f32", static_cast<int64_t>(v.size()), static_cast<int64_t>(v.size()) * 4);
+  };
+  add_vec("norm", output_norm_);
+  add_vec("norm", rope_freqs_);
+  for (const LlamaLayer& L : layers_) {
+    add_vec("norm", L.attn_norm);
+    add_vec("norm", L.ffn_norm);
+    add_vec("attention", L.bq);
+    add_vec("attention", L.bk);
+    add_vec("attention", L.bv);
+    for (int s = 0; s < kLinearSlots; ++s) {
+      add(s <= static_cast<int>(LinearSlot::kO) ? "attention" : "mlp", L.repr[s],
+          L.w[s].rows() * L.w[s].cols(), L.bytes[s]);
+    }
+  }
+  summary_.clear();
+  parameter_count_ = 0;
+  weight_bytes_ = 0;
+  for (Acc& a : kinds) {
+    // "f32" for biases is noise next to the weights' representation.
+    if (a.reprs.size() > 1) a.reprs.erase(std::remove(a.reprs.begin(), a.reprs.end(), "f32"), a.reprs.end());
+    a.s.representation = absl::StrJoin(a.reprs, "+");
+    parameter_count_ += a.s.parameters;
+    weight_bytes_ += a.s.bytes;
+    summary_.push_back(a.s);
+  }
+  std::sort(summary_.begin(), summary_.end(),
+            [](const TensorSummary& a, const TensorSummary& b) { return a.kind < b.kind; });
 }
 
 }  // namespace ingot

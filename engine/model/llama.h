@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/cpu/qmatrix.h"
 #include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -49,12 +50,44 @@ struct LlamaConfig {
   int32_t q_dim() const { return n_head * head_dim; }
 };
 
+// The linear layers of a block, in the order LinearModules() lists them.
+enum class LinearSlot : int8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
+constexpr int kLinearSlots = 7;
+
 struct LlamaLayer {
-  std::vector<float> attn_norm;             // (n_embd)
-  kernels::WeightMatrix wq, wk, wv, wo;     // (q_dim, n_embd) (kv_dim, n_embd) x2 (n_embd, q_dim)
-  std::vector<float> bq, bk, bv;            // empty unless attn_bias
-  std::vector<float> ffn_norm;              // (n_embd)
-  kernels::WeightMatrix w_gate, w_up, w_down;  // (n_ff, n_embd) x2, (n_embd, n_ff)
+  std::vector<float> attn_norm;  // (n_embd)
+  // q (q_dim, n_embd), k/v (kv_dim, n_embd), o (n_embd, q_dim), gate/up (n_ff, n_embd),
+  // down (n_embd, n_ff); indexed by LinearSlot.
+  kernels::Linear w[kLinearSlots];
+  std::string repr[kLinearSlots];  // representation names ("Q4_1", "nf4/b64+dq", ...)
+  int64_t bytes[kLinearSlots] = {};
+  std::vector<float> bq, bk, bv;  // empty unless attn_bias
+  std::vector<float> ffn_norm;    // (n_embd)
+};
+
+// A linear module as quantization and users name it.
+struct LinearModuleRef {
+  std::string name;       // HF style: "model.layers.3.self_attn.q_proj", "lm_head"
+  std::string gguf_name;  // "blk.3.attn_q", "output"
+  std::string kind;       // "attention", "mlp", "output"
+  int32_t layer = -1;     // -1 for the output head
+  LinearSlot slot = LinearSlot::kQ;
+  int64_t rows = 0, cols = 0;
+};
+
+// Where a linear layer's input is observed during Forward (calibration for GPTQ/AWQ).
+enum class LinearInput : int8_t {
+  kAttnIn,   // normed hidden state: q, k, v
+  kAttnOut,  // attention output: o
+  kMlpIn,    // normed hidden state: gate, up
+  kMlpDown,  // SiLU(gate) * up: down
+};
+class ForwardObserver {
+ public:
+  virtual ~ForwardObserver() = default;
+  // x holds n_tok rows of `cols` floats.
+  virtual void OnLinearInput(int32_t layer, LinearInput site, const float* x, int64_t n_tok,
+                             int64_t cols) = 0;
 };
 
 // Keys and values of one sequence, f32, grown as the sequence grows.
@@ -111,20 +144,42 @@ class LlamaModel {
   const std::vector<TensorSummary>& tensor_summary() const { return summary_; }
   const gguf::File& file() const { return *file_; }
 
+  // The linear modules: per layer q, k, v, o, gate, up, down; then the output head.
+  std::vector<LinearModuleRef> LinearModules() const;
+  const kernels::Linear& linear(const LinearModuleRef& m) const;
+
+  // A copy sharing the file mapping and every owned weight buffer; the copy's linear
+  // layers and norms can then be replaced (quantization) without touching this model.
+  std::unique_ptr<LlamaModel> Clone() const;
+  // Replaces one linear module; `owner` keeps its storage alive; `bytes` is its size.
+  // Replacing the output head of a tied model unties it.
+  void SetLinear(const LinearModuleRef& m, const kernels::Linear& w, std::string representation,
+                 int64_t bytes, std::shared_ptr<const void> owner);
+  // attn_norm (ffn = false) or ffn_norm of a layer, for folding AWQ scales.
+  std::vector<float>* MutableNorm(int32_t layer, bool ffn);
+  // Recomputes tensor_summary(), parameter_count() and weight_bytes().
+  void RefreshSummary();
+
   // Runs the batch; appends vocab_size logits for every token with want_logits, in
   // batch order, to `logits` (resized). Caches must have capacity for each pos.
+  // `observer`, when set, sees every linear layer's input.
   void Forward(const std::vector<BatchToken>& batch, kernels::ThreadPool& pool,
-               ForwardWorkspace& ws, std::vector<float>* logits) const;
+               ForwardWorkspace& ws, std::vector<float>* logits,
+               ForwardObserver* observer = nullptr) const;
 
  private:
   LlamaModel() = default;
   void Embed(int32_t token, float* out) const;
 
-  std::unique_ptr<gguf::File> file_;
+  std::shared_ptr<gguf::File> file_;
+  std::vector<std::shared_ptr<const void>> owners_;  // storage of replaced weights
   LlamaConfig config_;
   kernels::WeightMatrix token_embd_;  // (vocab, n_embd)
-  kernels::WeightMatrix output_;      // (vocab, n_embd); == token_embd_ when tied
+  kernels::Linear output_;            // (vocab, n_embd); token_embd_ when tied
+  std::string output_repr_;
+  int64_t output_bytes_ = 0;
   std::vector<float> output_norm_;
+  std::vector<float> rope_freqs_;     // (rope_dim / 2) when the file has them
   std::vector<float> inv_freq_;       // (rope_dim / 2) incl. per-dimension freq factors
   std::vector<LlamaLayer> layers_;
   int64_t parameter_count_ = 0;

@@ -59,7 +59,6 @@ class Builder {
     w.cols = cols;
     w.row_bytes = GgmlRowSize(t->type, cols);
     w.data = t->data;
-    Count(*t, kind);
     return w;
   }
 
@@ -82,41 +81,11 @@ class Builder {
     }
     std::vector<float> out(n);
     traits.dequantize(t->data, out.data(), n);
-    Count(*t, kind);
-    return out;
-  }
-
-  int64_t parameters() const { return parameters_; }
-  int64_t bytes() const { return bytes_; }
-  std::vector<TensorSummary> Summary() const {
-    std::vector<TensorSummary> out;
-    for (const auto& [kind, s] : by_kind_) {
-      TensorSummary ts = s;
-      ts.kind = kind;
-      ts.representation = absl::StrJoin(types_.at(kind), "+");
-      out.push_back(ts);
-    }
     return out;
   }
 
  private:
-  void Count(const gguf::TensorInfo& t, const std::string& kind) {
-    parameters_ += t.NumElements();
-    bytes_ += static_cast<int64_t>(t.nbytes);
-    TensorSummary& s = by_kind_[kind];
-    s.tensors += 1;
-    s.parameters += t.NumElements();
-    s.bytes += static_cast<int64_t>(t.nbytes);
-    auto& types = types_[kind];
-    const std::string tn = GetGgmlTypeTraits(t.type).name;
-    if (std::find(types.begin(), types.end(), tn) == types.end()) types.push_back(tn);
-  }
-
   const gguf::File& f_;
-  int64_t parameters_ = 0;
-  int64_t bytes_ = 0;
-  std::map<std::string, TensorSummary> by_kind_;
-  std::map<std::string, std::vector<std::string>> types_;
 };
 
 absl::StatusOr<int32_t> RequiredInt(const gguf::File& f, const std::string& key) {
@@ -187,14 +156,30 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
   c.vocab_size = static_cast<int32_t>(embd->dims[1]);
   ASSIGN_OR_RETURN(model->token_embd_, b.Matrix("token_embd.weight", c.vocab_size, c.n_embd, "embedding"));
   ASSIGN_OR_RETURN(model->output_norm_, b.Vector("output_norm.weight", c.n_embd, false, "norm"));
-  if (f.FindTensor("output.weight") != nullptr) {
-    ASSIGN_OR_RETURN(model->output_, b.Matrix("output.weight", c.vocab_size, c.n_embd, "output"));
-  } else {
-    model->output_ = model->token_embd_;
-    c.tied_output = true;
+  auto as_linear = [](const kernels::WeightMatrix& w) {
+    kernels::Linear lin;
+    lin.kind = kernels::LinearKind::kGgml;
+    lin.ggml = w;
+    return lin;
+  };
+  auto repr = [](const kernels::WeightMatrix& w) {
+    return std::string(GetGgmlTypeTraits(w.type).name);
+  };
+  auto bytes = [](const kernels::WeightMatrix& w) { return static_cast<int64_t>(w.row_bytes) * w.rows; };
+  {
+    kernels::WeightMatrix out_w = model->token_embd_;
+    if (f.FindTensor("output.weight") != nullptr) {
+      ASSIGN_OR_RETURN(out_w, b.Matrix("output.weight", c.vocab_size, c.n_embd, "output"));
+    } else {
+      c.tied_output = true;
+    }
+    model->output_ = as_linear(out_w);
+    model->output_repr_ = repr(out_w);
+    model->output_bytes_ = bytes(out_w);
   }
   ASSIGN_OR_RETURN(std::vector<float> freq_factors,
                    b.Vector("rope_freqs.weight", c.rope_dim / 2, true, "norm"));
+  model->rope_freqs_ = freq_factors;
   model->inv_freq_.resize(c.rope_dim / 2);
   for (int32_t i = 0; i < c.rope_dim / 2; ++i) {
     float inv = std::pow(c.rope_base, -2.0f * static_cast<float>(i) / static_cast<float>(c.rope_dim));
@@ -208,24 +193,27 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
     LlamaLayer& L = model->layers_[l];
     const std::string n = absl::StrCat("blk.", l, ".");
     ASSIGN_OR_RETURN(L.attn_norm, b.Vector(n + "attn_norm.weight", d, false, "norm"));
-    ASSIGN_OR_RETURN(L.wq, b.Matrix(n + "attn_q.weight", qd, d, "attention"));
-    ASSIGN_OR_RETURN(L.wk, b.Matrix(n + "attn_k.weight", kvd, d, "attention"));
-    ASSIGN_OR_RETURN(L.wv, b.Matrix(n + "attn_v.weight", kvd, d, "attention"));
-    ASSIGN_OR_RETURN(L.wo, b.Matrix(n + "attn_output.weight", d, qd, "attention"));
+    static constexpr const char* kNames[kLinearSlots] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                         "ffn_gate", "ffn_up", "ffn_down"};
+    const int64_t shapes[kLinearSlots][2] = {{qd, d}, {kvd, d}, {kvd, d}, {d, qd},
+                                             {c.n_ff, d}, {c.n_ff, d}, {d, c.n_ff}};
+    for (int s = 0; s < kLinearSlots; ++s) {
+      ASSIGN_OR_RETURN(kernels::WeightMatrix w,
+                       b.Matrix(absl::StrCat(n, kNames[s], ".weight"), shapes[s][0], shapes[s][1],
+                                s <= static_cast<int>(LinearSlot::kO) ? "attention" : "mlp"));
+      L.w[s] = as_linear(w);
+      L.repr[s] = repr(w);
+      L.bytes[s] = bytes(w);
+    }
     ASSIGN_OR_RETURN(L.bq, b.Vector(n + "attn_q.bias", qd, !row->attn_bias, "attention"));
     ASSIGN_OR_RETURN(L.bk, b.Vector(n + "attn_k.bias", kvd, !row->attn_bias, "attention"));
     ASSIGN_OR_RETURN(L.bv, b.Vector(n + "attn_v.bias", kvd, !row->attn_bias, "attention"));
     c.attn_bias = c.attn_bias || !L.bq.empty();
     ASSIGN_OR_RETURN(L.ffn_norm, b.Vector(n + "ffn_norm.weight", d, false, "norm"));
-    ASSIGN_OR_RETURN(L.w_gate, b.Matrix(n + "ffn_gate.weight", c.n_ff, d, "mlp"));
-    ASSIGN_OR_RETURN(L.w_up, b.Matrix(n + "ffn_up.weight", c.n_ff, d, "mlp"));
-    ASSIGN_OR_RETURN(L.w_down, b.Matrix(n + "ffn_down.weight", d, c.n_ff, "mlp"));
     if (progress) progress(static_cast<double>(l + 1) / c.n_layer, absl::StrCat("layer ", l + 1, "/", c.n_layer));
   }
-  model->parameter_count_ = b.parameters();
-  model->weight_bytes_ = b.bytes();
-  model->summary_ = b.Summary();
   model->file_ = std::move(file);
+  model->RefreshSummary();
   return model;
 }
 

@@ -36,8 +36,6 @@ const char* FinishReasonName(FinishReason r) {
   return "unknown";
 }
 
-namespace {
-
 // MemTotal / MemAvailable from /proc/meminfo, in bytes.
 void ReadMemInfo(int64_t* total, int64_t* available) {
   *total = 0;
@@ -52,6 +50,8 @@ void ReadMemInfo(int64_t* total, int64_t* available) {
     if (key == "MemAvailable:") *available = kb * 1024;
   }
 }
+
+namespace {
 
 int DefaultThreads() {
   const unsigned hw = std::thread::hardware_concurrency();

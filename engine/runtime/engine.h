@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/quant/config.h"
 #include "engine/tokenizer/chat_template.h"
 
 namespace ingot {
@@ -20,6 +21,8 @@ namespace ingot {
 struct EngineOptions {
   int threads = 0;            // compute threads per model step; 0 = hardware cores
   int max_batch_sequences = 16;  // sequences decoded together in one step
+  int64_t memory_budget_bytes = 0;  // cpu budget for all models; 0 = what the OS has available
+  int quantize_workers = 0;         // threads quantizing modules; 0 = `threads`
 };
 
 enum class ModelState { kLoading, kReady, kUnloading };
@@ -51,6 +54,46 @@ struct ModelInfo {
   int32_t layers = 0;
   ModelState state = ModelState::kReady;
   bool has_chat_template = false;
+  std::string quantization;       // e.g. "hqq bits=4 group_size=64"; empty as loaded
+  std::string quantization_note;  // fallback or precedence notes
+};
+
+struct QuantizeRequest {
+  std::string source;  // a loaded model
+  std::string target;  // new model name; empty or == source: replace the source in place
+  quant::QuantizationConfig config;
+  std::string device;  // empty: the source's device
+  std::string calibration_text;  // GPTQ/AWQ text given inline (else config.calibration_file, else shipped)
+};
+
+struct QuantizeResult {
+  ModelInfo info;
+  std::string method_used;
+  std::string note;  // fallback: what was used instead and why
+  double seconds = 0;
+  int32_t quantized_modules = 0;
+  int32_t skipped_modules = 0;
+  int64_t bytes_before = 0;  // weight bytes of the source
+  int64_t bytes_after = 0;
+};
+
+struct EvaluateRequest {
+  std::string model;
+  std::string text;             // empty: the shipped held-out text
+  int32_t context_length = 512; // tokens per evaluation window
+  int32_t max_tokens = 0;       // 0: the whole text
+  std::string reference_model;  // optional: KL divergence and top-1 agreement against it
+};
+
+struct EvaluateResult {
+  double perplexity = 0;
+  double mean_nll = 0;
+  int64_t tokens_scored = 0;
+  int32_t context_length = 0;
+  bool has_reference = false;
+  double mean_kl = 0;         // KL(reference || model) per token, nats
+  double top1_agreement = 0;  // fraction of positions with the same argmax
+  double seconds = 0;
 };
 
 struct LoadRequest {
@@ -163,6 +206,27 @@ class Engine {
   absl::StatusOr<std::shared_ptr<GenerationHandle>> Generate(GenerateRequest request,
                                                              GenerationCallbacks callbacks);
 
+  // Quantizes a loaded model (synchronous; call it off the request thread). The source
+  // keeps serving until the new model is published. INVALID_ARGUMENT lists the config's
+  // problems, FAILED_PRECONDITION a method/device that cannot run (without fallback),
+  // RESOURCE_EXHAUSTED a result that does not fit the memory budget, CANCELLED.
+  absl::StatusOr<QuantizeResult> QuantizeModel(
+      const QuantizeRequest& request,
+      const std::function<void(const quant::QuantizeProgress&)>& progress,
+      const std::atomic<bool>* cancel);
+  // A config that fits `budget_bytes` for a loaded model, and why.
+  absl::StatusOr<quant::Recommendation> RecommendQuantization(const std::string& model,
+                                                              const std::string& device,
+                                                              int64_t budget_bytes) const;
+  // Validates a config against a loaded model (when `model` is set) and a device.
+  absl::StatusOr<std::vector<quant::ConfigProblem>> ValidateQuantization(
+      const quant::QuantizationConfig& config, const std::string& model,
+      const std::string& device) const;
+  // Perplexity of a text (and KL/top-1 agreement against a reference model).
+  absl::StatusOr<EvaluateResult> EvaluateModel(const EvaluateRequest& request,
+                                               const std::atomic<bool>* cancel) const;
+  int QuantizationsInFlight() const { return quantizing_.load(); }
+
   // Number of generations currently running or queued for `model` ("" = all).
   int RunningRequests(const std::string& model) const;
 
@@ -170,6 +234,7 @@ class Engine {
   EngineOptions options_;
   std::unique_ptr<kernels::ThreadPool> pool_;  // shared by every model's steps
   std::unique_ptr<Registry> registry_;
+  std::atomic<int> quantizing_{0};
 };
 
 }  // namespace ingot

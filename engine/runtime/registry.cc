@@ -52,6 +52,25 @@ absl::Status Registry::Unload(const std::string& name) {
   return absl::OkStatus();
 }
 
+absl::Status Registry::Replace(const std::string& name, std::shared_ptr<const LoadedModel> model,
+                               std::unique_ptr<Scheduler> scheduler) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ReapLocked();
+  auto it = entries_.find(name);
+  if (it == entries_.end() || it->second.info.state != ModelState::kReady) {
+    return absl::NotFoundError(absl::StrCat("model '", name, "' was unloaded while it was being quantized"));
+  }
+  Entry& e = it->second;
+  e.scheduler->Drain();
+  draining_.push_back(std::move(e.scheduler));
+  draining_models_.push_back(std::move(e.model));
+  e.info = model->info;
+  e.info.state = ModelState::kReady;
+  e.model = std::move(model);
+  e.scheduler = std::move(scheduler);
+  return absl::OkStatus();
+}
+
 void Registry::ReapLocked() {
   for (size_t i = 0; i < draining_.size();) {
     if (draining_[i]->Idle()) {

@@ -13,6 +13,9 @@
 
 namespace ingot {
 
+// MemTotal / MemAvailable from /proc/meminfo, in bytes (engine.cc).
+void ReadMemInfo(int64_t* total, int64_t* available);
+
 class Registry {
  public:
   struct Entry {
@@ -27,6 +30,10 @@ class Registry {
   void Publish(const std::string& name, std::shared_ptr<const LoadedModel> model,
                std::unique_ptr<Scheduler> scheduler);
   absl::Status Unload(const std::string& name);
+  // Swaps a ready model for a new one (quantize in place): streams already running on
+  // the old one finish there; new requests go to the new one. NOT_FOUND if it is gone.
+  absl::Status Replace(const std::string& name, std::shared_ptr<const LoadedModel> model,
+                       std::unique_ptr<Scheduler> scheduler);
 
   // A ready model and its scheduler (NOT_FOUND / FAILED_PRECONDITION while loading).
   struct Ready {

@@ -24,7 +24,7 @@ namespace ingot {
 struct LoadedModel {
   ModelInfo info;  // as loaded (state, kv bytes are filled in by the registry)
   std::unique_ptr<LlamaModel> model;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;
   int32_t context_length = 0;  // served context (<= trained)
 };
 

@@ -117,8 +117,11 @@ TEST_F(IngotdTest, MetricsHaveEveryNameAndPassPromtool) {
   EXPECT_GE(MetricValue(metrics, R"(ingot_requests_total{code="OK",model="default"})"), 1);
   EXPECT_GE(MetricValue(metrics, R"(ingot_generated_tokens_total{model="default"})"),
             static_cast<double>(g.ids.size()));
-  EXPECT_GT(MetricValue(metrics, R"(ingot_model_memory_bytes{device="cpu",model="default"})"),
+  EXPECT_GT(MetricValue(metrics, R"(ingot_model_memory_bytes{device="cpu",kind="mlp",model="default"})"),
             0);
+  EXPECT_GE(MetricValue(metrics, R"(ingot_model_memory_bytes{device="cpu",kind="kv_cache",model="default"})"),
+            0);
+  EXPECT_EQ(MetricValue(metrics, "ingot_quantizations_in_flight"), 0);
   EXPECT_GT(MetricValue(metrics, R"(ingot_device_memory_used_bytes{device="cpu"})"), 0);
   EXPECT_GT(MetricValue(metrics, "process_resident_memory_bytes"), 1e6);
   EXPECT_GE(MetricValue(metrics, "ingot_model_load_duration_seconds_count"), 1);

@@ -1,0 +1,297 @@
+// Engine: quantize on request, recommendation, validation and evaluation.
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status.h"
+#include "engine/quant/quantize_model.h"
+#include "engine/runtime/engine.h"
+#include "engine/runtime/registry.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace ingot {
+namespace {
+
+absl::StatusOr<quant::DeviceCaps> Caps(const std::string& device) {
+  return quant::ParseDevice(device.empty() ? "cpu" : device, /*cuda_built=*/false, 0);
+}
+
+std::string Describe(const quant::QuantizationConfig& c) {
+  std::string s = c.method;
+  if (c.bits) absl::StrAppend(&s, " bits=", c.bits);
+  if (c.group_size) absl::StrAppend(&s, " group_size=", c.group_size);
+  if (!c.quant_type.empty()) absl::StrAppend(&s, " quant_type=", c.quant_type);
+  return s;
+}
+
+// Counts a run in QuantizationsInFlight.
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<int>& n) : n_(n) { ++n_; }
+  ~InFlight() { --n_; }
+ private:
+  std::atomic<int>& n_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<quant::ConfigProblem>> Engine::ValidateQuantization(
+    const quant::QuantizationConfig& config, const std::string& model,
+    const std::string& device) const {
+  ASSIGN_OR_RETURN(quant::DeviceCaps caps, Caps(device));
+  if (model.empty()) return quant::ValidateQuantization(config, caps, nullptr);
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
+  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(*ready.model->model);
+  return quant::ValidateQuantization(config, caps, &modules);
+}
+
+absl::StatusOr<quant::Recommendation> Engine::RecommendQuantization(const std::string& model,
+                                                                    const std::string& device,
+                                                                    int64_t budget_bytes) const {
+  if (budget_bytes <= 0) return absl::InvalidArgumentError("memory budget must be > 0 bytes");
+  ASSIGN_OR_RETURN(quant::DeviceCaps caps, Caps(device));
+  if (!caps.available) {
+    return absl::FailedPreconditionError(absl::StrCat("device ", caps.name, " is unavailable: ", caps.reason));
+  }
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
+  const LlamaModel& m = *ready.model->model;
+  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(m);
+  // What quantization leaves alone: everything but the linear modules (the tied head
+  // shares the embedding's bytes).
+  int64_t fixed = m.weight_bytes();
+  for (const LinearModuleRef& ref : m.LinearModules()) {
+    if (ref.layer < 0 && m.config().tied_output) continue;
+    fixed -= m.linear(ref).bytes();
+  }
+  // The head is skipped by default: its bytes stay.
+  for (const LinearModuleRef& ref : m.LinearModules()) {
+    if (ref.layer < 0 && !m.config().tied_output) fixed += m.linear(ref).bytes();
+  }
+  return quant::RecommendQuantization(modules, fixed, caps, budget_bytes);
+}
+
+absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
+    const QuantizeRequest& request, const std::function<void(const quant::QuantizeProgress&)>& progress,
+    const std::atomic<bool>* cancel) {
+  InFlight in_flight(quantizing_);
+  if (request.source.empty()) return absl::InvalidArgumentError("source model name must not be empty");
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.source));
+  std::shared_ptr<const LoadedModel> source = ready.model;
+  const std::string device = request.device.empty() ? source->info.device : request.device;
+  ASSIGN_OR_RETURN(quant::DeviceCaps caps, Caps(device));
+  if (!caps.available) {
+    return absl::FailedPreconditionError(absl::StrCat("device ", caps.name, " is unavailable: ", caps.reason));
+  }
+  if (device != source->info.device) {
+    return absl::UnimplementedError(absl::StrCat("quantizing onto another device (", source->info.device,
+                                                 " -> ", device, ") is not supported yet"));
+  }
+  ASSIGN_OR_RETURN(quant::FallbackResult fb, quant::ApplyFallback(request.config, caps));
+  const quant::QuantizationConfig& config = fb.config;
+  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(*source->model);
+  RETURN_IF_ERROR(quant::ProblemsToStatus(quant::ValidateQuantization(config, caps, &modules)));
+
+  const bool in_place = request.target.empty() || request.target == request.source;
+  const std::string target = in_place ? request.source : request.target;
+  // Memory: the new weights must fit next to everything already resident.
+  const int64_t estimate = quant::EstimateQuantizedBytes(*source->model, config);
+  int64_t mem_total = 0, mem_available = 0;
+  ReadMemInfo(&mem_total, &mem_available);
+  int64_t room = mem_available;
+  if (options_.memory_budget_bytes > 0) {
+    room = options_.memory_budget_bytes - registry_->BytesOnDevice("cpu");
+    if (in_place) room += source->info.weight_bytes;  // the source goes once streams finish
+  }
+  if (estimate > room) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "quantizing '", request.source, "' with ", quant::FindMethod(config.method)->name, " needs about ",
+        estimate, " bytes but only ", std::max<int64_t>(0, room), " bytes of the ",
+        options_.memory_budget_bytes > 0 ? "memory budget" : "available memory",
+        " are free on cpu; the source model keeps serving"));
+  }
+
+  quant::QuantizeOptions opts;
+  opts.workers = options_.quantize_workers > 0 ? options_.quantize_workers : options_.threads;
+  opts.cancel = cancel;
+  opts.progress = progress;
+  const quant::MethodRow* row = quant::FindMethod(config.method);
+  bool needs_calibration = row->needs_calibration;
+  for (const auto& o : config.layer_overrides) {
+    if (o.method) {
+      const quant::MethodRow* r = quant::FindMethod(*o.method);
+      needs_calibration |= r != nullptr && r->needs_calibration;
+    }
+  }
+  if (needs_calibration) {
+    std::string text = request.calibration_text;
+    if (text.empty() && !config.calibration_file.empty()) {
+      std::ifstream in(config.calibration_file, std::ios::binary);
+      if (!in) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("calibration_file ", config.calibration_file, " cannot be read"));
+      }
+      std::stringstream ss;
+      ss << in.rdbuf();
+      text = ss.str();
+    }
+    if (text.empty()) text = std::string(quant::ShippedCalibrationText());
+    opts.calibration_tokens = source->tokenizer->Encode(text, /*add_special=*/false, /*parse_special=*/false);
+    const int32_t want = config.calibration_tokens > 0 ? config.calibration_tokens : 2048;
+    if (static_cast<int32_t>(opts.calibration_tokens.size()) > want) opts.calibration_tokens.resize(want);
+  }
+
+  // The target name is reserved for the whole run so a concurrent load cannot take it.
+  if (!in_place) {
+    LoadRequest reserve;
+    reserve.name = target;
+    reserve.source = source->info.source;
+    reserve.device = device;
+    RETURN_IF_ERROR(registry_->Reserve(target, reserve));
+  }
+  auto result = CatchExceptions("quantizing " + request.source, [&]() -> absl::StatusOr<QuantizeResult> {
+    ASSIGN_OR_RETURN(quant::QuantizeOutcome outcome, quant::QuantizeLlama(*source->model, config, opts));
+    auto loaded = std::make_shared<LoadedModel>();
+    loaded->tokenizer = source->tokenizer;
+    loaded->context_length = source->context_length;
+    loaded->model = std::move(outcome.model);
+    ModelInfo& info = loaded->info;
+    info = source->info;
+    info.name = target;
+    info.tensor_kinds.clear();
+    for (const auto& s : loaded->model->tensor_summary()) {
+      info.tensor_kinds.push_back({s.kind, s.representation, s.tensors, s.parameters, s.bytes});
+    }
+    info.parameter_count = loaded->model->parameter_count();
+    info.weight_bytes = loaded->model->weight_bytes();
+    info.bytes_resident = info.weight_bytes;
+    info.kv_cache_bytes = 0;
+    info.quantization = Describe(config);
+    info.quantization_note = fb.note;
+    QuantizeResult r;
+    r.info = info;
+    r.method_used = config.method;
+    r.note = fb.note;
+    r.seconds = outcome.seconds;
+    r.quantized_modules = outcome.quantized_modules;
+    r.skipped_modules = outcome.skipped_modules;
+    r.bytes_before = source->info.weight_bytes;
+    r.bytes_after = info.weight_bytes;
+    auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
+    if (in_place) {
+      RETURN_IF_ERROR(registry_->Replace(target, loaded, std::move(scheduler)));
+    } else {
+      registry_->Publish(target, loaded, std::move(scheduler));
+    }
+    return r;
+  });
+  if (!result.ok() && !in_place) registry_->Abandon(target);
+  return result;
+}
+
+absl::StatusOr<EvaluateResult> Engine::EvaluateModel(const EvaluateRequest& request,
+                                                     const std::atomic<bool>* cancel) const {
+  const double t0 = []() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }();
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.model));
+  std::shared_ptr<const LoadedModel> model = ready.model;
+  std::shared_ptr<const LoadedModel> reference;
+  if (!request.reference_model.empty()) {
+    ASSIGN_OR_RETURN(Registry::Ready ref, registry_->Find(request.reference_model));
+    reference = ref.model;
+    if (reference->model->config().vocab_size != model->model->config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "reference model '", request.reference_model, "' has a vocabulary of ",
+          reference->model->config().vocab_size, " tokens, '", request.model, "' has ",
+          model->model->config().vocab_size));
+    }
+  }
+  if (request.context_length < 2 || request.context_length > model->context_length) {
+    return absl::InvalidArgumentError(absl::StrCat("context_length must be in [2, ", model->context_length,
+                                                   "] for '", request.model, "', got ", request.context_length));
+  }
+  if (request.max_tokens < 0) return absl::InvalidArgumentError("max_tokens must be >= 0");
+  const std::string text = request.text.empty() ? std::string(quant::ShippedHeldoutText()) : request.text;
+  std::vector<int32_t> tokens = model->tokenizer->Encode(text, false, false);
+  if (request.max_tokens > 0 && static_cast<int32_t>(tokens.size()) > request.max_tokens) {
+    tokens.resize(request.max_tokens);
+  }
+  if (tokens.size() < 2) return absl::InvalidArgumentError("evaluation text has fewer than 2 tokens");
+
+  const int32_t vocab = model->model->config().vocab_size;
+  const int32_t ctx = request.context_length;
+  EvaluateResult out;
+  out.context_length = ctx;
+  out.has_reference = reference != nullptr;
+  double nll = 0, kl = 0;
+  int64_t agree = 0;
+  ForwardWorkspace ws, ws_ref;
+  std::vector<float> logits, logits_ref;
+  // Log-softmax of one row into `out` (double for the sums).
+  auto log_softmax = [vocab](const float* x, std::vector<double>& out) {
+    double mx = x[0];
+    for (int32_t i = 1; i < vocab; ++i) mx = std::max<double>(mx, x[i]);
+    double sum = 0;
+    for (int32_t i = 0; i < vocab; ++i) sum += std::exp(x[i] - mx);
+    const double lse = mx + std::log(sum);
+    out.resize(vocab);
+    for (int32_t i = 0; i < vocab; ++i) out[i] = x[i] - lse;
+  };
+  std::vector<double> lp, lp_ref;
+  // Non-overlapping windows; every token but the first of a window is scored.
+  for (size_t start = 0; start + 1 < tokens.size(); start += ctx) {
+    const size_t end = std::min(tokens.size(), start + ctx);
+    const LlamaConfig& c = model->model->config();
+    KvCache cache(c.n_layer, c.kv_dim());
+    cache.Reserve(static_cast<int32_t>(end - start));
+    std::unique_ptr<KvCache> cache_ref;
+    if (reference) {
+      const LlamaConfig& rc = reference->model->config();
+      cache_ref = std::make_unique<KvCache>(rc.n_layer, rc.kv_dim());
+      cache_ref->Reserve(static_cast<int32_t>(end - start));
+    }
+    constexpr size_t kBatch = 64;  // bounds the logits buffer (64 x vocab floats)
+    for (size_t b = start; b + 1 < end; b += kBatch) {
+      if (cancel != nullptr && cancel->load()) return absl::CancelledError("evaluation cancelled");
+      const size_t e = std::min(end - 1, b + kBatch);
+      std::vector<BatchToken> batch, batch_ref;
+      for (size_t i = b; i < e; ++i) {
+        batch.push_back({tokens[i], static_cast<int32_t>(i - start), &cache, true});
+        if (reference) batch_ref.push_back({tokens[i], static_cast<int32_t>(i - start), cache_ref.get(), true});
+      }
+      model->model->Forward(batch, *pool_, ws, &logits);
+      if (reference) reference->model->Forward(batch_ref, *pool_, ws_ref, &logits_ref);
+      for (size_t i = b; i < e; ++i) {
+        const float* row = logits.data() + (i - b) * vocab;
+        log_softmax(row, lp);
+        nll -= lp[tokens[i + 1]];
+        ++out.tokens_scored;
+        if (reference) {
+          const float* rrow = logits_ref.data() + (i - b) * vocab;
+          log_softmax(rrow, lp_ref);
+          double k = 0;
+          int32_t am = 0, am_ref = 0;
+          for (int32_t v = 0; v < vocab; ++v) {
+            k += std::exp(lp_ref[v]) * (lp_ref[v] - lp[v]);
+            if (lp[v] > lp[am]) am = v;
+            if (lp_ref[v] > lp_ref[am_ref]) am_ref = v;
+          }
+          kl += k;
+          agree += am == am_ref;
+        }
+      }
+    }
+  }
+  out.mean_nll = nll / static_cast<double>(out.tokens_scored);
+  out.perplexity = std::exp(out.mean_nll);
+  if (reference) {
+    out.mean_kl = kl / static_cast<double>(out.tokens_scored);
+    out.top1_agreement = static_cast<double>(agree) / static_cast<double>(out.tokens_scored);
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count() - t0;
+  return out;
+}
+
+}  // namespace ingot

@@ -1,0 +1,170 @@
+#include "server/quant_service.h"
+
+#include <atomic>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "server/convert.h"
+#include "server/status.h"
+#include "server/stream_writer.h"
+#include "spdlog/spdlog.h"
+
+namespace ingot::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One QuantizeModel call: the engine runs on a service-owned thread and pushes
+// progress; a cancelled call (client gone or deadline) cancels the quantization.
+class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
+ public:
+  QuantizeReactor(QuantizationServiceImpl* service, grpc::CallbackServerContext* context,
+                  const v1::QuantizeModelRequest& request)
+      : service_(service), start_(Clock::now()) {
+    absl::StatusOr<quant::QuantizationConfig> config = FromProto(request.config());
+    if (request.source().empty()) config = absl::InvalidArgumentError("source: required");
+    if (!config.ok()) {
+      Close(ToGrpcStatus(config.status()));
+      return;
+    }
+    QuantizeRequest req;
+    req.source = request.source();
+    req.target = request.target();
+    req.config = *std::move(config);
+    req.device = request.device();
+    req.calibration_text = request.calibration_text();
+    peer_ = context->peer();
+    service_->models()->RunInBackground([this, req = std::move(req)] { Run(req); });
+  }
+
+  void OnCancel() override { cancel_.store(true); }
+
+ private:
+  void OnStreamBroken() override { cancel_.store(true); }
+
+  void Run(const QuantizeRequest& req) {
+    spdlog::info("quantize source={} target={} method={} peer={}", req.source, req.target,
+                 req.config.method, peer_);
+    int32_t last_step = -1;
+    std::string last_stage;
+    absl::StatusOr<QuantizeResult> result = service_->engine()->QuantizeModel(
+        req,
+        [&](const quant::QuantizeProgress& p) {
+          if (p.step == last_step && p.stage == last_stage) return;
+          last_step = p.step;
+          last_stage = p.stage;
+          v1::QuantizeModelResponse r;
+          ToProto(p, r.mutable_progress());
+          Push(std::move(r));
+        },
+        &cancel_);
+    const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    grpc::Status status = ToGrpcStatus(result.status());
+    const quant::MethodRow* row = quant::FindMethod(result.ok() ? result->method_used : req.config.method);
+    service_->metrics()->RecordQuantization(row ? row->name : "unknown", seconds,
+                                            GrpcCodeName(status.error_code()));
+    if (!result.ok()) {
+      spdlog::warn("quantize failed source={} code={} error={}", req.source,
+                   GrpcCodeName(status.error_code()), status.error_message());
+      Close(status);
+      return;
+    }
+    service_->models()->SetModelHealth(result->info.name, true);
+    spdlog::info("quantized source={} target={} method={} modules={} bytes {} -> {} seconds={:.2f}",
+                 req.source, result->info.name, result->method_used, result->quantized_modules,
+                 result->bytes_before, result->bytes_after, result->seconds);
+    v1::QuantizeModelResponse last;
+    last.mutable_progress()->set_stage("done");
+    last.mutable_progress()->set_step(result->quantized_modules);
+    last.mutable_progress()->set_total(result->quantized_modules);
+    last.mutable_progress()->set_elapsed_seconds(seconds);
+    ToProto(result->info, last.mutable_model());
+    last.set_method_used(result->method_used);
+    last.set_note(result->note);
+    last.set_quantized_modules(result->quantized_modules);
+    last.set_skipped_modules(result->skipped_modules);
+    last.set_bytes_before(result->bytes_before);
+    last.set_bytes_after(result->bytes_after);
+    last.set_seconds(result->seconds);
+    Push(std::move(last));
+    Close(grpc::Status::OK);
+  }
+
+  QuantizationServiceImpl* service_;
+  const Clock::time_point start_;
+  std::string peer_;
+  std::atomic<bool> cancel_{false};
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::QuantizeModelResponse>* QuantizationServiceImpl::QuantizeModel(
+    grpc::CallbackServerContext* context, const v1::QuantizeModelRequest* request) {
+  return new QuantizeReactor(this, context, *request);
+}
+
+grpc::ServerUnaryReactor* QuantizationServiceImpl::ValidateQuantization(
+    grpc::CallbackServerContext* context, const v1::ValidateQuantizationRequest* request,
+    v1::ValidateQuantizationResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<quant::QuantizationConfig> config = FromProto(request->config());
+  if (!config.ok()) {
+    reactor->Finish(ToGrpcStatus(config.status()));
+    return reactor;
+  }
+  absl::StatusOr<std::vector<quant::ConfigProblem>> problems =
+      engine_->ValidateQuantization(*config, request->model(), request->device());
+  if (problems.ok()) {
+    response->set_valid(problems->empty());
+    for (const quant::ConfigProblem& p : *problems) ToProto(p, response->add_problems());
+  }
+  reactor->Finish(ToGrpcStatus(problems.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QuantizationServiceImpl::RecommendQuantization(
+    grpc::CallbackServerContext* context, const v1::RecommendQuantizationRequest* request,
+    v1::RecommendQuantizationResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<quant::Recommendation> r =
+      engine_->RecommendQuantization(request->model(), request->device(), request->memory_budget_bytes());
+  if (r.ok()) {
+    ToProto(r->config, response->mutable_config());
+    response->set_estimated_bytes(r->estimated_bytes);
+    response->set_why(r->why);
+  }
+  reactor->Finish(ToGrpcStatus(r.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QuantizationServiceImpl::EvaluateModel(
+    grpc::CallbackServerContext* context, const v1::EvaluateModelRequest* request,
+    v1::EvaluateModelResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  EvaluateRequest req;
+  req.model = request->model();
+  req.text = request->text();
+  req.context_length = request->context_length() > 0 ? request->context_length() : 512;
+  req.max_tokens = request->max_tokens();
+  req.reference_model = request->reference_model();
+  // Evaluation takes seconds to minutes: off the gRPC thread. The context outlives
+  // the reactor's Finish, and cancellation is checked through it.
+  models_->RunInBackground([this, reactor, context, response, req] {
+    std::atomic<bool> cancel{false};
+    absl::StatusOr<EvaluateResult> r = engine_->EvaluateModel(req, &cancel);
+    if (r.ok()) ToProto(*r, response);
+    reactor->Finish(ToGrpcStatus(r.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* QuantizationServiceImpl::ListQuantizationMethods(
+    grpc::CallbackServerContext* context, const v1::ListQuantizationMethodsRequest*,
+    v1::ListQuantizationMethodsResponse* response) {
+  for (const quant::MethodRow& row : quant::MethodTable()) ToProto(row, response->add_methods());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace ingot::server
