@@ -6,9 +6,10 @@
 // hqq/core/optimize.py optimize_weights_proximal_legacy, the default solver):
 //   * axis=1: W (rows, cols) is cut into groups of `group` consecutive weights of a row
 //     (W.reshape(-1, group)); min/max per group.
-//   * s = (2^bits - 1) / (max - min), s = 1 where |max - min| <= 1e-4, s <= 2e4;
-//     z = -min * s, rounded when bits == 4 (hqq_base_quant_config's round_zero).
-//     s is the *inverse* scale: q = clamp(round(w * s + z), 0, 2^bits - 1).
+//   * s = (2^bits - 1) / (max - min), evaluated as torch does a python scalar over a
+//     tensor: reciprocal(max - min) * (2^bits - 1); s = 1 where |max - min| <= 1e-4,
+//     s <= 2e4; z = -min * s, rounded when bits == 4 (hqq_base_quant_config's
+//     round_zero). s is the *inverse* scale: q = clamp(round(w * s + z), 0, 2^bits - 1).
 //   * The solver (float32 on CPU; hqq uses float16 on CUDA) iterates, with beta fixed
 //     (the legacy solver never multiplies beta by kappa):
 //       q   = clamp(round(w * s + z)),  w_r = (q - z) / s
@@ -25,8 +26,13 @@
 //     scales), no solver, dequantized in float16 arithmetic. Codes are unaffected. We
 //     store the dequantized f16 values: same numbers as hqq, same resident bytes as
 //     without (kAffine has no 8-bit meta field).
-// axis=0 groups run along output features (W.reshape(group, -1): a group is one column
-// of `group` rows, strided); kAffine groups run along a row, so axis 0 is refused.
+//   * Sums (group means, the whole-matrix error) in torch's single-threaded CPU order
+//     (TorchSum below): with that, codes, scales and zeros are bit-identical to hqq's.
+// Not reproduced: hqq on CUDA (float16 solver), compute_dtype bfloat16 (we store f16),
+// and groups that straddle rows (hqq flattens W, so group 128 works on 576-wide rows;
+// kAffine needs the group to divide the row: INVALID_ARGUMENT). axis=0 groups run along
+// output features (W.reshape(group, -1): a group is one column of `group` rows,
+// strided); kAffine groups run along a row, so axis 0 is refused (INVALID_ARGUMENT).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
