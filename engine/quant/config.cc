@@ -109,7 +109,7 @@ std::optional<GgmlType> ParseGgmlTypeName(const std::string& raw) {
   const std::string name = absl::AsciiStrToLower(raw);
   for (uint32_t t = 0; t < 64; ++t) {
     const auto& traits = GetGgmlTypeTraits(t);
-    if (traits.name != nullptr && traits.supported && name == traits.name) {
+    if (traits.name != nullptr && traits.supported && name == absl::AsciiStrToLower(traits.name)) {
       return static_cast<GgmlType>(t);
     }
   }
@@ -429,6 +429,7 @@ std::vector<ConfigProblem> ValidateQuantization(const QuantizationConfig& config
     }
     if (problems.empty()) {
       const std::vector<ModulePlan> plans = PlanModules(config, *modules);
+      int mismatches = 0;
       for (size_t i = 0; i < modules->size(); ++i) {
         const ModulePlan& p = plans[i];
         const ModuleInfo& m = (*modules)[i];
@@ -439,12 +440,16 @@ std::vector<ConfigProblem> ValidateQuantization(const QuantizationConfig& config
           divisor = GetGgmlTypeTraits(p.gguf_type).block_size;
         }
         if (divisor > 0 && m.cols % divisor != 0) {
-          problems.push_back({"group_size",
+          if (++mismatches > 3) continue;  // the first few name the pattern; the count follows
+          problems.push_back({name == "gguf" || name == "none" ? "quant_type" : "group_size",
                               absl::StrCat("module ", m.name, " has ", m.cols, " input features, not a multiple of ",
                                            divisor, " (", name, ")"),
                               absl::StrCat("choose a group size dividing ", m.cols,
                                            ", or skip the module with a layer override")});
         }
+      }
+      if (mismatches > 3) {
+        problems.back().message += absl::StrCat(" (and ", mismatches - 3, " more modules)");
       }
     }
   }
