@@ -36,6 +36,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "engine/quant/quant_util.h"
 #include "engine/quant/quantizers.h"
 #include "kernels/cpu/ggml_types.h"
 
@@ -172,14 +173,6 @@ float TorchSumF32(const float* x, int64_t n) {
   return sum;
 }
 
-absl::Status CheckMatrix(const float* w, int64_t rows, int64_t cols, const char* method) {
-  if (w == nullptr) return absl::InvalidArgumentError(absl::StrFormat("%s: no weight data", method));
-  if (rows <= 0 || cols <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: weight shape %d x %d is empty", method, rows, cols));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 

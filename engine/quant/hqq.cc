@@ -44,6 +44,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/quant/quant_util.h"
 #include "engine/quant/quantizers.h"
 #include "kernels/cpu/ggml_types.h"
 
@@ -314,31 +315,6 @@ void QuantizeMeta8(float* v, int64_t n, int64_t n_groups) {
   }
 }
 
-void PackRow(const uint8_t* codes, int64_t cols, int32_t bits, uint8_t* row) {
-  if (bits == 8) {
-    std::memcpy(row, codes, static_cast<size_t>(cols));
-    return;
-  }
-  if (bits == 4) {
-    for (int64_t c = 0; c + 1 < cols; c += 2)
-      row[c / 2] = static_cast<uint8_t>(codes[c] | (codes[c + 1] << 4));
-    if (cols & 1) row[cols / 2] = codes[cols - 1];
-    return;
-  }
-  uint32_t acc = 0;
-  int nbits = 0;
-  size_t out = 0;
-  for (int64_t c = 0; c < cols; ++c) {
-    acc |= static_cast<uint32_t>(codes[c]) << nbits;
-    nbits += bits;
-    while (nbits >= 8) {
-      row[out++] = static_cast<uint8_t>(acc);
-      acc >>= 8;
-      nbits -= 8;
-    }
-  }
-  if (nbits > 0) row[out] = static_cast<uint8_t>(acc);
-}
 
 }  // namespace
 
@@ -427,7 +403,7 @@ absl::StatusOr<QuantizedWeight> QuantizeHqq(const float* w, int64_t rows, int64_
       for (int64_t i = 0; i < group; ++i)
         codes[gi * group + i] = static_cast<uint8_t>(QuantizeClamped(wg[i], s[g], z[g], max_v));
     }
-    PackRow(codes.data(), cols, bits, q + r * a.row_bytes);
+    PackCodes(codes.data(), cols, bits, q + r * a.row_bytes);
   }
 
   // Stored scale is 1 / s (hqq inverts after quantizing); meta quantization works on it.

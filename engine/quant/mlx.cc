@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/quant/quant_util.h"
 #include "engine/quant/quantizers.h"
 #include "kernels/cpu/ggml_types.h"
 
@@ -62,21 +63,6 @@ GroupAffine MlxGroupParams(const float* w, int64_t n, int32_t bits) {
   return p;
 }
 
-void PackRow(const uint8_t* codes, int64_t cols, int32_t bits, uint8_t* row) {
-  uint32_t acc = 0;
-  int nbits = 0;
-  size_t out = 0;
-  for (int64_t c = 0; c < cols; ++c) {
-    acc |= static_cast<uint32_t>(codes[c]) << nbits;
-    nbits += bits;
-    while (nbits >= 8) {
-      row[out++] = static_cast<uint8_t>(acc);
-      acc >>= 8;
-      nbits -= 8;
-    }
-  }
-  if (nbits > 0) row[out] = static_cast<uint8_t>(acc);
-}
 
 }  // namespace
 
@@ -130,7 +116,7 @@ absl::StatusOr<QuantizedWeight> QuantizeMlx(const float* w, int64_t rows, int64_
       scale16[r * groups_per_row + gi] = Fp32ToFp16(p.scale);
       bias16[r * groups_per_row + gi] = Fp32ToFp16(p.bias);
     }
-    PackRow(codes.data(), cols, bits, q + r * a.row_bytes);
+    PackCodes(codes.data(), cols, bits, q + r * a.row_bytes);
   }
   out.representation = absl::StrCat("affine", bits, "/g", group, "+bias");
   return out;

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "engine/quant/quant_util.h"
 #include "engine/quant/quantizers.h"
 #include "kernels/cpu/ggml_types.h"
 
@@ -30,21 +31,6 @@ namespace {
 // torch's float -> integer cast after clamp: NaN becomes 0.
 inline int RoundedCode(float v) { return std::isnan(v) ? 0 : static_cast<int>(v); }
 
-void SetAffine(QuantizedWeight& qw, int bits, int64_t rows, int64_t cols, int64_t group,
-               kernels::ZeroKind kind, const uint8_t* q, const uint16_t* scale,
-               const uint16_t* zero) {
-  kernels::AffineMatrix& a = qw.view.affine;
-  qw.view.kind = kernels::LinearKind::kAffine;
-  a.bits = bits;
-  a.rows = rows;
-  a.cols = cols;
-  a.group = group;
-  a.zero_kind = kind;
-  a.row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  a.q = q;
-  a.scale = scale;
-  a.zero = zero;
-}
 
 QuantizedWeight QuantoInt8(const float* w, int64_t rows, int64_t cols) {
   QuantizedWeight qw;
@@ -65,7 +51,7 @@ QuantizedWeight QuantoInt8(const float* w, int64_t rows, int64_t cols) {
     scale[r] = Fp32ToFp16(s);
     zero[r] = zero128;
   }
-  SetAffine(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
+  SetAffineView(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
   qw.representation = "int8/row";
   return qw;
 }
@@ -98,7 +84,7 @@ QuantizedWeight QuantoAffine(const float* w, int64_t rows, int64_t cols, int bit
     scale[gi] = Fp32ToFp16(s);
     bias[gi] = Fp32ToFp16(-shift);
   }
-  SetAffine(qw, bits, rows, cols, group, kernels::ZeroKind::kBias, q, scale, bias);
+  SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kBias, q, scale, bias);
   qw.representation = absl::StrFormat("affine%d/g%d", bits, group);
   return qw;
 }

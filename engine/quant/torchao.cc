@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "engine/quant/quant_util.h"
 #include "engine/quant/quantizers.h"
 #include "kernels/cpu/ggml_types.h"
 
@@ -48,30 +49,7 @@ inline float Bf16(float f) {
   return f;
 }
 
-absl::Status CheckMatrix(const float* w, int64_t rows, int64_t cols, const char* method) {
-  if (w == nullptr) return absl::InvalidArgumentError(absl::StrFormat("%s: no weight data", method));
-  if (rows <= 0 || cols <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: weight shape %d x %d is empty", method, rows, cols));
-  }
-  return absl::OkStatus();
-}
 
-void SetAffine(QuantizedWeight& qw, int bits, int64_t rows, int64_t cols, int64_t group,
-               kernels::ZeroKind kind, const uint8_t* q, const uint16_t* scale,
-               const uint16_t* zero) {
-  kernels::AffineMatrix& a = qw.view.affine;
-  qw.view.kind = kernels::LinearKind::kAffine;
-  a.bits = bits;
-  a.rows = rows;
-  a.cols = cols;
-  a.group = group;
-  a.zero_kind = kind;
-  a.row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  a.q = q;
-  a.scale = scale;
-  a.zero = zero;
-}
 
 }  // namespace
 
@@ -101,7 +79,7 @@ absl::StatusOr<QuantizedWeight> QuantizeTorchaoInt8(const float* w, int64_t rows
     scale[r] = Fp32ToFp16(s);
     zero[r] = zero128;
   }
-  SetAffine(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
+  SetAffineView(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
   qw.representation = dynamic ? "int8/row+dyn" : "int8/row";
   return qw;
 }
@@ -149,7 +127,7 @@ absl::StatusOr<QuantizedWeight> QuantizeTorchaoInt4(const float* w, int64_t rows
     scale[gi] = Fp32ToFp16(s);
     bias[gi] = Fp32ToFp16(z - s8);  // exact in f32 for bf16 inputs of close exponents
   }
-  SetAffine(qw, 4, rows, cols, group, kernels::ZeroKind::kBias, q, scale, bias);
+  SetAffineView(qw, 4, rows, cols, group, kernels::ZeroKind::kBias, q, scale, bias);
   qw.representation = absl::StrFormat("affine4/g%d", group);
   return qw;
 }

@@ -58,16 +58,11 @@ absl::StatusOr<quant::Recommendation> Engine::RecommendQuantization(const std::s
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
   const LlamaModel& m = *ready.model->model;
   const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(m);
-  // What quantization leaves alone: everything but the linear modules (the tied head
-  // shares the embedding's bytes).
+  // What quantization leaves alone: everything but the layers' linear modules (the
+  // head is skipped by every recommended config, tied or not).
   int64_t fixed = m.weight_bytes();
   for (const LinearModuleRef& ref : m.LinearModules()) {
-    if (ref.layer < 0 && m.config().tied_output) continue;
-    fixed -= m.linear(ref).bytes();
-  }
-  // The head is skipped by default: its bytes stay.
-  for (const LinearModuleRef& ref : m.LinearModules()) {
-    if (ref.layer < 0 && !m.config().tied_output) fixed += m.linear(ref).bytes();
+    if (ref.layer >= 0) fixed -= m.linear(ref).bytes();
   }
   return quant::RecommendQuantization(modules, fixed, caps, budget_bytes);
 }
