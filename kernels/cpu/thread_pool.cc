@@ -32,10 +32,12 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::Claim() {
+  const auto& fn = *fn_;
+  const int64_t n = n_, grain = grain_;
   while (true) {
-    const int64_t begin = next_.fetch_add(grain_);
-    if (begin >= n_) return;
-    (*fn_)(begin, std::min(n_, begin + grain_));
+    const int64_t begin = next_.fetch_add(grain, std::memory_order_relaxed);
+    if (begin >= n) return;
+    fn(begin, std::min(n, begin + grain));
   }
 }
 

@@ -48,7 +48,10 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   int64_t grain_ = 1;
-  std::atomic<int64_t> next_{0};
+  // The chunk counter is written by every participant: alone on its cache line so that
+  // claiming a chunk does not evict the region's read-only fields from the other cores.
+  alignas(64) std::atomic<int64_t> next_{0};
+  char pad_[64 - sizeof(std::atomic<int64_t>)];
 };
 
 }  // namespace ingot::kernels
