@@ -6,7 +6,7 @@ For n_threads in (1, 2): prefill of a 128-token prompt in one llama_decode batch
 (tokens/s; positions 128..191, argmax included). One warm-up, then --runs timed runs
 (default 5); medians and every run are printed as JSON on stdout.
 
-  .venv-ref/bin/python tests/reference/bench_llama_cpp.py [--runs 5] [--threads 1,2]
+  .venv-ref/bin/python tests/reference/bench_llama_cpp.py [--runs 5] [--threads 1,2] [--model F.gguf]
 (tests/reference/regenerate.sh installs .venv-ref.)
 """
 import argparse
@@ -40,8 +40,8 @@ TEXT = (
 )
 
 
-def bench(n_threads, runs):
-    llm = Llama(model_path=MODEL, n_ctx=512, n_batch=512, n_ubatch=512,
+def bench(model, n_threads, runs):
+    llm = Llama(model_path=model, n_ctx=512, n_batch=512, n_ubatch=512,
                 n_threads=n_threads, n_threads_batch=n_threads, logits_all=False,
                 verbose=False)
     toks = llm.tokenize(TEXT.encode("utf-8"), add_bos=True, special=False)
@@ -75,16 +75,37 @@ def bench(n_threads, runs):
     }
 
 
+def requantize(src, dst, type_name):
+    """llama.cpp's own quantizer (llama_model_quantize) from an already quantized file."""
+    ftype = {"q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, "q4_1": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1,
+             "q5_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_0, "q5_1": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_1,
+             "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[type_name]
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    params.nthread = 2
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
+    if rc != 0:
+        raise SystemExit(f"llama_model_quantize failed: {rc}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--requantize", metavar="OUT.gguf",
+                    help="first write the model requantized to --type with llama.cpp's quantizer")
+    ap.add_argument("--type", default="q4_0", choices=["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
     a = ap.parse_args()
+    if a.requantize:
+        requantize(a.model, a.requantize, a.type)
+        a.model = a.requantize
     out = {
         "peer": "llama-cpp-python " + llama_cpp.__version__,
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
         "cpu": platform.processor() or platform.machine(),
-        "model": "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "model": os.path.relpath(a.model, ROOT),
         "prefill_tokens": PREFILL_TOKENS,
         "decode_tokens": DECODE_TOKENS,
         "runs": a.runs,
@@ -92,7 +113,7 @@ def main():
         "results": {},
     }
     for n in (int(x) for x in a.threads.split(",")):
-        out["results"][f"threads_{n}"] = bench(n, a.runs)
+        out["results"][f"threads_{n}"] = bench(a.model, n, a.runs)
     print(json.dumps(out, indent=2))
 
 
