@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Checkpoints in every format ingot loads, written by the tools that define the formats,
+with each tool's own logits on 16 fixed tokens: tests/data/formats/<variant>/ (see
+tests/data/formats/README.md for the layouts). Run through
+tests/reference/regenerate_formats.sh (it builds .venv-formats from
+requirements-formats*.txt); everything runs on the CPU.
+
+  gen_formats.py                 every family
+  gen_formats.py hf bnb          only those families (hf bnb hqq gptq awq mlx quanto gguf)
+
+The families live in gen_formats_<family>.py; gen_formats_common.py builds the tokenizer
+(byte-level BPE trained on engine/quant/data/calibration.txt) and the seeded random
+models, and writes reference.json / logits.npy / dense_logits.npy.
+"""
+import importlib
+import logging
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+
+FAMILIES = ["hf", "bnb", "hqq", "gptq", "awq", "mlx", "quanto", "gguf"]
+
+
+def main(argv):
+    families = argv or FAMILIES
+    for fam in families:
+        if fam not in FAMILIES:
+            sys.exit(f"unknown family {fam!r}; expected some of {' '.join(FAMILIES)}")
+    for fam in families:
+        print(f"== {fam}", flush=True)
+        importlib.import_module(f"gen_formats_{fam}").main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
