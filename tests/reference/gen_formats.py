@@ -18,6 +18,7 @@ import os
 import sys
 import warnings
 
+os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)

@@ -1,0 +1,95 @@
+"""HQQ checkpoints, axis=1 (groups along the input dimension), compute dtype float16:
+
+  hqq-<bits>bit-g<group>      hqq's own format: AutoHQQHFModel.quantize_model(device="cpu")
+                              + AutoHQQHFModel.save_quantized -> config.json + qmodel.pt
+                              (torch.save of {module name: module state_dict}); logits from
+                              AutoHQQHFModel.from_quantized(device="cpu").
+  hqq-<bits>bit-g<group>-hf   transformers' HqqConfig layout: from_pretrained(base,
+                              quantization_config=HqqConfig(...)) + save_pretrained ->
+                              model.safetensors + quantization_config in config.json;
+                              logits from from_pretrained(variant dir).
+
+transformers 4.51's HqqHfQuantizer.validate_environment refuses to run without CUDA;
+everything after that check runs hqq's HQQLinear on the device it is given, so the
+generator lifts only that check (see allow_cpu) and quantizes on the CPU. On the CPU
+HQQLinear's proximal solver runs in float32 (on CUDA: float16), so a GPU run gives
+slightly different codes; the layout is the same.
+"""
+import contextlib
+
+import torch
+
+import gen_formats_common as c
+
+CASES = [(4, 64), (2, 32)]
+
+
+@contextlib.contextmanager
+def allow_cpu():
+    from transformers.quantizers.quantizer_hqq import HqqHfQuantizer
+    orig = HqqHfQuantizer.validate_environment
+
+    def validate(self, *args, **kwargs):
+        is_available = torch.cuda.is_available
+        torch.cuda.is_available = lambda: True
+        try:
+            return orig(self, *args, **kwargs)
+        finally:
+            torch.cuda.is_available = is_available
+
+    HqqHfQuantizer.validate_environment = validate
+    try:
+        yield
+    finally:
+        HqqHfQuantizer.validate_environment = orig
+
+
+def hqq_native(bits, group):
+    from hqq.core.quantize import BaseQuantizeConfig
+    from hqq.models.hf.base import AutoHQQHFModel
+    dst = c.variant_dir(f"hqq-{bits}bit-g{group}")
+    model = c.load_base("llama")
+    cfg = BaseQuantizeConfig(nbits=bits, group_size=group, axis=1)
+    AutoHQQHFModel.quantize_model(model, quant_config=cfg, compute_dtype=torch.float16,
+                                  device="cpu")
+    AutoHQQHFModel.save_quantized(model, dst)
+    c.save_tokenizer(dst)
+    del model
+    back = AutoHQQHFModel.from_quantized(dst, compute_dtype=torch.float16, device="cpu")
+    c.write_reference(dst, "hqq", c.hf_logits(back.eval()),
+                      forward="hqq AutoHQQHFModel.from_quantized(this directory, float16, "
+                              "cpu): HQQLinear (PYTORCH backend: dequantize, then matmul) in "
+                              f"transformers {c.version('transformers')} LlamaForCausalLM",
+                      quant_config={"nbits": bits, "group_size": group, "axis": 1},
+                      notes="quantized on the CPU (proximal solver in float32)")
+
+
+def hqq_transformers(bits, group):
+    from transformers import AutoModelForCausalLM, HqqConfig
+    dst = c.variant_dir(f"hqq-{bits}bit-g{group}-hf")
+    with allow_cpu():
+        model = AutoModelForCausalLM.from_pretrained(
+            c.base_dir("llama"), torch_dtype=torch.float16, device_map="cpu",
+            quantization_config=HqqConfig(nbits=bits, group_size=group, axis=1))
+        model.save_pretrained(dst)
+        c.save_tokenizer(dst)
+        del model
+        back = AutoModelForCausalLM.from_pretrained(dst, torch_dtype=torch.float16,
+                                                    device_map="cpu").eval()
+    c.write_reference(dst, "hqq", c.hf_logits(back),
+                      forward=f"transformers {c.version('transformers')} LlamaForCausalLM "
+                              "with HqqConfig, loaded back from this directory: hqq "
+                              "HQQLinear in float16 on the CPU",
+                      transformers_version=c.version("transformers"),
+                      notes="transformers' CUDA check lifted; quantized on the CPU "
+                            "(proximal solver in float32)")
+
+
+def main():
+    for bits, group in CASES:
+        hqq_native(bits, group)
+        hqq_transformers(bits, group)
+
+
+if __name__ == "__main__":
+    main()
