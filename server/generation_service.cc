@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/convert.h"
+#include "server/limits.h"
 #include "server/status.h"
 #include "server/stream_writer.h"
 #include "spdlog/spdlog.h"
@@ -162,12 +163,15 @@ std::string GenerationServiceImpl::NextRequestId() {
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* GenerationServiceImpl::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  if (grpc::Status s = Admit(context, *request); !s.ok())
+    return RefuseStream<v1::GenerateResponse>(s);
   return new GenerateReactor(this, context, *request);
 }
 
 grpc::ServerUnaryReactor* GenerationServiceImpl::Tokenize(
     grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
     v1::TokenizeResponse* response) {
+  if (grpc::Status s = Admit(context, *request); !s.ok()) return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->model().empty()) {
     reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("model: required")));

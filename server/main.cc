@@ -1,11 +1,19 @@
 // ingotd: serves resident models over gRPC (ingot.v1) with health checking,
-// reflection and a Prometheus endpoint. SIGTERM/SIGINT drain: health goes
-// NOT_SERVING, new calls are refused, running streams get --drain-seconds to finish,
-// then whatever is left is cancelled and the process exits 0.
+// reflection and a Prometheus endpoint.
+//
+// Configuration (server/config.h): --config FILE, then INGOT_* environment variables,
+// then flags, each overriding the one before. `--check-config FILE` prints every
+// problem and exits 0 or 1 without starting.
+//
+// Signals: SIGTERM/SIGINT drain: health goes NOT_SERVING, new calls are refused,
+// running streams get drain_seconds to finish, then whatever is left is cancelled and
+// the process exits 0. SIGHUP re-reads the TLS certificate files and the tokens; a file
+// with a problem is logged and the ones in force stay.
 #include <pthread.h>
 #include <signal.h>
 
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -21,26 +29,35 @@
 #include "absl/strings/str_join.h"
 #include "engine/runtime/engine.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/config.h"
 #include "server/generation_service.h"
+#include "server/limits.h"
 #include "server/logging.h"
 #include "server/metrics.h"
 #include "server/model_service.h"
 #include "server/quant_service.h"
 #include "server/status.h"
+#include "server/tls.h"
 #include "spdlog/spdlog.h"
 
 namespace ingot::server {
 namespace {
 
+// Command-line values; each overrides the config only when given.
 struct Flags {
-  std::string listen = "127.0.0.1:50051";
-  std::string metrics_listen = "127.0.0.1:9090";
+  std::string config_file;
+  std::string check_config_file;
+  bool syntax_only = false;
+  ServerConfig values;              // defaults shown by --help
   std::vector<std::string> models;  // NAME=PATH
-  int threads = 0;
-  std::string log_level = "info";
-  bool log_json = false;
-  double drain_seconds = 30;
   int64_t memory_budget_bytes = 0;
+  CLI::Option* listen = nullptr;
+  CLI::Option* metrics_listen = nullptr;
+  CLI::Option* threads = nullptr;
+  CLI::Option* log_level = nullptr;
+  CLI::Option* log_json = nullptr;
+  CLI::Option* memory_budget = nullptr;
+  CLI::Option* drain_seconds = nullptr;
 };
 
 // Prints the failure the way every fatal start-up error is reported, returns 1.
@@ -65,58 +82,155 @@ EngineSnapshot Snapshot(const Engine& engine) {
   return snap;
 }
 
-// Loads every --model NAME=PATH before the server listens; the first failure ends
-// start-up.
-absl::Status Preload(Engine& engine, Metrics& metrics, const std::vector<std::string>& specs) {
-  for (const std::string& spec : specs) {
-    size_t eq = spec.find('=');
+// The file (if any), then the environment, then the flags that were given.
+ServerConfig Assemble(const Flags& flags, const std::string& file, std::vector<std::string>* problems,
+                      std::vector<std::string>* ignored_env) {
+  ServerConfig c = file.empty() ? ServerConfig{} : LoadConfigFile(file, problems);
+  ApplyEnvironment(IngotEnvironment(), &c, problems, ignored_env);
+  const ServerConfig& v = flags.values;
+  if (flags.listen->count()) c.listen = v.listen;
+  if (flags.metrics_listen->count()) c.metrics_listen = v.metrics_listen;
+  if (flags.threads->count()) c.threads = v.threads;
+  if (flags.log_level->count()) c.log_level = v.log_level;
+  if (flags.log_json->count()) c.log_json = v.log_json;
+  if (flags.drain_seconds->count()) c.drain_seconds = v.drain_seconds;
+  if (flags.memory_budget->count()) c.memory_budget_bytes["cpu"] = flags.memory_budget_bytes;
+  for (const std::string& spec : flags.models) {
+    const size_t eq = spec.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--model '", spec, "': expected NAME=PATH"));
+      problems->push_back(absl::StrCat("--model '", spec, "': expected NAME=PATH"));
+      continue;
     }
-    LoadRequest request;
-    request.name = spec.substr(0, eq);
-    request.source = spec.substr(eq + 1);
-    auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<ModelInfo> info = engine.LoadModel(request, [](const LoadProgress&) {});
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    metrics.RecordModelLoad(seconds, GrpcCodeName(ToGrpcStatus(info.status()).error_code()));
-    if (!info.ok()) {
-      return absl::Status(info.status().code(),
-                          absl::StrCat("--model ", spec, ": ", info.status().message()));
-    }
-    spdlog::info("loaded name={} source={} device={} params={} bytes_resident={} context={} "
-                 "seconds={:.3f}", info->name, info->source, info->device,
-                 info->parameter_count, info->bytes_resident, info->context_length, seconds);
+    ModelConfig m;
+    m.name = spec.substr(0, eq);
+    m.source = spec.substr(eq + 1);
+    m.origin = absl::StrCat("--model ", spec);
+    c.models.push_back(std::move(m));
   }
-  return absl::OkStatus();
+  return c;
+}
+
+int CheckConfig(const Flags& flags) {
+  std::vector<std::string> problems, ignored;
+  ServerConfig c = Assemble(flags, flags.check_config_file, &problems, &ignored);
+  for (std::string& p : ValidateConfig(c, /*check_files=*/!flags.syntax_only)) {
+    problems.push_back(std::move(p));
+  }
+  for (const std::string& name : ignored) {
+    std::fprintf(stderr, "ingotd: note: %s is not a setting of ingotd (ignored)\n", name.c_str());
+  }
+  if (!problems.empty()) {
+    std::fprintf(stderr, "%s: %zu problem%s\n", flags.check_config_file.c_str(), problems.size(),
+                 problems.size() == 1 ? "" : "s");
+    for (const std::string& p : problems) std::fprintf(stderr, "  %s\n", p.c_str());
+    return 1;
+  }
+  std::printf("%s: OK (listen %s, %zu model%s, tls %s, auth %s, model roots %s)\n",
+              flags.check_config_file.c_str(), c.listen.c_str(), c.models.size(),
+              c.models.size() == 1 ? "" : "s",
+              !c.tls.enabled() ? "off" : c.tls.mutual() ? "mutual" : "on",
+              c.auth.enabled() ? "tokens" : "off",
+              c.model_roots.empty() ? "unrestricted" : absl::StrJoin(c.model_roots, ":").c_str());
+  return 0;
+}
+
+// Waits for SIGHUP (reload) until SIGTERM/SIGINT, which starts the drain.
+void HandleSignals(const ServerConfig& config, grpc::Server* server,
+                   grpc::HealthCheckServiceInterface* health, TlsReloader* tls, CallGuard* guard) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  while (true) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig == SIGHUP) {
+      if (tls != nullptr) {
+        if (absl::Status s = tls->Reload(); s.ok()) {
+          spdlog::info("SIGHUP: TLS certificates reloaded (generation {}): {}", tls->generation(),
+                       tls->Describe());
+        } else {
+          spdlog::error("SIGHUP: TLS certificates not reloaded, the previous ones stay: {}",
+                        std::string(s.message()));
+        }
+      }
+      if (config.auth.enabled()) {
+        if (absl::Status s = guard->LoadTokens(); s.ok()) {
+          spdlog::info("SIGHUP: tokens reloaded");
+        } else {
+          spdlog::error("SIGHUP: tokens not reloaded, the previous ones stay: {}",
+                        std::string(s.message()));
+        }
+      }
+      continue;
+    }
+    spdlog::info("received {}: draining for up to {}s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                 config.drain_seconds);
+    health->Shutdown();  // every service NOT_SERVING
+    server->Shutdown(std::chrono::system_clock::now() +
+                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                         std::chrono::duration<double>(config.drain_seconds)));
+    return;
+  }
 }
 
 int Run(const Flags& flags) {
-  if (absl::Status s = ConfigureLogging(flags.log_level, flags.log_json); !s.ok()) {
-    std::fprintf(stderr, "ingotd: %s\n", std::string(s.message()).c_str());
+  std::vector<std::string> problems, ignored_env;
+  const ServerConfig config = Assemble(flags, flags.config_file, &problems, &ignored_env);
+  for (std::string& p : ValidateConfig(config, /*check_files=*/false)) problems.push_back(std::move(p));
+  if (absl::Status s = ConfigureLogging(config.log_level, config.log_json); !s.ok() && problems.empty()) {
+    problems.emplace_back(s.message());
+  }
+  if (!problems.empty()) {
+    for (const std::string& p : problems) Fail(p);
     return 1;
   }
-  if (flags.threads < 0) return Fail("--threads: must be >= 0 (0 = all cores)");
-  if (flags.drain_seconds < 0) return Fail("--drain-seconds: must be >= 0");
-  const int threads = flags.threads > 0
-      ? flags.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (const std::string& name : ignored_env) {
+    spdlog::warn("{} is not a setting of ingotd (ignored)", name);
+  }
+  const int threads = config.threads > 0
+      ? config.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
-  // Destruction runs in reverse: server, services, metrics, engine.
+  // Destruction runs in reverse: server, services, guard, keeper, metrics, engine.
   EngineOptions options;
   options.threads = threads;
-  options.memory_budget_bytes = flags.memory_budget_bytes;
+  for (const auto& [device, bytes] : config.memory_budget_bytes) {
+    if (device == "cpu") {
+      options.memory_budget_bytes = bytes;
+    } else if (bytes > 0) {
+      spdlog::warn("devices.{}.memory_budget_bytes: this build has no budget for {}; ignored",
+                   device, device);
+    }
+  }
   auto engine = std::make_unique<Engine>(options);
   Metrics metrics([e = engine.get()] { return Snapshot(*e); });
-  if (absl::Status s = Preload(*engine, metrics, flags.models); !s.ok()) {
+  auto keeper = std::make_unique<ModelKeeper>(engine.get(), &metrics, config.models);
+  if (absl::Status s = keeper->LoadAll(); !s.ok()) {
     return Fail(absl::StrCat(GrpcCodeName(ToGrpcStatus(s).error_code()), ": ", s.message()));
   }
-  if (!flags.metrics_listen.empty()) {
-    if (absl::Status s = metrics.Serve(flags.metrics_listen); !s.ok()) {
+  if (!config.metrics_listen.empty()) {
+    if (absl::Status s = metrics.Serve(config.metrics_listen); !s.ok()) {
       return Fail(std::string(s.message()));
     }
   }
+  auto guard = std::make_unique<CallGuard>(config, engine.get(), &metrics, keeper.get(),
+                                           options.max_batch_sequences);
+  if (absl::Status s = guard->LoadTokens(); !s.ok()) return Fail(std::string(s.message()));
+  std::unique_ptr<TlsReloader> tls;
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (config.tls.enabled()) {
+    absl::StatusOr<std::unique_ptr<TlsReloader>> created = TlsReloader::Create(config.tls);
+    if (!created.ok()) return Fail(std::string(created.status().message()));
+    tls = *std::move(created);
+    credentials = tls->Credentials();
+    spdlog::info("tls: {}{}", config.tls.mutual() ? "mutual, client CA " + config.tls.client_ca_file + ", " : "",
+                 tls->Describe());
+  } else if (config.auth.enabled()) {
+    spdlog::warn("auth tokens are configured without tls: they cross the network in clear text "
+                 "unless a proxy in front terminates TLS");
+  }
+  InstallCallGuard(guard.get());
 
   ModelServiceImpl model_service(engine.get(), &metrics, threads);
   GenerationServiceImpl generation_service(engine.get(), &metrics);
@@ -128,13 +242,18 @@ int Run(const Flags& flags) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config.listen, credentials, &port);
+  // gRPC refuses a larger message with RESOURCE_EXHAUSTED naming both sizes.
+  const int64_t max_request = config.limits.max_request_bytes;
+  builder.SetMaxReceiveMessageSize(max_request > 0 && max_request < INT_MAX
+                                       ? static_cast<int>(max_request) : INT_MAX);
   builder.RegisterService(&model_service);
   builder.RegisterService(&generation_service);
   builder.RegisterService(&quant_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
-    return Fail(absl::StrCat("cannot listen on ", flags.listen, " (address in use or invalid)"));
+    InstallCallGuard(nullptr);
+    return Fail(absl::StrCat("cannot listen on ", config.listen, " (address in use or invalid)"));
   }
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus("", true);
@@ -142,33 +261,33 @@ int Run(const Flags& flags) {
   health->SetServingStatus("ingot.v1.GenerationService", true);
   health->SetServingStatus("ingot.v1.QuantizationService", true);
   model_service.AttachHealth(health);
+  keeper->SetHealthHook([&model_service](const std::string& name, bool serving) {
+    model_service.SetModelHealth(name, serving);
+  });
+  keeper->StartIdleUnloads();
 
   std::vector<std::string> names;
   for (const ModelInfo& m : engine->ListModels()) names.push_back(m.name);
-  spdlog::info("ingotd {} listening on {} (port {}), metrics on {}, threads={}, models=[{}]",
-               INGOT_VERSION, flags.listen, port,
-               flags.metrics_listen.empty() ? "nothing (disabled)"
-                   : absl::StrCat(flags.metrics_listen, " (port ", metrics.port(), ")"),
-               threads, absl::StrJoin(names, ","));
+  const LimitsConfig& lim = config.limits;
+  spdlog::info("ingotd {} listening on {} (port {}, {}), metrics on {}, threads={}, models=[{}], "
+               "auth={}, model_roots=[{}], limits: max_request_bytes={} max_prompt_tokens={} "
+               "max_tokens={} max_concurrent_streams={} max_queue_per_model={}",
+               INGOT_VERSION, config.listen, port,
+               !config.tls.enabled() ? "plaintext" : config.tls.mutual() ? "mutual TLS" : "TLS",
+               config.metrics_listen.empty() ? "nothing (disabled)"
+                   : absl::StrCat(config.metrics_listen, " (port ", metrics.port(), ")"),
+               threads, absl::StrJoin(names, ","), config.auth.enabled() ? "tokens" : "off",
+               absl::StrJoin(config.model_roots, ","), lim.max_request_bytes, lim.max_prompt_tokens,
+               lim.max_tokens, lim.max_concurrent_streams, lim.max_queue_per_model);
 
-  // SIGTERM/SIGINT are blocked in every thread (see main); this one waits for them.
-  std::thread signal_thread([&] {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    sigwait(&set, &sig);
-    spdlog::info("received {}: draining for up to {}s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                 flags.drain_seconds);
-    health->Shutdown();  // every service NOT_SERVING
-    server->Shutdown(std::chrono::system_clock::now() +
-                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                         std::chrono::duration<double>(flags.drain_seconds)));
-  });
+  // The signals are blocked in every thread (see main); this one waits for them.
+  std::thread signal_thread(
+      [&] { HandleSignals(config, server.get(), health, tls.get(), guard.get()); });
   server->Wait();
   signal_thread.join();
   server.reset();
+  InstallCallGuard(nullptr);
+  keeper.reset();  // its idle thread calls into model_service
   spdlog::info("ingotd stopped");
   return 0;
 }
@@ -177,35 +296,51 @@ int Run(const Flags& flags) {
 }  // namespace ingot::server
 
 int main(int argc, char** argv) {
-  // Block the shutdown signals before any thread exists so all inherit the mask and
-  // only the signal thread's sigwait sees them.
+  // Block the handled signals before any thread exists so all inherit the mask and
+  // only the signal thread's sigwait sees them (SIGHUP would otherwise end the process).
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   ingot::server::Flags flags;
+  ingot::server::ServerConfig& v = flags.values;
   CLI::App app{"ingotd: the ingot inference server"};
-  app.add_option("--listen", flags.listen, "gRPC address (host:port)")->capture_default_str();
-  app.add_option("--metrics-listen", flags.metrics_listen,
-                 "Prometheus /metrics address (host:port); empty disables")
-      ->capture_default_str();
+  app.add_option("--config", flags.config_file,
+                 "YAML config file; INGOT_* environment variables override it, flags override "
+                 "both")->check(CLI::ExistingFile);
+  app.add_option("--check-config", flags.check_config_file,
+                 "Validate FILE (with the environment and flags applied), print every problem, "
+                 "exit 0 or 1");
+  app.add_flag("--syntax-only", flags.syntax_only,
+               "With --check-config: skip the checks that read files the config names "
+               "(certificates, tokens, model sources)");
+  flags.listen = app.add_option("--listen", v.listen, "gRPC address (host:port)")
+                     ->capture_default_str();
+  flags.metrics_listen = app.add_option("--metrics-listen", v.metrics_listen,
+                                        "Prometheus /metrics address (host:port); empty disables")
+                             ->capture_default_str();
   app.add_option("--model", flags.models, "Preload a model: NAME=PATH (repeatable)")
       ->allow_extra_args(false);
-  app.add_option("--threads", flags.threads, "Compute threads per model step; 0 = all cores")
-      ->capture_default_str();
-  app.add_option("--log-level", flags.log_level,
-                 "trace, debug, info, warn, error, critical or off")->capture_default_str();
-  app.add_flag("--log-json", flags.log_json, "Log one JSON object per line");
-  app.add_option("--memory-budget-bytes", flags.memory_budget_bytes,
-                 "Bytes all models together may hold on cpu (quantization results are checked "
-                 "against it); 0 = what the OS reports available")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--drain-seconds", flags.drain_seconds,
-                 "On SIGTERM/SIGINT, seconds running streams get to finish")
-      ->capture_default_str();
+  flags.threads = app.add_option("--threads", v.threads,
+                                 "Compute threads per model step; 0 = all cores")
+                      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  flags.log_level = app.add_option("--log-level", v.log_level,
+                                   "trace, debug, info, warn, error, critical or off")
+                        ->capture_default_str();
+  flags.log_json = app.add_flag("--log-json", v.log_json, "Log one JSON object per line");
+  flags.memory_budget = app.add_option("--memory-budget-bytes", flags.memory_budget_bytes,
+                                       "Bytes all models together may hold on cpu (quantization "
+                                       "results are checked against it); 0 = what the OS reports "
+                                       "available")
+                            ->check(CLI::NonNegativeNumber);
+  flags.drain_seconds = app.add_option("--drain-seconds", v.drain_seconds,
+                                       "On SIGTERM/SIGINT, seconds running streams get to finish")
+                            ->capture_default_str()->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
+  if (!flags.check_config_file.empty()) return ingot::server::CheckConfig(flags);
   return ingot::server::Run(flags);
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
+#include "server/limits.h"
 #include "server/status.h"
 #include "server/stream_writer.h"
 #include "spdlog/spdlog.h"
@@ -156,12 +157,16 @@ void ModelServiceImpl::SetModelHealth(const std::string& name, bool serving) {
 
 grpc::ServerWriteReactor<v1::LoadModelResponse>* ModelServiceImpl::LoadModel(
     grpc::CallbackServerContext* context, const v1::LoadModelRequest* request) {
+  if (grpc::Status s = Admit(context, *request); !s.ok())
+    return RefuseStream<v1::LoadModelResponse>(s);
   return new LoadReactor(this, context, *request);
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::UnloadModel(grpc::CallbackServerContext* context,
                                                         const v1::UnloadModelRequest* request,
                                                         v1::UnloadModelResponse* response) {
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/UnloadModel"); !s.ok())
+    return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->name().empty()) {
     reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("name: required")));
@@ -182,6 +187,8 @@ grpc::ServerUnaryReactor* ModelServiceImpl::UnloadModel(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,
                                                        const v1::ListModelsRequest*,
                                                        v1::ListModelsResponse* response) {
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/ListModels"); !s.ok())
+    return RefuseUnary(context, s);
   std::vector<ModelInfo> models = engine_->ListModels();
   std::sort(models.begin(), models.end(),
             [](const ModelInfo& a, const ModelInfo& b) { return a.name < b.name; });
@@ -194,6 +201,8 @@ grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext* context,
                                                      const v1::GetModelRequest* request,
                                                      v1::GetModelResponse* response) {
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetModel"); !s.ok())
+    return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->name().empty()) {
     reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("name: required")));
@@ -208,6 +217,8 @@ grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* ModelServiceImpl::GetServerInfo(
     grpc::CallbackServerContext* context, const v1::GetServerInfoRequest*,
     v1::GetServerInfoResponse* response) {
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetServerInfo"); !s.ok())
+    return RefuseUnary(context, s);
   response->set_version(INGOT_VERSION);
   for (const std::string& f : BuildFeatures()) response->add_features(f);
   for (const DeviceInfo& d : engine_->Devices()) ToProto(d, response->add_devices());

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/convert.h"
+#include "server/limits.h"
 #include "server/status.h"
 #include "server/stream_writer.h"
 #include "spdlog/spdlog.h"
@@ -100,12 +101,16 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
 
 grpc::ServerWriteReactor<v1::QuantizeModelResponse>* QuantizationServiceImpl::QuantizeModel(
     grpc::CallbackServerContext* context, const v1::QuantizeModelRequest* request) {
+  if (grpc::Status s = Admit(context, *request); !s.ok())
+    return RefuseStream<v1::QuantizeModelResponse>(s);
   return new QuantizeReactor(this, context, *request);
 }
 
 grpc::ServerUnaryReactor* QuantizationServiceImpl::ValidateQuantization(
     grpc::CallbackServerContext* context, const v1::ValidateQuantizationRequest* request,
     v1::ValidateQuantizationResponse* response) {
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ValidateQuantization"); !s.ok())
+    return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<quant::QuantizationConfig> config = FromProto(request->config());
   if (!config.ok()) {
@@ -125,6 +130,8 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::ValidateQuantization(
 grpc::ServerUnaryReactor* QuantizationServiceImpl::RecommendQuantization(
     grpc::CallbackServerContext* context, const v1::RecommendQuantizationRequest* request,
     v1::RecommendQuantizationResponse* response) {
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/RecommendQuantization"); !s.ok())
+    return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<quant::Recommendation> r =
       engine_->RecommendQuantization(request->model(), request->device(), request->memory_budget_bytes());
@@ -140,6 +147,7 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::RecommendQuantization(
 grpc::ServerUnaryReactor* QuantizationServiceImpl::EvaluateModel(
     grpc::CallbackServerContext* context, const v1::EvaluateModelRequest* request,
     v1::EvaluateModelResponse* response) {
+  if (grpc::Status s = Admit(context, *request); !s.ok()) return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   EvaluateRequest req;
   req.model = request->model();
@@ -161,6 +169,8 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::EvaluateModel(
 grpc::ServerUnaryReactor* QuantizationServiceImpl::ListQuantizationMethods(
     grpc::CallbackServerContext* context, const v1::ListQuantizationMethodsRequest*,
     v1::ListQuantizationMethodsResponse* response) {
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ListQuantizationMethods"); !s.ok())
+    return RefuseUnary(context, s);
   for (const quant::MethodRow& row : quant::MethodTable()) ToProto(row, response->add_methods());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);

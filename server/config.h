@@ -1,0 +1,116 @@
+// ingotd's configuration: one YAML file for everything the flags set plus the models
+// to load at start, overridden by INGOT_* environment variables, which flags override
+// in turn. Every problem names its key path ("limits.max_tokns: unknown key") so
+// `ingotd --check-config FILE` can print them all at once.
+//
+//   listen: 0.0.0.0:50051                 metrics_listen: 0.0.0.0:9090 ("" disables)
+//   threads: 0                            drain_seconds: 30
+//   log: {level: info, json: true}
+//   devices: {cpu: {memory_budget_bytes: 0}}
+//   model_roots: [/models]                empty: sources are not restricted
+//   limits: {max_request_bytes: 4194304, max_prompt_tokens: 8192, max_tokens: 4096,
+//            max_concurrent_streams: 64, max_queue_per_model: 64}   0: no limit
+//   tls: {cert_file: "", key_file: "", client_ca_file: ""}  CA set: mutual TLS
+//   auth: {tokens_file: ""}               lines "TOKEN admin|read-only [name]"
+//   models:
+//     - {name: smol, source: /models/x.gguf, device: cpu, pinned: false, keep_alive: 5m,
+//        quantization: {method: hqq, bits: 4, group_size: 64}}
+//
+// Environment: INGOT_ + the key path upper-cased with '.' -> '_' (INGOT_LISTEN,
+// INGOT_LOG_LEVEL, INGOT_LIMITS_MAX_TOKENS, INGOT_TLS_CERT_FILE,
+// INGOT_DEVICES_CPU_MEMORY_BUDGET_BYTES, ...); INGOT_MODEL_ROOTS is colon-separated;
+// INGOT_AUTH_TOKENS holds token lines separated by ',' or newlines.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "engine/quant/config.h"
+
+namespace ingot::server {
+
+struct LimitsConfig {
+  int64_t max_request_bytes = 4 << 20;  // one gRPC message; gRPC's own default
+  int64_t max_prompt_tokens = 8192;
+  int64_t max_tokens = 4096;            // per request
+  int64_t max_concurrent_streams = 64;  // Generate streams, server-wide
+  int64_t max_queue_per_model = 64;     // requests waiting beyond a model's batch
+};
+
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;  // set: clients must present a certificate it signed
+  bool enabled() const { return !cert_file.empty() || !key_file.empty(); }
+  bool mutual() const { return !client_ca_file.empty(); }
+};
+
+struct AuthConfig {
+  std::string tokens_file;
+  std::string tokens_env;  // INGOT_AUTH_TOKENS, token lines separated by ',' or '\n'
+  bool enabled() const { return !tokens_file.empty() || !tokens_env.empty(); }
+};
+
+struct ModelConfig {
+  std::string name;
+  std::string source;
+  std::string format = "auto";
+  std::string device = "cpu";
+  int32_t context_length = 0;  // 0: the engine's default
+  bool pinned = true;          // never unloaded by keep_alive
+  double keep_alive_s = 0;     // evictable models: unload after this idle time; 0 = never
+  std::optional<quant::QuantizationConfig> quantization;  // applied in place after loading
+  std::string origin;          // "models[2]" or "--model": where problems point
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9090";
+  int threads = 0;  // 0: all cores
+  double drain_seconds = 30;
+  std::string log_level = "info";
+  bool log_json = false;
+  std::map<std::string, int64_t> memory_budget_bytes;  // device -> bytes; 0 = what is free
+  std::vector<std::string> model_roots;
+  LimitsConfig limits;
+  TlsConfig tls;
+  AuthConfig auth;
+  std::vector<ModelConfig> models;
+};
+
+// Parses a YAML document (empty: every default). Problems are appended as
+// "key.path: what is wrong"; keys that are wrong keep their defaults. `origin` (the
+// file name) prefixes syntax errors with their line and column.
+ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
+                         std::vector<std::string>* problems);
+// Reads and parses `path`; a file that cannot be read is one problem.
+ServerConfig LoadConfigFile(const std::string& path, std::vector<std::string>* problems);
+
+// The INGOT_* variables of this process.
+std::map<std::string, std::string> IngotEnvironment();
+// Applies INGOT_* overrides. Problems name the variable; unknown INGOT_* names are
+// returned in `ignored` (other tools use the prefix too, so they are not errors).
+void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfig* config,
+                      std::vector<std::string>* problems, std::vector<std::string>* ignored);
+
+// "5m", "90s", "1h30m", "250ms", or a number of seconds.
+std::optional<double> ParseDurationSeconds(absl::string_view text);
+
+// Cross-field checks (TLS pairs, absolute roots, unique model names, model sources
+// inside the roots, keep_alive only for evictable models, quantization configs). With
+// `check_files`, also what start-up would find on disk: certificates parse and match
+// their key, the tokens file parses, model sources exist.
+std::vector<std::string> ValidateConfig(const ServerConfig& config, bool check_files);
+
+// OK when `path` may be read (or, with `for_write`, written) under config.model_roots:
+// symlinks and ".." are resolved first, so a path that resolves outside every root is
+// PERMISSION_DENIED naming both the path and what it resolves to. No roots: OK.
+absl::Status CheckPathAllowed(const ServerConfig& config, const std::string& path,
+                              bool for_write);
+
+}  // namespace ingot::server

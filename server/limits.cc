@@ -1,0 +1,370 @@
+#include "server/limits.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status.h"
+#include "engine/runtime/engine.h"
+#include "ingot/v1/generation.pb.h"
+#include "ingot/v1/model.pb.h"
+#include "ingot/v1/quantization.pb.h"
+#include "server/auth.h"
+#include "server/metrics.h"
+#include "server/status.h"
+#include "spdlog/spdlog.h"
+
+namespace ingot::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often idle models are looked at: keep_alive is honoured to within this.
+constexpr auto kIdlePoll = std::chrono::milliseconds(250);
+
+std::atomic<CallGuard*> g_guard{nullptr};
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+grpc::Status Refused(grpc::CallbackServerContext* context, absl::string_view method,
+                     const absl::Status& status) {
+  grpc::Status g = ToGrpcStatus(status);
+  spdlog::warn("refused method={} peer={} code={} reason={}", std::string(method),
+               context->peer(), GrpcCodeName(g.error_code()), std::string(status.message()));
+  return g;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// ModelKeeper
+
+ModelKeeper::ModelKeeper(Engine* engine, Metrics* metrics, std::vector<ModelConfig> models)
+    : engine_(engine), metrics_(metrics), models_(std::move(models)) {}
+
+ModelKeeper::~ModelKeeper() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (idle_thread_.joinable()) idle_thread_.join();
+}
+
+const ModelConfig* ModelKeeper::Find(const std::string& name) const {
+  for (const ModelConfig& m : models_) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
+void ModelKeeper::SetHealthHook(std::function<void(const std::string&, bool)> hook) {
+  std::lock_guard lock(mu_);
+  health_hook_ = std::move(hook);
+}
+
+absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
+  LoadRequest request;
+  request.name = m.name;
+  request.source = m.source;
+  request.format = m.format;
+  request.device = m.device;
+  request.context_length = m.context_length;
+  const auto start = Clock::now();
+  absl::StatusOr<ModelInfo> info = engine_->LoadModel(request, [](const LoadProgress&) {});
+  const double load_s = SecondsSince(start);
+  metrics_->RecordModelLoad(load_s, GrpcCodeName(ToGrpcStatus(info.status()).error_code()));
+  if (!info.ok()) {
+    return absl::Status(info.status().code(), absl::StrCat(m.origin, " (", m.name, " from ",
+                                                           m.source, "): ", info.status().message()));
+  }
+  spdlog::info("loaded name={} source={} device={} params={} bytes_resident={} context={} "
+               "pinned={} keep_alive_s={} seconds={:.3f}", info->name, info->source, info->device,
+               info->parameter_count, info->bytes_resident, info->context_length, m.pinned,
+               m.keep_alive_s, load_s);
+  if (m.quantization) {
+    QuantizeRequest q;
+    q.source = m.name;  // in place
+    q.config = *m.quantization;
+    const auto qstart = Clock::now();
+    absl::StatusOr<QuantizeResult> result =
+        engine_->QuantizeModel(q, [](const quant::QuantizeProgress&) {}, nullptr);
+    const double quant_s = SecondsSince(qstart);
+    const quant::MethodRow* row =
+        quant::FindMethod(result.ok() ? result->method_used : q.config.method);
+    metrics_->RecordQuantization(row ? row->name : "unknown", quant_s,
+                                 GrpcCodeName(ToGrpcStatus(result.status()).error_code()));
+    if (!result.ok()) {
+      (void)engine_->UnloadModel(m.name);  // a model that is not as configured is not served
+      return absl::Status(result.status().code(),
+                          absl::StrCat(m.origin, ".quantization (", m.name,
+                                       "): ", result.status().message()));
+    }
+    spdlog::info("quantized name={} method={} bytes {} -> {} seconds={:.2f}{}{}", m.name,
+                 result->method_used, result->bytes_before, result->bytes_after, quant_s,
+                 result->note.empty() ? "" : " note=", result->note);
+  }
+  std::function<void(const std::string&, bool)> hook;
+  {
+    std::lock_guard lock(mu_);
+    last_used_[m.name] = Clock::now();
+    hook = health_hook_;
+  }
+  if (hook) hook(m.name, true);
+  return absl::OkStatus();
+}
+
+absl::Status ModelKeeper::LoadAll() {
+  for (const ModelConfig& m : models_) RETURN_IF_ERROR(LoadOne(m));
+  return absl::OkStatus();
+}
+
+void ModelKeeper::StartIdleUnloads() {
+  const bool any = std::any_of(models_.begin(), models_.end(),
+                               [](const ModelConfig& m) { return !m.pinned && m.keep_alive_s > 0; });
+  if (any) idle_thread_ = std::thread([this] { IdleLoop(); });
+}
+
+void ModelKeeper::Touch(const std::string& model) {
+  if (Find(model) == nullptr) return;
+  std::lock_guard lock(mu_);
+  last_used_[model] = Clock::now();
+}
+
+absl::Status ModelKeeper::EnsureLoaded(const std::string& model) {
+  const ModelConfig* m = Find(model);
+  if (m == nullptr || m->pinned) return absl::OkStatus();
+  std::unique_lock lock(mu_);
+  while (true) {
+    if (engine_->GetModel(model).ok()) return absl::OkStatus();
+    if (!loading_.count(model)) break;
+    cv_.wait(lock);  // another request is loading it
+  }
+  loading_.insert(model);
+  lock.unlock();
+  spdlog::info("keep_alive: loading name={} again for a request", model);
+  absl::Status s = LoadOne(*m);
+  lock.lock();
+  loading_.erase(model);
+  cv_.notify_all();
+  return s;
+}
+
+void ModelKeeper::IdleLoop() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, kIdlePoll, [this] { return stop_; });
+    if (stop_) break;
+    for (const ModelConfig& m : models_) {
+      if (m.pinned || m.keep_alive_s <= 0 || loading_.count(m.name)) continue;
+      auto it = last_used_.find(m.name);
+      if (it == last_used_.end()) continue;  // not loaded by us (yet)
+      // A running or queued request keeps the model in use until it ends.
+      if (engine_->RunningRequests(m.name) > 0) {
+        it->second = Clock::now();
+        continue;
+      }
+      const double idle_s = SecondsSince(it->second);
+      if (idle_s < m.keep_alive_s) continue;
+      last_used_.erase(it);
+      // Unloaded under the lock: a request arriving now waits in EnsureLoaded and
+      // loads the model again rather than finding it half gone.
+      absl::Status s = engine_->UnloadModel(m.name);
+      if (s.ok()) {
+        spdlog::info("keep_alive: unloaded name={} idle_s={:.1f} keep_alive_s={}", m.name, idle_s,
+                     m.keep_alive_s);
+        if (health_hook_) health_hook_(m.name, false);
+      } else if (s.code() != absl::StatusCode::kNotFound) {
+        spdlog::warn("keep_alive: unload of {} failed: {}", m.name, std::string(s.message()));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// CallGuard
+
+CallGuard::CallGuard(ServerConfig config, Engine* engine, Metrics* metrics, ModelKeeper* keeper,
+                     int max_batch_sequences)
+    : config_(std::move(config)),
+      engine_(engine),
+      metrics_(metrics),
+      keeper_(keeper),
+      max_batch_sequences_(max_batch_sequences) {}
+
+CallGuard::~CallGuard() = default;
+
+absl::Status CallGuard::LoadTokens() {
+  if (!config_.auth.enabled()) return absl::OkStatus();
+  absl::StatusOr<std::vector<TokenEntry>> tokens = ::ingot::server::LoadTokens(config_.auth);
+  if (!tokens.ok()) return tokens.status();
+  auto auth = std::make_shared<const TokenAuthenticator>(*std::move(tokens));
+  std::lock_guard lock(tokens_mu_);
+  tokens_ = std::move(auth);
+  return absl::OkStatus();
+}
+
+grpc::Status CallGuard::Authorize(grpc::CallbackServerContext* context,
+                                  absl::string_view method) const {
+  std::shared_ptr<const TokenAuthenticator> tokens;
+  {
+    std::lock_guard lock(tokens_mu_);
+    tokens = tokens_;
+  }
+  if (!tokens) return grpc::Status::OK;
+  std::optional<absl::string_view> authorization;
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    authorization = absl::string_view(it->second.data(), it->second.size());
+  }
+  absl::Status s = tokens->Authorize(authorization, method);
+  return s.ok() ? grpc::Status::OK : Refused(context, method, s);
+}
+
+grpc::Status CallGuard::AdmitModelUse(grpc::CallbackServerContext* context,
+                                      absl::string_view method,
+                                      const std::vector<std::string>& models) {
+  if (grpc::Status s = Authorize(context, method); !s.ok()) return s;
+  for (const std::string& model : models) {
+    if (model.empty()) continue;
+    if (absl::Status s = keeper_ ? keeper_->EnsureLoaded(model) : absl::OkStatus(); !s.ok()) {
+      return Refused(context, method, s);
+    }
+    if (keeper_) keeper_->Touch(model);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CallGuard::AdmitGenerate(grpc::CallbackServerContext* context,
+                                      const v1::GenerateRequest& r) {
+  constexpr absl::string_view kMethod = "ingot.v1.GenerationService/Generate";
+  if (grpc::Status s = AdmitModelUse(context, kMethod, {r.model()}); !s.ok()) return s;
+  const LimitsConfig& lim = config_.limits;
+  auto refuse = [&](std::string message) {
+    // Counted like any other finished request, so refusals show on the dashboards.
+    RequestRecord record;
+    record.model = engine_->GetModel(r.model()).ok() ? r.model() : "";
+    record.code = GrpcCodeName(grpc::StatusCode::RESOURCE_EXHAUSTED);
+    metrics_->RecordRequest(record);
+    return Refused(context, kMethod, absl::ResourceExhaustedError(message));
+  };
+  // Values the engine refuses anyway (max_tokens < 1) are left to its INVALID_ARGUMENT.
+  const int64_t max_tokens = r.has_max_tokens() ? r.max_tokens() : SamplingParams{}.max_tokens;
+  if (lim.max_tokens > 0 && max_tokens > lim.max_tokens) {
+    return refuse(absl::StrCat("max_tokens ", max_tokens, " is over limits.max_tokens (",
+                               lim.max_tokens, ")"));
+  }
+  // Running and queued streams the engine holds: a request arriving in the same
+  // instant as another may pass both checks (at most one per gRPC thread over).
+  if (lim.max_concurrent_streams > 0) {
+    const int running = engine_->RunningRequests("");
+    if (running >= lim.max_concurrent_streams) {
+      return refuse(absl::StrCat("limits.max_concurrent_streams (", lim.max_concurrent_streams,
+                                 ") reached: ", running, " generation streams are running; retry "
+                                 "later"));
+    }
+  }
+  if (lim.max_queue_per_model > 0) {
+    // The engine runs max_batch_sequences_ per model and queues the rest.
+    const int held = engine_->RunningRequests(r.model());
+    const int waiting = std::max(0, held - max_batch_sequences_);
+    if (waiting >= lim.max_queue_per_model) {
+      return refuse(absl::StrCat("limits.max_queue_per_model (", lim.max_queue_per_model,
+                                 ") reached: ", waiting, " requests wait for model '", r.model(),
+                                 "'; retry later"));
+    }
+  }
+  if (lim.max_prompt_tokens > 0) {
+    // Raw prompt: its exact tokens. Chat: the messages' own tokens (the template adds
+    // a few). An unknown model is left to the engine's NOT_FOUND.
+    int64_t tokens = 0;
+    bool known = true;
+    auto count = [&](const std::string& text, bool add_special) {
+      absl::StatusOr<TokenizeResult> t = engine_->Tokenize(r.model(), text, add_special, true);
+      if (!t.ok()) known = false;
+      else tokens += static_cast<int64_t>(t->ids.size());
+    };
+    if (!r.prompt().empty()) count(r.prompt(), true);
+    for (const v1::ChatMessage& m : r.messages()) count(m.content(), false);
+    if (known && tokens > lim.max_prompt_tokens) {
+      return refuse(absl::StrCat("prompt has ", tokens, " tokens, over limits.max_prompt_tokens (",
+                                 lim.max_prompt_tokens, ")"));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CallGuard::AdmitPath(grpc::CallbackServerContext* context, absl::string_view method,
+                                  absl::string_view field, const std::string& path,
+                                  bool for_write) const {
+  if (grpc::Status s = Authorize(context, method); !s.ok()) return s;
+  if (path.empty()) return grpc::Status::OK;  // the handler names the missing field
+  absl::Status s = CheckPathAllowed(config_, path, for_write);
+  if (s.ok()) return grpc::Status::OK;
+  return Refused(context, method, absl::Status(s.code(), absl::StrCat(field, ": ", s.message())));
+}
+
+// ---------------------------------------------------------------------------------
+// The handlers' entry points
+
+void InstallCallGuard(CallGuard* guard) { g_guard.store(guard); }
+
+const ServerConfig* InstalledConfig() {
+  CallGuard* g = g_guard.load();
+  return g ? &g->config() : nullptr;
+}
+
+grpc::Status Admit(grpc::CallbackServerContext* context, absl::string_view method) {
+  CallGuard* g = g_guard.load();
+  return g ? g->Authorize(context, method) : grpc::Status::OK;
+}
+
+grpc::Status Admit(grpc::CallbackServerContext* context, const v1::GenerateRequest& request) {
+  CallGuard* g = g_guard.load();
+  return g ? g->AdmitGenerate(context, request) : grpc::Status::OK;
+}
+
+grpc::Status Admit(grpc::CallbackServerContext* context, const v1::TokenizeRequest& request) {
+  CallGuard* g = g_guard.load();
+  return g ? g->AdmitModelUse(context, "ingot.v1.GenerationService/Tokenize", {request.model()})
+           : grpc::Status::OK;
+}
+
+grpc::Status Admit(grpc::CallbackServerContext* context, const v1::EvaluateModelRequest& request) {
+  CallGuard* g = g_guard.load();
+  return g ? g->AdmitModelUse(context, "ingot.v1.QuantizationService/EvaluateModel",
+                              {request.model(), request.reference_model()})
+           : grpc::Status::OK;
+}
+
+grpc::Status Admit(grpc::CallbackServerContext* context, const v1::LoadModelRequest& request) {
+  CallGuard* g = g_guard.load();
+  return g ? g->AdmitPath(context, "ingot.v1.ModelService/LoadModel", "source", request.source(),
+                          /*for_write=*/false)
+           : grpc::Status::OK;
+}
+
+grpc::Status Admit(grpc::CallbackServerContext* context, const v1::QuantizeModelRequest& request) {
+  CallGuard* g = g_guard.load();
+  return g ? g->AdmitPath(context, "ingot.v1.QuantizationService/QuantizeModel",
+                          "config.calibration_file", request.config().calibration_file(),
+                          /*for_write=*/false)
+           : grpc::Status::OK;
+}
+
+grpc::Status AdmitPath(grpc::CallbackServerContext* context, absl::string_view method,
+                       absl::string_view field, const std::string& path, bool for_write) {
+  CallGuard* g = g_guard.load();
+  return g ? g->AdmitPath(context, method, field, path, for_write) : grpc::Status::OK;
+}
+
+grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context,
+                                      const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace ingot::server
