@@ -144,9 +144,8 @@ class WorkloadTest(unittest.TestCase):
         cls.workloads = {k: Workload(k) for k in WORKLOADS}
 
     def each(self):
-        for name, w in self.workloads.items():
-            with self.subTest(kustomization=name):
-                yield w
+        """The workloads; assertion messages name the kustomization."""
+        return list(self.workloads.values())
 
     def test_image_tags_are_pinned_and_match_the_variant(self):
         version = cmake_version()
@@ -163,7 +162,7 @@ class WorkloadTest(unittest.TestCase):
 
     def test_server_runs_the_mounted_config(self):
         for w in self.each():
-            self.assertEqual(w.container.get("args"), ["--config", CONFIG_PATH])
+            self.assertEqual(w.container.get("args"), ["--config", CONFIG_PATH], w.name)
             config_mount = [m for m in w.container["volumeMounts"]
                             if m["mountPath"] == CONFIG_PATH.rsplit("/", 1)[0]]
             self.assertTrue(config_mount[0].get("readOnly"), f"{w.name}: config mount")
@@ -176,9 +175,10 @@ class WorkloadTest(unittest.TestCase):
             host, grpc_port = port_of(w.config["listen"])
             mhost, metrics_port = port_of(w.config["metrics_listen"])
             # Probes and scrapes come from outside the pod: loopback would refuse them.
-            self.assertEqual((host, mhost), ("0.0.0.0", "0.0.0.0"))
+            self.assertEqual((host, mhost), ("0.0.0.0", "0.0.0.0"), w.name)
             ports = {p["name"]: p["containerPort"] for p in w.container["ports"]}
-            self.assertEqual(ports, {"grpc": grpc_port, "metrics": metrics_port})
+            self.assertEqual(ports, {"grpc": grpc_port, "metrics": metrics_port},
+                             f"{w.name}: container ports vs listen/metrics_listen")
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 p = w.container.get(probe)
                 self.assertIsNotNone(p, f"{w.name}: no {probe}")
@@ -186,16 +186,19 @@ class WorkloadTest(unittest.TestCase):
                                  f"{w.name}: {probe} must ask grpc.health.v1 on the gRPC port")
             services = find(w.objects, "Service")
             headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
-            self.assertEqual(len(headless), 1, "one headless Service for client-side LB")
+            self.assertEqual(len(headless), 1, f"{w.name}: one headless Service for "
+                             "client-side load balancing")
             for s in services:
                 self.assertTrue(w.selects_pods(s["spec"]["selector"]),
                                 f"Service {s['metadata']['name']} selects no ingotd pod")
                 for p in s["spec"]["ports"]:
                     self.assertIn(p["targetPort"], ports, f"Service {s['metadata']['name']}")
-            self.assertEqual([p["port"] for p in headless[0]["spec"]["ports"]], [grpc_port])
+            self.assertEqual([p["port"] for p in headless[0]["spec"]["ports"]], [grpc_port],
+                             w.name)
             metrics = [s for s in services if s is not headless[0]]
-            self.assertEqual(len(metrics), 1)
-            self.assertEqual([p["targetPort"] for p in metrics[0]["spec"]["ports"]], ["metrics"])
+            self.assertEqual(len(metrics), 1, f"{w.name}: one Service for /metrics")
+            self.assertEqual([p["targetPort"] for p in metrics[0]["spec"]["ports"]], ["metrics"],
+                             w.name)
 
     def test_startup_probe_allows_slow_model_loads(self):
         for w in self.each():
@@ -233,24 +236,25 @@ class WorkloadTest(unittest.TestCase):
                                  f"{w.name}: cpu budget {budget} leaves too little of the "
                                  f"{res['limits']['memory']} limit for KV cache and runtime")
             for c in w.pod.get("initContainers", []):
-                self.assertIn("limits", c.get("resources", {}), c["name"])
+                self.assertIn("limits", c.get("resources", {}), f"{w.name}: {c['name']}")
 
     def test_security_context(self):
         for w in self.each():
             sc = w.pod["securityContext"]
-            self.assertTrue(sc.get("runAsNonRoot"))
-            self.assertEqual(sc.get("runAsUser"), RUN_AS_USER)
-            self.assertEqual(sc.get("seccompProfile"), {"type": "RuntimeDefault"})
-            self.assertFalse(w.pod.get("automountServiceAccountToken", True))
+            self.assertTrue(sc.get("runAsNonRoot"), w.name)
+            self.assertEqual(sc.get("runAsUser"), RUN_AS_USER, w.name)
+            self.assertEqual(sc.get("seccompProfile"), {"type": "RuntimeDefault"}, w.name)
+            self.assertFalse(w.pod.get("automountServiceAccountToken", True), w.name)
             for c in w.pod["containers"] + w.pod.get("initContainers", []):
                 csc = c.get("securityContext", {})
-                self.assertIs(csc.get("allowPrivilegeEscalation"), False, c["name"])
-                self.assertIs(csc.get("readOnlyRootFilesystem"), True, c["name"])
-                self.assertEqual(csc.get("capabilities", {}).get("drop"), ["ALL"], c["name"])
+                where = f"{w.name}: container {c['name']}"
+                self.assertIs(csc.get("allowPrivilegeEscalation"), False, where)
+                self.assertIs(csc.get("readOnlyRootFilesystem"), True, where)
+                self.assertEqual(csc.get("capabilities", {}).get("drop"), ["ALL"], where)
             # A read-only root needs somewhere writable for temporary files.
             tmp = [m for m in w.container["volumeMounts"] if m["mountPath"] == "/tmp"]
-            self.assertEqual(len(tmp), 1)
-            self.assertIn("emptyDir", w.volumes[tmp[0]["name"]])
+            self.assertEqual(len(tmp), 1, f"{w.name}: no /tmp volume")
+            self.assertIn("emptyDir", w.volumes[tmp[0]["name"]], w.name)
 
     def test_models_come_from_the_claim_under_the_model_roots(self):
         for w in self.each():
@@ -266,24 +270,26 @@ class WorkloadTest(unittest.TestCase):
                                 f"{w.name}: {m['source']} is outside model_roots {roots}")
             # The seeding init container writes where the server reads.
             seed = w.pod["initContainers"][0]
-            self.assertEqual([m["mountPath"] for m in seed["volumeMounts"]], roots)
+            self.assertEqual([m["mountPath"] for m in seed["volumeMounts"]], roots, w.name)
 
     def test_pdb_and_hpa_target_the_deployment(self):
         for w in self.each():
             pdb = one(w.objects, "PodDisruptionBudget")
-            self.assertTrue(w.selects_pods(pdb["spec"]["selector"]["matchLabels"]))
+            self.assertTrue(w.selects_pods(pdb["spec"]["selector"]["matchLabels"]),
+                            f"{w.name}: the PodDisruptionBudget selects no ingotd pod")
             hpa = one(w.objects, "HorizontalPodAutoscaler")
             ref = hpa["spec"]["scaleTargetRef"]
-            self.assertEqual((ref["kind"], ref["name"]), ("Deployment", "ingotd"))
-            self.assertNotIn("replicas", w.deployment["spec"], "the HPA owns replicas")
-            self.assertGreaterEqual(hpa["spec"]["minReplicas"], 2, "PDB needs 2 to drain a node")
+            self.assertEqual((ref["kind"], ref["name"]), ("Deployment", "ingotd"), w.name)
+            self.assertNotIn("replicas", w.deployment["spec"], f"{w.name}: the HPA owns replicas")
+            self.assertGreaterEqual(hpa["spec"]["minReplicas"], 2,
+                                    f"{w.name}: with 1 replica the PDB blocks node drains")
 
     def test_hpa_metric_is_exported_and_served_by_the_adapter_rules(self):
         families = exported_metrics()
         served = {r["name"]["as"]: r for r in adapter_rules()}
         for w in self.each():
             for m in one(w.objects, "HorizontalPodAutoscaler")["spec"]["metrics"]:
-                self.assertEqual(m["type"], "Pods")
+                self.assertEqual(m["type"], "Pods", w.name)
                 name = m["pods"]["metric"]["name"]
                 self.assertIn(name, served, f"no prometheus-adapter rule serves {name}")
                 series = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", served[name]["seriesQuery"])[0]
