@@ -16,6 +16,7 @@
   since they exist only in the cluster).
 """
 
+import os
 import re
 import tempfile
 import unittest
@@ -341,7 +342,8 @@ class ConfigCheckTest(unittest.TestCase):
                     Path(m["source"]).touch()
                 path = Path(tmp) / "ingotd.yaml"
                 path.write_text(yaml.safe_dump(config))
-                result = run([str(ingotd), "--check-config", str(path)])
+                env = {k: v for k, v in os.environ.items() if not k.startswith("INGOT_")}
+                result = run([str(ingotd), "--check-config", str(path)], env=env)
                 self.assertEqual(result.returncode, 0,
                                  f"deploy/{name}: ingotd --check-config:\n"
                                  f"{result.stdout}{result.stderr}")
