@@ -27,6 +27,8 @@ FAMILIES = ["hf", "bnb", "hqq", "gptq", "awq", "mlx", "quanto", "gguf"]
 
 
 def main(argv):
+    import torch
+    torch.set_num_threads(1)  # reproducible reductions
     families = argv or FAMILIES
     for fam in families:
         if fam not in FAMILIES:

@@ -12,7 +12,6 @@ import os
 import shutil
 
 import numpy as np
-import torch
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "data", "formats")
@@ -39,7 +38,6 @@ LINEAR_STD = 0.125
 NORM_STD = 0.1
 BIAS_STD = 0.1
 
-torch.set_num_threads(1)  # reproducible reductions
 
 
 def version(pkg):
@@ -115,6 +113,7 @@ def init_weights(model, seed):
     """Re-draws every parameter from a seeded generator: norms 1 + N(0, 0.1) (so a loader
     that ignores them is caught), embeddings N(0, 1), linears N(0, 0.125), biases
     N(0, 0.1)."""
+    import torch
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -154,25 +153,37 @@ def base_dir(kind):
     return path
 
 
-def load_base(kind, dtype=torch.float32):
+def load_base(kind, dtype=None):
+    import torch
     from transformers import AutoModelForCausalLM
-    return AutoModelForCausalLM.from_pretrained(base_dir(kind), torch_dtype=dtype).eval()
+    return AutoModelForCausalLM.from_pretrained(base_dir(kind),
+                                                torch_dtype=dtype or torch.float32).eval()
 
 
 def tokens():
-    from transformers import AutoTokenizer
-    return reference_tokens(AutoTokenizer.from_pretrained(base_dir("llama")))
+    """The 16 reference ids (cached so that the llama.cpp step, run in .venv-ref without
+    transformers, reads the same ones)."""
+    path = os.path.join(CACHE, "tokens.json")
+    if not os.path.exists(path):
+        from transformers import AutoTokenizer
+        ids = reference_tokens(AutoTokenizer.from_pretrained(base_dir("llama")))
+        with open(path, "w") as f:
+            json.dump(ids, f)
+    with open(path) as f:
+        return json.load(f)
 
 
-@torch.no_grad()
 def hf_logits(model, ids=None):
+    import torch
     ids = tokens() if ids is None else ids
     dev = next(model.parameters()).device
-    out = model(torch.tensor([ids], device=dev), use_cache=False).logits[0]
+    with torch.no_grad():
+        out = model(torch.tensor([ids], device=dev), use_cache=False).logits[0]
     return out.float().cpu().numpy()
 
 
 def dense_logits(kind):
+    """The float32 base model's logits through transformers (cached like tokens())."""
     path = os.path.join(CACHE, f"dense_logits-{kind}.npy")
     if not os.path.exists(path):
         np.save(path, hf_logits(load_base(kind)))

@@ -1,0 +1,97 @@
+"""GGUF checkpoints from llama.cpp's own converter, and llama.cpp's logits for them.
+
+Two steps, two venvs (tests/reference/regenerate_formats.sh runs both):
+  1. `gen_formats.py gguf` (.venv-formats): llama.cpp's convert_hf_to_gguf.py, taken from
+     the llama.cpp that the pinned llama-cpp-python sdist vendors (requirements.txt;
+     regenerate_formats.sh unpacks convert_hf_to_gguf.py, conversion/ and gguf-py/ into
+     tests/reference/.cache/llama.cpp/), converts the float32 base Llama with
+     --outtype f32 and --outtype q8_0, with that llama.cpp's own gguf-py. It runs in a
+     child process so that its gguf-py, not the gguf wheel, is the one imported.
+  2. `gen_formats_gguf.py --logits` (.venv-ref, llama-cpp-python): loads each GGUF and
+     evaluates the 16 tokens in one batch (logits_all) -> logits.npy, reference.json.
+
+One deviation from a plain `convert_hf_to_gguf.py` run: the converter names the BPE
+pre-tokenizer by hashing the tokenization of a fixed text and refuses unknown hashes (a
+new tokenizer is registered in convert_hf_to_gguf_update.py). The tokenizer here is
+byte-level BPE with the GPT-2 split regex (pre_tokenizers.ByteLevel(use_regex=True)),
+so the child process maps an unrecognized hash to "gpt-2" (what the converter writes for
+openai-community/gpt2), llama.cpp's name for exactly that pre-tokenizer; everything else
+is the converter's own code. Step 2 checks that llama.cpp tokenizes the reference text
+to the same 16 ids as transformers.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import gen_formats_common as c
+
+CONVERTER = os.path.join(c.ROOT, "tests", "reference", ".cache", "llama.cpp")
+CASES = [("gguf-f32", "f32"), ("gguf-q8_0", "q8_0")]
+
+CHILD = r"""
+import os, runpy, sys
+conv = sys.argv[1]
+sys.path[:0] = [conv, os.path.join(conv, "gguf-py")]
+import conversion.base as cb
+orig = cb.TextModel.get_vocab_base_pre
+def pre(self, tokenizer):
+    try:
+        return orig(self, tokenizer)
+    except NotImplementedError:
+        return "gpt-2"  # byte-level BPE with the GPT-2 regex (see gen_formats_gguf.py)
+cb.TextModel.get_vocab_base_pre = pre
+sys.argv = [os.path.join(conv, "convert_hf_to_gguf.py")] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def gguf_path(name):
+    return os.path.join(c.OUT, name, "model.gguf")
+
+
+def main():
+    """Step 1 (.venv-formats): convert."""
+    script = os.path.join(CONVERTER, "convert_hf_to_gguf.py")
+    if not os.path.exists(script):
+        sys.exit(f"{script} is missing: tests/reference/regenerate_formats.sh unpacks it "
+                 "from the pinned llama-cpp-python sdist")
+    c.tokens()
+    c.dense_logits("llama")  # cached for step 2, which has no torch
+    for name, outtype in CASES:
+        c.variant_dir(name)
+        subprocess.run([sys.executable, "-c", CHILD, CONVERTER, c.base_dir("llama"),
+                        "--outfile", gguf_path(name), "--outtype", outtype],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(f"  {name}: {os.path.getsize(gguf_path(name))} bytes", flush=True)
+
+
+def logits():
+    """Step 2 (.venv-ref): llama.cpp's logits."""
+    from llama_cpp import Llama
+    with open(os.path.join(CONVERTER, "VERSION")) as f:
+        converter = f.read().strip()
+    for name, outtype in CASES:
+        llm = Llama(model_path=gguf_path(name), n_ctx=64, n_batch=64, n_ubatch=64,
+                    n_threads=1, n_threads_batch=1, logits_all=True, verbose=False)
+        ids = c.tokens()
+        lc_ids = llm.tokenize(c.TOKENS_TEXT.encode(), add_bos=False, special=False)
+        assert lc_ids[:len(ids)] == ids, (lc_ids, ids)
+        llm.eval(ids)
+        out = np.array(llm.scores[:len(ids)], dtype=np.float32)
+        c.write_reference(os.path.join(c.OUT, name), "llama-cpp-python", out,
+                          forward="llama-cpp-python Llama(model.gguf, logits_all=True)."
+                                  "eval(tokens): one batch of 16, no BOS added, 1 thread",
+                          converter=f"convert_hf_to_gguf.py --outtype {outtype} from the "
+                                    f"llama.cpp vendored in {converter}",
+                          notes="unrecognized BPE pre-tokenizer hash mapped to 'gpt-2'; "
+                                "llama.cpp tokenizes the reference text to the same ids")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--logits"]:
+        logits()
+    else:
+        main()
