@@ -150,9 +150,8 @@ class HeaderScanner {
 
 // numpy's descr ('<f4', '|u1', '|b1', ...) -> DType.
 absl::StatusOr<DType> DescrToDType(const std::string& descr) {
-  if (descr.size() < 3) return absl::InvalidArgumentError("");
-  const char order = descr[0];
-  const std::string kind = descr.substr(1);
+  const char order = descr.empty() ? '\0' : descr[0];
+  const std::string kind = descr.empty() ? "" : descr.substr(1);
   static constexpr struct {
     const char* code;
     DType dtype;
@@ -231,7 +230,8 @@ absl::Status NpzFile::AddArray(std::string name, const uint8_t* data, uint64_t s
     header_len = len;
     header_at = 12;
   } else {
-    return error(absl::StrCat(".npy format version ", major, ".", data[7],
+    return error(absl::StrCat(".npy format version ", static_cast<int>(major), ".",
+                              static_cast<int>(data[7]),
                               " is not supported (1, 2 and 3 are)"));
   }
   if (header_len > size - header_at) {

@@ -70,7 +70,7 @@ def tensor_record(t):
 
 
 def array_record(a):
-    a = np.ascontiguousarray(a)
+    a = a.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
     return {"dtype": NP_TO_ST[a.dtype.name], "shape": list(a.shape), "hex": a.tobytes().hex()}
 
 
