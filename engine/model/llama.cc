@@ -299,6 +299,7 @@ const Linear& LlamaModel::linear(const LinearModuleRef& m) const {
 std::unique_ptr<LlamaModel> LlamaModel::Clone() const {
   std::unique_ptr<LlamaModel> copy(new LlamaModel());
   copy->file_ = file_;
+  copy->checkpoint_ = checkpoint_;
   copy->owners_ = owners_;
   copy->config_ = config_;
   copy->token_embd_ = token_embd_;

@@ -23,6 +23,19 @@
 namespace ingot {
 
 namespace gguf { class File; }
+class Checkpoint;
+
+// One linear layer as a checkpoint loader produced it (see LlamaModel::FromCheckpoint).
+struct LinearLoad {
+  kernels::Linear w;
+  std::string representation;  // "bf16", "nf4/b64+dq", "affine4/g128", ...
+  int64_t bytes = 0;
+  std::shared_ptr<const void> owner;  // storage the view points into (null: the checkpoint's)
+};
+// Builds the linear module `name` (HF naming: "model.layers.3.self_attn.q_proj",
+// "lm_head") of shape rows x cols from a checkpoint's tensors.
+using LinearLoader =
+    std::function<absl::StatusOr<LinearLoad>(const std::string& name, int64_t rows, int64_t cols)>;
 
 enum class RopeStyle {
   kNormal,  // rotate adjacent pairs (x[2i], x[2i+1]); GGUF llama (Q/K rows permuted at conversion)
@@ -136,13 +149,22 @@ class LlamaModel {
   static absl::StatusOr<std::unique_ptr<LlamaModel>> FromGguf(
       std::unique_ptr<gguf::File> file,
       const std::function<void(double fraction, const std::string& detail)>& progress);
+  // Builds the model from a Hugging Face style checkpoint: config.json gives the
+  // architecture (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), norms and
+  // embeddings are read here, each linear layer comes from `loader` (dense or in the
+  // checkpoint's quantized layout). INVALID_ARGUMENT names a missing config key or
+  // tensor; UNIMPLEMENTED an unsupported architecture.
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> FromCheckpoint(
+      std::shared_ptr<const Checkpoint> checkpoint, const LinearLoader& loader,
+      const std::function<void(double fraction, const std::string& detail)>& progress);
   ~LlamaModel();
 
   const LlamaConfig& config() const { return config_; }
   int64_t parameter_count() const { return parameter_count_; }
   int64_t weight_bytes() const { return weight_bytes_; }
   const std::vector<TensorSummary>& tensor_summary() const { return summary_; }
-  const gguf::File& file() const { return *file_; }
+  // The GGUF file the model was built from; null for other checkpoints.
+  const gguf::File* gguf_file() const { return file_.get(); }
 
   // The linear modules: per layer q, k, v, o, gate, up, down; then the output head.
   std::vector<LinearModuleRef> LinearModules() const;
@@ -172,6 +194,7 @@ class LlamaModel {
   void Embed(int32_t token, float* out) const;
 
   std::shared_ptr<gguf::File> file_;
+  std::shared_ptr<const Checkpoint> checkpoint_;
   std::vector<std::shared_ptr<const void>> owners_;  // storage of replaced weights
   LlamaConfig config_;
   kernels::WeightMatrix token_embd_;  // (vocab, n_embd)

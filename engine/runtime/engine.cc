@@ -11,6 +11,8 @@
 #include "absl/strings/match.h"
 #include "engine/common/status.h"
 #include "engine/formats/gguf.h"
+#include "engine/model/checkpoint.h"
+#include "engine/quant/checkpoint_linear.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/sampling.h"
 
@@ -72,16 +74,25 @@ absl::Status CheckDevice(const std::string& device) {
 
 // Reads one byte per page so the weights are resident before the first request
 // (mmap is lazy), and tells the kernel we will need them.
-void Prefault(const gguf::File& file) {
+void Prefault(const void* data, uint64_t nbytes) {
   const long page = sysconf(_SC_PAGESIZE);
   uint8_t sink = 0;
-  for (const auto& t : file.tensors()) {
-    for (uint64_t off = 0; off < t.nbytes; off += static_cast<uint64_t>(page)) {
-      sink ^= static_cast<const volatile uint8_t*>(t.data)[off];
-    }
+  for (uint64_t off = 0; off < nbytes; off += static_cast<uint64_t>(page)) {
+    sink ^= static_cast<const volatile uint8_t*>(data)[off];
   }
   (void)sink;
 }
+
+// GGUF when asked, or (auto) when the file starts with the GGUF magic.
+bool IsGguf(const LoadRequest& r) {
+  if (r.format == "gguf") return true;
+  if (r.format != "auto" && !r.format.empty()) return false;
+  std::ifstream in(r.source, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string(magic, 4) == "GGUF";
+}
+
+constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch", "npz"};
 
 }  // namespace
 
@@ -101,9 +112,11 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
   if (request.name.empty()) return absl::InvalidArgumentError("model name must not be empty");
   if (request.source.empty()) return absl::InvalidArgumentError("model source path must not be empty");
   RETURN_IF_ERROR(CheckDevice(request.device));
-  if (request.format != "auto" && request.format != "gguf" && !request.format.empty()) {
-    return absl::UnimplementedError(absl::StrCat("format '", request.format,
-                                                 "' is not supported by this build (supported: gguf)"));
+  bool known_format = request.format.empty();
+  for (const char* f : kFormats) known_format |= request.format == f;
+  if (!known_format) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "format '", request.format, "' is not one of auto, gguf, hf, safetensors, torch, npz"));
   }
   if (request.context_length < 0) {
     return absl::InvalidArgumentError(
@@ -112,24 +125,59 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
   RETURN_IF_ERROR(registry_->Reserve(request.name, request));
   auto result = CatchExceptions("loading " + request.source, [&]() -> absl::StatusOr<ModelInfo> {
     report("open", 0.0, request.source);
-    ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
+    auto loaded = std::make_shared<LoadedModel>();
+    std::string format, quantization, note;
     int64_t mem_total, mem_available;
     ReadMemInfo(&mem_total, &mem_available);
-    if (mem_available > 0 && static_cast<int64_t>(file->file_size()) > mem_available) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "loading ", request.source, " needs ", file->file_size(), " bytes but only ",
-          mem_available, " bytes of memory are available on cpu"));
+    auto check_memory = [&](int64_t bytes) -> absl::Status {
+      if (mem_available > 0 && bytes > mem_available) {
+        return absl::ResourceExhaustedError(absl::StrCat("loading ", request.source, " needs ", bytes,
+                                                         " bytes but only ", mem_available,
+                                                         " bytes of memory are available on cpu"));
+      }
+      return absl::OkStatus();
+    };
+    auto tensors_progress = [&](double f, const std::string& detail) { report("tensors", 0.05 + 0.75 * f, detail); };
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (IsGguf(request)) {
+      ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
+      RETURN_IF_ERROR(check_memory(static_cast<int64_t>(file->file_size())));
+      ASSIGN_OR_RETURN(VocabSpec vocab, VocabSpecFromGguf(*file));
+      ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
+      report("tensors", 0.05, "");
+      ASSIGN_OR_RETURN(loaded->model, LlamaModel::FromGguf(std::move(file), tensors_progress));
+      format = "gguf";
+    } else {
+      ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened,
+                       Checkpoint::Open(request.source, request.format == "hf" ? "auto" : request.format));
+      std::shared_ptr<const Checkpoint> ck(std::move(opened));
+      RETURN_IF_ERROR(check_memory(ck->TensorBytes()));
+      ASSIGN_OR_RETURN(VocabSpec vocab,
+                       VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
+                                       ck->ReadSibling("generation_config.json"), ck->dir()));
+      ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
+      report("tensors", 0.05, "");
+      ASSIGN_OR_RETURN(loaded->model,
+                       LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), tensors_progress));
+      const CheckpointQuantConfig& q = ck->quant();
+      format = ck->container();
+      if (q.method != CheckpointQuant::kNone) {
+        format = absl::StrCat(format, "/", CheckpointQuantName(q.method));
+        quantization = absl::StrCat(CheckpointQuantName(q.method), q.bits > 0 ? absl::StrCat(" bits=", q.bits) : "",
+                                    q.group_size > 0 ? absl::StrCat(" group_size=", q.group_size) : "",
+                                    q.quant_type.empty() ? "" : " quant_type=" + q.quant_type);
+        note = absl::StrCat("quantization as saved with the checkpoint (", q.where, ")");
+      }
     }
-    ASSIGN_OR_RETURN(VocabSpec vocab, VocabSpecFromGguf(*file));
-    ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Create(std::move(vocab)));
-    report("tensors", 0.05, "");
-    auto loaded = std::make_shared<LoadedModel>();
-    ASSIGN_OR_RETURN(loaded->model,
-                     LlamaModel::FromGguf(std::move(file), [&](double f, const std::string& detail) {
-                       report("tensors", 0.05 + 0.75 * f, detail);
-                     }));
+    if (tokenizer->vocab_size() > loaded->model->config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(request.source, ": the tokenizer has ", tokenizer->vocab_size(),
+                                                     " tokens but the model only ", loaded->model->config().vocab_size));
+    }
     report("prefault", 0.8, "");
-    Prefault(loaded->model->file());
+    for (const auto& m : loaded->model->LinearModules()) {
+      const kernels::Linear& w = loaded->model->linear(m);
+      if (w.kind == kernels::LinearKind::kGgml) Prefault(w.ggml.data, w.ggml.row_bytes * w.ggml.rows);
+    }
     loaded->tokenizer = std::move(tokenizer);
     const LlamaConfig& c = loaded->model->config();
     int32_t ctx = request.context_length > 0 ? request.context_length : std::min(c.context_length, 4096);
@@ -139,7 +187,9 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     ModelInfo& info = loaded->info;
     info.name = request.name;
     info.source = request.source;
-    info.format = "gguf";
+    info.format = format;
+    info.quantization = quantization;
+    info.quantization_note = note;
     info.architecture = c.architecture;
     info.parameter_count = loaded->model->parameter_count();
     info.device = request.device;

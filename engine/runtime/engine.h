@@ -99,7 +99,7 @@ struct EvaluateResult {
 struct LoadRequest {
   std::string name;            // registry key; must be unique
   std::string source;          // file path
-  std::string format = "auto"; // "auto" or "gguf"
+  std::string format = "auto"; // auto, gguf, hf, safetensors, torch, npz
   std::string device = "cpu";
   int32_t context_length = 0;  // 0 = min(model's, 4096)
 };

@@ -44,6 +44,12 @@ struct VocabSpec {
 // when required keys are missing or inconsistent (e.g. token_type size != tokens).
 absl::StatusOr<VocabSpec> VocabSpecFromGguf(const gguf::File& file);
 
+// Reads Hugging Face tokenizer files' texts (tokenizer.json required; the others may be
+// empty). `dir` names them in messages. UNIMPLEMENTED names a tokenizer model or
+// pre-tokenizer ingot does not implement.
+absl::StatusOr<VocabSpec> VocabSpecFromHf(std::string_view tokenizer_json, std::string_view tokenizer_config,
+                                          std::string_view generation_config, const std::string& dir);
+
 class Tokenizer {
  public:
   // INVALID_ARGUMENT for an unknown model or pre-tokenizer, naming it.

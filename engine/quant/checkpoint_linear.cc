@@ -1,0 +1,384 @@
+#include "engine/quant/checkpoint_linear.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/common/status.h"
+#include "engine/quant/quant_util.h"
+#include "engine/quant/quantizers.h"
+#include "kernels/cpu/ggml_types.h"
+#include "nlohmann/json.hpp"
+
+namespace ingot::quant {
+namespace {
+using formats::DType;
+using formats::TensorView;
+using Json = nlohmann::json;
+
+std::string Shape(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+
+template <typename T>
+T LoadAt(const uint8_t* p, int64_t i) {  // tensor data may be unaligned
+  T v;
+  std::memcpy(&v, p + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+  return v;
+}
+
+bool IsFloat(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
+
+float FloatAt(const TensorView& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kF32: return LoadAt<float>(t.data, i);
+    case DType::kF16: return Fp16ToFp32(LoadAt<uint16_t>(t.data, i));
+    case DType::kBF16: return Bf16ToFp32(LoadAt<uint16_t>(t.data, i));
+    default: return 0.0f;
+  }
+}
+
+class Reader {
+ public:
+  explicit Reader(std::shared_ptr<const Checkpoint> ck) : ck_(std::move(ck)) {}
+
+  absl::StatusOr<LinearLoad> Load(const std::string& name, int64_t rows, int64_t cols) const {
+    const CheckpointQuantConfig& q = ck_->quant();
+    // Modules a tool leaves dense (lm_head, skipped modules) keep a plain .weight.
+    const TensorView* dense = ck_->Find(name + ".weight");
+    const bool is_dense = dense != nullptr && IsFloat(dense->dtype) &&
+                          ck_->Find(name + ".weight.absmax") == nullptr && ck_->Find(name + ".SCB") == nullptr &&
+                          ck_->Find(name + ".scales") == nullptr;
+    if (is_dense || q.method == CheckpointQuant::kNone) return Dense(name, rows, cols);
+    switch (q.method) {
+      case CheckpointQuant::kBnb4: return Bnb4(name, rows, cols);
+      case CheckpointQuant::kBnb8: return Bnb8(name, rows, cols);
+      case CheckpointQuant::kGptq: return Gptq(name, rows, cols);
+      case CheckpointQuant::kAwq: return Awq(name, rows, cols);
+      case CheckpointQuant::kMlx: return Mlx(name, rows, cols);
+      default:
+        return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", name, "' is stored as ",
+                                                     CheckpointQuantName(q.method),
+                                                     ", which this build does not load yet"));
+    }
+  }
+
+ private:
+  absl::Status Missing(const std::string& t) const {
+    return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": missing tensor '", t, "'"));
+  }
+  absl::StatusOr<const TensorView*> Get(const std::string& t, std::vector<int64_t> shape,
+                                        std::initializer_list<DType> dtypes) const {
+    const TensorView* v = ck_->Find(t);
+    if (v == nullptr) return Missing(t);
+    if (!shape.empty() && v->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": tensor '", t, "' has shape ",
+                                                     Shape(v->shape), ", expected ", Shape(shape)));
+    }
+    bool ok = false;
+    std::vector<std::string> names;
+    for (DType d : dtypes) {
+      ok |= v->dtype == d;
+      names.push_back(formats::DTypeName(d));
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": tensor '", t, "' has dtype ",
+                                                     formats::DTypeName(v->dtype), ", expected ",
+                                                     absl::StrJoin(names, " or ")));
+    }
+    return v;
+  }
+  // Wraps an owned QuantizedWeight as a load.
+  static LinearLoad Own(QuantizedWeight qw) {
+    LinearLoad out;
+    out.w = qw.view;
+    out.representation = qw.representation;
+    out.bytes = qw.bytes();
+    out.owner = std::make_shared<QuantizedWeight>(std::move(qw));
+    return out;
+  }
+  // f16 copies of a (groups, rows) tensor transposed to row-major (rows, groups).
+  static void Transposed(const TensorView& t, int64_t groups, int64_t rows, uint16_t* out) {
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t r = 0; r < rows; ++r) out[r * groups + g] = Fp32ToFp16(FloatAt(t, g * rows + r));
+    }
+  }
+
+  absl::StatusOr<LinearLoad> Dense(const std::string& name, int64_t rows, int64_t cols) const {
+    ASSIGN_OR_RETURN(const TensorView* t, Get(name + ".weight", {rows, cols}, {DType::kF32, DType::kF16, DType::kBF16}));
+    LinearLoad out;
+    out.w.kind = kernels::LinearKind::kGgml;
+    kernels::WeightMatrix& w = out.w.ggml;
+    w.type = t->dtype == DType::kF32 ? GgmlType::kF32 : t->dtype == DType::kF16 ? GgmlType::kF16 : GgmlType::kBF16;
+    w.rows = rows;
+    w.cols = cols;
+    w.row_bytes = static_cast<size_t>(cols) * formats::DTypeSize(t->dtype);
+    w.data = t->data;
+    out.representation = t->dtype == DType::kF32 ? "f32" : t->dtype == DType::kF16 ? "f16" : "bf16";
+    out.bytes = static_cast<int64_t>(t->nbytes);
+    return out;
+  }
+
+  // bitsandbytes Params4bit as transformers serializes it: packed codes in `weight`,
+  // absmax (u8 codes when nested), quant_map, nested_absmax/nested_quant_map and a JSON
+  // quant_state blob naming the type, block sizes and the nested offset.
+  absl::StatusOr<LinearLoad> Bnb4(const std::string& name, int64_t rows, int64_t cols) const {
+    const std::string w = name + ".weight";
+    const TensorView* state = nullptr;
+    std::string type;
+    for (const char* t : {"nf4", "fp4"}) {
+      if ((state = ck_->Find(absl::StrCat(w, ".quant_state.bitsandbytes__", t))) != nullptr) {
+        type = t;
+        break;
+      }
+    }
+    if (state == nullptr) return Missing(w + ".quant_state.bitsandbytes__nf4");
+    const Json js = Json::parse(std::string(reinterpret_cast<const char*>(state->data), state->nbytes), nullptr, false);
+    if (js.is_discarded() || !js.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", w, ".quant_state...' is not JSON"));
+    }
+    const int64_t block = js.value("blocksize", 64);
+    const int64_t n = rows * cols;
+    if (block <= 0 || cols % block != 0) {
+      return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", w, "' uses blocksize ", block,
+                                                   ", which must divide the row of ", cols));
+    }
+    if (js.contains("shape") && js["shape"] != Json::array({rows, cols})) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", w, "' quant_state shape ",
+                                                     js["shape"].dump(), ", expected [", rows, ", ", cols, "]"));
+    }
+    ASSIGN_OR_RETURN(const TensorView* codes, Get(w, {}, {DType::kU8}));
+    if (static_cast<int64_t>(codes->nbytes) != n / 2) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", w, "' holds ", codes->nbytes,
+                                                     " bytes, expected ", n / 2, " for ", rows, " x ", cols));
+    }
+    const kernels::Codebook book = type == "nf4" ? kernels::Codebook::kNF4 : kernels::Codebook::kFP4;
+    ASSIGN_OR_RETURN(const TensorView* qmap, Get(w + ".quant_map", {16}, {DType::kF32}));
+    for (int i = 0; i < 16; ++i) {
+      if (std::fabs(FloatAt(*qmap, i) - kernels::CodebookValues(book)[i]) > 1e-6f) {
+        return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", w,
+                                                     ".quant_map' is not bitsandbytes' ", type, " table"));
+      }
+    }
+    LinearLoad out;
+    out.w.kind = kernels::LinearKind::kCodebook;
+    kernels::CodebookMatrix& cb = out.w.codebook;
+    cb.book = book;
+    cb.rows = rows;
+    cb.cols = cols;
+    cb.block = block;
+    cb.codes = codes->data;
+    const int64_t blocks = n / block;
+    const bool nested = js.contains("nested_blocksize");
+    if (nested) {
+      const int64_t nb = js.value("nested_blocksize", 256);
+      ASSIGN_OR_RETURN(const TensorView* a, Get(w + ".absmax", {blocks}, {DType::kU8}));
+      ASSIGN_OR_RETURN(const TensorView* na, Get(w + ".nested_absmax", {(blocks + nb - 1) / nb}, {DType::kF32}));
+      ASSIGN_OR_RETURN(const TensorView* nmap, Get(w + ".nested_quant_map", {256}, {DType::kF32}));
+      for (int i = 0; i < 256; ++i) {
+        if (std::fabs(FloatAt(*nmap, i) - kernels::DynamicMap()[i]) > 1e-6f) {
+          return absl::UnimplementedError(absl::StrCat(
+              ck_->path(), ": '", w, ".nested_quant_map' is not bitsandbytes' dynamic map"));
+        }
+      }
+      cb.absmax_code = a->data;
+      cb.absmax_scale = reinterpret_cast<const float*>(na->data);
+      cb.absmax_block = nb;
+      cb.absmax_offset = js.value("nested_offset", 0.0f);
+      out.bytes = static_cast<int64_t>(codes->nbytes + a->nbytes + na->nbytes);
+    } else {
+      ASSIGN_OR_RETURN(const TensorView* a, Get(w + ".absmax", {blocks}, {DType::kF32}));
+      cb.absmax = reinterpret_cast<const float*>(a->data);
+      out.bytes = static_cast<int64_t>(codes->nbytes + a->nbytes);
+    }
+    out.representation = absl::StrCat(type, "/b", block, nested ? "+dq" : "");
+    return out;
+  }
+
+  // LLM.int8: int8 rows and SCB (row absmax); w = q * SCB / 127.
+  absl::StatusOr<LinearLoad> Bnb8(const std::string& name, int64_t rows, int64_t cols) const {
+    ASSIGN_OR_RETURN(const TensorView* w, Get(name + ".weight", {rows, cols}, {DType::kI8}));
+    ASSIGN_OR_RETURN(const TensorView* scb, Get(name + ".SCB", {rows}, {DType::kF32, DType::kF16}));
+    QuantizedWeight qw;
+    uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows * cols));
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
+    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(w->data[i]) + 128);
+    for (int64_t r = 0; r < rows; ++r) {
+      scale[r] = Fp32ToFp16(FloatAt(*scb, r) / 127.0f);
+      zero[r] = Fp32ToFp16(128.0f);
+    }
+    SetAffineView(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
+    float threshold = 6.0f;
+    const Json j = Json::parse(ck_->quant().json.empty() ? "{}" : ck_->quant().json, nullptr, false);
+    if (j.is_object()) threshold = j.value("llm_int8_threshold", 6.0f);
+    qw.view.outlier_threshold = threshold;
+    qw.representation = "int8/row";
+    return Own(std::move(qw));
+  }
+
+  // Codes packed `32 / bits` per int32, LSB first; `along_rows`: consecutive codes of a
+  // word run down dimension 0 (GPTQ qweight), else along dimension 1 (qzeros, AWQ).
+  static int32_t Code(const TensorView& t, int64_t i, int64_t j, int64_t width, int bits, bool along_rows,
+                      const int* order) {
+    const int per = 32 / bits;
+    const int64_t wi = along_rows ? i / per : i, wj = along_rows ? j : j / per;
+    int slot = static_cast<int>(along_rows ? i % per : j % per);
+    if (order != nullptr) slot = order[slot];
+    const uint32_t word = LoadAt<uint32_t>(t.data, wi * width + wj);
+    return static_cast<int32_t>((word >> (slot * bits)) & ((1u << bits) - 1));
+  }
+
+  // AutoGPTQ / GPTQModel: qweight (cols*bits/32, rows) int32, qzeros (groups,
+  // rows*bits/32), scales (groups, rows) f16, g_idx (cols). gptq v1 stores zero - 1.
+  absl::StatusOr<LinearLoad> Gptq(const std::string& name, int64_t rows, int64_t cols) const {
+    const CheckpointQuantConfig& qc = ck_->quant();
+    const int bits = qc.bits;
+    if (bits != 2 && bits != 4 && bits != 8) {
+      return absl::UnimplementedError(absl::StrCat(ck_->path(), ": GPTQ ", bits,
+                                                   "-bit packing is not supported (2, 4, 8)"));
+    }
+    const int per = 32 / bits;
+    const int64_t group = qc.group_size > 0 ? qc.group_size : cols;
+    if (cols % group != 0 || cols % per != 0 || rows % per != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", name, "' of ", rows, " x ", cols,
+                                                     " does not fit GPTQ group size ", group, " at ", bits, " bits"));
+    }
+    const int64_t groups = cols / group;
+    ASSIGN_OR_RETURN(const TensorView* qweight, Get(name + ".qweight", {cols / per, rows}, {DType::kI32}));
+    ASSIGN_OR_RETURN(const TensorView* qzeros, Get(name + ".qzeros", {groups, rows / per}, {DType::kI32}));
+    ASSIGN_OR_RETURN(const TensorView* scales, Get(name + ".scales", {groups, rows}, {DType::kF16, DType::kF32, DType::kBF16}));
+    const TensorView* g_idx = ck_->Find(name + ".g_idx");
+    std::vector<int32_t> gi(cols);
+    for (int64_t c = 0; c < cols; ++c) gi[c] = static_cast<int32_t>(c / group);
+    bool permuted = false;
+    if (g_idx != nullptr) {
+      if (g_idx->shape != std::vector<int64_t>{cols} || g_idx->dtype != DType::kI32) {
+        return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": tensor '", name, ".g_idx' has shape ",
+                                                       Shape(g_idx->shape), " dtype ", formats::DTypeName(g_idx->dtype),
+                                                       ", expected [", cols, "] I32"));
+      }
+      for (int64_t c = 0; c < cols; ++c) {
+        const int32_t g = LoadAt<int32_t>(g_idx->data, c);
+        if (g < 0 || g >= groups) {
+          return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", name, ".g_idx'[", c, "] = ", g,
+                                                         " is outside [0, ", groups, ")"));
+        }
+        permuted |= g != gi[c];
+        gi[c] = g;
+      }
+    }
+    const bool v2 = qc.json.find("gptq_v2") != std::string::npos;
+    auto zero_of = [&](int64_t g, int64_t r) {
+      return Code(*qzeros, g, r, rows / per, bits, false, nullptr) + (v2 ? 0 : 1);
+    };
+    QuantizedWeight qw;
+    if (permuted) {
+      // act-order: a column's group is g_idx[c], not c / group. Stored per column in f16
+      // (exactly the values GPTQ's dequantization gives, at 16 bits per weight).
+      uint16_t* wd = qw.Alloc<uint16_t>(static_cast<size_t>(rows * cols));
+      for (int64_t c = 0; c < cols; ++c) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const int32_t q = Code(*qweight, c, r, rows, bits, true, nullptr);
+          wd[r * cols + c] = Fp32ToFp16(static_cast<float>(q - zero_of(gi[c], r)) * FloatAt(*scales, gi[c] * rows + r));
+        }
+      }
+      qw.view.kind = kernels::LinearKind::kGgml;
+      qw.view.ggml = {GgmlType::kF16, rows, cols, static_cast<size_t>(cols) * 2, reinterpret_cast<const uint8_t*>(wd)};
+      qw.representation = "f16 (gptq act-order)";
+      return Own(std::move(qw));
+    }
+    const size_t row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
+    uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+    std::vector<uint8_t> codes(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) codes[c] = static_cast<uint8_t>(Code(*qweight, c, r, rows, bits, true, nullptr));
+      PackCodes(codes.data(), cols, bits, q + r * row_bytes);
+      for (int64_t g = 0; g < groups; ++g) {
+        scale[r * groups + g] = Fp32ToFp16(FloatAt(*scales, g * rows + r));
+        zero[r * groups + g] = Fp32ToFp16(static_cast<float>(zero_of(g, r)));
+      }
+    }
+    SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
+    qw.representation = absl::StrCat("affine", bits, "/g", group);
+    return Own(std::move(qw));
+  }
+
+  // AutoAWQ GEMM: qweight (cols, rows*bits/32) int32 packed along the outputs in AWQ's
+  // interleaved order, qzeros (groups, rows*bits/32), scales (groups, rows).
+  absl::StatusOr<LinearLoad> Awq(const std::string& name, int64_t rows, int64_t cols) const {
+    const CheckpointQuantConfig& qc = ck_->quant();
+    if (qc.bits != 4) {
+      return absl::UnimplementedError(absl::StrCat(ck_->path(), ": AWQ GEMM ", qc.bits, "-bit is not supported (4)"));
+    }
+    static constexpr int kReverseOrder[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    const int64_t group = qc.group_size > 0 ? qc.group_size : cols;
+    if (cols % group != 0 || rows % 8 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", name, "' of ", rows, " x ", cols,
+                                                     " does not fit AWQ group size ", group));
+    }
+    const int64_t groups = cols / group;
+    ASSIGN_OR_RETURN(const TensorView* qweight, Get(name + ".qweight", {cols, rows / 8}, {DType::kI32}));
+    ASSIGN_OR_RETURN(const TensorView* qzeros, Get(name + ".qzeros", {groups, rows / 8}, {DType::kI32}));
+    ASSIGN_OR_RETURN(const TensorView* scales, Get(name + ".scales", {groups, rows}, {DType::kF16, DType::kF32, DType::kBF16}));
+    QuantizedWeight qw;
+    const size_t row_bytes = static_cast<size_t>(cols / 2);
+    uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+    std::vector<uint8_t> codes(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) {
+        codes[c] = static_cast<uint8_t>(Code(*qweight, c, r, rows / 8, 4, false, kReverseOrder));
+      }
+      PackCodes(codes.data(), cols, 4, q + r * row_bytes);
+      for (int64_t g = 0; g < groups; ++g) {
+        scale[r * groups + g] = Fp32ToFp16(FloatAt(*scales, g * rows + r));
+        zero[r * groups + g] = Fp32ToFp16(static_cast<float>(Code(*qzeros, g, r, rows / 8, 4, false, kReverseOrder)));
+      }
+    }
+    SetAffineView(qw, 4, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
+    qw.representation = absl::StrCat("affine4/g", group);
+    return Own(std::move(qw));
+  }
+
+  // MLX: weight (rows, cols*bits/32) uint32 holding an LSB-first bitstream per row (the
+  // kAffine layout, read in place), scales and biases (rows, cols/group); w = q*s + b.
+  absl::StatusOr<LinearLoad> Mlx(const std::string& name, int64_t rows, int64_t cols) const {
+    const CheckpointQuantConfig& qc = ck_->quant();
+    const int bits = qc.bits;
+    const int64_t group = qc.group_size;
+    if (bits < 2 || bits > 8 || group <= 0 || cols % group != 0 || (cols * bits) % 32 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", name, "' of ", rows, " x ", cols,
+                                                     " does not fit MLX bits ", bits, " group ", group));
+    }
+    const int64_t groups = cols / group;
+    ASSIGN_OR_RETURN(const TensorView* w, Get(name + ".weight", {rows, cols * bits / 32}, {DType::kU32}));
+    ASSIGN_OR_RETURN(const TensorView* s, Get(name + ".scales", {rows, groups}, {DType::kF16, DType::kF32, DType::kBF16}));
+    ASSIGN_OR_RETURN(const TensorView* b, Get(name + ".biases", {rows, groups}, {DType::kF16, DType::kF32, DType::kBF16}));
+    QuantizedWeight qw;
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+    uint16_t* bias = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+    for (int64_t i = 0; i < rows * groups; ++i) {
+      scale[i] = Fp32ToFp16(FloatAt(*s, i));
+      bias[i] = Fp32ToFp16(FloatAt(*b, i));
+    }
+    SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kBias, w->data, scale, bias);
+    qw.representation = absl::StrCat("mlx", bits, "/g", group);
+    LinearLoad out = Own(std::move(qw));
+    out.bytes += static_cast<int64_t>(w->nbytes);
+    return out;
+  }
+
+  std::shared_ptr<const Checkpoint> ck_;
+};
+
+}  // namespace
+
+LinearLoader CheckpointLinearLoader(std::shared_ptr<const Checkpoint> checkpoint) {
+  auto reader = std::make_shared<Reader>(std::move(checkpoint));
+  return [reader](const std::string& name, int64_t rows, int64_t cols) { return reader->Load(name, rows, cols); };
+}
+
+}  // namespace ingot::quant
