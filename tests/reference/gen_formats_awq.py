@@ -16,9 +16,12 @@ Clipping search off (quantize(apply_clip=False)): AutoAWQ's _compute_best_clip a
 that a linear's output count is a multiple of 64, and v_proj here has 2 KV heads x 16 =
 32 outputs; the scale search (the "activation-aware" part) runs. Calibration: 32 sequences of 64 tokens of calibration.txt.
 """
+import os
+
 import torch
 
 import gen_formats_common as c
+import gen_formats_decode as d
 
 N_EXAMPLES, SEQ_LEN = 32, 64
 
@@ -61,6 +64,16 @@ def main():
         awq_base.get_best_device = best_device
     qlinear = type(back.model.model.layers[0].mlp.up_proj)
     assert qlinear.__name__ == "WQLinear_GEMM", qlinear
+    from safetensors.torch import load_file
+    sd = load_file(os.path.join(dst, "model.safetensors"))
+    worst = 0.0
+    for layer in range(2):
+        for lin in d.LINEARS:
+            p = f"model.layers.{layer}.{lin}"
+            mod = back.model.get_submodule(p)
+            ref = d.probe(mod, mod.in_features, torch.float16)
+            worst = max(worst, d.compare(p, d.awq(sd, p, 32), ref))
+    print(f"  awq-4bit-g32: README decoding matches AutoAWQ (max rel err {worst:.2g})")
     c.write_reference(dst, "autoawq", c.hf_logits(back.model.eval()),
                       forward="AutoAWQForCausalLM.from_quantized(this directory, cpu, "
                               "float16, fuse_layers=False): WQLinear_GEMM torch fallback "

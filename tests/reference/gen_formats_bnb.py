@@ -4,9 +4,33 @@ save_pretrained writes model.safetensors with the packed weights and quant-state
 and quantization_config inside config.json. The logits are the checkpoint loaded back
 from the variant directory through transformers + bitsandbytes (Linear4bit / Linear8bitLt
 on the CPU)."""
+import json
+import os
+
 import torch
 
 import gen_formats_common as c
+import gen_formats_decode as d
+
+
+def check(dst, model):
+    """README layout (gen_formats_decode) vs the bitsandbytes modules' own weights."""
+    from safetensors.torch import load_file
+    sd = load_file(os.path.join(dst, "model.safetensors"))
+    worst = 0.0
+    for layer in range(2):
+        for lin in d.LINEARS:
+            p = f"model.layers.{layer}.{lin}"
+            mod = model.get_submodule(p)
+            qs_key = [k for k in sd if k.startswith(p + ".weight.quant_state.")]
+            if qs_key:
+                qs = json.loads(bytes(sd[qs_key[0]].tolist()).decode())
+                dec = d.bnb_4bit(sd, p, qs)
+            else:
+                dec = d.bnb_int8(sd, p)
+            dtype = model.model.embed_tokens.weight.dtype
+            worst = max(worst, d.compare(p, dec, d.probe(mod, mod.in_features, dtype)))
+    return worst
 
 
 def quantize_and_save(name, bnb_config, dtype):
@@ -19,6 +43,7 @@ def quantize_and_save(name, bnb_config, dtype):
     c.save_tokenizer(dst)
     del model
     back = AutoModelForCausalLM.from_pretrained(dst, device_map="cpu").eval()
+    print(f"  {name}: README decoding matches bitsandbytes (max rel err {check(dst, back):.2g})")
     c.write_reference(dst, "bitsandbytes", c.hf_logits(back),
                       forward=f"transformers {c.version('transformers')} LlamaForCausalLM "
                               f"with bitsandbytes {type(back.model.layers[0].mlp.up_proj).__name__}"

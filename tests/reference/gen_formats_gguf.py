@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 import gen_formats_common as c
+import gen_formats_decode as d
 
 CONVERTER = os.path.join(c.ROOT, "tests", "reference", ".cache", "llama.cpp")
 CASES = [("gguf-f32", "f32"), ("gguf-q8_0", "q8_0")]
@@ -65,7 +66,53 @@ def main():
         subprocess.run([sys.executable, "-c", CHILD, CONVERTER, c.base_dir("llama"),
                         "--outfile", gguf_path(name), "--outtype", outtype],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        print(f"  {name}: {os.path.getsize(gguf_path(name))} bytes", flush=True)
+        print(f"  {name}: {os.path.getsize(gguf_path(name))} bytes; README decoding matches "
+              f"(max rel err {check(name):.2g})", flush=True)
+
+
+# GGUF tensor -> HF tensor of the base checkpoint (README "gguf-*").
+GGUF_NAMES = {"token_embd": "model.embed_tokens", "output": "lm_head",
+              "output_norm": "model.norm"}
+GGUF_BLOCK = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+              "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+              "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+              "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+
+
+def check(name):
+    """README layout vs the base HF weights (tensor names, the Q/K row permutation) and,
+    for Q8_0, vs gguf-py's own dequantize."""
+    import gguf
+    from safetensors.numpy import load_file
+    hf = load_file(os.path.join(c.base_dir("llama"), "model.safetensors"))
+    cfg = c.llama_config()
+    worst = 0.0
+    for t in gguf.GGUFReader(gguf_path(name)).tensors:
+        stem, _, _ = t.name.rpartition(".")
+        if stem.startswith("blk."):
+            _, bid, part = stem.split(".")
+            key = f"model.layers.{bid}.{GGUF_BLOCK[part]}.weight"
+        else:
+            key = GGUF_NAMES[stem] + ".weight"
+        ref = hf[key]
+        rows = ref.shape[0]
+        cols = ref.shape[1] if ref.ndim == 2 else 1
+        assert [int(x) for x in t.shape] == ([cols, rows] if ref.ndim == 2 else [rows]), t.name
+        if t.tensor_type == gguf.GGMLQuantizationType.Q8_0:
+            w = d.gguf_q8_0(t.data, rows, cols)
+            d.compare(t.name, w, gguf.quants.dequantize(t.data, t.tensor_type), rel=0)
+        else:
+            assert t.tensor_type == gguf.GGMLQuantizationType.F32, t.name
+            w = np.asarray(t.data, np.float32).reshape(ref.shape)
+        if stem.endswith("attn_q"):
+            w = d.gguf_unpermute(w, cfg.num_attention_heads)
+        elif stem.endswith("attn_k"):
+            w = d.gguf_unpermute(w, cfg.num_key_value_heads)
+        if name == "gguf-f32":
+            d.compare(t.name, w, ref, rel=0)
+        else:  # Q8_0: |error| <= d / 2 per block, d = absmax / 127
+            worst = max(worst, d.compare(t.name, w, ref, rel=1 / 127))
+    return worst
 
 
 def logits():

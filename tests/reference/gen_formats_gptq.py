@@ -15,9 +15,12 @@ CPU deviations (the algorithm and the packing are auto-gptq's own):
     at the end of GPTQ.fasterquant) into a no-op.
 Calibration: 32 sequences of 64 tokens of engine/quant/data/calibration.txt.
 """
+import glob
+
 import torch
 
 import gen_formats_common as c
+import gen_formats_decode as d
 
 CASES = [  # name, bits, group, desc_act
     ("gptq-4bit-g32", 4, 32, False),
@@ -64,6 +67,16 @@ def quantize(name, bits, group, desc_act):
                                               disable_exllamav2=True,
                                               torch_dtype=torch.float16)
     qlinear = type(back.model.model.layers[0].mlp.up_proj)
+    from safetensors.torch import load_file
+    sd = load_file(glob.glob(f"{dst}/*.safetensors")[0])
+    worst = 0.0
+    for layer in range(2):
+        for lin in d.LINEARS:
+            p = f"model.layers.{layer}.{lin}"
+            mod = back.model.get_submodule(p)
+            ref = d.probe(mod, mod.infeatures, torch.float16)
+            worst = max(worst, d.compare(p, d.gptq(sd, p, bits), ref))
+    print(f"  {name}: README decoding matches auto-gptq (max rel err {worst:.2g})")
     c.write_reference(dst, "auto-gptq", c.hf_logits(back.model.eval()),
                       forward=f"AutoGPTQForCausalLM.from_quantized(this directory, cpu, "
                               f"float16): {qlinear.__module__}.QuantLinear torch fallback in "

@@ -6,15 +6,20 @@ dtype) + quanto_qmap.json (module name -> {"weights": qtype, "activations": "non
 config.json. Logits: QuantizedModelForCausalLM.from_pretrained(this directory) (requantize
 from the qmap) and its forward on the CPU.
 
-  quanto-int8   qint8 weights of the bfloat16 model (per output row, symmetric)
-  quanto-int4   qint4 weights of the float32 model (groups of 128 along the input,
-                affine with shift). float32 because on the CPU a bfloat16 model with
-                group size 128 makes quanto pick its TinyGemm tensor, a torch-internal
-                repacked layout (_weight_int4pack_mm) rather than the portable one.
+  quanto-int8   qint8 weights of the bfloat16 model (one scale per output row, symmetric)
+  quanto-int4   qint4 weights of the float32 model (affine: scale and float shift). QModule
+                groups 128 inputs only when in_features > 128; every linear here has 64 or
+                128 inputs, so each output row is one group (scale/shift [out, 1]). float32
+                because on the CPU a bfloat16 model with groups would make quanto pick its
+                TinyGemm tensor (a torch-internal repacked layout) instead of the portable
+                WeightQBitsTensor.
 """
+import os
+
 import torch
 
 import gen_formats_common as c
+import gen_formats_decode as d
 
 CASES = [("quanto-int8", "qint8", torch.bfloat16), ("quanto-int4", "qint4", torch.float32)]
 
@@ -32,6 +37,17 @@ def main():
         del qmodel, model
         back = QuantizedModelForCausalLM.from_pretrained(dst)
         wtype = type(back._wrapped.model.layers[0].mlp.up_proj.weight).__name__
+        from safetensors.torch import load_file
+        sd = load_file(os.path.join(dst, "model.safetensors"))
+        worst = 0.0
+        for layer in range(2):
+            for lin in d.LINEARS:
+                p = f"model.layers.{layer}.{lin}"
+                mod = back._wrapped.get_submodule(p)
+                ref = d.probe(mod, mod.in_features, dtype)
+                dec = d.quanto(sd, p, qtype, list(mod.weight.shape))
+                worst = max(worst, d.compare(p, dec, ref))
+        print(f"  {name}: README decoding matches optimum-quanto (max rel err {worst:.2g})")
         c.write_reference(dst, "optimum-quanto", c.hf_logits(back._wrapped.eval()),
                           forward="QuantizedModelForCausalLM.from_pretrained(this directory) "
                                   f"on the CPU (QLinear, weight {wtype}) in transformers "
