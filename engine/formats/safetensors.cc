@@ -151,7 +151,10 @@ absl::Status SafetensorsFile::Parse() {
   };
   std::vector<Range> ranges;
   tensors_.reserve(header.size());
-  for (auto& [name, entry] : header.items()) {
+  for (auto& item : header.items()) {
+    // (not a structured binding: clang 14, which builds the fuzzers, cannot capture one)
+    const std::string& name = item.key();
+    const Json& entry = item.value();
     if (name == kMetadataKey) {
       if (!entry.is_object()) {
         return error(absl::StrCat("__metadata__ is a JSON ", JsonKind(entry),

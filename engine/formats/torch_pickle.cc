@@ -520,6 +520,8 @@ class PickleMachine {
   std::vector<PickleValue*> stack_;
   std::vector<size_t> marks_;
   absl::flat_hash_map<uint64_t, PickleValue*> memo_;
+  // (dict, "s<str>" or "i<int>") -> index in the dict's entries.
+  absl::flat_hash_map<std::pair<const PickleValue*, std::string>, size_t> dict_keys_;
   absl::flat_hash_map<std::string, PickleValue*> storages_by_key_;
   std::vector<StorageSpec> storages_;
   std::vector<TensorSpec> tensors_;
@@ -546,19 +548,18 @@ absl::Status PickleMachine::SetItems(PickleValue* dict, const std::vector<Pickle
   }
   if (kv.size() % 2 != 0) return Error("SETITEMS with an odd number of items");
   for (size_t i = 0; i < kv.size(); i += 2) {
-    // A repeated str/int key replaces the value in place, as a Python dict does.
-    const PickleValue* old = nullptr;
-    if (kv[i]->kind_ == Kind::kString || kv[i]->kind_ == Kind::kInt) {
-      for (auto& e : dict->entries_) {
-        if (e.first->kind_ == kv[i]->kind_ && e.first->s_ == kv[i]->s_ &&
-            e.first->i_ == kv[i]->i_) {
-          e.second = kv[i + 1];
-          old = e.first;
-          break;
-        }
+    // A repeated str/int key replaces the value in place, as a Python dict does
+    // (found through dict_keys_, so a dict of n keys costs O(n), not O(n^2)).
+    const PickleValue* k = kv[i];
+    if (k->kind_ == Kind::kString || k->kind_ == Kind::kInt) {
+      std::string id = k->kind_ == Kind::kString ? "s" + k->s_ : absl::StrCat("i", k->i_);
+      auto [it, inserted] = dict_keys_.try_emplace({dict, std::move(id)}, dict->entries_.size());
+      if (!inserted) {
+        dict->entries_[it->second].second = kv[i + 1];
+        continue;
       }
     }
-    if (old == nullptr) dict->entries_.emplace_back(kv[i], kv[i + 1]);
+    dict->entries_.emplace_back(k, kv[i + 1]);
   }
   return absl::OkStatus();
 }

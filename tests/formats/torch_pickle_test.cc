@@ -487,5 +487,21 @@ TEST(TorchCheckpointTest, ShortLongsAndTextOpcodes) {
   EXPECT_EQ(*root.At(5)->AsBool(), true);
 }
 
+TEST(TorchCheckpointTest, RepeatedDictKeysReplaceInPlace) {
+  using namespace std::string_literals;
+  // {'a': 1, 'b': 2, 1: 4, 'a': 3} -> {'a': 3, 'b': 2, 1: 4}, as in Python.
+  const std::string pkl = "}(X\x01\x00\x00\x00" "aK\x01X\x01\x00\x00\x00" "bK\x02K\x01K\x04"
+                          "X\x01\x00\x00\x00" "aK\x03u."s;
+  auto ckpt = TorchCheckpoint::Open(PickleArchive(pkl));
+  ASSERT_OK(ckpt);
+  const PickleValue& root = (*ckpt)->root();
+  ASSERT_EQ(root.size(), 3u);
+  EXPECT_EQ(*root.entries()[0].first->AsString(), "a");
+  EXPECT_EQ(*root.GetInt("a"), 3);
+  EXPECT_EQ(*root.GetInt("b"), 2);
+  EXPECT_EQ(*root.Get(int64_t{1})->AsInt(), 4);
+  EXPECT_EQ(root.DebugString(), "{'a': 3, 'b': 2, 1: 4}");
+}
+
 }  // namespace
 }  // namespace ingot::formats
