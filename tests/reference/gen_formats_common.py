@@ -9,6 +9,7 @@ the way a user starts from a downloaded checkpoint.
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -197,25 +198,28 @@ def save_tokenizer(dst, kind="llama"):
 
 
 def write_reference(dst, tool, logits, kind="llama", forward="", notes=None, **extra):
-    """reference.json + logits.npy (the tool's forward) + dense_logits.npy (the float32
-    base model through transformers)."""
+    """reference.json + logits.npy (the tool's forward). The float32 base model's logits
+    through transformers are shared by every variant of that base:
+    tests/data/formats/dense_logits-<kind>.npy, named in reference.json."""
     logits = np.ascontiguousarray(logits, dtype=np.float32)
     assert logits.shape == (N_TOKENS, VOCAB_SIZE), logits.shape
     assert np.isfinite(logits).all()
     np.save(os.path.join(dst, "logits.npy"), logits)
     dense = dense_logits(kind)
-    np.save(os.path.join(dst, "dense_logits.npy"), dense)
+    dense_name = f"dense_logits-{kind}.npy"
+    np.save(os.path.join(OUT, dense_name), dense)
     ref = {"tool": tool, "version": version(tool), "tokens": tokens(),
-           "logits_file": "logits.npy", "dense_logits_file": "dense_logits.npy",
+           "logits_file": "logits.npy", "dense_logits_file": "../" + dense_name,
            "base_model": kind, "forward": forward,
            "max_abs_diff_vs_dense": float(np.abs(logits - dense).max()),
            "argmax_agreement_vs_dense": float((logits.argmax(1) == dense.argmax(1)).mean())}
     ref.update(extra)
     if notes:
         ref["notes"] = notes
+    text = re.sub(r'"tokens": \[[^\]]*\]', '"tokens": ' + json.dumps(ref["tokens"]),
+                  json.dumps(ref, indent=1))  # the ids on one line
     with open(os.path.join(dst, "reference.json"), "w") as f:
-        json.dump(ref, f, indent=1)
-        f.write("\n")
+        f.write(text + "\n")
     print(f"  {os.path.basename(dst)}: max |logits - dense| = "
           f"{ref['max_abs_diff_vs_dense']:.4g}, argmax agreement "
           f"{ref['argmax_agreement_vs_dense']:.3f}", flush=True)
