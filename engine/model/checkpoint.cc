@@ -283,6 +283,10 @@ absl::Status Checkpoint::DetectQuantization() {
       if (q.bits == 8) q.method = CheckpointQuant::kBnb8;
     }
   }
+  if (q.method == CheckpointQuant::kNone && !ReadSibling("quanto_qmap.json").empty()) {
+    q.method = CheckpointQuant::kQuanto;
+    q.where = dir_ + "/quanto_qmap.json";
+  }
   // Tensor names decide when no config says (and confirm the configs above).
   bool any_qweight = false, any_gidx = false, any_absmax = false, any_scb = false, any_biases = false,
        any_wq = false, any_data = false;
@@ -293,7 +297,7 @@ absl::Status Checkpoint::DetectQuantization() {
     any_scb |= absl::EndsWith(name, ".SCB");
     any_biases |= absl::EndsWith(name, ".biases");
     any_wq |= absl::EndsWith(name, ".W_q");
-    any_data |= absl::EndsWith(name, ".weight._data");
+    any_data |= absl::StrContains(name, ".weight._data");
   }
   if (q.method == CheckpointQuant::kNone) {
     q.where = "tensor names";

@@ -47,7 +47,7 @@ class Reader {
     const TensorView* dense = ck_->Find(name + ".weight");
     const bool is_dense = dense != nullptr && IsFloat(dense->dtype) &&
                           ck_->Find(name + ".weight.absmax") == nullptr && ck_->Find(name + ".SCB") == nullptr &&
-                          ck_->Find(name + ".scales") == nullptr;
+                          ck_->Find(name + ".scales") == nullptr && ck_->Find(name + ".W_q") == nullptr;
     if (is_dense || q.method == CheckpointQuant::kNone) return Dense(name, rows, cols);
     switch (q.method) {
       case CheckpointQuant::kBnb4: return Bnb4(name, rows, cols);
@@ -55,6 +55,8 @@ class Reader {
       case CheckpointQuant::kGptq: return Gptq(name, rows, cols);
       case CheckpointQuant::kAwq: return Awq(name, rows, cols);
       case CheckpointQuant::kMlx: return Mlx(name, rows, cols);
+      case CheckpointQuant::kHqq: return Hqq(name, rows, cols);
+      case CheckpointQuant::kQuanto: return Quanto(name, rows, cols);
       default:
         return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", name, "' is stored as ",
                                                      CheckpointQuantName(q.method),
@@ -369,6 +371,137 @@ class Reader {
     LinearLoad out = Own(std::move(qw));
     out.bytes += static_cast<int64_t>(w->nbytes);
     return out;
+  }
+
+  // HQQ (axis 1): W reshaped to (rows*cols/group, group) rows of one group each, packed
+  // along that first dimension in 8/bits slices (slice i of `step` group rows sits at
+  // bit 8 - bits*(i+1)); scale and zero (n_groups, 1); w = (q - zero) * scale. The
+  // native qmodel.pt nests the same tensors under each module's dict, the transformers
+  // layout flattens them; bits and group size follow from the shapes in both.
+  absl::StatusOr<LinearLoad> Hqq(const std::string& name, int64_t rows, int64_t cols) const {
+    const std::string p = ck_->Find(name + ".W_q") != nullptr ? name + "." : name + ".weight.";
+    ASSIGN_OR_RETURN(const TensorView* wq, Get(p + "W_q", {}, {DType::kU8, DType::kI32}));
+    ASSIGN_OR_RETURN(const TensorView* sc, Get(p + "scale", {}, {DType::kF16, DType::kF32, DType::kBF16}));
+    ASSIGN_OR_RETURN(const TensorView* ze, Get(p + "zero", {}, {DType::kF16, DType::kF32, DType::kBF16}));
+    if (wq->dtype != DType::kU8) {
+      return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", p, "W_q' uses HQQ's 32-bit packing "
+                                                   "(3-bit), which this build does not load"));
+    }
+    if (sc->shape.size() != 2 || sc->shape[1] != 1 || sc->shape != ze->shape) {
+      return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", p, "scale' has shape ", Shape(sc->shape),
+                                                   "; only HQQ axis=1 (n_groups, 1) is supported"));
+    }
+    const int64_t n_groups = sc->shape[0];
+    if (n_groups <= 0 || (rows * cols) % n_groups != 0 || wq->shape.size() != 2) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "scale' of ", n_groups,
+                                                     " groups does not fit ", rows, " x ", cols));
+    }
+    const int64_t group = rows * cols / n_groups;
+    const int64_t step = wq->shape[0];
+    if (cols % group != 0 || wq->shape[1] != group || n_groups % step != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "W_q' has shape ", Shape(wq->shape),
+                                                     " for ", n_groups, " groups of ", group));
+    }
+    const int64_t slices = n_groups / step;
+    int bits = 0;
+    for (int b : {8, 4, 2, 1}) {
+      if (8 / b == slices) bits = b;
+    }
+    if (bits == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "W_q' packs ", slices,
+                                                     " groups per byte, not an HQQ bit width"));
+    }
+    QuantizedWeight qw;
+    const size_t row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
+    const int64_t gpr = cols / group;
+    uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+    std::vector<uint8_t> codes(cols);
+    const uint8_t mask = static_cast<uint8_t>((1u << bits) - 1);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t gi = 0; gi < gpr; ++gi) {
+        const int64_t g = r * gpr + gi;
+        const int shift = 8 - bits * static_cast<int>(g / step + 1);
+        const uint8_t* src = wq->data + (g % step) * group;
+        for (int64_t j = 0; j < group; ++j) codes[gi * group + j] = (src[j] >> shift) & mask;
+      }
+      PackCodes(codes.data(), cols, bits, q + r * row_bytes);
+    }
+    for (int64_t g = 0; g < n_groups; ++g) {
+      scale[g] = Fp32ToFp16(FloatAt(*sc, g));
+      zero[g] = Fp32ToFp16(FloatAt(*ze, g));
+    }
+    SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
+    qw.representation = absl::StrCat("affine", bits, "/g", group);
+    return Own(std::move(qw));
+  }
+
+  // optimum-quanto: qint8 weight._data (rows, cols) int8 with per-row _scale, w = q*s;
+  // qint4/qint2 grouped along the inputs: (n_groups, group) codes packed along the
+  // first dimension (slice i at bit bits*i) in weight._data._data, _scale and _shift
+  // (n_groups, 1): w = q * scale - shift.
+  absl::StatusOr<LinearLoad> Quanto(const std::string& name, int64_t rows, int64_t cols) const {
+    const std::string p = name + ".weight.";
+    ASSIGN_OR_RETURN(const TensorView* sc, Get(p + "_scale", {}, {DType::kF16, DType::kF32, DType::kBF16}));
+    QuantizedWeight qw;
+    if (const TensorView* d8 = ck_->Find(p + "_data"); d8 != nullptr && d8->dtype == DType::kI8) {
+      if (d8->shape != std::vector<int64_t>{rows, cols} || sc->numel() != rows) {
+        return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "_data' has shape ", Shape(d8->shape),
+                                                       " and _scale ", Shape(sc->shape), " for ", rows, " x ", cols));
+      }
+      uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows * cols));
+      uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
+      uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
+      for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(d8->data[i]) + 128);
+      for (int64_t r = 0; r < rows; ++r) {
+        scale[r] = Fp32ToFp16(FloatAt(*sc, r));
+        zero[r] = Fp32ToFp16(128.0f);
+      }
+      SetAffineView(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
+      qw.representation = "int8/row";
+      return Own(std::move(qw));
+    }
+    ASSIGN_OR_RETURN(const TensorView* data, Get(p + "_data._data", {}, {DType::kU8}));
+    ASSIGN_OR_RETURN(const TensorView* sh, Get(p + "_shift", {}, {DType::kF16, DType::kF32, DType::kBF16}));
+    const int64_t n_groups = sc->numel();
+    if (n_groups <= 0 || (rows * cols) % n_groups != 0 || sh->numel() != n_groups || data->shape.size() != 2) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "_scale' of ", n_groups,
+                                                     " groups does not fit ", rows, " x ", cols));
+    }
+    const int64_t group = rows * cols / n_groups;
+    const int64_t step = data->shape[0];
+    int bits = 0;
+    for (int b : {4, 2}) {
+      if ((n_groups + 8 / b - 1) / (8 / b) == step) bits = b;
+    }
+    if (bits == 0 || cols % group != 0 || data->shape[1] != group) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "_data._data' has shape ",
+                                                     Shape(data->shape), " for ", n_groups, " groups of ", group));
+    }
+    const size_t row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
+    const int64_t gpr = cols / group;
+    uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+    uint16_t* bias = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+    std::vector<uint8_t> codes(cols);
+    const uint8_t mask = static_cast<uint8_t>((1u << bits) - 1);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t gi = 0; gi < gpr; ++gi) {
+        const int64_t g = r * gpr + gi;
+        const uint8_t* src = data->data + (g % step) * group;
+        const int shift = bits * static_cast<int>(g / step);
+        for (int64_t j = 0; j < group; ++j) codes[gi * group + j] = (src[j] >> shift) & mask;
+      }
+      PackCodes(codes.data(), cols, bits, q + r * row_bytes);
+    }
+    for (int64_t g = 0; g < n_groups; ++g) {
+      scale[g] = Fp32ToFp16(FloatAt(*sc, g));
+      bias[g] = Fp32ToFp16(-FloatAt(*sh, g));
+    }
+    SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kBias, q, scale, bias);
+    qw.representation = absl::StrCat("quanto", bits, "/g", group);
+    return Own(std::move(qw));
   }
 
   std::shared_ptr<const Checkpoint> ck_;

@@ -93,7 +93,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Variant{"gptq-4bit-g32-actorder", 0.01f}, Variant{"awq-4bit-g32", 0.08f},
                       Variant{"mlx-4bit-g32", 0.1f},
                       // mlx-lm runs this one in bf16: 0.13 from the dense model by itself.
-                      Variant{"mlx-8bit-g64", 0.2f}),
+                      Variant{"mlx-8bit-g64", 0.2f}, Variant{"hqq-4bit-g64", 0.1f},
+                      Variant{"hqq-4bit-g64-hf", 0.1f}, Variant{"hqq-2bit-g32", 0.1f},
+                      Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}),
     [](const auto& info) {
       std::string n = info.param.dir;
       for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';
