@@ -123,6 +123,10 @@ absl::StatusOr<std::vector<TokenEntry>> LoadTokens(const AuthConfig& auth) {
   return tokens;
 }
 
+std::vector<std::string> ReadOnlyMethods() {
+  return std::vector<std::string>(std::begin(kReadOnlyMethods), std::end(kReadOnlyMethods));
+}
+
 Role RequiredRole(absl::string_view method) {
   absl::ConsumePrefix(&method, "/");
   for (absl::string_view m : kReadOnlyMethods) {

@@ -38,6 +38,8 @@ absl::StatusOr<std::vector<TokenEntry>> LoadTokens(const AuthConfig& auth);
 // The role `method` ("/ingot.v1.ModelService/LoadModel" or "ingot.v1.ModelService/LoadModel")
 // needs.
 Role RequiredRole(absl::string_view method);
+// The methods a read-only token may call ("ingot.v1.GenerationService/Generate", ...).
+std::vector<std::string> ReadOnlyMethods();
 
 class TokenAuthenticator {
  public:

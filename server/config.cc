@@ -555,9 +555,8 @@ absl::Status CheckPathAllowed(const ServerConfig& config, const std::string& pat
     // A model is a file below a root; a root itself may be read as a directory.
     if (r.ok() && Within(*resolved, *r, /*strictly=*/for_write)) return absl::OkStatus();
   }
-  const std::string shown = fs::path(path).lexically_normal() == *resolved
-                                ? ""
-                                : absl::StrCat(" (it resolves to '", resolved->string(), "')");
+  const std::string shown =
+      path == resolved->string() ? "" : absl::StrCat(" (it resolves to '", resolved->string(), "')");
   return absl::PermissionDeniedError(absl::StrCat(
       "'", path, "'", shown, " is outside the model roots (", absl::StrJoin(config.model_roots, ", "),
       "): it may not be ", for_write ? "written" : "read"));

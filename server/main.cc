@@ -179,11 +179,13 @@ int Run(const Flags& flags) {
   std::vector<std::string> problems, ignored_env;
   const ServerConfig config = Assemble(flags, flags.config_file, &problems, &ignored_env);
   for (std::string& p : ValidateConfig(config, /*check_files=*/false)) problems.push_back(std::move(p));
-  if (absl::Status s = ConfigureLogging(config.log_level, config.log_json); !s.ok() && problems.empty()) {
-    problems.emplace_back(s.message());
+  if (problems.empty()) {
+    if (absl::Status s = ConfigureLogging(config.log_level, config.log_json); !s.ok()) {
+      problems.emplace_back(s.message());
+    }
   }
-  if (!problems.empty()) {
-    for (const std::string& p : problems) Fail(p);
+  if (!problems.empty()) {  // before logging is set up: plain lines on stderr
+    for (const std::string& p : problems) std::fprintf(stderr, "ingotd: %s\n", p.c_str());
     return 1;
   }
   for (const std::string& name : ignored_env) {
