@@ -14,7 +14,8 @@ CPU (and refuses without intel_extension_for_pytorch); the generator hides the C
 that one decision so that it builds WQLinear_GEMM, the layer the checkpoint was saved from.
 Clipping search off (quantize(apply_clip=False)): AutoAWQ's _compute_best_clip asserts
 that a linear's output count is a multiple of 64, and v_proj here has 2 KV heads x 16 =
-32 outputs; the scale search (the "activation-aware" part) runs. Calibration: 32 sequences of 64 tokens of calibration.txt.
+32 outputs; the scale search (the "activation-aware" part) runs.
+Calibration: 32 sequences of 64 tokens of calibration.txt.
 """
 import os
 
