@@ -8,9 +8,11 @@ metric and label names, then checked twice:
 - against server/metrics.cc (the families it registers or collects and their types):
   a histogram may only be queried through _bucket/_sum/_count, since its bare name
   has no samples; `up` is the one name Prometheus itself makes.
-- against a real scrape, when build/bin/ingotd exists: the server starts on loopback
-  (free ports), loads the default model if models/ has it, answers one generation and
-  one failing LoadModel, and /metrics is read. A family that has no samples yet (no
+- against a real scrape, when build/bin/ingotd exists: the server starts from
+  deploy/base's config (model roots moved to models/, gRPC and metrics on free
+  loopback ports by flag; plain --model flags for a binary without --config), loads
+  the default model if models/ has it, answers one generation and one failing
+  LoadModel, and /metrics is read. A family that has no samples yet (no
   quantization ran, say) is absent from a scrape, so such names are reported as
   "source only" rather than failed. Names found in the scrape must have the labels
   the queries group or match on. The scrape also passes `promtool check metrics`.
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from deploy_util import (BUILD_BIN, ROOT, adapter_query, adapter_rules, alert_rules,
                          dashboard, dashboard_queries, exported_metrics, find, main,
-                         promql_names, render, run, series_family, tool)
+                         promql_names, render, run, series_family, tool, yaml)
 
 # Series Prometheus makes itself rather than scraping them.
 PROMETHEUS_SYNTHETIC = {"up"}
@@ -129,11 +131,16 @@ class ScrapeTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="ingot-scrape-")
         grpc_port, metrics_port = free_port(), free_port()
         cls.server = f"127.0.0.1:{grpc_port}"
-        cmd = [str(BUILD_BIN / "ingotd"), "--listen", cls.server,
+        ingotd = str(BUILD_BIN / "ingotd")
+        cmd = [ingotd, "--listen", cls.server,
                "--metrics-listen", f"127.0.0.1:{metrics_port}", "--threads", "1"]
         cls.with_model = DEFAULT_MODEL.exists()
-        if cls.with_model:
-            cmd += ["--model", f"smol={DEFAULT_MODEL}"]
+        cls.model = "smol"
+        if "--config" in run([ingotd, "--help"]).stdout:
+            cmd += ["--config", cls.deployed_config()]
+        elif cls.with_model:
+            cmd += ["--model", f"{cls.model}={DEFAULT_MODEL}"]
+        print(f"\nscrape from: {' '.join(cmd)}", flush=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("INGOT_")}
         cls.log_path = Path(cls.tmp.name) / "ingotd.log"
         with open(cls.log_path, "w") as log:
@@ -144,6 +151,26 @@ class ScrapeTest(unittest.TestCase):
         except BaseException:
             cls.stop()
             raise
+
+    @classmethod
+    def deployed_config(cls):
+        """deploy/base's ingotd.yaml with its model root moved to models/ (the flags
+        move the listeners to loopback)."""
+        cm = [c for c in find(render("base"), "ConfigMap")
+              if c["metadata"]["name"].startswith("ingotd-config")][0]
+        config = yaml.safe_load(cm["data"]["ingotd.yaml"])
+        config["model_roots"] = [str(DEFAULT_MODEL.parent)]
+        models = [m for m in config["models"]
+                  if m["source"].rsplit("/", 1)[1] == DEFAULT_MODEL.name]
+        if not models:
+            raise AssertionError(f"deploy/base's config does not load {DEFAULT_MODEL.name}")
+        for m in models:
+            m["source"] = str(DEFAULT_MODEL)
+        config["models"] = models if cls.with_model else []
+        cls.model = models[0]["name"]
+        path = Path(cls.tmp.name) / "ingotd.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
 
     @classmethod
     def exercise_and_scrape(cls, url):
@@ -159,13 +186,14 @@ class ScrapeTest(unittest.TestCase):
                 raise AssertionError("ingotd did not answer within 120 s")
             time.sleep(0.2)
         if cls.with_model:
-            gen = run([cli, "--server", cls.server, "generate", "smol", "Hello", "-n", "4",
+            gen = run([cli, "--server", cls.server, "generate", cls.model, "Hello", "-n", "4",
                        "--temperature", "0"], timeout=120)
             if gen.returncode != 0:
                 raise AssertionError(f"ingot generate failed: {gen.stderr}")
-        # A refused LoadModel: the failure series the alert watches.
+        # A refused LoadModel (inside the model root, so the engine sees it): the
+        # failure series the alert watches.
         bad = run([cli, "--server", cls.server, "load", "missing",
-                   str(Path(cls.tmp.name) / "missing.gguf")], timeout=60)
+                   str(DEFAULT_MODEL.parent / f"missing-{os.getpid()}.gguf")], timeout=60)
         if bad.returncode == 0:
             raise AssertionError("loading a missing file succeeded")
         with urllib.request.urlopen(url, timeout=30) as r:
