@@ -8,6 +8,12 @@ requirements-formats*.txt); everything runs on the CPU.
   gen_formats.py                 every family
   gen_formats.py hf bnb          only those families (hf bnb hqq gptq awq mlx quanto gguf)
 
+The gguf family writes the .gguf files only; their logits come from llama-cpp-python in
+.venv-ref (`.venv-ref/bin/python tests/reference/gen_formats_gguf.py --logits`, which
+regenerate_formats.sh runs). Each quantized family also decodes its files with
+gen_formats_decode.py (the layouts as tests/data/formats/README.md states them) and fails
+if that disagrees with the tool's own dequantization.
+
 The families live in gen_formats_<family>.py; gen_formats_common.py builds the tokenizer
 (byte-level BPE trained on engine/quant/data/calibration.txt) and the seeded random
 models, and writes reference.json / logits.npy / dense_logits.npy.
