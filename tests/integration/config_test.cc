@@ -130,7 +130,7 @@ TEST_F(ConfigTest, FileEnvironmentAndFlagsAndTheModelsOfTheFile) {
   EXPECT_THAT(over.status.error_message(), HasSubstr("limits.max_tokens (16)"));
   Generation at_limit = Generate(server.channel(), Greedy("default", kCountingPrompt, 16));
   ASSERT_TRUE(at_limit.status.ok()) << at_limit.status.error_message();
-  EXPECT_EQ(at_limit.last.completion_tokens(), 16);
+  EXPECT_EQ(at_limit.last.usage().completion_tokens(), 16);
 
   std::vector<v1::ModelInfo> models = ListModels(server.channel());
   ASSERT_NE(FindModel(models, "default"), nullptr);
@@ -140,19 +140,23 @@ TEST_F(ConfigTest, FileEnvironmentAndFlagsAndTheModelsOfTheFile) {
   EXPECT_LT(FindModel(models, "small")->bytes_resident(), FindModel(models, "default")->bytes_resident() * 2);
   ASSERT_NE(FindModel(models, "lazy"), nullptr) << "the evictable model was not loaded at start";
 
-  // Idle past keep_alive: unloaded (health says so); pinned models stay.
+  // A request uses it; idle keep_alive (3 s) after that it is unloaded (health says
+  // so), not before (the keeper looks every 250 ms); pinned models stay.
+  Generation use = Generate(server.channel(), Greedy("lazy", "The capital of France is", 8));
+  ASSERT_TRUE(use.status.ok()) << use.status.error_message();
   const auto idle_from = std::chrono::steady_clock::now();
   ASSERT_TRUE(WaitFor([&] { return FindModel(ListModels(server.channel()), "lazy") == nullptr; }))
       << server.ReadLog();
-  EXPECT_GE(std::chrono::steady_clock::now() - idle_from, std::chrono::seconds(2));
+  EXPECT_GE(std::chrono::steady_clock::now() - idle_from, std::chrono::milliseconds(2500));
   EXPECT_NE(Health(server.channel(), "lazy"), HealthStatus::SERVING);
   EXPECT_NE(FindModel(ListModels(server.channel()), "default"), nullptr);
   EXPECT_NE(FindModel(ListModels(server.channel()), "small"), nullptr);
   EXPECT_THAT(server.ReadLog(), HasSubstr("keep_alive: unloaded name=lazy"));
 
-  // The next request loads it again and is served; the text is the pinned model's.
+  // The next request loads it again and is served the same greedy text.
   Generation lazy = Generate(server.channel(), Greedy("lazy", "The capital of France is", 8));
   ASSERT_TRUE(lazy.status.ok()) << lazy.status.error_message();
+  EXPECT_EQ(lazy.text, use.text);
   Generation pinned = Generate(server.channel(), Greedy("default", "The capital of France is", 8));
   EXPECT_EQ(lazy.text, pinned.text);
   EXPECT_EQ(Health(server.channel(), "lazy"), HealthStatus::SERVING);
