@@ -58,6 +58,8 @@ struct LoadFlags {
 };
 int RunLoad(Connection& conn, const LoadFlags& flags);
 int RunUnload(Connection& conn, const std::string& name);
+int RunSave(Connection& conn, const std::string& name, const std::string& path, const std::string& format,
+            bool overwrite);
 int RunInfo(Connection& conn, const std::string& name, bool json);
 struct TokenizeFlags {
   std::string model, text;

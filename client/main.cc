@@ -72,6 +72,13 @@ int main(int argc, char** argv) {
                        "Context in tokens (0 = the model's, at most 4096)");
   load_cmd->add_flag("--json", load.json, "Print each progress event as JSON");
 
+  std::string save_name, save_path, save_format = "gguf";
+  bool save_overwrite = false;
+  CLI::App* save = app.add_subcommand("save", "Write a loaded model to a file on the server");
+  save->add_option("name", save_name, "Model name")->required();
+  save->add_option("path", save_path, "Destination path on the server")->required();
+  save->add_option("--format", save_format, "gguf")->check(CLI::IsMember({"gguf"}));
+  save->add_flag("--overwrite", save_overwrite, "Replace an existing file");
   std::string unload_name;
   CLI::App* unload = app.add_subcommand("unload", "Unload a model");
   unload->add_option("name", unload_name, "Model name")->required();
@@ -183,6 +190,7 @@ int main(int argc, char** argv) {
   if (*models) return RunModels(conn, models_json);
   if (*load_cmd) return RunLoad(conn, load);
   if (*unload) return RunUnload(conn, unload_name);
+  if (*save) return RunSave(conn, save_name, save_path, save_format, save_overwrite);
   if (*info) return RunInfo(conn, info_name, info_json);
   if (*generate) {
     gen.sampling = gen_sampling.Get();

@@ -146,6 +146,23 @@ int RunUnload(Connection& conn, const std::string& name) {
   return 0;
 }
 
+int RunSave(Connection& conn, const std::string& name, const std::string& path, const std::string& format,
+            bool overwrite) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  v1::SaveModelRequest request;
+  request.set_name(name);
+  request.set_path(path);
+  request.set_format(format);
+  request.set_overwrite(overwrite);
+  v1::SaveModelResponse response;
+  grpc::Status status = stub->SaveModel(context.get(), request, &response);
+  if (!status.ok()) return ReportError(status);
+  std::printf("saved %s to %s (%s, %lld bytes, %.2f s)\n", name.c_str(), response.path().c_str(),
+              response.format().c_str(), static_cast<long long>(response.bytes()), response.seconds());
+  return 0;
+}
+
 int RunInfo(Connection& conn, const std::string& name, bool json) {
   auto stub = v1::ModelService::NewStub(conn.channel);
   auto context = conn.NewContext();

@@ -184,6 +184,35 @@ grpc::ServerUnaryReactor* ModelServiceImpl::UnloadModel(grpc::CallbackServerCont
   return reactor;
 }
 
+grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContext* context,
+                                                      const v1::SaveModelRequest* request,
+                                                      v1::SaveModelResponse* response) {
+  if (grpc::Status s = AdmitPath(context, "ingot.v1.ModelService/SaveModel", "path", request->path(),
+                                 /*for_write=*/true);
+      !s.ok())
+    return RefuseUnary(context, s);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->name().empty()) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("name: required")));
+    return reactor;
+  }
+  // Writing runs on the callback thread: a GGUF of the loaded tensors is a memory copy
+  // and one write, seconds even for large models.
+  const auto start = std::chrono::steady_clock::now();
+  const std::string format = request->format().empty() ? "gguf" : request->format();
+  absl::StatusOr<int64_t> bytes = engine_->SaveModel(request->name(), request->path(), format, request->overwrite());
+  if (bytes.ok()) {
+    response->set_path(request->path());
+    response->set_format(format);
+    response->set_bytes(*bytes);
+    response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    spdlog::info("save name={} path={} format={} bytes={} peer={}", request->name(), request->path(), format,
+                 *bytes, context->peer());
+  }
+  reactor->Finish(ToGrpcStatus(bytes.status()));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,
                                                        const v1::ListModelsRequest*,
                                                        v1::ListModelsResponse* response) {

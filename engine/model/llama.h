@@ -24,6 +24,7 @@ namespace ingot {
 
 namespace gguf { class File; }
 class Checkpoint;
+struct VocabSpec;
 
 // One linear layer as a checkpoint loader produced it (see LlamaModel::FromCheckpoint).
 struct LinearLoad {
@@ -181,6 +182,11 @@ class LlamaModel {
   std::vector<float>* MutableNorm(int32_t layer, bool ffn);
   // Recomputes tensor_summary(), parameter_count() and weight_bytes().
   void RefreshSummary();
+
+  // Writes the model as a GGUF file llama.cpp reads (llama/mistral/qwen2 keys, the
+  // tokenizer as tokenizer.ggml.*). FAILED_PRECONDITION names a linear layer whose
+  // representation has no GGUF type.
+  absl::Status ExportGguf(const VocabSpec& vocab, const std::string& path) const;
 
   // Runs the batch; appends vocab_size logits for every token with want_logits, in
   // batch order, to `logits` (resized). Caches must have capacity for each pos.

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -214,6 +215,23 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
 
 absl::Status Engine::UnloadModel(const std::string& name) {
   return registry_->Unload(name);
+}
+
+absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::string& path,
+                                          const std::string& format, bool overwrite) {
+  if (path.empty()) return absl::InvalidArgumentError("path: required");
+  if (format != "gguf" && !format.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("format '", format, "' is not one ingot writes (gguf)"));
+  }
+  std::error_code ec;
+  if (!overwrite && std::filesystem::exists(path, ec)) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " exists (set overwrite to replace it)"));
+  }
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(name));
+  return CatchExceptions("saving " + name, [&]() -> absl::StatusOr<int64_t> {
+    RETURN_IF_ERROR(ready.model->model->ExportGguf(ready.model->tokenizer->spec(), path));
+    return static_cast<int64_t>(std::filesystem::file_size(path));
+  });
 }
 
 std::vector<ModelInfo> Engine::ListModels() const { return registry_->List(); }

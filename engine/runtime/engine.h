@@ -194,6 +194,9 @@ class Engine {
                                       const std::function<void(const LoadProgress&)>& progress);
   // NOT_FOUND when absent. Running generations keep the model until they finish.
   absl::Status UnloadModel(const std::string& name);
+  // Writes model `name` to `path` in `format` ("gguf"); returns the bytes written.
+  absl::StatusOr<int64_t> SaveModel(const std::string& name, const std::string& path,
+                                    const std::string& format, bool overwrite);
   std::vector<ModelInfo> ListModels() const;
   absl::StatusOr<ModelInfo> GetModel(const std::string& name) const;
   std::vector<DeviceInfo> Devices() const;

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/formats/gguf.h"
 #include "engine/formats/npz.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/llama.h"
@@ -82,6 +83,69 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   EXPECT_LE(max_d, v.max_abs) << v.dir << ": max |logit| " << max_ref;
   EXPECT_GE(argmax_same, static_cast<int>(tokens.size()) - 1) << v.dir;
   RecordProperty("max_abs_diff", std::to_string(max_d));
+}
+
+std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>& tokens) {
+  kernels::ThreadPool pool(1);
+  ForwardWorkspace ws;
+  KvCache cache(m.config().n_layer, m.config().kv_dim());
+  cache.Reserve(static_cast<int32_t>(tokens.size()));
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
+  std::vector<float> logits;
+  m.Forward(batch, pool, ws, &logits);
+  return logits;
+}
+
+// HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
+// llama.cpp's order on the way out, the rope style switched back on the way in).
+TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
+  for (const char* v : {"hf-f32", "hf-f16", "qwen2-f32", "llama-tied"}) {
+    SCOPED_TRACE(v);
+    const std::string dir = DataDir() + "/" + v;
+    auto opened = Checkpoint::Open(dir, "auto");
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    std::shared_ptr<const Checkpoint> ck(std::move(*opened));
+    auto model = LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), nullptr);
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto vocab = VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
+                                 ck->ReadSibling("generation_config.json"), dir);
+    ASSERT_TRUE(vocab.ok()) << vocab.status();
+    const std::string out = ::testing::TempDir() + "/export_" + v + ".gguf";
+    ASSERT_TRUE((*model)->ExportGguf(*vocab, out).ok());
+    auto file = gguf::File::Open(out);
+    ASSERT_TRUE(file.ok()) << file.status();
+    auto back_vocab = VocabSpecFromGguf(**file);
+    ASSERT_TRUE(back_vocab.ok()) << back_vocab.status();
+    EXPECT_EQ(back_vocab->tokens, vocab->tokens);
+    EXPECT_EQ(back_vocab->merges, vocab->merges);
+    EXPECT_EQ(back_vocab->chat_template, vocab->chat_template);
+    auto back = LlamaModel::FromGguf(std::move(*file), nullptr);
+    ASSERT_TRUE(back.ok()) << back.status();
+    const std::vector<int32_t> tokens = {5, 17, 99, 3, 250, 41, 7, 180};
+    const std::vector<float> a = Logits(**model, tokens), b = Logits(**back, tokens);
+    ASSERT_EQ(a.size(), b.size());
+    float max_d = 0;
+    for (size_t i = 0; i < a.size(); ++i) max_d = std::max(max_d, std::fabs(a[i] - b[i]));
+    EXPECT_LE(max_d, 1e-5f);  // rope's two orders round differently in f32
+  }
+}
+
+// A quantized representation without a GGUF type is refused, naming the layer.
+TEST(CheckpointExport, NonGgufRepresentationIsRefused) {
+  const std::string dir = DataDir() + "/bnb-nf4";
+  auto opened = Checkpoint::Open(dir, "auto");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::shared_ptr<const Checkpoint> ck(std::move(*opened));
+  auto model = LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), nullptr);
+  ASSERT_TRUE(model.ok()) << model.status();
+  VocabSpec vocab;
+  vocab.model = "gpt2";
+  vocab.tokens = {"a"};
+  const absl::Status s = (*model)->ExportGguf(vocab, ::testing::TempDir() + "/nf4.gguf");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("blk.0.attn_q.weight"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("nf4"), std::string::npos) << s;
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -1,0 +1,164 @@
+// Checkpoints in other tools' layouts through the real server: LoadModel of Hugging
+// Face directories (dense and quantized) that then generate; malformed safetensors
+// refused with INVALID_ARGUMENT naming the file and tensor while the server keeps
+// serving; SaveModel to GGUF and a LoadModel of the result with the same greedy tokens.
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/integration_fixture.h"
+#include "tests/integration/ingotd_process.h"
+
+namespace ingot::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string FormatsDir() { return std::string(INGOT_SOURCE_DIR) + "/tests/data/formats"; }
+
+std::vector<int32_t> GreedyIds(const std::shared_ptr<grpc::Channel>& ch, const std::string& model) {
+  Generation g = Generate(ch, Greedy(model, "The cat sat on", 8));
+  EXPECT_TRUE(g.status.ok()) << model << ": " << g.status.error_message();
+  return g.ids;
+}
+
+void Unload(v1::ModelService::Stub* stub, const std::string& name) {
+  grpc::ClientContext ctx;
+  v1::UnloadModelRequest r;
+  r.set_name(name);
+  v1::UnloadModelResponse resp;
+  EXPECT_TRUE(stub->UnloadModel(&ctx, r, &resp).ok()) << name;
+}
+
+TEST_F(IngotdTest, LoadsHuggingFaceLayoutsAndSavesGguf) {
+  auto stub = models();
+  struct Case {
+    const char* dir;
+    const char* format;        // ModelInfo.format
+    const char* quantization;  // substring of ModelInfo.quantization ("" = none)
+  };
+  for (const Case& c : {Case{"hf-f32", "safetensors", ""}, Case{"hf-bin", "torch", ""},
+                        Case{"bnb-nf4", "safetensors/bitsandbytes-4bit", "quant_type=nf4"},
+                        Case{"gptq-4bit-g32", "safetensors/gptq", "bits=4 group_size=32"},
+                        Case{"hqq-4bit-g64", "torch/hqq", "hqq"}}) {
+    SCOPED_TRACE(c.dir);
+    LoadResult r = Load(channel(), c.dir, FormatsDir() + "/" + c.dir);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    const v1::ModelInfo& info = r.messages.back().model();
+    EXPECT_EQ(info.format(), c.format);
+    EXPECT_THAT(info.quantization(), HasSubstr(c.quantization));
+    EXPECT_EQ(info.architecture(), "llama");
+    EXPECT_EQ(GreedyIds(channel(), c.dir).size(), 8u);
+    Unload(stub.get(), c.dir);
+  }
+
+  // Save the dense one as GGUF, load that back: the same greedy tokens.
+  const std::string out = ::testing::TempDir() + "/ingot_export.gguf";
+  std::filesystem::remove(out);
+  ASSERT_TRUE(Load(channel(), "dense", FormatsDir() + "/hf-f32").status.ok());
+  const std::vector<int32_t> want = GreedyIds(channel(), "dense");
+  CommandResult save = RunCommand({Cli(), "--server", server_->address(), "save", "dense", out});
+  EXPECT_EQ(save.exit_code, 0) << save.err;
+  EXPECT_THAT(save.out, HasSubstr("gguf"));
+  CommandResult again = RunCommand({Cli(), "--server", server_->address(), "save", "dense", out});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_THAT(again.err, HasSubstr("exists"));
+  LoadResult back = Load(channel(), "dense-gguf", out);
+  ASSERT_TRUE(back.status.ok()) << back.status.error_message();
+  EXPECT_EQ(back.messages.back().model().format(), "gguf");
+  EXPECT_EQ(GreedyIds(channel(), "dense-gguf"), want);
+  // A quantized representation without a GGUF type: FAILED_PRECONDITION naming it.
+  ASSERT_TRUE(Load(channel(), "nf4", FormatsDir() + "/bnb-nf4").status.ok());
+  grpc::ClientContext ctx;
+  v1::SaveModelRequest req;
+  req.set_name("nf4");
+  req.set_path(::testing::TempDir() + "/nf4.gguf");
+  v1::SaveModelResponse resp;
+  grpc::Status s = stub->SaveModel(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("nf4"));
+  for (const char* m : {"dense", "dense-gguf", "nf4"}) Unload(stub.get(), m);
+  std::filesystem::remove(out);
+}
+
+TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
+  const std::string src = FormatsDir() + "/hf-f32";
+  std::ifstream in(src + "/model.safetensors", std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string good = ss.str();
+  uint64_t header_len;
+  std::memcpy(&header_len, good.data(), 8);
+  struct Case {
+    std::string name, bytes, message;
+  };
+  std::string huge_len = good;
+  const uint64_t big = good.size() * 2;
+  std::memcpy(&huge_len[0], &big, 8);
+  // The tensor ending last gets an end offset of the same width made of 9s: past the
+  // end of the file (the header length stays the same).
+  std::string bad_offsets = good;
+  size_t best_at = 0, best_len = 0;
+  uint64_t best_end = 0;
+  for (size_t at = bad_offsets.find("\"data_offsets\":["); at != std::string::npos && at < 8 + header_len;
+       at = bad_offsets.find("\"data_offsets\":[", at + 1)) {
+    const size_t comma = bad_offsets.find(',', at), close = bad_offsets.find(']', comma);
+    const uint64_t e = std::stoull(bad_offsets.substr(comma + 1, close - comma - 1));
+    if (e >= best_end) {
+      best_end = e;
+      best_at = comma + 1;
+      best_len = close - comma - 1;
+    }
+  }
+  ASSERT_GT(best_len, 0u);
+  bad_offsets.replace(best_at, best_len, std::string(best_len, '9'));
+  ASSERT_GT(std::stoull(std::string(best_len, '9')), good.size());
+  const std::vector<Case> cases = {
+      {"truncated-header", good.substr(0, 6), "model.safetensors"},
+      {"header-beyond-file", huge_len, "model.safetensors"},
+      {"offset-outside-file", bad_offsets, "model.safetensors"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string dir = ::testing::TempDir() + "/bad-" + c.name;
+    std::filesystem::create_directories(dir);
+    for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"}) {
+      std::filesystem::copy_file(src + "/" + f, dir + "/" + f, std::filesystem::copy_options::overwrite_existing);
+    }
+    std::ofstream(dir + "/model.safetensors", std::ios::binary) << c.bytes;
+    LoadResult r = Load(channel(), c.name, dir);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
+    EXPECT_THAT(r.status.error_message(), HasSubstr(c.message));
+    Generation g = Generate(channel(), Greedy("default", "Hello", 4));
+    EXPECT_TRUE(g.status.ok()) << g.status.error_message();
+    std::filesystem::remove_all(dir);
+  }
+  // A config.json without a required key names it.
+  const std::string dir = ::testing::TempDir() + "/bad-config";
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"}) {
+    std::filesystem::copy_file(src + "/" + f, dir + "/" + f, std::filesystem::copy_options::overwrite_existing);
+  }
+  std::ofstream(dir + "/config.json") << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64})";
+  LoadResult r = Load(channel(), "bad-config", dir);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("num_hidden_layers"));
+  std::filesystem::remove_all(dir);
+  // An unsupported architecture is named.
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"}) {
+    std::filesystem::copy_file(src + "/" + f, dir + "/" + f, std::filesystem::copy_options::overwrite_existing);
+  }
+  std::ofstream(dir + "/config.json") << R"({"architectures": ["GPT2LMHeadModel"]})";
+  r = Load(channel(), "bad-arch", dir);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << r.status.error_message();
+  EXPECT_THAT(r.status.error_message(), HasSubstr("GPT2LMHeadModel"));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ingot::testing
