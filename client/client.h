@@ -19,9 +19,15 @@ namespace ingot::client {
 struct Connection {
   std::string server = "127.0.0.1:50051";
   double timeout_s = 0;  // per call; 0 = none
+  // Bearer token sent as `authorization` metadata on every call (ingotd auth.tokens_file).
+  std::string token;
+  // TLS: the CA that signed the server's certificate (empty: plaintext); a client
+  // certificate and key for mutual TLS.
+  std::string tls_ca, tls_cert, tls_key;
   std::shared_ptr<grpc::Channel> channel;
 
-  void Connect();
+  // Empty on success, else what is wrong with the TLS files.
+  std::string Connect();
   // A context with the deadline applied.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
 };

@@ -1,5 +1,7 @@
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 
 #include <google/protobuf/util/json_util.h>
@@ -10,14 +12,36 @@
 
 namespace ingot::client {
 
-void Connection::Connect() {
+namespace {
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+}  // namespace
+
+std::string Connection::Connect() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  channel = grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (!tls_ca.empty() || !tls_cert.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    if (!tls_ca.empty() && !ReadFile(tls_ca, &ssl.pem_root_certs)) return "cannot read --tls-ca " + tls_ca;
+    if (!tls_cert.empty() && !ReadFile(tls_cert, &ssl.pem_cert_chain)) return "cannot read --tls-cert " + tls_cert;
+    if (!tls_key.empty() && !ReadFile(tls_key, &ssl.pem_private_key)) return "cannot read --tls-key " + tls_key;
+    if (ssl.pem_cert_chain.empty() != ssl.pem_private_key.empty()) return "--tls-cert and --tls-key go together";
+    creds = grpc::SslCredentials(ssl);
+  }
+  channel = grpc::CreateCustomChannel(server, creds, args);
+  return "";
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::NewContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
+  if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
   if (timeout_s > 0) {
     context->set_deadline(std::chrono::system_clock::now() +
                           std::chrono::duration_cast<std::chrono::system_clock::duration>(

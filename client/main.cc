@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
       ->envname("INGOT_SERVER")
       ->capture_default_str();
   app.add_option("--timeout", conn.timeout_s, "Deadline per call in seconds (0 = none)");
+  app.add_option("--token", conn.token, "Bearer token for a server with auth")->envname("INGOT_TOKEN");
+  app.add_option("--tls-ca", conn.tls_ca, "CA certificate (PEM) of the server: use TLS")->envname("INGOT_TLS_CA");
+  app.add_option("--tls-cert", conn.tls_cert, "Client certificate (PEM) for mutual TLS");
+  app.add_option("--tls-key", conn.tls_key, "Client key (PEM) for mutual TLS");
 
   bool models_json = false;
   CLI::App* models = app.add_subcommand("models", "List loaded models");
@@ -186,7 +190,10 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  conn.Connect();
+  if (std::string err = conn.Connect(); !err.empty()) {
+    std::fprintf(stderr, "ingot: %s\n", err.c_str());
+    return 2;
+  }
   if (*models) return RunModels(conn, models_json);
   if (*load_cmd) return RunLoad(conn, load);
   if (*unload) return RunUnload(conn, unload_name);

@@ -305,6 +305,29 @@ TEST_F(SecureServerTest, TokensAndRoles) {
   ExpectStillServes();
 }
 
+// The CLI speaks TLS with --tls-ca and sends --token (or $INGOT_TOKEN).
+TEST_F(SecureServerTest, CliUsesTlsAndTokens) {
+  const std::string addr = server_->address();
+  CommandResult ok = RunCommand({INGOT_CLI_PATH, "--server", addr, "--tls-ca", pki_->ca1.cert, "--token",
+                                 kReadOnly, "models"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("default"));
+  CommandResult no_token = RunCommand({INGOT_CLI_PATH, "--server", addr, "--tls-ca", pki_->ca1.cert, "models"});
+  EXPECT_NE(no_token.exit_code, 0);
+  EXPECT_THAT(no_token.err, HasSubstr("UNAUTHENTICATED"));
+  CommandResult plain = RunCommand({INGOT_CLI_PATH, "--server", addr, "--timeout", "5", "--token", kAdmin, "models"});
+  EXPECT_NE(plain.exit_code, 0);
+  CommandResult ro_save = RunCommand({INGOT_CLI_PATH, "--server", addr, "--tls-ca", pki_->ca1.cert, "--token",
+                                      kReadOnly, "save", "default", root_ + "/copy.gguf"});
+  EXPECT_NE(ro_save.exit_code, 0);
+  EXPECT_THAT(ro_save.err, HasSubstr("PERMISSION_DENIED"));
+  CommandResult outside = RunCommand({INGOT_CLI_PATH, "--server", addr, "--tls-ca", pki_->ca1.cert, "--token",
+                                      kAdmin, "save", "default", "/tmp/../etc/ingot-escape.gguf"});
+  EXPECT_NE(outside.exit_code, 0);
+  EXPECT_THAT(outside.err, HasSubstr("PERMISSION_DENIED"));
+  ExpectStillServes();
+}
+
 TEST_F(SecureServerTest, PathsOutsideTheRootsArePermissionDenied) {
   auto channel = Tls();
   const std::string models_dir = fs::path(DefaultModelPath()).parent_path().string();
