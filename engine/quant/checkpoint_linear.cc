@@ -218,16 +218,23 @@ class Reader {
     return Own(std::move(qw));
   }
 
-  // Codes packed `32 / bits` per int32, LSB first; `along_rows`: consecutive codes of a
-  // word run down dimension 0 (GPTQ qweight), else along dimension 1 (qzeros, AWQ).
+  // Codes as an LSB-first bitstream over consecutive int32 words (AutoGPTQ's layout for
+  // 2/4/8 bits, and for 3 bits, where a code may straddle two words); `along_rows`: the
+  // stream runs down dimension 0 (GPTQ qweight), else along dimension 1 (qzeros, AWQ).
+  // `order` (AWQ) permutes the 32/bits slots of each word.
   static int32_t Code(const TensorView& t, int64_t i, int64_t j, int64_t width, int bits, bool along_rows,
                       const int* order) {
-    const int per = 32 / bits;
-    const int64_t wi = along_rows ? i / per : i, wj = along_rows ? j : j / per;
-    int slot = static_cast<int>(along_rows ? i % per : j % per);
-    if (order != nullptr) slot = order[slot];
-    const uint32_t word = LoadAt<uint32_t>(t.data, wi * width + wj);
-    return static_cast<int32_t>((word >> (slot * bits)) & ((1u << bits) - 1));
+    int64_t k = along_rows ? i : j;  // index along the packed dimension
+    if (order != nullptr) {
+      const int per = 32 / bits;
+      k = (k / per) * per + order[k % per];
+    }
+    const int64_t bit = k * bits, w = bit / 32;
+    const int shift = static_cast<int>(bit % 32);
+    auto word = [&](int64_t n) { return LoadAt<uint32_t>(t.data, along_rows ? n * width + j : i * width + n); };
+    uint64_t v = word(w) >> shift;
+    if (shift + bits > 32) v |= static_cast<uint64_t>(word(w + 1)) << (32 - shift);
+    return static_cast<int32_t>(v & ((1u << bits) - 1));
   }
 
   // AutoGPTQ / GPTQModel: qweight (cols*bits/32, rows) int32, qzeros (groups,
@@ -235,19 +242,18 @@ class Reader {
   absl::StatusOr<LinearLoad> Gptq(const std::string& name, int64_t rows, int64_t cols) const {
     const CheckpointQuantConfig& qc = ck_->quant();
     const int bits = qc.bits;
-    if (bits != 2 && bits != 4 && bits != 8) {
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
       return absl::UnimplementedError(absl::StrCat(ck_->path(), ": GPTQ ", bits,
-                                                   "-bit packing is not supported (2, 4, 8)"));
+                                                   "-bit packing is not supported (2, 3, 4, 8)"));
     }
-    const int per = 32 / bits;
     const int64_t group = qc.group_size > 0 ? qc.group_size : cols;
-    if (cols % group != 0 || cols % per != 0 || rows % per != 0) {
+    if (cols % group != 0 || (cols * bits) % 32 != 0 || (rows * bits) % 32 != 0) {
       return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", name, "' of ", rows, " x ", cols,
                                                      " does not fit GPTQ group size ", group, " at ", bits, " bits"));
     }
     const int64_t groups = cols / group;
-    ASSIGN_OR_RETURN(const TensorView* qweight, Get(name + ".qweight", {cols / per, rows}, {DType::kI32}));
-    ASSIGN_OR_RETURN(const TensorView* qzeros, Get(name + ".qzeros", {groups, rows / per}, {DType::kI32}));
+    ASSIGN_OR_RETURN(const TensorView* qweight, Get(name + ".qweight", {cols * bits / 32, rows}, {DType::kI32}));
+    ASSIGN_OR_RETURN(const TensorView* qzeros, Get(name + ".qzeros", {groups, rows * bits / 32}, {DType::kI32}));
     ASSIGN_OR_RETURN(const TensorView* scales, Get(name + ".scales", {groups, rows}, {DType::kF16, DType::kF32, DType::kBF16}));
     const TensorView* g_idx = ck_->Find(name + ".g_idx");
     std::vector<int32_t> gi(cols);
@@ -271,7 +277,7 @@ class Reader {
     }
     const bool v2 = qc.json.find("gptq_v2") != std::string::npos;
     auto zero_of = [&](int64_t g, int64_t r) {
-      return Code(*qzeros, g, r, rows / per, bits, false, nullptr) + (v2 ? 0 : 1);
+      return Code(*qzeros, g, r, rows * bits / 32, bits, false, nullptr) + (v2 ? 0 : 1);
     };
     QuantizedWeight qw;
     if (permuted) {

@@ -153,7 +153,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Variant{"hf-f32", 1e-4f}, Variant{"hf-f16", 1e-2f}, Variant{"hf-bf16", 5e-2f},
                       Variant{"hf-sharded", 1e-4f}, Variant{"hf-bin", 1e-2f}, Variant{"qwen2-f32", 1e-4f},
                       Variant{"llama-tied", 1e-4f}, Variant{"bnb-nf4", 0.12f}, Variant{"bnb-fp4", 0.15f},
-                      Variant{"bnb-int8", 0.1f}, Variant{"gptq-4bit-g32", 0.08f},
+                      Variant{"bnb-int8", 0.1f}, Variant{"gptq-4bit-g32", 0.08f}, Variant{"gptq-3bit-g32", 0.08f},
                       Variant{"gptq-4bit-g32-actorder", 0.01f}, Variant{"awq-4bit-g32", 0.08f},
                       Variant{"mlx-4bit-g32", 0.1f},
                       // mlx-lm runs this one in bf16: 0.13 from the dense model by itself.
