@@ -1,9 +1,10 @@
 // torch.save checkpoints (the zip format, PyTorch >= 1.6) read WITHOUT executing code.
 // The archive holds <prefix>/data.pkl (a pickle), <prefix>/byteorder and one record
 // <prefix>/data/<key> per storage. A small pickle machine (every opcode of protocols
-// 0-5 but the extension registry and out-of-band buffers) builds a tree of plain
-// values; the only globals it accepts are the few that torch.save emits for tensors
-// and plain containers:
+// 0-5 but the extension registry, out-of-band buffers, text persistent ids and escaped
+// text STRINGs, none of which torch writes) builds a tree of plain values; the only
+// globals it accepts are the few that torch.save emits for tensors and plain
+// containers:
 //   collections.OrderedDict, builtins/__builtin__ set and frozenset (-> lists),
 //   torch._utils._rebuild_tensor / _rebuild_tensor_v2 / _rebuild_tensor_v3 /
 //   _rebuild_parameter / _rebuild_parameter_with_state,

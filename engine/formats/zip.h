@@ -39,6 +39,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  std::unique_ptr<uint8_t[]> owned_;  // fuzz builds only: a heap copy instead of mmap
 };
 
 struct ZipEntry {

@@ -67,10 +67,15 @@ uint32_t Crc32(const std::string& s) {
   return ~c;
 }
 
-// A stored (uncompressed) ZIP archive, as torch writes them (no ZIP64 needed here).
-std::string StoredZip(const std::vector<std::pair<std::string, std::string>>& entries) {
+// A stored (uncompressed) ZIP archive. With `zip64`, every central directory size and
+// offset is saturated and given in a ZIP64 extra field, and the directory is found
+// through a ZIP64 end record and locator (what writers do past 4 GiB).
+std::string StoredZip(const std::vector<std::pair<std::string, std::string>>& entries,
+                      bool zip64 = false) {
   auto u16 = [](std::string& o, uint16_t v) { o.append(reinterpret_cast<char*>(&v), 2); };
   auto u32 = [](std::string& o, uint32_t v) { o.append(reinterpret_cast<char*>(&v), 4); };
+  auto u64 = [](std::string& o, uint64_t v) { o.append(reinterpret_cast<char*>(&v), 8); };
+  const uint32_t kSat = 0xffffffffu;
   std::string out, central;
   for (const auto& [name, data] : entries) {
     const uint32_t offset = out.size();
@@ -80,18 +85,31 @@ std::string StoredZip(const std::vector<std::pair<std::string, std::string>>& en
     u16(out, name.size()); u16(out, 0);
     out += name + data;
     u32(central, 0x02014b50);
-    u16(central, 20); u16(central, 20); u16(central, 0); u16(central, 0);
+    u16(central, 45); u16(central, 45); u16(central, 0); u16(central, 0);
     u16(central, 0); u16(central, 0);
-    u32(central, Crc32(data)); u32(central, data.size()); u32(central, data.size());
-    u16(central, name.size()); u16(central, 0); u16(central, 0); u16(central, 0);
-    u16(central, 0); u32(central, 0); u32(central, offset);
+    u32(central, Crc32(data));
+    u32(central, zip64 ? kSat : data.size()); u32(central, zip64 ? kSat : data.size());
+    u16(central, name.size()); u16(central, zip64 ? 28 : 0); u16(central, 0); u16(central, 0);
+    u16(central, 0); u32(central, 0); u32(central, zip64 ? kSat : offset);
     central += name;
+    if (zip64) {  // usize, csize, offset: the saturated fields, in this order
+      u16(central, 1); u16(central, 24);
+      u64(central, data.size()); u64(central, data.size()); u64(central, offset);
+    }
   }
   const uint32_t cd_offset = out.size();
   out += central;
+  if (zip64) {
+    const uint64_t record = out.size();
+    u32(out, 0x06064b50); u64(out, 44); u16(out, 45); u16(out, 45); u32(out, 0); u32(out, 0);
+    u64(out, entries.size()); u64(out, entries.size());
+    u64(out, central.size()); u64(out, cd_offset);
+    u32(out, 0x07064b50); u32(out, 0); u64(out, record); u32(out, 1);
+  }
   u32(out, 0x06054b50);
-  u16(out, 0); u16(out, 0); u16(out, entries.size()); u16(out, entries.size());
-  u32(out, central.size()); u32(out, cd_offset); u16(out, 0);
+  u16(out, 0); u16(out, 0);
+  u16(out, zip64 ? 0xffff : entries.size()); u16(out, zip64 ? 0xffff : entries.size());
+  u32(out, zip64 ? kSat : central.size()); u32(out, zip64 ? kSat : cd_offset); u16(out, 0);
   return out;
 }
 
@@ -342,8 +360,21 @@ TEST(TorchCheckpointTest, DamagedArchivesNameTheTensor) {
     edit(copy);
     return WriteFile("damaged.pt", StoredZip(copy));
   };
-  // Sanity: the rebuilt archive reads.
+  // Sanity: the rebuilt archive reads, also with ZIP64 directory fields.
   ASSERT_OK(TorchCheckpoint::Open(rebuild([](auto&) {})));
+  {
+    const std::string path64 = WriteFile("zip64.pt", StoredZip(entries, /*zip64=*/true));
+    auto ckpt = TorchCheckpoint::Open(path64);
+    ASSERT_OK(ckpt);
+    ExpectTensorsMatch(**ckpt, Expected("state_dict.pt")["tensors"]);
+    std::string bytes = StoredZip(entries, true);
+    const size_t z64 = bytes.rfind(std::string("PK\x06\x06", 4));
+    ASSERT_NE(z64, std::string::npos);
+    bytes[z64 + 48] ^= 0x40;  // ZIP64 central directory offset
+    const std::string bad = WriteFile("zip64_bad.pt", bytes);
+    EXPECT_THAT(TorchCheckpoint::Open(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(bad)));
+  }
 
   std::string path = rebuild([](auto& e) {
     e.erase(std::remove_if(e.begin(), e.end(),

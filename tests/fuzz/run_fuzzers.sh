@@ -32,7 +32,8 @@ fi
 
 mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/seeds" "$OUT/artifacts"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-CXXFLAGS="-std=c++20 -g -O1 $SAN -I$ROOT -DNDEBUG"
+# INGOT_FUZZING: MappedFile reads files into exact-size heap buffers (see safetensors.cc).
+CXXFLAGS="-std=c++20 -g -O1 $SAN -I$ROOT -DNDEBUG -DINGOT_FUZZING"
 ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_format \
   absl_flat_hash_map absl_hash absl_raw_hash_set)
 
