@@ -250,19 +250,9 @@ absl::Status NpzFile::AddArray(std::string name, const uint8_t* data, uint64_t s
   TensorView t;
   t.dtype = *dtype;
   t.shape = std::move(h.shape);
-  uint64_t numel = 1;
-  bool has_zero = false;
-  for (int64_t d : t.shape) has_zero |= d == 0;
-  if (has_zero) {
-    numel = 0;
-  } else {
-    const uint64_t limit = std::numeric_limits<uint64_t>::max() / DTypeSize(t.dtype);
-    for (int64_t d : t.shape) {
-      if (numel > limit / static_cast<uint64_t>(d)) return error("shape overflows");
-      numel *= static_cast<uint64_t>(d);
-    }
-  }
-  t.nbytes = numel * DTypeSize(t.dtype);
+  const std::optional<uint64_t> numel = CheckedNumel(t.shape, DTypeSize(t.dtype));
+  if (!numel) return error("shape overflows");
+  t.nbytes = *numel * DTypeSize(t.dtype);
   const uint64_t data_at = header_at + header_len;
   if (t.nbytes > size - data_at) {
     return error(absl::StrCat(h.descr, " (", absl::StrJoin(t.shape, ", "), ") needs ",

@@ -214,8 +214,6 @@ absl::Status SafetensorsFile::Parse() {
     if (!jshape.is_array()) {
       return terror(absl::StrCat("shape is a JSON ", JsonKind(jshape), ", not an array"));
     }
-    // numel with overflow checks; a zero dimension makes any shape empty.
-    bool has_zero = false;
     for (const Json& d : jshape) {
       uint64_t dim = 0;
       if (!NonNegativeInt(d, dim)) {
@@ -225,22 +223,13 @@ absl::Status SafetensorsFile::Parse() {
       if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return terror(absl::StrCat("shape dimension ", dim, " is out of range"));
       }
-      has_zero |= dim == 0;
       t.shape.push_back(static_cast<int64_t>(dim));
     }
-    uint64_t numel = 1;
-    if (has_zero) {
-      numel = 0;
-    } else {
-      const uint64_t limit = std::numeric_limits<uint64_t>::max() / DTypeSize(t.dtype);
-      for (int64_t d : t.shape) {
-        if (numel > limit / static_cast<uint64_t>(d)) {
-          return terror(absl::StrCat("shape ", jshape.dump(), " overflows the element count"));
-        }
-        numel *= static_cast<uint64_t>(d);
-      }
+    const std::optional<uint64_t> numel = CheckedNumel(t.shape, DTypeSize(t.dtype));
+    if (!numel) {
+      return terror(absl::StrCat("shape ", jshape.dump(), " overflows the element count"));
     }
-    const uint64_t nbytes = numel * DTypeSize(t.dtype);
+    const uint64_t nbytes = *numel * DTypeSize(t.dtype);
     uint64_t begin = 0, end = 0;
     if (!joffsets.is_array() || joffsets.size() != 2 || !NonNegativeInt(joffsets[0], begin) ||
         !NonNegativeInt(joffsets[1], end)) {
@@ -486,14 +475,14 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorV
       return error(absl::StrCat("tensor '", t.name, "' appears twice"));
     }
     if (DTypeSize(t.dtype) == 0) return error(absl::StrCat("tensor '", t.name, "': bad dtype"));
-    uint64_t numel = 1;
-    for (int64_t d : t.shape) {
-      if (d < 0) return error(absl::StrCat("tensor '", t.name, "': negative dimension ", d));
-      numel *= static_cast<uint64_t>(d);
+    const std::optional<uint64_t> numel = CheckedNumel(t.shape, DTypeSize(t.dtype));
+    if (!numel) {
+      return error(absl::StrCat("tensor '", t.name, "': shape [", absl::StrJoin(t.shape, ", "),
+                                "] has a negative dimension or overflows"));
     }
-    if (numel * DTypeSize(t.dtype) != t.nbytes) {
+    if (*numel * DTypeSize(t.dtype) != t.nbytes) {
       return error(absl::StrCat("tensor '", t.name, "': ", t.nbytes, " bytes for ",
-                                DTypeName(t.dtype), " x ", numel, " elements"));
+                                DTypeName(t.dtype), " x ", *numel, " elements"));
     }
     if (t.nbytes > 0 && t.data == nullptr) {
       return error(absl::StrCat("tensor '", t.name, "': no data"));

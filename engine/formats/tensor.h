@@ -58,6 +58,30 @@ inline std::optional<DType> DTypeFromName(std::string_view name) {
   return std::nullopt;
 }
 
+// Elements of `shape` (0 when a dimension is 0), or nullopt when a dimension is
+// negative or the product of the non-zero dimensions, times `elem_size` bytes,
+// overflows. The readers refuse such shapes even when empty, so code that computes
+// strides or byte sizes from a TensorView they return cannot overflow.
+inline std::optional<uint64_t> CheckedNumel(const std::vector<int64_t>& shape,
+                                            size_t elem_size) {
+  uint64_t n = 1;
+  bool empty = false;
+  for (int64_t d : shape) {
+    if (d < 0) return std::nullopt;
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return std::nullopt;
+  }
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(n, static_cast<uint64_t>(elem_size == 0 ? 1 : elem_size), &bytes) ||
+      n > static_cast<uint64_t>(INT64_MAX)) {
+    return std::nullopt;
+  }
+  return empty ? 0 : n;
+}
+
 struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
@@ -65,7 +89,10 @@ struct TensorView {
   const uint8_t* data = nullptr;   // contiguous, row-major, little-endian; may be
                                    // unaligned (safetensors does not align)
   size_t nbytes = 0;               // numel() * DTypeSize(dtype)
-  int64_t numel() const {
+  int64_t numel() const {  // 0 if any dimension is 0 (checked before multiplying)
+    for (int64_t d : shape) {
+      if (d == 0) return 0;
+    }
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
     return n;

@@ -1117,18 +1117,21 @@ absl::Status PickleMachine::ResolveTensor(PickleValue* t, const std::string& pat
     has_zero |= size[d]->i_ == 0;
   }
   if (spec.offset < 0) return TensorError(path, "negative storage offset");
-  uint64_t numel = has_zero ? 0 : 1;
+  const std::optional<uint64_t> checked_numel = CheckedNumel(shape, esize);
+  if (!checked_numel) {
+    return TensorError(path, absl::StrCat("size ", spec.size->DebugString(),
+                                          " overflows the element count"));
+  }
+  const uint64_t numel = *checked_numel;
   uint64_t last = static_cast<uint64_t>(spec.offset);  // highest element index touched
   bool overflow = false;
   if (!has_zero) {
     for (size_t d = 0; d < shape.size(); ++d) {
       uint64_t reach = 0;
-      overflow |= __builtin_mul_overflow(numel, static_cast<uint64_t>(shape[d]), &numel);
       overflow |= __builtin_mul_overflow(static_cast<uint64_t>(shape[d] - 1),
                                          static_cast<uint64_t>(strides[d]), &reach);
       overflow |= __builtin_add_overflow(last, reach, &last);
     }
-    overflow |= numel > std::numeric_limits<uint64_t>::max() / esize;
   }
   if (overflow || (numel > 0 && last >= storage_elems)) {
     return TensorError(path, absl::StrCat(

@@ -132,6 +132,9 @@ TEST(NpzTest, MalformedNpyHeaders) {
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, -2), }", "non-integer dimension"},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", "out of range"},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }", "overflows"},
+      // Empty, but the other dimensions overflow (found by tests/fuzz/npz_fuzzer).
+      {"{'descr': '=f4', 'fortran_order': False, 'shape': (15, 84544, 62734, 0, 84544, 310, 84), }",
+       "overflows"},
       {"{'descr': '<f4', 'fortran_order': False, }", "needs the keys"},
       {"{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2, 2), }", "not True or False"},
       {"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", "structured"},

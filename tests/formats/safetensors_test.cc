@@ -88,6 +88,19 @@ TEST(DTypeTest, NamesRoundTrip) {
   EXPECT_EQ(DTypeSize(DType::kF8E5M2), 1u);
 }
 
+TEST(DTypeTest, CheckedNumel) {
+  EXPECT_EQ(CheckedNumel({}, 4), 1u);
+  EXPECT_EQ(CheckedNumel({2, 3}, 4), 6u);
+  EXPECT_EQ(CheckedNumel({2, 0, 3}, 4), 0u);
+  EXPECT_EQ(CheckedNumel({2, -1}, 4), std::nullopt);
+  EXPECT_EQ(CheckedNumel({int64_t{1} << 31, int64_t{1} << 31}, 1), 1ull << 62);
+  EXPECT_EQ(CheckedNumel({int64_t{1} << 31, int64_t{1} << 31}, 4), std::nullopt);  // bytes
+  EXPECT_EQ(CheckedNumel({int64_t{1} << 40, int64_t{1} << 40, 0}, 1), std::nullopt);
+  TensorView t;
+  t.shape = {int64_t{1} << 40, int64_t{1} << 40, 0};
+  EXPECT_EQ(t.numel(), 0);  // no overflow before the zero
+}
+
 TEST(SafetensorsTest, ReadsEveryDtypeWrittenBySafetensors) {
   const nlohmann::json want = Expected()["dtypes.safetensors"];
   auto f = SafetensorsFile::Open(SourcePath(kDir + "dtypes.safetensors"));
@@ -261,6 +274,8 @@ TEST(SafetensorsTest, MalformedHeadersNameFileAndTensor) {
        "not a non-negative integer"},
       {R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 8]}})",
        "tensor 'w': shape [4294967296,4294967296] overflows"},
+      {R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 0], "data_offsets": [0, 0]}})",
+       "tensor 'w': shape [4294967296,4294967296,0] overflows"},
       {R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, -8]}})",
        "tensor 'w': data_offsets [0,-8] is not a pair"},
       {R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0]}})", "not a pair"},

@@ -468,6 +468,10 @@ TEST(TorchCheckpointTest, HandWrittenPickles) {
       {TensorPickle("K\x00K\x02\x85K\x01K\x01\x86\x89N"s), "do not match"},
       {TensorPickle("K\x00J\xff\xff\xff\xff\x85K\x01\x85\x89N"s), "must be non-negative"},
       {TensorPickle("K\x00K\x02\x85\x89N"s), "takes 6 arguments, got 5"},
+      // size (2^32, 2^32, 0): empty, but the other dimensions overflow.
+      {TensorPickle("K\x00\x8a\x05\x00\x00\x00\x00\x01\x8a\x05\x00\x00\x00\x00\x01K\x00\x87"
+                    "K\x01K\x01K\x01\x87\x89N"s),
+       "tensor 'w': size (4294967296, 4294967296, 0) overflows the element count"},
       {"\x80\x02]q\x00h\x00" "a."s, "'0' contains itself"},
       {"\x80\x02}q\x00X\x01\x00\x00\x00kh\x00s."s, "'k' contains itself"},
       {"cbuiltins\neval\n."s, "pickle references 'builtins.eval'"},
