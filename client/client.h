@@ -61,6 +61,10 @@ struct LoadFlags {
   std::string name, source, format, device;
   int context_length = 0;
   bool json = false;
+  // Quantize while loading (method empty: as saved).
+  std::string method, quant_type;
+  int bits = 0;
+  int64_t group_size = 0;
 };
 int RunLoad(Connection& conn, const LoadFlags& flags);
 int RunUnload(Connection& conn, const std::string& name);

@@ -70,7 +70,13 @@ int main(int argc, char** argv) {
   CLI::App* load_cmd = app.add_subcommand("load", "Load a model (progress on stderr)");
   load_cmd->add_option("name", load.name, "Name to register the model under")->required();
   load_cmd->add_option("path", load.source, "Checkpoint path on the server")->required();
-  load_cmd->add_option("--format", load.format, "auto or gguf");
+  load_cmd->add_option("--format", load.format, "auto, gguf, hf, safetensors, torch or npz");
+  load_cmd->add_option("-m,--quantize", load.method,
+                       "Quantize while loading: bitsandbytes, hqq, quanto, torchao, mlx, gguf, ... "
+                       "(a checkpoint saved quantized keeps its own)");
+  load_cmd->add_option("-b,--bits", load.bits, "Bit width for --quantize");
+  load_cmd->add_option("-g,--group-size", load.group_size, "Group/block size for --quantize");
+  load_cmd->add_option("--quant-type", load.quant_type, "nf4|fp4, q4_0.., int8_weight_only.. for --quantize");
   load_cmd->add_option("--device", load.device, "cpu or cuda:N");
   load_cmd->add_option("--context-length", load.context_length,
                        "Context in tokens (0 = the model's, at most 4096)");

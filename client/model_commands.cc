@@ -97,6 +97,13 @@ int RunLoad(Connection& conn, const LoadFlags& flags) {
   request.set_format(flags.format);
   request.set_device(flags.device);
   request.set_context_length(flags.context_length);
+  if (!flags.method.empty()) {
+    v1::QuantizationConfig* q = request.mutable_quantization();
+    q->set_method(flags.method);
+    q->set_bits(flags.bits);
+    q->set_group_size(flags.group_size);
+    q->set_quant_type(flags.quant_type);
+  }
   auto reader = stub->LoadModel(context.get(), request);
   const bool tty = isatty(STDERR_FILENO);
   v1::LoadModelResponse response;

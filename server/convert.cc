@@ -80,6 +80,13 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
         request.context_length()));
   }
   out.context_length = request.context_length();
+  if (request.has_quantization() && !request.quantization().method().empty()) {
+    auto config = FromProto(request.quantization());
+    if (!config.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("quantization.", config.status().message()));
+    }
+    out.quantization = *std::move(config);
+  }
   return out;
 }
 

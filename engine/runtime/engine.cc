@@ -204,12 +204,39 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     info.layers = c.n_layer;
     info.state = ModelState::kReady;
     info.has_chat_template = !loaded->tokenizer->spec().chat_template.empty();
+    if (request.quantization && !quantization.empty()) {
+      info.quantization_note = absl::StrCat(note, "; the request's ", request.quantization->method,
+                                            " was not applied: a checkpoint's own quantization wins");
+    }
     auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
     registry_->Publish(request.name, loaded, std::move(scheduler));
-    report("ready", 1.0, "");
+    if (!request.quantization || !quantization.empty()) report("ready", 1.0, "");
     return info;
   });
-  if (!result.ok()) registry_->Abandon(request.name);
+  if (!result.ok()) {
+    registry_->Abandon(request.name);
+    return result;
+  }
+  if (request.quantization && result->quantization.empty()) {
+    // Quantize while loading: the dense weights are still the file's mapping (page
+    // cache, not the process's own memory), and each layer is replaced by its quantized
+    // copy, so what the load allocates stays near the quantized size.
+    QuantizeRequest q;
+    q.source = request.name;
+    q.config = *request.quantization;
+    auto quantized = QuantizeModel(q, [&](const quant::QuantizeProgress& p) {
+      report("quantize", 0.85 + 0.15 * (p.total > 0 ? static_cast<double>(p.step) / p.total : 0.0), p.module);
+    }, nullptr);
+    if (!quantized.ok()) {
+      (void)registry_->Unload(request.name);
+      return quantized.status();
+    }
+    report("ready", 1.0, "");
+    ModelInfo info = quantized->info;
+    info.quantization_note = absl::StrCat("quantized while loading",
+                                          quantized->note.empty() ? "" : "; " + quantized->note);
+    return info;
+  }
   return result;
 }
 

@@ -102,6 +102,8 @@ struct LoadRequest {
   std::string format = "auto"; // auto, gguf, hf, safetensors, torch, npz
   std::string device = "cpu";
   int32_t context_length = 0;  // 0 = min(model's, 4096)
+  // Quantize while loading; ignored (with a note) when the checkpoint is quantized.
+  std::optional<quant::QuantizationConfig> quantization;
 };
 
 struct LoadProgress {

@@ -242,6 +242,20 @@ void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int
 void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
                    float* y, int64_t y_stride, int64_t r0, int64_t r1) {
   const DotKernel* k = FindKernel(w.type);
+  if (k == nullptr && n_tok > 1 && w.type != GgmlType::kF32) {
+    // Types without an integer kernel (F16, BF16, K-quants...): dequantize each row once
+    // for the whole batch, not once per token.
+    const auto& traits = GetGgmlTypeTraits(w.type);
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(w.cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      traits.dequantize(w.Row(r), row.data(), w.cols);
+      for (int64_t t = 0; t < n_tok; ++t) {
+        y[t * y_stride + r] = DotF32(row.data(), reinterpret_cast<const float*>(x_act + t * x_stride), w.cols);
+      }
+    }
+    return;
+  }
   int64_t t = 0;
   if (k != nullptr && k->avx2_x4 != nullptr && internal::CpuHasAvx2()) {
     for (; t + 4 <= n_tok; t += 4) {

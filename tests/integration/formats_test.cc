@@ -85,6 +85,59 @@ TEST_F(IngotdTest, LoadsHuggingFaceLayoutsAndSavesGguf) {
   std::filesystem::remove(out);
 }
 
+// LoadModel with a QuantizationConfig quantizes a dense checkpoint while loading; a
+// checkpoint saved quantized keeps its own, and the note says so.
+TEST_F(IngotdTest, QuantizeWhileLoadingAndTheCheckpointsOwnConfigWins) {
+  auto stub = models();
+  auto load = [&](const std::string& name, const std::string& dir) {
+    v1::LoadModelRequest req;
+    req.set_name(name);
+    req.set_source(FormatsDir() + "/" + dir);
+    req.mutable_quantization()->set_method("hqq");
+    req.mutable_quantization()->set_bits(4);
+    req.mutable_quantization()->set_group_size(32);
+    grpc::ClientContext ctx;
+    auto reader = stub->LoadModel(&ctx, req);
+    v1::LoadModelResponse r, last;
+    bool saw_quantize = false;
+    while (reader->Read(&r)) {
+      saw_quantize |= r.progress().stage() == "quantize";
+      last = r;
+    }
+    EXPECT_TRUE(reader->Finish().ok()) << name;
+    return std::make_pair(last.model(), saw_quantize);
+  };
+  auto [dense, progressed] = load("dense-hqq", "hf-f32");
+  EXPECT_TRUE(progressed);
+  EXPECT_THAT(dense.quantization(), HasSubstr("hqq"));
+  EXPECT_THAT(dense.quantization_note(), HasSubstr("quantized while loading"));
+  bool affine = false;
+  for (const auto& k : dense.tensor_kinds()) affine |= k.representation() == "affine4/g32";
+  EXPECT_TRUE(affine) << dense.DebugString();
+  EXPECT_EQ(GreedyIds(channel(), "dense-hqq").size(), 8u);
+  auto [nf4, unused] = load("kept-nf4", "bnb-nf4");
+  EXPECT_THAT(nf4.quantization(), HasSubstr("bitsandbytes"));
+  EXPECT_THAT(nf4.quantization_note(), HasSubstr("was not applied"));
+  // A bad config is refused naming the field, and nothing stays registered.
+  v1::LoadModelRequest bad;
+  bad.set_name("bad-q");
+  bad.set_source(FormatsDir() + "/hf-f32");
+  bad.mutable_quantization()->set_method("hqq");
+  bad.mutable_quantization()->set_bits(5);
+  grpc::ClientContext ctx;
+  auto reader = stub->LoadModel(&ctx, bad);
+  v1::LoadModelResponse r;
+  while (reader->Read(&r)) {}
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("bits"));
+  grpc::ClientContext list_ctx;
+  v1::ListModelsResponse list;
+  ASSERT_TRUE(stub->ListModels(&list_ctx, {}, &list).ok());
+  for (const auto& m : list.models()) EXPECT_NE(m.name(), "bad-q");
+  for (const char* m : {"dense-hqq", "kept-nf4"}) Unload(stub.get(), m);
+}
+
 TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
   const std::string src = FormatsDir() + "/hf-f32";
   std::ifstream in(src + "/model.safetensors", std::ios::binary);
