@@ -109,8 +109,7 @@ def kinds_bytes(info):
     return linear, params, other, "+".join(reprs)
 
 
-def quality_rows(server, args):
-    rows = []
+def quality_rows(server, args, rows, flush):
     src_info = json.loads(server.cli(["info", "src", "--json"]).strip())["model"]
     lin, params, other, rep = kinds_bytes(src_info)
     ev = server.cli(["eval", "src", "--max-tokens", str(args.eval_tokens), "--json"], parse=True)
@@ -118,6 +117,7 @@ def quality_rows(server, args):
     rows.append({"label": "source (Q4_1 file)", "repr": rep, "bytes": int(src_info["bytes_resident"]),
                  "linear_bytes": lin, "bpw": 8.0 * lin / params, "ppl": ev["perplexity"], "kl": 0.0,
                  "top1": 1.0, "quantize_s": 0.0, "prefill": pre, "decode": dec, "other": other})
+    flush()
     print(f"source: ppl {ev['perplexity']:.3f}, decode {dec:.1f} tok/s", file=sys.stderr)
     for label, flags in ROWS:
         method = flags[flags.index("-m") + 1]
@@ -127,6 +127,7 @@ def quality_rows(server, args):
             q = server.cli(["quantize", "src", "q"] + flags + ["--json"], parse=True)
         except subprocess.CalledProcessError as e:
             rows.append({"label": label, "error": e.stderr.strip().splitlines()[-1]})
+            flush()
             print(f"{label}: refused: {rows[-1]['error']}", file=sys.stderr)
             continue
         info = q["model"]
@@ -141,9 +142,9 @@ def quality_rows(server, args):
                "quantize_s": q["seconds"], "prefill": pre, "decode": dec, "other": other,
                "note": q.get("fallback_reason", "")}
         rows.append(row)
+        flush()
         print(f"{label}: {rep} bpw {row['bpw']:.3f} ppl {row['ppl']:.3f} kl {row['kl']:.4f} "
               f"quantize {row['quantize_s']:.1f}s decode {dec:.1f}", file=sys.stderr)
-    return rows
 
 
 def peer_rows(args, tmp):
@@ -263,20 +264,26 @@ def main():
     ap.add_argument("--peer-rounds", type=int, default=3)
     args = ap.parse_args()
     started = datetime.datetime.now()
-    server = Server(args.threads, [("src", MODEL)])
-    try:
-        rows = quality_rows(server, args)
-    finally:
-        server.stop()
-    peers = []
+    rows, peers = [], []
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+
+    def flush():  # the report so far, so that a long run can be read (or cut) midway
+        write_markdown(args.out, args, rows, peers, started)
+        with open(args.json_out, "w") as f:
+            json.dump({"rows": rows, "peer": peers, "threads": args.threads,
+                       "eval_tokens": args.eval_tokens}, f, indent=1)
+
+    # Speed against llama.cpp first: it needs the machine to itself for the least time.
     if not args.no_peer:
         with tempfile.TemporaryDirectory() as tmp:
-            peers = peer_rows(args, tmp)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    write_markdown(args.out, args, rows, peers, started)
-    with open(args.json_out, "w") as f:
-        json.dump({"rows": rows, "peer": peers, "threads": args.threads,
-                   "eval_tokens": args.eval_tokens}, f, indent=1)
+            peers.extend(peer_rows(args, tmp))
+        flush()
+    server = Server(args.threads, [("src", MODEL)])
+    try:
+        quality_rows(server, args, rows, flush)
+    finally:
+        server.stop()
+    flush()
     print(f"wrote {args.out}", file=sys.stderr)
 
 
