@@ -64,7 +64,13 @@ absl::Status LlamaModel::ExportGguf(const VocabSpec& vocab, const std::string& p
   }
   // Tokenizer.
   w.AddString("tokenizer.ggml.model", vocab.model);
-  if (!vocab.pre.empty()) w.AddString("tokenizer.ggml.pre", vocab.pre);
+  if (!vocab.pre.empty()) {
+    // llama.cpp's spelling of the pre-tokenizers ingot names after the HF file.
+    std::string pre = vocab.pre;
+    if (pre == "gpt2") pre = "gpt-2";
+    if (pre == "llama3") pre = "llama-bpe";
+    w.AddString("tokenizer.ggml.pre", pre);
+  }
   std::vector<std::string> tokens = vocab.tokens;
   std::vector<int32_t> types = vocab.token_types;
   if (types.empty()) types.assign(tokens.size(), static_cast<int32_t>(TokenType::kNormal));

@@ -49,6 +49,7 @@ struct PreTokenizerRow {
 // Sequence[Digits(individual_digits=True), ByteLevel(use_regex=True)].
 constexpr PreTokenizerRow kPreTokenizers[] = {
     {"gpt2", {kGpt2Regex, nullptr}, false},
+    {"gpt-2", {kGpt2Regex, nullptr}, false},  // llama.cpp's spelling
     {"default", {kGpt2Regex, nullptr}, false},
     {"", {kGpt2Regex, nullptr}, false},
     {"smollm", {kEachDigit, kGpt2Regex}, false},

@@ -1,6 +1,7 @@
 // Checkpoints written by the reference tools themselves (tests/reference/gen_formats.py:
 // transformers, bitsandbytes, AutoGPTQ, AutoAWQ, MLX, HQQ, optimum-quanto) load into
 // ingot's representations and give the tool's own logits on the same tokens.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -129,6 +130,46 @@ TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
     for (size_t i = 0; i < a.size(); ++i) max_d = std::max(max_d, std::fabs(a[i] - b[i]));
     EXPECT_LE(max_d, 1e-5f);  // rope's two orders round differently in f32
   }
+}
+
+// llama.cpp read the GGUF ingot exports from hf-f32 (tests/reference/
+// gen_export_llama_cpp.py): the same prompt tokens and 16 greedy tokens as ingot gets
+// from its own export.
+TEST(CheckpointExport, LlamaCppAgreesOnTheExport) {
+  std::ifstream in(DataDir() + "/export/llama_cpp_greedy.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  const std::string dir = DataDir() + "/hf-f32";
+  auto opened = Checkpoint::Open(dir, "auto");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::shared_ptr<const Checkpoint> ck(std::move(*opened));
+  auto model = LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), nullptr);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto vocab = VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
+                               ck->ReadSibling("generation_config.json"), dir);
+  ASSERT_TRUE(vocab.ok()) << vocab.status();
+  const std::string out = ::testing::TempDir() + "/export_llama_cpp_check.gguf";
+  ASSERT_TRUE((*model)->ExportGguf(*vocab, out).ok());
+  auto file = gguf::File::Open(out);
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto spec = VocabSpecFromGguf(**file);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto tok = Tokenizer::Create(*spec);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  std::vector<int32_t> ids = (*tok)->Encode(ref["prompt"].get<std::string>(), false, false);
+  EXPECT_EQ(ids, ref["prompt_tokens"].get<std::vector<int32_t>>());
+  auto back = LlamaModel::FromGguf(std::move(*file), nullptr);
+  ASSERT_TRUE(back.ok()) << back.status();
+  std::vector<int32_t> greedy;
+  const int64_t n_vocab = (*back)->config().vocab_size;
+  for (int i = 0; i < 16; ++i) {
+    const std::vector<float> logits = Logits(**back, ids);
+    const float* last = logits.data() + (ids.size() - 1) * n_vocab;
+    const int32_t next = static_cast<int32_t>(std::max_element(last, last + n_vocab) - last);
+    greedy.push_back(next);
+    ids.push_back(next);
+  }
+  EXPECT_EQ(greedy, ref["greedy"].get<std::vector<int32_t>>());
 }
 
 // A quantized representation without a GGUF type is refused, naming the layer.
