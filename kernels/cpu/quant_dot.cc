@@ -189,6 +189,14 @@ void DotRowsGeneric(const WeightMatrix& w, const float* x, float* y, int64_t r0,
 void DotRowsImpl(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1,
                  bool use_avx2) {
   const DotKernel* k = FindKernel(w.type);
+  if (use_avx2 && (w.type == GgmlType::kF16 || w.type == GgmlType::kBF16)) {
+    const bool bf16 = w.type == GgmlType::kBF16;
+    for (int64_t r = r0; r < r1; ++r) {
+      y[r - r0] = internal::DotHalfF32Avx2(reinterpret_cast<const uint16_t*>(w.Row(r)),
+                                           static_cast<const float*>(x_act), w.cols, bf16);
+    }
+    return;
+  }
   if (k == nullptr) {
     DotRowsGeneric(w, static_cast<const float*>(x_act), y, r0, r1, use_avx2);
     return;
@@ -242,6 +250,18 @@ void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int
 void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
                    float* y, int64_t y_stride, int64_t r0, int64_t r1) {
   const DotKernel* k = FindKernel(w.type);
+  const bool half = w.type == GgmlType::kF16 || w.type == GgmlType::kBF16;
+  if (half && n_tok > 1 && internal::CpuHasAvx2()) {
+    // Row-outer: a row (a few KB) stays in L1 while every token of the batch reads it.
+    for (int64_t r = r0; r < r1; ++r) {
+      const auto* row = reinterpret_cast<const uint16_t*>(w.Row(r));
+      for (int64_t t = 0; t < n_tok; ++t) {
+        y[t * y_stride + r] = internal::DotHalfF32Avx2(row, reinterpret_cast<const float*>(x_act + t * x_stride),
+                                                       w.cols, w.type == GgmlType::kBF16);
+      }
+    }
+    return;
+  }
   if (k == nullptr && n_tok > 1 && w.type != GgmlType::kF32) {
     // Types without an integer kernel (F16, BF16, K-quants...): dequantize each row once
     // for the whole batch, not once per token.

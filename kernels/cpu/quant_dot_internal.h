@@ -27,6 +27,7 @@ void VecDotQ4_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], floa
 void VecDotQ4_1Q8_1x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
 void VecDotQ8_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
 float DotF32Avx2(const float* a, const float* b, int64_t n);
+float DotHalfF32Avx2(const uint16_t* w, const float* x, int64_t n, bool bf16);
 void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
 void QuantizeRowQ8_0Avx2(const float* x, BlockQ8_0* y, int64_t n);
 void QuantizeRowQ8_1Avx2(const float* x, BlockQ8_1* y, int64_t n);

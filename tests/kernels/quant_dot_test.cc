@@ -45,6 +45,15 @@ std::vector<uint8_t> RandomRow(GgmlType type, int64_t cols, std::mt19937& rng) {
       case GgmlType::kF16:
         for (int64_t i = 0; i < cols; ++i) set_half(static_cast<size_t>(i) * 2);
         break;
+      case GgmlType::kBF16:
+        for (int64_t i = 0; i < cols; ++i) {
+          const float v = scale(rng);
+          uint32_t bits;
+          std::memcpy(&bits, &v, 4);
+          const uint16_t h = static_cast<uint16_t>(bits >> 16);
+          std::memcpy(&row[static_cast<size_t>(i) * 2], &h, 2);
+        }
+        break;
       case GgmlType::kF32: {
         for (int64_t i = 0; i < cols; ++i) {
           const float v = scale(rng);
@@ -58,7 +67,7 @@ std::vector<uint8_t> RandomRow(GgmlType type, int64_t cols, std::mt19937& rng) {
   return row;
 }
 
-const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ4_0, GgmlType::kQ4_1,
+const GgmlType kTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ4_0, GgmlType::kQ4_1,
                            GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ8_0, GgmlType::kQ2_K,
                            GgmlType::kQ3_K, GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K};
 
