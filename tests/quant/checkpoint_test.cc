@@ -172,6 +172,34 @@ TEST(CheckpointExport, LlamaCppAgreesOnTheExport) {
   EXPECT_EQ(greedy, ref["greedy"].get<std::vector<int32_t>>());
 }
 
+// GGUF files llama.cpp's own converter made from the same random Llama: ingot's
+// logits against llama.cpp's. llama.cpp keeps K/V in f16 (1e-3 on f32 weights); for
+// Q8_0 both quantize activations to 8 bits, each its own way, which moves logits by up
+// to 0.07 here (Q8_0 itself moves them 0.09 from the dense model).
+TEST(CheckpointGguf, LogitsMatchLlamaCpp) {
+  for (const auto& [dir, bound] : {std::pair<const char*, float>{"gguf-f32", 2e-3f}, {"gguf-q8_0", 0.1f}}) {
+    SCOPED_TRACE(dir);
+    const std::string d = DataDir() + "/" + dir;
+    std::ifstream in(d + "/reference.json");
+    ASSERT_TRUE(in.good());
+    const nlohmann::json ref = nlohmann::json::parse(in);
+    auto file = gguf::File::Open(d + "/model.gguf");
+    ASSERT_TRUE(file.ok()) << file.status();
+    auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+    ASSERT_TRUE(model.ok()) << model.status();
+    const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
+    auto npy = formats::NpzFile::Open(d + "/logits.npy");
+    ASSERT_TRUE(npy.ok()) << npy.status();
+    const formats::TensorView& want = (*npy)->tensors()[0];
+    const std::vector<float> got = Logits(**model, tokens);
+    ASSERT_EQ(static_cast<int64_t>(got.size()), want.numel());
+    const float* w = reinterpret_cast<const float*>(want.data);
+    float max_d = 0;
+    for (size_t i = 0; i < got.size(); ++i) max_d = std::max(max_d, std::fabs(got[i] - w[i]));
+    EXPECT_LE(max_d, bound);
+  }
+}
+
 // A quantized representation without a GGUF type is refused, naming the layer.
 TEST(CheckpointExport, NonGgufRepresentationIsRefused) {
   const std::string dir = DataDir() + "/bnb-nf4";
