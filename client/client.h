@@ -16,6 +16,9 @@
 
 namespace ingot::client {
 
+// The whole file at `path` into *out; false when it cannot be read.
+bool ReadFile(const std::string& path, std::string* out);
+
 struct Connection {
   std::string server = "127.0.0.1:50051";
   double timeout_s = 0;  // per call; 0 = none

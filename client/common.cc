@@ -12,7 +12,6 @@
 
 namespace ingot::client {
 
-namespace {
 bool ReadFile(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return false;
@@ -21,7 +20,6 @@ bool ReadFile(const std::string& path, std::string* out) {
   *out = ss.str();
   return true;
 }
-}  // namespace
 
 std::string Connection::Connect() {
   grpc::ChannelArguments args;

@@ -20,15 +20,6 @@ int Usage(const std::string& message) {
   return 2;
 }
 
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
-}
-
 // "PATTERN:key=value,key=value" -> LayerOverride (keys: method, bits, group_size,
 // quant_type, skip).
 bool ParseOverride(const std::string& spec, v1::LayerOverride* out, std::string* error) {

@@ -200,20 +200,28 @@ class Reader {
   absl::StatusOr<LinearLoad> Bnb8(const std::string& name, int64_t rows, int64_t cols) const {
     ASSIGN_OR_RETURN(const TensorView* w, Get(name + ".weight", {rows, cols}, {DType::kI8}));
     ASSIGN_OR_RETURN(const TensorView* scb, Get(name + ".SCB", {rows}, {DType::kF32, DType::kF16}));
+    float threshold = 6.0f;
+    const Json j = Json::parse(ck_->quant().json.empty() ? "{}" : ck_->quant().json, nullptr, false);
+    if (j.is_object()) threshold = j.value("llm_int8_threshold", 6.0f);
+    return Int8Rows(*w, *scb, 127.0f, threshold);
+  }
+
+  // Signed int8 rows (rows, cols) with one scale per row, w = q * row_scale[r] / divisor:
+  // kAffine 8-bit codes q + 128 with zero 128 (ingot's int8/row).
+  static LinearLoad Int8Rows(const TensorView& q8, const TensorView& row_scale, float divisor,
+                             float outlier_threshold) {
+    const int64_t rows = q8.shape[0], cols = q8.shape[1];
     QuantizedWeight qw;
     uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows * cols));
     uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
     uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
-    for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(w->data[i]) + 128);
+    for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(q8.data[i]) + 128);
     for (int64_t r = 0; r < rows; ++r) {
-      scale[r] = Fp32ToFp16(FloatAt(*scb, r) / 127.0f);
+      scale[r] = Fp32ToFp16(FloatAt(row_scale, r) / divisor);
       zero[r] = Fp32ToFp16(128.0f);
     }
     SetAffineView(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
-    float threshold = 6.0f;
-    const Json j = Json::parse(ck_->quant().json.empty() ? "{}" : ck_->quant().json, nullptr, false);
-    if (j.is_object()) threshold = j.value("llm_int8_threshold", 6.0f);
-    qw.view.outlier_threshold = threshold;
+    qw.view.outlier_threshold = outlier_threshold;
     qw.representation = "int8/row";
     return Own(std::move(qw));
   }
@@ -456,17 +464,7 @@ class Reader {
         return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "_data' has shape ", Shape(d8->shape),
                                                        " and _scale ", Shape(sc->shape), " for ", rows, " x ", cols));
       }
-      uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows * cols));
-      uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
-      uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
-      for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(d8->data[i]) + 128);
-      for (int64_t r = 0; r < rows; ++r) {
-        scale[r] = Fp32ToFp16(FloatAt(*sc, r));
-        zero[r] = Fp32ToFp16(128.0f);
-      }
-      SetAffineView(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
-      qw.representation = "int8/row";
-      return Own(std::move(qw));
+      return Int8Rows(*d8, *sc, 1.0f, 0.0f);
     }
     ASSIGN_OR_RETURN(const TensorView* data, Get(p + "_data._data", {}, {DType::kU8}));
     ASSIGN_OR_RETURN(const TensorView* sh, Get(p + "_shift", {}, {DType::kF16, DType::kF32, DType::kBF16}));
