@@ -34,6 +34,40 @@ struct Variant {
   float max_abs;
 };
 
+std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>& tokens) {
+  kernels::ThreadPool pool(1);
+  ForwardWorkspace ws;
+  KvCache cache(m.config().n_layer, m.config().kv_dim());
+  cache.Reserve(static_cast<int32_t>(tokens.size()));
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
+  std::vector<float> logits;
+  m.Forward(batch, pool, ws, &logits);
+  return logits;
+}
+
+// A Hugging Face directory as LoadModel opens it: checkpoint, model, vocabulary.
+struct HfModel {
+  std::shared_ptr<const Checkpoint> checkpoint;
+  std::unique_ptr<LlamaModel> model;
+  VocabSpec vocab;
+};
+absl::StatusOr<HfModel> LoadHf(const std::string& dir) {
+  auto opened = Checkpoint::Open(dir, "auto");
+  if (!opened.ok()) return opened.status();
+  HfModel out;
+  out.checkpoint = std::move(*opened);
+  const Checkpoint& ck = *out.checkpoint;
+  auto model = LlamaModel::FromCheckpoint(out.checkpoint, quant::CheckpointLinearLoader(out.checkpoint), nullptr);
+  if (!model.ok()) return model.status();
+  out.model = std::move(*model);
+  auto vocab = VocabSpecFromHf(ck.ReadSibling("tokenizer.json"), ck.ReadSibling("tokenizer_config.json"),
+                               ck.ReadSibling("generation_config.json"), dir);
+  if (!vocab.ok()) return vocab.status();
+  out.vocab = std::move(*vocab);
+  return out;
+}
+
 class CheckpointTest : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(CheckpointTest, LogitsMatchTheTool) {
@@ -42,31 +76,20 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   ASSERT_TRUE(fs::exists(dir + "/reference.json")) << dir << " (run tests/reference/regenerate_formats.sh)";
   std::ifstream in(dir + "/reference.json");
   nlohmann::json ref = nlohmann::json::parse(in);
-  auto opened = Checkpoint::Open(dir, "auto");
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  std::shared_ptr<const Checkpoint> ck(std::move(*opened));
-  auto model = LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), nullptr);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto vocab = VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
-                               ck->ReadSibling("generation_config.json"), dir);
-  ASSERT_TRUE(vocab.ok()) << vocab.status();
+  auto hf = LoadHf(dir);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const LlamaModel* model = hf->model.get();
+  const VocabSpec* vocab = &hf->vocab;
 
   const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
   auto npy = formats::NpzFile::Open(dir + "/" + ref.value("logits_file", std::string("logits.npy")));
   ASSERT_TRUE(npy.ok()) << npy.status();
   const formats::TensorView& want = (*npy)->tensors()[0];
-  const int64_t vocab_n = (*model)->config().vocab_size;
+  const int64_t vocab_n = model->config().vocab_size;
   ASSERT_EQ(want.shape, (std::vector<int64_t>{static_cast<int64_t>(tokens.size()), vocab_n}));
   const float* w = reinterpret_cast<const float*>(want.data);
 
-  kernels::ThreadPool pool(1);
-  ForwardWorkspace ws;
-  KvCache cache((*model)->config().n_layer, (*model)->config().kv_dim());
-  cache.Reserve(static_cast<int32_t>(tokens.size()));
-  std::vector<BatchToken> batch;
-  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
-  std::vector<float> logits;
-  (*model)->Forward(batch, pool, ws, &logits);
+  const std::vector<float> logits = Logits(*model, tokens);
   ASSERT_EQ(logits.size(), tokens.size() * vocab_n);
   float max_d = 0, max_ref = 0;
   int argmax_same = 0;
@@ -86,34 +109,18 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   RecordProperty("max_abs_diff", std::to_string(max_d));
 }
 
-std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>& tokens) {
-  kernels::ThreadPool pool(1);
-  ForwardWorkspace ws;
-  KvCache cache(m.config().n_layer, m.config().kv_dim());
-  cache.Reserve(static_cast<int32_t>(tokens.size()));
-  std::vector<BatchToken> batch;
-  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
-  std::vector<float> logits;
-  m.Forward(batch, pool, ws, &logits);
-  return logits;
-}
-
 // HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
 // llama.cpp's order on the way out, the rope style switched back on the way in).
 TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
   for (const char* v : {"hf-f32", "hf-f16", "qwen2-f32", "llama-tied"}) {
     SCOPED_TRACE(v);
     const std::string dir = DataDir() + "/" + v;
-    auto opened = Checkpoint::Open(dir, "auto");
-    ASSERT_TRUE(opened.ok()) << opened.status();
-    std::shared_ptr<const Checkpoint> ck(std::move(*opened));
-    auto model = LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), nullptr);
-    ASSERT_TRUE(model.ok()) << model.status();
-    auto vocab = VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
-                                 ck->ReadSibling("generation_config.json"), dir);
-    ASSERT_TRUE(vocab.ok()) << vocab.status();
+    auto hf = LoadHf(dir);
+    ASSERT_TRUE(hf.ok()) << hf.status();
+    const LlamaModel* model = hf->model.get();
+    const VocabSpec* vocab = &hf->vocab;
     const std::string out = ::testing::TempDir() + "/export_" + v + ".gguf";
-    ASSERT_TRUE((*model)->ExportGguf(*vocab, out).ok());
+    ASSERT_TRUE(model->ExportGguf(*vocab, out).ok());
     auto file = gguf::File::Open(out);
     ASSERT_TRUE(file.ok()) << file.status();
     auto back_vocab = VocabSpecFromGguf(**file);
@@ -124,7 +131,7 @@ TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
     auto back = LlamaModel::FromGguf(std::move(*file), nullptr);
     ASSERT_TRUE(back.ok()) << back.status();
     const std::vector<int32_t> tokens = {5, 17, 99, 3, 250, 41, 7, 180};
-    const std::vector<float> a = Logits(**model, tokens), b = Logits(**back, tokens);
+    const std::vector<float> a = Logits(*model, tokens), b = Logits(**back, tokens);
     ASSERT_EQ(a.size(), b.size());
     float max_d = 0;
     for (size_t i = 0; i < a.size(); ++i) max_d = std::max(max_d, std::fabs(a[i] - b[i]));
@@ -140,16 +147,12 @@ TEST(CheckpointExport, LlamaCppAgreesOnTheExport) {
   ASSERT_TRUE(in.good());
   const nlohmann::json ref = nlohmann::json::parse(in);
   const std::string dir = DataDir() + "/hf-f32";
-  auto opened = Checkpoint::Open(dir, "auto");
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  std::shared_ptr<const Checkpoint> ck(std::move(*opened));
-  auto model = LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), nullptr);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto vocab = VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
-                               ck->ReadSibling("generation_config.json"), dir);
-  ASSERT_TRUE(vocab.ok()) << vocab.status();
+  auto hf = LoadHf(dir);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const LlamaModel* model = hf->model.get();
+  const VocabSpec* vocab = &hf->vocab;
   const std::string out = ::testing::TempDir() + "/export_llama_cpp_check.gguf";
-  ASSERT_TRUE((*model)->ExportGguf(*vocab, out).ok());
+  ASSERT_TRUE(model->ExportGguf(*vocab, out).ok());
   auto file = gguf::File::Open(out);
   ASSERT_TRUE(file.ok()) << file.status();
   auto spec = VocabSpecFromGguf(**file);
@@ -202,16 +205,13 @@ TEST(CheckpointGguf, LogitsMatchLlamaCpp) {
 
 // A quantized representation without a GGUF type is refused, naming the layer.
 TEST(CheckpointExport, NonGgufRepresentationIsRefused) {
-  const std::string dir = DataDir() + "/bnb-nf4";
-  auto opened = Checkpoint::Open(dir, "auto");
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  std::shared_ptr<const Checkpoint> ck(std::move(*opened));
-  auto model = LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), nullptr);
-  ASSERT_TRUE(model.ok()) << model.status();
+  auto hf = LoadHf(DataDir() + "/bnb-nf4");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const LlamaModel* model = hf->model.get();
   VocabSpec vocab;
   vocab.model = "gpt2";
   vocab.tokens = {"a"};
-  const absl::Status s = (*model)->ExportGguf(vocab, ::testing::TempDir() + "/nf4.gguf");
+  const absl::Status s = model->ExportGguf(vocab, ::testing::TempDir() + "/nf4.gguf");
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("blk.0.attn_q.weight"), std::string::npos) << s;
   EXPECT_NE(s.message().find("nf4"), std::string::npos) << s;
