@@ -28,6 +28,7 @@ const char* CheckpointQuantName(CheckpointQuant q) {
     case CheckpointQuant::kAwq: return "awq";
     case CheckpointQuant::kMlx: return "mlx";
     case CheckpointQuant::kQuanto: return "quanto";
+    case CheckpointQuant::kIngot: return "ingot";
   }
   return "?";
 }
@@ -256,6 +257,20 @@ absl::Status Checkpoint::DetectQuantization() {
     q.method = CheckpointQuant::kMlx;
     q.bits = IntOr(j, "bits", 4);
     q.group_size = IntOr(j, "group_size", 64);
+  }
+  // ingot's own layout names itself in quantization_config.json.
+  if (q.method == CheckpointQuant::kNone) {
+    const std::string text = ReadSibling("quantization_config.json");
+    Json j;
+    if (!text.empty() && parse(dir_ + "/quantization_config.json", text, &j).ok() &&
+        StrOr(j, "quant_method", "") == "ingot") {
+      from(dir_ + "/quantization_config.json", j);
+      q.method = CheckpointQuant::kIngot;
+      if (IntOr(j, "version", 0) != 1 || !j.contains("modules") || !j["modules"].is_object()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            dir_, "/quantization_config.json: an ingot layout needs \"version\": 1 and a \"modules\" object"));
+      }
+    }
   }
   // Tool-specific files beside the weights.
   struct Side {

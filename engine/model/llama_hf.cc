@@ -167,6 +167,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
   c.rope_base = static_cast<float>(b.FloatOr("rope_theta", 10000.0));
   c.rms_eps = static_cast<float>(b.FloatOr("rms_norm_eps", 1e-6));
   c.attn_bias = arch->attn_bias || b.BoolOr("attention_bias", false);
+  // ingot's own layout keeps a GGUF model's q/k rows as they were (pairs interleaved).
+  if (b.BoolOr("ingot_rope_interleaved", false)) c.rope_style = RopeStyle::kNormal;
 
   model->inv_freq_.resize(c.rope_dim / 2);
   for (int32_t i = 0; i < c.rope_dim / 2; ++i) {
@@ -203,6 +205,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
     }
   }
 
+  // ingot's own layout saves the rotary frequencies as they were computed.
+  if (ck.Find("ingot.rope.inv_freq") != nullptr) {
+    ASSIGN_OR_RETURN(model->inv_freq_, b.Vector("ingot.rope.inv_freq", c.rope_dim / 2, false));
+    ASSIGN_OR_RETURN(model->rope_freqs_, b.Vector("ingot.rope.freqs", c.rope_dim / 2, true));
+  }
+
   // Embedding: a dense (vocab, n_embd) matrix the GGML row kernels read in place. A
   // quantized one (MLX quantizes embeddings too) is expanded to f16 for lookups; its
   // quantized form still serves as a tied output head.
@@ -226,6 +234,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
       w.data = e->data;
     } else {
       ASSIGN_OR_RETURN(quantized_embd, loader("model.embed_tokens", c.vocab_size, d));
+    }
+    if (!dense && quantized_embd.w.kind == kernels::LinearKind::kGgml) {
+      // GGML blocks (ingot's layout of a GGUF model): looked up in place, as from GGUF.
+      model->token_embd_ = quantized_embd.w.ggml;
+      if (quantized_embd.owner) model->owners_.push_back(std::move(quantized_embd.owner));
+      quantized_embd = LinearLoad();
+    } else if (!dense) {
       auto storage = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(c.vocab_size) * d);
       std::vector<float> row(d);
       for (int64_t r = 0; r < c.vocab_size; ++r) {

@@ -39,7 +39,12 @@ float FloatAt(const TensorView& t, int64_t i) {
 
 class Reader {
  public:
-  explicit Reader(std::shared_ptr<const Checkpoint> ck) : ck_(std::move(ck)) {}
+  explicit Reader(std::shared_ptr<const Checkpoint> ck) : ck_(std::move(ck)) {
+    if (ck_->quant().method == CheckpointQuant::kIngot) {
+      const Json j = Json::parse(ck_->quant().json, nullptr, false);
+      if (j.is_object() && j.contains("modules") && j["modules"].is_object()) ingot_ = j["modules"];
+    }
+  }
 
   absl::StatusOr<LinearLoad> Load(const std::string& name, int64_t rows, int64_t cols) const {
     const CheckpointQuantConfig& q = ck_->quant();
@@ -48,7 +53,13 @@ class Reader {
     const bool is_dense = dense != nullptr && IsFloat(dense->dtype) &&
                           ck_->Find(name + ".weight.absmax") == nullptr && ck_->Find(name + ".SCB") == nullptr &&
                           ck_->Find(name + ".scales") == nullptr && ck_->Find(name + ".W_q") == nullptr;
-    if (is_dense || q.method == CheckpointQuant::kNone) return Dense(name, rows, cols);
+    if (is_dense || q.method == CheckpointQuant::kNone) {
+      ASSIGN_OR_RETURN(LinearLoad out, Dense(name, rows, cols));
+      if (auto it = ingot_.find(name); it != ingot_.end() && it->is_object()) {
+        out.representation = it->value("representation", out.representation);
+      }
+      return out;
+    }
     switch (q.method) {
       case CheckpointQuant::kBnb4: return Bnb4(name, rows, cols);
       case CheckpointQuant::kBnb8: return Bnb8(name, rows, cols);
@@ -57,6 +68,7 @@ class Reader {
       case CheckpointQuant::kMlx: return Mlx(name, rows, cols);
       case CheckpointQuant::kHqq: return Hqq(name, rows, cols);
       case CheckpointQuant::kQuanto: return Quanto(name, rows, cols);
+      case CheckpointQuant::kIngot: return Ingot(name, rows, cols);
       default:
         return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", name, "' is stored as ",
                                                      CheckpointQuantName(q.method),
@@ -508,7 +520,109 @@ class Reader {
     return Own(std::move(qw));
   }
 
+  // ingot's own layout (LlamaModel::SaveIngot): the module's entry in
+  // quantization_config.json names its representation; the tensors are that
+  // representation's arrays, used in place.
+  absl::StatusOr<LinearLoad> Ingot(const std::string& name, int64_t rows, int64_t cols) const {
+    const std::string where = ck_->dir() + "/quantization_config.json";
+    auto it = ingot_.find(name);
+    if (it == ingot_.end() || !it->is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": no entry for module '", name, "'"));
+    }
+    const Json& s = *it;
+    auto bad = [&](const std::string& what) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": module '", name, "': ", what));
+    };
+    auto int_of = [&](const char* key) -> int64_t {
+      return s.contains(key) && s[key].is_number_integer() ? s[key].get<int64_t>() : -1;
+    };
+    const std::string kind = s.value("kind", ""), w = name + ".weight";
+    LinearLoad out;
+    // Bytes of the module's tensors, as the other loaders count them.
+    auto get = [&](const std::string& t, std::vector<int64_t> shape, DType d) -> absl::StatusOr<const TensorView*> {
+      ASSIGN_OR_RETURN(const TensorView* v, Get(t, std::move(shape), {d}));
+      out.bytes += static_cast<int64_t>(v->nbytes);
+      return v;
+    };
+    out.representation = s.value("representation", kind);
+    if (kind == "ggml") {
+      const int64_t id = int_of("type_id");
+      const GgmlTypeTraits& t = GetGgmlTypeTraits(static_cast<uint32_t>(id < 0 ? 1u << 20 : id));
+      if (id < 0 || !t.supported || s.value("type", "") != t.name) {
+        return bad(absl::StrCat("GGML type ", s.value("type", "?"), " (id ", id, ") is not one this build reads"));
+      }
+      if (cols % t.block_size != 0) return bad(absl::StrCat(cols, " columns are not whole ", t.name, " blocks"));
+      kernels::WeightMatrix& m = out.w.ggml;
+      m.type = static_cast<GgmlType>(id);
+      m.rows = rows;
+      m.cols = cols;
+      m.row_bytes = GgmlRowSize(m.type, cols);
+      ASSIGN_OR_RETURN(const TensorView* q, get(w, {rows, static_cast<int64_t>(m.row_bytes)}, DType::kU8));
+      m.data = q->data;
+      out.w.kind = kernels::LinearKind::kGgml;
+    } else if (kind == "affine") {
+      kernels::AffineMatrix& a = out.w.affine;
+      a.bits = static_cast<int32_t>(int_of("bits"));
+      a.group = int_of("group_size");
+      if (a.bits < 1 || a.bits > 8 || a.group <= 0 || cols % a.group != 0 || int_of("cols") != cols) {
+        return bad(absl::StrCat("bits ", a.bits, ", group_size ", a.group, ", cols ", int_of("cols"),
+                                " do not describe a ", rows, " x ", cols, " affine matrix"));
+      }
+      const std::string zero = s.value("zero", "");
+      if (zero != "zero" && zero != "bias") return bad("zero must be \"zero\" or \"bias\"");
+      a.zero_kind = zero == "zero" ? kernels::ZeroKind::kZero : kernels::ZeroKind::kBias;
+      a.rows = rows;
+      a.cols = cols;
+      a.row_bytes = static_cast<size_t>((cols * a.bits + 7) / 8);
+      const int64_t g = cols / a.group;
+      ASSIGN_OR_RETURN(const TensorView* q, get(w, {rows, static_cast<int64_t>(a.row_bytes)}, DType::kU8));
+      ASSIGN_OR_RETURN(const TensorView* sc, get(name + ".scales", {rows, g}, DType::kF16));
+      a.q = q->data;
+      a.scale = reinterpret_cast<const uint16_t*>(sc->data);
+      if (ck_->Find(name + ".zeros") != nullptr) {
+        ASSIGN_OR_RETURN(const TensorView* z, get(name + ".zeros", {rows, g}, DType::kF16));
+        a.zero = reinterpret_cast<const uint16_t*>(z->data);
+      }
+      out.w.kind = kernels::LinearKind::kAffine;
+      out.w.outlier_threshold = s.value("outlier_threshold", 0.0f);
+    } else if (kind == "codebook") {
+      kernels::CodebookMatrix& c = out.w.codebook;
+      const std::string book = s.value("book", "");
+      if (book != "nf4" && book != "fp4") return bad("book must be nf4 or fp4");
+      c.book = book == "nf4" ? kernels::Codebook::kNF4 : kernels::Codebook::kFP4;
+      c.rows = rows;
+      c.cols = cols;
+      c.block = int_of("block");
+      if (c.block <= 0 || cols % c.block != 0 || c.block % 2 != 0 || int_of("rows") != rows ||
+          int_of("cols") != cols) {
+        return bad(absl::StrCat("block ", c.block, ", shape ", int_of("rows"), " x ", int_of("cols"),
+                                " do not describe a ", rows, " x ", cols, " codebook matrix"));
+      }
+      const int64_t n = rows * cols, blocks = n / c.block;
+      ASSIGN_OR_RETURN(const TensorView* codes, get(w, {n / 2}, DType::kU8));
+      c.codes = codes->data;
+      if (ck_->Find(name + ".absmax_code") != nullptr) {
+        c.absmax_block = int_of("absmax_block");
+        if (c.absmax_block <= 0) return bad("absmax_block must be positive");
+        c.absmax_offset = s.value("absmax_offset", 0.0f);
+        ASSIGN_OR_RETURN(const TensorView* code, get(name + ".absmax_code", {blocks}, DType::kU8));
+        ASSIGN_OR_RETURN(const TensorView* scale,
+                         get(name + ".absmax_scale", {(blocks + c.absmax_block - 1) / c.absmax_block}, DType::kF32));
+        c.absmax_code = code->data;
+        c.absmax_scale = reinterpret_cast<const float*>(scale->data);
+      } else {
+        ASSIGN_OR_RETURN(const TensorView* absmax, get(name + ".absmax", {blocks}, DType::kF32));
+        c.absmax = reinterpret_cast<const float*>(absmax->data);
+      }
+      out.w.kind = kernels::LinearKind::kCodebook;
+    } else {
+      return bad(absl::StrCat("kind '", kind, "' is not ggml, affine or codebook"));
+    }
+    return out;
+  }
+
   std::shared_ptr<const Checkpoint> ck_;
+  Json ingot_ = Json::object();  // quantization_config.json "modules" of an ingot layout
 };
 
 }  // namespace

@@ -247,17 +247,28 @@ absl::Status Engine::UnloadModel(const std::string& name) {
 absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::string& path,
                                           const std::string& format, bool overwrite) {
   if (path.empty()) return absl::InvalidArgumentError("path: required");
-  if (format != "gguf" && !format.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("format '", format, "' is not one ingot writes (gguf)"));
+  const bool gguf = format == "gguf" || format.empty();
+  if (!gguf && format != "ingot") {
+    return absl::InvalidArgumentError(absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot)"));
   }
   std::error_code ec;
   if (!overwrite && std::filesystem::exists(path, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(path, " exists (set overwrite to replace it)"));
   }
+  if (!gguf && std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is a file; the ingot layout is a directory"));
+  }
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(name));
   return CatchExceptions("saving " + name, [&]() -> absl::StatusOr<int64_t> {
-    RETURN_IF_ERROR(ready.model->model->ExportGguf(ready.model->tokenizer->spec(), path));
-    return static_cast<int64_t>(std::filesystem::file_size(path));
+    const VocabSpec& vocab = ready.model->tokenizer->spec();
+    if (gguf) {
+      RETURN_IF_ERROR(ready.model->model->ExportGguf(vocab, path));
+      return static_cast<int64_t>(std::filesystem::file_size(path));
+    }
+    ASSIGN_OR_RETURN(std::vector<std::string> files, ready.model->model->SaveIngot(vocab, path));
+    int64_t bytes = 0;
+    for (const std::string& f : files) bytes += static_cast<int64_t>(std::filesystem::file_size(f));
+    return bytes;
   });
 }
 

@@ -50,6 +50,14 @@ absl::StatusOr<VocabSpec> VocabSpecFromGguf(const gguf::File& file);
 absl::StatusOr<VocabSpec> VocabSpecFromHf(std::string_view tokenizer_json, std::string_view tokenizer_config,
                                           std::string_view generation_config, const std::string& dir);
 
+// Hugging Face tokenizer files for a byte-level BPE VocabSpec (model "gpt2" with a
+// pre-tokenizer ingot implements), which VocabSpecFromHf reads back to the same
+// tokenization. FAILED_PRECONDITION names a vocabulary or pre-tokenizer without one.
+struct HfTokenizerFiles {
+  std::string tokenizer_json, tokenizer_config, generation_config;
+};
+absl::StatusOr<HfTokenizerFiles> VocabSpecToHf(const VocabSpec& spec);
+
 class Tokenizer {
  public:
   // INVALID_ARGUMENT for an unknown model or pre-tokenizer, naming it.

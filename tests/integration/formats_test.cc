@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ingot/v1/quantization.grpc.pb.h"
 #include "tests/integration/integration_fixture.h"
 #include "tests/integration/ingotd_process.h"
 
@@ -211,6 +212,69 @@ TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << r.status.error_message();
   EXPECT_THAT(r.status.error_message(), HasSubstr("GPT2LMHeadModel"));
   std::filesystem::remove_all(dir);
+}
+
+// ingot's own layout through the server and the CLI: the default model, and an NF4
+// (double quant) quantization of it, saved with `ingot save --format ingot` and loaded
+// back: the same representations and the same greedy tokens on a chat prompt.
+TEST_F(IngotdTest, SavesIngotLayoutThatLoadsBackIdentical) {
+  auto stub = models();
+  auto qstub = v1::QuantizationService::NewStub(channel());
+  {
+    v1::QuantizeModelRequest request;
+    request.set_source("default");
+    request.set_target("nf4");
+    request.mutable_config()->set_method("bitsandbytes");
+    request.mutable_config()->set_quant_type("nf4");
+    grpc::ClientContext context;
+    context.set_deadline(In(300));
+    auto reader = qstub->QuantizeModel(&context, request);
+    v1::QuantizeModelResponse response;
+    while (reader->Read(&response)) {}
+    ASSERT_TRUE(reader->Finish().ok());
+  }
+  auto representations = [](const v1::ModelInfo& m) {
+    std::vector<std::string> out;
+    for (const auto& k : m.tensor_kinds()) out.push_back(k.kind() + "=" + k.representation());
+    return out;
+  };
+  for (const char* name : {"default", "nf4"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = ::testing::TempDir() + "/ingot_layout_" + name;
+    std::filesystem::remove_all(dir);
+    CommandResult save =
+        RunCommand({Cli(), "--server", server_->address(), "save", name, dir, "--format", "ingot"});
+    ASSERT_EQ(save.exit_code, 0) << save.err;
+    EXPECT_THAT(save.out, HasSubstr("ingot"));
+    EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors"));
+    EXPECT_TRUE(std::filesystem::exists(dir + "/tokenizer.json"));
+    const std::string back = std::string(name) + "-back";
+    LoadResult r = Load(channel(), back, dir);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    const v1::ModelInfo& info = r.messages.back().model();
+    EXPECT_EQ(info.format(), "safetensors/ingot");
+    grpc::ClientContext ctx;
+    v1::GetModelRequest get;
+    get.set_name(name);
+    v1::GetModelResponse orig;
+    ASSERT_TRUE(stub->GetModel(&ctx, get, &orig).ok());
+    EXPECT_EQ(representations(info), representations(orig.model()));
+    EXPECT_EQ(info.weight_bytes(), orig.model().weight_bytes());
+    v1::GenerateRequest a = Greedy(name, "", 24);
+    a.clear_prompt();
+    v1::ChatMessage* turn = a.add_messages();
+    turn->set_role("user");
+    turn->set_content("What is the capital of France?");
+    v1::GenerateRequest b = a;
+    b.set_model(back);
+    Generation ga = Generate(channel(), a), gb = Generate(channel(), b);
+    ASSERT_TRUE(ga.status.ok() && gb.status.ok()) << ga.status.error_message() << gb.status.error_message();
+    EXPECT_EQ(ga.ids, gb.ids);
+    EXPECT_EQ(ga.ids.size(), 24u);
+    Unload(stub.get(), back);
+    std::filesystem::remove_all(dir);
+  }
+  Unload(stub.get(), "nf4");
 }
 
 }  // namespace

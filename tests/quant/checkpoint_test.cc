@@ -14,13 +14,16 @@
 #include "engine/quant/checkpoint_linear.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
+#include "tests/quant/model_util.h"
 #include "nlohmann/json.hpp"
 
 namespace ingot {
 namespace {
 namespace fs = std::filesystem;
 
-std::string DataDir() { return std::string(INGOT_SOURCE_DIR) + "/tests/data/formats"; }
+using testing_util::LoadHf;
+using testing_util::Logits;
+std::string DataDir() { return testing_util::FormatsDataDir(); }
 
 struct Variant {
   const char* dir;
@@ -34,40 +37,6 @@ struct Variant {
   float max_abs;
 };
 
-std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>& tokens) {
-  kernels::ThreadPool pool(1);
-  ForwardWorkspace ws;
-  KvCache cache(m.config().n_layer, m.config().kv_dim());
-  cache.Reserve(static_cast<int32_t>(tokens.size()));
-  std::vector<BatchToken> batch;
-  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
-  std::vector<float> logits;
-  m.Forward(batch, pool, ws, &logits);
-  return logits;
-}
-
-// A Hugging Face directory as LoadModel opens it: checkpoint, model, vocabulary.
-struct HfModel {
-  std::shared_ptr<const Checkpoint> checkpoint;
-  std::unique_ptr<LlamaModel> model;
-  VocabSpec vocab;
-};
-absl::StatusOr<HfModel> LoadHf(const std::string& dir) {
-  auto opened = Checkpoint::Open(dir, "auto");
-  if (!opened.ok()) return opened.status();
-  HfModel out;
-  out.checkpoint = std::move(*opened);
-  const Checkpoint& ck = *out.checkpoint;
-  auto model = LlamaModel::FromCheckpoint(out.checkpoint, quant::CheckpointLinearLoader(out.checkpoint), nullptr);
-  if (!model.ok()) return model.status();
-  out.model = std::move(*model);
-  auto vocab = VocabSpecFromHf(ck.ReadSibling("tokenizer.json"), ck.ReadSibling("tokenizer_config.json"),
-                               ck.ReadSibling("generation_config.json"), dir);
-  if (!vocab.ok()) return vocab.status();
-  out.vocab = std::move(*vocab);
-  return out;
-}
-
 class CheckpointTest : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(CheckpointTest, LogitsMatchTheTool) {
@@ -79,7 +48,6 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   auto hf = LoadHf(dir);
   ASSERT_TRUE(hf.ok()) << hf.status();
   const LlamaModel* model = hf->model.get();
-  const VocabSpec* vocab = &hf->vocab;
 
   const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
   auto npy = formats::NpzFile::Open(dir + "/" + ref.value("logits_file", std::string("logits.npy")));

@@ -1,0 +1,54 @@
+// Shared by the checkpoint tests: the format vectors' directory, a model's logits on a
+// token sequence, and a Hugging Face style directory opened as LoadModel opens it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/llama.h"
+#include "engine/quant/checkpoint_linear.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace ingot::testing_util {
+
+inline std::string FormatsDataDir() { return std::string(INGOT_SOURCE_DIR) + "/tests/data/formats"; }
+
+// Logits of every position (tokens.size() x vocab), one thread, a fresh cache.
+inline std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>& tokens) {
+  kernels::ThreadPool pool(1);
+  ForwardWorkspace ws;
+  KvCache cache(m.config().n_layer, m.config().kv_dim());
+  cache.Reserve(static_cast<int32_t>(tokens.size()));
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
+  std::vector<float> logits;
+  m.Forward(batch, pool, ws, &logits);
+  return logits;
+}
+
+// A Hugging Face directory as LoadModel opens it: checkpoint, model, vocabulary.
+struct HfModel {
+  std::shared_ptr<const Checkpoint> checkpoint;
+  std::unique_ptr<LlamaModel> model;
+  VocabSpec vocab;
+};
+inline absl::StatusOr<HfModel> LoadHf(const std::string& dir) {
+  auto opened = Checkpoint::Open(dir, "auto");
+  if (!opened.ok()) return opened.status();
+  HfModel out;
+  out.checkpoint = std::move(*opened);
+  const Checkpoint& ck = *out.checkpoint;
+  auto model = LlamaModel::FromCheckpoint(out.checkpoint, quant::CheckpointLinearLoader(out.checkpoint), nullptr);
+  if (!model.ok()) return model.status();
+  out.model = std::move(*model);
+  auto vocab = VocabSpecFromHf(ck.ReadSibling("tokenizer.json"), ck.ReadSibling("tokenizer_config.json"),
+                               ck.ReadSibling("generation_config.json"), dir);
+  if (!vocab.ok()) return vocab.status();
+  out.vocab = std::move(*vocab);
+  return out;
+}
+
+}  // namespace ingot::testing_util

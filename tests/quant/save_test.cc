@@ -1,0 +1,184 @@
+// ingot's own checkpoint layout (LlamaModel::SaveIngot): a model saved and loaded back
+// gives identical logits, bit for bit, for every representation (GGML blocks, affine
+// zero and bias groups, LLM.int8 rows with outliers, NF4/FP4 with and without double
+// quantization), for models read from GGUF (interleaved rope, GGML embeddings) and from
+// Hugging Face layouts (biases, an MLX-quantized head); the tokenizer reads back to the
+// same ids.
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/formats/gguf.h"
+#include "engine/quant/quantize_model.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/quant/model_util.h"
+#include "tests/test_util.h"
+
+namespace ingot {
+namespace {
+namespace fs = std::filesystem;
+using testing_util::FormatsDataDir;
+using testing_util::LoadHf;
+using testing_util::Logits;
+
+const std::vector<int32_t> kTokens = {5, 17, 99, 3, 250, 41, 7, 180, 2, 64};
+const char* const kTexts[] = {"Hello world, 123 cats!", "  spaces\tand\nnewlines  ", "<|im_start|>user\nhi<|im_end|>",
+                              "naïve café — ünïcödé 東京"};
+
+std::string SaveDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/ingot_save_" + name;
+  fs::remove_all(dir);
+  return dir;
+}
+
+// Saves `model`, loads the directory back, and checks logits, representations and
+// tokenization are the same.
+void ExpectRoundTrip(const LlamaModel& model, const VocabSpec& vocab, const std::string& name,
+                     const std::vector<int32_t>& tokens) {
+  const std::string dir = SaveDir(name);
+  auto files = model.SaveIngot(vocab, dir);
+  ASSERT_TRUE(files.ok()) << files.status();
+  auto back = LoadHf(dir);
+  ASSERT_TRUE(back.ok()) << back.status();
+  const LlamaModel& m2 = *back->model;
+  EXPECT_EQ(m2.config().rope_style, model.config().rope_style);
+  EXPECT_EQ(m2.config().tied_output, model.config().tied_output);
+  EXPECT_EQ(m2.weight_bytes(), model.weight_bytes());
+  const auto mods = model.LinearModules(), mods2 = m2.LinearModules();
+  ASSERT_EQ(mods.size(), mods2.size());
+  for (size_t i = 0; i < mods.size(); ++i) {
+    const kernels::Linear &a = model.linear(mods[i]), &b = m2.linear(mods2[i]);
+    EXPECT_EQ(a.kind, b.kind) << mods[i].name;
+    EXPECT_EQ(a.bytes(), b.bytes()) << mods[i].name;
+  }
+  for (size_t i = 0; i < model.tensor_summary().size() && i < m2.tensor_summary().size(); ++i) {
+    EXPECT_EQ(model.tensor_summary()[i].representation, m2.tensor_summary()[i].representation)
+        << model.tensor_summary()[i].kind;
+  }
+  const std::vector<float> a = Logits(model, tokens), b = Logits(m2, tokens);
+  ASSERT_EQ(a.size(), b.size());
+  size_t differ = 0;
+  for (size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  EXPECT_EQ(differ, 0u) << "of " << a.size() << " logits";
+
+  auto t1 = Tokenizer::Create(vocab);
+  auto t2 = Tokenizer::Create(back->vocab);
+  ASSERT_TRUE(t1.ok() && t2.ok());
+  for (const char* text : kTexts) {
+    EXPECT_EQ((*t1)->Encode(text, true, true), (*t2)->Encode(text, true, true)) << text;
+  }
+  EXPECT_EQ(back->vocab.bos_id, vocab.bos_id);
+  EXPECT_EQ(back->vocab.eos_id, vocab.eos_id);
+  EXPECT_EQ(back->vocab.add_bos, vocab.add_bos);
+  EXPECT_EQ(back->vocab.chat_template, vocab.chat_template);
+  fs::remove_all(dir);
+}
+
+struct Method {
+  const char* label;
+  quant::QuantizationConfig config;
+};
+
+quant::QuantizationConfig Config(const char* method, int bits, int64_t group, const char* type = "",
+                                 std::optional<bool> double_quant = std::nullopt, bool keep_head = true) {
+  quant::QuantizationConfig c;
+  c.method = method;
+  c.bits = bits;
+  c.group_size = group;
+  c.quant_type = type;
+  c.double_quant = double_quant;
+  if (!keep_head) c.skip_modules = std::vector<std::string>{};
+  return c;
+}
+
+// Every representation quantize-on-request makes, from the same dense checkpoint.
+TEST(SaveIngot, QuantizedRepresentationsReloadIdentical) {
+  auto hf = LoadHf(FormatsDataDir() + "/hf-f32");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const std::vector<Method> methods = {
+      {"dense", Config("none", 0, 0)},
+      {"nf4-dq", Config("bitsandbytes", 4, 64, "nf4", true, false)},
+      {"fp4", Config("bitsandbytes", 4, 64, "fp4", false)},
+      {"int8", Config("bitsandbytes", 8, 0)},
+      {"hqq4", Config("hqq", 4, 64, "", std::nullopt, false)},
+      {"hqq3", Config("hqq", 3, 32)},
+      {"mlx4", Config("mlx", 4, 64)},
+      {"quanto2", Config("quanto", 2, 32)},
+      {"q8_0", Config("gguf", 8, 0, "q8_0", std::nullopt, false)},
+      {"q4_1", Config("gguf", 4, 0, "q4_1")},
+  };
+  for (const Method& m : methods) {
+    SCOPED_TRACE(m.label);
+    quant::QuantizeOptions opt;
+    auto q = quant::QuantizeLlama(*hf->model, m.config, opt);
+    ASSERT_TRUE(q.ok()) << q.status();
+    ExpectRoundTrip(*q->model, hf->vocab, m.label, kTokens);
+  }
+}
+
+TEST(SaveIngot, HfModelsReloadIdentical) {
+  // qwen2: attention biases; llama-tied: a tied head; mlx: a quantized embedding expanded
+  // for lookups, its quantized form the head; bnb-nf4: a tool's own double-quant layout.
+  for (const char* v : {"qwen2-f32", "llama-tied", "mlx-4bit-g32", "bnb-nf4", "gptq-4bit-g32"}) {
+    SCOPED_TRACE(v);
+    auto hf = LoadHf(FormatsDataDir() + "/" + v);
+    ASSERT_TRUE(hf.ok()) << hf.status();
+    ExpectRoundTrip(*hf->model, hf->vocab, v, kTokens);
+  }
+}
+
+// A GGUF model: q/k rows in llama.cpp's interleaved order and GGML-typed embeddings stay
+// as they are; the tokenizer files are made from the GGUF vocabulary.
+TEST(SaveIngot, GgufModelsReloadIdentical) {
+  for (const std::string& path :
+       {FormatsDataDir() + "/gguf-q8_0/model.gguf", ingot::testing::DefaultModelPath()}) {
+    SCOPED_TRACE(path);
+    auto file = gguf::File::Open(path);
+    ASSERT_TRUE(file.ok()) << file.status();
+    auto vocab = VocabSpecFromGguf(**file);
+    ASSERT_TRUE(vocab.ok()) << vocab.status();
+    auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+    ASSERT_TRUE(model.ok()) << model.status();
+    ExpectRoundTrip(**model, *vocab, fs::path(path).parent_path().filename().string(), kTokens);
+  }
+}
+
+// What is refused names the problem, and nothing is written.
+TEST(SaveIngot, UnwritableVocabularyIsRefusedBeforeWriting) {
+  VocabSpec spm;
+  spm.model = "llama";
+  spm.tokens = {"<unk>", "a"};
+  auto status = VocabSpecToHf(spm);
+  EXPECT_EQ(status.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.status().message().find("llama"), std::string::npos);
+  VocabSpec odd;
+  odd.model = "gpt2";
+  odd.pre = "tekken";
+  EXPECT_NE(VocabSpecToHf(odd).status().message().find("tekken"), std::string::npos);
+}
+
+// A damaged layout is refused naming the file and the module.
+TEST(SaveIngot, DamagedLayoutNamesTheModule) {
+  auto hf = LoadHf(FormatsDataDir() + "/hf-f32");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  auto q = quant::QuantizeLlama(*hf->model, Config("hqq", 4, 64), quant::QuantizeOptions());
+  ASSERT_TRUE(q.ok()) << q.status();
+  const std::string dir = SaveDir("damaged");
+  ASSERT_TRUE(q->model->SaveIngot(hf->vocab, dir).ok());
+  const std::string qc = dir + "/quantization_config.json";
+  std::ifstream in(qc);
+  nlohmann::json j = nlohmann::json::parse(in);
+  in.close();
+  j["modules"]["model.layers.1.mlp.up_proj"]["group_size"] = 48;
+  std::ofstream(qc) << j.dump();
+  auto back = LoadHf(dir);
+  ASSERT_FALSE(back.ok());
+  EXPECT_EQ(back.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(back.status().message().find("model.layers.1.mlp.up_proj"), std::string::npos) << back.status();
+  EXPECT_NE(back.status().message().find("quantization_config.json"), std::string::npos) << back.status();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ingot
