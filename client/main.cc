@@ -88,8 +88,9 @@ int main(int argc, char** argv) {
   save->add_option("name", save_name, "Model name")->required();
   save->add_option("path", save_path, "Destination path on the server")->required();
   save->add_option("--format", save_format,
-                   "gguf (one file llama.cpp reads) or ingot (a directory that loads back identical)")
-      ->check(CLI::IsMember({"gguf", "ingot"}));
+                   "gguf (one file llama.cpp reads), ingot (a directory that loads back identical), "
+                   "bitsandbytes or mlx (those tools' layouts)")
+      ->check(CLI::IsMember({"gguf", "ingot", "bitsandbytes", "bnb", "mlx"}));
   save->add_flag("--overwrite", save_overwrite, "Replace an existing file");
   std::string unload_name;
   CLI::App* unload = app.add_subcommand("unload", "Unload a model");

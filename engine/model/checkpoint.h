@@ -26,7 +26,7 @@ enum class CheckpointQuant {
   kAwq,         // AutoAWQ GEMM qweight, qzeros, scales
   kMlx,         // MLX weight (uint32), scales, biases
   kQuanto,      // optimum-quanto _data / _scale (/ _shift)
-  kIngot,       // ingot's own layout (LlamaModel::SaveIngot): each module as it was in memory
+  kIngot,       // ingot's own layout (LlamaModel::SaveCheckpoint): each module as it was in memory
 };
 const char* CheckpointQuantName(CheckpointQuant q);
 

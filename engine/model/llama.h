@@ -188,12 +188,14 @@ class LlamaModel {
   // representation has no GGUF type.
   absl::Status ExportGguf(const VocabSpec& vocab, const std::string& path) const;
 
-  // Writes ingot's own checkpoint layout into directory `dir` (created if needed;
-  // llama_save.cc describes it): every layer in its in-memory representation, so the
-  // directory loads back (FromCheckpoint) to identical logits. Returns the files
-  // written. FAILED_PRECONDITION when the architecture or the vocabulary has no form
-  // there (the tokenizer is checked before anything is written).
-  absl::StatusOr<std::vector<std::string>> SaveIngot(const VocabSpec& vocab, const std::string& dir) const;
+  // Writes a Hugging Face style checkpoint directory `dir` (created if needed;
+  // llama_save.cc describes the layouts): "ingot", every layer in its in-memory
+  // representation, which loads back (FromCheckpoint) to identical logits; or
+  // "bitsandbytes" / "mlx", those tools' own layouts. Returns the files written.
+  // FAILED_PRECONDITION names a module (or the architecture, or the vocabulary) with
+  // no form in the layout.
+  absl::StatusOr<std::vector<std::string>> SaveCheckpoint(const VocabSpec& vocab, const std::string& dir,
+                                                          const std::string& layout) const;
 
   // Runs the batch; appends vocab_size logits for every token with want_logits, in
   // batch order, to `logits` (resized). Caches must have capacity for each pos.

@@ -19,6 +19,18 @@
 //                             written when any module is not plain F32/F16/BF16
 //   tokenizer files           the checkpoint's own when the model came with them, else
 //                             made from the vocabulary (VocabSpecToHf)
+//
+// The same directory in other tools' layouts, where each layer's representation has
+// an exact form there (anything else is FAILED_PRECONDITION naming the module):
+//   bitsandbytes  transformers' serialization: NF4/FP4 blocks (double quant kept as the
+//                 nested absmax) or LLM.int8 rows (int8 weight + SCB); dense modules
+//                 listed in llm_int8_skip_modules
+//   mlx           mlx-lm's: affine groups with bias (2/4/8 bits, groups of 32/64/128) as
+//                 uint32 words + scales + biases; config.json "quantization"
+// Both read q/k rows in transformers' order: a GGUF model's interleaved rows are put
+// back (nested absmax is then expanded to f32, as rows move across its groups), and an
+// embedding in GGML blocks is written dequantized to f32.
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -29,6 +41,7 @@
 #include "engine/model/llama.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/cpu/ggml_types.h"
+#include "kernels/cpu/qmatrix.h"
 #include "nlohmann/json.hpp"
 
 namespace ingot {
@@ -125,22 +138,247 @@ class LayoutWriter {
     modules_[name] = std::move(spec);
   }
 
+  // Keeps `bytes` alive until the file is written; returns its data.
+  const uint8_t* Keep(std::string bytes) {
+    kept_.push_back(std::make_unique<std::string>(std::move(bytes)));
+    return reinterpret_cast<const uint8_t*>(kept_.back()->data());
+  }
+  template <typename T>
+  T* KeepArray(size_t n) {
+    kept_.push_back(std::make_unique<std::string>(n * sizeof(T), '\0'));
+    return reinterpret_cast<T*>(kept_.back()->data());
+  }
+
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const Json& modules() const { return modules_; }
 
  private:
   std::vector<TensorView> tensors_;
   Json modules_ = Json::object();
+  std::vector<std::unique_ptr<std::string>> kept_;
+};
+
+bool IsFloatType(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
+DType DTypeOf(GgmlType t) {
+  return t == GgmlType::kF32 ? DType::kF32 : t == GgmlType::kF16 ? DType::kF16 : DType::kBF16;
+}
+
+// The absmax of every block of a double-quantized codebook matrix, as the kernels
+// compute it (f32).
+void ExpandAbsmax(const kernels::CodebookMatrix& c, float* out) {
+  const int64_t blocks = c.rows * c.cols / c.block;
+  for (int64_t b = 0; b < blocks; ++b) {
+    out[b] = kernels::DynamicMap()[c.absmax_code[b]] * c.absmax_scale[b / c.absmax_block] + c.absmax_offset;
+  }
+}
+
+// `w` with row r taken from row from[r], in storage kept by `keep`. A nested codebook
+// absmax comes out expanded to f32 (its groups of blocks straddle rows).
+kernels::Linear PermuteRows(const kernels::Linear& w, const std::vector<int64_t>& from, LayoutWriter& keep) {
+  kernels::Linear out = w;
+  const int64_t rows = static_cast<int64_t>(from.size());
+  auto rows_of = [&](const uint8_t* src, size_t row_bytes) {
+    uint8_t* dst = keep.KeepArray<uint8_t>(row_bytes * rows);
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * row_bytes, src + from[r] * row_bytes, row_bytes);
+    return dst;
+  };
+  switch (w.kind) {
+    case kernels::LinearKind::kGgml:
+      out.ggml.data = rows_of(w.ggml.data, w.ggml.row_bytes);
+      break;
+    case kernels::LinearKind::kAffine: {
+      const size_t g = static_cast<size_t>(w.affine.groups_per_row()) * 2;
+      out.affine.q = rows_of(w.affine.q, w.affine.row_bytes);
+      out.affine.scale = reinterpret_cast<const uint16_t*>(rows_of(reinterpret_cast<const uint8_t*>(w.affine.scale), g));
+      if (w.affine.zero != nullptr) {
+        out.affine.zero = reinterpret_cast<const uint16_t*>(rows_of(reinterpret_cast<const uint8_t*>(w.affine.zero), g));
+      }
+      break;
+    }
+    case kernels::LinearKind::kCodebook: {
+      const kernels::CodebookMatrix& c = w.codebook;
+      const int64_t blocks = c.rows * c.cols / c.block;
+      const float* absmax = c.absmax;
+      if (c.absmax_code != nullptr) {
+        float* expanded = keep.KeepArray<float>(blocks);
+        ExpandAbsmax(c, expanded);
+        absmax = expanded;
+      }
+      out.codebook.codes = rows_of(c.codes, static_cast<size_t>(c.cols / 2));
+      out.codebook.absmax = reinterpret_cast<const float*>(
+          rows_of(reinterpret_cast<const uint8_t*>(absmax), static_cast<size_t>(c.cols / c.block) * 4));
+      out.codebook.absmax_code = nullptr;
+      out.codebook.absmax_scale = nullptr;
+      out.codebook.absmax_offset = 0;
+      break;
+    }
+  }
+  return out;
+}
+
+// GGUF (pairs interleaved) row order -> transformers' (halves), per head.
+std::vector<int64_t> HalvesFromPairs(int64_t n_head, int64_t head_dim) {
+  std::vector<int64_t> from(n_head * head_dim);
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_head; ++h) {
+    for (int64_t i = 0; i < half; ++i) {
+      for (int64_t j = 0; j < 2; ++j) from[h * head_dim + j * half + i] = h * head_dim + 2 * i + j;
+    }
+  }
+  return from;
+}
+
+absl::Status NoForm(const std::string& name, const std::string& repr, const std::string& layout, const char* how) {
+  return absl::FailedPreconditionError(absl::StrCat("'", name, "' is stored as ", repr, ", which has no ", layout,
+                                                    " form; ", how));
+}
+
+// bitsandbytes as transformers serializes it.
+class BnbLayout {
+ public:
+  absl::Status Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin, const std::string& repr) {
+    const std::string weight = name + ".weight";
+    constexpr const char* kHow = "quantize it with -m bitsandbytes (nf4, fp4 or 8-bit) first";
+    if (lin.kind == kernels::LinearKind::kGgml && IsFloatType(lin.ggml.type)) {
+      w.Add(weight, DTypeOf(lin.ggml.type), {lin.ggml.rows, lin.ggml.cols}, lin.ggml.data);
+      skip_.push_back(name);
+      return absl::OkStatus();
+    }
+    if (lin.kind == kernels::LinearKind::kCodebook) {
+      const kernels::CodebookMatrix& c = lin.codebook;
+      const char* type = c.book == kernels::Codebook::kNF4 ? "nf4" : "fp4";
+      RETURN_IF_ERROR(Mode(name, type));
+      const int64_t n = c.rows * c.cols, blocks = n / c.block;
+      w.Add(weight, DType::kU8, {n / 2, 1}, c.codes);
+      w.Add(weight + ".quant_map", DType::kF32, {16}, kernels::CodebookValues(c.book));
+      Json state = {{"quant_type", type}, {"blocksize", c.block}, {"dtype", "float32"}, {"shape", {c.rows, c.cols}}};
+      if (c.absmax_code != nullptr) {
+        w.Add(weight + ".absmax", DType::kU8, {blocks}, c.absmax_code);
+        w.Add(weight + ".nested_absmax", DType::kF32, {(blocks + c.absmax_block - 1) / c.absmax_block}, c.absmax_scale);
+        w.Add(weight + ".nested_quant_map", DType::kF32, {256}, kernels::DynamicMap());
+        state["nested_blocksize"] = c.absmax_block;
+        state["nested_dtype"] = "float32";
+        state["nested_offset"] = c.absmax_offset;
+        double_quant_ = true;
+      } else {
+        w.Add(weight + ".absmax", DType::kF32, {blocks}, c.absmax);
+      }
+      const std::string blob = state.dump();
+      w.Add(absl::StrCat(weight, ".quant_state.bitsandbytes__", type), DType::kU8,
+            {static_cast<int64_t>(blob.size())}, w.Keep(blob));
+      return absl::OkStatus();
+    }
+    if (lin.kind == kernels::LinearKind::kAffine) {
+      // LLM.int8 rows: (q - 128) * scale, scale = SCB / 127.
+      const kernels::AffineMatrix& a = lin.affine;
+      bool rows_of_128 = a.bits == 8 && a.group == a.cols && a.zero_kind == kernels::ZeroKind::kZero && a.zero != nullptr;
+      for (int64_t r = 0; rows_of_128 && r < a.rows; ++r) rows_of_128 = Fp16ToFp32(a.zero[r]) == 128.0f;
+      if (!rows_of_128) return NoForm(name, repr, "bitsandbytes", kHow);
+      RETURN_IF_ERROR(Mode(name, "int8"));
+      int8_t* q = w.KeepArray<int8_t>(static_cast<size_t>(a.rows * a.cols));
+      float* scb = w.KeepArray<float>(static_cast<size_t>(a.rows));
+      for (int64_t r = 0; r < a.rows; ++r) {
+        for (int64_t i = 0; i < a.cols; ++i) q[r * a.cols + i] = static_cast<int8_t>(a.q[r * a.row_bytes + i] - 128);
+        scb[r] = Fp16ToFp32(a.scale[r]) * 127.0f;
+      }
+      w.Add(weight, DType::kI8, {a.rows, a.cols}, q);
+      w.Add(name + ".SCB", DType::kF32, {a.rows}, scb);
+      static const uint8_t kRowFormat = 0;
+      w.Add(name + ".weight_format", DType::kU8, {}, &kRowFormat);
+      threshold_ = lin.outlier_threshold;
+      return absl::OkStatus();
+    }
+    return NoForm(name, repr, "bitsandbytes", kHow);
+  }
+
+  absl::StatusOr<Json> Config() const {
+    if (mode_.empty()) return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+    const bool int8 = mode_ == "int8";
+    Json skip = Json::array();
+    for (const std::string& s : skip_) skip.push_back(s);
+    return Json{{"quant_method", "bitsandbytes"},
+                {"load_in_4bit", !int8},
+                {"load_in_8bit", int8},
+                {"bnb_4bit_quant_type", int8 ? "fp4" : mode_},
+                {"bnb_4bit_use_double_quant", double_quant_},
+                {"bnb_4bit_compute_dtype", "float32"},
+                {"bnb_4bit_quant_storage", "uint8"},
+                {"llm_int8_threshold", threshold_},
+                {"llm_int8_has_fp16_weight", false},
+                {"llm_int8_skip_modules", skip_.empty() ? Json(nullptr) : skip}};
+  }
+
+ private:
+  // One quantization per checkpoint, as transformers' config describes it.
+  absl::Status Mode(const std::string& name, const std::string& mode) {
+    if (mode_.empty()) mode_ = mode;
+    if (mode_ != mode) {
+      return absl::FailedPreconditionError(absl::StrCat("'", name, "' is ", mode, " but earlier modules are ", mode_,
+                                                        "; a bitsandbytes checkpoint has one quantization"));
+    }
+    return absl::OkStatus();
+  }
+  std::string mode_;
+  bool double_quant_ = false;
+  float threshold_ = 0.0f;
+  std::vector<std::string> skip_;
+};
+
+// mlx-lm's layout.
+class MlxLayout {
+ public:
+  absl::Status Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin, const std::string& repr) {
+    if (lin.kind == kernels::LinearKind::kGgml && IsFloatType(lin.ggml.type)) {
+      w.Add(name + ".weight", DTypeOf(lin.ggml.type), {lin.ggml.rows, lin.ggml.cols}, lin.ggml.data);
+      return absl::OkStatus();
+    }
+    const kernels::AffineMatrix& a = lin.affine;
+    if (lin.kind != kernels::LinearKind::kAffine || a.zero_kind != kernels::ZeroKind::kBias || a.zero == nullptr ||
+        (a.bits != 2 && a.bits != 4 && a.bits != 8) || (a.group != 32 && a.group != 64 && a.group != 128)) {
+      return NoForm(name, repr, "MLX", "quantize it with -m mlx (2, 4 or 8 bits, groups of 32, 64 or 128) first");
+    }
+    const int64_t g = a.groups_per_row();
+    w.Add(name + ".weight", DType::kU32, {a.rows, a.cols * a.bits / 32}, a.q);
+    w.Add(name + ".scales", DType::kF16, {a.rows, g}, a.scale);
+    w.Add(name + ".biases", DType::kF16, {a.rows, g}, a.zero);
+    const Json q = {{"group_size", a.group}, {"bits", a.bits}};
+    if (global_.is_null()) global_ = q;
+    if (q != global_) per_module_[name] = q;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<Json> Config() const {
+    if (global_.is_null()) return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+    Json q = global_;
+    q["mode"] = "affine";
+    for (const auto& [name, v] : per_module_.items()) q[name] = v;
+    return q;
+  }
+
+ private:
+  Json global_;
+  Json per_module_ = Json::object();
 };
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> LlamaModel::SaveIngot(const VocabSpec& vocab, const std::string& dir) const {
+absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabSpec& vocab, const std::string& dir,
+                                                                    const std::string& layout) const {
   const LlamaConfig& c = config_;
+  const bool ingot = layout == "ingot", bnb = layout == "bitsandbytes", mlx = layout == "mlx";
+  if (!ingot && !bnb && !mlx) {
+    return absl::InvalidArgumentError(absl::StrCat("layout '", layout, "' is not ingot, bitsandbytes or mlx"));
+  }
   const char* arch = HfArchitecture(c.architecture);
   if (arch == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("architecture '", c.architecture, "' has no Hugging Face config form in ingot"));
+  }
+  if (c.rope_dim != c.head_dim) {
+    return absl::FailedPreconditionError(absl::StrCat("partial rotary (", c.rope_dim, " of ", c.head_dim,
+                                                      " features) has no config form"));
+  }
+  if (!ingot && !rope_freqs_.empty()) {
+    return absl::FailedPreconditionError("per-dimension rope frequencies have no transformers config form here");
   }
   // The tokenizer first: it is what can fail, before anything is written.
   std::map<std::string, std::string> files;
@@ -174,25 +412,47 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveIngot(const VocabSpec& 
               {"hidden_act", "silu"},
               {"torch_dtype", "float32"}};
   if (c.rope_linear_factor != 1.0f) cfg["rope_scaling"] = {{"type", "linear"}, {"factor", c.rope_linear_factor}};
-  if (c.rope_dim != c.head_dim) {
-    return absl::FailedPreconditionError(absl::StrCat("partial rotary (", c.rope_dim, " of ", c.head_dim,
-                                                      " features) has no config form in ingot's layout"));
-  }
-  if (c.rope_style == RopeStyle::kNormal) cfg["ingot_rope_interleaved"] = true;
+  // ingot keeps a GGUF model's rows; the other tools get transformers' order back.
+  const bool unpermute = !ingot && c.rope_style == RopeStyle::kNormal;
+  if (ingot && c.rope_style == RopeStyle::kNormal) cfg["ingot_rope_interleaved"] = true;
   if (vocab.bos_id >= 0) cfg["bos_token_id"] = vocab.bos_id;
   if (vocab.eos_id >= 0) cfg["eos_token_id"] = vocab.eos_id;
 
   LayoutWriter w;
+  BnbLayout bnb_layout;
+  MlxLayout mlx_layout;
+  auto add_linear = [&](const std::string& name, const kernels::Linear& lin, const std::string& repr,
+                        int64_t permute_heads) -> absl::Status {
+    if (ingot) {
+      w.AddLinear(name, lin, repr);
+      return absl::OkStatus();
+    }
+    const kernels::Linear l = permute_heads > 0 ? PermuteRows(lin, HalvesFromPairs(permute_heads, c.head_dim), w) : lin;
+    return bnb ? bnb_layout.Add(w, name, l, repr) : mlx_layout.Add(w, name, l, repr);
+  };
   {
     kernels::Linear embd;
     embd.kind = kernels::LinearKind::kGgml;
     embd.ggml = token_embd_;
-    w.AddLinear("model.embed_tokens", embd, GetGgmlTypeTraits(token_embd_.type).name);
+    if (ingot) {
+      w.AddLinear("model.embed_tokens", embd, GetGgmlTypeTraits(token_embd_.type).name);
+    } else if (IsFloatType(token_embd_.type)) {
+      w.Add("model.embed_tokens.weight", DTypeOf(token_embd_.type), {token_embd_.rows, token_embd_.cols},
+            token_embd_.data);
+    } else {
+      // GGML blocks have no form in these layouts: the values, exactly, in f32.
+      float* e = w.KeepArray<float>(static_cast<size_t>(token_embd_.rows * token_embd_.cols));
+      const GgmlTypeTraits& t = GetGgmlTypeTraits(token_embd_.type);
+      for (int64_t r = 0; r < token_embd_.rows; ++r) t.dequantize(token_embd_.Row(r), e + r * token_embd_.cols, token_embd_.cols);
+      w.Add("model.embed_tokens.weight", DType::kF32, {token_embd_.rows, token_embd_.cols}, e);
+    }
   }
   w.AddVector("model.norm.weight", output_norm_);
-  if (!c.tied_output) w.AddLinear("lm_head", output_, output_repr_);
-  w.AddVector("ingot.rope.inv_freq", inv_freq_);
-  w.AddVector("ingot.rope.freqs", rope_freqs_);
+  if (!c.tied_output) RETURN_IF_ERROR(add_linear("lm_head", output_, output_repr_, 0));
+  if (ingot) {
+    w.AddVector("ingot.rope.inv_freq", inv_freq_);
+    w.AddVector("ingot.rope.freqs", rope_freqs_);
+  }
   static constexpr const char* kNames[kLinearSlots] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                                        "mlp.down_proj"};
@@ -201,10 +461,23 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveIngot(const VocabSpec& 
     const std::string p = absl::StrCat("model.layers.", l, ".");
     w.AddVector(p + "input_layernorm.weight", L.attn_norm);
     w.AddVector(p + "post_attention_layernorm.weight", L.ffn_norm);
-    for (int s = 0; s < kLinearSlots; ++s) w.AddLinear(p + kNames[s], L.w[s], L.repr[s]);
+    for (int s = 0; s < kLinearSlots; ++s) {
+      int64_t heads = 0;
+      if (unpermute && s == static_cast<int>(LinearSlot::kQ)) heads = c.n_head;
+      if (unpermute && s == static_cast<int>(LinearSlot::kK)) heads = c.n_head_kv;
+      RETURN_IF_ERROR(add_linear(p + kNames[s], L.w[s], L.repr[s], heads));
+    }
     w.AddVector(p + "self_attn.q_proj.bias", L.bq);
     w.AddVector(p + "self_attn.k_proj.bias", L.bk);
     w.AddVector(p + "self_attn.v_proj.bias", L.bv);
+  }
+  std::map<std::string, std::string> metadata = {{"format", "pt"}, {"writer", "ingot"}};
+  if (bnb) {
+    ASSIGN_OR_RETURN(cfg["quantization_config"], bnb_layout.Config());
+  } else if (mlx) {
+    ASSIGN_OR_RETURN(cfg["quantization"], mlx_layout.Config());
+    cfg["quantization_config"] = cfg["quantization"];
+    metadata["format"] = "mlx";
   }
 
   std::error_code ec;
@@ -212,14 +485,16 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveIngot(const VocabSpec& 
   if (ec) return absl::InternalError(absl::StrCat("creating ", dir, ": ", ec.message()));
   std::vector<std::string> written;
   const std::string weights = dir + "/model.safetensors";
-  RETURN_IF_ERROR(formats::WriteSafetensors(weights, w.tensors(), {{"format", "pt"}, {"writer", "ingot"}}));
+  RETURN_IF_ERROR(formats::WriteSafetensors(weights, w.tensors(), metadata));
   written.push_back(weights);
   files["config.json"] = cfg.dump(2);
+  // quantization_config.json names ingot's layout; another layout's must not keep an
+  // older one beside it.
   const std::string qcfg_path = dir + "/quantization_config.json";
-  if (!w.modules().empty()) {
+  if (ingot && !w.modules().empty()) {
     files["quantization_config.json"] = Json{{"quant_method", "ingot"}, {"version", 1}, {"modules", w.modules()}}.dump(1);
   } else {
-    std::filesystem::remove(qcfg_path, ec);  // a dense save over an older quantized one
+    std::filesystem::remove(qcfg_path, ec);
   }
   for (const auto& [name, text] : files) {
     RETURN_IF_ERROR(WriteText(dir + "/" + name, text));

@@ -520,7 +520,7 @@ class Reader {
     return Own(std::move(qw));
   }
 
-  // ingot's own layout (LlamaModel::SaveIngot): the module's entry in
+  // ingot's own layout (LlamaModel::SaveCheckpoint): the module's entry in
   // quantization_config.json names its representation; the tensors are that
   // representation's arrays, used in place.
   absl::StatusOr<LinearLoad> Ingot(const std::string& name, int64_t rows, int64_t cols) const {

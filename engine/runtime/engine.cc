@@ -248,15 +248,17 @@ absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::st
                                           const std::string& format, bool overwrite) {
   if (path.empty()) return absl::InvalidArgumentError("path: required");
   const bool gguf = format == "gguf" || format.empty();
-  if (!gguf && format != "ingot") {
-    return absl::InvalidArgumentError(absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot)"));
+  const std::string layout = format == "bnb" ? "bitsandbytes" : format;
+  if (!gguf && layout != "ingot" && layout != "bitsandbytes" && layout != "mlx") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx)"));
   }
   std::error_code ec;
   if (!overwrite && std::filesystem::exists(path, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(path, " exists (set overwrite to replace it)"));
   }
   if (!gguf && std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is a file; the ingot layout is a directory"));
+    return absl::InvalidArgumentError(absl::StrCat(path, " is a file; a ", layout, " checkpoint is a directory"));
   }
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(name));
   return CatchExceptions("saving " + name, [&]() -> absl::StatusOr<int64_t> {
@@ -265,7 +267,7 @@ absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::st
       RETURN_IF_ERROR(ready.model->model->ExportGguf(vocab, path));
       return static_cast<int64_t>(std::filesystem::file_size(path));
     }
-    ASSIGN_OR_RETURN(std::vector<std::string> files, ready.model->model->SaveIngot(vocab, path));
+    ASSIGN_OR_RETURN(std::vector<std::string> files, ready.model->model->SaveCheckpoint(vocab, path, layout));
     int64_t bytes = 0;
     for (const std::string& f : files) bytes += static_cast<int64_t>(std::filesystem::file_size(f));
     return bytes;

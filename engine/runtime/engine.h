@@ -196,8 +196,8 @@ class Engine {
                                       const std::function<void(const LoadProgress&)>& progress);
   // NOT_FOUND when absent. Running generations keep the model until they finish.
   absl::Status UnloadModel(const std::string& name);
-  // Writes model `name` to `path` in `format` ("gguf": one file; "ingot": a directory,
-  // LlamaModel::SaveIngot); returns the bytes written.
+  // Writes model `name` to `path` in `format` ("gguf": one file; "ingot", "bitsandbytes",
+  // "mlx": a directory, LlamaModel::SaveCheckpoint); returns the bytes written.
   absl::StatusOr<int64_t> SaveModel(const std::string& name, const std::string& path,
                                     const std::string& format, bool overwrite);
   std::vector<ModelInfo> ListModels() const;

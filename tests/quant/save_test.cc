@@ -1,14 +1,17 @@
-// ingot's own checkpoint layout (LlamaModel::SaveIngot): a model saved and loaded back
+// ingot's own checkpoint layout (LlamaModel::SaveCheckpoint): a model saved and loaded back
 // gives identical logits, bit for bit, for every representation (GGML blocks, affine
 // zero and bias groups, LLM.int8 rows with outliers, NF4/FP4 with and without double
 // quantization), for models read from GGUF (interleaved rope, GGML embeddings) and from
 // Hugging Face layouts (biases, an MLX-quantized head); the tokenizer reads back to the
 // same ids.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "engine/formats/gguf.h"
+#include "engine/formats/npz.h"
 #include "engine/quant/quantize_model.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -37,7 +40,7 @@ std::string SaveDir(const std::string& name) {
 void ExpectRoundTrip(const LlamaModel& model, const VocabSpec& vocab, const std::string& name,
                      const std::vector<int32_t>& tokens) {
   const std::string dir = SaveDir(name);
-  auto files = model.SaveIngot(vocab, dir);
+  auto files = model.SaveCheckpoint(vocab, dir, "ingot");
   ASSERT_TRUE(files.ok()) << files.status();
   auto back = LoadHf(dir);
   ASSERT_TRUE(back.ok()) << back.status();
@@ -165,7 +168,7 @@ TEST(SaveIngot, DamagedLayoutNamesTheModule) {
   auto q = quant::QuantizeLlama(*hf->model, Config("hqq", 4, 64), quant::QuantizeOptions());
   ASSERT_TRUE(q.ok()) << q.status();
   const std::string dir = SaveDir("damaged");
-  ASSERT_TRUE(q->model->SaveIngot(hf->vocab, dir).ok());
+  ASSERT_TRUE(q->model->SaveCheckpoint(hf->vocab, dir, "ingot").ok());
   const std::string qc = dir + "/quantization_config.json";
   std::ifstream in(qc);
   nlohmann::json j = nlohmann::json::parse(in);
@@ -178,6 +181,115 @@ TEST(SaveIngot, DamagedLayoutNamesTheModule) {
   EXPECT_NE(back.status().message().find("model.layers.1.mlp.up_proj"), std::string::npos) << back.status();
   EXPECT_NE(back.status().message().find("quantization_config.json"), std::string::npos) << back.status();
   fs::remove_all(dir);
+}
+
+// Exports into other tools' layouts (bitsandbytes, MLX) of hf-f32 quantized by ingot.
+// ingot's own loaders for those layouts read them back to identical logits, and the tool
+// itself, run on the same files (tests/reference/gen_export_peers.py, committed as
+// tests/data/formats/export/<name>/), gives logits within the bound the tool-written
+// checkpoints of checkpoint_test are held to. The exports are written where that script
+// reads them: $TMPDIR/ingot_peer_export/<name>.
+TEST(SaveIngot, PeerExportsLoadBackAndTheToolsAgree) {
+  auto hf = LoadHf(FormatsDataDir() + "/hf-f32");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  std::ifstream ref_in(FormatsDataDir() + "/hf-f32/reference.json");
+  const std::vector<int32_t> tokens = nlohmann::json::parse(ref_in)["tokens"].get<std::vector<int32_t>>();
+  struct Export {
+    const char* name;
+    const char* layout;
+    quant::QuantizationConfig config;
+    const char* quantization;  // what the reloaded checkpoint says it is
+  };
+  const std::vector<Export> exports = {
+      {"bnb-nf4-dq", "bitsandbytes", Config("bitsandbytes", 4, 64, "nf4", true), "bitsandbytes-4bit"},
+      {"bnb-fp4", "bitsandbytes", Config("bitsandbytes", 4, 64, "fp4", false), "bitsandbytes-4bit"},
+      {"bnb-int8", "bitsandbytes", Config("bitsandbytes", 8, 0), "bitsandbytes-int8"},
+      {"mlx-4bit-g64", "mlx", Config("mlx", 4, 64), "mlx"},
+  };
+  for (const Export& e : exports) {
+    SCOPED_TRACE(e.name);
+    auto q = quant::QuantizeLlama(*hf->model, e.config, quant::QuantizeOptions());
+    ASSERT_TRUE(q.ok()) << q.status();
+    const std::string dir = ::testing::TempDir() + "/ingot_peer_export/" + e.name;
+    fs::remove_all(dir);
+    auto files = q->model->SaveCheckpoint(hf->vocab, dir, e.layout);
+    ASSERT_TRUE(files.ok()) << files.status();
+    auto back = LoadHf(dir);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_STREQ(CheckpointQuantName(back->checkpoint->quant().method), e.quantization);
+    const std::vector<float> a = Logits(*q->model, tokens), b = Logits(*back->model, tokens);
+    ASSERT_EQ(a.size(), b.size());
+    size_t differ = 0;
+    for (size_t i = 0; i < a.size(); ++i) differ += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    EXPECT_EQ(differ, 0u) << "of " << a.size() << " logits";
+
+    const std::string golden = FormatsDataDir() + "/export/" + e.name;
+    std::ifstream gin(golden + "/reference.json");
+    if (!gin.good()) {  // the other exports are still written for the generator
+      ADD_FAILURE() << golden << " is missing (tests/reference/gen_export_peers.py)";
+      continue;
+    }
+    auto npy = formats::NpzFile::Open(golden + "/logits.npy");
+    ASSERT_TRUE(npy.ok()) << npy.status();
+    const formats::TensorView& want = (*npy)->tensors()[0];
+    ASSERT_EQ(static_cast<size_t>(want.numel()), a.size());
+    const float* w = reinterpret_cast<const float*>(want.data);
+    float max_d = 0;
+    for (size_t i = 0; i < a.size(); ++i) max_d = std::max(max_d, std::fabs(a[i] - w[i]));
+    // As for the tool-written checkpoints (checkpoint_test): the tools compute in their
+    // own arithmetic, ingot quantizes activations to 8-bit blocks.
+    EXPECT_LE(max_d, 0.15f) << e.name;
+    RecordProperty(std::string("max_abs_diff_") + e.name, std::to_string(max_d));
+  }
+}
+
+// A GGUF model's q/k rows go back to transformers' order in those layouts (a nested
+// absmax expanded to f32 on the way): loaded back, the logits agree to rounding.
+TEST(SaveIngot, PeerExportsOfAGgufModelUnpermuteQk) {
+  auto file = gguf::File::Open(FormatsDataDir() + "/gguf-f32/model.gguf");
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto vocab = VocabSpecFromGguf(**file);
+  ASSERT_TRUE(vocab.ok()) << vocab.status();
+  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (const auto& [layout, config] : {std::pair<const char*, quant::QuantizationConfig>{"bitsandbytes", Config("bitsandbytes", 4, 64, "nf4", true)},
+                                       {"mlx", Config("mlx", 4, 32)}}) {
+    SCOPED_TRACE(layout);
+    auto q = quant::QuantizeLlama(**model, config, quant::QuantizeOptions());
+    ASSERT_TRUE(q.ok()) << q.status();
+    const std::string dir = SaveDir(std::string("gguf-") + layout);
+    ASSERT_TRUE(q->model->SaveCheckpoint(*vocab, dir, layout).ok());
+    auto back = LoadHf(dir);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->model->config().rope_style, RopeStyle::kNeox);
+    const std::vector<float> a = Logits(*q->model, kTokens), b = Logits(*back->model, kTokens);
+    ASSERT_EQ(a.size(), b.size());
+    float max_d = 0;
+    for (size_t i = 0; i < a.size(); ++i) max_d = std::max(max_d, std::fabs(a[i] - b[i]));
+    EXPECT_LE(max_d, 1e-4f);  // the two rope orders round differently in f32
+    fs::remove_all(dir);
+  }
+}
+
+// What a layout cannot hold is refused naming the module, before anything is written.
+TEST(SaveIngot, PeerExportsRefuseWhatTheLayoutCannotHold) {
+  auto hf = LoadHf(FormatsDataDir() + "/hf-f32");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  auto q41 = quant::QuantizeLlama(*hf->model, Config("gguf", 4, 0, "q4_1"), quant::QuantizeOptions());
+  auto hqq = quant::QuantizeLlama(*hf->model, Config("hqq", 4, 64), quant::QuantizeOptions());
+  ASSERT_TRUE(q41.ok() && hqq.ok());
+  for (const auto& [model, layout] : {std::pair<const LlamaModel*, const char*>{q41->model.get(), "bitsandbytes"},
+                                      {hqq->model.get(), "mlx"}, {hf->model.get(), "mlx"}}) {
+    SCOPED_TRACE(layout);
+    const std::string dir = SaveDir("refused");
+    auto s = model->SaveCheckpoint(hf->vocab, dir, layout);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+    if (model != hf->model.get()) {
+      EXPECT_NE(s.status().message().find("model.layers.0.self_attn.q_proj"), std::string::npos) << s.status();
+    }
+    EXPECT_FALSE(fs::exists(dir + "/model.safetensors"));
+  }
 }
 
 }  // namespace
