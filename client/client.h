@@ -68,6 +68,7 @@ struct LoadFlags {
   std::string method, quant_type;
   int bits = 0;
   int64_t group_size = 0;
+  int workers = 0;  // quantize-while-loading threads (0 = the server's default)
 };
 int RunLoad(Connection& conn, const LoadFlags& flags);
 int RunUnload(Connection& conn, const std::string& name);

@@ -77,6 +77,8 @@ int main(int argc, char** argv) {
   load_cmd->add_option("-b,--bits", load.bits, "Bit width for --quantize");
   load_cmd->add_option("-g,--group-size", load.group_size, "Group/block size for --quantize");
   load_cmd->add_option("--quant-type", load.quant_type, "nf4|fp4, q4_0.., int8_weight_only.. for --quantize");
+  load_cmd->add_option("--loading-workers", load.workers,
+                       "Threads quantizing modules in parallel while loading (0 = the server's default)");
   load_cmd->add_option("--device", load.device, "cpu or cuda:N");
   load_cmd->add_option("--context-length", load.context_length,
                        "Context in tokens (0 = the model's, at most 4096)");

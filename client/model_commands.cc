@@ -97,6 +97,7 @@ int RunLoad(Connection& conn, const LoadFlags& flags) {
   request.set_format(flags.format);
   request.set_device(flags.device);
   request.set_context_length(flags.context_length);
+  request.set_loading_workers(flags.workers);
   if (!flags.method.empty()) {
     v1::QuantizationConfig* q = request.mutable_quantization();
     q->set_method(flags.method);

@@ -80,6 +80,11 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
         request.context_length()));
   }
   out.context_length = request.context_length();
+  if (request.loading_workers() < 0 || request.loading_workers() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("loading_workers: must be in [0, 64] (0 = the server's default), got ",
+                                                   request.loading_workers()));
+  }
+  out.loading_workers = request.loading_workers();
   if (request.has_quantization() && !request.quantization().method().empty()) {
     auto config = FromProto(request.quantization());
     if (!config.ok()) {

@@ -30,6 +30,8 @@
 // Both read q/k rows in transformers' order: a GGUF model's interleaved rows are put
 // back (nested absmax is then expanded to f32, as rows move across its groups), and an
 // embedding in GGML blocks is written dequantized to f32.
+#include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -157,6 +159,13 @@ class LayoutWriter {
   Json modules_ = Json::object();
   std::vector<std::unique_ptr<std::string>> kept_;
 };
+
+// A float as the shortest decimal that reads back to it (1e-05, not 9.99999974e-06).
+double Shortest(float v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::strtod(std::string(buf, end).c_str(), nullptr);
+}
 
 bool IsFloatType(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
 DType DTypeOf(GgmlType t) {
@@ -303,7 +312,7 @@ class BnbLayout {
                 {"bnb_4bit_use_double_quant", double_quant_},
                 {"bnb_4bit_compute_dtype", "float32"},
                 {"bnb_4bit_quant_storage", "uint8"},
-                {"llm_int8_threshold", threshold_},
+                {"llm_int8_threshold", int8 ? threshold_ : 6.0f},  // transformers' default for 4-bit
                 {"llm_int8_has_fp16_weight", false},
                 {"llm_int8_skip_modules", skip_.empty() ? Json(nullptr) : skip}};
   }
@@ -405,8 +414,8 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
               {"head_dim", c.head_dim},
               {"vocab_size", c.vocab_size},
               {"max_position_embeddings", c.context_length},
-              {"rope_theta", c.rope_base},
-              {"rms_norm_eps", c.rms_eps},
+              {"rope_theta", Shortest(c.rope_base)},
+              {"rms_norm_eps", Shortest(c.rms_eps)},
               {"attention_bias", c.attn_bias},
               {"tie_word_embeddings", c.tied_output},
               {"hidden_act", "silu"},

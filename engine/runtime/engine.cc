@@ -224,6 +224,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     QuantizeRequest q;
     q.source = request.name;
     q.config = *request.quantization;
+    q.workers = request.loading_workers;
     auto quantized = QuantizeModel(q, [&](const quant::QuantizeProgress& p) {
       report("quantize", 0.85 + 0.15 * (p.total > 0 ? static_cast<double>(p.step) / p.total : 0.0), p.module);
     }, nullptr);

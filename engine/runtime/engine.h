@@ -64,6 +64,7 @@ struct QuantizeRequest {
   quant::QuantizationConfig config;
   std::string device;  // empty: the source's device
   std::string calibration_text;  // GPTQ/AWQ text given inline (else config.calibration_file, else shipped)
+  int32_t workers = 0;  // modules quantized in parallel; 0 = the server's default
 };
 
 struct QuantizeResult {
@@ -104,6 +105,7 @@ struct LoadRequest {
   int32_t context_length = 0;  // 0 = min(model's, 4096)
   // Quantize while loading; ignored (with a note) when the checkpoint is quantized.
   std::optional<quant::QuantizationConfig> quantization;
+  int32_t loading_workers = 0;  // quantize-while-loading threads; 0 = the server's default
 };
 
 struct LoadProgress {

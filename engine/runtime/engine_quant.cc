@@ -108,7 +108,9 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
   }
 
   quant::QuantizeOptions opts;
-  opts.workers = options_.quantize_workers > 0 ? options_.quantize_workers : options_.threads;
+  opts.workers = request.workers > 0                ? request.workers
+                 : options_.quantize_workers > 0 ? options_.quantize_workers
+                                                 : options_.threads;
   opts.cancel = cancel;
   opts.progress = progress;
   const quant::MethodRow* row = quant::FindMethod(config.method);
