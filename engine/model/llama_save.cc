@@ -115,6 +115,10 @@ class LayoutWriter {
         spec["group_size"] = a.group;
         spec["zero"] = a.zero_kind == kernels::ZeroKind::kZero ? "zero" : "bias";
         if (w.outlier_threshold > 0) spec["outlier_threshold"] = w.outlier_threshold;
+        if (w.input_order != nullptr) {
+          Add(name + ".input_order", DType::kI32, {a.cols}, w.input_order);
+          spec["input_order"] = true;
+        }
         break;
       }
       case kernels::LinearKind::kCodebook: {

@@ -1,5 +1,6 @@
 #include "engine/quant/checkpoint_linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -278,7 +279,7 @@ class Reader {
     const TensorView* g_idx = ck_->Find(name + ".g_idx");
     std::vector<int32_t> gi(cols);
     for (int64_t c = 0; c < cols; ++c) gi[c] = static_cast<int32_t>(c / group);
-    bool permuted = false;
+    bool permuted = false, order_regrouped = false;
     if (g_idx != nullptr) {
       if (g_idx->shape != std::vector<int64_t>{cols} || g_idx->dtype != DType::kI32) {
         return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": tensor '", name, ".g_idx' has shape ",
@@ -300,9 +301,19 @@ class Reader {
       return Code(*qzeros, g, r, rows * bits / 32, bits, false, nullptr) + (v2 ? 0 : 1);
     };
     QuantizedWeight qw;
+    // act-order: a column's group is g_idx[c], not c / group. When every group has
+    // `group` columns (as GPTQ makes them), the columns are stored regrouped (sorted by
+    // group, stably) and the kernels gather the activations into that order.
+    std::vector<int32_t> order(cols);
+    for (int64_t c = 0; c < cols; ++c) order[c] = static_cast<int32_t>(c);
     if (permuted) {
-      // act-order: a column's group is g_idx[c], not c / group. Stored per column in f16
-      // (exactly the values GPTQ's dequantization gives, at 16 bits per weight).
+      std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return gi[a] < gi[b]; });
+      order_regrouped = true;
+      for (int64_t j = 0; j < cols && order_regrouped; ++j) order_regrouped = gi[order[j]] == j / group;
+    }
+    if (permuted && !order_regrouped) {
+      // Groups of uneven size: stored per column in f16 (exactly the values GPTQ's
+      // dequantization gives, at 16 bits per weight).
       uint16_t* wd = qw.Alloc<uint16_t>(static_cast<size_t>(rows * cols));
       for (int64_t c = 0; c < cols; ++c) {
         for (int64_t r = 0; r < rows; ++r) {
@@ -321,7 +332,9 @@ class Reader {
     uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
     std::vector<uint8_t> codes(cols);
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) codes[c] = static_cast<uint8_t>(Code(*qweight, c, r, rows, bits, true, nullptr));
+      for (int64_t j = 0; j < cols; ++j) {
+        codes[j] = static_cast<uint8_t>(Code(*qweight, order[j], r, rows, bits, true, nullptr));
+      }
       PackCodes(codes.data(), cols, bits, q + r * row_bytes);
       for (int64_t g = 0; g < groups; ++g) {
         scale[r * groups + g] = Fp32ToFp16(FloatAt(*scales, g * rows + r));
@@ -330,6 +343,12 @@ class Reader {
     }
     SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
     qw.representation = absl::StrCat("affine", bits, "/g", group);
+    if (order_regrouped) {
+      int32_t* input_order = qw.Alloc<int32_t>(static_cast<size_t>(cols));
+      std::copy(order.begin(), order.end(), input_order);
+      qw.view.input_order = input_order;
+      qw.representation += "+act-order";
+    }
     return Own(std::move(qw));
   }
 
@@ -585,6 +604,17 @@ class Reader {
       }
       out.w.kind = kernels::LinearKind::kAffine;
       out.w.outlier_threshold = s.value("outlier_threshold", 0.0f);
+      if (s.value("input_order", false)) {
+        // The kernels gather activations through it: it must be a permutation of the columns.
+        ASSIGN_OR_RETURN(const TensorView* order, get(name + ".input_order", {cols}, DType::kI32));
+        std::vector<bool> seen(static_cast<size_t>(cols), false);
+        for (int64_t j = 0; j < cols; ++j) {
+          const int32_t c = LoadAt<int32_t>(order->data, j);
+          if (c < 0 || c >= cols || seen[c]) return bad(absl::StrCat("input_order is not a permutation of the ", cols, " columns"));
+          seen[c] = true;
+        }
+        out.w.input_order = reinterpret_cast<const int32_t*>(order->data);
+      }
     } else if (kind == "codebook") {
       kernels::CodebookMatrix& c = out.w.codebook;
       const std::string book = s.value("book", "");

@@ -246,7 +246,8 @@ int64_t Linear::bytes() const {
     case LinearKind::kAffine: {
       const int64_t groups = affine.rows * affine.groups_per_row();
       return affine.rows * static_cast<int64_t>(affine.row_bytes) + groups * 2 +
-             (affine.zero != nullptr ? groups * 2 : 0);
+             (affine.zero != nullptr ? groups * 2 : 0) +
+             (input_order != nullptr ? affine.cols * 4 : 0);
     }
     case LinearKind::kCodebook: {
       const int64_t n = codebook.rows * codebook.cols;
@@ -263,8 +264,9 @@ ActivationSpec LinearActivation(const Linear& w) {
   switch (w.kind) {
     case LinearKind::kGgml: return {ActivationTypeFor(w.ggml.type), 0.0f};
     case LinearKind::kAffine:
+      // The f32 path dequantizes rows in the input's order: no gather there.
       if (!internal::AffineIntegerPath(w.affine)) return {ActType::kF32, 0.0f};
-      return {ActType::kQ8_1, w.outlier_threshold > 0 ? w.outlier_threshold : 0.0f};
+      return {ActType::kQ8_1, w.outlier_threshold > 0 ? w.outlier_threshold : 0.0f, w.input_order};
     case LinearKind::kCodebook:
       if (!internal::CodebookIntegerPath(w.codebook)) return {ActType::kF32, 0.0f};
       return {ActType::kQ8_0, 0.0f};
@@ -277,6 +279,15 @@ size_t LinearActivationBytes(const ActivationSpec& spec, int64_t cols) {
 }
 
 void LinearPrepare(const ActivationSpec& spec, const float* x, int64_t cols, void* out) {
+  if (spec.input_order != nullptr) {
+    thread_local std::vector<float> gathered;
+    gathered.resize(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) gathered[j] = x[spec.input_order[j]];
+    ActivationSpec stored = spec;
+    stored.input_order = nullptr;
+    LinearPrepare(stored, gathered.data(), cols, out);
+    return;
+  }
   if (!HasOutlierSection(spec)) {
     PrepareActivations(spec.type, x, cols, out);
     return;
@@ -352,6 +363,15 @@ void LinearDequantizeRow(const Linear& w, int64_t r, float* out) {
       return;
     case LinearKind::kAffine: {
       const AffineMatrix& a = w.affine;
+      if (w.input_order != nullptr) {
+        thread_local std::vector<float> stored;
+        stored.resize(static_cast<size_t>(a.cols));
+        Linear plain = w;
+        plain.input_order = nullptr;
+        LinearDequantizeRow(plain, r, stored.data());
+        for (int64_t j = 0; j < a.cols; ++j) out[w.input_order[j]] = stored[j];
+        return;
+      }
       const uint8_t* row = a.q + static_cast<size_t>(r) * a.row_bytes;
       for (int64_t g = 0; g < a.groups_per_row(); ++g) {
         const int64_t gi = r * a.groups_per_row() + g;

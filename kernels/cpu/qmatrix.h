@@ -76,6 +76,12 @@ struct Linear {
   // columns with |x| > outlier_threshold take an exact f32 path over the dequantized
   // weight column; the rest the integer path. 0 disables it.
   float outlier_threshold = 0.0f;
+  // kAffine only: when set (cols entries), stored column j holds input feature
+  // input_order[j]: GPTQ act-order checkpoints, whose groups (g_idx) are scattered over
+  // the input, are stored regrouped so each group is contiguous, and the activations
+  // are gathered into that order when prepared. LinearDequantizeRow gives the row in
+  // the input's own order.
+  const int32_t* input_order = nullptr;
 
   int64_t rows() const;
   int64_t cols() const;
@@ -88,8 +94,9 @@ struct Linear {
 struct ActivationSpec {
   ActType type = ActType::kF32;
   float outlier_threshold = 0.0f;
+  const int32_t* input_order = nullptr;  // gather x[input_order[j]] first (Linear::input_order)
   bool operator==(const ActivationSpec& o) const {
-    return type == o.type && outlier_threshold == o.outlier_threshold;
+    return type == o.type && outlier_threshold == o.outlier_threshold && input_order == o.input_order;
   }
 };
 ActivationSpec LinearActivation(const Linear& w);

@@ -361,6 +361,35 @@ TEST(QMatrixTest, AffineDotsMatchReferenceAndExact) {
   }
 }
 
+// GPTQ act-order: stored columns hold the inputs in a permuted order; the activations are
+// gathered when prepared, and the exact dot (over LinearDequantizeRow, in the input's
+// order) checks the gather, with and without outlier columns and over token batches.
+TEST(QMatrixTest, InputOrderGathersTheActivations) {
+  std::mt19937 rng(11);
+  for (const AffineCase& c : {AffineCase{4, 17, 256, 32, ZeroKind::kZero, true},
+                              AffineCase{3, 8, 128, 64, ZeroKind::kZero, true},
+                              AffineCase{8, 5, 96, 96, ZeroKind::kZero, true}}) {
+    AffineStore s = MakeAffine(c, rng);
+    std::vector<int32_t> order(c.cols);
+    for (int64_t j = 0; j < c.cols; ++j) order[j] = static_cast<int32_t>(j);
+    std::shuffle(order.begin(), order.end(), rng);
+    s.w.input_order = order.data();
+    EXPECT_EQ(LinearActivation(s.w).input_order, order.data());
+    EXPECT_EQ(s.w.bytes(), static_cast<int64_t>(s.q.size() + 4 * s.scale.size() + 4 * c.cols));
+    ExpectDotsAgree(s.w, RandomX(c.cols, rng, {}, 0), Name(c));
+    ExpectTokensMatchSingle(s.w, rng, Name(c));
+    // The dequantized row is in the input's order: stored column j is input order[j].
+    Linear stored = s.w;
+    stored.input_order = nullptr;
+    std::vector<float> in_order(c.cols), as_stored(c.cols);
+    LinearDequantizeRow(s.w, 1, in_order.data());
+    LinearDequantizeRow(stored, 1, as_stored.data());
+    for (int64_t j = 0; j < c.cols; ++j) EXPECT_EQ(in_order[order[j]], as_stored[j]);
+    s.w.outlier_threshold = 6.0f;
+    ExpectDotsAgree(s.w, RandomX(c.cols, rng, {3, 40}, 500.0f), Name(c) + " outliers");
+  }
+}
+
 // LLM.int8: with huge outlier columns the bound (which assumes block scales set by the
 // inliers) only holds when the outliers take the exact path.
 TEST(QMatrixTest, OutlierColumnsTakeTheExactPath) {

@@ -32,8 +32,8 @@ struct Variant {
   // arithmetic, ingot in f32. Quantized variants: the tools compute in f16 and ingot
   // quantizes activations to 8-bit blocks, which costs < 0.15 here, against the
   // 0.7-1.2 the 4-bit quantization itself moves the logits from the dense model (the
-  // generator records that as max_abs_diff_vs_dense). GPTQ act-order is dequantized to
-  // f16 with f32 activations, so it stays much closer.
+  // generator records that as max_abs_diff_vs_dense). GPTQ act-order is kept at 4 bits
+  // with its columns regrouped (Linear::input_order), so it is held to plain GPTQ's bound.
   float max_abs;
 };
 
@@ -191,7 +191,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Variant{"hf-sharded", 1e-4f}, Variant{"hf-bin", 1e-2f}, Variant{"qwen2-f32", 1e-4f},
                       Variant{"llama-tied", 1e-4f}, Variant{"bnb-nf4", 0.12f}, Variant{"bnb-fp4", 0.15f},
                       Variant{"bnb-int8", 0.1f}, Variant{"gptq-4bit-g32", 0.08f}, Variant{"gptq-3bit-g32", 0.08f},
-                      Variant{"gptq-4bit-g32-actorder", 0.01f}, Variant{"awq-4bit-g32", 0.08f},
+                      Variant{"gptq-4bit-g32-actorder", 0.08f}, Variant{"awq-4bit-g32", 0.08f},
                       Variant{"mlx-4bit-g32", 0.1f},
                       // mlx-lm runs this one in bf16: 0.13 from the dense model by itself.
                       Variant{"mlx-8bit-g64", 0.2f}, Variant{"hqq-4bit-g64", 0.1f},
