@@ -78,6 +78,33 @@ std::string FindWeights(const std::string& dir) {
   return found.size() == 1 ? found[0] : "";
 }
 
+// Plain values of a pickled config (str, numbers, bools, None, lists, dicts with str
+// keys) as JSON; anything else as its description.
+Json PickleToJson(const formats::PickleValue& v) {
+  using K = formats::PickleValue::Kind;
+  switch (v.kind()) {
+    case K::kNone: return nullptr;
+    case K::kBool: return *v.AsBool();
+    case K::kInt: return *v.AsInt();
+    case K::kFloat: return *v.AsDouble();
+    case K::kString: return *v.AsString();
+    case K::kList:
+    case K::kTuple: {
+      Json out = Json::array();
+      for (const formats::PickleValue* e : v.items()) out.push_back(PickleToJson(*e));
+      return out;
+    }
+    case K::kDict: {
+      Json out = Json::object();
+      for (const auto& [k, e] : v.entries()) {
+        if (k->AsString() != nullptr) out[*k->AsString()] = PickleToJson(*e);
+      }
+      return out;
+    }
+    default: return v.DebugString();
+  }
+}
+
 std::string ContainerOf(const std::string& file) {
   if (absl::EndsWith(file, ".safetensors") || absl::EndsWith(file, ".index.json")) return "safetensors";
   if (absl::EndsWith(file, ".npz")) return "npz";
@@ -149,12 +176,18 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     for (const formats::TensorView& v : t->FlattenTensors()) {
       // HQQ's qmodel.pt and some trainers nest the state dict under "state_dict"/"model".
       std::string name = v.name;
-      for (const char* prefix : {"state_dict.", "module."}) {
+      for (const char* prefix : {"state_dict.", "model_state_dict.", "module."}) {
         if (absl::StartsWith(name, prefix)) name = name.substr(std::string(prefix).size());
       }
       formats::TensorView copy = v;
       copy.name = name;
       ck->tensors_.emplace(name, copy);
+    }
+    // A single .pth with the quantization config inside: {"model_state_dict": ...,
+    // "quanto_config": {"weights": "qint4", ...}}.
+    if (const formats::PickleValue* qc = t->root().Get("quanto_config"); qc != nullptr && qc->is_dict()) {
+      ck->embedded_quant_ = PickleToJson(*qc).dump();
+      ck->embedded_quant_where_ = weights + ": quanto_config";
     }
     ck->owner_ = std::shared_ptr<formats::TorchCheckpoint>(std::move(t));
   } else {
@@ -297,6 +330,13 @@ absl::Status Checkpoint::DetectQuantization() {
       q.quant_type = StrOr(j, "quant_type", StrOr(j, "bnb_4bit_quant_type", "nf4"));
       if (q.bits == 8) q.method = CheckpointQuant::kBnb8;
     }
+  }
+  if (q.method == CheckpointQuant::kNone && !embedded_quant_.empty()) {
+    Json j;
+    RETURN_IF_ERROR(parse(embedded_quant_where_, embedded_quant_, &j));
+    from(embedded_quant_where_, j);
+    q.method = CheckpointQuant::kQuanto;
+    q.quant_type = StrOr(j, "weights", "qint8");
   }
   if (q.method == CheckpointQuant::kNone && !ReadSibling("quanto_qmap.json").empty()) {
     q.method = CheckpointQuant::kQuanto;

@@ -71,6 +71,8 @@ class Checkpoint {
   std::string path_, dir_, container_, config_json_;
   CheckpointQuantConfig quant_;
   std::shared_ptr<void> owner_;  // the container reader
+  std::string embedded_quant_;  // a quantization config pickled with the tensors (JSON)
+  std::string embedded_quant_where_;
   std::map<std::string, formats::TensorView, std::less<>> tensors_;
 };
 

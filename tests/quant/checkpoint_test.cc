@@ -77,6 +77,17 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   RecordProperty("max_abs_diff", std::to_string(max_d));
 }
 
+// The single-.pth quanto layout names its quantization inside the pickle.
+TEST(CheckpointQuanto, SinglePthCarriesItsConfig) {
+  auto ck = Checkpoint::Open(DataDir() + "/quanto-int4-pth", "auto");
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  EXPECT_EQ((*ck)->container(), "torch");
+  EXPECT_EQ((*ck)->quant().method, CheckpointQuant::kQuanto);
+  EXPECT_EQ((*ck)->quant().quant_type, "qint4");
+  EXPECT_NE((*ck)->quant().where.find("model.pth: quanto_config"), std::string::npos) << (*ck)->quant().where;
+  EXPECT_NE((*ck)->Find("model.layers.0.mlp.up_proj.weight._scale"), nullptr);
+}
+
 // HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
 // llama.cpp's order on the way out, the rope style switched back on the way in).
 TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
@@ -196,7 +207,7 @@ INSTANTIATE_TEST_SUITE_P(
                       // mlx-lm runs this one in bf16: 0.13 from the dense model by itself.
                       Variant{"mlx-8bit-g64", 0.2f}, Variant{"hqq-4bit-g64", 0.1f},
                       Variant{"hqq-4bit-g64-hf", 0.1f}, Variant{"hqq-2bit-g32", 0.1f},
-                      Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}),
+                      Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}, Variant{"quanto-int4-pth", 0.08f}),
     [](const auto& info) {
       std::string n = info.param.dir;
       for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';

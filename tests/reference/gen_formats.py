@@ -42,6 +42,8 @@ def main(argv):
     for fam in families:
         print(f"== {fam}", flush=True)
         importlib.import_module(f"gen_formats_{fam}").main()
+        if fam == "quanto":  # the single-.pth layout, from the same quanto tensors
+            importlib.import_module("gen_formats_quanto_pth").main()
 
 
 if __name__ == "__main__":
