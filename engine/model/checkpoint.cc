@@ -313,6 +313,7 @@ absl::Status Checkpoint::DetectQuantization() {
   for (const Side& s : {Side{"quantize_config.json", CheckpointQuant::kGptq},
                         Side{"quant_config.json", CheckpointQuant::kAwq},
                         Side{"mlx_config.json", CheckpointQuant::kMlx},
+                        Side{"hqq_config.json", CheckpointQuant::kHqq},
                         Side{"quantization_config.json", CheckpointQuant::kBnb4}}) {
     if (q.method != CheckpointQuant::kNone) break;
     const std::string text = ReadSibling(s.file);
@@ -322,7 +323,8 @@ absl::Status Checkpoint::DetectQuantization() {
     if (j.contains("quantization") && j["quantization"].is_object()) j = j["quantization"];
     from(dir_ + "/" + s.file, j);
     q.method = s.method;
-    q.bits = IntOr(j, "bits", IntOr(j, "w_bit", 4));
+    if (j.contains("weight_quant_params") && j["weight_quant_params"].is_object()) j = j["weight_quant_params"];
+    q.bits = IntOr(j, "bits", IntOr(j, "w_bit", IntOr(j, "nbits", 4)));
     q.group_size = IntOr(j, "group_size", IntOr(j, "q_group_size", 0));
     q.sym = BoolOr(j, "sym", true);
     q.desc_act = BoolOr(j, "desc_act", false);

@@ -88,6 +88,27 @@ TEST(CheckpointQuanto, SinglePthCarriesItsConfig) {
   EXPECT_NE((*ck)->Find("model.layers.0.mlp.up_proj.weight._scale"), nullptr);
 }
 
+// A directory that names its HQQ settings in hqq_config.json (the seeds' layout) is read
+// as HQQ from that file, and gives the same model as without it.
+TEST(CheckpointHqq, HqqConfigJsonNamesTheQuantization) {
+  const std::string src = DataDir() + "/hqq-4bit-g64", dir = ::testing::TempDir() + "/hqq_config_dir";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(src)) fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  std::ofstream(dir + "/hqq_config.json") << R"({"weight_quant_params": {"nbits": 4, "group_size": 64, "axis": 1}})";
+  auto with = LoadHf(dir);
+  auto without = LoadHf(src);
+  ASSERT_TRUE(with.ok() && without.ok()) << with.status() << without.status();
+  const CheckpointQuantConfig& q = with->checkpoint->quant();
+  EXPECT_EQ(q.method, CheckpointQuant::kHqq);
+  EXPECT_EQ(q.bits, 4);
+  EXPECT_EQ(q.group_size, 64);
+  EXPECT_NE(q.where.find("hqq_config.json"), std::string::npos) << q.where;
+  const std::vector<int32_t> tokens = {5, 17, 99, 3};
+  EXPECT_EQ(Logits(*with->model, tokens), Logits(*without->model, tokens));
+  fs::remove_all(dir);
+}
+
 // HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
 // llama.cpp's order on the way out, the rope style switched back on the way in).
 TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
