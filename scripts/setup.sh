@@ -35,4 +35,7 @@ if [ "${1:-}" != "--no-model" ]; then
   # The deploy/ validation tools (kubectl, schemas, hadolint) in .venv-deploy. Not in
   # the image build, which copies only this script and passes --no-model.
   if [ -f tests/deploy/setup_tools.sh ]; then tests/deploy/setup_tools.sh; fi
+  # gguf/numpy/safetensors/tokenizers (no torch) in .venv-hf: the integration test
+  # that makes a Hugging Face directory from the default model at test time.
+  if [ -f tests/reference/setup_hf_tools.sh ]; then tests/reference/setup_hf_tools.sh; fi
 fi
