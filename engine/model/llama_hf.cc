@@ -258,8 +258,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
   }
   ASSIGN_OR_RETURN(model->output_norm_, b.Vector("model.norm.weight", d, false));
   const bool tie = b.BoolOr("tie_word_embeddings", false);
-  if (ck.Find("lm_head.weight") == nullptr && ck.Find("lm_head.qweight") == nullptr &&
-      ck.Find("lm_head.W_q") == nullptr && ck.Find("lm_head.weight._data") == nullptr) {
+  const bool has_head = ck.Find("lm_head.weight") != nullptr || ck.Find("lm_head.qweight") != nullptr ||
+                        ck.Find("lm_head.W_q") != nullptr || ck.Find("lm_head.weight._data") != nullptr;
+  // As transformers does: tie_word_embeddings=true makes the head the embedding even
+  // when the file also holds an lm_head.
+  if (!has_head || tie) {
     if (!tie && cfg.contains("tie_word_embeddings")) {
       return absl::InvalidArgumentError(absl::StrCat(
           ck.path(), ": missing tensor 'lm_head.weight' and config.json says tie_word_embeddings=false"));

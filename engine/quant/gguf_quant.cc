@@ -57,7 +57,7 @@ absl::StatusOr<QuantizedWeight> QuantizeRows(const float* w, int64_t rows, int64
   out.view.ggml.cols = cols;
   out.view.ggml.row_bytes = row_bytes;
   out.view.ggml.data = data;
-  out.representation = TypeName(traits);
+  out.representation = traits.name;  // as GGUF-loaded models name it ("q4_1")
   return out;
 }
 

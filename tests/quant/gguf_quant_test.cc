@@ -80,7 +80,7 @@ TEST(GgufQuant, MatchesLlamaCppBytes) {
       absl::StatusOr<QuantizedWeight> q =
           dense ? QuantizeDense(x.data(), rows, cols, type) : QuantizeGguf(x.data(), rows, cols, type);
       ASSERT_OK(q) << k["name"];
-      ExpectWellFormed(*q, type, rows, cols, key.c_str());
+      ExpectWellFormed(*q, type, rows, cols, GetGgmlTypeTraits(type).name);  // keys are gguf-py's ("BF16")
       ASSERT_EQ(0, std::memcmp(q->view.ggml.data, expected.data() + off, q->bytes()))
           << k["name"];
       ++compared;
@@ -129,7 +129,7 @@ TEST(GgufQuant, DenseCopies) {
     SCOPED_TRACE(GetGgmlTypeTraits(type).name);
     absl::StatusOr<QuantizedWeight> q = QuantizeDense(w.data(), rows, cols, type);
     ASSERT_OK(q);
-    const char* name = type == GgmlType::kF32 ? "F32" : type == GgmlType::kF16 ? "F16" : "BF16";
+    const char* name = type == GgmlType::kF32 ? "f32" : type == GgmlType::kF16 ? "f16" : "bf16";
     ExpectWellFormed(*q, type, rows, cols, name);
     std::vector<float> back(cols);
     const double tol = type == GgmlType::kF32 ? 0 : type == GgmlType::kF16 ? 1e-3 : 8e-3;

@@ -79,7 +79,7 @@ TEST_F(EngineQuantTest, RepresentationsAndBytesFollowTheMethod) {
       {Config("hqq", 4, 64), "affine4/g64", 4.5},
       {Config("bitsandbytes", 4, 64, "nf4"), "nf4", 4.127},
       {Config("bitsandbytes", 8), "int8", 8.0 + 32.0 / 576},
-      {Config("gguf", 0, 0, "q5_1"), "Q5_1", 6.0},
+      {Config("gguf", 0, 0, "q5_1"), "q5_1", 6.0},
       {Config("mlx", 4, 64), "g64", 4.5},
   };
   const ModelInfo src = *engine_->GetModel("src");
@@ -159,7 +159,7 @@ TEST_F(EngineQuantTest, InPlaceReplacesTheModel) {
   ASSERT_OK(engine_->QuantizeModel(r, nullptr, nullptr));
   absl::StatusOr<ModelInfo> info = engine_->GetModel("inplace");
   ASSERT_OK(info);
-  EXPECT_EQ(Kinds(*info)["mlp"].representation, "Q8_0");
+  EXPECT_EQ(Kinds(*info)["mlp"].representation, "q8_0");
   EXPECT_EQ(info->context_length, 256);
   ASSERT_OK(engine_->UnloadModel("inplace"));
 }
