@@ -91,8 +91,9 @@ int main(int argc, char** argv) {
   save->add_option("path", save_path, "Destination path on the server")->required();
   save->add_option("--format", save_format,
                    "gguf (one file llama.cpp reads), ingot (a directory that loads back identical), "
-                   "bitsandbytes or mlx (those tools' layouts)")
-      ->check(CLI::IsMember({"gguf", "ingot", "bitsandbytes", "bnb", "mlx"}));
+                   "bitsandbytes, mlx, gptq (AutoGPTQ v1) or hqq (transformers HqqConfig): those tools' "
+                   "layouts, where every layer has an exact form there")
+      ->check(CLI::IsMember({"gguf", "ingot", "bitsandbytes", "bnb", "mlx", "gptq", "hqq"}));
   save->add_flag("--overwrite", save_overwrite, "Replace an existing file");
   std::string unload_name;
   CLI::App* unload = app.add_subcommand("unload", "Unload a model");

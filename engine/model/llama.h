@@ -191,7 +191,8 @@ class LlamaModel {
   // Writes a Hugging Face style checkpoint directory `dir` (created if needed;
   // llama_save.cc describes the layouts): "ingot", every layer in its in-memory
   // representation, which loads back (FromCheckpoint) to identical logits; or
-  // "bitsandbytes" / "mlx", those tools' own layouts. Returns the files written.
+  // "bitsandbytes" / "mlx" / "gptq" / "hqq", those tools' own layouts. Returns the files
+  // written.
   // FAILED_PRECONDITION names a module (or the architecture, or the vocabulary) with
   // no form in the layout.
   absl::StatusOr<std::vector<std::string>> SaveCheckpoint(const VocabSpec& vocab, const std::string& dir,

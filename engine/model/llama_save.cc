@@ -27,9 +27,17 @@
 //                 listed in llm_int8_skip_modules
 //   mlx           mlx-lm's: affine groups with bias (2/4/8 bits, groups of 32/64/128) as
 //                 uint32 words + scales + biases; config.json "quantization"
-// Both read q/k rows in transformers' order: a GGUF model's interleaved rows are put
-// back (nested absmax is then expanded to f32, as rows move across its groups), and an
-// embedding in GGML blocks is written dequantized to f32.
+//   gptq          AutoGPTQ's v1 layout (llama_save_gptq.cc): affine zero groups with
+//                 integer zeros (GPTQ, RTN-style methods; 2/3/4/8 bits) as qweight /
+//                 qzeros (zero - 1) / scales / g_idx + quantize_config.json; every
+//                 decoder linear quantized, lm_head dense
+//   hqq           transformers' HqqConfig layout (llama_save_hqq.cc): affine zero
+//                 groups, float zeros (HQQ, and the integer-zero methods; 1/2/4/8 bits)
+//                 as W_q packed hqq's way + scale/zero + encoded meta; dense linears in
+//                 skip_modules
+// All of them read q/k rows in transformers' order: a GGUF model's interleaved rows are
+// put back (nested absmax is then expanded to f32, as rows move across its groups), and
+// an embedding in GGML blocks is written dequantized to f32.
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +49,7 @@
 #include "engine/formats/safetensors.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/llama.h"
+#include "engine/model/llama_save_layout.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/cpu/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
@@ -51,6 +60,9 @@ namespace {
 using Json = nlohmann::json;
 using formats::DType;
 using formats::TensorView;
+using save::DTypeOf;
+using save::LayoutWriter;
+using save::NoForm;
 
 const char* HfArchitecture(const std::string& arch) {
   if (arch == "llama") return "LlamaForCausalLM";
@@ -67,102 +79,74 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-class LayoutWriter {
- public:
-  void Add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data) {
-    TensorView t;
-    t.name = name;
-    t.dtype = dtype;
-    t.shape = std::move(shape);
-    t.data = static_cast<const uint8_t*>(data);
-    t.nbytes = static_cast<size_t>(t.numel()) * formats::DTypeSize(dtype);
-    tensors_.push_back(std::move(t));
-  }
-  void AddVector(const std::string& name, const std::vector<float>& v) {
-    if (!v.empty()) Add(name, DType::kF32, {static_cast<int64_t>(v.size())}, v.data());
-  }
+}  // namespace
 
-  // A linear module (or the embedding) in its in-memory representation.
-  void AddLinear(const std::string& name, const kernels::Linear& w, const std::string& repr) {
-    Json spec = {{"representation", repr}};
-    const std::string weight = name + ".weight";
-    switch (w.kind) {
-      case kernels::LinearKind::kGgml: {
-        const kernels::WeightMatrix& m = w.ggml;
-        if (m.type == GgmlType::kF32 || m.type == GgmlType::kF16 || m.type == GgmlType::kBF16) {
-          const DType d = m.type == GgmlType::kF32 ? DType::kF32 : m.type == GgmlType::kF16 ? DType::kF16 : DType::kBF16;
-          Add(weight, d, {m.rows, m.cols}, m.data);
-          // A plain HF tensor: an entry only to keep a representation name the dense
-          // loader would not give it.
-          if (repr != GetGgmlTypeTraits(m.type).name) modules_[name] = {{"representation", repr}};
-          return;
-        }
-        Add(weight, DType::kU8, {m.rows, static_cast<int64_t>(m.row_bytes)}, m.data);
-        spec["kind"] = "ggml";
-        spec["type"] = GetGgmlTypeTraits(m.type).name;
-        spec["type_id"] = static_cast<int>(m.type);
-        break;
+namespace save {
+
+void LayoutWriter::AddLinear(const std::string& name, const kernels::Linear& w, const std::string& repr) {
+  Json spec = {{"representation", repr}};
+  const std::string weight = name + ".weight";
+  switch (w.kind) {
+    case kernels::LinearKind::kGgml: {
+      const kernels::WeightMatrix& m = w.ggml;
+      if (m.type == GgmlType::kF32 || m.type == GgmlType::kF16 || m.type == GgmlType::kBF16) {
+        const DType d = m.type == GgmlType::kF32 ? DType::kF32 : m.type == GgmlType::kF16 ? DType::kF16 : DType::kBF16;
+        Add(weight, d, {m.rows, m.cols}, m.data);
+        // A plain HF tensor: an entry only to keep a representation name the dense
+        // loader would not give it.
+        if (repr != GetGgmlTypeTraits(m.type).name) modules_[name] = {{"representation", repr}};
+        return;
       }
-      case kernels::LinearKind::kAffine: {
-        const kernels::AffineMatrix& a = w.affine;
-        const int64_t g = a.groups_per_row();
-        Add(weight, DType::kU8, {a.rows, static_cast<int64_t>(a.row_bytes)}, a.q);
-        Add(name + ".scales", DType::kF16, {a.rows, g}, a.scale);
-        if (a.zero != nullptr) Add(name + ".zeros", DType::kF16, {a.rows, g}, a.zero);
-        spec["kind"] = "affine";
-        spec["bits"] = a.bits;
-        spec["cols"] = a.cols;
-        spec["group_size"] = a.group;
-        spec["zero"] = a.zero_kind == kernels::ZeroKind::kZero ? "zero" : "bias";
-        if (w.outlier_threshold > 0) spec["outlier_threshold"] = w.outlier_threshold;
-        if (w.input_order != nullptr) {
-          Add(name + ".input_order", DType::kI32, {a.cols}, w.input_order);
-          spec["input_order"] = true;
-        }
-        break;
-      }
-      case kernels::LinearKind::kCodebook: {
-        const kernels::CodebookMatrix& c = w.codebook;
-        const int64_t n = c.rows * c.cols, blocks = n / c.block;
-        Add(weight, DType::kU8, {n / 2}, c.codes);
-        spec["kind"] = "codebook";
-        spec["book"] = c.book == kernels::Codebook::kNF4 ? "nf4" : "fp4";
-        spec["rows"] = c.rows;
-        spec["cols"] = c.cols;
-        spec["block"] = c.block;
-        if (c.absmax_code == nullptr) {
-          Add(name + ".absmax", DType::kF32, {blocks}, c.absmax);
-        } else {
-          Add(name + ".absmax_code", DType::kU8, {blocks}, c.absmax_code);
-          Add(name + ".absmax_scale", DType::kF32, {(blocks + c.absmax_block - 1) / c.absmax_block}, c.absmax_scale);
-          spec["absmax_block"] = c.absmax_block;
-          spec["absmax_offset"] = c.absmax_offset;
-        }
-        break;
-      }
+      Add(weight, DType::kU8, {m.rows, static_cast<int64_t>(m.row_bytes)}, m.data);
+      spec["kind"] = "ggml";
+      spec["type"] = GetGgmlTypeTraits(m.type).name;
+      spec["type_id"] = static_cast<int>(m.type);
+      break;
     }
-    modules_[name] = std::move(spec);
+    case kernels::LinearKind::kAffine: {
+      const kernels::AffineMatrix& a = w.affine;
+      const int64_t g = a.groups_per_row();
+      Add(weight, DType::kU8, {a.rows, static_cast<int64_t>(a.row_bytes)}, a.q);
+      Add(name + ".scales", DType::kF16, {a.rows, g}, a.scale);
+      if (a.zero != nullptr) Add(name + ".zeros", DType::kF16, {a.rows, g}, a.zero);
+      spec["kind"] = "affine";
+      spec["bits"] = a.bits;
+      spec["cols"] = a.cols;
+      spec["group_size"] = a.group;
+      spec["zero"] = a.zero_kind == kernels::ZeroKind::kZero ? "zero" : "bias";
+      if (w.outlier_threshold > 0) spec["outlier_threshold"] = w.outlier_threshold;
+      if (w.input_order != nullptr) {
+        Add(name + ".input_order", DType::kI32, {a.cols}, w.input_order);
+        spec["input_order"] = true;
+      }
+      break;
+    }
+    case kernels::LinearKind::kCodebook: {
+      const kernels::CodebookMatrix& c = w.codebook;
+      const int64_t n = c.rows * c.cols, blocks = n / c.block;
+      Add(weight, DType::kU8, {n / 2}, c.codes);
+      spec["kind"] = "codebook";
+      spec["book"] = c.book == kernels::Codebook::kNF4 ? "nf4" : "fp4";
+      spec["rows"] = c.rows;
+      spec["cols"] = c.cols;
+      spec["block"] = c.block;
+      if (c.absmax_code == nullptr) {
+        Add(name + ".absmax", DType::kF32, {blocks}, c.absmax);
+      } else {
+        Add(name + ".absmax_code", DType::kU8, {blocks}, c.absmax_code);
+        Add(name + ".absmax_scale", DType::kF32, {(blocks + c.absmax_block - 1) / c.absmax_block}, c.absmax_scale);
+        spec["absmax_block"] = c.absmax_block;
+        spec["absmax_offset"] = c.absmax_offset;
+      }
+      break;
+    }
   }
+  modules_[name] = std::move(spec);
+}
 
-  // Keeps `bytes` alive until the file is written; returns its data.
-  const uint8_t* Keep(std::string bytes) {
-    kept_.push_back(std::make_unique<std::string>(std::move(bytes)));
-    return reinterpret_cast<const uint8_t*>(kept_.back()->data());
-  }
-  template <typename T>
-  T* KeepArray(size_t n) {
-    kept_.push_back(std::make_unique<std::string>(n * sizeof(T), '\0'));
-    return reinterpret_cast<T*>(kept_.back()->data());
-  }
+}  // namespace save
 
-  const std::vector<TensorView>& tensors() const { return tensors_; }
-  const Json& modules() const { return modules_; }
-
- private:
-  std::vector<TensorView> tensors_;
-  Json modules_ = Json::object();
-  std::vector<std::unique_ptr<std::string>> kept_;
-};
+namespace {
 
 // A float as the shortest decimal that reads back to it (1e-05, not 9.99999974e-06).
 double Shortest(float v) {
@@ -172,9 +156,6 @@ double Shortest(float v) {
 }
 
 bool IsFloatType(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
-DType DTypeOf(GgmlType t) {
-  return t == GgmlType::kF32 ? DType::kF32 : t == GgmlType::kF16 ? DType::kF16 : DType::kBF16;
-}
 
 // The absmax of every block of a double-quantized codebook matrix, as the kernels
 // compute it (f32).
@@ -239,11 +220,6 @@ std::vector<int64_t> HalvesFromPairs(int64_t n_head, int64_t head_dim) {
     }
   }
   return from;
-}
-
-absl::Status NoForm(const std::string& name, const std::string& repr, const std::string& layout, const char* how) {
-  return absl::FailedPreconditionError(absl::StrCat("'", name, "' is stored as ", repr, ", which has no ", layout,
-                                                    " form; ", how));
 }
 
 // bitsandbytes as transformers serializes it.
@@ -378,8 +354,10 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
                                                                     const std::string& layout) const {
   const LlamaConfig& c = config_;
   const bool ingot = layout == "ingot", bnb = layout == "bitsandbytes", mlx = layout == "mlx";
-  if (!ingot && !bnb && !mlx) {
-    return absl::InvalidArgumentError(absl::StrCat("layout '", layout, "' is not ingot, bitsandbytes or mlx"));
+  const bool gptq = layout == "gptq", hqq = layout == "hqq";
+  if (!ingot && !bnb && !mlx && !gptq && !hqq) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layout '", layout, "' is not ingot, bitsandbytes, mlx, gptq or hqq"));
   }
   const char* arch = HfArchitecture(c.architecture);
   if (arch == nullptr) {
@@ -434,14 +412,23 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
   LayoutWriter w;
   BnbLayout bnb_layout;
   MlxLayout mlx_layout;
+  save::GptqLayout gptq_layout;
+  save::HqqLayout hqq_layout;
+  // `block`: a decoder layer's linear; `has_bias`: its bias is written with the layer.
   auto add_linear = [&](const std::string& name, const kernels::Linear& lin, const std::string& repr,
-                        int64_t permute_heads) -> absl::Status {
+                        int64_t permute_heads, bool block, bool has_bias) -> absl::Status {
     if (ingot) {
       w.AddLinear(name, lin, repr);
       return absl::OkStatus();
     }
+    if (lin.input_order != nullptr) {
+      return NoForm(name, repr, layout, "its columns are regrouped (GPTQ act-order); save it as ingot");
+    }
     const kernels::Linear l = permute_heads > 0 ? PermuteRows(lin, HalvesFromPairs(permute_heads, c.head_dim), w) : lin;
-    return bnb ? bnb_layout.Add(w, name, l, repr) : mlx_layout.Add(w, name, l, repr);
+    if (bnb) return bnb_layout.Add(w, name, l, repr);
+    if (mlx) return mlx_layout.Add(w, name, l, repr);
+    if (gptq) return gptq_layout.Add(w, name, l, repr, block, has_bias);
+    return hqq_layout.Add(w, name, l, repr);
   };
   {
     kernels::Linear embd;
@@ -461,7 +448,7 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     }
   }
   w.AddVector("model.norm.weight", output_norm_);
-  if (!c.tied_output) RETURN_IF_ERROR(add_linear("lm_head", output_, output_repr_, 0));
+  if (!c.tied_output) RETURN_IF_ERROR(add_linear("lm_head", output_, output_repr_, 0, false, false));
   if (ingot) {
     w.AddVector("ingot.rope.inv_freq", inv_freq_);
     w.AddVector("ingot.rope.freqs", rope_freqs_);
@@ -478,7 +465,11 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
       int64_t heads = 0;
       if (unpermute && s == static_cast<int>(LinearSlot::kQ)) heads = c.n_head;
       if (unpermute && s == static_cast<int>(LinearSlot::kK)) heads = c.n_head_kv;
-      RETURN_IF_ERROR(add_linear(p + kNames[s], L.w[s], L.repr[s], heads));
+      const std::vector<float>* bias = s == static_cast<int>(LinearSlot::kQ)   ? &L.bq
+                                       : s == static_cast<int>(LinearSlot::kK) ? &L.bk
+                                       : s == static_cast<int>(LinearSlot::kV) ? &L.bv
+                                                                               : nullptr;
+      RETURN_IF_ERROR(add_linear(p + kNames[s], L.w[s], L.repr[s], heads, true, bias != nullptr && !bias->empty()));
     }
     w.AddVector(p + "self_attn.q_proj.bias", L.bq);
     w.AddVector(p + "self_attn.k_proj.bias", L.bk);
@@ -491,6 +482,12 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     ASSIGN_OR_RETURN(cfg["quantization"], mlx_layout.Config());
     cfg["quantization_config"] = cfg["quantization"];
     metadata["format"] = "mlx";
+  } else if (gptq) {
+    ASSIGN_OR_RETURN(cfg["quantization_config"], gptq_layout.Config());
+    // auto-gptq reads quantize_config.json; transformers the config.json entry.
+    files["quantize_config.json"] = cfg["quantization_config"].dump(2);
+  } else if (hqq) {
+    ASSIGN_OR_RETURN(cfg["quantization_config"], hqq_layout.Config());
   }
 
   std::error_code ec;
@@ -509,6 +506,8 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
   } else {
     std::filesystem::remove(qcfg_path, ec);
   }
+  // Likewise auto-gptq's file, which names GPTQ to any loader.
+  if (!gptq) std::filesystem::remove(dir + "/quantize_config.json", ec);
   for (const auto& [name, text] : files) {
     RETURN_IF_ERROR(WriteText(dir + "/" + name, text));
     written.push_back(dir + "/" + name);

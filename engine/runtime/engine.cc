@@ -250,9 +250,10 @@ absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::st
   if (path.empty()) return absl::InvalidArgumentError("path: required");
   const bool gguf = format == "gguf" || format.empty();
   const std::string layout = format == "bnb" ? "bitsandbytes" : format;
-  if (!gguf && layout != "ingot" && layout != "bitsandbytes" && layout != "mlx") {
+  if (!gguf && layout != "ingot" && layout != "bitsandbytes" && layout != "mlx" && layout != "gptq" &&
+      layout != "hqq") {
     return absl::InvalidArgumentError(
-        absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx)"));
+        absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx, gptq, hqq)"));
   }
   std::error_code ec;
   if (!overwrite && std::filesystem::exists(path, ec)) {

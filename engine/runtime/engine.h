@@ -199,7 +199,8 @@ class Engine {
   // NOT_FOUND when absent. Running generations keep the model until they finish.
   absl::Status UnloadModel(const std::string& name);
   // Writes model `name` to `path` in `format` ("gguf": one file; "ingot", "bitsandbytes",
-  // "mlx": a directory, LlamaModel::SaveCheckpoint); returns the bytes written.
+  // "mlx", "gptq", "hqq": a directory, LlamaModel::SaveCheckpoint); returns the bytes
+  // written.
   absl::StatusOr<int64_t> SaveModel(const std::string& name, const std::string& path,
                                     const std::string& format, bool overwrite);
   std::vector<ModelInfo> ListModels() const;

@@ -5,12 +5,13 @@ peer-export test in tests/quant/save_test.cc (SaveIngot.PeerExports*).
 ingot writes the exports (the test does it too, deterministically: hf-f32 quantized by
 ingot, then saved in the peer's layout):
   build/bin/save_test --gtest_filter='SaveIngot.PeerExports*'
-  -> /tmp/ingot_peer_export/{bnb-nf4-dq,bnb-fp4,bnb-int8,mlx-4bit-g64}/
-     (config.json with the tool's quantization config, model.safetensors in the tool's
-     tensor layout, tokenizer.json, tokenizer_config.json, generation_config.json)
+  -> /tmp/ingot_peer_export/{bnb-nf4-dq,bnb-fp4,bnb-int8,mlx-4bit-g64,gptq-4bit-g32,
+     hqq-4bit-g64}/ (config.json with the tool's quantization config, model.safetensors
+     in the tool's tensor layout, tokenizer.json, tokenizer_config.json,
+     generation_config.json; gptq also quantize_config.json)
 then:
   .venv-formats/bin/python tests/reference/gen_export_peers.py [NAME_OR_DIR ...] [--out DIR]
-(default: the four names above under /tmp/ingot_peer_export; an argument that is a
+(default: the six names above under /tmp/ingot_peer_export; an argument that is a
 directory is used as is, its basename naming the output) writes, per export,
 tests/data/formats/export/<name>/logits.npy (float32 [16, 320]) and reference.json.
 
@@ -32,6 +33,21 @@ Each export is loaded by the peer tool itself, never patched up here:
          model.set_dtype(float32) (casts the float scales/biases/norms exactly; the
          uint32 codes are untouched) so the forward is float32. The forward in the
          export's own dtype is also run, its distance recorded.
+  gptq-* auto-gptq's AutoGPTQForCausalLM.from_quantized(dir, device="cpu",
+         torch_dtype=float32), as gen_formats_gptq.py reads its own checkpoints (without
+         CUDA QuantLinear falls back to its torch dequantize-and-matmul; exllama/marlin/
+         triton off, as they need CUDA). float32: the f16 scales are upcast exactly.
+         auto-gptq loads through accelerate's non-strict load_checkpoint_in_model, so
+         the model's state_dict keys are compared with the file's here: any missing or
+         unexpected tensor counts as a refusal. (transformers' own GPTQ path needs
+         optimum, which this environment does not have.)
+  hqq-*  transformers AutoModelForCausalLM.from_pretrained(dir, torch_dtype=float32,
+         device_map="cpu"): HqqHfQuantizer rebuilds each HQQLinear from the stored state
+         (HQQLinear.load_state_dict); the one check lifted is gen_formats_hqq.allow_cpu()
+         (transformers 4.51 refuses HQQ without CUDA). transformers sets HQQLinear's
+         compute dtype to the load dtype, so dequantization ((W_q - zero) * scale, f16
+         meta upcast exactly) and matmul run in float32 (PYTORCH backend). Missing,
+         unexpected or mismatched tensors count as a refusal.
 A peer that refuses an export is reported (its exact message) and the others go on;
 the exit status is then 1.
 
@@ -57,7 +73,8 @@ import gen_formats_common as c  # noqa: E402
 
 FORMATS = os.path.join(c.ROOT, "tests", "data", "formats")
 EXPORT_ROOT = "/tmp/ingot_peer_export"
-DEFAULT_NAMES = ["bnb-nf4-dq", "bnb-fp4", "bnb-int8", "mlx-4bit-g64"]
+DEFAULT_NAMES = ["bnb-nf4-dq", "bnb-fp4", "bnb-int8", "mlx-4bit-g64", "gptq-4bit-g32",
+                 "hqq-4bit-g64"]
 DENSE = os.path.join(FORMATS, "dense_logits-llama.npy")
 
 
@@ -161,6 +178,85 @@ def mlx_source(cfg):
             "(mlx-lm layout)")
 
 
+# ------------------------------------------------------------------ GPTQ
+def gptq_logits(src, tokens):
+    import torch
+    from auto_gptq import AutoGPTQForCausalLM
+    from safetensors import safe_open
+    try:
+        back = AutoGPTQForCausalLM.from_quantized(
+            src, device="cpu", use_triton=False, use_marlin=False, disable_exllama=True,
+            disable_exllamav2=True, torch_dtype=torch.float32)
+    except Exception as e:
+        raise PeerRefused(f"{type(e).__name__}: {e}") from e
+    model = back.model.eval()
+    with safe_open(os.path.join(src, "model.safetensors"), "pt") as f:
+        stored = set(f.keys())
+    expected = set(model.state_dict().keys())
+    if model.config.tie_word_embeddings:
+        expected.discard("lm_head.weight")
+    missing, unexpected = sorted(expected - stored), sorted(stored - expected)
+    if missing or unexpected:
+        raise PeerRefused(f"auto-gptq model vs export tensors: missing {missing[:8]}, "
+                          f"unexpected {unexpected[:8]}")
+    qlinears = [m for m in model.modules() if type(m).__name__ == "QuantLinear"]
+    if not qlinears:
+        raise PeerRefused("auto-gptq loaded no QuantLinear module")
+    with torch.no_grad():
+        out = model(torch.tensor([tokens]), use_cache=False).logits[0]
+    ql = type(qlinears[0])
+    compute = (f"auto-gptq {c.version('auto-gptq')} AutoGPTQForCausalLM.from_quantized(export, "
+               f"cpu, torch_dtype float32): {len(qlinears)} {ql.__module__}.QuantLinear "
+               f"(torch dequantize-and-matmul fallback, float32) in transformers "
+               f"{c.version('transformers')} LlamaForCausalLM; everything else float32")
+    peer = {p: c.version(p) for p in ("auto-gptq", "transformers", "torch")}
+    return out.float().numpy(), compute, peer, {}
+
+
+def gptq_source(cfg):
+    q = cfg.get("quantization_config", {})
+    return (f"GPTQ {q.get('bits')}-bit, group_size {q.get('group_size')}, sym {q.get('sym')}, "
+            f"desc_act {q.get('desc_act')} (AutoGPTQ v1 layout)")
+
+
+# ------------------------------------------------------------------ HQQ
+def hqq_logits(src, tokens):
+    import torch
+    from hqq.core.quantize import HQQLinear
+    from transformers import AutoModelForCausalLM
+    from gen_formats_hqq import allow_cpu
+    try:
+        with allow_cpu():
+            model, info = AutoModelForCausalLM.from_pretrained(
+                src, torch_dtype=torch.float32, device_map="cpu", output_loading_info=True)
+    except Exception as e:
+        raise PeerRefused(f"{type(e).__name__}: {e}") from e
+    bad = {k: v for k, v in info.items() if v}
+    if bad:
+        raise PeerRefused(f"transformers from_pretrained loading info: {bad}")
+    model.eval()
+    hqq = [m for m in model.modules() if isinstance(m, HQQLinear)]
+    if not hqq:
+        raise PeerRefused("transformers loaded no HQQLinear module "
+                          "(the quantization_config was not applied)")
+    with torch.no_grad():
+        out = model(torch.tensor([tokens]), use_cache=False).logits[0]
+    compute = (f"transformers {c.version('transformers')} LlamaForCausalLM with the export's "
+               f"HqqConfig, torch_dtype float32 on the CPU: {len(hqq)} hqq HQQLinear "
+               f"({hqq[0].backend.name} backend: dequantize (W_q - zero) * scale in float32, "
+               "matmul); everything else float32")
+    peer = {p: c.version(p) for p in ("transformers", "hqq", "torch")}
+    return out.float().numpy(), compute, peer, {}
+
+
+def hqq_source(cfg):
+    q = cfg.get("quantization_config", {}).get("quant_config", {})
+    w = q.get("weight_quant_params") or q
+    return (f"HQQ {w.get('nbits')}-bit, group_size {w.get('group_size')}, axis "
+            f"{w.get('axis')} (transformers HqqConfig layout)") if "nbits" in w else \
+        f"HQQ per-tag config {sorted(q)} (transformers HqqConfig layout)"
+
+
 # ------------------------------------------------------------------ driver
 def write(dst, logits, ref):
     os.makedirs(dst, exist_ok=True)
@@ -174,9 +270,13 @@ def write(dst, logits, ref):
 def run(src, name, out_root, tokens, dense):
     with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
-    if name.startswith("bnb") or "quantization_config" in cfg and \
-            cfg["quantization_config"].get("quant_method") == "bitsandbytes":
+    method = cfg.get("quantization_config", {}).get("quant_method")
+    if name.startswith("bnb") or method == "bitsandbytes":
         fn, source, qkey = bnb_logits, bnb_source(cfg), "quantization_config"
+    elif method == "gptq":
+        fn, source, qkey = gptq_logits, gptq_source(cfg), "quantization_config"
+    elif method == "hqq":
+        fn, source, qkey = hqq_logits, hqq_source(cfg), "quantization_config"
     else:
         fn, source, qkey = mlx_logits, mlx_source(cfg), "quantization"
     logits, compute, peer, extra = fn(src, tokens)

@@ -1,0 +1,155 @@
+// SaveCheckpoint layout "hqq": transformers' HqqConfig serialization (save_pretrained of
+// a model quantized with HqqConfig, hqq 0.2.8's HQQLinear.state_dict with
+// encoded_state_dict), what from_pretrained rebuilds HQQLinear from. Per quantized
+// linear P (O outputs, I inputs, groups of G along the inputs, axis 1, b bits):
+//   P.W_q    U8 [n/(8/b), G]  n = O*I/G groups, group k = the k-th run of G weights of
+//                             the row-major weight; group k sits in row k % (n/(8/b)) at
+//                             bit 8 - b*(k / (n/(8/b)) + 1) ("8bit_u8", "4bit_u8",
+//                             "2bit_u8", "1bit_u8")
+//   P.scale  F16 [n, 1]       w = (q - zero) * scale (the dequantization multiplier)
+//   P.zero   F16 [n, 1]       fractional for HQQ; any float
+//   meta, encoded as hqq.core.utils.encode_safetensor_type does: nbits, group_size,
+//   axis (I32 scalars), shape (I64 [2]), packing / unpack_view_dtype / compute_dtype
+//   (U8 character codes), view_as_float, quant_scale, quant_zero, offload_meta,
+//   channel_wise, optimize, round_zero, stores_quant_config, encoded_state_dict (U8 0/1)
+// Exact for kAffine/kZero with 1, 2, 4 or 8 bits (ingot's HQQ, and the integer-zero
+// methods too). 3 bits are refused: hqq packs them in 32-bit words ("3bit_32"), which
+// ingot's loader does not read back. Dense linears keep .weight and are listed in
+// skip_modules (lm_head always is, unless it is quantized).
+#include <algorithm>
+#include <cmath>
+
+#include "engine/model/llama_save_layout.h"
+#include "kernels/cpu/ggml_types.h"
+
+namespace ingot::save {
+using formats::DType;
+
+namespace {
+
+Json WeightQuantParams(int bits, int64_t group, bool round_zero) {
+  return Json{{"nbits", bits},      {"group_size", group},      {"axis", 1},           {"channel_wise", true},
+              {"optimize", true},   {"round_zero", round_zero}, {"view_as_float", false}};
+}
+
+// HQQ's linear tag: the last two components of the module name ("self_attn.q_proj").
+std::string Tag(const std::string& name) {
+  const size_t last = name.rfind('.');
+  if (last == std::string::npos || last == 0) return name;
+  const size_t prev = name.rfind('.', last - 1);
+  return prev == std::string::npos ? name : name.substr(prev + 1);
+}
+
+}  // namespace
+
+absl::Status HqqLayout::Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin,
+                            const std::string& repr) {
+  if (IsFloatWeight(lin)) {
+    w.Add(name + ".weight", DTypeOf(lin.ggml.type), {lin.ggml.rows, lin.ggml.cols}, lin.ggml.data);
+    skip_.push_back(name);
+    return absl::OkStatus();
+  }
+  const kernels::AffineMatrix& a = lin.affine;
+  if (lin.kind != kernels::LinearKind::kAffine || a.zero_kind != kernels::ZeroKind::kZero || a.zero == nullptr ||
+      lin.outlier_threshold > 0) {
+    return NoForm(name, repr, "HQQ", "quantize it with -m hqq (1, 2, 4 or 8 bits) first");
+  }
+  if (a.bits != 1 && a.bits != 2 && a.bits != 4 && a.bits != 8) {
+    return NoForm(name, repr, "HQQ",
+                  "hqq packs 3 bits in 32-bit words, which ingot does not read back; quantize it with -m hqq "
+                  "at 1, 2, 4 or 8 bits");
+  }
+  const int64_t rows = a.rows, cols = a.cols, group = a.group, n = rows * a.groups_per_row();
+  const int per_byte = 8 / a.bits;
+  if (n % per_byte != 0) {
+    return NoForm(name, repr, "HQQ", absl::StrCat("its ", n, " groups do not fill whole ", a.bits, "-bit packed "
+                                                  "rows of ", per_byte, " groups"));
+  }
+  const int64_t step = n / per_byte;
+  uint8_t* wq = w.KeepArray<uint8_t>(static_cast<size_t>(step * group));  // [n / per_byte, G]
+  const int64_t gpr = a.groups_per_row();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t gi = 0; gi < gpr; ++gi) {
+      const int64_t k = r * gpr + gi;
+      const int shift = 8 - a.bits * static_cast<int>(k / step + 1);
+      uint8_t* dst = wq + (k % step) * group;
+      for (int64_t j = 0; j < group; ++j) dst[j] |= static_cast<uint8_t>(AffineCode(a, r, gi * group + j) << shift);
+    }
+  }
+  w.Add(name + ".W_q", DType::kU8, {step, group}, wq);
+  // The kAffine (rows, groups) arrays are the (n, 1) ones in the same order.
+  w.Add(name + ".scale", DType::kF16, {n, 1}, a.scale);
+  w.Add(name + ".zero", DType::kF16, {n, 1}, a.zero);
+
+  const bool round_zero = a.bits == 4;  // hqq's default for the bit width (hqq_base_quant_config)
+  auto i32 = [&](const char* key, int32_t v) {
+    int32_t* p = w.KeepArray<int32_t>(1);
+    *p = v;
+    w.Add(name + "." + key, DType::kI32, {}, p);
+  };
+  auto flag = [&](const char* key, bool v) {
+    static const uint8_t kFalse = 0, kTrue = 1;
+    w.Add(name + "." + key, DType::kU8, {}, v ? &kTrue : &kFalse);
+  };
+  auto text = [&](const char* key, const std::string& s) {
+    w.Add(name + "." + key, DType::kU8, {static_cast<int64_t>(s.size())}, w.Keep(s));
+  };
+  i32("nbits", a.bits);
+  i32("group_size", static_cast<int32_t>(group));
+  i32("axis", 1);
+  int64_t* shape = w.KeepArray<int64_t>(2);
+  shape[0] = rows;
+  shape[1] = cols;
+  w.Add(name + ".shape", DType::kI64, {2}, shape);
+  text("packing", absl::StrCat(a.bits, "bit_u8"));
+  text("unpack_view_dtype", "torch.uint8");
+  text("compute_dtype", "torch.float16");  // hqq's default; transformers sets the load dtype
+  flag("view_as_float", false);
+  flag("quant_scale", false);
+  flag("quant_zero", false);
+  flag("offload_meta", false);
+  flag("channel_wise", true);
+  flag("optimize", true);
+  flag("round_zero", round_zero);
+  flag("stores_quant_config", true);
+  flag("encoded_state_dict", true);
+  params_[name] = WeightQuantParams(a.bits, group, round_zero);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Json> HqqLayout::Config() const {
+  if (params_.empty()) return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+  auto quant = [](const Json& weight) {
+    return Json{{"weight_quant_params", weight},
+                {"scale_quant_params", nullptr},
+                {"zero_quant_params", nullptr},
+                {"offload_meta", false}};
+  };
+  // One config for every quantized linear, else one per linear tag (HqqConfig's
+  // dynamic_config), which needs the modules of a tag to agree.
+  Json quant_config;
+  const Json& first = params_.begin()->second;
+  if (std::all_of(params_.begin(), params_.end(), [&](const auto& p) { return p.second == first; })) {
+    quant_config = quant(first);
+  } else {
+    std::map<std::string, Json> by_tag;
+    for (const auto& [name, p] : params_) {
+      auto [it, fresh] = by_tag.emplace(Tag(name), p);
+      if (!fresh && it->second != p) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "'", name, "' is quantized as ", p.dump(), " but other ", Tag(name), " modules as ", it->second.dump(),
+            "; an HqqConfig has one quantization per linear tag"));
+      }
+    }
+    quant_config = Json::object();
+    for (const auto& [tag, p] : by_tag) quant_config[tag] = quant(p);
+  }
+  Json skip = Json::array();
+  if (params_.count("lm_head") == 0) skip.push_back("lm_head");
+  for (const std::string& s : skip_) {
+    if (s != "lm_head") skip.push_back(s);
+  }
+  return Json{{"quant_method", "hqq"}, {"quant_config", quant_config}, {"skip_modules", skip}};
+}
+
+}  // namespace ingot::save
