@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
                    "bitsandbytes, mlx, gptq (AutoGPTQ v1) or hqq (transformers HqqConfig): those tools' "
                    "layouts, where every layer has an exact form there")
       ->check(CLI::IsMember({"gguf", "ingot", "bitsandbytes", "bnb", "mlx", "gptq", "hqq"}));
-  save->add_flag("--overwrite", save_overwrite, "Replace an existing file");
+  save->add_flag("--overwrite", save_overwrite, "Replace an existing file or directory");
   std::string unload_name;
   CLI::App* unload = app.add_subcommand("unload", "Unload a model");
   unload->add_option("name", unload_name, "Model name")->required();

@@ -274,7 +274,13 @@ class BnbLayout {
       w.Add(name + ".SCB", DType::kF32, {a.rows}, scb);
       static const uint8_t kRowFormat = 0;
       w.Add(name + ".weight_format", DType::kU8, {}, &kRowFormat);
+      if (any_int8_ && threshold_ != lin.outlier_threshold) {
+        return absl::FailedPreconditionError(absl::StrCat("'", name, "' has LLM.int8 outlier threshold ",
+                                                          lin.outlier_threshold, ", earlier modules ", threshold_,
+                                                          "; a bitsandbytes checkpoint has one"));
+      }
       threshold_ = lin.outlier_threshold;
+      any_int8_ = true;
       return absl::OkStatus();
     }
     return NoForm(name, repr, "bitsandbytes", kHow);
@@ -310,6 +316,7 @@ class BnbLayout {
   std::string mode_;
   bool double_quant_ = false;
   float threshold_ = 0.0f;
+  bool any_int8_ = false;
   std::vector<std::string> skip_;
 };
 
@@ -471,9 +478,20 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
                                                                                : nullptr;
       RETURN_IF_ERROR(add_linear(p + kNames[s], L.w[s], L.repr[s], heads, true, bias != nullptr && !bias->empty()));
     }
-    w.AddVector(p + "self_attn.q_proj.bias", L.bq);
-    w.AddVector(p + "self_attn.k_proj.bias", L.bk);
-    w.AddVector(p + "self_attn.v_proj.bias", L.bv);
+    // q/k biases follow their rows back to transformers' order.
+    auto add_bias = [&](const std::string& name, const std::vector<float>& v, int64_t heads) {
+      if (v.empty() || !unpermute || heads == 0) {
+        w.AddVector(name, v);
+        return;
+      }
+      const std::vector<int64_t> from = HalvesFromPairs(heads, c.head_dim);
+      float* out = w.KeepArray<float>(v.size());
+      for (size_t r = 0; r < from.size(); ++r) out[r] = v[from[r]];
+      w.Add(name, DType::kF32, {static_cast<int64_t>(v.size())}, out);
+    };
+    add_bias(p + "self_attn.q_proj.bias", L.bq, c.n_head);
+    add_bias(p + "self_attn.k_proj.bias", L.bk, c.n_head_kv);
+    add_bias(p + "self_attn.v_proj.bias", L.bv, 0);
   }
   std::map<std::string, std::string> metadata = {{"format", "pt"}, {"writer", "ingot"}};
   if (bnb) {
@@ -490,28 +508,45 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     ASSIGN_OR_RETURN(cfg["quantization_config"], hqq_layout.Config());
   }
 
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("creating ", dir, ": ", ec.message()));
-  std::vector<std::string> written;
-  const std::string weights = dir + "/model.safetensors";
-  RETURN_IF_ERROR(formats::WriteSafetensors(weights, w.tensors(), metadata));
-  written.push_back(weights);
   files["config.json"] = cfg.dump(2);
-  // quantization_config.json names ingot's layout; another layout's must not keep an
-  // older one beside it.
-  const std::string qcfg_path = dir + "/quantization_config.json";
   if (ingot && !w.modules().empty()) {
     files["quantization_config.json"] = Json{{"quant_method", "ingot"}, {"version", 1}, {"modules", w.modules()}}.dump(1);
-  } else {
-    std::filesystem::remove(qcfg_path, ec);
   }
-  // Likewise auto-gptq's file, which names GPTQ to any loader.
-  if (!gptq) std::filesystem::remove(dir + "/quantize_config.json", ec);
-  for (const auto& [name, text] : files) {
-    RETURN_IF_ERROR(WriteText(dir + "/" + name, text));
-    written.push_back(dir + "/" + name);
+
+  // Everything goes into a fresh directory beside `dir`, renamed into place at the end:
+  // no half-written directory, and nothing of an older one (shards, other tools'
+  // configs) left to be read with the new files.
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string parent = fs::path(dir).parent_path().string();
+  const std::string tmp = dir + ".ingot-partial", old = dir + ".ingot-replaced";
+  fs::remove_all(tmp, ec);
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  if (!fs::create_directory(tmp, ec) || ec) {
+    return absl::InternalError(absl::StrCat("creating ", tmp, ": ", ec ? ec.message() : "exists"));
   }
+  auto write_all = [&]() -> absl::Status {
+    RETURN_IF_ERROR(formats::WriteSafetensors(tmp + "/model.safetensors", w.tensors(), metadata));
+    for (const auto& [name, text] : files) RETURN_IF_ERROR(WriteText(tmp + "/" + name, text));
+    return absl::OkStatus();
+  };
+  if (absl::Status s = write_all(); !s.ok()) {
+    fs::remove_all(tmp, ec);
+    return s;
+  }
+  fs::remove_all(old, ec);
+  const bool replacing = fs::exists(dir, ec);
+  if (replacing) fs::rename(dir, old, ec);
+  if (!ec) fs::rename(tmp, dir, ec);
+  if (ec) {
+    const std::string why = ec.message();
+    if (replacing && !fs::exists(dir)) fs::rename(old, dir, ec);
+    fs::remove_all(tmp, ec);
+    return absl::InternalError(absl::StrCat("moving the saved checkpoint into ", dir, ": ", why));
+  }
+  fs::remove_all(old, ec);
+  std::vector<std::string> written = {dir + "/model.safetensors"};
+  for (const auto& [name, text] : files) written.push_back(dir + "/" + name);
   return written;
 }
 

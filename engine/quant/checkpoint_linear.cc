@@ -57,7 +57,9 @@ class Reader {
     if (is_dense || q.method == CheckpointQuant::kNone) {
       ASSIGN_OR_RETURN(LinearLoad out, Dense(name, rows, cols));
       if (auto it = ingot_.find(name); it != ingot_.end() && it->is_object()) {
-        out.representation = it->value("representation", out.representation);
+        if (it->contains("representation") && (*it)["representation"].is_string()) {
+          out.representation = (*it)["representation"].get<std::string>();
+        }
       }
       return out;
     }
@@ -552,10 +554,18 @@ class Reader {
     auto bad = [&](const std::string& what) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": module '", name, "': ", what));
     };
+    // Typed reads: a field of another type reads as absent (and is then refused).
     auto int_of = [&](const char* key) -> int64_t {
       return s.contains(key) && s[key].is_number_integer() ? s[key].get<int64_t>() : -1;
     };
-    const std::string kind = s.value("kind", ""), w = name + ".weight";
+    auto str_of = [&](const char* key, const std::string& def) {
+      return s.contains(key) && s[key].is_string() ? s[key].get<std::string>() : def;
+    };
+    auto float_of = [&](const char* key) {
+      return s.contains(key) && s[key].is_number() ? s[key].get<float>() : 0.0f;
+    };
+    auto flag = [&](const char* key) { return s.contains(key) && s[key].is_boolean() && s[key].get<bool>(); };
+    const std::string kind = str_of("kind", ""), w = name + ".weight";
     LinearLoad out;
     // Bytes of the module's tensors, as the other loaders count them.
     auto get = [&](const std::string& t, std::vector<int64_t> shape, DType d) -> absl::StatusOr<const TensorView*> {
@@ -563,12 +573,12 @@ class Reader {
       out.bytes += static_cast<int64_t>(v->nbytes);
       return v;
     };
-    out.representation = s.value("representation", kind);
+    out.representation = str_of("representation", kind);
     if (kind == "ggml") {
       const int64_t id = int_of("type_id");
-      const GgmlTypeTraits& t = GetGgmlTypeTraits(static_cast<uint32_t>(id < 0 ? 1u << 20 : id));
-      if (id < 0 || !t.supported || s.value("type", "") != t.name) {
-        return bad(absl::StrCat("GGML type ", s.value("type", "?"), " (id ", id, ") is not one this build reads"));
+      const GgmlTypeTraits& t = GetGgmlTypeTraits(static_cast<uint32_t>(id < 0 || id > 1024 ? 1024 : id));
+      if (id < 0 || id > 1024 || !t.supported || str_of("type", "") != t.name) {
+        return bad(absl::StrCat("GGML type ", str_of("type", "?"), " (id ", id, ") is not one this build reads"));
       }
       if (cols % t.block_size != 0) return bad(absl::StrCat(cols, " columns are not whole ", t.name, " blocks"));
       kernels::WeightMatrix& m = out.w.ggml;
@@ -581,13 +591,13 @@ class Reader {
       out.w.kind = kernels::LinearKind::kGgml;
     } else if (kind == "affine") {
       kernels::AffineMatrix& a = out.w.affine;
-      a.bits = static_cast<int32_t>(int_of("bits"));
+      a.bits = static_cast<int32_t>(std::clamp<int64_t>(int_of("bits"), -1, 64));
       a.group = int_of("group_size");
       if (a.bits < 1 || a.bits > 8 || a.group <= 0 || cols % a.group != 0 || int_of("cols") != cols) {
         return bad(absl::StrCat("bits ", a.bits, ", group_size ", a.group, ", cols ", int_of("cols"),
                                 " do not describe a ", rows, " x ", cols, " affine matrix"));
       }
-      const std::string zero = s.value("zero", "");
+      const std::string zero = str_of("zero", "");
       if (zero != "zero" && zero != "bias") return bad("zero must be \"zero\" or \"bias\"");
       a.zero_kind = zero == "zero" ? kernels::ZeroKind::kZero : kernels::ZeroKind::kBias;
       a.rows = rows;
@@ -603,8 +613,8 @@ class Reader {
         a.zero = reinterpret_cast<const uint16_t*>(z->data);
       }
       out.w.kind = kernels::LinearKind::kAffine;
-      out.w.outlier_threshold = s.value("outlier_threshold", 0.0f);
-      if (s.value("input_order", false)) {
+      out.w.outlier_threshold = float_of("outlier_threshold");
+      if (flag("input_order")) {
         // The kernels gather activations through it: it must be a permutation of the columns.
         ASSIGN_OR_RETURN(const TensorView* order, get(name + ".input_order", {cols}, DType::kI32));
         std::vector<bool> seen(static_cast<size_t>(cols), false);
@@ -617,7 +627,7 @@ class Reader {
       }
     } else if (kind == "codebook") {
       kernels::CodebookMatrix& c = out.w.codebook;
-      const std::string book = s.value("book", "");
+      const std::string book = str_of("book", "");
       if (book != "nf4" && book != "fp4") return bad("book must be nf4 or fp4");
       c.book = book == "nf4" ? kernels::Codebook::kNF4 : kernels::Codebook::kFP4;
       c.rows = rows;
@@ -633,8 +643,8 @@ class Reader {
       c.codes = codes->data;
       if (ck_->Find(name + ".absmax_code") != nullptr) {
         c.absmax_block = int_of("absmax_block");
-        if (c.absmax_block <= 0) return bad("absmax_block must be positive");
-        c.absmax_offset = s.value("absmax_offset", 0.0f);
+        if (c.absmax_block <= 0 || c.absmax_block > (1 << 20)) return bad("absmax_block must be in [1, 2^20]");
+        c.absmax_offset = float_of("absmax_offset");
         ASSIGN_OR_RETURN(const TensorView* code, get(name + ".absmax_code", {blocks}, DType::kU8));
         ASSIGN_OR_RETURN(const TensorView* scale,
                          get(name + ".absmax_scale", {(blocks + c.absmax_block - 1) / c.absmax_block}, DType::kF32));

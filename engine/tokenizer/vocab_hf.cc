@@ -38,7 +38,16 @@ std::string PreTokenizerName(const Json& pre, std::string* describe) {
   *describe = pre.dump().substr(0, 200);
   // ByteLevel with add_prefix_space puts a space before the text: not implemented, so
   // such a tokenizer is refused rather than tokenized without it.
-  if (absl::StrContains(pre.dump(), "\"add_prefix_space\":true")) return "";
+  auto prefix_space = [](const Json& j) {
+    return j.is_object() && j.value("type", "") == "ByteLevel" && j.contains("add_prefix_space") &&
+           j["add_prefix_space"].is_boolean() && j["add_prefix_space"].get<bool>();
+  };
+  if (prefix_space(pre)) return "";
+  if (pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
+    for (const Json& step : pre["pretokenizers"]) {
+      if (prefix_space(step)) return "";
+    }
+  }
   const std::string type = pre.value("type", "");
   if (type == "ByteLevel" && pre.value("use_regex", true)) return "gpt2";
   if (type == "Metaspace") return "spm";

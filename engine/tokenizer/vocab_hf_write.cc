@@ -58,6 +58,11 @@ absl::StatusOr<HfTokenizerFiles> VocabSpecToHf(const VocabSpec& spec) {
   };
   Json vocab = Json::object(), added = Json::array();
   for (int32_t i = 0; i < n; ++i) {
+    if (vocab.contains(spec.tokens[i])) {
+      return absl::FailedPreconditionError(absl::StrCat("token '", spec.tokens[i], "' appears twice (ids ",
+                                                        vocab[spec.tokens[i]].get<int32_t>(), " and ", i,
+                                                        "); tokenizer.json maps each string to one id"));
+    }
     vocab[spec.tokens[i]] = i;
     const TokenType t = type_of(i);
     if (t == TokenType::kControl || t == TokenType::kUserDefined) {

@@ -374,5 +374,28 @@ TEST(SaveIngot, PeerExportsRefuseWhatTheLayoutCannotHold) {
   }
 }
 
+// Saving over a directory replaces it whole: an older checkpoint's shards and another
+// tool's config left there would otherwise be read with the new files.
+TEST(SaveIngot, OverwriteLeavesNothingOfTheOldDirectory) {
+  auto hf = LoadHf(FormatsDataDir() + "/hf-f32");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  auto q = quant::QuantizeLlama(*hf->model, Config("hqq", 4, 64), quant::QuantizeOptions());
+  ASSERT_TRUE(q.ok()) << q.status();
+  const std::string dir = SaveDir("overwrite");
+  fs::create_directories(dir);
+  std::ofstream(dir + "/model.safetensors.index.json") << R"({"weight_map": {"x": "model-00001-of-00002.safetensors"}})";
+  std::ofstream(dir + "/hqq_config.json") << "{}";
+  ASSERT_TRUE(q->model->SaveCheckpoint(hf->vocab, dir, "ingot").ok());
+  EXPECT_FALSE(fs::exists(dir + "/model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(dir + "/hqq_config.json"));
+  EXPECT_FALSE(fs::exists(dir + ".ingot-partial"));
+  EXPECT_FALSE(fs::exists(dir + ".ingot-replaced"));
+  auto back = LoadHf(dir);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->checkpoint->quant().method, CheckpointQuant::kIngot);
+  EXPECT_EQ(Logits(*back->model, kTokens), Logits(*q->model, kTokens));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ingot
