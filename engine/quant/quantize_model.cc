@@ -22,10 +22,16 @@ double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::vector<float> Dequantize(const kernels::Linear& w) {
+// `w` as f32 rows into `out` (resized; its capacity is kept for the next module).
+void DequantizeInto(const kernels::Linear& w, std::vector<float>* out) {
   const int64_t rows = w.rows(), cols = w.cols();
-  std::vector<float> out(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) kernels::LinearDequantizeRow(w, r, out.data() + r * cols);
+  out->resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) kernels::LinearDequantizeRow(w, r, out->data() + r * cols);
+}
+
+std::vector<float> Dequantize(const kernels::Linear& w) {
+  std::vector<float> out;
+  DequantizeInto(w, &out);
   return out;
 }
 
@@ -307,7 +313,10 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
         ++outcome.skipped_modules;
         continue;
       }
-      work.push_back({i, Dequantize(source.linear(refs[i]))});
+      // AWQ scales a layer's modules together, so they are dequantized up front; the
+      // rest are dequantized by the worker that quantizes them, so that memory holds
+      // one f32 module per worker, not the whole dense model.
+      work.push_back({i, awq ? Dequantize(source.linear(refs[i])) : std::vector<float>()});
     }
     if (awq) {
       // AWQ: per layer, scales for (q,k,v), (gate,up) and down, folded into the op that
@@ -370,6 +379,10 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
     std::vector<std::thread> threads;
     for (int t = 0; t < std::max(1, options.workers); ++t) {
       threads.emplace_back([&] {
+        // One f32 buffer per worker, reused module after module: freed and reallocated
+        // buffers fragment the heap around the quantized outputs, and the process
+        // would keep the whole dense model's worth of pages.
+        std::vector<float> scratch;
         for (size_t k = next++; k < work.size(); k = next++) {
           if (cancelled()) return;
           {
@@ -377,10 +390,15 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
             if (!failure.ok()) return;
           }
           const size_t i = work[k].index;
+          const float* weights = work[k].w.data();
+          if (work[k].w.empty()) {
+            DequantizeInto(source.linear(refs[i]), &scratch);
+            weights = scratch.data();
+          }
           const CalibrationStats* calib =
               collector && refs[i].layer >= 0 ? &collector->Stats(refs[i].layer, SiteOf(refs[i].slot)) : nullptr;
           absl::StatusOr<QuantizedWeight> q =
-              QuantizeOne(plans[i], work[k].w.data(), modules[i].rows, modules[i].cols, calib);
+              QuantizeOne(plans[i], weights, modules[i].rows, modules[i].cols, calib);
           std::lock_guard<std::mutex> lock(mu);
           if (!q.ok()) {
             if (failure.ok()) {
