@@ -4,6 +4,7 @@
 // serving; SaveModel to GGUF and a LoadModel of the result with the same greedy tokens.
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -212,6 +213,53 @@ TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << r.status.error_message();
   EXPECT_THAT(r.status.error_message(), HasSubstr("GPT2LMHeadModel"));
   std::filesystem::remove_all(dir);
+
+  // A tensor of the wrong dtype (same byte count), a missing shard, a pickle that names
+  // a global that is not a tensor type: INVALID_ARGUMENT naming the tensor or file, and
+  // the default model still answers.
+  auto copy_tokenizer = [&](const std::string& to) {
+    std::filesystem::create_directories(to);
+    for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"}) {
+      std::filesystem::copy_file(src + "/" + f, to + "/" + f, std::filesystem::copy_options::overwrite_existing);
+    }
+  };
+  std::string wrong_dtype = good;
+  const std::string norm = "\"model.norm.weight\":{\"dtype\":\"F32\"";
+  const size_t at = wrong_dtype.find(norm);
+  ASSERT_NE(at, std::string::npos);
+  wrong_dtype.replace(at + norm.size() - 4, 3, "I32");
+  struct Broken {
+    std::string name, message;
+    std::function<void(const std::string&)> make;
+  };
+  const std::vector<Broken> broken = {
+      {"wrong-dtype", "model.norm.weight",
+       [&](const std::string& d) { std::ofstream(d + "/model.safetensors", std::ios::binary) << wrong_dtype; }},
+      {"missing-shard", "model-00002-of-00002.safetensors",
+       [&](const std::string& d) {
+         std::ofstream(d + "/model-00001-of-00002.safetensors", std::ios::binary) << good;
+         std::ofstream(d + "/model.safetensors.index.json")
+             << R"({"metadata": {}, "weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors", )"
+                R"("model.norm.weight": "model-00002-of-00002.safetensors"}})";
+       }},
+      {"pickle-global", "evil.pt",
+       [&](const std::string& d) {
+         std::filesystem::copy_file(FormatsDir() + "/containers/evil.pt", d + "/evil.pt");
+       }},
+  };
+  for (const Broken& b : broken) {
+    SCOPED_TRACE(b.name);
+    const std::string d = ::testing::TempDir() + "/broken-" + b.name;
+    std::filesystem::remove_all(d);
+    copy_tokenizer(d);
+    b.make(d);
+    LoadResult lr = Load(channel(), b.name, d);
+    EXPECT_EQ(lr.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << lr.status.error_message();
+    EXPECT_THAT(lr.status.error_message(), HasSubstr(b.message));
+    Generation g = Generate(channel(), Greedy("default", "Hello", 4));
+    EXPECT_TRUE(g.status.ok()) << g.status.error_message();
+    std::filesystem::remove_all(d);
+  }
 }
 
 // ingot's own layout through the server and the CLI: the default model, and an NF4
