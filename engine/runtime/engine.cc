@@ -207,36 +207,35 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     if (request.quantization && !quantization.empty()) {
       info.quantization_note = absl::StrCat(note, "; the request's ", request.quantization->method,
                                             " was not applied: a checkpoint's own quantization wins");
+    } else if (request.quantization) {
+      // Quantize while loading, before anything is published: the name serves only
+      // the quantized model. The dense weights are the file's mapping (page cache, not
+      // the process's own memory) and each module is quantized from one f32 buffer
+      // per worker, so what the load allocates stays near the quantized size.
+      QuantizeRequest q;
+      q.source = request.name;
+      q.config = *request.quantization;
+      q.workers = request.loading_workers;
+      ASSIGN_OR_RETURN(Quantized quantized,
+                       QuantizeLoaded(q, loaded, request.name, /*replaces_source=*/false,
+                                      [&](const quant::QuantizeProgress& p) {
+                                        report("quantize",
+                                               0.85 + 0.15 * (p.total > 0 ? static_cast<double>(p.step) / p.total : 0.0),
+                                               p.module);
+                                      },
+                                      nullptr));
+      loaded = std::move(quantized.model);
+      loaded->info.quantization_note = absl::StrCat(
+          "quantized while loading", quantized.result.note.empty() ? "" : "; " + quantized.result.note);
     }
     auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
     registry_->Publish(request.name, loaded, std::move(scheduler));
-    if (!request.quantization || !quantization.empty()) report("ready", 1.0, "");
-    return info;
+    report("ready", 1.0, "");
+    return loaded->info;
   });
   if (!result.ok()) {
     registry_->Abandon(request.name);
     return result;
-  }
-  if (request.quantization && result->quantization.empty()) {
-    // Quantize while loading: the dense weights are still the file's mapping (page
-    // cache, not the process's own memory), and each layer is replaced by its quantized
-    // copy, so what the load allocates stays near the quantized size.
-    QuantizeRequest q;
-    q.source = request.name;
-    q.config = *request.quantization;
-    q.workers = request.loading_workers;
-    auto quantized = QuantizeModel(q, [&](const quant::QuantizeProgress& p) {
-      report("quantize", 0.85 + 0.15 * (p.total > 0 ? static_cast<double>(p.step) / p.total : 0.0), p.module);
-    }, nullptr);
-    if (!quantized.ok()) {
-      (void)registry_->Unload(request.name);
-      return quantized.status();
-    }
-    report("ready", 1.0, "");
-    ModelInfo info = quantized->info;
-    info.quantization_note = absl::StrCat("quantized while loading",
-                                          quantized->note.empty() ? "" : "; " + quantized->note);
-    return info;
   }
   return result;
 }

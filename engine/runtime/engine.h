@@ -18,6 +18,8 @@
 
 namespace ingot {
 
+struct LoadedModel;  // scheduler.h
+
 struct EngineOptions {
   int threads = 0;            // compute threads per model step; 0 = hardware cores
   int max_batch_sequences = 16;  // sequences decoded together in one step
@@ -240,6 +242,20 @@ class Engine {
   int RunningRequests(const std::string& model) const;
 
  private:
+  // QuantizeModel's work on a model that may not be registered yet (quantize while
+  // loading): validation, the memory check, calibration, the quantized LoadedModel
+  // named `target`. Publishes nothing. `replaces_source`: the source's weights leave
+  // the budget when the result arrives.
+  struct Quantized {
+    QuantizeResult result;
+    std::shared_ptr<LoadedModel> model;
+  };
+  absl::StatusOr<Quantized> QuantizeLoaded(const QuantizeRequest& request,
+                                           std::shared_ptr<const LoadedModel> source,
+                                           const std::string& target, bool replaces_source,
+                                           const std::function<void(const quant::QuantizeProgress&)>& progress,
+                                           const std::atomic<bool>* cancel);
+
   EngineOptions options_;
   std::unique_ptr<kernels::ThreadPool> pool_;  // shared by every model's steps
   std::unique_ptr<Registry> registry_;

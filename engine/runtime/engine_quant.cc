@@ -73,7 +73,34 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
   InFlight in_flight(quantizing_);
   if (request.source.empty()) return absl::InvalidArgumentError("source model name must not be empty");
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.source));
-  std::shared_ptr<const LoadedModel> source = ready.model;
+  const bool in_place = request.target.empty() || request.target == request.source;
+  const std::string target = in_place ? request.source : request.target;
+  // The target name is reserved for the whole run so a concurrent load cannot take it.
+  if (!in_place) {
+    LoadRequest reserve;
+    reserve.name = target;
+    reserve.source = ready.model->info.source;
+    reserve.device = request.device.empty() ? ready.model->info.device : request.device;
+    RETURN_IF_ERROR(registry_->Reserve(target, reserve));
+  }
+  auto result = CatchExceptions("quantizing " + request.source, [&]() -> absl::StatusOr<QuantizeResult> {
+    ASSIGN_OR_RETURN(Quantized q, QuantizeLoaded(request, ready.model, target, in_place, progress, cancel));
+    auto scheduler = std::make_unique<Scheduler>(q.model, pool_.get(), options_.max_batch_sequences);
+    if (in_place) {
+      RETURN_IF_ERROR(registry_->Replace(target, q.model, std::move(scheduler)));
+    } else {
+      registry_->Publish(target, q.model, std::move(scheduler));
+    }
+    return q.result;
+  });
+  if (!result.ok() && !in_place) registry_->Abandon(target);
+  return result;
+}
+
+absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
+    const QuantizeRequest& request, std::shared_ptr<const LoadedModel> source, const std::string& target,
+    bool replaces_source, const std::function<void(const quant::QuantizeProgress&)>& progress,
+    const std::atomic<bool>* cancel) {
   const std::string device = request.device.empty() ? source->info.device : request.device;
   ASSIGN_OR_RETURN(quant::DeviceCaps caps, Caps(device));
   if (!caps.available) {
@@ -88,8 +115,6 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
   const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(*source->model);
   RETURN_IF_ERROR(quant::ProblemsToStatus(quant::ValidateQuantization(config, caps, &modules)));
 
-  const bool in_place = request.target.empty() || request.target == request.source;
-  const std::string target = in_place ? request.source : request.target;
   // Memory: the new weights must fit next to everything already resident.
   const int64_t estimate = quant::EstimateQuantizedBytes(*source->model, config);
   int64_t mem_total = 0, mem_available = 0;
@@ -97,7 +122,7 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
   int64_t room = mem_available;
   if (options_.memory_budget_bytes > 0) {
     room = options_.memory_budget_bytes - registry_->BytesOnDevice("cpu");
-    if (in_place) room += source->info.weight_bytes;  // the source goes once streams finish
+    if (replaces_source) room += source->info.weight_bytes;  // the source goes once streams finish
   }
   if (estimate > room) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -139,16 +164,8 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
     if (static_cast<int32_t>(opts.calibration_tokens.size()) > want) opts.calibration_tokens.resize(want);
   }
 
-  // The target name is reserved for the whole run so a concurrent load cannot take it.
-  if (!in_place) {
-    LoadRequest reserve;
-    reserve.name = target;
-    reserve.source = source->info.source;
-    reserve.device = device;
-    RETURN_IF_ERROR(registry_->Reserve(target, reserve));
-  }
-  auto result = CatchExceptions("quantizing " + request.source, [&]() -> absl::StatusOr<QuantizeResult> {
-    ASSIGN_OR_RETURN(quant::QuantizeOutcome outcome, quant::QuantizeLlama(*source->model, config, opts));
+  ASSIGN_OR_RETURN(quant::QuantizeOutcome outcome, quant::QuantizeLlama(*source->model, config, opts));
+  {
     auto loaded = std::make_shared<LoadedModel>();
     loaded->tokenizer = source->tokenizer;
     loaded->context_length = source->context_length;
@@ -175,16 +192,8 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
     r.skipped_modules = outcome.skipped_modules;
     r.bytes_before = source->info.weight_bytes;
     r.bytes_after = info.weight_bytes;
-    auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
-    if (in_place) {
-      RETURN_IF_ERROR(registry_->Replace(target, loaded, std::move(scheduler)));
-    } else {
-      registry_->Publish(target, loaded, std::move(scheduler));
-    }
-    return r;
-  });
-  if (!result.ok() && !in_place) registry_->Abandon(target);
-  return result;
+    return Quantized{std::move(r), std::move(loaded)};
+  }
 }
 
 absl::StatusOr<EvaluateResult> Engine::EvaluateModel(const EvaluateRequest& request,
