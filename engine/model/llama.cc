@@ -261,18 +261,12 @@ void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
 }
 
 std::vector<LinearModuleRef> LlamaModel::LinearModules() const {
-  static constexpr const char* kHf[kLinearSlots] = {"self_attn.q_proj", "self_attn.k_proj",
-                                                    "self_attn.v_proj", "self_attn.o_proj",
-                                                    "mlp.gate_proj",    "mlp.up_proj",
-                                                    "mlp.down_proj"};
-  static constexpr const char* kGguf[kLinearSlots] = {"attn_q",   "attn_k",  "attn_v",  "attn_output",
-                                                      "ffn_gate", "ffn_up", "ffn_down"};
   std::vector<LinearModuleRef> out;
   for (int32_t l = 0; l < config_.n_layer; ++l) {
     for (int s = 0; s < kLinearSlots; ++s) {
       LinearModuleRef m;
-      m.name = absl::StrCat("model.layers.", l, ".", kHf[s]);
-      m.gguf_name = absl::StrCat("blk.", l, ".", kGguf[s]);
+      m.name = absl::StrCat("model.layers.", l, ".", kHfLinearNames[s]);
+      m.gguf_name = absl::StrCat("blk.", l, ".", kGgufLinearNames[s]);
       m.kind = s <= static_cast<int>(LinearSlot::kO) ? "attention" : "mlp";
       m.layer = l;
       m.slot = static_cast<LinearSlot>(s);

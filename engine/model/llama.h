@@ -67,6 +67,14 @@ struct LlamaConfig {
 // The linear layers of a block, in the order LinearModules() lists them.
 enum class LinearSlot : int8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
 constexpr int kLinearSlots = 7;
+// Each slot's module name inside a layer, as transformers ("self_attn.q_proj") and as
+// llama.cpp ("attn_q") name it.
+inline constexpr const char* kHfLinearNames[kLinearSlots] = {"self_attn.q_proj", "self_attn.k_proj",
+                                                             "self_attn.v_proj", "self_attn.o_proj",
+                                                             "mlp.gate_proj",    "mlp.up_proj",
+                                                             "mlp.down_proj"};
+inline constexpr const char* kGgufLinearNames[kLinearSlots] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                               "ffn_gate", "ffn_up", "ffn_down"};
 
 struct LlamaLayer {
   std::vector<float> attn_norm;  // (n_embd)

@@ -8,25 +8,15 @@
 #include "engine/common/status.h"
 #include "engine/formats/gguf.h"
 #include "engine/model/llama.h"
+#include "engine/model/qk_rows.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace ingot {
 namespace {
 
-// Rows of a (n_head * head_dim, cols) matrix reordered from halves to pairs within each
-// head: new row 2i + j of a head = old row j * head_dim/2 + i.
+// Rows of a (n_head * head_dim, cols) matrix reordered from halves to pairs.
 std::string PermuteRows(const uint8_t* data, size_t row_bytes, int64_t n_head, int64_t head_dim) {
-  std::string out(static_cast<size_t>(n_head * head_dim) * row_bytes, '\0');
-  const int64_t half = head_dim / 2;
-  for (int64_t h = 0; h < n_head; ++h) {
-    for (int64_t i = 0; i < half; ++i) {
-      for (int64_t j = 0; j < 2; ++j) {
-        const int64_t dst = h * head_dim + 2 * i + j, src = h * head_dim + j * half + i;
-        std::memcpy(&out[dst * row_bytes], data + src * row_bytes, row_bytes);
-      }
-    }
-  }
-  return out;
+  return GatherRows(data, row_bytes, QkRowOrder(n_head, head_dim, /*to_pairs=*/true));
 }
 
 std::string Floats(const std::vector<float>& v) {
@@ -135,8 +125,6 @@ absl::Status LlamaModel::ExportGguf(const VocabSpec& vocab, const std::string& p
   add_vector("output_norm.weight", output_norm_, 0);
   if (!c.tied_output) RETURN_IF_ERROR(add_linear("output.weight", output_, output_repr_, 0));
   if (!rope_freqs_.empty()) add_vector("rope_freqs.weight", rope_freqs_, 0);
-  static constexpr const char* kNames[kLinearSlots] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                                       "ffn_gate", "ffn_up", "ffn_down"};
   for (int32_t l = 0; l < c.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
     const std::string p = absl::StrCat("blk.", l, ".");
@@ -146,7 +134,7 @@ absl::Status LlamaModel::ExportGguf(const VocabSpec& vocab, const std::string& p
       int64_t heads = 0;
       if (permute && s == static_cast<int>(LinearSlot::kQ)) heads = c.n_head;
       if (permute && s == static_cast<int>(LinearSlot::kK)) heads = c.n_head_kv;
-      RETURN_IF_ERROR(add_linear(absl::StrCat(p, kNames[s], ".weight"), L.w[s], L.repr[s], heads));
+      RETURN_IF_ERROR(add_linear(absl::StrCat(p, kGgufLinearNames[s], ".weight"), L.w[s], L.repr[s], heads));
     }
     if (!L.bq.empty()) add_vector(p + "attn_q.bias", L.bq, permute ? c.n_head : 0);
     if (!L.bk.empty()) add_vector(p + "attn_k.bias", L.bk, permute ? c.n_head_kv : 0);

@@ -193,13 +193,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
     LlamaLayer& L = model->layers_[l];
     const std::string n = absl::StrCat("blk.", l, ".");
     ASSIGN_OR_RETURN(L.attn_norm, b.Vector(n + "attn_norm.weight", d, false, "norm"));
-    static constexpr const char* kNames[kLinearSlots] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                                         "ffn_gate", "ffn_up", "ffn_down"};
     const int64_t shapes[kLinearSlots][2] = {{qd, d}, {kvd, d}, {kvd, d}, {d, qd},
                                              {c.n_ff, d}, {c.n_ff, d}, {d, c.n_ff}};
     for (int s = 0; s < kLinearSlots; ++s) {
       ASSIGN_OR_RETURN(kernels::WeightMatrix w,
-                       b.Matrix(absl::StrCat(n, kNames[s], ".weight"), shapes[s][0], shapes[s][1],
+                       b.Matrix(absl::StrCat(n, kGgufLinearNames[s], ".weight"), shapes[s][0], shapes[s][1],
                                 s <= static_cast<int>(LinearSlot::kO) ? "attention" : "mlp"));
       L.w[s] = as_linear(w);
       L.repr[s] = repr(w);

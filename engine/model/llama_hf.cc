@@ -288,10 +288,6 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
     if (head.owner) model->owners_.push_back(std::move(head.owner));
   }
 
-  static constexpr const char* kNames[kLinearSlots] = {"self_attn.q_proj", "self_attn.k_proj",
-                                                       "self_attn.v_proj", "self_attn.o_proj",
-                                                       "mlp.gate_proj",    "mlp.up_proj",
-                                                       "mlp.down_proj"};
   const int64_t shapes[kLinearSlots][2] = {{qd, d}, {kvd, d}, {kvd, d}, {d, qd},
                                            {c.n_ff, d}, {c.n_ff, d}, {d, c.n_ff}};
   model->layers_.resize(c.n_layer);
@@ -301,9 +297,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
     ASSIGN_OR_RETURN(L.attn_norm, b.Vector(p + "input_layernorm.weight", d, false));
     ASSIGN_OR_RETURN(L.ffn_norm, b.Vector(p + "post_attention_layernorm.weight", d, false));
     for (int s = 0; s < kLinearSlots; ++s) {
-      ASSIGN_OR_RETURN(LinearLoad lin, loader(p + kNames[s], shapes[s][0], shapes[s][1]));
+      ASSIGN_OR_RETURN(LinearLoad lin, loader(p + kHfLinearNames[s], shapes[s][0], shapes[s][1]));
       if (lin.w.rows() != shapes[s][0] || lin.w.cols() != shapes[s][1]) {
-        return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, kNames[s], "' loads as ",
+        return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, kHfLinearNames[s], "' loads as ",
                                                        lin.w.rows(), " x ", lin.w.cols(), ", expected ",
                                                        shapes[s][0], " x ", shapes[s][1]));
       }

@@ -49,6 +49,7 @@
 #include "engine/formats/safetensors.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/llama.h"
+#include "engine/model/qk_rows.h"
 #include "engine/model/llama_save_layout.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/cpu/ggml_types.h"
@@ -60,9 +61,11 @@ namespace {
 using Json = nlohmann::json;
 using formats::DType;
 using formats::TensorView;
-using save::DTypeOf;
+using save::IsFloatType;
+using save::IsFloatWeight;
 using save::LayoutWriter;
 using save::NoForm;
+using save::NothingQuantized;
 
 const char* HfArchitecture(const std::string& arch) {
   if (arch == "llama") return "LlamaForCausalLM";
@@ -89,9 +92,8 @@ void LayoutWriter::AddLinear(const std::string& name, const kernels::Linear& w, 
   switch (w.kind) {
     case kernels::LinearKind::kGgml: {
       const kernels::WeightMatrix& m = w.ggml;
-      if (m.type == GgmlType::kF32 || m.type == GgmlType::kF16 || m.type == GgmlType::kBF16) {
-        const DType d = m.type == GgmlType::kF32 ? DType::kF32 : m.type == GgmlType::kF16 ? DType::kF16 : DType::kBF16;
-        Add(weight, d, {m.rows, m.cols}, m.data);
+      if (IsFloatType(m.type)) {
+        AddDense(name, m);
         // A plain HF tensor: an entry only to keep a representation name the dense
         // loader would not give it.
         if (repr != GetGgmlTypeTraits(m.type).name) modules_[name] = {{"representation", repr}};
@@ -155,27 +157,11 @@ double Shortest(float v) {
   return std::strtod(std::string(buf, end).c_str(), nullptr);
 }
 
-bool IsFloatType(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
-
-// The absmax of every block of a double-quantized codebook matrix, as the kernels
-// compute it (f32).
-void ExpandAbsmax(const kernels::CodebookMatrix& c, float* out) {
-  const int64_t blocks = c.rows * c.cols / c.block;
-  for (int64_t b = 0; b < blocks; ++b) {
-    out[b] = kernels::DynamicMap()[c.absmax_code[b]] * c.absmax_scale[b / c.absmax_block] + c.absmax_offset;
-  }
-}
-
 // `w` with row r taken from row from[r], in storage kept by `keep`. A nested codebook
 // absmax comes out expanded to f32 (its groups of blocks straddle rows).
 kernels::Linear PermuteRows(const kernels::Linear& w, const std::vector<int64_t>& from, LayoutWriter& keep) {
   kernels::Linear out = w;
-  const int64_t rows = static_cast<int64_t>(from.size());
-  auto rows_of = [&](const uint8_t* src, size_t row_bytes) {
-    uint8_t* dst = keep.KeepArray<uint8_t>(row_bytes * rows);
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * row_bytes, src + from[r] * row_bytes, row_bytes);
-    return dst;
-  };
+  auto rows_of = [&](const uint8_t* src, size_t row_bytes) { return keep.Keep(GatherRows(src, row_bytes, from)); };
   switch (w.kind) {
     case kernels::LinearKind::kGgml:
       out.ggml.data = rows_of(w.ggml.data, w.ggml.row_bytes);
@@ -195,7 +181,7 @@ kernels::Linear PermuteRows(const kernels::Linear& w, const std::vector<int64_t>
       const float* absmax = c.absmax;
       if (c.absmax_code != nullptr) {
         float* expanded = keep.KeepArray<float>(blocks);
-        ExpandAbsmax(c, expanded);
+        for (int64_t b = 0; b < blocks; ++b) expanded[b] = kernels::CodebookBlockAbsmax(c, b);
         absmax = expanded;
       }
       out.codebook.codes = rows_of(c.codes, static_cast<size_t>(c.cols / 2));
@@ -210,26 +196,14 @@ kernels::Linear PermuteRows(const kernels::Linear& w, const std::vector<int64_t>
   return out;
 }
 
-// GGUF (pairs interleaved) row order -> transformers' (halves), per head.
-std::vector<int64_t> HalvesFromPairs(int64_t n_head, int64_t head_dim) {
-  std::vector<int64_t> from(n_head * head_dim);
-  const int64_t half = head_dim / 2;
-  for (int64_t h = 0; h < n_head; ++h) {
-    for (int64_t i = 0; i < half; ++i) {
-      for (int64_t j = 0; j < 2; ++j) from[h * head_dim + j * half + i] = h * head_dim + 2 * i + j;
-    }
-  }
-  return from;
-}
-
 // bitsandbytes as transformers serializes it.
 class BnbLayout {
  public:
   absl::Status Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin, const std::string& repr) {
     const std::string weight = name + ".weight";
     constexpr const char* kHow = "quantize it with -m bitsandbytes (nf4, fp4 or 8-bit) first";
-    if (lin.kind == kernels::LinearKind::kGgml && IsFloatType(lin.ggml.type)) {
-      w.Add(weight, DTypeOf(lin.ggml.type), {lin.ggml.rows, lin.ggml.cols}, lin.ggml.data);
+    if (IsFloatWeight(lin)) {
+      w.AddDense(name, lin.ggml);
       skip_.push_back(name);
       return absl::OkStatus();
     }
@@ -287,7 +261,7 @@ class BnbLayout {
   }
 
   absl::StatusOr<Json> Config() const {
-    if (mode_.empty()) return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+    if (mode_.empty()) return NothingQuantized();
     const bool int8 = mode_ == "int8";
     Json skip = Json::array();
     for (const std::string& s : skip_) skip.push_back(s);
@@ -324,8 +298,8 @@ class BnbLayout {
 class MlxLayout {
  public:
   absl::Status Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin, const std::string& repr) {
-    if (lin.kind == kernels::LinearKind::kGgml && IsFloatType(lin.ggml.type)) {
-      w.Add(name + ".weight", DTypeOf(lin.ggml.type), {lin.ggml.rows, lin.ggml.cols}, lin.ggml.data);
+    if (IsFloatWeight(lin)) {
+      w.AddDense(name, lin.ggml);
       return absl::OkStatus();
     }
     const kernels::AffineMatrix& a = lin.affine;
@@ -343,7 +317,7 @@ class MlxLayout {
     return absl::OkStatus();
   }
   absl::StatusOr<Json> Config() const {
-    if (global_.is_null()) return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+    if (global_.is_null()) return NothingQuantized();
     Json q = global_;
     q["mode"] = "affine";
     for (const auto& [name, v] : per_module_.items()) q[name] = v;
@@ -431,7 +405,7 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     if (lin.input_order != nullptr) {
       return NoForm(name, repr, layout, "its columns are regrouped (GPTQ act-order); save it as ingot");
     }
-    const kernels::Linear l = permute_heads > 0 ? PermuteRows(lin, HalvesFromPairs(permute_heads, c.head_dim), w) : lin;
+    const kernels::Linear l = permute_heads > 0 ? PermuteRows(lin, QkRowOrder(permute_heads, c.head_dim, /*to_pairs=*/false), w) : lin;
     if (bnb) return bnb_layout.Add(w, name, l, repr);
     if (mlx) return mlx_layout.Add(w, name, l, repr);
     if (gptq) return gptq_layout.Add(w, name, l, repr, block, has_bias);
@@ -444,8 +418,7 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     if (ingot) {
       w.AddLinear("model.embed_tokens", embd, GetGgmlTypeTraits(token_embd_.type).name);
     } else if (IsFloatType(token_embd_.type)) {
-      w.Add("model.embed_tokens.weight", DTypeOf(token_embd_.type), {token_embd_.rows, token_embd_.cols},
-            token_embd_.data);
+      w.AddDense("model.embed_tokens", token_embd_);
     } else {
       // GGML blocks have no form in these layouts: the values, exactly, in f32.
       float* e = w.KeepArray<float>(static_cast<size_t>(token_embd_.rows * token_embd_.cols));
@@ -460,9 +433,6 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     w.AddVector("ingot.rope.inv_freq", inv_freq_);
     w.AddVector("ingot.rope.freqs", rope_freqs_);
   }
-  static constexpr const char* kNames[kLinearSlots] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                       "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                       "mlp.down_proj"};
   for (int32_t l = 0; l < c.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
     const std::string p = absl::StrCat("model.layers.", l, ".");
@@ -476,7 +446,7 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
                                        : s == static_cast<int>(LinearSlot::kK) ? &L.bk
                                        : s == static_cast<int>(LinearSlot::kV) ? &L.bv
                                                                                : nullptr;
-      RETURN_IF_ERROR(add_linear(p + kNames[s], L.w[s], L.repr[s], heads, true, bias != nullptr && !bias->empty()));
+      RETURN_IF_ERROR(add_linear(p + kHfLinearNames[s], L.w[s], L.repr[s], heads, true, bias != nullptr && !bias->empty()));
     }
     // q/k biases follow their rows back to transformers' order.
     auto add_bias = [&](const std::string& name, const std::vector<float>& v, int64_t heads) {
@@ -484,7 +454,7 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
         w.AddVector(name, v);
         return;
       }
-      const std::vector<int64_t> from = HalvesFromPairs(heads, c.head_dim);
+      const std::vector<int64_t> from = QkRowOrder(heads, c.head_dim, /*to_pairs=*/false);
       float* out = w.KeepArray<float>(v.size());
       for (size_t r = 0; r < from.size(); ++r) out[r] = v[from[r]];
       w.Add(name, DType::kF32, {static_cast<int64_t>(v.size())}, out);

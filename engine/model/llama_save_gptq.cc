@@ -31,7 +31,7 @@ absl::Status GptqLayout::Add(LayoutWriter& w, const std::string& name, const ker
       return NoForm(name, repr, "GPTQ", "GPTQ's loaders replace every linear of the decoder layers; quantize it "
                     "with -m gptq as well");
     }
-    w.Add(name + ".weight", DTypeOf(lin.ggml.type), {lin.ggml.rows, lin.ggml.cols}, lin.ggml.data);
+    w.AddDense(name, lin.ggml);
     return absl::OkStatus();
   }
   if (!block) return NoForm(name, repr, "GPTQ", "GPTQ checkpoints keep lm_head dense; quantize with the head skipped");
@@ -87,7 +87,7 @@ absl::Status GptqLayout::Add(LayoutWriter& w, const std::string& name, const ker
   };
   uint32_t* qweight = w.KeepArray<uint32_t>(static_cast<size_t>(cols * bits / 32 * rows));  // [I*b/32, O]
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) put(qweight, rows, 1, c, r, AffineCode(a, r, c));
+    for (int64_t c = 0; c < cols; ++c) put(qweight, rows, 1, c, r, kernels::AffineCodeAt(a, r, c));
   }
   const int64_t zw = rows * bits / 32;
   uint32_t* qzeros = w.KeepArray<uint32_t>(static_cast<size_t>(groups * zw));  // [I/G, O*b/32]
@@ -115,7 +115,7 @@ absl::Status GptqLayout::Add(LayoutWriter& w, const std::string& name, const ker
 }
 
 absl::StatusOr<Json> GptqLayout::Config() const {
-  if (!any_) return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+  if (!any_) return NothingQuantized();
   // auto-gptq's quantize_config.json keys; damp_percent and true_sequential describe the
   // quantization run and are its defaults (the loaders do not read them).
   return Json{{"bits", bits_},

@@ -45,7 +45,7 @@ std::string Tag(const std::string& name) {
 absl::Status HqqLayout::Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin,
                             const std::string& repr) {
   if (IsFloatWeight(lin)) {
-    w.Add(name + ".weight", DTypeOf(lin.ggml.type), {lin.ggml.rows, lin.ggml.cols}, lin.ggml.data);
+    w.AddDense(name, lin.ggml);
     skip_.push_back(name);
     return absl::OkStatus();
   }
@@ -73,7 +73,7 @@ absl::Status HqqLayout::Add(LayoutWriter& w, const std::string& name, const kern
       const int64_t k = r * gpr + gi;
       const int shift = 8 - a.bits * static_cast<int>(k / step + 1);
       uint8_t* dst = wq + (k % step) * group;
-      for (int64_t j = 0; j < group; ++j) dst[j] |= static_cast<uint8_t>(AffineCode(a, r, gi * group + j) << shift);
+      for (int64_t j = 0; j < group; ++j) dst[j] |= static_cast<uint8_t>(kernels::AffineCodeAt(a, r, gi * group + j) << shift);
     }
   }
   w.Add(name + ".W_q", DType::kU8, {step, group}, wq);
@@ -118,7 +118,7 @@ absl::Status HqqLayout::Add(LayoutWriter& w, const std::string& name, const kern
 }
 
 absl::StatusOr<Json> HqqLayout::Config() const {
-  if (params_.empty()) return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+  if (params_.empty()) return NothingQuantized();
   auto quant = [](const Json& weight) {
     return Json{{"weight_quant_params", weight},
                 {"scale_quant_params", nullptr},

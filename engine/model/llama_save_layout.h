@@ -34,6 +34,8 @@ class LayoutWriter {
     t.nbytes = static_cast<size_t>(t.numel()) * formats::DTypeSize(dtype);
     tensors_.push_back(std::move(t));
   }
+  // A dense F32/F16/BF16 matrix as NAME.weight in its own dtype.
+  void AddDense(const std::string& name, const kernels::WeightMatrix& m);
   void AddVector(const std::string& name, const std::vector<float>& v) {
     if (!v.empty()) Add(name, formats::DType::kF32, {static_cast<int64_t>(v.size())}, v.data());
   }
@@ -68,21 +70,21 @@ inline absl::Status NoForm(const std::string& name, const std::string& repr, con
                                                     " form; ", how));
 }
 
+// A peer layout's Config() when every module stayed dense.
+inline absl::Status NothingQuantized() {
+  return absl::FailedPreconditionError("no module is quantized: save it as ingot or gguf");
+}
+
+inline bool IsFloatType(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
 inline bool IsFloatWeight(const kernels::Linear& l) {
-  return l.kind == kernels::LinearKind::kGgml &&
-         (l.ggml.type == GgmlType::kF32 || l.ggml.type == GgmlType::kF16 || l.ggml.type == GgmlType::kBF16);
+  return l.kind == kernels::LinearKind::kGgml && IsFloatType(l.ggml.type);
 }
 inline formats::DType DTypeOf(GgmlType t) {
   return t == GgmlType::kF32 ? formats::DType::kF32 : t == GgmlType::kF16 ? formats::DType::kF16 : formats::DType::kBF16;
 }
 
-// Code of column c in row r of an affine matrix (LSB-first bitstream, bits <= 8).
-inline uint32_t AffineCode(const kernels::AffineMatrix& a, int64_t r, int64_t c) {
-  const int64_t bit = c * a.bits;
-  const uint8_t* row = a.q + r * a.row_bytes;
-  uint32_t v = row[bit / 8];
-  if (static_cast<size_t>(bit / 8 + 1) < a.row_bytes) v |= static_cast<uint32_t>(row[bit / 8 + 1]) << 8;
-  return (v >> (bit % 8)) & ((1u << a.bits) - 1);
+inline void LayoutWriter::AddDense(const std::string& name, const kernels::WeightMatrix& m) {
+  Add(name + ".weight", DTypeOf(m.type), {m.rows, m.cols}, m.data);
 }
 
 // AutoGPTQ's v1 layout as auto-gptq (from_quantized) and transformers + optimum load it

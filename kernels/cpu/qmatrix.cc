@@ -356,6 +356,12 @@ void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride,
   for (; t < n_tok; ++t) LinearDotRows(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1);
 }
 
+uint32_t AffineCodeAt(const AffineMatrix& a, int64_t r, int64_t c) {
+  return internal::AffineCode(a.q + static_cast<size_t>(r) * a.row_bytes, a.bits, c);
+}
+
+float CodebookBlockAbsmax(const CodebookMatrix& m, int64_t b) { return internal::CodebookAbsmax(m, b); }
+
 void LinearDequantizeRow(const Linear& w, int64_t r, float* out) {
   switch (w.kind) {
     case LinearKind::kGgml:

@@ -114,6 +114,10 @@ void LinearDotRowsRef(const Linear& w, const void* x_act, float* y, int64_t r0, 
 
 // Row r dequantized exactly as the representation defines (cols floats).
 void LinearDequantizeRow(const Linear& w, int64_t r, float* out);
+// The stored code of column c of row r (stored column order; LSB-first bitstream).
+uint32_t AffineCodeAt(const AffineMatrix& a, int64_t r, int64_t c);
+// The absmax of flattened block b, plain or double-quantized (f32, as the kernels use it).
+float CodebookBlockAbsmax(const CodebookMatrix& m, int64_t b);
 
 // Which implementation LinearDotRows uses on this CPU ("avx2" or "ref").
 const char* LinearImplementation();

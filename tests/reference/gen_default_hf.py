@@ -25,7 +25,6 @@ in a temporary directory, then writes tests/data/formats/default_hf/greedy.json:
 
 Deterministic for the pinned peers (their versions are recorded in the file).
 """
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -34,6 +33,8 @@ import sys
 import tempfile
 
 import numpy as np
+
+from gen_formats_common import sha256_file
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -59,14 +60,6 @@ PROMPTS = [
     {"name": "code", "text": 'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n'},
     {"name": "chat", "messages": [{"role": "user", "content": "What is the boiling point of water at sea level?"}]},
 ]
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def step_record(logits):
@@ -135,7 +128,7 @@ def main():
         made = os.path.join(tmp, "hf")
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "reference", "make_hf_from_gguf.py"),
                         MODEL, made], check=True)
-        made_sha = {f: sha256(os.path.join(made, f)) for f in sorted(os.listdir(made))}
+        made_sha = {f: sha256_file(os.path.join(made, f)) for f in sorted(os.listdir(made))}
         tok = AutoTokenizer.from_pretrained(made)
         model = AutoModelForCausalLM.from_pretrained(made, torch_dtype=torch.float32,
                                                      attn_implementation="eager")
@@ -181,7 +174,7 @@ def main():
                        "continuation from that directory, llama.cpp's from the GGUF. Made by "
                        "tests/reference/gen_default_hf.py.",
         "model": os.path.basename(MODEL),
-        "model_sha256": sha256(MODEL),
+        "model_sha256": sha256_file(MODEL),
         "made_dir_sha256": made_sha,
         "peers": {"transformers": transformers.__version__, "torch": torch.__version__,
                   "tokenizers": tokenizers.__version__, "safetensors": safetensors.__version__,

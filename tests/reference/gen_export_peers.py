@@ -59,7 +59,6 @@ a different hash), "export_quantization": the export's config quantization dict,
 transformers float32 logits), "max_abs_diff_vs_dense", "argmax_agreement_vs_dense"}.
 """
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -76,14 +75,6 @@ EXPORT_ROOT = "/tmp/ingot_peer_export"
 DEFAULT_NAMES = ["bnb-nf4-dq", "bnb-fp4", "bnb-int8", "mlx-4bit-g64", "gptq-4bit-g32",
                  "hqq-4bit-g64"]
 DENSE = os.path.join(FORMATS, "dense_logits-llama.npy")
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def reference_tokens():
@@ -289,7 +280,7 @@ def run(src, name, out_root, tokens, dense):
            "source": f"ingot SaveModel export of tests/data/formats/hf-f32 quantized as {source}",
            "export_dir": src,
            "tokens": tokens, "logits_file": "logits.npy", "compute": compute,
-           "export_model_sha256": sha256(os.path.join(src, "model.safetensors")),
+           "export_model_sha256": c.sha256_file(os.path.join(src, "model.safetensors")),
            "export_quantization": cfg.get(qkey),
            "max_abs_logit": float(np.abs(logits).max()),
            "dense_logits_file": "../../dense_logits-llama.npy",

@@ -6,6 +6,7 @@ The base models are rebuilt from a seed every run and saved once, unquantized, u
 tests/reference/.cache/formats/ (git-ignored); each tool starts from those directories
 the way a user starts from a downloaded checkpoint.
 """
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -39,6 +40,14 @@ LINEAR_STD = 0.125
 NORM_STD = 0.1
 BIAS_STD = 0.1
 
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def version(pkg):
