@@ -15,7 +15,6 @@ tolerances a test against this data needs).
 Run through tests/reference/regenerate.sh llama (it installs the pinned peers into
 .venv-ref and fetches the model). Deterministic: same build, same bytes.
 """
-import hashlib
 import json
 import os
 import platform
@@ -26,6 +25,8 @@ import numpy as np
 
 import llama_cpp
 from llama_cpp import Llama
+
+from gen_formats_common import sha256_file
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -102,14 +103,6 @@ GREEDY_PROMPTS = [
     ("chat_translate", chatml([{"role": "user", "content": "Translate 'good morning' into Spanish."}])),
     ("chat_math", chatml([{"role": "user", "content": "What is 12 times 12?"}])),
 ]
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def r4(x):
