@@ -7,11 +7,14 @@
 #   docker run -p 50051:50051 -p 9090:9090 -v "$PWD/models:/models:ro" ingotd:0.1.0-cpu
 #
 # Build-args:
-#   VARIANT=cpu|cuda  cuda compiles on the same Debian 12 stage with the CUDA 13.0 toolkit
-#                     from NVIDIA's devel image (CUDACXX, CUDAARCHS=80;90 for sm_80/sm_90),
-#                     which the CMake build uses when it finds the toolkit, and ships the
-#                     CUDA runtime libraries the binary links. The NVIDIA container runtime
-#                     provides the driver (deploy/overlays/gpu).
+#   VARIANT=cpu|cuda  cpu: the native backend only (-DINGOT_TORCH=OFF), a slim image.
+#                     cuda: -DINGOT_CUDA=ON on the same Debian 12 stage with the CUDA 13.0
+#                     toolkit from NVIDIA's devel image (CUDACXX, CUDAARCHS=80;90 for
+#                     sm_80/sm_90) and libtorch 2.11.0 from the full PyPI torch wheel
+#                     (scripts/setup_torch.sh --full: cuBLAS, cuDNN, NCCL...); its shared
+#                     libraries ship in /opt/ingot/lib. Models load on cuda:N through the
+#                     torch backend. The NVIDIA container runtime provides the driver
+#                     (deploy/overlays/gpu).
 #   FETCH_MODEL=0|1   1 bakes SmolLM2-135M-Instruct (Q4_1 GGUF, scripts/fetch_model.sh) into
 #                     /opt/ingot/models; the Kubernetes init container copies it into the
 #                     models volume. Otherwise mount models at /models.
@@ -29,12 +32,17 @@ FROM nvidia/cuda:13.0.2-devel-ubuntu24.04 AS cuda-toolkit
 # drift), then scripts/build.sh.
 FROM debian:12.12 AS build-cpu
 
+ENV INGOT_CMAKE_ARGS="-DINGOT_TORCH=OFF" \
+    INGOT_SETUP_TORCH=none
+
 FROM build-cpu AS build-cuda
 COPY --from=cuda-toolkit /usr/local/cuda-13.0 /usr/local/cuda-13.0
 RUN ln -s cuda-13.0 /usr/local/cuda
 ENV PATH=/usr/local/cuda/bin:$PATH \
     CUDACXX=/usr/local/cuda/bin/nvcc \
-    CUDAARCHS="80;90"
+    CUDAARCHS="80;90" \
+    INGOT_CMAKE_ARGS="-DINGOT_CUDA=ON" \
+    INGOT_SETUP_TORCH=full
 
 # build-cpu or build-cuda: a stage, not an image to tag (hadolint cannot tell).
 # hadolint ignore=DL3006
@@ -42,18 +50,23 @@ FROM build-${VARIANT} AS build
 ARG FETCH_MODEL=0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
-COPY scripts/setup.sh scripts/
+COPY scripts/setup.sh scripts/setup_torch.sh scripts/
 RUN scripts/setup.sh --no-model && rm -rf /var/lib/apt/lists/*
 COPY . .
-# /out is the runtime image's tree: binaries, the default config, the CUDA libraries
-# ingotd links (none for cpu), the baked model (if asked).
+# /out is the runtime image's tree: binaries, the default config, the libraries ingotd
+# links from the torch wheel and the CUDA toolkit (none for cpu), the baked model (if
+# asked).
 RUN --mount=type=cache,target=/root/.cache/ccache \
     scripts/build.sh ingotd ingot \
     && install -D -m 0755 -t /out/usr/local/bin build/bin/ingotd build/bin/ingot \
     && install -D -m 0644 deploy/base/ingotd.yaml /out/etc/ingot/ingotd.yaml \
-    && mkdir -p /out/usr/local/cuda/lib64 /out/opt/ingot/models \
+    && mkdir -p /out/usr/local/cuda/lib64 /out/opt/ingot/lib /out/opt/ingot/models \
     && { ldd build/bin/ingotd build/bin/ingot | awk '$3 ~ /^\/usr\/local\/cuda/ {print $3}' \
-         | sort -u | xargs -r cp -L -t /out/usr/local/cuda/lib64; }
+         | sort -u | xargs -r cp -L -t /out/usr/local/cuda/lib64; } \
+    && if [ -d .venv-torch ]; then \
+         cp -L .venv-torch/lib/python3*/site-packages/torch/lib/*.so* /out/opt/ingot/lib/ \
+         && cp -L .venv-torch/lib/python3*/site-packages/nvidia/*/lib/*.so* /out/opt/ingot/lib/; \
+       fi
 RUN if [ "$FETCH_MODEL" = 1 ]; then \
       scripts/fetch_model.sh && cp models/SmolLM2-135M-Instruct.Q4_1.gguf /out/opt/ingot/models/; \
     fi
@@ -78,7 +91,7 @@ RUN apt-get update \
     && chown 10001:10001 /models
 
 FROM runtime-cpu AS runtime-cuda
-ENV LD_LIBRARY_PATH=/usr/local/cuda/lib64 \
+ENV LD_LIBRARY_PATH=/opt/ingot/lib:/usr/local/cuda/lib64 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 

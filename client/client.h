@@ -61,7 +61,7 @@ void PrintModel(const v1::ModelInfo& m);
 
 int RunModels(Connection& conn, bool json);
 struct LoadFlags {
-  std::string name, source, format, device;
+  std::string name, source, format, device, backend;
   int context_length = 0;
   bool json = false;
   // Quantize while loading (method empty: as saved).

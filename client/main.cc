@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
   load_cmd->add_option("--quant-type", load.quant_type, "nf4|fp4, q4_0.., int8_weight_only.. for --quantize");
   load_cmd->add_option("--loading-workers", load.workers,
                        "Threads quantizing modules in parallel while loading (0 = the server's default)");
-  load_cmd->add_option("--device", load.device, "cpu or cuda:N");
+  load_cmd->add_option("--device", load.device, "cpu or cuda:N (mps/mlx are named but not part of this build)");
+  load_cmd->add_option("--backend", load.backend, "auto (native on cpu, torch on cuda), native or torch");
   load_cmd->add_option("--context-length", load.context_length,
                        "Context in tokens (0 = the model's, at most 4096)");
   load_cmd->add_flag("--json", load.json, "Print each progress event as JSON");

@@ -53,6 +53,14 @@ void PrintModel(const v1::ModelInfo& m) {
       m.vocab_size(), m.layers(), m.has_chat_template() ? "yes" : "no",
       HumanBytes(m.bytes_resident()), HumanBytes(m.weight_bytes()),
       HumanBytes(m.kv_cache_bytes()));
+  if (!m.backend().empty()) {
+    std::cout << "backend:       " << m.backend()
+              << (m.device_weight_bytes() > 0 ? absl::StrCat(" (", HumanBytes(m.device_weight_bytes()), " placed on ",
+                                                             m.device(), ")")
+                                              : std::string())
+              << "\n";
+  }
+  for (const std::string& r : m.device_representations()) std::cout << "  on device:   " << r << "\n";
   if (!m.quantization().empty()) std::cout << "quantization:  " << m.quantization() << "\n";
   if (!m.quantization_note().empty()) std::cout << "note:          " << m.quantization_note() << "\n";
   if (m.tensor_kinds_size() > 0) {
@@ -96,6 +104,7 @@ int RunLoad(Connection& conn, const LoadFlags& flags) {
   request.set_source(flags.source);
   request.set_format(flags.format);
   request.set_device(flags.device);
+  request.set_backend(flags.backend);
   request.set_context_length(flags.context_length);
   request.set_loading_workers(flags.workers);
   if (!flags.method.empty()) {
@@ -199,9 +208,9 @@ int RunInfo(Connection& conn, const std::string& name, bool json) {
                                response.threads(), response.models_loaded());
   for (const v1::DeviceInfo& d : response.devices()) {
     if (d.available()) {
-      std::cout << absl::StrFormat("  %-8s total %s, free %s, used by models %s\n", d.name(),
+      std::cout << absl::StrFormat("  %-8s total %s, free %s, used by models %s, backends %s\n", d.name(),
                                    HumanBytes(d.total_bytes()), HumanBytes(d.free_bytes()),
-                                   HumanBytes(d.used_bytes()));
+                                   HumanBytes(d.used_bytes()), absl::StrJoin(d.backends(), " "));
     } else {
       std::cout << absl::StrFormat("  %-8s unavailable: %s\n", d.name(), d.reason());
     }

@@ -30,6 +30,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# libtorch (the torch backend) from the PyPI wheel into .venv-torch: INGOT_SETUP_TORCH=
+# cpu (default: libtorch_cpu + the CUDA runtime it loads), full (the CUDA libraries
+# too, for -DINGOT_CUDA=ON images) or none (a build with -DINGOT_TORCH=OFF).
+case "${INGOT_SETUP_TORCH:-cpu}" in
+  none) ;;
+  full) scripts/setup_torch.sh --full ;;
+  *) scripts/setup_torch.sh ;;
+esac
+
 if [ "${1:-}" != "--no-model" ]; then
   scripts/fetch_model.sh
   # The deploy/ validation tools (kubectl, schemas, hadolint) in .venv-deploy. Not in

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "engine/runtime/device.h"
 #include "server/auth.h"
 #include "server/tls.h"
 #include "yaml-cpp/yaml.h"
@@ -169,11 +170,7 @@ void With(const Fields& fields, const std::string& key,
   if (auto it = fields.find(key); it != fields.end()) read(it->second);
 }
 
-bool IsDeviceName(const std::string& name) {
-  if (name == "cpu") return true;
-  if (name.rfind("cuda:", 0) != 0 || name.size() == 5) return false;
-  return std::all_of(name.begin() + 5, name.end(), [](char c) { return absl::ascii_isdigit(c); });
-}
+bool IsDeviceName(const std::string& name) { return !name.empty() && kernels::ParseDevice(name).ok(); }
 
 void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path,
                       quant::QuantizationConfig* q) {
@@ -225,7 +222,7 @@ void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path
 
 void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, ModelConfig* m) {
   std::optional<Fields> f = r.Fields(node, path,
-                                     {"name", "source", "format", "device", "context_length",
+                                     {"name", "source", "format", "device", "backend", "context_length",
                                       "pinned", "keep_alive", "quantization"});
   if (!f) return;
   for (const char* required : {"name", "source"}) {
@@ -235,6 +232,7 @@ void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, Model
   With(*f, "source", [&](auto& n) { r.String(n, Join(path, "source"), &m->source); });
   With(*f, "format", [&](auto& n) { r.String(n, Join(path, "format"), &m->format); });
   With(*f, "device", [&](auto& n) { r.String(n, Join(path, "device"), &m->device); });
+  With(*f, "backend", [&](auto& n) { r.String(n, Join(path, "backend"), &m->backend); });
   With(*f, "context_length", [&](auto& n) {
     r.Integer(n, Join(path, "context_length"), 0, &m->context_length);
   });
@@ -249,12 +247,7 @@ void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, Model
 // A line of `problems` for each problem of `config` as the method table sees it.
 void QuantizationProblems(const ModelConfig& m, std::vector<std::string>* problems) {
   const std::string path = m.origin + ".quantization";
-#if defined(INGOT_WITH_CUDA)
-  constexpr bool kCudaBuilt = true;
-#else
-  constexpr bool kCudaBuilt = false;
-#endif
-  absl::StatusOr<quant::DeviceCaps> caps = quant::ParseDevice(m.device, kCudaBuilt, 0);
+  absl::StatusOr<quant::DeviceCaps> caps = ResolveDevice(m.device);
   if (!caps.ok()) return;  // reported for the device itself
   for (const quant::ConfigProblem& p : quant::ValidateQuantization(*m.quantization, *caps)) {
     problems->push_back(absl::StrCat(path, ".", p.field, ": ", p.message,
@@ -338,7 +331,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
         const std::string name = it->first.IsScalar() ? it->first.Scalar() : "";
         const std::string path = Join("devices", name);
         if (!IsDeviceName(name)) {
-          r.Problem(path, it->first, "unknown device (expected cpu or cuda:N)");
+          r.Problem(path, it->first, "unknown device (expected cpu, cuda:N, mps or mlx)");
           continue;
         }
         std::optional<Fields> d = r.Fields(it->second, path, {"memory_budget_bytes"});
@@ -530,9 +523,16 @@ std::vector<std::string> ValidateConfig(const ServerConfig& c, bool check_files)
     if (m.format != "auto" && m.format != "gguf") {
       problems.push_back(absl::StrCat(m.origin, ".format: '", m.format, "' is not auto or gguf"));
     }
-    if (!IsDeviceName(m.device)) {
+    // The one device parser, then whether this binary on this machine can serve it: a
+    // cuda:0 model on a build without CUDA (or a node without a GPU) fails here, at the
+    // config check and at start, with the reason, not later in a crash loop.
+    if (absl::StatusOr<quant::DeviceCaps> caps = ResolveDevice(m.device); !caps.ok()) {
       problems.push_back(absl::StrCat(m.origin, ".device: '", m.device,
-                                      "' is not a device (expected cpu or cuda:N)"));
+                                      "' is not a device (expected cpu, cuda:N, mps or mlx)"));
+    } else if (!caps->available) {
+      problems.push_back(absl::StrCat(m.origin, ".device: ", caps->reason));
+    } else if (absl::StatusOr<const kernels::Backend*> b = ChooseBackend(m.backend, caps->device); !b.ok()) {
+      problems.push_back(absl::StrCat(m.origin, ".backend: ", b.status().message()));
     }
     if (m.pinned && m.keep_alive_s > 0) {
       problems.push_back(absl::StrCat(

@@ -61,6 +61,7 @@ struct ModelConfig {
   std::string source;
   std::string format = "auto";
   std::string device = "cpu";
+  std::string backend = "auto";  // auto, native, torch
   int32_t context_length = 0;  // 0: the engine's default
   bool pinned = true;          // never unloaded by keep_alive
   double keep_alive_s = 0;     // evictable models: unload after this idle time; 0 = never

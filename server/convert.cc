@@ -74,6 +74,7 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
   out.source = request.source();
   if (!request.format().empty()) out.format = request.format();
   if (!request.device().empty()) out.device = request.device();
+  if (!request.backend().empty()) out.backend = request.backend();
   if (request.context_length() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "context_length: must be >= 0 (0 = model default), got ",
@@ -178,6 +179,9 @@ void ToProto(const ModelInfo& info, v1::ModelInfo* out) {
   out->set_vocab_size(info.vocab_size);
   out->set_layers(info.layers);
   out->set_state(ToProto(info.state));
+  out->set_backend(info.backend);
+  out->set_device_weight_bytes(info.device_weight_bytes);
+  for (const std::string& r : info.device_representations) out->add_device_representations(r);
   out->set_has_chat_template(info.has_chat_template);
   out->set_quantization(info.quantization);
   out->set_quantization_note(info.quantization_note);
@@ -191,6 +195,9 @@ void ToProto(const DeviceInfo& info, v1::DeviceInfo* out) {
   out->set_total_bytes(info.total_bytes);
   out->set_free_bytes(info.free_bytes);
   out->set_used_bytes(info.used_bytes);
+  for (const std::string& b : info.backends) out->add_backends(b);
+  out->set_allocator_allocated_bytes(info.allocator_allocated_bytes);
+  out->set_allocator_reserved_bytes(info.allocator_reserved_bytes);
 }
 
 void ToProto(const LoadProgress& progress, v1::LoadProgress* out) {

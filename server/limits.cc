@@ -71,6 +71,7 @@ absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
   request.source = m.source;
   request.format = m.format;
   request.device = m.device;
+  request.backend = m.backend;
   request.context_length = m.context_length;
   const auto start = Clock::now();
   absl::StatusOr<ModelInfo> info = engine_->LoadModel(request, [](const LoadProgress&) {});

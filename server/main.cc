@@ -71,12 +71,18 @@ EngineSnapshot Snapshot(const Engine& engine) {
   EngineSnapshot snap;
   for (const ModelInfo& m : engine.ListModels()) {
     EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, engine.RunningRequests(m.name), {}};
-    for (const TensorKindInfo& k : m.tensor_kinds) model.bytes_by_kind.emplace_back(k.kind, k.bytes);
-    model.bytes_by_kind.emplace_back("kv_cache", m.kv_cache_bytes);
+    // The host tensors stay in host memory whatever the device; a backend's placed
+    // copies and the KV cache live on the model's device.
+    for (const TensorKindInfo& k : m.tensor_kinds) model.bytes_by_kind.push_back({k.kind, k.bytes, "cpu"});
+    if (m.device_weight_bytes > 0) model.bytes_by_kind.push_back({"device_weights", m.device_weight_bytes, m.device});
+    model.bytes_by_kind.push_back({"kv_cache", m.kv_cache_bytes, m.device});
     snap.models.push_back(std::move(model));
   }
   for (const DeviceInfo& d : engine.Devices()) {
-    if (d.available) snap.devices.push_back({d.name, d.total_bytes, d.used_bytes});
+    if (d.available) {
+      snap.devices.push_back({d.name, d.total_bytes, d.used_bytes, d.free_bytes, d.allocator_allocated_bytes,
+                              d.allocator_reserved_bytes});
+    }
   }
   snap.quantizations_in_flight = engine.QuantizationsInFlight();
   return snap;

@@ -108,14 +108,15 @@ class Metrics::Collector : public prometheus::Collectable {
     MetricFamily running = Family("ingot_requests_running",
         "Generate requests running or queued, by model.", MetricType::Gauge);
     MetricFamily model_bytes = Family("ingot_model_memory_bytes",
-        "Bytes a model holds on its device, by tensor kind (embedding, attention, mlp, "
-        "output, norm, kv_cache); sum by model for the total.", MetricType::Gauge);
+        "Bytes a model holds, by device and tensor kind (embedding, attention, mlp, "
+        "output, norm, kv_cache, device_weights); sum by model for the total.", MetricType::Gauge);
     for (const EngineSnapshot::Model& m : snap.models) {
       running.metric.push_back(Sample(m.running_requests, {{"model", m.name}},
                                       MetricType::Gauge));
-      for (const auto& [kind, bytes] : m.bytes_by_kind) {
-        model_bytes.metric.push_back(Sample(static_cast<double>(bytes),
-            {{"model", m.name}, {"device", m.device}, {"kind", kind}}, MetricType::Gauge));
+      for (const EngineSnapshot::Model::Bytes& b : m.bytes_by_kind) {
+        model_bytes.metric.push_back(Sample(static_cast<double>(b.bytes),
+            {{"model", m.name}, {"device", b.device.empty() ? m.device : b.device}, {"kind", b.kind}},
+            MetricType::Gauge));
       }
     }
     MetricFamily quantizing = Family("ingot_quantizations_in_flight",
@@ -126,13 +127,24 @@ class Metrics::Collector : public prometheus::Collectable {
         "Bytes held by this server's models on a device.", MetricType::Gauge);
     MetricFamily device_total = Family("ingot_device_memory_total_bytes",
         "Physical memory of a device.", MetricType::Gauge);
+    MetricFamily device_free = Family("ingot_device_memory_free_bytes",
+        "Memory free on a device (MemAvailable on cpu, the driver's free memory on CUDA).", MetricType::Gauge);
+    MetricFamily device_alloc = Family("ingot_device_memory_allocator_bytes",
+        "CUDA caching allocator: bytes allocated to tensors and reserved from the driver.", MetricType::Gauge);
     for (const EngineSnapshot::Device& d : snap.devices) {
+      device_free.metric.push_back(Sample(static_cast<double>(d.free_bytes), {{"device", d.name}}, MetricType::Gauge));
+      if (d.name.rfind("cuda", 0) == 0) {
+        device_alloc.metric.push_back(Sample(static_cast<double>(d.allocator_allocated_bytes),
+                                             {{"device", d.name}, {"state", "allocated"}}, MetricType::Gauge));
+        device_alloc.metric.push_back(Sample(static_cast<double>(d.allocator_reserved_bytes),
+                                             {{"device", d.name}, {"state", "reserved"}}, MetricType::Gauge));
+      }
       device_used.metric.push_back(Sample(static_cast<double>(d.used_bytes),
           {{"device", d.name}}, MetricType::Gauge));
       device_total.metric.push_back(Sample(static_cast<double>(d.total_bytes),
           {{"device", d.name}}, MetricType::Gauge));
     }
-    for (MetricFamily* f : {&running, &model_bytes, &device_used, &device_total}) {
+    for (MetricFamily* f : {&running, &model_bytes, &device_used, &device_total, &device_free, &device_alloc}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
 

@@ -30,13 +30,22 @@ struct EngineSnapshot {
     int64_t bytes_resident = 0;
     int running_requests = 0;  // running or queued generations
     // Resident bytes by tensor kind ("embedding", "attention", "mlp", "output",
-    // "norm", "kv_cache"); they sum to bytes_resident.
-    std::vector<std::pair<std::string, int64_t>> bytes_by_kind;
+    // "norm", "kv_cache", "device_weights": a backend's uploaded copies) and the device
+    // that holds them (empty: `device`). A model on cuda:N keeps its host tensors on
+    // cpu and its placed weights and KV cache on the GPU.
+    struct Bytes {
+      std::string kind;
+      int64_t bytes = 0;
+      std::string device;
+    };
+    std::vector<Bytes> bytes_by_kind;
   };
   struct Device {
     std::string name;
     int64_t total_bytes = 0;
     int64_t used_bytes = 0;  // held by this server's models
+    int64_t free_bytes = 0;  // the OS's / driver's view
+    int64_t allocator_allocated_bytes = 0, allocator_reserved_bytes = 0;  // CUDA caching allocator
   };
   std::vector<Model> models;
   std::vector<Device> devices;

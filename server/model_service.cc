@@ -1,5 +1,7 @@
 #include "server/model_service.h"
 
+#include "kernels/backend.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -110,9 +112,8 @@ std::vector<std::string> BuildFeatures() {
 #if defined(__AVX512F__)
   features.push_back("avx512f");
 #endif
-#if defined(INGOT_WITH_CUDA)
-  features.push_back("cuda");
-#endif
+  for (const kernels::Backend* b : kernels::Backends()) features.push_back(std::string("backend:") + b->name);
+  if (kernels::BuiltWithCuda()) features.push_back("cuda");
   return features;
 }
 

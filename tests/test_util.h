@@ -1,6 +1,7 @@
 // Small helpers for tests: status matchers (Abseil 20220623 has none) and paths.
 #pragma once
 
+#include <cstdlib>
 #include <string>
 
 #include "absl/status/status.h"
@@ -10,11 +11,17 @@
 
 namespace ingot::testing {
 
+// $INGOT_TEST_SOURCE_DIR overrides the checkout the tests were built in (a GPU host
+// runs the binaries over a copy of the tree elsewhere: tests/gpu/run.sh).
 inline std::string SourcePath(const std::string& rel) {
-  return std::string(INGOT_SOURCE_DIR) + "/" + rel;
+  const char* dir = std::getenv("INGOT_TEST_SOURCE_DIR");
+  return std::string(dir != nullptr && *dir ? dir : INGOT_SOURCE_DIR) + "/" + rel;
 }
-// The default model, fetched by scripts/fetch_model.sh.
+// The default model, fetched by scripts/fetch_model.sh; $INGOT_TEST_MODEL replaces it
+// (run.sh: a random-weight model of the same shapes, tests/tools/random_gguf.cc).
 inline std::string DefaultModelPath() {
+  const char* model = std::getenv("INGOT_TEST_MODEL");
+  if (model != nullptr && *model) return model;
   return SourcePath("models/SmolLM2-135M-Instruct.Q4_1.gguf");
 }
 

@@ -1,6 +1,7 @@
-// Forward pass. Per layer: 5 parallel regions (QKV, attention, O, gate+up, down);
-// norms, RoPE and the residual adds are cheap (n_embd = 576 floats per token) and run
-// on the calling thread.
+// The forward pass, once, against a backend row (kernels/backend.h). Per layer: norm,
+// q/k/v in one linear call (shared input), rope, attention (stores k/v), o, residual
+// add, norm, gate/up in one call, SwiGLU, down, residual add. Embeddings are read on
+// the host (one row per token) and rope angles computed there (n x rope_dim/2 floats).
 #include "engine/model/llama.h"
 
 #include <algorithm>
@@ -9,166 +10,118 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/common/status.h"
 #include "engine/formats/gguf.h"
 
 namespace ingot {
 
-using kernels::ActivationSpec;
+using kernels::Buf;
 using kernels::Linear;
+using kernels::LinearJob;
 using kernels::ThreadPool;
 
-void KvCache::Reserve(int32_t tokens) {
-  if (tokens <= capacity_) return;
-  int32_t cap = std::max<int32_t>(64, capacity_);
-  while (cap < tokens) cap *= 2;
-  for (int32_t l = 0; l < n_layer_; ++l) {
-    k_[l].resize(static_cast<size_t>(cap) * kv_dim_);
-    v_[l].resize(static_cast<size_t>(cap) * kv_dim_);
-  }
-  capacity_ = cap;
+KvCache::KvCache(int32_t n_layer, int32_t kv_dim)
+    : KvCache(kernels::NativeBackend(), kernels::Device{}, n_layer, kv_dim) {}
+
+KvCache::KvCache(const kernels::Backend& backend, const kernels::Device& device, int32_t n_layer, int32_t kv_dim)
+    : backend_(&backend), device_(device), n_layer_(n_layer), kv_dim_(kv_dim) {}
+
+KvCache::~KvCache() {
+  if (store_ != nullptr) backend_->free_kv(store_);
 }
+
+absl::Status KvCache::Reserve(int32_t tokens) {
+  if (tokens <= capacity_) return absl::OkStatus();
+  if (store_ == nullptr) {
+    ASSIGN_OR_RETURN(store_, backend_->new_kv(device_, n_layer_, kv_dim_));
+  }
+  ASSIGN_OR_RETURN(capacity_, backend_->reserve_kv(store_, tokens));
+  return absl::OkStatus();
+}
+
+int64_t KvCache::bytes() const { return store_ == nullptr ? 0 : backend_->kv_bytes(store_); }
 
 LlamaModel::~LlamaModel() = default;
 
-namespace {
-
-// x (n, d) -> out (n, d): out = x / rms(x) * w.
-void RmsNorm(const float* x, const float* w, float* out, int64_t n, int64_t d, float eps) {
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xt = x + t * d;
-    float ss = 0;
-    for (int64_t i = 0; i < d; ++i) ss += xt[i] * xt[i];
-    const float scale = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
-    float* ot = out + t * d;
-    for (int64_t i = 0; i < d; ++i) ot[i] = xt[i] * scale * w[i];
-  }
+const kernels::Backend& LlamaModel::backend() const {
+  return placement_.backend != nullptr ? *placement_.backend : kernels::NativeBackend();
 }
 
-// One linear layer applied to n tokens: y (n, w.rows) = x (n, w.cols) . w^T.
-struct MatMulJob {
-  const Linear* w;
-  const float* x;
-  float* y;
-  const float* bias = nullptr;  // (w.rows) or null
-};
-
-// Runs several linear layers over the same tokens in one parallel region: activations
-// are prepared once per (input, activation type), then rows are handed out in chunks.
-// Chunk-outer, token-inner keeps a chunk of weight rows in L1 across the batch.
-void MatMul(ThreadPool& pool, std::initializer_list<MatMulJob> jobs_list, int64_t n,
-            std::vector<uint8_t>& act_buf) {
-  constexpr int64_t kGrain = 16;  // rows per chunk
-  std::vector<MatMulJob> jobs(jobs_list);
-  const size_t nj = jobs.size();
-  std::vector<const uint8_t*> act(nj);
-  std::vector<size_t> act_row_bytes(nj);
-  // Size the buffer first so pointers stay valid.
-  size_t total = 0;
-  std::vector<size_t> offset(nj);
-  std::vector<ActivationSpec> spec(nj);
-  for (size_t j = 0; j < nj; ++j) spec[j] = kernels::LinearActivation(*jobs[j].w);
-  for (size_t j = 0; j < nj; ++j) {
-    size_t shared = SIZE_MAX;
-    for (size_t i = 0; i < j; ++i) {
-      if (jobs[i].x == jobs[j].x && jobs[i].w->cols() == jobs[j].w->cols() && spec[i] == spec[j]) {
-        shared = i;
-        break;
-      }
-    }
-    act_row_bytes[j] = kernels::LinearActivationBytes(spec[j], jobs[j].w->cols());
-    if (shared != SIZE_MAX) {
-      offset[j] = offset[shared];
-    } else {
-      offset[j] = total;
-      total += act_row_bytes[j] * static_cast<size_t>(n);
-    }
-  }
-  if (act_buf.size() < total) act_buf.resize(total);
-  std::vector<bool> prepared(nj, false);
-  for (size_t j = 0; j < nj; ++j) {
-    act[j] = act_buf.data() + offset[j];
-    bool done = false;
-    for (size_t i = 0; i < j; ++i) done |= prepared[i] && offset[i] == offset[j];
-    if (!done) {
-      const int64_t cols = jobs[j].w->cols();
-      for (int64_t t = 0; t < n; ++t) {
-        kernels::LinearPrepare(spec[j], jobs[j].x + t * cols, cols,
-                               act_buf.data() + offset[j] + t * act_row_bytes[j]);
-      }
-    }
-    prepared[j] = true;
-  }
-  // Chunks of all jobs in one index space.
-  std::vector<int64_t> chunk_start(nj + 1, 0);
-  for (size_t j = 0; j < nj; ++j) {
-    chunk_start[j + 1] = chunk_start[j] + (jobs[j].w->rows() + kGrain - 1) / kGrain;
-  }
-  // Each claim costs a cache-line transfer between cores (~100-200 ns): hand out about
-  // eight claims per thread, never less than one chunk.
-  const int64_t claim = std::max<int64_t>(1, chunk_start[nj] / (8 * pool.size()));
-  pool.ParallelFor(chunk_start[nj], claim, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      size_t j = 0;
-      while (chunk_start[j + 1] <= c) ++j;
-      const MatMulJob& job = jobs[j];
-      const int64_t r0 = (c - chunk_start[j]) * kGrain;
-      const int64_t rows = job.w->rows();
-      const int64_t r1 = std::min(rows, r0 + kGrain);
-      kernels::LinearDotRowsTokens(*job.w, act[j], act_row_bytes[j], n, job.y, rows, r0, r1);
-      if (job.bias != nullptr) {
-        for (int64_t t = 0; t < n; ++t) {
-          for (int64_t r = r0; r < r1; ++r) job.y[t * rows + r] += job.bias[r];
-        }
-      }
-    }
-  });
+std::unique_ptr<KvCache> LlamaModel::NewKvCache() const {
+  return std::make_unique<KvCache>(backend(), placement_.device, config_.n_layer, config_.kv_dim());
 }
 
-// Rotates one head's features in place; cos/sin hold rope_dim/2 angles.
-void ApplyRope(float* v, const float* cos, const float* sin, int32_t rope_dim, RopeStyle style) {
-  const int32_t half = rope_dim / 2;
-  if (style == RopeStyle::kNormal) {
-    for (int32_t i = 0; i < half; ++i) {
-      const float a = v[2 * i], b = v[2 * i + 1];
-      v[2 * i] = a * cos[i] - b * sin[i];
-      v[2 * i + 1] = a * sin[i] + b * cos[i];
+absl::Status LlamaModel::Place(const kernels::Backend& backend, const kernels::Device& device) {
+  RETURN_IF_ERROR(backend.available(device));
+  Placement p;
+  p.backend = &backend;
+  p.device = device;
+  auto vec = [&](const std::vector<float>& v, kernels::Placed* out) -> absl::Status {
+    if (v.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(*out, backend.upload_vector(device, v.data(), static_cast<int64_t>(v.size())));
+    p.bytes += out->bytes;
+    return absl::OkStatus();
+  };
+  auto lin = [&](const Linear& w, const std::string& name, kernels::Placed* out) -> absl::Status {
+    absl::StatusOr<kernels::Placed> placed = backend.upload_linear(device, w);
+    if (!placed.ok()) {
+      return absl::Status(placed.status().code(), absl::StrCat(name, ": ", placed.status().message()));
     }
-  } else {
-    for (int32_t i = 0; i < half; ++i) {
-      const float a = v[i], b = v[i + half];
-      v[i] = a * cos[i] - b * sin[i];
-      v[i + half] = a * sin[i] + b * cos[i];
+    *out = *std::move(placed);
+    p.bytes += out->bytes;
+    return absl::OkStatus();
+  };
+  p.layers.resize(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LlamaLayer& L = layers_[l];
+    Placement::Layer& P = p.layers[l];
+    for (int s = 0; s < kLinearSlots; ++s) {
+      RETURN_IF_ERROR(lin(L.w[s], absl::StrCat("model.layers.", l, ".", kHfLinearNames[s]), &P.w[s]));
     }
+    RETURN_IF_ERROR(vec(L.attn_norm, &P.attn_norm));
+    RETURN_IF_ERROR(vec(L.ffn_norm, &P.ffn_norm));
+    RETURN_IF_ERROR(vec(L.bq, &P.bq));
+    RETURN_IF_ERROR(vec(L.bk, &P.bk));
+    RETURN_IF_ERROR(vec(L.bv, &P.bv));
   }
+  RETURN_IF_ERROR(lin(output_, "lm_head", &p.output));
+  RETURN_IF_ERROR(vec(output_norm_, &p.output_norm));
+  placement_ = std::move(p);
+  return absl::OkStatus();
 }
-
-}  // namespace
 
 void LlamaModel::Embed(int32_t token, float* out) const {
   const auto& traits = GetGgmlTypeTraits(token_embd_.type);
   traits.dequantize(token_embd_.Row(token), out, token_embd_.cols);
 }
 
-void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
-                         ForwardWorkspace& ws, std::vector<float>* logits,
-                         ForwardObserver* observer) const {
+absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool, ForwardWorkspace& ws,
+                                 std::vector<float>* logits, ForwardObserver* observer) const {
   const LlamaConfig& c = config_;
+  const kernels::Backend& be = backend();
+  const bool placed = placement_.backend != nullptr;
   const int64_t n = static_cast<int64_t>(batch.size());
-  const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim;
+  const int64_t d = c.n_embd;
   const int32_t half = c.rope_dim / 2;
+  kernels::StepShape shape;
+  shape.n_embd = c.n_embd;
+  shape.n_head = c.n_head;
+  shape.n_head_kv = c.n_head_kv;
+  shape.head_dim = c.head_dim;
+  shape.n_ff = c.n_ff;
+  shape.vocab = c.vocab_size;
+  shape.rope_dim = c.rope_dim;
+  shape.rope_neox = c.rope_style == RopeStyle::kNeox;
+
   ws.x.resize(n * d);
-  ws.xn.resize(n * d);
-  ws.q.resize(n * qd);
-  ws.k.resize(n * kvd);
-  ws.v.resize(n * kvd);
-  ws.attn.resize(n * qd);
-  ws.gate.resize(n * c.n_ff);
-  ws.up.resize(n * c.n_ff);
-  ws.proj.resize(n * d);
   ws.rope_cos.resize(n * half);
   ws.rope_sin.resize(n * half);
-
+  ws.tokens.resize(n);
   for (int64_t t = 0; t < n; ++t) {
+    if (&batch[t].cache->backend() != &be) {
+      return absl::InternalError(absl::StrCat("KV cache of backend ", batch[t].cache->backend().name,
+                                              " used with a model on backend ", be.name));
+    }
     Embed(batch[t].token, ws.x.data() + t * d);
     const float pos = static_cast<float>(batch[t].pos) / c.rope_linear_factor;
     for (int32_t i = 0; i < half; ++i) {
@@ -176,74 +129,53 @@ void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
       ws.rope_cos[t * half + i] = std::cos(theta);
       ws.rope_sin[t * half + i] = std::sin(theta);
     }
+    ws.tokens[t] = kernels::StepToken{batch[t].pos, batch[t].cache->store()};
   }
-  const float attn_scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int32_t group = c.n_head / c.n_head_kv;
-
+  void* w = ws.backend.For(be, placement_.device);
+  RETURN_IF_ERROR(be.begin(w, shape, ws.x.data(), ws.rope_cos.data(), ws.rope_sin.data(), ws.tokens.data(), n));
+  auto observe = [&](int32_t l, LinearInput site, Buf b, int64_t cols) -> absl::Status {
+    if (observer == nullptr) return absl::OkStatus();
+    ASSIGN_OR_RETURN(const float* x, be.read_rows(w, b, n, &ws.backend.scratch()));
+    observer->OnLinearInput(l, site, x, n, cols);
+    return absl::OkStatus();
+  };
+  static const Placement::Layer kNoLayer;
   for (int32_t l = 0; l < c.n_layer; ++l) {
     const LlamaLayer& L = layers_[l];
-    const Linear* w = L.w;
+    const Placement::Layer& P = placed ? placement_.layers[l] : kNoLayer;
+    auto job = [&](int s, Buf in, Buf out, const std::vector<float>* bias = nullptr,
+                   const kernels::Placed* bias_placed = nullptr) {
+      LinearJob j;
+      j.w = &L.w[s];
+      j.placed = P.w[s].handle.get();
+      j.bias = bias != nullptr && !bias->empty() ? bias->data() : nullptr;
+      j.bias_placed = j.bias != nullptr ? bias_placed->handle.get() : nullptr;
+      j.in = in;
+      j.out = out;
+      return j;
+    };
     constexpr int kQ = 0, kK = 1, kV = 2, kO = 3, kGate = 4, kUp = 5, kDown = 6;
-    RmsNorm(ws.x.data(), L.attn_norm.data(), ws.xn.data(), n, d, c.rms_eps);
-    if (observer) observer->OnLinearInput(l, LinearInput::kAttnIn, ws.xn.data(), n, d);
-    MatMul(pool,
-           {{&w[kQ], ws.xn.data(), ws.q.data(), L.bq.empty() ? nullptr : L.bq.data()},
-            {&w[kK], ws.xn.data(), ws.k.data(), L.bk.empty() ? nullptr : L.bk.data()},
-            {&w[kV], ws.xn.data(), ws.v.data(), L.bv.empty() ? nullptr : L.bv.data()}},
-           n, ws.act);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* cs = ws.rope_cos.data() + t * half;
-      const float* sn = ws.rope_sin.data() + t * half;
-      for (int32_t h = 0; h < c.n_head; ++h) ApplyRope(ws.q.data() + t * qd + h * hd, cs, sn, c.rope_dim, c.rope_style);
-      for (int32_t h = 0; h < c.n_head_kv; ++h) ApplyRope(ws.k.data() + t * kvd + h * hd, cs, sn, c.rope_dim, c.rope_style);
-      std::memcpy(batch[t].cache->K(l, batch[t].pos), ws.k.data() + t * kvd, kvd * sizeof(float));
-      std::memcpy(batch[t].cache->V(l, batch[t].pos), ws.v.data() + t * kvd, kvd * sizeof(float));
-    }
-    // Attention: one (token, head) pair per work item; causal by construction since a
-    // token reads positions 0..pos of its own sequence.
-    pool.ParallelFor(n * c.n_head, 1, [&](int64_t i0, int64_t i1) {
-      thread_local std::vector<float> scores;
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t t = i / c.n_head;
-        const int32_t h = static_cast<int32_t>(i % c.n_head);
-        const int32_t kvh = h / group;
-        const int32_t len = batch[t].pos + 1;
-        KvCache* cache = batch[t].cache;
-        const float* q = ws.q.data() + t * qd + h * hd;
-        scores.resize(len);
-        float mx = -INFINITY;
-        for (int32_t p = 0; p < len; ++p) {
-          scores[p] = kernels::DotF32(q, cache->K(l, p) + kvh * hd, hd) * attn_scale;
-          mx = std::max(mx, scores[p]);
-        }
-        float sum = 0;
-        for (int32_t p = 0; p < len; ++p) {
-          scores[p] = std::exp(scores[p] - mx);
-          sum += scores[p];
-        }
-        float* out = ws.attn.data() + t * qd + h * hd;
-        std::fill(out, out + hd, 0.0f);
-        const float inv = 1.0f / sum;
-        for (int32_t p = 0; p < len; ++p) {
-          kernels::AxpyF32(scores[p] * inv, cache->V(l, p) + kvh * hd, out, hd);
-        }
-      }
-    });
-    if (observer) observer->OnLinearInput(l, LinearInput::kAttnOut, ws.attn.data(), n, qd);
-    MatMul(pool, {{&w[kO], ws.attn.data(), ws.proj.data()}}, n, ws.act);
-    for (int64_t i = 0; i < n * d; ++i) ws.x[i] += ws.proj[i];
+    RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.attn_norm.data(), P.attn_norm.handle.get(), c.rms_eps));
+    RETURN_IF_ERROR(observe(l, LinearInput::kAttnIn, Buf::kXn, d));
+    const LinearJob qkv[3] = {job(kQ, Buf::kXn, Buf::kQ, &L.bq, &P.bq), job(kK, Buf::kXn, Buf::kK, &L.bk, &P.bk),
+                              job(kV, Buf::kXn, Buf::kV, &L.bv, &P.bv)};
+    RETURN_IF_ERROR(be.linear(w, pool, qkv, 3, n));
+    RETURN_IF_ERROR(be.rope(w));
+    RETURN_IF_ERROR(be.attention(w, pool, l));
+    RETURN_IF_ERROR(observe(l, LinearInput::kAttnOut, Buf::kAttn, c.q_dim()));
+    const LinearJob o = job(kO, Buf::kAttn, Buf::kProj);
+    RETURN_IF_ERROR(be.linear(w, pool, &o, 1, n));
+    RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
 
-    RmsNorm(ws.x.data(), L.ffn_norm.data(), ws.xn.data(), n, d, c.rms_eps);
-    if (observer) observer->OnLinearInput(l, LinearInput::kMlpIn, ws.xn.data(), n, d);
-    MatMul(pool, {{&w[kGate], ws.xn.data(), ws.gate.data()}, {&w[kUp], ws.xn.data(), ws.up.data()}},
-           n, ws.act);
-    for (int64_t i = 0; i < n * c.n_ff; ++i) {
-      const float g = ws.gate[i];
-      ws.gate[i] = g / (1.0f + std::exp(-g)) * ws.up[i];  // SiLU(gate) * up
-    }
-    if (observer) observer->OnLinearInput(l, LinearInput::kMlpDown, ws.gate.data(), n, c.n_ff);
-    MatMul(pool, {{&w[kDown], ws.gate.data(), ws.proj.data()}}, n, ws.act);
-    for (int64_t i = 0; i < n * d; ++i) ws.x[i] += ws.proj[i];
+    RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.ffn_norm.data(), P.ffn_norm.handle.get(), c.rms_eps));
+    RETURN_IF_ERROR(observe(l, LinearInput::kMlpIn, Buf::kXn, d));
+    const LinearJob gate_up[2] = {job(kGate, Buf::kXn, Buf::kGate), job(kUp, Buf::kXn, Buf::kUp)};
+    RETURN_IF_ERROR(be.linear(w, pool, gate_up, 2, n));
+    RETURN_IF_ERROR(be.swiglu(w));
+    RETURN_IF_ERROR(observe(l, LinearInput::kMlpDown, Buf::kGate, c.n_ff));
+    const LinearJob down = job(kDown, Buf::kGate, Buf::kProj);
+    RETURN_IF_ERROR(be.linear(w, pool, &down, 1, n));
+    RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
   }
 
   // Logits only for the tokens that want them (the last prompt token, decode tokens).
@@ -252,12 +184,20 @@ void LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool,
     if (batch[t].want_logits) rows.push_back(t);
   }
   const int64_t m = static_cast<int64_t>(rows.size());
-  std::vector<float> hidden(m * d);
-  for (int64_t i = 0; i < m; ++i) {
-    RmsNorm(ws.x.data() + rows[i] * d, output_norm_.data(), hidden.data() + i * d, 1, d, c.rms_eps);
-  }
   logits->resize(static_cast<size_t>(m) * c.vocab_size);
-  if (m > 0) MatMul(pool, {{&output_, hidden.data(), logits->data()}}, m, ws.act);
+  if (m == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(be.gather_rows(w, Buf::kX, Buf::kHidden, rows.data(), m));
+  RETURN_IF_ERROR(be.rms_norm(w, Buf::kHidden, Buf::kHidden, m, output_norm_.data(),
+                              placement_.output_norm.handle.get(), c.rms_eps));
+  LinearJob head;
+  head.w = &output_;
+  head.placed = placement_.output.handle.get();
+  head.in = Buf::kHidden;
+  head.out = Buf::kLogits;
+  RETURN_IF_ERROR(be.linear(w, pool, &head, 1, m));
+  ASSIGN_OR_RETURN(const float* out, be.read_rows(w, Buf::kLogits, m, &ws.backend.scratch()));
+  std::memcpy(logits->data(), out, sizeof(float) * m * c.vocab_size);
+  return absl::OkStatus();
 }
 
 std::vector<LinearModuleRef> LlamaModel::LinearModules() const {
@@ -307,12 +247,14 @@ std::unique_ptr<LlamaModel> LlamaModel::Clone() const {
   copy->parameter_count_ = parameter_count_;
   copy->weight_bytes_ = weight_bytes_;
   copy->summary_ = summary_;
+  copy->placement_ = placement_;
   return copy;
 }
 
 void LlamaModel::SetLinear(const LinearModuleRef& m, const Linear& w, std::string representation,
                            int64_t bytes, std::shared_ptr<const void> owner) {
   if (owner) owners_.push_back(std::move(owner));
+  placement_ = Placement{};  // the uploaded copy is stale: back to native until placed again
   if (m.layer < 0) {
     output_ = w;
     output_repr_ = std::move(representation);
@@ -328,6 +270,7 @@ void LlamaModel::SetLinear(const LinearModuleRef& m, const Linear& w, std::strin
 }
 
 std::vector<float>* LlamaModel::MutableNorm(int32_t layer, bool ffn) {
+  placement_ = Placement{};
   return ffn ? &layers_[layer].ffn_norm : &layers_[layer].attn_norm;
 }
 

@@ -1,7 +1,8 @@
 // The Llama family forward pass (Llama 2/3, SmolLM, Mistral; Qwen2 with attention
 // biases): RMSNorm, RoPE, grouped-query attention over a per-sequence KV cache, SwiGLU
-// MLP, tied or separate output head. Weights stay in their GGML types; every linear
-// layer is a fused dequantize-dot over rows (kernels/cpu/quant_dot.h).
+// MLP, tied or separate output head. Written once against a backend row
+// (kernels/backend.h): the model is placed on a device through a backend (Place); the
+// native row reads the weights in their representations in place, others upload them.
 //
 // One Forward call runs a batch of tokens that may belong to different sequences
 // (a prompt's tokens, or one decode token per running sequence): the linear layers see
@@ -16,8 +17,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/qmatrix.h"
-#include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace ingot {
@@ -112,22 +113,31 @@ class ForwardObserver {
                              int64_t cols) = 0;
 };
 
-// Keys and values of one sequence, f32, grown as the sequence grows.
+// Keys and values of one sequence, in the store of the backend the model runs on
+// (native: f32 per layer on the host; torch: tensors on the model's device), grown as
+// the sequence grows.
 class KvCache {
  public:
-  KvCache(int32_t n_layer, int32_t kv_dim) : n_layer_(n_layer), kv_dim_(kv_dim), k_(n_layer), v_(n_layer) {}
+  // A native (cpu) store.
+  KvCache(int32_t n_layer, int32_t kv_dim);
+  KvCache(const kernels::Backend& backend, const kernels::Device& device, int32_t n_layer, int32_t kv_dim);
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
   // Makes room for positions [0, tokens). Amortized doubling; bytes() tracks it.
-  void Reserve(int32_t tokens);
-  float* K(int32_t layer, int32_t pos) { return k_[layer].data() + static_cast<size_t>(pos) * kv_dim_; }
-  float* V(int32_t layer, int32_t pos) { return v_[layer].data() + static_cast<size_t>(pos) * kv_dim_; }
+  // RESOURCE_EXHAUSTED when the device has no room.
+  absl::Status Reserve(int32_t tokens);
   int32_t capacity() const { return capacity_; }
-  int64_t bytes() const { return static_cast<int64_t>(capacity_) * kv_dim_ * n_layer_ * 2 * 4; }
+  int64_t bytes() const;
+  void* store() const { return store_; }
+  const kernels::Backend& backend() const { return *backend_; }
 
  private:
-  int32_t n_layer_;
-  int32_t kv_dim_;
+  const kernels::Backend* backend_;
+  kernels::Device device_;
+  int32_t n_layer_, kv_dim_;
   int32_t capacity_ = 0;
-  std::vector<std::vector<float>> k_, v_;  // [layer] -> (capacity, kv_dim)
+  void* store_ = nullptr;  // backend-owned, made on the first Reserve
 };
 
 struct BatchToken {
@@ -137,11 +147,27 @@ struct BatchToken {
   bool want_logits = false;
 };
 
-// Scratch buffers reused across steps (one per scheduler thread).
+// Scratch reused across steps (one per scheduler thread): the backend's step buffers
+// and the host-side inputs of a step.
 struct ForwardWorkspace {
-  std::vector<float> x, xn, q, k, v, attn, gate, up, proj;
+  kernels::BackendWorkspace backend;
+  std::vector<float> x;                   // (n_tokens, n_embd) embeddings
   std::vector<float> rope_cos, rope_sin;  // (n_tokens, rope_dim / 2)
-  std::vector<uint8_t> act;               // prepared activations
+  std::vector<kernels::StepToken> tokens;
+};
+
+// Where a model's weights live: its backend row, device, and per tensor the device
+// form (representation, bytes, why it differs from the host form).
+struct Placement {
+  const kernels::Backend* backend = nullptr;  // null: native on cpu, nothing uploaded
+  kernels::Device device;
+  struct Layer {
+    kernels::Placed w[7];  // by LinearSlot
+    kernels::Placed attn_norm, ffn_norm, bq, bk, bv;
+  };
+  std::vector<Layer> layers;
+  kernels::Placed output, output_norm;
+  int64_t bytes = 0;  // everything uploaded to the device
 };
 
 struct TensorSummary {
@@ -206,12 +232,24 @@ class LlamaModel {
   absl::StatusOr<std::vector<std::string>> SaveCheckpoint(const VocabSpec& vocab, const std::string& dir,
                                                           const std::string& layout) const;
 
-  // Runs the batch; appends vocab_size logits for every token with want_logits, in
-  // batch order, to `logits` (resized). Caches must have capacity for each pos.
-  // `observer`, when set, sees every linear layer's input.
-  void Forward(const std::vector<BatchToken>& batch, kernels::ThreadPool& pool,
-               ForwardWorkspace& ws, std::vector<float>* logits,
-               ForwardObserver* observer = nullptr) const;
+  // Places the model on `device` through `backend`: uploads every linear layer, norm
+  // and bias the row needs (nothing for native on cpu). FAILED_PRECONDITION names an
+  // unavailable device or a weight the row cannot hold. Replacing a weight afterwards
+  // (SetLinear, MutableNorm) puts the model back on native cpu until placed again.
+  absl::Status Place(const kernels::Backend& backend, const kernels::Device& device);
+  const kernels::Backend& backend() const;
+  const kernels::Device& device() const { return placement_.device; }
+  const Placement& placement() const { return placement_; }
+  // A KV store for one sequence on the model's backend and device.
+  std::unique_ptr<KvCache> NewKvCache() const;
+
+  // Runs the batch; sets `logits` to vocab_size logits for every token with
+  // want_logits, in batch order. Caches must have capacity for each pos and belong to
+  // this model's backend. `observer`, when set, sees every linear layer's input (on the
+  // host). Errors come from the backend (a device out of memory, an ATen failure).
+  absl::Status Forward(const std::vector<BatchToken>& batch, kernels::ThreadPool& pool,
+                       ForwardWorkspace& ws, std::vector<float>* logits,
+                       ForwardObserver* observer = nullptr) const;
 
  private:
   LlamaModel() = default;
@@ -232,6 +270,7 @@ class LlamaModel {
   int64_t parameter_count_ = 0;
   int64_t weight_bytes_ = 0;
   std::vector<TensorSummary> summary_;
+  Placement placement_;
 };
 
 }  // namespace ingot

@@ -9,7 +9,7 @@
 #include "engine/common/status.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/llama.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "nlohmann/json.hpp"
 
 namespace ingot {

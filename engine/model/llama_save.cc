@@ -52,7 +52,7 @@
 #include "engine/model/qk_rows.h"
 #include "engine/model/llama_save_layout.h"
 #include "engine/tokenizer/tokenizer.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
 #include "nlohmann/json.hpp"
 

@@ -20,7 +20,7 @@
 #include <cmath>
 
 #include "engine/model/llama_save_layout.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 
 namespace ingot::save {
 using formats::DType;

@@ -9,7 +9,7 @@
 #include "engine/common/status.h"
 #include "engine/quant/quant_util.h"
 #include "engine/quant/quantizers.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "nlohmann/json.hpp"
 
 namespace ingot::quant {

@@ -14,15 +14,6 @@ namespace ingot::quant {
 
 
 
-const char* DeviceKindName(DeviceKind kind) {
-  switch (kind) {
-    case DeviceKind::kCpu: return "cpu";
-    case DeviceKind::kCuda: return "cuda";
-    case DeviceKind::kMps: return "mps";
-  }
-  return "?";
-}
-
 const std::vector<MethodRow>& MethodTable() {
   // runs_on_cuda stays false until kernels/cuda has the representation's kernels.
   static const std::vector<MethodRow> table = {
@@ -68,41 +59,10 @@ bool MethodRunsOn(const MethodRow& row, DeviceKind kind) {
   switch (kind) {
     case DeviceKind::kCpu: return row.runs_on_cpu;
     case DeviceKind::kCuda: return row.runs_on_cuda;
-    case DeviceKind::kMps: return false;
+    case DeviceKind::kMps:
+    case DeviceKind::kMlx: return false;
   }
   return false;
-}
-
-absl::StatusOr<DeviceCaps> ParseDevice(const std::string& name, bool cuda_built,
-                                       int cuda_devices) {
-  DeviceCaps caps;
-  caps.name = name.empty() ? "cpu" : name;
-  if (caps.name == "cpu") return caps;
-  if (caps.name == "mps" || caps.name.rfind("mps:", 0) == 0) {
-    caps.kind = DeviceKind::kMps;
-    caps.available = false;
-    caps.reason = "Apple MPS/MLX devices are not part of this build (Linux)";
-    return caps;
-  }
-  if (caps.name.rfind("cuda", 0) == 0) {
-    caps.kind = DeviceKind::kCuda;
-    int index = 0;
-    if (caps.name != "cuda" && (caps.name.size() < 6 || caps.name[4] != ':' ||
-                                !absl::SimpleAtoi(caps.name.substr(5), &index) || index < 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("device \"", name, "\" is not a device name; use cpu or cuda:N"));
-    }
-    if (!cuda_built) {
-      caps.available = false;
-      caps.reason = "this ingotd was built without CUDA";
-    } else if (index >= cuda_devices) {
-      caps.available = false;
-      caps.reason = absl::StrCat("no such GPU: ", cuda_devices, " CUDA device(s) visible");
-    }
-    return caps;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("device \"", name, "\" is not a device name; use cpu or cuda:N"));
 }
 
 std::optional<GgmlType> ParseGgmlTypeName(const std::string& raw) {

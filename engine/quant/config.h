@@ -10,8 +10,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/device.h"
 #include "engine/quant/quantizers.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 
 namespace ingot::quant {
 
@@ -40,9 +41,9 @@ struct QuantizationConfig {
   int32_t calibration_tokens = 0;  // 0: default (2048)
 };
 
-// The devices a method row speaks of.
-enum class DeviceKind { kCpu, kCuda, kMps };
-const char* DeviceKindName(DeviceKind kind);
+// The devices a method row speaks of (kernels/device.h).
+using kernels::DeviceKind;
+using kernels::DeviceKindName;
 
 struct MethodRow {
   const char* name;
@@ -65,14 +66,14 @@ const std::vector<MethodRow>& MethodTable();
 const MethodRow* FindMethod(const std::string& name);
 bool MethodRunsOn(const MethodRow& row, DeviceKind kind);
 
-// What a device can do right now.
+// What a device can do right now (engine/runtime/device.h ResolveDevice makes these).
 struct DeviceCaps {
+  kernels::Device device;
   std::string name;   // "cpu", "cuda:0"
   DeviceKind kind = DeviceKind::kCpu;
   bool available = true;
   std::string reason;  // why not available
 };
-absl::StatusOr<DeviceCaps> ParseDevice(const std::string& name, bool cuda_built, int cuda_devices);
 
 // One problem found in a config, with the fix.
 struct ConfigProblem {

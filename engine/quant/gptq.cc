@@ -22,7 +22,7 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/quant/affine_internal.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 
 namespace ingot::quant {
 namespace {

@@ -24,7 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/quant/quant_util.h"
 #include "engine/quant/quantizers.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 
 namespace ingot::quant {
 namespace {

@@ -167,16 +167,16 @@ absl::Status RunCalibration(const LlamaModel& model, const std::vector<int32_t>&
   for (size_t start = 0; start < tokens.size(); start += window) {
     if (cancel != nullptr && cancel->load()) return absl::CancelledError("quantization cancelled");
     const size_t end = std::min(tokens.size(), start + window);
-    KvCache cache(c.n_layer, c.kv_dim());
-    cache.Reserve(static_cast<int32_t>(end - start));
+    std::unique_ptr<KvCache> cache = model.NewKvCache();
+    RETURN_IF_ERROR(cache->Reserve(static_cast<int32_t>(end - start)));
     // Sub-batches bound the activation buffers the collector copies.
     constexpr size_t kBatch = 128;
     for (size_t b = start; b < end; b += kBatch) {
       std::vector<BatchToken> batch;
       for (size_t i = b; i < std::min(end, b + kBatch); ++i) {
-        batch.push_back({tokens[i], static_cast<int32_t>(i - start), &cache, false});
+        batch.push_back({tokens[i], static_cast<int32_t>(i - start), cache.get(), false});
       }
-      model.Forward(batch, pool, ws, &logits, &collector);
+      RETURN_IF_ERROR(model.Forward(batch, pool, ws, &logits, &collector));
       collector.Flush();
     }
   }

@@ -14,6 +14,7 @@
 #include "engine/formats/gguf.h"
 #include "engine/model/checkpoint.h"
 #include "engine/quant/checkpoint_linear.h"
+#include "engine/runtime/device.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/sampling.h"
 
@@ -61,18 +62,6 @@ int DefaultThreads() {
   return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
-// Devices a load may name. CUDA arrives with issue 5; until then a cuda device is
-// reported, and refused, with the reason.
-absl::Status CheckDevice(const std::string& device) {
-  if (device == "cpu") return absl::OkStatus();
-  if (absl::StartsWith(device, "cuda")) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "device '", device, "' is not available: this build of ingotd has no CUDA support"));
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown device '", device, "' (expected 'cpu' or 'cuda:N')"));
-}
-
 // Reads one byte per page so the weights are resident before the first request
 // (mmap is lazy), and tells the kernel we will need them.
 void Prefault(const void* data, uint64_t nbytes) {
@@ -97,6 +86,40 @@ constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch"
 
 }  // namespace
 
+absl::Status PlaceModel(const kernels::Backend& backend, const kernels::Device& device, LoadedModel* loaded) {
+  RETURN_IF_ERROR(loaded->model->Place(backend, device));
+  ModelInfo& info = loaded->info;
+  const Placement& p = loaded->model->placement();
+  info.backend = backend.name;
+  info.device = device.Name();
+  info.device_weight_bytes = p.bytes;
+  info.device_representations.clear();
+  // Count each (representation, note) the row placed, in first-seen order.
+  std::vector<std::pair<std::string, int>> seen;
+  auto count = [&](const kernels::Placed& placed) {
+    if (placed.representation.empty()) return;
+    const std::string key =
+        placed.note.empty() ? placed.representation : absl::StrCat(placed.representation, " (", placed.note, ")");
+    for (auto& [k, n] : seen) {
+      if (k == key) {
+        ++n;
+        return;
+      }
+    }
+    seen.emplace_back(key, 1);
+  };
+  for (const Placement::Layer& l : p.layers) {
+    for (const kernels::Placed& w : l.w) count(w);
+  }
+  count(p.output);
+  for (const auto& [k, n] : seen) info.device_representations.push_back(absl::StrCat(k, " x ", n));
+  // On a GPU the model's resident bytes there are what the backend placed (the host
+  // keeps the checkpoint's mapping for embeddings and saves). On the cpu a row that
+  // uploads (torch) holds its copies beside the host weights.
+  info.bytes_resident = device.kind == kernels::DeviceKind::kCpu ? info.weight_bytes + p.bytes : p.bytes;
+  return absl::OkStatus();
+}
+
 Engine::Engine(EngineOptions options)
     : options_(options), registry_(std::make_unique<Registry>()) {
   if (options_.threads <= 0) options_.threads = DefaultThreads();
@@ -112,7 +135,8 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
   };
   if (request.name.empty()) return absl::InvalidArgumentError("model name must not be empty");
   if (request.source.empty()) return absl::InvalidArgumentError("model source path must not be empty");
-  RETURN_IF_ERROR(CheckDevice(request.device));
+  ASSIGN_OR_RETURN(const kernels::Device device, kernels::ParseDevice(request.device));
+  ASSIGN_OR_RETURN(const kernels::Backend* backend, ChooseBackend(request.backend, device));
   bool known_format = request.format.empty();
   for (const char* f : kFormats) known_format |= request.format == f;
   if (!known_format) {
@@ -193,7 +217,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     info.quantization_note = note;
     info.architecture = c.architecture;
     info.parameter_count = loaded->model->parameter_count();
-    info.device = request.device;
+    info.device = device.Name();
     for (const auto& s : loaded->model->tensor_summary()) {
       info.tensor_kinds.push_back({s.kind, s.representation, s.tensors, s.parameters, s.bytes});
     }
@@ -228,6 +252,8 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
       loaded->info.quantization_note = absl::StrCat(
           "quantized while loading", quantized.result.note.empty() ? "" : "; " + quantized.result.note);
     }
+    report("place", 0.97, absl::StrCat(backend->name, " on ", device.Name()));
+    RETURN_IF_ERROR(PlaceModel(*backend, device, loaded.get()));
     auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
     registry_->Publish(request.name, loaded, std::move(scheduler));
     report("ready", 1.0, "");
@@ -280,17 +306,22 @@ std::vector<ModelInfo> Engine::ListModels() const { return registry_->List(); }
 absl::StatusOr<ModelInfo> Engine::GetModel(const std::string& name) const { return registry_->Get(name); }
 
 std::vector<DeviceInfo> Engine::Devices() const {
-  DeviceInfo cpu;
-  cpu.name = "cpu";
-  cpu.kind = "cpu";
-  ReadMemInfo(&cpu.total_bytes, &cpu.free_bytes);
-  cpu.used_bytes = registry_->BytesOnDevice("cpu");
-  DeviceInfo cuda;
-  cuda.name = "cuda:0";
-  cuda.kind = "cuda";
-  cuda.available = false;
-  cuda.reason = "this build of ingotd has no CUDA support";
-  return {cpu, cuda};
+  std::vector<DeviceInfo> out;
+  for (const DeviceReport& r : ListDevices()) {
+    DeviceInfo d;
+    d.name = r.device.Name();
+    d.kind = kernels::DeviceKindName(r.device.kind);
+    d.available = r.available;
+    d.reason = r.reason;
+    d.backends = r.backends;
+    d.total_bytes = r.memory.total_bytes;
+    d.free_bytes = r.memory.free_bytes;
+    d.allocator_allocated_bytes = r.memory.allocated_bytes;
+    d.allocator_reserved_bytes = r.memory.reserved_bytes;
+    d.used_bytes = registry_->BytesOnDevice(d.name);
+    out.push_back(std::move(d));
+  }
+  return out;
 }
 
 absl::StatusOr<TokenizeResult> Engine::Tokenize(const std::string& model, const std::string& text,

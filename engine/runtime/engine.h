@@ -13,12 +13,17 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
 #include "engine/quant/config.h"
 #include "engine/tokenizer/chat_template.h"
 
 namespace ingot {
 
 struct LoadedModel;  // scheduler.h
+
+// Places a built (and quantized) model on `device` through `backend` and records the
+// placement in its ModelInfo (backend, device bytes and representations).
+absl::Status PlaceModel(const kernels::Backend& backend, const kernels::Device& device, LoadedModel* loaded);
 
 struct EngineOptions {
   int threads = 0;            // compute threads per model step; 0 = hardware cores
@@ -58,6 +63,9 @@ struct ModelInfo {
   bool has_chat_template = false;
   std::string quantization;       // e.g. "hqq bits=4 group_size=64"; empty as loaded
   std::string quantization_note;  // fallback or precedence notes
+  std::string backend = "native";  // the backend row that runs it
+  int64_t device_weight_bytes = 0;  // uploaded to the device by the backend (0: native reads in place)
+  std::vector<std::string> device_representations;  // "int4pack/g32 x 210", with notes
 };
 
 struct QuantizeRequest {
@@ -103,7 +111,8 @@ struct LoadRequest {
   std::string name;            // registry key; must be unique
   std::string source;          // file path
   std::string format = "auto"; // auto, gguf, hf, safetensors, torch, npz
-  std::string device = "cpu";
+  std::string device = "cpu";  // cpu, cuda:N (mps/mlx named, unavailable here)
+  std::string backend = "auto";  // auto (native on cpu, torch on cuda), native, torch
   int32_t context_length = 0;  // 0 = min(model's, 4096)
   // Quantize while loading; ignored (with a note) when the checkpoint is quantized.
   std::optional<quant::QuantizationConfig> quantization;
@@ -124,6 +133,8 @@ struct DeviceInfo {
   int64_t total_bytes = 0;
   int64_t free_bytes = 0;
   int64_t used_bytes = 0; // bytes held by models on this device
+  std::vector<std::string> backends;  // rows that serve it
+  int64_t allocator_allocated_bytes = 0, allocator_reserved_bytes = 0;  // CUDA caching allocator
 };
 
 struct SamplingParams {

@@ -8,15 +8,14 @@
 #include "engine/common/status.h"
 #include "engine/quant/quantize_model.h"
 #include "engine/runtime/engine.h"
+#include "engine/runtime/device.h"
 #include "engine/runtime/registry.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace ingot {
 namespace {
 
-absl::StatusOr<quant::DeviceCaps> Caps(const std::string& device) {
-  return quant::ParseDevice(device.empty() ? "cpu" : device, /*cuda_built=*/false, 0);
-}
+absl::StatusOr<quant::DeviceCaps> Caps(const std::string& device) { return ResolveDevice(device); }
 
 std::string Describe(const quant::QuantizationConfig& c) {
   std::string s = c.method;
@@ -106,7 +105,7 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
   if (!caps.available) {
     return absl::FailedPreconditionError(absl::StrCat("device ", caps.name, " is unavailable: ", caps.reason));
   }
-  if (device != source->info.device) {
+  if (caps.name != source->info.device) {
     return absl::UnimplementedError(absl::StrCat("quantizing onto another device (", source->info.device,
                                                  " -> ", device, ") is not supported yet"));
   }
@@ -183,6 +182,8 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
     info.kv_cache_bytes = 0;
     info.quantization = Describe(config);
     info.quantization_note = fb.note;
+    // The quantized model runs where its source does (same backend row and device).
+    RETURN_IF_ERROR(PlaceModel(source->model->backend(), source->model->device(), loaded.get()));
     QuantizeResult r;
     r.info = info;
     r.method_used = config.method;
@@ -249,14 +250,12 @@ absl::StatusOr<EvaluateResult> Engine::EvaluateModel(const EvaluateRequest& requ
   // Non-overlapping windows; every token but the first of a window is scored.
   for (size_t start = 0; start + 1 < tokens.size(); start += ctx) {
     const size_t end = std::min(tokens.size(), start + ctx);
-    const LlamaConfig& c = model->model->config();
-    KvCache cache(c.n_layer, c.kv_dim());
-    cache.Reserve(static_cast<int32_t>(end - start));
+    std::unique_ptr<KvCache> cache = model->model->NewKvCache();
+    RETURN_IF_ERROR(cache->Reserve(static_cast<int32_t>(end - start)));
     std::unique_ptr<KvCache> cache_ref;
     if (reference) {
-      const LlamaConfig& rc = reference->model->config();
-      cache_ref = std::make_unique<KvCache>(rc.n_layer, rc.kv_dim());
-      cache_ref->Reserve(static_cast<int32_t>(end - start));
+      cache_ref = reference->model->NewKvCache();
+      RETURN_IF_ERROR(cache_ref->Reserve(static_cast<int32_t>(end - start)));
     }
     constexpr size_t kBatch = 64;  // bounds the logits buffer (64 x vocab floats)
     for (size_t b = start; b + 1 < end; b += kBatch) {
@@ -264,11 +263,11 @@ absl::StatusOr<EvaluateResult> Engine::EvaluateModel(const EvaluateRequest& requ
       const size_t e = std::min(end - 1, b + kBatch);
       std::vector<BatchToken> batch, batch_ref;
       for (size_t i = b; i < e; ++i) {
-        batch.push_back({tokens[i], static_cast<int32_t>(i - start), &cache, true});
+        batch.push_back({tokens[i], static_cast<int32_t>(i - start), cache.get(), true});
         if (reference) batch_ref.push_back({tokens[i], static_cast<int32_t>(i - start), cache_ref.get(), true});
       }
-      model->model->Forward(batch, *pool_, ws, &logits);
-      if (reference) reference->model->Forward(batch_ref, *pool_, ws_ref, &logits_ref);
+      RETURN_IF_ERROR(model->model->Forward(batch, *pool_, ws, &logits));
+      if (reference) RETURN_IF_ERROR(reference->model->Forward(batch_ref, *pool_, ws_ref, &logits_ref));
       for (size_t i = b; i < e; ++i) {
         const float* row = logits.data() + (i - b) * vocab;
         log_softmax(row, lp);

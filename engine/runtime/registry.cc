@@ -98,7 +98,9 @@ ModelInfo Registry::Describe(const Entry& e) const {
   ModelInfo info = e.info;
   if (e.scheduler != nullptr) {
     info.kv_cache_bytes = e.scheduler->KvCacheBytes();
-    info.bytes_resident = info.weight_bytes + info.kv_cache_bytes;
+    // e.info.bytes_resident holds the weights as placed (PlaceModel): the host weights
+    // on cpu (plus a backend's copies), the uploaded weights on a GPU.
+    info.bytes_resident = e.info.bytes_resident + info.kv_cache_bytes;
   }
   return info;
 }

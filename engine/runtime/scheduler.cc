@@ -18,13 +18,13 @@ struct Scheduler::Sequence {
   Sequence(SequenceRequest r, const LoadedModel& m)
       : req(std::move(r)),
         sampler(req.sampling, req.seed),
-        cache(m.model->config().n_layer, m.model->config().kv_dim()),
+        cache(m.model->NewKvCache()),
         decoder(*m.tokenizer) {
     tokens = req.prompt;
   }
   SequenceRequest req;
   Sampler sampler;
-  KvCache cache;
+  std::unique_ptr<KvCache> cache;  // on the model's backend and device
   StreamDecoder decoder;
   std::vector<int32_t> tokens;  // prompt + generated
   int32_t n_past = 0;           // tokens whose keys/values are in the cache
@@ -135,7 +135,7 @@ void Scheduler::Loop() {
     }
     active.erase(std::remove_if(active.begin(), active.end(), [](const auto& s) { return s->done; }),
                  active.end());
-    for (auto& s : active) kv += s->cache.bytes();
+    for (auto& s : active) kv += s->cache->bytes();
     std::lock_guard<std::mutex> lock(mu_);
     kv_bytes_ = kv;
     running_ -= finished;
@@ -161,17 +161,27 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
       count = std::min(pending, prefill_budget);
       prefill_budget -= count;
     }
-    s.cache.Reserve(s.n_past + count);
+    if (absl::Status st = s.cache->Reserve(s.n_past + count); !st.ok()) {
+      Fail(s, st);
+      continue;
+    }
     for (int32_t i = 0; i < count; ++i) {
       const int32_t pos = s.n_past + i;
       const bool last = i == count - 1 && pos + 1 == static_cast<int32_t>(s.tokens.size());
-      batch.push_back({s.tokens[pos], pos, &s.cache, last});
+      batch.push_back({s.tokens[pos], pos, s.cache.get(), last});
     }
     if (batch.back().want_logits) with_logits.push_back(&s);
     s.n_past += count;
   }
   if (batch.empty()) return;
-  model_->model->Forward(batch, *pool_, ws_, &logits_);
+  if (absl::Status st = model_->model->Forward(batch, *pool_, ws_, &logits_); !st.ok()) {
+    // A backend failure (device out of memory, an ATen error): every sequence of the
+    // step ends with it; the model and the server stay up.
+    for (auto& sp : active) {
+      if (!sp->done) Fail(*sp, st);
+    }
+    return;
+  }
   const double after = MonotonicSeconds();
   const int32_t vocab = model_->model->config().vocab_size;
   for (size_t i = 0; i < with_logits.size(); ++i) {
@@ -233,6 +243,12 @@ void Scheduler::Emit(Sequence& s, int32_t token, double now) {
   chunk.token_ids = std::move(s.held_ids);
   s.held_ids.clear();
   s.req.callbacks.on_chunk(std::move(chunk));
+}
+
+void Scheduler::Fail(Sequence& s, const absl::Status& status) {
+  spdlog::warn("sequence failed: {}", status.ToString());
+  s.done = true;
+  s.req.callbacks.on_done(status, GenerationChunk{});
 }
 
 void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {

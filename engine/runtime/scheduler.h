@@ -62,6 +62,7 @@ class Scheduler {
   void Loop();
   void Step(std::vector<std::unique_ptr<Sequence>>& active);
   void Emit(Sequence& seq, int32_t token, double now);
+  void Fail(Sequence& s, const absl::Status& status);
   void Finish(Sequence& seq, FinishReason reason, double now);
 
   std::shared_ptr<const LoadedModel> model_;

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "kernels/cpu/dequant_ref.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 
 namespace ingot {
 

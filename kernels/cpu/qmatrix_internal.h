@@ -21,7 +21,7 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
 
 namespace ingot::kernels::internal {

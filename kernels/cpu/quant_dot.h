@@ -8,23 +8,13 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
+#include "kernels/linear.h"
 
 namespace ingot::kernels {
 
 // How activations are prepared for a weight type.
 enum class ActType { kF32, kQ8_0, kQ8_1 };
-
-// A row-major weight matrix in a GGML type: `rows` output features, each of `cols`
-// input features stored in `row_bytes` bytes. Data is not owned.
-struct WeightMatrix {
-  GgmlType type = GgmlType::kF32;
-  int64_t rows = 0;
-  int64_t cols = 0;
-  size_t row_bytes = 0;
-  const uint8_t* data = nullptr;
-  const uint8_t* Row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
-};
 
 ActType ActivationTypeFor(GgmlType weight_type);
 // Bytes of one prepared activation row of `cols` features.

@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 
 namespace ingot {
 

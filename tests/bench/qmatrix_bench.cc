@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
 #include "kernels/cpu/quant_dot.h"
 

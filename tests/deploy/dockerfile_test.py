@@ -117,7 +117,12 @@ def linked_packages(binaries):
             if "not found" in line:
                 problems.append(f"{binary.name}: {line.strip()}")
             elif m := (re.search(r"=>\s*(/\S+)", line) or re.match(r"\s*(/\S+)", line)):
-                libraries.add(m.group(1))
+                # libtorch and the CUDA runtime it loads come from the torch wheel in
+                # .venv-torch, not from Debian: the cuda image copies them into
+                # /opt/ingot/lib (test_cuda_image_ships_the_torch_wheels_libraries);
+                # the cpu image is built without the torch backend.
+                if "/.venv-torch/" not in m.group(1):
+                    libraries.add(m.group(1))
     # dpkg may know a file by its link target, and (usrmerge) as /lib/... or /usr/lib/...
     candidates = {}
     for lib in libraries:
@@ -284,6 +289,20 @@ class DockerfileTest(unittest.TestCase):
                     extra |= apt_installs(a)
             self.assertEqual(sorted(extra - packages), [],
                              f"{variant}: build packages outside scripts/setup.sh")
+
+    def test_cuda_image_ships_the_torch_wheels_libraries(self):
+        # cpu: no torch backend (nothing from the wheel to ship); cuda: the backend with
+        # its CUDA half, and the wheel's libraries beside the binary.
+        cpu = self.by_name["build-cpu"]
+        cuda = self.by_name["build-cuda"]
+        env = lambda stage: " ".join(a for w, a, _, _ in stage.instructions if w == "ENV")
+        self.assertIn("-DINGOT_TORCH=OFF", env(cpu))
+        self.assertIn("-DINGOT_CUDA=ON", env(cuda))
+        self.assertIn("INGOT_SETUP_TORCH=full", env(cuda))
+        self.assertIn("site-packages/torch/lib/*.so* /out/opt/ingot/lib/", self.text)
+        self.assertIn("site-packages/nvidia/*/lib/*.so* /out/opt/ingot/lib/", self.text)
+        runtime = self.by_name["runtime-cuda"]
+        self.assertIn("LD_LIBRARY_PATH=/opt/ingot/lib", " ".join(a for w, a, _, _ in runtime.instructions))
 
     def test_baked_model_is_the_default_model(self):
         fetch = (ROOT / "scripts" / "fetch_model.sh").read_text()

@@ -344,6 +344,17 @@ class ConfigCheckTest(unittest.TestCase):
                 path.write_text(yaml.safe_dump(config))
                 env = {k: v for k, v in os.environ.items() if not k.startswith("INGOT_")}
                 result = run([str(ingotd), "--check-config", str(path)], env=env)
+                on_gpu = any(m["device"].startswith("cuda") for m in config["models"])
+                if on_gpu and not Path("/dev/nvidia0").exists():
+                    # The gpu overlay's models are on cuda:0: a binary without CUDA, or
+                    # a machine without a GPU, must fail the check loudly with the
+                    # reason (before this, ingotd crash-looped on start).
+                    self.assertNotEqual(result.returncode, 0, f"deploy/{name}: --check-config passed "
+                                        f"a cuda:0 model on a machine without a GPU")
+                    out = result.stdout + result.stderr
+                    self.assertIn("device: device cuda:0 is not available", out)
+                    self.assertTrue("built without CUDA" in out or "no CUDA device is visible" in out, out)
+                    continue
                 self.assertEqual(result.returncode, 0,
                                  f"deploy/{name}: ingotd --check-config:\n"
                                  f"{result.stdout}{result.stderr}")

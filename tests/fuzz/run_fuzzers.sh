@@ -43,7 +43,7 @@ declare -A SOURCES=(
   [safetensors]="engine/formats/safetensors.cc"
   [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/safetensors.cc"
   [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/safetensors.cc"
-  [gguf]="engine/formats/gguf.cc kernels/cpu/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
+  [gguf]="engine/formats/gguf.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
 )
 
 # Compiles src into an instrumented object unless it is newer than every input

@@ -33,7 +33,7 @@
 #include "engine/formats/gguf.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "nlohmann/json.hpp"
 #include "ingot/v1/quantization.grpc.pb.h"
 #include "tests/integration/ingotd_process.h"

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/quantize_ref.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"

@@ -65,12 +65,12 @@ class LlamaTest : public ::testing::Test {
   // Logits for every position of `tokens`, run as one batch (like a prefill).
   std::vector<float> AllLogits(const std::vector<int32_t>& tokens) {
     KvCache cache(model_->config().n_layer, model_->config().kv_dim());
-    cache.Reserve(static_cast<int32_t>(tokens.size()));
+    EXPECT_TRUE(cache.Reserve(static_cast<int32_t>(tokens.size())).ok());
     std::vector<BatchToken> batch;
     for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
     ForwardWorkspace ws;
     std::vector<float> logits;
-    model_->Forward(batch, *pool_, ws, &logits);
+    EXPECT_TRUE(model_->Forward(batch, *pool_, ws, &logits).ok());
     return logits;
   }
   static LlamaModel* model_;
@@ -157,14 +157,14 @@ TEST_F(LlamaTest, GreedyStepsMatchLlamaCpp) {
     const auto prompt = g["prompt_tokens"].get<std::vector<int32_t>>();
     EXPECT_EQ(tokenizer_->Encode(g["prompt"].get<std::string>(), true, true), prompt);
     KvCache cache(model_->config().n_layer, model_->config().kv_dim());
-    cache.Reserve(static_cast<int32_t>(prompt.size() + g["steps"].size() + 1));
+    EXPECT_TRUE(cache.Reserve(static_cast<int32_t>(prompt.size() + g["steps"].size() + 1)).ok());
     ForwardWorkspace ws;
     std::vector<float> logits;
     std::vector<BatchToken> batch;
     for (size_t i = 0; i < prompt.size(); ++i) {
       batch.push_back({prompt[i], static_cast<int32_t>(i), &cache, i + 1 == prompt.size()});
     }
-    model_->Forward(batch, *pool_, ws, &logits);
+    EXPECT_TRUE(model_->Forward(batch, *pool_, ws, &logits).ok());
     int32_t pos = static_cast<int32_t>(prompt.size());
     for (const auto& step : g["steps"]) {
       const int want = step["id"].get<int>();
@@ -178,7 +178,7 @@ TEST_F(LlamaTest, GreedyStepsMatchLlamaCpp) {
         EXPECT_EQ(got, want) << "step with margin " << step["margin"].get<float>();
       }
       ++steps;
-      model_->Forward({{want, pos++, &cache, true}}, *pool_, ws, &logits);
+      EXPECT_TRUE(model_->Forward({{want, pos++, &cache, true}}, *pool_, ws, &logits).ok());
     }
   }
   std::printf("[ greedy ] %d teacher-forced steps, %d of them llama.cpp near-ties (< %.2f)\n", steps,
@@ -195,14 +195,14 @@ TEST_F(LlamaTest, BatchedSequencesAreIndependent) {
   const std::vector<float> alone = AllLogits(a);
   KvCache ca(model_->config().n_layer, model_->config().kv_dim());
   KvCache cb(model_->config().n_layer, model_->config().kv_dim());
-  ca.Reserve(64);
-  cb.Reserve(64);
+  EXPECT_TRUE(ca.Reserve(64).ok());
+  EXPECT_TRUE(cb.Reserve(64).ok());
   std::vector<BatchToken> batch;
   for (size_t i = 0; i < b.size(); ++i) batch.push_back({b[i], static_cast<int32_t>(i), &cb, false});
   for (size_t i = 0; i < a.size(); ++i) batch.push_back({a[i], static_cast<int32_t>(i), &ca, true});
   ForwardWorkspace ws;
   std::vector<float> logits;
-  model_->Forward(batch, *pool_, ws, &logits);
+  EXPECT_TRUE(model_->Forward(batch, *pool_, ws, &logits).ok());
   ASSERT_EQ(logits.size(), a.size() * vocab);
   for (size_t i = 0; i < logits.size(); ++i) ASSERT_NEAR(logits[i], alone[i], 1e-4) << i;
 }

@@ -11,7 +11,7 @@
 
 #include "engine/quant/quantizers.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "engine/quant/quantizers.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/quantize_ref.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"

@@ -12,7 +12,7 @@
 #include "engine/quant/affine_internal.h"
 #include "engine/quant/quantizers.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "tests/quant/affine_test_util.h"
 #include "tests/test_util.h"
 

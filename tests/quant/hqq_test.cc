@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "engine/quant/quantizers.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"

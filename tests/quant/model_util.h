@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/llama.h"
 #include "engine/quant/checkpoint_linear.h"
@@ -14,18 +16,19 @@
 
 namespace ingot::testing_util {
 
-inline std::string FormatsDataDir() { return std::string(INGOT_SOURCE_DIR) + "/tests/data/formats"; }
+inline std::string FormatsDataDir() { return testing::SourcePath("tests/data/formats"); }
 
 // Logits of every position (tokens.size() x vocab), one thread, a fresh cache.
 inline std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>& tokens) {
   kernels::ThreadPool pool(1);
   ForwardWorkspace ws;
-  KvCache cache(m.config().n_layer, m.config().kv_dim());
-  cache.Reserve(static_cast<int32_t>(tokens.size()));
+  std::unique_ptr<KvCache> cache = m.NewKvCache();  // on the model's backend
+  EXPECT_TRUE(cache->Reserve(static_cast<int32_t>(tokens.size())).ok());
   std::vector<BatchToken> batch;
-  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
+  for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), cache.get(), true});
   std::vector<float> logits;
-  m.Forward(batch, pool, ws, &logits);
+  const absl::Status st = m.Forward(batch, pool, ws, &logits);
+  EXPECT_TRUE(st.ok()) << st;
   return logits;
 }
 

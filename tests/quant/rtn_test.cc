@@ -6,7 +6,7 @@
 
 #include "engine/quant/quantizers.h"
 #include "gtest/gtest.h"
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
 #include "tests/quant/affine_test_util.h"
 #include "tests/test_util.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"

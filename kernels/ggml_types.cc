@@ -1,7 +1,7 @@
 // The GGML type table (one row per on-disk ggml_type value), fp16/bf16 conversion and
 // the plain-type reference dequantizers. Quantized dequantizers: dequant_ref.cc and
 // dequant_k_ref.cc.
-#include "kernels/cpu/ggml_types.h"
+#include "kernels/ggml_types.h"
 
 #include <cmath>
 #include <cstring>

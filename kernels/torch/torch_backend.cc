@@ -1,0 +1,557 @@
+// The torch backend row: libtorch on cpu and cuda:N (DESIGN.md decisions 3 and 4).
+// Dense weights go through at::linear (cuBLAS on CUDA, oneDNN/MKL on the CPU), 8-bit
+// rows through _weight_int8pack_mm, 4-bit affine groups and GGML Q4_0/Q4_1 through the
+// tinygemm int4 kernels (layout: weight_only_layout.h), anything else is dequantized
+// once at upload to the compute dtype and says so. Attention is SDPA per sequence over
+// a (layer, capacity, kv_dim) store. Compute dtype: f32 on the CPU (matches the native
+// row closely; f32 GEMM is also the faster dense path at decode sizes there), bf16 on
+// CUDA. The int4/int8 weight-only kernels always get bf16 activations and bf16 scales:
+// their f32 CPU paths are a slow fallback (measured here, [M,576]x[576,1536], 2 threads:
+// int4 M=1 1.03 ms f32 vs 0.04 ms bf16, M=128 101 ms vs 1.4 ms; int8 M=1 0.95 vs 0.05 ms).
+//
+// The only ATen translation unit of the build besides torch_cuda.cc: it must not include
+// spdlog or protobuf headers (the wheel bundles its own fmt/protobuf headers). Every
+// entry catches exceptions and returns a Status.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/ggml_types.h"
+#include "kernels/torch/weight_only_layout.h"
+
+namespace ingot::kernels {
+
+#ifdef INGOT_WITH_CUDA
+// kernels/torch/torch_cuda.cc
+int CudaDeviceCount();
+absl::StatusOr<MemoryStats> CudaMemory(int index);
+absl::Status CudaSynchronize(int index);
+#endif
+
+namespace {
+
+// Runs the statements (which return) and turns an ATen exception into a Status.
+#define INGOT_TORCH_TRY(what, ...)     \
+  try {                                \
+    __VA_ARGS__                        \
+  } catch (const std::exception& e) {  \
+    return TorchError(what, e);        \
+  }
+
+absl::Status TorchError(const char* what, const std::exception& e) {
+  std::string msg = e.what();
+  // ATen appends a C++ backtrace after the first line; the first line says what failed.
+  if (size_t nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+  if (msg.find("out of memory") != std::string::npos) {
+    return absl::ResourceExhaustedError(absl::StrCat("torch ", what, ": ", msg));
+  }
+  return absl::InternalError(absl::StrCat("torch ", what, ": ", msg));
+}
+
+at::Device ToAt(const Device& d) {
+  return d.kind == DeviceKind::kCuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(d.index))
+                                     : at::Device(at::kCPU);
+}
+at::ScalarType ComputeDtype(const Device& d) { return d.kind == DeviceKind::kCuda ? at::kBFloat16 : at::kFloat; }
+const char* DtypeName(at::ScalarType t) {
+  return t == at::kBFloat16 ? "bf16" : t == at::kHalf ? "f16" : "f32";
+}
+
+int CudaCount() {
+#ifdef INGOT_WITH_CUDA
+  return CudaDeviceCount();
+#else
+  return 0;
+#endif
+}
+
+absl::Status Available(const Device& device) {
+  switch (device.kind) {
+    case DeviceKind::kCpu: return absl::OkStatus();
+    case DeviceKind::kCuda: {
+#ifndef INGOT_WITH_CUDA
+      return absl::FailedPreconditionError(absl::StrCat(
+          "device ", device.Name(), " is not available: this ingotd was built without CUDA (configure with -DINGOT_CUDA=ON)"));
+#else
+      const int count = CudaCount();
+      if (count == 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "device ", device.Name(), " is not available: no CUDA device is visible (no GPU or driver on this machine)"));
+      }
+      if (device.index >= count) {
+        return absl::FailedPreconditionError(absl::StrCat("device ", device.Name(), " is not available: ", count,
+                                                          " CUDA device(s) visible (cuda:0..cuda:", count - 1, ")"));
+      }
+      return absl::OkStatus();
+#endif
+    }
+    case DeviceKind::kMps:
+    case DeviceKind::kMlx:
+      return absl::FailedPreconditionError(absl::StrCat("device ", device.Name(),
+                                                        " is not available: Apple MPS/MLX devices are not part of "
+                                                        "this Linux build"));
+  }
+  return absl::InvalidArgumentError("unknown device kind");
+}
+
+std::vector<Device> Devices() {
+  std::vector<Device> out = {Device{DeviceKind::kCpu, 0}};
+  const int count = CudaCount();
+  for (int i = 0; i < std::max(count, 1); ++i) out.push_back(Device{DeviceKind::kCuda, i});
+  return out;
+}
+
+void SetThreads(int n) {
+  if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+// --- weights ---
+
+struct TorchLinear {
+  enum class Kind { kDense, kInt8, kInt4 } kind = Kind::kDense;
+  at::Tensor w;       // dense (rows, cols) compute dtype | int8 (rows, cols) | int4 packed
+  at::Tensor scale;   // int8: (rows) bf16
+  at::Tensor sz;      // int4: (cols / group, rows, 2) scales and zeros, bf16
+  at::Tensor order;   // (cols) int64: gather x[:, order] first (act-order); undefined if none
+  int64_t group = 0;
+  bool cuda = false;
+};
+
+struct TorchVector {
+  at::Tensor v;  // (n) compute dtype
+};
+
+int64_t Bytes(const at::Tensor& t) { return t.defined() ? static_cast<int64_t>(t.nbytes()) : 0; }
+
+at::Tensor HostF32(const float* data, std::vector<int64_t> shape) {
+  return at::from_blob(const_cast<float*>(data), shape, at::TensorOptions().dtype(at::kFloat));
+}
+
+// tinygemm's CUDA packing takes innerKTiles in {2, 4, 8} with cols % (16 * innerKTiles) == 0.
+int InnerKTiles(int64_t cols) {
+  for (int k : {8, 4, 2}) {
+    if (cols % (16 * k) == 0) return k;
+  }
+  return 0;
+}
+
+absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
+  if (absl::Status s = Available(device); !s.ok()) return s;
+  INGOT_TORCH_TRY("upload", {
+    const at::Device dev = ToAt(device);
+    const at::ScalarType dtype = ComputeDtype(device);
+    auto t = std::make_shared<TorchLinear>();
+    t->cuda = device.kind == DeviceKind::kCuda;
+    const int64_t rows = w.rows(), cols = w.cols();
+    Placed p;
+    std::string why_not;
+    if (w.kind == LinearKind::kAffine && w.input_order != nullptr) {
+      std::vector<int64_t> order(w.input_order, w.input_order + cols);
+      t->order = at::tensor(order, at::TensorOptions().dtype(at::kLong)).to(dev);
+    }
+    Int8Layout i8;
+    Int4Layout i4;
+    std::string int8_reason = ToInt8Layout(w, &i8);
+    if (int8_reason.empty()) {
+      t->kind = TorchLinear::Kind::kInt8;
+      t->w = at::from_blob(i8.codes.data(), {rows, cols}, at::TensorOptions().dtype(at::kChar)).to(dev).clone();
+      t->scale = HostF32(i8.scale.data(), {rows}).to(dev, at::kBFloat16).clone();
+      p.representation = "int8pack/row";
+    } else if (std::string int4_reason = ToInt4Layout(w, &i4); int4_reason.empty()) {
+      try {
+        const int64_t groups = cols / i4.group;
+        at::Tensor codes = at::from_blob(i4.codes.data(), {rows, cols}, at::TensorOptions().dtype(at::kByte));
+        if (t->cuda) {
+          const int ik = InnerKTiles(cols);
+          if (ik == 0) throw std::runtime_error(absl::StrCat("cols ", cols, " is not a multiple of 32"));
+          // Two codes per byte, even column in the high nibble (tinygemm's CUDA input).
+          at::Tensor even = codes.slice(1, 0, cols, 2).to(at::kInt), odd = codes.slice(1, 1, cols, 2).to(at::kInt);
+          at::Tensor packed = (even.bitwise_left_shift(4).bitwise_or(odd)).to(at::kByte).to(dev);
+          t->w = at::_convert_weight_to_int4pack(packed, ik);
+        } else {
+          t->w = at::_convert_weight_to_int4pack_for_cpu(codes.to(at::kInt), 1);
+        }
+        at::Tensor s = HostF32(i4.scale.data(), {groups, rows}), z = HostF32(i4.zero.data(), {groups, rows});
+        t->sz = at::stack({s, z}, -1).to(dev, at::kBFloat16).contiguous();
+        t->group = i4.group;
+        t->kind = TorchLinear::Kind::kInt4;
+        p.representation = absl::StrCat("int4pack/g", i4.group);
+      } catch (const std::exception& e) {
+        std::string msg = e.what();
+        if (size_t nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+        why_not = absl::StrCat("int4 kernels refuse this shape (", msg, ")");
+      }
+    } else {
+      why_not = int4_reason;
+    }
+    if (t->kind == TorchLinear::Kind::kDense) {
+      if (w.kind == LinearKind::kGgml &&
+          (w.ggml.type == GgmlType::kF32 || w.ggml.type == GgmlType::kF16 || w.ggml.type == GgmlType::kBF16)) {
+        const at::ScalarType src = w.ggml.type == GgmlType::kF32   ? at::kFloat
+                                   : w.ggml.type == GgmlType::kF16 ? at::kHalf
+                                                                   : at::kBFloat16;
+        at::Tensor host = at::from_blob(const_cast<uint8_t*>(w.ggml.data), {rows, cols},
+                                        {static_cast<int64_t>(w.ggml.row_bytes / at::elementSize(src)), 1},
+                                        at::TensorOptions().dtype(src));
+        t->w = host.to(dev, dtype).contiguous();
+        if (t->w.data_ptr() == host.data_ptr()) t->w = t->w.clone();  // never alias the mapping
+        if (src != dtype) p.note = absl::StrCat("converted from ", DtypeName(src), " for backend torch");
+      } else {
+        std::vector<float> dense = DequantizeAll(w);
+        t->w = HostF32(dense.data(), {rows, cols}).to(dev, dtype).clone();
+        t->order = at::Tensor();  // dequantized in the input's own order
+        p.note = absl::StrCat("dequantized for backend torch (", why_not, " has no libtorch kernel)");
+      }
+      p.representation = DtypeName(dtype);
+    }
+    p.bytes = Bytes(t->w) + Bytes(t->scale) + Bytes(t->sz) + Bytes(t->order);
+    p.handle = std::move(t);
+    return p;
+  })
+}
+
+absl::StatusOr<Placed> UploadVector(const Device& device, const float* v, int64_t n) {
+  if (absl::Status s = Available(device); !s.ok()) return s;
+  INGOT_TORCH_TRY("upload", {
+    auto t = std::make_shared<TorchVector>();
+    t->v = HostF32(v, {n}).to(ToAt(device), ComputeDtype(device)).clone();
+    Placed p;
+    p.representation = DtypeName(ComputeDtype(device));
+    p.bytes = Bytes(t->v);
+    p.handle = std::move(t);
+    return p;
+  })
+}
+
+// --- KV stores ---
+
+struct TorchKv {
+  at::Tensor k, v;  // (n_layer, capacity, kv_dim) compute dtype
+  int32_t n_layer = 0, kv_dim = 0, capacity = 0;
+  at::Device dev = at::kCPU;
+  at::ScalarType dtype = at::kFloat;
+};
+
+absl::StatusOr<void*> NewKv(const Device& device, int32_t n_layer, int32_t kv_dim) {
+  if (absl::Status s = Available(device); !s.ok()) return s;
+  auto* kv = new TorchKv();
+  kv->n_layer = n_layer;
+  kv->kv_dim = kv_dim;
+  kv->dev = ToAt(device);
+  kv->dtype = ComputeDtype(device);
+  return kv;
+}
+
+absl::StatusOr<int32_t> ReserveKv(void* p, int32_t tokens) {
+  auto* kv = static_cast<TorchKv*>(p);
+  if (tokens <= kv->capacity) return kv->capacity;
+  INGOT_TORCH_TRY("kv reserve", {
+    int32_t cap = std::max<int32_t>(64, kv->capacity);
+    while (cap < tokens) cap *= 2;
+    auto opts = at::TensorOptions().device(kv->dev).dtype(kv->dtype);
+    at::Tensor k = at::zeros({kv->n_layer, cap, kv->kv_dim}, opts), v = at::zeros({kv->n_layer, cap, kv->kv_dim}, opts);
+    if (kv->capacity > 0) {
+      k.narrow(1, 0, kv->capacity).copy_(kv->k);
+      v.narrow(1, 0, kv->capacity).copy_(kv->v);
+    }
+    kv->k = std::move(k);
+    kv->v = std::move(v);
+    kv->capacity = cap;
+    return cap;
+  })
+}
+
+void FreeKv(void* p) { delete static_cast<TorchKv*>(p); }
+int64_t KvBytes(const void* p) {
+  const auto* kv = static_cast<const TorchKv*>(p);
+  return Bytes(kv->k) + Bytes(kv->v);
+}
+
+// --- a step ---
+
+struct Run {  // consecutive tokens of one sequence
+  int64_t t0 = 0, len = 0;
+  TorchKv* kv = nullptr;
+  bool consecutive = true;  // positions pos[t0] + i
+};
+
+struct TorchWorkspace {
+  Device device;
+  at::Device dev = at::kCPU;
+  at::ScalarType dtype = at::kFloat;
+  StepShape shape;
+  int64_t n = 0, m = 0;
+  at::Tensor buf[kBufCount];  // (capacity rows, cols)
+  at::Tensor cos, sin;        // (n, 1, rope_dim / 2) compute dtype
+  std::vector<int32_t> pos;
+  std::vector<Run> runs;
+  at::Tensor B(Buf b, int64_t rows) { return buf[static_cast<int>(b)].narrow(0, 0, rows); }
+  void Ensure(Buf b, int64_t rows) {
+    at::Tensor& t = buf[static_cast<int>(b)];
+    if (!t.defined() || t.size(0) < rows) {
+      t = at::empty({rows, shape.Cols(b)}, at::TensorOptions().device(dev).dtype(dtype));
+    }
+  }
+};
+
+TorchWorkspace& W(void* ws) { return *static_cast<TorchWorkspace*>(ws); }
+
+void* NewWorkspace(const Device& device) {
+  auto* w = new TorchWorkspace();
+  w->device = device;
+  w->dev = ToAt(device);
+  w->dtype = ComputeDtype(device);
+  return w;
+}
+void FreeWorkspace(void* ws) { delete static_cast<TorchWorkspace*>(ws); }
+
+absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const float* rope_cos,
+                   const float* rope_sin, const StepToken* tokens, int64_t n) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("begin", {
+    if (shape.n_embd != w.shape.n_embd || shape.n_ff != w.shape.n_ff || shape.q_dim() != w.shape.q_dim() ||
+        shape.kv_dim() != w.shape.kv_dim() || shape.vocab != w.shape.vocab) {
+      for (at::Tensor& t : w.buf) t = at::Tensor();
+    }
+    w.shape = shape;
+    w.n = n;
+    for (int b = 0; b < kBufCount; ++b) {
+      if (static_cast<Buf>(b) != Buf::kHidden && static_cast<Buf>(b) != Buf::kLogits) w.Ensure(static_cast<Buf>(b), n);
+    }
+    w.B(Buf::kX, n).copy_(HostF32(x_host, {n, shape.n_embd}));
+    const int64_t half = shape.rope_dim / 2;
+    w.cos = HostF32(rope_cos, {n, 1, half}).to(w.dev, w.dtype);
+    w.sin = HostF32(rope_sin, {n, 1, half}).to(w.dev, w.dtype);
+    w.pos.resize(n);
+    w.runs.clear();
+    for (int64_t t = 0; t < n; ++t) {
+      w.pos[t] = tokens[t].pos;
+      auto* kv = static_cast<TorchKv*>(tokens[t].kv);
+      if (!w.runs.empty() && w.runs.back().kv == kv) {
+        Run& r = w.runs.back();
+        r.consecutive &= tokens[t].pos == w.pos[r.t0] + r.len;
+        ++r.len;
+      } else {
+        w.runs.push_back(Run{t, 1, kv, true});
+      }
+    }
+    return absl::OkStatus();
+  })
+}
+
+absl::Status RmsNorm(void* ws, Buf in, Buf out, int64_t rows, const float*, const void* w_placed, float eps) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("rms_norm", {
+    const at::Tensor& weight = static_cast<const TorchVector*>(w_placed)->v;
+    w.B(out, rows).copy_(at::rms_norm(w.B(in, rows), {w.shape.n_embd}, weight, static_cast<double>(eps)));
+    return absl::OkStatus();
+  })
+}
+
+absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_jobs, int64_t rows) {
+  TorchWorkspace& w = W(ws);
+  if (w.dev.is_cpu()) SetThreads(pool.size());
+  INGOT_TORCH_TRY("linear", {
+    for (int j = 0; j < n_jobs; ++j) {
+      const LinearJob& job = jobs[j];
+      const auto* t = static_cast<const TorchLinear*>(job.placed);
+      if (t == nullptr) return absl::InternalError("torch linear: weight was not uploaded to this backend");
+      at::Tensor x = w.B(job.in, rows);
+      if (t->order.defined()) x = x.index_select(1, t->order);
+      at::Tensor y;
+      switch (t->kind) {
+        case TorchLinear::Kind::kDense: y = at::linear(x, t->w); break;
+        case TorchLinear::Kind::kInt8:
+          y = at::_weight_int8pack_mm(x.to(at::kBFloat16).contiguous(), t->w, t->scale);
+          break;
+        case TorchLinear::Kind::kInt4: {
+          const at::Tensor xb = x.to(at::kBFloat16).contiguous();
+          y = t->cuda ? at::_weight_int4pack_mm(xb, t->w, t->group, t->sz)
+                      : at::_weight_int4pack_mm_for_cpu(xb, t->w, t->group, t->sz);
+          break;
+        }
+      }
+      if (job.bias_placed != nullptr) y.add_(static_cast<const TorchVector*>(job.bias_placed)->v);
+      w.B(job.out, rows).copy_(y);
+    }
+    return absl::OkStatus();
+  })
+}
+
+void RotateHeads(TorchWorkspace& w, Buf b, int32_t heads) {
+  const StepShape& s = w.shape;
+  const int64_t half = s.rope_dim / 2;
+  at::Tensor r = w.B(b, w.n).view({w.n, heads, s.head_dim}).narrow(2, 0, s.rope_dim);
+  at::Tensor a, c;
+  if (s.rope_neox) {
+    a = r.narrow(2, 0, half);
+    c = r.narrow(2, half, half);
+  } else {
+    at::Tensor pairs = r.unflatten(2, {half, 2});
+    a = pairs.select(3, 0);
+    c = pairs.select(3, 1);
+  }
+  at::Tensor na = a * w.cos - c * w.sin;
+  at::Tensor nc = a * w.sin + c * w.cos;
+  a.copy_(na);
+  c.copy_(nc);
+}
+
+absl::Status RopeOp(void* ws) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("rope", {
+    RotateHeads(w, Buf::kQ, w.shape.n_head);
+    RotateHeads(w, Buf::kK, w.shape.n_head_kv);
+    return absl::OkStatus();
+  })
+}
+
+absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("attention", {
+    const StepShape& s = w.shape;
+    const int64_t hd = s.head_dim;
+    at::Tensor q_all = w.B(Buf::kQ, w.n), k_all = w.B(Buf::kK, w.n), v_all = w.B(Buf::kV, w.n);
+    at::Tensor out_all = w.B(Buf::kAttn, w.n);
+    for (const Run& r : w.runs) {
+      TorchKv& kv = *r.kv;
+      const int32_t p0 = w.pos[r.t0];
+      int32_t last = p0;
+      at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (capacity, kv_dim)
+      if (r.consecutive) {
+        ks.narrow(0, p0, r.len).copy_(k_all.narrow(0, r.t0, r.len));
+        vs.narrow(0, p0, r.len).copy_(v_all.narrow(0, r.t0, r.len));
+        last = p0 + static_cast<int32_t>(r.len) - 1;
+      } else {
+        std::vector<int64_t> idx(r.len);
+        for (int64_t i = 0; i < r.len; ++i) last = std::max(last, w.pos[r.t0 + i]), idx[i] = w.pos[r.t0 + i];
+        at::Tensor it = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(w.dev);
+        ks.index_copy_(0, it, k_all.narrow(0, r.t0, r.len));
+        vs.index_copy_(0, it, v_all.narrow(0, r.t0, r.len));
+      }
+      const int64_t len = last + 1;
+      // (1, heads, tokens, head_dim)
+      at::Tensor q = q_all.narrow(0, r.t0, r.len).view({r.len, s.n_head, hd}).transpose(0, 1).unsqueeze(0);
+      at::Tensor k = ks.narrow(0, 0, len).view({len, s.n_head_kv, hd}).transpose(0, 1).unsqueeze(0);
+      at::Tensor v = vs.narrow(0, 0, len).view({len, s.n_head_kv, hd}).transpose(0, 1).unsqueeze(0);
+      std::optional<at::Tensor> mask;
+      if (r.len > 1) {
+        std::vector<int64_t> qpos(r.len);
+        for (int64_t i = 0; i < r.len; ++i) qpos[i] = w.pos[r.t0 + i];
+        at::Tensor qp = at::tensor(qpos, at::TensorOptions().dtype(at::kLong)).to(w.dev).unsqueeze(1);
+        mask = at::arange(len, at::TensorOptions().device(w.dev).dtype(at::kLong)).unsqueeze(0).le(qp);
+      }
+      at::Tensor o = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, std::nullopt,
+                                                      /*enable_gqa=*/s.n_head != s.n_head_kv);
+      out_all.narrow(0, r.t0, r.len).copy_(o.squeeze(0).transpose(0, 1).reshape({r.len, s.q_dim()}));
+    }
+    return absl::OkStatus();
+  })
+}
+
+absl::Status Add(void* ws, Buf y, Buf x, int64_t rows) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("add", {
+    w.B(y, rows).add_(w.B(x, rows));
+    return absl::OkStatus();
+  })
+}
+
+absl::Status SwiGluOp(void* ws) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("swiglu", {
+    at::Tensor g = w.B(Buf::kGate, w.n);
+    at::silu_(g);
+    g.mul_(w.B(Buf::kUp, w.n));
+    return absl::OkStatus();
+  })
+}
+
+absl::Status GatherRows(void* ws, Buf in, Buf out, const int64_t* rows, int64_t m) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("gather", {
+    w.m = m;
+    w.Ensure(out, std::max<int64_t>(m, 1));
+    if (out == Buf::kHidden) w.Ensure(Buf::kLogits, std::max<int64_t>(m, 1));
+    std::vector<int64_t> idx(rows, rows + m);
+    at::Tensor it = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(w.dev);
+    w.B(out, m).copy_(w.B(in, w.n).index_select(0, it));
+    return absl::OkStatus();
+  })
+}
+
+absl::Status WriteRows(void* ws, Buf b, const float* host, int64_t rows) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("write", {
+    w.Ensure(b, rows);
+    w.B(b, rows).copy_(HostF32(host, {rows, w.shape.Cols(b)}));
+    return absl::OkStatus();
+  })
+}
+
+absl::StatusOr<const float*> ReadRows(void* ws, Buf b, int64_t rows, std::vector<float>* scratch) {
+  TorchWorkspace& w = W(ws);
+  INGOT_TORCH_TRY("read", {
+    at::Tensor t = w.B(b, rows);
+    if (w.dev.is_cpu() && w.dtype == at::kFloat && t.is_contiguous()) return t.data_ptr<float>();
+    at::Tensor host = t.to(at::kCPU, at::kFloat).contiguous();
+    scratch->resize(static_cast<size_t>(host.numel()));
+    std::memcpy(scratch->data(), host.data_ptr<float>(), scratch->size() * sizeof(float));
+    return scratch->data();
+  })
+}
+
+absl::StatusOr<MemoryStats> Memory(const Device& device) {
+  if (absl::Status s = Available(device); !s.ok()) return s;
+  if (device.kind == DeviceKind::kCuda) {
+#ifdef INGOT_WITH_CUDA
+    return CudaMemory(device.index);
+#endif
+  }
+  return NativeBackend().memory(device);
+}
+
+absl::Status Synchronize(const Device& device) {
+#ifdef INGOT_WITH_CUDA
+  if (device.kind == DeviceKind::kCuda) return CudaSynchronize(device.index);
+#endif
+  return absl::OkStatus();
+}
+
+const Backend kTorch = {
+    .name = "torch",
+    .available = Available,
+    .devices = Devices,
+    .upload_linear = UploadLinear,
+    .upload_vector = UploadVector,
+    .new_workspace = NewWorkspace,
+    .free_workspace = FreeWorkspace,
+    .begin = Begin,
+    .rms_norm = RmsNorm,
+    .linear = LinearOp,
+    .rope = RopeOp,
+    .attention = AttentionOp,
+    .add = Add,
+    .swiglu = SwiGluOp,
+    .gather_rows = GatherRows,
+    .write_rows = WriteRows,
+    .read_rows = ReadRows,
+    .new_kv = NewKv,
+    .reserve_kv = ReserveKv,
+    .free_kv = FreeKv,
+    .kv_bytes = KvBytes,
+    .memory = Memory,
+    .synchronize = Synchronize,
+};
+
+}  // namespace
+
+const Backend& TorchBackend() { return kTorch; }
+
+}  // namespace ingot::kernels

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds, on a machine without a GPU, everything tests/gpu/run.sh runs on a GPU host,
+# into build-gpu-bundle/ (ignored; the device tool carries it: carry build-gpu-bundle).
+#
+# The GPU hosts have the card's runtime only (nvcc, CMake, ninja, Python with torch
+# 2.11.0+cu130) and no Debian -dev packages and no network, so the bundle holds:
+#   bin/   ingotd, ingot and the GPU test/bench binaries, built with -DINGOT_CUDA=ON
+#          in build-cuda/ (ccache shares the objects with build/)
+#   lib/   the non-system shared libraries they link (gRPC, protobuf, absl, spdlog,
+#          fmt, re2, yaml-cpp, prometheus-cpp...), not libtorch/CUDA (the host's torch
+#          provides those; run.sh points the loader at its torch/lib and nvidia/*/lib)
+#   smol-meta.gguf  the default model's metadata and vocabulary without its tensors
+#          (the model itself is ~100 MB; run.sh fills random weights of its shapes)
+# Everything that travels must stay under 64 MiB: the script prints the total.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=build-gpu-bundle
+BINS=(ingotd ingot backend_test placement_test forward_bench random_gguf)
+scripts/setup.sh
+INGOT_BUILD_DIR=build-cuda INGOT_CMAKE_ARGS="-DINGOT_CUDA=ON" scripts/build.sh "${BINS[@]}"
+rm -rf "$OUT"
+mkdir -p "$OUT/bin" "$OUT/lib"
+for b in "${BINS[@]}"; do cp "build-cuda/bin/$b" "$OUT/bin/"; done
+strip --strip-unneeded "$OUT"/bin/* 2>/dev/null || true
+# Shared libraries outside the C/C++ runtime, the torch wheel and the CUDA toolkit.
+for b in "${BINS[@]}"; do ldd "build-cuda/bin/$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
+  grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/\.venv-torch/|/usr/local/cuda|/libcuda\.so' |
+  while read -r lib; do cp -L "$lib" "$OUT/lib/"; done
+strip --strip-unneeded "$OUT"/lib/* 2>/dev/null || true
+build/bin/random_gguf --strip models/SmolLM2-135M-Instruct.Q4_1.gguf "$OUT/smol-meta.gguf" 2>/dev/null ||
+  build-cuda/bin/random_gguf --strip models/SmolLM2-135M-Instruct.Q4_1.gguf "$OUT/smol-meta.gguf"
+echo "gpu_bundle: $(du -sh "$OUT" | cut -f1) in $OUT ($(ls "$OUT/lib" | wc -l) libraries); with the tree:" \
+  "$(( $(du -sk "$OUT" | cut -f1) / 1024 + $(git ls-files -z | xargs -0 du -ck 2>/dev/null | tail -1 | cut -f1) / 1024 )) MiB of 64"

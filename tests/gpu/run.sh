@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The GPU checks of the device seam, on a GPU host, over a copy of the tree with
+# build-gpu-bundle/ (scripts/gpu_bundle.sh) carried along:
+#   1. the torch version (2.11.x, the libtorch the bundle was built against)
+#   2. backend_test on cuda:0: every representation x shape, and the step ops, against
+#      the native CPU references (tolerances in tests/kernels/backend_test.cc)
+#   3. placement_test on cuda:0's model: a random-weight model of the default model's
+#      shapes, greedy on cuda:0 vs native cpu, teacher-forced
+#   4. ingotd serving that model on cuda:0 over gRPC: load, generate, info, the memory
+#      metrics scraped, unload
+#   5. forward_bench: prefill/decode on cuda:0 (torch) beside native cpu
+# Prints one summary table; finishes well under 8 minutes on an H100.
+#   tests/gpu/run.sh [OUT_DIR]      (OUT_DIR: logs; default $OUT or /tmp/ingot-gpu)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+B=$ROOT/build-gpu-bundle
+LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
+mkdir -p "$LOGS"
+declare -a ROWS
+row() { ROWS+=("$(printf '%-34s %-6s %s' "$1" "$2" "$3")"); }
+
+TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
+TORCH_VER=$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null)
+if [ -z "$TORCH_DIR" ] || [[ "$TORCH_VER" != 2.11.* ]]; then
+  echo "run.sh: torch 2.11.x is needed (found '${TORCH_VER:-none}')"; exit 2
+fi
+SITE=$(dirname "$TORCH_DIR")
+NV=$(ls -d "$SITE"/nvidia/*/lib 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH="$B/lib:$TORCH_DIR/lib:$NV${LD_LIBRARY_PATH:-}"
+export INGOT_TEST_SOURCE_DIR=$ROOT
+row "torch" ok "$TORCH_VER at $TORCH_DIR"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2>&1
+row "gpu" ok "$(head -1 "$LOGS/gpu.txt")"
+
+# 2. backend table on cuda:0
+INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" > "$LOGS/backend_test.log" 2>&1
+rc=$?; row "backend_test cuda:0" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
+  "$(grep -E '^\[ backend \]' "$LOGS/backend_test.log" | head -1) $(grep -c '^\[ upload \]' "$LOGS/backend_test.log") uploads"
+
+# 3. a random-weight default-shaped model; greedy cuda:0 vs native cpu
+MODEL=$LOGS/smol-random.gguf
+"$B/bin/random_gguf" --fill "$B/smol-meta.gguf" "$MODEL" --type q4_1 --seed 7 > "$LOGS/random_gguf.log" 2>&1
+INGOT_TEST_MODEL=$MODEL INGOT_PLACEMENT_DEVICE=cuda:0 timeout 300 "$B/bin/placement_test" > "$LOGS/placement_test.log" 2>&1
+rc=$?; row "placement_test cuda:0" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
+  "$(grep -E '^\[ placement \] (default|random)' "$LOGS/placement_test.log" | head -1 | cut -c15-150)"
+
+# 4. ingotd on cuda:0 over gRPC, metrics scraped
+"$B/bin/ingotd" --listen 127.0.0.1:50071 --metrics-listen 127.0.0.1:9171 --threads 8 \
+  --model "smol=$MODEL" > "$LOGS/ingotd.log" 2>&1 &
+PID=$!
+C="$B/bin/ingot --server 127.0.0.1:50071"
+for _ in $(seq 1 120); do $C models > /dev/null 2>&1 && break; sleep 0.5; done
+ok=PASS; detail=""
+$C load gpu "$MODEL" --device cuda:0 > "$LOGS/load.txt" 2>&1 || ok=FAIL
+$C info gpu > "$LOGS/info.txt" 2>&1 || ok=FAIL
+$C generate gpu "Hello" -n 16 --greedy --json > "$LOGS/gen_gpu.txt" 2>&1 || ok=FAIL
+$C generate smol "Hello" -n 16 --greedy --json > "$LOGS/gen_cpu.txt" 2>&1 || ok=FAIL
+curl -s http://127.0.0.1:9171/metrics > "$LOGS/metrics.txt" 2>&1 || python3 -c \
+  "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9171/metrics').read().decode())" > "$LOGS/metrics.txt"
+grep -q 'ingot_model_memory_bytes{device="cuda:0",kind="device_weights",model="gpu"}' "$LOGS/metrics.txt" || ok=FAIL
+grep -q 'ingot_device_memory_allocator_bytes{device="cuda:0"' "$LOGS/metrics.txt" || ok=FAIL
+same=$([ "$(grep -o '"token_ids":\[[^]]*\]' "$LOGS/gen_gpu.txt")" = "$(grep -o '"token_ids":\[[^]]*\]' "$LOGS/gen_cpu.txt")" ] && echo same || echo differ)
+$C unload gpu > /dev/null 2>&1 || ok=FAIL
+$C info > "$LOGS/server_info.txt" 2>&1
+kill -TERM $PID; wait $PID 2>/dev/null
+detail="greedy tokens cuda:0 vs cpu: $same; $(grep -E 'backend:' "$LOGS/info.txt" | head -1 | xargs)"
+row "ingotd cuda:0 over gRPC" "$ok" "$detail"
+
+# 5. speed: torch on cuda:0 and native on cpu, same model, same call
+for cfg in "torch cuda:0" "native cpu"; do
+  set -- $cfg
+  timeout 120 "$B/bin/forward_bench" "$MODEL" --backend "$1" --device "$2" --threads 8 --prompt 128 --gen 64 --runs 5 \
+    > "$LOGS/bench_$1.txt" 2>&1
+  row "forward_bench $1:$2" "$([ $? = 0 ] && echo ok || echo FAIL)" "$(tail -1 "$LOGS/bench_$1.txt")"
+done
+
+echo
+echo "=== ingot GPU checks (tests/gpu/run.sh) ==="
+printf '%s\n' "${ROWS[@]}" | tee "$LOGS/summary.txt"
+grep -q -E ' FAIL ' "$LOGS/summary.txt" && exit 1
+exit 0

@@ -1,0 +1,442 @@
+// Every backend row against the plain CPU references, table-driven like llama.cpp's
+// test-backend-ops: (backend, device) x representation x rows x tokens for the linear
+// op, and the step ops (rms_norm, rope, attention over the KV store, add, swiglu,
+// gather) on ragged shapes. Each representation is made by ingot's own quantizers from
+// one random matrix; the reference is x . dequantize(W)^T in double.
+//
+// The same binary runs on a GPU host (tests/gpu/run.sh): every available device of
+// every row is tested; a device that is not available here is reported and skipped.
+// INGOT_BACKEND_TEST_DEVICES="cuda:0" restricts the devices (run.sh uses it).
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "engine/common/status.h"
+#include "engine/quant/quantizers.h"
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/qmatrix.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/torch/weight_only_layout.h"
+
+namespace ingot::kernels {
+namespace {
+
+using quant::MethodParams;
+using quant::QuantizedWeight;
+
+struct Rep {
+  const char* name;
+  int64_t cols;  // input features (a multiple of the representation's group)
+  std::function<absl::StatusOr<QuantizedWeight>(const float*, int64_t, int64_t)> make;
+};
+
+MethodParams Params(int bits, int64_t group) {
+  MethodParams p;
+  p.bits = bits;
+  p.group_size = group;
+  p.hqq_iters = 2;
+  return p;
+}
+
+const std::vector<Rep>& Reps() {
+  static const std::vector<Rep> reps = {
+      {"f32", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeDense(w, r, c, GgmlType::kF32); }},
+      {"f16", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeDense(w, r, c, GgmlType::kF16); }},
+      {"bf16", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeDense(w, r, c, GgmlType::kBF16); }},
+      {"q4_0", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_0); }},
+      {"q4_1", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_1); }},
+      {"q8_0", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ8_0); }},
+      {"q4_k", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_K); }},
+      {"q6_k", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ6_K); }},
+      {"hqq4/g64 (zero)", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeHqq(w, r, c, Params(4, 64)); }},
+      {"hqq3/g64", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeHqq(w, r, c, Params(3, 64)); }},
+      {"hqq2/g32", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeHqq(w, r, c, Params(2, 32)); }},
+      {"mlx4/g32 (bias)", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeMlx(w, r, c, Params(4, 32)); }},
+      {"mlx8/g64", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeMlx(w, r, c, Params(8, 64)); }},
+      {"torchao int4/g128", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeTorchaoInt4(w, r, c, Params(4, 128)); }},
+      {"torchao int8/row", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeTorchaoInt8(w, r, c, false, Params(8, 0)); }},
+      {"gptq-rtn4/g32", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeAffineRtn(w, r, c, Params(4, 32)); }},
+      {"nf4/b64+dq", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeBnb4(w, r, c, Params(4, 64)); }},
+      {"fp4/b64", 576, [](const float* w, int64_t r, int64_t c) {
+         MethodParams p = Params(4, 64);
+         p.codebook = Codebook::kFP4;
+         p.double_quant = false;
+         return quant::QuantizeBnb4(w, r, c, p);
+       }},
+      {"llm.int8", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeBnbInt8(w, r, c, Params(8, 0)); }},
+  };
+  return reps;
+}
+
+// (backend, device) pairs under test: every row but native's reference role is
+// tested, native too (its integer paths quantize activations to 8 bits).
+struct Target {
+  const Backend* backend;
+  Device device;
+  std::string Name() const { return std::string(backend->name) + ":" + device.Name(); }
+};
+
+std::vector<Target> Targets(std::vector<std::string>* skipped) {
+  std::vector<std::string> only;
+  if (const char* env = std::getenv("INGOT_BACKEND_TEST_DEVICES")) only = absl::StrSplit(env, ',', absl::SkipEmpty());
+  std::vector<Target> out;
+  for (const Backend* b : Backends()) {
+    for (const Device& d : b->devices()) {
+      if (!only.empty() && std::find(only.begin(), only.end(), d.Name()) == only.end()) continue;
+      if (absl::Status s = b->available(d); !s.ok()) {
+        skipped->push_back(std::string(b->name) + ":" + d.Name() + ": " + std::string(s.message()));
+        continue;
+      }
+      out.push_back({b, d});
+    }
+  }
+  return out;
+}
+
+// Normalized mean squared error, as test-backend-ops: sum (a - b)^2 / sum b^2.
+double Nmse(const std::vector<float>& got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return den > 0 ? num / den : num;
+}
+
+// Tolerance per (row, device, representation), NMSE: f32 compute on the CPU is exact
+// up to summation order; the native integer paths quantize activations to 8 bits
+// (Q8_0/Q8_1 blocks); libtorch's int4/int8 weight-only kernels take bf16 activations
+// and bf16 scales/zeros (8-bit mantissa, ~2e-3 relative per element), as does every
+// CUDA path (bf16 compute).
+double Tolerance(const Target& t, const Linear& w, const std::string& placed_as) {
+  if (t.device.kind == DeviceKind::kCuda) return 3e-4;
+  if (std::string(t.backend->name) == "native") {
+    const bool f32_path = LinearActivation(w).type == ActType::kF32;
+    return f32_path ? 1e-10 : 2e-4;
+  }
+  return placed_as.rfind("int", 0) == 0 ? 5e-5 : 1e-9;
+}
+
+class BackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    targets_ = Targets(&skipped_);
+    for (const std::string& s : skipped_) std::printf("[ skipped ] %s\n", s.c_str());
+  }
+  std::vector<Target> targets_;
+  std::vector<std::string> skipped_;
+  ThreadPool pool_{2};
+};
+
+// One step of a single linear layer through a backend: begin with x as the residual
+// stream, then linear kX -> kQ (shape chosen so that kX has `cols` and kQ `rows`
+// columns). Returns out (n, rows).
+absl::StatusOr<std::vector<float>> RunLinear(const Target& t, ThreadPool& pool, const Linear& w, const float* bias,
+                                             const std::vector<float>& x, int64_t n, std::string* placed_as) {
+  StepShape shape;
+  shape.n_embd = static_cast<int32_t>(w.cols());
+  shape.n_head = static_cast<int32_t>(w.rows());
+  shape.head_dim = 1;
+  shape.n_head_kv = 1;
+  shape.n_ff = 1;
+  shape.vocab = 1;
+  shape.rope_dim = 0;
+  ASSIGN_OR_RETURN(Placed pw, t.backend->upload_linear(t.device, w));
+  *placed_as = pw.representation;
+  Placed pb;
+  if (bias != nullptr) {
+    ASSIGN_OR_RETURN(pb, t.backend->upload_vector(t.device, bias, w.rows()));
+  }
+  BackendWorkspace ws;
+  void* h = ws.For(*t.backend, t.device);
+  std::vector<StepToken> toks(n);
+  RETURN_IF_ERROR(t.backend->begin(h, shape, x.data(), nullptr, nullptr, toks.data(), n));
+  LinearJob job;
+  job.w = &w;
+  job.placed = pw.handle.get();
+  job.bias = bias;
+  job.bias_placed = pb.handle.get();
+  job.in = Buf::kX;
+  job.out = Buf::kQ;
+  RETURN_IF_ERROR(t.backend->linear(h, pool, &job, 1, n));
+  ASSIGN_OR_RETURN(const float* y, t.backend->read_rows(h, Buf::kQ, n, &ws.scratch()));
+  return std::vector<float>(y, y + n * w.rows());
+}
+
+TEST_F(BackendTest, LinearMatchesDequantizedReference) {
+  int cases = 0;
+  for (const Rep& rep : Reps()) {
+    for (int64_t rows : {1, 17, 33, 576, 1536}) {
+      const int64_t cols = rep.cols;
+      std::mt19937 rng(static_cast<uint32_t>(rows * 131 + cols));
+      std::normal_distribution<float> nd(0.0f, 0.05f);
+      std::vector<float> wf(static_cast<size_t>(rows * cols));
+      for (float& v : wf) v = nd(rng);
+      auto q = rep.make(wf.data(), rows, cols);
+      ASSERT_TRUE(q.ok()) << rep.name << " rows " << rows << ": " << q.status();
+      const Linear& w = q->view;
+      const std::vector<float> dense = DequantizeAll(w);
+      std::vector<float> bias(rows);
+      for (float& v : bias) v = nd(rng);
+      for (int64_t n : {1, 4, 17}) {
+        std::vector<float> x(static_cast<size_t>(n * cols));
+        for (float& v : x) v = nd(rng) * 20.0f;
+        if (rep.name == std::string("llm.int8")) x[3] = 9.0f;  // one outlier column
+        const bool with_bias = rows == 17;
+        std::vector<double> want(static_cast<size_t>(n * rows));
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t r = 0; r < rows; ++r) {
+            double acc = with_bias ? bias[r] : 0.0;
+            for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(x[t * cols + c]) * dense[r * cols + c];
+            want[t * rows + r] = acc;
+          }
+        }
+        for (const Target& target : targets_) {
+          SCOPED_TRACE(target.Name() + " " + rep.name + " rows " + std::to_string(rows) + " tokens " + std::to_string(n));
+          std::string placed_as;
+          auto got = RunLinear(target, pool_, w, with_bias ? bias.data() : nullptr, x, n, &placed_as);
+          ASSERT_TRUE(got.ok()) << got.status();
+          const double e = Nmse(*got, want);
+          EXPECT_LE(e, Tolerance(target, w, placed_as)) << placed_as;
+          ++cases;
+        }
+      }
+    }
+  }
+  std::printf("[ backend ] %d linear cases over %zu target(s)\n", cases, targets_.size());
+}
+
+// What each row places on its device for each representation (printed for the closing
+// note and run.sh's table): the torch row keeps int4/int8 forms it has kernels for and
+// says why it dequantizes the rest.
+TEST_F(BackendTest, UploadReportsRepresentationAndBytes) {
+  for (const Target& target : targets_) {
+    for (const Rep& rep : Reps()) {
+      std::vector<float> wf(static_cast<size_t>(64 * rep.cols), 0.01f);
+      for (size_t i = 0; i < wf.size(); ++i) wf[i] = std::sin(static_cast<float>(i)) * 0.05f;
+      auto q = rep.make(wf.data(), 64, rep.cols);
+      ASSERT_TRUE(q.ok()) << q.status();
+      auto placed = target.backend->upload_linear(target.device, q->view);
+      ASSERT_TRUE(placed.ok()) << placed.status();
+      if (std::string(target.backend->name) == "native") {
+        EXPECT_EQ(placed->bytes, 0) << "native reads the host weights in place";
+        continue;
+      }
+      EXPECT_GT(placed->bytes, 0);
+      const bool int4 = rep.name == std::string("q4_0") || rep.name == std::string("q4_1") ||
+                        rep.name == std::string("hqq4/g64 (zero)") || rep.name == std::string("mlx4/g32 (bias)") ||
+                        rep.name == std::string("torchao int4/g128") || rep.name == std::string("gptq-rtn4/g32");
+      const bool int8 = rep.name == std::string("torchao int8/row") || rep.name == std::string("llm.int8");
+      if (int4) {
+        EXPECT_EQ(placed->representation.rfind("int4pack/g", 0), 0u) << rep.name << ": " << placed->note;
+        EXPECT_LT(placed->bytes, 64 * rep.cols) << "int4 keeps ~half a byte per weight";
+      } else if (int8) {
+        EXPECT_EQ(placed->representation, "int8pack/row") << rep.name;
+      } else if (rep.name != std::string("f32") && rep.name != std::string("f16") && rep.name != std::string("bf16")) {
+        EXPECT_NE(placed->note.find("dequantized for backend torch"), std::string::npos) << rep.name;
+      }
+      std::printf("[ upload ] %-26s %-20s -> %-14s %8lld bytes %s\n", target.Name().c_str(), rep.name,
+                  placed->representation.c_str(), static_cast<long long>(placed->bytes), placed->note.c_str());
+    }
+  }
+}
+
+// A small step: two sequences, one continuing a prompt (three new tokens at positions
+// 5..7 over a cache holding 0..4), one decoding at position 2; GQA 4 heads over 2 kv
+// heads, head_dim 16 with rope on the first 12 features (partial rope), both rope
+// layouts. The past keys/values are written through the backend's own attention op
+// (identity rope), so the store's layout stays the backend's business.
+TEST_F(BackendTest, StepOpsMatchReferences) {
+  for (bool neox : {false, true}) {
+    StepShape s;
+    s.n_embd = 48;
+    s.n_head = 4;
+    s.n_head_kv = 2;
+    s.head_dim = 16;
+    s.n_ff = 40;
+    s.vocab = 7;
+    s.rope_dim = 12;
+    s.rope_neox = neox;
+    const int32_t n_layer = 2, layer = 1, kvd = s.kv_dim(), qd = s.q_dim(), half = s.rope_dim / 2;
+    std::mt19937 rng(neox ? 7 : 3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    auto randv = [&](size_t count) {
+      std::vector<float> v(count);
+      for (float& f : v) f = nd(rng);
+      return v;
+    };
+    const std::vector<int32_t> step_pos = {5, 6, 7, 2};  // a, a, a, b
+    const int64_t n = 4;
+    std::vector<float> x = randv(n * s.n_embd), norm_w = randv(s.n_embd);
+    std::vector<float> q = randv(n * qd), k = randv(n * kvd), v = randv(n * kvd);
+    std::vector<float> gate = randv(n * s.n_ff), up = randv(n * s.n_ff);
+    std::vector<float> cos_t(n * half), sin_t(n * half);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int i = 0; i < half; ++i) {
+        const double th = step_pos[t] * std::pow(10000.0, -2.0 * i / s.rope_dim);
+        cos_t[t * half + i] = static_cast<float>(std::cos(th));
+        sin_t[t * half + i] = static_cast<float>(std::sin(th));
+      }
+    }
+    // Past rows: a at 0..4, b at 0..1 (rows 0..4 and 5..6 here).
+    std::vector<float> past_k = randv(7 * kvd), past_v = randv(7 * kvd), past_q = randv(7 * qd);
+
+    // --- reference ---
+    std::vector<float> ref_xn(x.size());
+    RmsNormRef(x.data(), norm_w.data(), ref_xn.data(), n, s.n_embd, 1e-5f);
+    std::vector<float> ref_q = q, ref_k = k;
+    RopeRef(ref_q.data(), cos_t.data(), sin_t.data(), n, s.n_head, s.head_dim, s.rope_dim, neox);
+    RopeRef(ref_k.data(), cos_t.data(), sin_t.data(), n, s.n_head_kv, s.head_dim, s.rope_dim, neox);
+    CpuKvCache ca(n_layer, kvd), cb(n_layer, kvd);
+    ca.Reserve(8);
+    cb.Reserve(8);
+    for (int r = 0; r < 7; ++r) {
+      CpuKvCache& c = r < 5 ? ca : cb;
+      const int p = r < 5 ? r : r - 5;
+      std::copy_n(&past_k[r * kvd], kvd, c.K(layer, p));
+      std::copy_n(&past_v[r * kvd], kvd, c.V(layer, p));
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      CpuKvCache& c = t < 3 ? ca : cb;
+      std::copy_n(&ref_k[t * kvd], kvd, c.K(layer, step_pos[t]));
+      std::copy_n(&v[t * kvd], kvd, c.V(layer, step_pos[t]));
+    }
+    std::vector<float> ref_attn(n * qd);
+    CpuKvCache* caches[4] = {&ca, &ca, &ca, &cb};
+    AttentionRef(AttentionArgs{ref_q.data(), ref_attn.data(), step_pos.data(), caches, n, layer, s.n_head,
+                               s.n_head_kv, s.head_dim});
+    std::vector<double> ref_sw(n * s.n_ff);
+    for (size_t i = 0; i < ref_sw.size(); ++i) ref_sw[i] = gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i];
+    auto as_double = [](const std::vector<float>& f) { return std::vector<double>(f.begin(), f.end()); };
+
+    for (const Target& t : targets_) {
+      SCOPED_TRACE(t.Name() + (neox ? " neox" : " interleaved"));
+      const Backend& be = *t.backend;
+      const double tol = t.device.kind == DeviceKind::kCuda ? 2e-4 : 1e-9;
+      auto kva = be.new_kv(t.device, n_layer, kvd), kvb = be.new_kv(t.device, n_layer, kvd);
+      ASSERT_TRUE(kva.ok() && kvb.ok());
+      ASSERT_TRUE(be.reserve_kv(*kva, 3).ok());
+      ASSERT_TRUE(be.reserve_kv(*kvb, 8).ok());
+      BackendWorkspace ws;
+      void* h = ws.For(be, t.device);
+      auto read = [&](Buf b, int64_t rows) {
+        auto r = be.read_rows(h, b, rows, &ws.scratch());
+        EXPECT_TRUE(r.ok()) << r.status();
+        return r.ok() ? std::vector<float>(*r, *r + rows * s.Cols(b)) : std::vector<float>();
+      };
+      {  // the past, with identity rope (cos 1, sin 0)
+        std::vector<StepToken> past;
+        for (int p = 0; p < 5; ++p) past.push_back({p, *kva});
+        for (int p = 0; p < 2; ++p) past.push_back({p, *kvb});
+        // Growing a's store after a first reserve copies what it held (nothing yet).
+        ASSERT_TRUE(be.reserve_kv(*kva, 8).ok());
+        std::vector<float> px(7 * s.n_embd, 0.0f), pc(7 * half, 1.0f), ps(7 * half, 0.0f);
+        ASSERT_TRUE(be.begin(h, s, px.data(), pc.data(), ps.data(), past.data(), 7).ok());
+        ASSERT_TRUE(be.write_rows(h, Buf::kQ, past_q.data(), 7).ok());
+        ASSERT_TRUE(be.write_rows(h, Buf::kK, past_k.data(), 7).ok());
+        ASSERT_TRUE(be.write_rows(h, Buf::kV, past_v.data(), 7).ok());
+        ASSERT_TRUE(be.rope(h).ok());
+        ASSERT_TRUE(be.attention(h, pool_, layer).ok());
+      }
+      std::vector<StepToken> toks = {{5, *kva}, {6, *kva}, {7, *kva}, {2, *kvb}};
+      ASSERT_TRUE(be.begin(h, s, x.data(), cos_t.data(), sin_t.data(), toks.data(), n).ok());
+      auto pw = be.upload_vector(t.device, norm_w.data(), s.n_embd);
+      ASSERT_TRUE(pw.ok());
+      ASSERT_TRUE(be.rms_norm(h, Buf::kX, Buf::kXn, n, norm_w.data(), pw->handle.get(), 1e-5f).ok());
+      EXPECT_LE(Nmse(read(Buf::kXn, n), as_double(ref_xn)), tol) << "rms_norm";
+      ASSERT_TRUE(be.write_rows(h, Buf::kQ, q.data(), n).ok());
+      ASSERT_TRUE(be.write_rows(h, Buf::kK, k.data(), n).ok());
+      ASSERT_TRUE(be.write_rows(h, Buf::kV, v.data(), n).ok());
+      ASSERT_TRUE(be.rope(h).ok());
+      EXPECT_LE(Nmse(read(Buf::kQ, n), as_double(ref_q)), tol) << "rope q";
+      EXPECT_LE(Nmse(read(Buf::kK, n), as_double(ref_k)), tol) << "rope k";
+      ASSERT_TRUE(be.attention(h, pool_, layer).ok());
+      EXPECT_LE(Nmse(read(Buf::kAttn, n), as_double(ref_attn)), tol) << "attention";
+      ASSERT_TRUE(be.write_rows(h, Buf::kGate, gate.data(), n).ok());
+      ASSERT_TRUE(be.write_rows(h, Buf::kUp, up.data(), n).ok());
+      ASSERT_TRUE(be.swiglu(h).ok());
+      EXPECT_LE(Nmse(read(Buf::kGate, n), ref_sw), tol) << "swiglu";
+      ASSERT_TRUE(be.add(h, Buf::kX, Buf::kX, n).ok());
+      std::vector<double> twice(x.size());
+      for (size_t i = 0; i < x.size(); ++i) twice[i] = 2.0 * x[i];
+      EXPECT_LE(Nmse(read(Buf::kX, n), twice), tol) << "add";
+      const int64_t pick[2] = {3, 1};
+      ASSERT_TRUE(be.gather_rows(h, Buf::kX, Buf::kHidden, pick, 2).ok());
+      std::vector<double> picked;
+      for (int64_t r : pick) {
+        for (int i = 0; i < s.n_embd; ++i) picked.push_back(twice[r * s.n_embd + i]);
+      }
+      EXPECT_LE(Nmse(read(Buf::kHidden, 2), picked), tol) << "gather_rows";
+      be.free_kv(*kva);
+      be.free_kv(*kvb);
+    }
+  }
+}
+
+// The native row's kernels against their references on ragged shapes.
+TEST(CpuOps, FastMatchesReference) {
+  ThreadPool pool(2);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int64_t d : {1, 17, 576, 1025}) {
+    std::vector<float> x(3 * d), w(d), a(3 * d), b(3 * d);
+    for (float& f : x) f = nd(rng);
+    for (float& f : w) f = nd(rng);
+    RmsNorm(x.data(), w.data(), a.data(), 3, d, 1e-6f);
+    RmsNormRef(x.data(), w.data(), b.data(), 3, d, 1e-6f);
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1 + std::fabs(b[i]))) << d;
+  }
+  for (int len : {1, 17, 33}) {
+    const int32_t heads = 9, kv_heads = 3, hd = 64;
+    CpuKvCache c(1, kv_heads * hd);
+    c.Reserve(len);
+    for (int p = 0; p < len; ++p) {
+      for (int i = 0; i < kv_heads * hd; ++i) {
+        c.K(0, p)[i] = nd(rng);
+        c.V(0, p)[i] = nd(rng);
+      }
+    }
+    std::vector<float> q(heads * hd), o1(heads * hd), o2(heads * hd);
+    for (float& f : q) f = nd(rng);
+    const int32_t pos = len - 1;
+    CpuKvCache* caches[1] = {&c};
+    AttentionArgs args{q.data(), o1.data(), &pos, caches, 1, 0, heads, kv_heads, hd};
+    Attention(args, pool);
+    args.out = o2.data();
+    AttentionRef(args);
+    for (size_t i = 0; i < o1.size(); ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5f) << len;
+  }
+}
+
+TEST(BackendTable, NativeIsFirstAndDevicesParse) {
+  ASSERT_FALSE(Backends().empty());
+  EXPECT_EQ(Backends()[0], &NativeBackend());
+  EXPECT_EQ(FindBackend("native"), &NativeBackend());
+  EXPECT_EQ(FindBackend("nope"), nullptr);
+  EXPECT_TRUE(NativeBackend().available(Device{DeviceKind::kCpu, 0}).ok());
+  EXPECT_EQ(NativeBackend().available(Device{DeviceKind::kCuda, 0}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ParseDevice("cuda:3")->index, 3);
+  EXPECT_EQ(ParseDevice("cuda")->Name(), "cuda:0");
+  EXPECT_EQ(ParseDevice("")->Name(), "cpu");
+  EXPECT_EQ(ParseDevice("mps")->kind, DeviceKind::kMps);
+  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:+1", "cuda:1x", "CPU", "tpu:0", "cuda:99999"}) {
+    EXPECT_EQ(ParseDevice(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+#ifdef INGOT_TEST_WITH_TORCH
+  ASSERT_NE(FindBackend("torch"), nullptr);
+  const Backend& torch = *FindBackend("torch");
+  EXPECT_TRUE(torch.available(Device{DeviceKind::kCpu, 0}).ok());
+  const absl::Status mps = torch.available(Device{DeviceKind::kMps, 0});
+  EXPECT_EQ(mps.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(mps.message().find("not part of this Linux build"), std::string::npos) << mps;
+#endif
+}
+
+}  // namespace
+}  // namespace ingot::kernels
