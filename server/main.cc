@@ -50,6 +50,7 @@ struct Flags {
   bool syntax_only = false;
   ServerConfig values;              // defaults shown by --help
   std::vector<std::string> models;  // NAME=PATH
+  std::string model_device = "cpu", model_backend = "auto";  // for the --model preloads
   int64_t memory_budget_bytes = 0;
   CLI::Option* listen = nullptr;
   CLI::Option* metrics_listen = nullptr;
@@ -110,6 +111,8 @@ ServerConfig Assemble(const Flags& flags, const std::string& file, std::vector<s
     ModelConfig m;
     m.name = spec.substr(0, eq);
     m.source = spec.substr(eq + 1);
+    m.device = flags.model_device;
+    m.backend = flags.model_backend;
     m.origin = absl::StrCat("--model ", spec);
     c.models.push_back(std::move(m));
   }
@@ -333,6 +336,11 @@ int main(int argc, char** argv) {
                              ->capture_default_str();
   app.add_option("--model", flags.models, "Preload a model: NAME=PATH (repeatable)")
       ->allow_extra_args(false);
+  app.add_option("--device", flags.model_device, "Device of the --model preloads: cpu or cuda:N")
+      ->capture_default_str();
+  app.add_option("--backend", flags.model_backend,
+                 "Backend of the --model preloads: auto (native on cpu, torch on cuda), native or torch")
+      ->capture_default_str();
   flags.threads = app.add_option("--threads", v.threads,
                                  "Compute threads per model step; 0 = all cores")
                       ->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -15,8 +15,13 @@ namespace {
 // OK when some row serves `device`; otherwise the most specific refusal (a row that
 // knows the device kind says more than native's "cpu only").
 absl::Status Serveable(const Device& device) {
+  if (device.kind == DeviceKind::kMps || device.kind == DeviceKind::kMlx) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", device.Name(), " is not available: Apple MPS/MLX devices are not part of this Linux build"));
+  }
   absl::Status best = absl::FailedPreconditionError(absl::StrCat(
-      "device ", device.Name(), " is not available: this ingotd has no backend for it (built without the torch backend)"));
+      "device ", device.Name(), " is not available: this ingotd was built without CUDA (and without the torch "
+      "backend that serves cuda:N; configure with -DINGOT_CUDA=ON)"));
   for (const Backend* b : Backends()) {
     absl::Status s = b->available(device);
     if (s.ok()) return s;
@@ -53,6 +58,7 @@ absl::StatusOr<const Backend*> ChooseBackend(const std::string& backend, const D
     return absl::InvalidArgumentError(
         absl::StrCat("backend '", backend, "' is not one of auto, native, torch"));
   }
+  if (device.kind == DeviceKind::kMps || device.kind == DeviceKind::kMlx) return Serveable(device);
   row = kernels::FindBackend(backend);
   if (row == nullptr) {
     return absl::FailedPreconditionError(

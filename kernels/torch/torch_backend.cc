@@ -32,6 +32,7 @@ namespace ingot::kernels {
 int CudaDeviceCount();
 absl::StatusOr<MemoryStats> CudaMemory(int index);
 absl::Status CudaSynchronize(int index);
+at::Tensor CodebookToBf16OnCuda(const CodebookMatrix& m, int index);
 #endif
 
 namespace {
@@ -203,8 +204,16 @@ absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
         if (t->w.data_ptr() == host.data_ptr()) t->w = t->w.clone();  // never alias the mapping
         if (src != dtype) p.note = absl::StrCat("converted from ", DtypeName(src), " for backend torch");
       } else {
-        std::vector<float> dense = DequantizeAll(w);
-        t->w = HostF32(dense.data(), {rows, cols}).to(dev, dtype).clone();
+#ifdef INGOT_WITH_CUDA
+        if (t->cuda && w.kind == LinearKind::kCodebook) {
+          // Expanded on the GPU from the stored codes (kernels/cuda/codebook_dequant.cu).
+          t->w = CodebookToBf16OnCuda(w.codebook, device.index);
+        }
+#endif
+        if (!t->w.defined()) {
+          std::vector<float> dense = DequantizeAll(w);
+          t->w = HostF32(dense.data(), {rows, cols}).to(dev, dtype).clone();
+        }
         t->order = at::Tensor();  // dequantized in the input's own order
         p.note = absl::StrCat("dequantized for backend torch (", why_not, " has no libtorch kernel)");
       }

@@ -158,7 +158,9 @@ TEST(Placement, DefaultModelGreedyOnTorchCpuAgreesWithNative) {
   int steps = 0, disagreements = 0;
   float worst_margin_disagreeing = 0;
   std::vector<double> nmse;
-  for (const auto& g : golden["generations"]) {
+  // Every third generation (6 of 18, ~250 steps): raw and chat prompts, 30 s here.
+  for (size_t gi = 0; gi < golden["generations"].size(); gi += 3) {
+    const auto& g = golden["generations"][gi];
     const auto prompt = g["prompt_tokens"].get<std::vector<int32_t>>();
     auto ca = (*native)->NewKvCache(), cb = (*torch)->NewKvCache();
     const int32_t total = static_cast<int32_t>(prompt.size() + g["steps"].size() + 1);
@@ -197,7 +199,7 @@ TEST(Placement, DefaultModelGreedyOnTorchCpuAgreesWithNative) {
               "(largest native margin there %.3f, tie bound %.2f); logits NMSE torch vs native median %.2e, worst %.2e\n",
               DefaultModelPath().c_str(), steps, TestDevice().Name().c_str(), disagreements,
               worst_margin_disagreeing, tie, median, worst);
-  EXPECT_GT(steps, 600);
+  EXPECT_GT(steps, 200);
   // Both rows round activations (native to 8 bits, torch to bf16 in its int4 kernels),
   // so they differ by more than either differs from the exact forward.
   EXPECT_LE(median, OnGpu() ? 2e-2 : 1e-2);

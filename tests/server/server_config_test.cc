@@ -3,6 +3,7 @@
 #include "server/config.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // The schema's example, with every key set to something other than its default.
@@ -172,7 +174,7 @@ TEST(ServerConfig, DevicesAreCpuOrCudaN) {
   std::vector<std::string> problems;
   Parse("devices: {gpu: {memory_budget_bytes: 1}, cpu: {memory_budget: 1}, \"cuda:x\": {}}\n",
         &problems);
-  EXPECT_THAT(problems, Contains(StartsWith("devices.gpu: unknown device (expected cpu or cuda:N)")));
+  EXPECT_THAT(problems, Contains(StartsWith("devices.gpu: unknown device (expected cpu, cuda:N, mps or mlx)")));
   EXPECT_THAT(problems, Contains(StartsWith("devices.cuda:x: unknown device")));
   EXPECT_THAT(problems, Contains(StartsWith("devices.cpu.memory_budget: unknown key")));
 }
@@ -241,6 +243,31 @@ models:
   EXPECT_THAT(v, Contains(StartsWith("models[1].device: 'tpu' is not a device")));
   // The quantization table's own verdict, under the model's key path.
   EXPECT_THAT(v, Contains(AllOf(StartsWith("models[2].quantization.bits:"), HasSubstr("5"))));
+}
+
+// A model on a device this binary or machine cannot serve fails validation with the
+// reason, so ingotd --check-config and the start fail loudly instead of a crash loop
+// (deploy/overlays/gpu on a CPU image, or a GPU image on a node without a GPU).
+TEST(ServerConfig, ModelsOnUnavailableDevicesFailWithTheReason) {
+  std::vector<std::string> problems;
+  ServerConfig c = Parse(R"(
+models:
+  - {name: g, source: /m/g.gguf, device: "cuda:0"}
+  - {name: m, source: /m/m.gguf, device: mps}
+  - {name: n, source: /m/n.gguf, device: cpu, backend: native}
+  - {name: b, source: /m/b.gguf, device: cpu, backend: tensorrt}
+)", &problems);
+  ASSERT_THAT(problems, IsEmpty());
+  std::vector<std::string> v = ValidateConfig(c, /*check_files=*/false);
+  if (!std::filesystem::exists("/dev/nvidia0")) {
+    EXPECT_THAT(v, Contains(AllOf(StartsWith("models[0].device: device cuda:0 is not available: "),
+                                  ::testing::AnyOf(HasSubstr("built without CUDA"),
+                                                   HasSubstr("no CUDA device is visible")))));
+  }
+  EXPECT_THAT(v, Contains(AllOf(StartsWith("models[1].device: device mps is not available"),
+                                HasSubstr("not part of this Linux build"))));
+  EXPECT_THAT(v, Not(Contains(StartsWith("models[2]"))));
+  EXPECT_THAT(v, Contains(AllOf(StartsWith("models[3].backend: "), HasSubstr("tensorrt"))));
 }
 
 TEST(ServerConfig, ModelSourcesMustLieInTheRoots) {
