@@ -334,16 +334,33 @@ grpc::Status Admit(grpc::CallbackServerContext* context, const v1::TokenizeReque
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::EvaluateModelRequest& request) {
   CallGuard* g = g_guard.load();
-  return g ? g->AdmitModelUse(context, "ingot.v1.QuantizationService/EvaluateModel",
-                              {request.model(), request.reference_model()})
-           : grpc::Status::OK;
+  if (g == nullptr) return grpc::Status::OK;
+  constexpr absl::string_view kMethod = "ingot.v1.QuantizationService/EvaluateModel";
+  if (grpc::Status s = g->AdmitModelUse(context, kMethod, {request.model(), request.reference_model()});
+      !s.ok()) {
+    return s;
+  }
+  // A read-only token may evaluate, so what one call may cost is bounded here.
+  const int64_t limit = g->config().limits.max_evaluate_tokens;
+  if (limit > 0 && request.max_tokens() > limit) {
+    return Refused(context, kMethod,
+                   absl::ResourceExhaustedError(absl::StrCat(
+                       "max_tokens ", request.max_tokens(), " is over limits.max_evaluate_tokens (",
+                       limit, ")")));
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::LoadModelRequest& request) {
   CallGuard* g = g_guard.load();
-  return g ? g->AdmitPath(context, "ingot.v1.ModelService/LoadModel", "source", request.source(),
-                          /*for_write=*/false)
-           : grpc::Status::OK;
+  if (g == nullptr) return grpc::Status::OK;
+  constexpr absl::string_view kMethod = "ingot.v1.ModelService/LoadModel";
+  if (grpc::Status s = g->AdmitPath(context, kMethod, "source", request.source(), false); !s.ok()) {
+    return s;
+  }
+  // Quantize while loading reads a calibration file too: the same check as QuantizeModel.
+  return g->AdmitPath(context, kMethod, "quantization.calibration_file",
+                      request.quantization().calibration_file(), false);
 }
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::QuantizeModelRequest& request) {

@@ -24,8 +24,9 @@ using Clock = std::chrono::steady_clock;
 constexpr double kProgressStep = 0.01;
 
 // One LoadModel call: the engine load runs on a service-owned thread, which pushes
-// progress and closes the stream as its last act. Cancelling the call does not stop
-// the load (the engine's load is not interruptible); the model stays registered.
+// progress and closes the stream as its last act. A client's cancel does not stop the
+// load (the model stays registered, as documented in model.proto); the drain deadline
+// does (CancelBackground), so shutdown never waits on a load.
 class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
  public:
   LoadReactor(ModelServiceImpl* service, grpc::CallbackServerContext* context,
@@ -40,7 +41,7 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
     }
     name_ = converted->name;
     source_ = converted->source;
-    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); });
+    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); }, cancel_);
   }
 
  private:
@@ -52,7 +53,7 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
     spdlog::info("load name={} source={} device={} peer={}", request.name, request.source,
                  request.device, peer_);
     absl::StatusOr<ModelInfo> info = service_->engine()->LoadModel(
-        request, [this](const LoadProgress& p) { OnProgress(p); });
+        request, [this](const LoadProgress& p) { OnProgress(p); }, cancel_.get());
     const double seconds = Elapsed();
     grpc::Status status = ToGrpcStatus(info.status());
     service_->metrics()->RecordModelLoad(seconds, GrpcCodeName(status.error_code()));
@@ -97,6 +98,7 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
   std::string source_;
   std::string last_stage_;
   double last_fraction_ = -1;
+  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace
@@ -129,8 +131,10 @@ ModelServiceImpl::~ModelServiceImpl() {
   for (Worker& w : workers_) w.thread.join();
 }
 
-void ModelServiceImpl::RunInBackground(std::function<void()> fn) {
+void ModelServiceImpl::RunInBackground(std::function<void()> fn,
+                                       std::shared_ptr<std::atomic<bool>> cancel) {
   std::lock_guard lock(workers_mu_);
+  if (cancel && cancelled_) cancel->store(true);
   // Reap threads that have finished so the list stays short.
   std::erase_if(workers_, [](Worker& w) {
     if (!w.done->load()) return false;
@@ -142,7 +146,15 @@ void ModelServiceImpl::RunInBackground(std::function<void()> fn) {
                               fn();
                               done->store(true);
                             }),
-                            done});
+                            done, std::move(cancel)});
+}
+
+void ModelServiceImpl::CancelBackground() {
+  std::lock_guard lock(workers_mu_);
+  cancelled_ = true;
+  for (Worker& w : workers_) {
+    if (w.cancel) w.cancel->store(true);
+  }
 }
 
 void ModelServiceImpl::AttachHealth(grpc::HealthCheckServiceInterface* health) {

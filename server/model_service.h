@@ -50,13 +50,19 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
 
   Engine* engine() const { return engine_; }
   Metrics* metrics() const { return metrics_; }
-  // Runs `fn` on a new thread owned by the service (joined at destruction).
-  void RunInBackground(std::function<void()> fn);
+  // Runs `fn` on a new thread owned by the service (joined at destruction). `cancel`
+  // (may be null) is the job's cancel flag: CancelBackground() sets it.
+  void RunInBackground(std::function<void()> fn,
+                       std::shared_ptr<std::atomic<bool>> cancel = nullptr);
+  // Cancels every background job (loads, quantizations, evaluations), running or
+  // started later: the drain deadline is near and the process must exit in time.
+  void CancelBackground();
 
  private:
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
+    std::shared_ptr<std::atomic<bool>> cancel;
   };
 
   Engine* engine_;
@@ -66,6 +72,7 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
   std::atomic<grpc::HealthCheckServiceInterface*> health_{nullptr};
   std::mutex workers_mu_;
   std::vector<Worker> workers_;
+  bool cancelled_ = false;  // guarded by workers_mu_
 };
 
 }  // namespace ingot::server
