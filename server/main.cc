@@ -14,8 +14,11 @@
 
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +30,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/formats/file_access.h"
 #include "engine/runtime/engine.h"
 #include "grpc/health/v1/health.pb.h"
 #include "server/config.h"
@@ -69,11 +73,19 @@ int Fail(const std::string& what) {
 
 EngineSnapshot Snapshot(const Engine& engine) {
   EngineSnapshot snap;
+  // Streams of an unloaded model still run (and count toward max_concurrent_streams):
+  // they stay in ingot_requests_running under its name until they end.
+  std::map<std::string, int> running;
+  for (const auto& [name, n] : engine.RunningRequestsByModel()) running[name] = n;
   for (const ModelInfo& m : engine.ListModels()) {
-    EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, engine.RunningRequests(m.name), {}};
+    EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, running[m.name], {}};
+    running.erase(m.name);
     for (const TensorKindInfo& k : m.tensor_kinds) model.bytes_by_kind.emplace_back(k.kind, k.bytes);
     model.bytes_by_kind.emplace_back("kv_cache", m.kv_cache_bytes);
     snap.models.push_back(std::move(model));
+  }
+  for (const auto& [name, n] : running) {
+    if (n > 0) snap.models.push_back(EngineSnapshot::Model{name, "", 0, n, {}});
   }
   for (const DeviceInfo& d : engine.Devices()) {
     if (d.available) snap.devices.push_back({d.name, d.total_bytes, d.used_bytes});
@@ -134,9 +146,46 @@ int CheckConfig(const Flags& flags) {
   return 0;
 }
 
+// The drain: gRPC refuses new calls and waits up to drain_seconds for running ones;
+// at its deadline it cancels what is left with UNAVAILABLE and no final message. So a
+// little before that deadline every generation is ended by the engine (status OK,
+// finish reason CANCELLED, usage) and every load, quantization and evaluation is
+// cancelled, and gRPC finds nothing left to cut. Returns when the server is shut down.
+void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
+           ModelServiceImpl* model_service) {
+  using Clock = std::chrono::system_clock;
+  const auto drain = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(config.drain_seconds));
+  const auto deadline = Clock::now() + drain;
+  // Time for the final messages to be written before the deadline: 1 s, or a fifth of
+  // a shorter drain.
+  const auto margin = std::min<Clock::duration>(std::chrono::seconds(1), drain / 5);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread shutdown([&] {
+    server->Shutdown(deadline);
+    std::lock_guard lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  if (!cv.wait_until(lock, deadline - margin, [&] { return done; })) {
+    lock.unlock();
+    spdlog::info("drain: ending the {} running generation(s) and cancelling background work "
+                 "before the deadline", engine->RunningRequests(""));
+    engine->CancelAllGenerations();
+    model_service->CancelBackground();
+    lock.lock();
+  }
+  lock.unlock();
+  shutdown.join();
+}
+
 // Waits for SIGHUP (reload) until SIGTERM/SIGINT, which starts the drain.
 void HandleSignals(const ServerConfig& config, grpc::Server* server,
-                   grpc::HealthCheckServiceInterface* health, TlsReloader* tls, CallGuard* guard) {
+                   grpc::HealthCheckServiceInterface* health, TlsReloader* tls, CallGuard* guard,
+                   Engine* engine, ModelServiceImpl* model_service) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -168,9 +217,7 @@ void HandleSignals(const ServerConfig& config, grpc::Server* server,
     spdlog::info("received {}: draining for up to {}s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                  config.drain_seconds);
     health->Shutdown();  // every service NOT_SERVING
-    server->Shutdown(std::chrono::system_clock::now() +
-                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                         std::chrono::duration<double>(config.drain_seconds)));
+    Drain(config, server, engine, model_service);
     return;
   }
 }
@@ -205,6 +252,9 @@ int Run(const Flags& flags) {
                    device, device);
     }
   }
+  // Every file opened on a client's behalf is checked against the roots
+  // (engine/formats/file_access.h), each file of a checkpoint directory included.
+  formats::SetReadRoots(config.model_roots);
   auto engine = std::make_unique<Engine>(options);
   Metrics metrics([e = engine.get()] { return Snapshot(*e); });
   auto keeper = std::make_unique<ModelKeeper>(engine.get(), &metrics, config.models);
@@ -284,7 +334,7 @@ int Run(const Flags& flags) {
 
   // The signals are blocked in every thread (see main); this one waits for them.
   std::thread signal_thread(
-      [&] { HandleSignals(config, server.get(), health, tls.get(), guard.get()); });
+      [&] { HandleSignals(config, server.get(), health, tls.get(), guard.get(), engine.get(), &model_service); });
   server->Wait();
   signal_thread.join();
   server.reset();

@@ -77,6 +77,15 @@ void Scheduler::Drain() {
   cv_.notify_all();
 }
 
+void Scheduler::CancelAll() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+    cancel_all_.store(true);
+  }
+  cv_.notify_all();
+}
+
 bool Scheduler::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
   return exited_;
@@ -120,7 +129,10 @@ void Scheduler::Loop() {
         return;
       }
       const double now = MonotonicSeconds();
-      while (!queue_.empty() && static_cast<int>(active.size()) < max_sequences_) {
+      // Cancelled requests are admitted regardless of the batch size: Step ends them
+      // with their final chunk at once.
+      while (!queue_.empty() &&
+             (static_cast<int>(active.size()) < max_sequences_ || cancel_all_.load())) {
         active.push_back(std::make_unique<Sequence>(std::move(queue_.front()), *model_));
         active.back()->start_time_s = now;
         queue_.pop_front();
@@ -146,10 +158,29 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   const double now = MonotonicSeconds();
   std::vector<BatchToken> batch;
   std::vector<Sequence*> with_logits;  // in batch order
-  int32_t prefill_budget = kPrefillChunk;
+  auto remaining_prompt = [](const Sequence* s) {
+    return std::max<int32_t>(0, static_cast<int32_t>(s->req.prompt.size()) - s->n_past);
+  };
+  // Decoding sequences first, then prompts by what is left of them: a short prompt
+  // gets its first token in the next step instead of waiting behind a long one.
+  std::vector<Sequence*> order;
+  int32_t decoding = 0;
   for (auto& sp : active) {
+    order.push_back(sp.get());
+    decoding += remaining_prompt(sp.get()) == 0;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](const Sequence* a, const Sequence* b) {
+    return remaining_prompt(a) < remaining_prompt(b);
+  });
+  int32_t prefill_budget = kFirstPrefillChunk;  // until a step has been measured
+  if (seconds_per_token_ > 0) {
+    const double fit = kStepTargetSeconds / seconds_per_token_ - decoding;
+    prefill_budget = static_cast<int32_t>(
+        std::clamp<double>(fit, kMinPrefillChunk, kPrefillChunk));
+  }
+  for (Sequence* sp : order) {
     Sequence& s = *sp;
-    if (s.req.handle && s.req.handle->cancelled()) {
+    if (cancel_all_.load() || (s.req.handle && s.req.handle->cancelled())) {
       Finish(s, FinishReason::kCancelled, now);
       continue;
     }
@@ -173,6 +204,12 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   if (batch.empty()) return;
   model_->model->Forward(batch, *pool_, ws_, &logits_);
   const double after = MonotonicSeconds();
+  // Steps of one token say little about a chunk's cost per token (fixed overheads
+  // dominate): only batches of some size update the estimate.
+  if (batch.size() >= static_cast<size_t>(kMinPrefillChunk)) {
+    const double spt = (after - now) / static_cast<double>(batch.size());
+    seconds_per_token_ = seconds_per_token_ == 0 ? spt : 0.5 * seconds_per_token_ + 0.5 * spt;
+  }
   const int32_t vocab = model_->model->config().vocab_size;
   for (size_t i = 0; i < with_logits.size(); ++i) {
     Sequence& s = *with_logits[i];
