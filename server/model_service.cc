@@ -177,7 +177,7 @@ grpc::ServerWriteReactor<v1::LoadModelResponse>* ModelServiceImpl::LoadModel(
 grpc::ServerUnaryReactor* ModelServiceImpl::UnloadModel(grpc::CallbackServerContext* context,
                                                         const v1::UnloadModelRequest* request,
                                                         v1::UnloadModelResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/UnloadModel"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/UnloadModel", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->name().empty()) {
@@ -200,7 +200,7 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
                                                       const v1::SaveModelRequest* request,
                                                       v1::SaveModelResponse* response) {
   if (grpc::Status s = AdmitPath(context, "ingot.v1.ModelService/SaveModel", "path", request->path(),
-                                 /*for_write=*/true);
+                                 /*for_write=*/true, *request);
       !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -226,9 +226,9 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,
-                                                       const v1::ListModelsRequest*,
+                                                       const v1::ListModelsRequest* request,
                                                        v1::ListModelsResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/ListModels"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/ListModels", *request); !s.ok())
     return RefuseUnary(context, s);
   std::vector<ModelInfo> models = engine_->ListModels();
   std::sort(models.begin(), models.end(),
@@ -242,7 +242,7 @@ grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext* context,
                                                      const v1::GetModelRequest* request,
                                                      v1::GetModelResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetModel"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetModel", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->name().empty()) {
@@ -256,9 +256,9 @@ grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::GetServerInfo(
-    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest*,
+    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* request,
     v1::GetServerInfoResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetServerInfo"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetServerInfo", *request); !s.ok())
     return RefuseUnary(context, s);
   response->set_version(INGOT_VERSION);
   for (const std::string& f : BuildFeatures()) response->add_features(f);

@@ -133,7 +133,7 @@ grpc::ServerWriteReactor<v1::QuantizeModelResponse>* QuantizationServiceImpl::Qu
 grpc::ServerUnaryReactor* QuantizationServiceImpl::ValidateQuantization(
     grpc::CallbackServerContext* context, const v1::ValidateQuantizationRequest* request,
     v1::ValidateQuantizationResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ValidateQuantization"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ValidateQuantization", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<quant::QuantizationConfig> config = FromProto(request->config());
@@ -154,7 +154,7 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::ValidateQuantization(
 grpc::ServerUnaryReactor* QuantizationServiceImpl::RecommendQuantization(
     grpc::CallbackServerContext* context, const v1::RecommendQuantizationRequest* request,
     v1::RecommendQuantizationResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/RecommendQuantization"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/RecommendQuantization", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<quant::Recommendation> r =
@@ -189,9 +189,9 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::EvaluateModel(
 }
 
 grpc::ServerUnaryReactor* QuantizationServiceImpl::ListQuantizationMethods(
-    grpc::CallbackServerContext* context, const v1::ListQuantizationMethodsRequest*,
+    grpc::CallbackServerContext* context, const v1::ListQuantizationMethodsRequest* request,
     v1::ListQuantizationMethodsResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ListQuantizationMethods"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ListQuantizationMethods", *request); !s.ok())
     return RefuseUnary(context, s);
   for (const quant::MethodRow& row : quant::MethodTable()) ToProto(row, response->add_methods());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
