@@ -99,6 +99,12 @@ absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request) {
     if (m.role().empty()) {
       return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role: required"));
     }
+    // The roles chat templates are written for; another one would be rendered however
+    // the template happens to treat an unknown role (often silently as nothing).
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" && m.role() != "tool") {
+      return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role: '", SanitizeUtf8(m.role()),
+                                                     "' is not one of system, user, assistant, tool"));
+    }
     out.messages.push_back(ChatMessage{m.role(), m.content()});
   }
   SamplingParams& s = out.sampling;
