@@ -164,20 +164,21 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   // Decoding sequences first, then prompts by what is left of them: a short prompt
   // gets its first token in the next step instead of waiting behind a long one.
   std::vector<Sequence*> order;
-  int32_t decoding = 0;
+  bool decoding = false;
   for (auto& sp : active) {
     order.push_back(sp.get());
-    decoding += remaining_prompt(sp.get()) == 0;
+    decoding |= remaining_prompt(sp.get()) == 0;
   }
   std::stable_sort(order.begin(), order.end(), [&](const Sequence* a, const Sequence* b) {
     return remaining_prompt(a) < remaining_prompt(b);
   });
-  int32_t prefill_budget = kFirstPrefillChunk;  // until a step has been measured
-  if (seconds_per_token_ > 0) {
-    const double fit = kStepTargetSeconds / seconds_per_token_ - decoding;
+  int32_t prefill_budget = kFirstPrefillChunk;  // until a chunk has been measured
+  if (prefill_token_s_ > 0) {
+    const double seconds = decoding ? kPrefillChunkSeconds : kPrefillAloneSeconds;
     prefill_budget = static_cast<int32_t>(
-        std::clamp<double>(fit, kMinPrefillChunk, kPrefillChunk));
+        std::clamp<double>(seconds / prefill_token_s_, kMinPrefillChunk, kPrefillChunk));
   }
+  int32_t prefill_tokens = 0;
   for (Sequence* sp : order) {
     Sequence& s = *sp;
     if (cancel_all_.load() || (s.req.handle && s.req.handle->cancelled())) {
@@ -191,6 +192,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
       if (prefill_budget <= 0) continue;  // next step
       count = std::min(pending, prefill_budget);
       prefill_budget -= count;
+      prefill_tokens += count;
     }
     s.cache.Reserve(s.n_past + count);
     for (int32_t i = 0; i < count; ++i) {
@@ -204,11 +206,16 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   if (batch.empty()) return;
   model_->model->Forward(batch, *pool_, ws_, &logits_);
   const double after = MonotonicSeconds();
-  // Steps of one token say little about a chunk's cost per token (fixed overheads
-  // dominate): only batches of some size update the estimate.
-  if (batch.size() >= static_cast<size_t>(kMinPrefillChunk)) {
-    const double spt = (after - now) / static_cast<double>(batch.size());
-    seconds_per_token_ = seconds_per_token_ == 0 ? spt : 0.5 * seconds_per_token_ + 0.5 * spt;
+  // A step costs a fixed part (every weight is read once per forward pass, whatever
+  // the batch) plus a part per prompt token: decode-only steps measure the first,
+  // steps with a chunk the second. Halving moving averages follow the attention cost
+  // growing along a long prompt.
+  const double took = after - now;
+  auto average = [](double& avg, double x) { avg = avg == 0 ? x : 0.5 * avg + 0.5 * x; };
+  if (prefill_tokens == 0) {
+    average(fixed_step_s_, took);
+  } else if (prefill_tokens >= kMinPrefillChunk) {
+    average(prefill_token_s_, std::max(took - fixed_step_s_, 0.1 * took) / prefill_tokens);
   }
   const int32_t vocab = model_->model->config().vocab_size;
   for (size_t i = 0; i < with_logits.size(); ++i) {

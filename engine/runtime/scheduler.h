@@ -4,12 +4,16 @@
 // prompt (shortest remaining prompt first), runs one forward pass, samples, and streams
 // the results.
 //
-// The prompt chunk is sized by time, not tokens: a step should take about
-// kStepTargetSeconds, so a long prompt holds the running streams for one bounded chunk
-// at a time. Measured on the 2-core dev VM with the 135M Q4_1 model: ~1.5 ms per
-// prompt token at the start of a prompt, ~4 ms near position 4000 (attention grows
-// with it), so a fixed 512-token chunk took 0.8-2 s per step; the estimate below
-// follows the measured seconds per token of recent steps.
+// The prompt chunk is sized by time, not tokens: about kPrefillChunkSeconds of prompt
+// work on top of the step's fixed cost (one read of every weight), so a long prompt
+// holds the running streams for one bounded chunk at a time; the per-token cost is
+// measured on recent steps (it grows along a prompt, attention being linear in the
+// position). Measured on the 2-core dev VM (shared, load ~4) with the 135M Q4_1
+// model: a step's fixed cost ~55 ms (18 tok/s decode), ~10 ms per prompt token on
+// top, so a 0.1 s chunk is ~10 tokens and the old fixed 512-token chunk held running
+// streams ~5 s per step. With a stream decoding, a 4,000-token prompt is admitted in
+// ~145 s (throughput given for the bound) and the stream's worst inter-token gap
+// meanwhile is ~0.55 s (Hardening13_11 prints both).
 #pragma once
 
 #include <atomic>
@@ -54,7 +58,10 @@ class Scheduler {
   static constexpr int32_t kPrefillChunk = 512;     // most prompt tokens per step
   static constexpr int32_t kMinPrefillChunk = 8;    // least, so a prompt always advances
   static constexpr int32_t kFirstPrefillChunk = 64;  // before any step was measured
-  static constexpr double kStepTargetSeconds = 0.1;
+  // Prompt work per step while streams decode, and while none does (nobody waits on
+  // the step then but a new arrival: larger chunks pay the fixed cost less often).
+  static constexpr double kPrefillChunkSeconds = 0.1;
+  static constexpr double kPrefillAloneSeconds = 0.5;
   static constexpr size_t kMaxQueued = 256;
 
   Scheduler(std::shared_ptr<const LoadedModel> model, kernels::ThreadPool* pool,
@@ -84,7 +91,10 @@ class Scheduler {
   int max_sequences_;
   ForwardWorkspace ws_;
   std::vector<float> logits_;
-  double seconds_per_token_ = 0;  // moving average over recent steps; 0 = not measured
+  // Moving averages of recent steps (0 = not measured yet): a step's fixed cost, and
+  // the cost of each prompt token on top of it.
+  double fixed_step_s_ = 0;
+  double prefill_token_s_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
