@@ -1,5 +1,7 @@
 #include "server/model_service.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -144,6 +146,10 @@ void ModelServiceImpl::RunInBackground(std::function<void()> fn,
   auto done = std::make_shared<std::atomic<bool>>(false);
   workers_.push_back(Worker{std::thread([fn = std::move(fn), done] {
                               fn();
+                              // A job's scratch (quantization buffers, evaluation
+                              // workspaces) sits in this thread's malloc arena, which
+                              // glibc keeps when the thread ends: hand it back.
+                              malloc_trim(0);
                               done->store(true);
                             }),
                             done, std::move(cancel)});

@@ -297,6 +297,14 @@ absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::st
         absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx, gptq, hqq)"));
   }
   std::error_code ec;
+  // Opening a FIFO for writing blocks until a reader comes; a device or socket is no
+  // place for a model either. status() looks without opening.
+  const std::filesystem::file_status st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
+      !std::filesystem::is_directory(st)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("path ", path, ": is not a regular file or a directory; a model is not written there"));
+  }
   if (!overwrite && std::filesystem::exists(path, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(path, " exists (set overwrite to replace it)"));
   }
