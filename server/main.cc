@@ -9,11 +9,13 @@
 // running streams get drain_seconds to finish, then whatever is left is cancelled and
 // the process exits 0. SIGHUP re-reads the TLS certificate files and the tokens; a file
 // with a problem is logged and the ones in force stay.
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <chrono>
 #include <climits>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstdio>
 #include <map>
@@ -357,6 +359,14 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // glibc gives threads up to 8 malloc arenas per core, and every load, quantization
+  // and evaluation runs on threads of its own: memory freed in those arenas stays with
+  // the process. 30 s of quantize/unload/cancelled-evaluate cycles on the 2-core VM:
+  // RSS +127 MB with the default (16 arenas), +38 MB with 4, +6 MB with 2. The heavy
+  // work allocates few, large blocks (weights, caches, workspaces), so two arenas are
+  // enough (not measured on many-core machines); MALLOC_ARENA_MAX in the environment
+  // still wins.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
 
   ingot::server::Flags flags;
   ingot::server::ServerConfig& v = flags.values;

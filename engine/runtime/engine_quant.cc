@@ -85,6 +85,9 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
   }
   auto result = CatchExceptions("quantizing " + request.source, [&]() -> absl::StatusOr<QuantizeResult> {
     ASSIGN_OR_RETURN(Quantized q, QuantizeLoaded(request, ready.model, target, in_place, progress, cancel));
+    // A cancel that came after the last module (the client's deadline, the drain) still
+    // counts: nobody is there to learn the new model's name, so it is not published.
+    if (cancel != nullptr && cancel->load()) return absl::CancelledError("quantization cancelled");
     auto scheduler = std::make_unique<Scheduler>(q.model, pool_.get(), options_.max_batch_sequences);
     if (in_place) {
       RETURN_IF_ERROR(registry_->Replace(target, q.model, std::move(scheduler)));

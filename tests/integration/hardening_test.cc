@@ -181,6 +181,19 @@ TEST_F(HardeningTest, Hardening13_02_FifoIsRefused) {
   EXPECT_EQ(q.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << q.status.error_message();
   EXPECT_THAT(q.status.error_message(), HasSubstr("is a FIFO, not a regular file"));
   EXPECT_EQ(MetricValue(Metrics(), "ingot_quantizations_in_flight"), 0);
+
+  // Nor is a model written into one (opening a FIFO for writing waits for a reader).
+  auto stub = v1::ModelService::NewStub(channel());
+  grpc::ClientContext context;
+  context.set_deadline(In(10));
+  v1::SaveModelRequest save;
+  save.set_name("default");
+  save.set_path(fifo);
+  save.set_overwrite(true);
+  v1::SaveModelResponse saved;
+  grpc::Status s = stub->SaveModel(&context, save, &saved);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("is not a regular file or a directory"));
 }
 
 // 3a. LoadModel's quantize-while-loading calibration file goes through the roots like
@@ -486,12 +499,25 @@ TEST_F(IngotdTest, Hardening13_S6_SaveToAnUnwritablePathNamesIt) {
 
 // 9. At the drain deadline a running stream ends with its final message (status OK,
 // finish reason CANCELLED, usage), not UNAVAILABLE "Cancelling all calls"; and the
-// process exits within its drain time.
+// process exits within its drain time even with a long load (quantize while loading)
+// in flight (2: loads are cancelled by the drain).
 TEST(HardeningDrainTest, Hardening13_09_DrainEndsStreamsWithTheirFinalMessage) {
   if (!fs::exists(DefaultModelPath())) GTEST_SKIP() << "default model not fetched";
   IngotdProcess server;
   server.Start({"--model", "default=" + DefaultModelPath(), "--threads", "2", "--drain-seconds", "3"});
   ASSERT_TRUE(server.WaitServing(kStartTimeout)) << server.ReadLog();
+  std::atomic<bool> load_started{false};
+  LoadResult load;
+  std::thread loader([&] {
+    v1::LoadModelRequest request;
+    request.set_name("q09");
+    request.set_source(DefaultModelPath());
+    request.mutable_quantization()->set_method("gptq");  // tens of seconds here
+    request.mutable_quantization()->set_bits(4);
+    load_started = true;
+    load = LoadWithDeadline(server.channel(), request, 300);
+  });
+  while (!load_started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   Clock::time_point term{};
   int exit_status = -1;
   std::thread stopper;
@@ -503,6 +529,8 @@ TEST(HardeningDrainTest, Hardening13_09_DrainEndsStreamsWithTheirFinalMessage) {
   });
   stopper.join();
   const double exit_s = SecondsSince(term);
+  loader.join();
+  EXPECT_FALSE(load.status.ok()) << "the load was meant to be cut short by the drain";
   EXPECT_TRUE(g.status.ok()) << g.status.error_code() << " " << g.status.error_message();
   EXPECT_TRUE(g.last.has_usage());
   EXPECT_EQ(g.last.finish_reason(), v1::FINISH_REASON_CANCELLED);
