@@ -154,7 +154,7 @@ int CheckConfig(const Flags& flags) {
 // finish reason CANCELLED, usage) and every load, quantization and evaluation is
 // cancelled, and gRPC finds nothing left to cut. Returns when the server is shut down.
 void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
-           ModelServiceImpl* model_service) {
+           ModelServiceImpl* model_service, Metrics* metrics) {
   using Clock = std::chrono::system_clock;
   const auto drain = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config.drain_seconds));
@@ -181,13 +181,16 @@ void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
     lock.lock();
   }
   lock.unlock();
+  // Stopping /metrics takes about a second: beside the last writes, not after them.
+  std::thread stop_metrics([metrics] { metrics->StopServing(); });
   shutdown.join();
+  stop_metrics.join();
 }
 
 // Waits for SIGHUP (reload) until SIGTERM/SIGINT, which starts the drain.
 void HandleSignals(const ServerConfig& config, grpc::Server* server,
                    grpc::HealthCheckServiceInterface* health, TlsReloader* tls, CallGuard* guard,
-                   Engine* engine, ModelServiceImpl* model_service) {
+                   Engine* engine, ModelServiceImpl* model_service, Metrics* metrics) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -219,7 +222,7 @@ void HandleSignals(const ServerConfig& config, grpc::Server* server,
     spdlog::info("received {}: draining for up to {}s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                  config.drain_seconds);
     health->Shutdown();  // every service NOT_SERVING
-    Drain(config, server, engine, model_service);
+    Drain(config, server, engine, model_service, metrics);
     return;
   }
 }
@@ -336,7 +339,8 @@ int Run(const Flags& flags) {
 
   // The signals are blocked in every thread (see main); this one waits for them.
   std::thread signal_thread(
-      [&] { HandleSignals(config, server.get(), health, tls.get(), guard.get(), engine.get(), &model_service); });
+      [&] { HandleSignals(config, server.get(), health, tls.get(), guard.get(), engine.get(), &model_service,
+                    &metrics); });
   server->Wait();
   signal_thread.join();
   server.reset();
