@@ -107,9 +107,12 @@ class GenerateReactor final : public QueuedWriter<v1::GenerateResponse> {
     // A call the client cancelled ends CANCELLED, one past its deadline
     // DEADLINE_EXCEEDED (as the client sees it, and so counted); one cancelled by
     // unload or shutdown ends OK with finish_reason CANCELLED.
+    // The client gives up at its deadline, a moment before the server's own copy of it
+    // (transit, and grpc-timeout rounds up): a cancel that close is the deadline.
+    constexpr auto kDeadlineSlack = std::chrono::milliseconds(250);
     if (!context_->IsCancelled()) {
       Close(grpc::Status::OK);
-    } else if (std::chrono::system_clock::now() >= context_->deadline()) {
+    } else if (std::chrono::system_clock::now() + kDeadlineSlack >= context_->deadline()) {
       Close(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded"));
     } else {
       Close(grpc::Status::CANCELLED);

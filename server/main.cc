@@ -159,9 +159,10 @@ void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
   const auto drain = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config.drain_seconds));
   const auto deadline = Clock::now() + drain;
-  // Time for the final messages to be written before the deadline: 1 s, or a fifth of
-  // a shorter drain.
-  const auto margin = std::min<Clock::duration>(std::chrono::seconds(1), drain / 5);
+  // Time for the final messages to be written and for background work to notice its
+  // cancel (one batch of a calibration or evaluation pass, ~1 s on the 2-core VM)
+  // before the deadline: 2 s, or a third of a shorter drain.
+  const auto margin = std::min<Clock::duration>(std::chrono::seconds(2), drain / 3);
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;

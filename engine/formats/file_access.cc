@@ -87,7 +87,7 @@ std::string ShownResolution(const std::string& path, const fs::path& resolved) {
   return lexical == resolved && resolved.string() != path ? resolved.string() : "";
 }
 
-// The installed roots as of now (a copy: SIGHUP-free, but cheap and lock-short).
+// The installed roots (a copy, so the lock is held only for the copy).
 std::vector<std::string> Roots() {
   std::lock_guard lock(g_roots_mu);
   return g_roots ? *g_roots : std::vector<std::string>{};
@@ -170,7 +170,6 @@ void SetReadRoots(std::vector<std::string> roots) {
   g_roots = roots.empty() ? nullptr : new std::vector<std::string>(std::move(roots));
 }
 
-std::vector<std::string> ReadRoots() { return Roots(); }
 
 OpenFile::~OpenFile() {
   if (fd_ >= 0) ::close(fd_);

@@ -36,7 +36,6 @@ absl::Status CheckPathInRoots(const std::vector<std::string>& roots, const std::
 
 // Installs the roots every OpenRegularFile/ReadFileBounded/CheckDirectory call checks.
 void SetReadRoots(std::vector<std::string> roots);
-std::vector<std::string> ReadRoots();
 
 // An open, regular file; closes on destruction.
 class OpenFile {
