@@ -149,16 +149,20 @@ int CheckConfig(const Flags& flags) {
 }
 
 // The drain: gRPC refuses new calls and waits up to drain_seconds for running ones;
-// at its deadline it cancels what is left with UNAVAILABLE and no final message. So a
-// little before that deadline every generation is ended by the engine (status OK,
-// finish reason CANCELLED, usage) and every load, quantization and evaluation is
-// cancelled, and gRPC finds nothing left to cut. Returns when the server is shut down.
+// at its deadline it cancels what is left with UNAVAILABLE and no final message. So
+// loads and quantizations are cancelled as it starts, and a little before the deadline
+// every generation is ended by the engine (status OK, finish reason CANCELLED, usage)
+// and every evaluation is cancelled: gRPC finds nothing left to cut. Returns when the
+// server is shut down.
 void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
            ModelServiceImpl* model_service, Metrics* metrics) {
   using Clock = std::chrono::system_clock;
   const auto drain = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config.drain_seconds));
   const auto deadline = Clock::now() + drain;
+  // Loads and quantizations make models this process is about to exit with: stopped
+  // now. Streams and evaluations may finish until the margin below.
+  model_service->CancelBackground(ModelServiceImpl::Job::kModelChange);
   // Time for the final messages to be written and for background work to notice its
   // cancel (one batch of a calibration or evaluation pass, ~1 s on the 2-core VM)
   // before the deadline: 2 s, or a third of a shorter drain.
@@ -173,6 +177,10 @@ void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
     cv.notify_all();
   });
   std::unique_lock lock(mu);
+  // Stopping /metrics takes a second or more (civetweb's threads notice the stop on
+  // their poll timeout): started 2.5 s before the deadline, beside the last writes.
+  cv.wait_until(lock, deadline - std::chrono::milliseconds(2500), [&] { return done; });
+  std::thread stop_metrics([metrics] { metrics->StopServing(); });
   if (!cv.wait_until(lock, deadline - margin, [&] { return done; })) {
     lock.unlock();
     spdlog::info("drain: ending the {} running generation(s) and cancelling background work "
@@ -182,8 +190,6 @@ void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
     lock.lock();
   }
   lock.unlock();
-  // Stopping /metrics takes about a second: beside the last writes, not after them.
-  std::thread stop_metrics([metrics] { metrics->StopServing(); });
   shutdown.join();
   stop_metrics.join();
 }

@@ -27,8 +27,8 @@ constexpr double kProgressStep = 0.01;
 
 // One LoadModel call: the engine load runs on a service-owned thread, which pushes
 // progress and closes the stream as its last act. A client's cancel does not stop the
-// load (the model stays registered, as documented in model.proto); the drain deadline
-// does (CancelBackground), so shutdown never waits on a load.
+// load (the model stays registered, as documented in model.proto); the drain does
+// (CancelBackground), so shutdown never waits on a load.
 class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
  public:
   LoadReactor(ModelServiceImpl* service, grpc::CallbackServerContext* context,
@@ -43,7 +43,8 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
     }
     name_ = converted->name;
     source_ = converted->source;
-    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); }, cancel_);
+    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); }, cancel_,
+                              ModelServiceImpl::Job::kModelChange);
   }
 
  private:
@@ -134,9 +135,9 @@ ModelServiceImpl::~ModelServiceImpl() {
 }
 
 void ModelServiceImpl::RunInBackground(std::function<void()> fn,
-                                       std::shared_ptr<std::atomic<bool>> cancel) {
+                                       std::shared_ptr<std::atomic<bool>> cancel, Job job) {
   std::lock_guard lock(workers_mu_);
-  if (cancel && cancelled_) cancel->store(true);
+  if (cancel && cancelled_.count(job)) cancel->store(true);
   // Reap threads that have finished so the list stays short.
   std::erase_if(workers_, [](Worker& w) {
     if (!w.done->load()) return false;
@@ -152,14 +153,16 @@ void ModelServiceImpl::RunInBackground(std::function<void()> fn,
                               malloc_trim(0);
                               done->store(true);
                             }),
-                            done, std::move(cancel)});
+                            done, std::move(cancel), job});
 }
 
-void ModelServiceImpl::CancelBackground() {
+void ModelServiceImpl::CancelBackground(std::optional<Job> kind) {
   std::lock_guard lock(workers_mu_);
-  cancelled_ = true;
+  for (Job j : {Job::kModelChange, Job::kResult}) {
+    if (!kind || *kind == j) cancelled_.insert(j);
+  }
   for (Worker& w : workers_) {
-    if (w.cancel) w.cancel->store(true);
+    if (w.cancel && cancelled_.count(w.job)) w.cancel->store(true);
   }
 }
 

@@ -35,7 +35,8 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
     req.device = request.device();
     req.calibration_text = request.calibration_text();
     peer_ = context->peer();
-    service_->models()->RunInBackground([this, req = std::move(req)] { Run(req); }, cancel_);
+    service_->models()->RunInBackground([this, req = std::move(req)] { Run(req); }, cancel_,
+                                        ModelServiceImpl::Job::kModelChange);
   }
 
   void OnCancel() override { cancel_->store(true); }
@@ -112,7 +113,7 @@ class EvaluateReactor final : public grpc::ServerUnaryReactor {
           if (r.ok()) ToProto(*r, response);
           Finish(ToGrpcStatus(r.status()));  // last touch: OnDone may delete this now
         },
-        cancel_);
+        cancel_, ModelServiceImpl::Job::kResult);
   }
   void OnCancel() override { cancel_->store(true); }
   void OnDone() override { delete this; }
