@@ -12,8 +12,9 @@
 // model: a step's fixed cost ~55 ms (18 tok/s decode), ~10 ms per prompt token on
 // top, so a 0.1 s chunk is ~10 tokens and the old fixed 512-token chunk held running
 // streams ~5 s per step. With a stream decoding, a 4,000-token prompt is admitted in
-// ~145 s (throughput given for the bound) and the stream's worst inter-token gap
-// meanwhile is ~0.55 s (Hardening13_11 prints both).
+// 76-145 s (throughput given for the bound; the range is the VM's load) while the
+// stream's inter-token gaps stay at a median of 0.17 s, worst 0.31-0.55 s
+// (Hardening13_11 prints these).
 #pragma once
 
 #include <atomic>
