@@ -16,7 +16,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "engine/formats/file_access.h"
 #include "engine/runtime/device.h"
+#include "engine/runtime/engine.h"
 #include "server/auth.h"
 #include "server/tls.h"
 #include "yaml-cpp/yaml.h"
@@ -255,27 +257,6 @@ void QuantizationProblems(const ModelConfig& m, std::vector<std::string>* proble
   }
 }
 
-// `path` made absolute and resolved: symlinks of the part that exists followed, ".."
-// and "." of the rest folded; no trailing separator.
-absl::StatusOr<fs::path> Resolve(const std::string& path) {
-  std::error_code ec;
-  fs::path abs = fs::absolute(path, ec);
-  if (!ec) abs = fs::weakly_canonical(abs, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("'", path, "' cannot be resolved: ", ec.message()));
-  }
-  abs = abs.lexically_normal();
-  if (abs.filename().empty() && abs != abs.root_path()) abs = abs.parent_path();
-  return abs;
-}
-
-// `p` is `root` or below it (strictly below when `strictly`).
-bool Within(const fs::path& p, const fs::path& root, bool strictly) {
-  auto [r, q] = std::mismatch(root.begin(), root.end(), p.begin(), p.end());
-  if (r != root.end()) return false;
-  return !strictly || q != p.end();
-}
-
 }  // namespace
 
 std::optional<double> ParseDurationSeconds(absl::string_view text) {
@@ -346,7 +327,8 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
     With(*f, "limits", [&](auto& n) {
       std::optional<Fields> l = r.Fields(n, "limits",
                                          {"max_request_bytes", "max_prompt_tokens", "max_tokens",
-                                          "max_concurrent_streams", "max_queue_per_model"});
+                                          "max_concurrent_streams", "max_queue_per_model",
+                                          "max_evaluate_tokens"});
       if (!l) return;
       LimitsConfig& lim = c.limits;
       With(*l, "max_request_bytes", [&](auto& v) {
@@ -361,6 +343,9 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
       });
       With(*l, "max_queue_per_model", [&](auto& v) {
         r.Integer(v, "limits.max_queue_per_model", 0, &lim.max_queue_per_model);
+      });
+      With(*l, "max_evaluate_tokens", [&](auto& v) {
+        r.Integer(v, "limits.max_evaluate_tokens", 0, &lim.max_evaluate_tokens);
       });
     });
     With(*f, "tls", [&](auto& n) {
@@ -442,6 +427,8 @@ void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfi
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_concurrent_streams); }},
       {"limits.max_queue_per_model",
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_queue_per_model); }},
+      {"limits.max_evaluate_tokens",
+       [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_evaluate_tokens); }},
       {"tls.cert_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.cert_file); }},
       {"tls.key_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.key_file); }},
       {"tls.client_ca_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.client_ca_file); }},
@@ -508,6 +495,8 @@ std::vector<std::string> ValidateConfig(const ServerConfig& c, bool check_files)
   for (const ModelConfig& m : c.models) {
     if (m.name.empty()) {
       problems.push_back(absl::StrCat(m.origin, ".name: required"));
+    } else if (absl::Status s = ValidateModelName(m.name, absl::StrCat(m.origin, ".name")); !s.ok()) {
+      problems.emplace_back(s.message());
     } else if (!names.insert(m.name).second) {
       problems.push_back(absl::StrCat(m.origin, ".name: '", m.name, "' is used by another model"));
     }
@@ -546,20 +535,7 @@ std::vector<std::string> ValidateConfig(const ServerConfig& c, bool check_files)
 
 absl::Status CheckPathAllowed(const ServerConfig& config, const std::string& path,
                               bool for_write) {
-  if (config.model_roots.empty()) return absl::OkStatus();
-  if (path.empty()) return absl::InvalidArgumentError("path is empty");
-  absl::StatusOr<fs::path> resolved = Resolve(path);
-  if (!resolved.ok()) return absl::PermissionDeniedError(resolved.status().message());
-  for (const std::string& root : config.model_roots) {
-    absl::StatusOr<fs::path> r = Resolve(root);
-    // A model is a file below a root; a root itself may be read as a directory.
-    if (r.ok() && Within(*resolved, *r, /*strictly=*/for_write)) return absl::OkStatus();
-  }
-  const std::string shown =
-      path == resolved->string() ? "" : absl::StrCat(" (it resolves to '", resolved->string(), "')");
-  return absl::PermissionDeniedError(absl::StrCat(
-      "'", path, "'", shown, " is outside the model roots (", absl::StrJoin(config.model_roots, ", "),
-      "): it may not be ", for_write ? "written" : "read"));
+  return formats::CheckPathInRoots(config.model_roots, path, for_write);
 }
 
 }  // namespace ingot::server

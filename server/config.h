@@ -9,7 +9,8 @@
 //   devices: {cpu: {memory_budget_bytes: 0}}
 //   model_roots: [/models]                empty: sources are not restricted
 //   limits: {max_request_bytes: 4194304, max_prompt_tokens: 8192, max_tokens: 4096,
-//            max_concurrent_streams: 64, max_queue_per_model: 64}   0: no limit
+//            max_concurrent_streams: 64, max_queue_per_model: 64,
+//            max_evaluate_tokens: 16384}   0: no limit
 //   tls: {cert_file: "", key_file: "", client_ca_file: ""}  CA set: mutual TLS
 //   auth: {tokens_file: ""}               lines "TOKEN admin|read-only [name]"
 //   models:
@@ -40,6 +41,9 @@ struct LimitsConfig {
   int64_t max_tokens = 4096;            // per request
   int64_t max_concurrent_streams = 64;  // Generate streams, server-wide
   int64_t max_queue_per_model = 64;     // requests waiting beyond a model's batch
+  // EvaluateModel tokens per call (about a minute of this machine's CPU for the 135M
+  // model); a call asking for more is refused, one asking for the whole text stops here.
+  int64_t max_evaluate_tokens = 16384;
 };
 
 struct TlsConfig {

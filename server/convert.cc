@@ -7,13 +7,6 @@
 namespace ingot::server {
 namespace {
 
-constexpr size_t kMaxModelNameLength = 128;
-
-bool IsNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == ':' || c == '-';
-}
-
 // Length of the well-formed UTF-8 sequence starting at s[i], or 0.
 size_t Utf8SequenceLength(std::string_view s, size_t i) {
   const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
@@ -56,16 +49,7 @@ std::string SanitizeUtf8(std::string_view text) {
 
 absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
   const std::string& name = request.name();
-  if (name.empty() || name.size() > kMaxModelNameLength) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "name: must be 1-", kMaxModelNameLength, " characters, got ", name.size()));
-  }
-  for (char c : name) {
-    if (!IsNameChar(c)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "name: '", SanitizeUtf8(name), "' may only contain letters, digits and . _ : -"));
-    }
-  }
+  if (absl::Status s = ValidateModelName(name, "name"); !s.ok()) return s;
   if (request.source().empty()) {
     return absl::InvalidArgumentError("source: the checkpoint path is required");
   }
@@ -115,6 +99,12 @@ absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request) {
     const v1::ChatMessage& m = request.messages(i);
     if (m.role().empty()) {
       return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role: required"));
+    }
+    // The roles chat templates are written for; another one would be rendered however
+    // the template happens to treat an unknown role (often silently as nothing).
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" && m.role() != "tool") {
+      return absl::InvalidArgumentError(absl::StrCat("messages[", i, "].role: '", SanitizeUtf8(m.role()),
+                                                     "' is not one of system, user, assistant, tool"));
     }
     out.messages.push_back(ChatMessage{m.role(), m.content()});
   }

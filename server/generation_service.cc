@@ -104,9 +104,19 @@ class GenerateReactor final : public QueuedWriter<v1::GenerateResponse> {
     ToProto(chunk, &response);
     response.set_request_id(request_id_);
     Push(std::move(response));
-    // A call the client cancelled ends CANCELLED; one cancelled by unload or
-    // shutdown ends OK with finish_reason CANCELLED.
-    Close(context_->IsCancelled() ? grpc::Status::CANCELLED : grpc::Status::OK);
+    // A call the client cancelled ends CANCELLED, one past its deadline
+    // DEADLINE_EXCEEDED (as the client sees it, and so counted); one cancelled by
+    // unload or shutdown ends OK with finish_reason CANCELLED.
+    // The client gives up at its deadline, a moment before the server's own copy of it
+    // (transit, and grpc-timeout rounds up): a cancel that close is the deadline.
+    constexpr auto kDeadlineSlack = std::chrono::milliseconds(250);
+    if (!context_->IsCancelled()) {
+      Close(grpc::Status::OK);
+    } else if (std::chrono::system_clock::now() + kDeadlineSlack >= context_->deadline()) {
+      Close(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded"));
+    } else {
+      Close(grpc::Status::CANCELLED);
+    }
   }
 
   void BeforeFinish(const grpc::Status& status) override {

@@ -310,6 +310,21 @@ grpc::Status CallGuard::AdmitPath(grpc::CallbackServerContext* context, absl::st
 // ---------------------------------------------------------------------------------
 // The handlers' entry points
 
+namespace {
+
+// INVALID_ARGUMENT for a request that did not parse (proto/unparseable.h).
+grpc::Status Parsed(grpc::CallbackServerContext* context, absl::string_view method,
+                    const google::protobuf::Message& request) {
+  const std::string reason = v1::UnparseableReason(request);
+  if (reason.empty()) return grpc::Status::OK;
+  return Refused(context, method,
+                 absl::InvalidArgumentError(absl::StrCat(
+                     "the request could not be parsed as ", request.GetDescriptor()->full_name(),
+                     " (", reason, "); string fields must be valid UTF-8")));
+}
+
+}  // namespace
+
 void InstallCallGuard(CallGuard* guard) { g_guard.store(guard); }
 
 const ServerConfig* InstalledConfig() {
@@ -317,38 +332,64 @@ const ServerConfig* InstalledConfig() {
   return g ? &g->config() : nullptr;
 }
 
-grpc::Status Admit(grpc::CallbackServerContext* context, absl::string_view method) {
+grpc::Status Admit(grpc::CallbackServerContext* context, absl::string_view method,
+                   const google::protobuf::Message& request) {
   CallGuard* g = g_guard.load();
-  return g ? g->Authorize(context, method) : grpc::Status::OK;
+  if (grpc::Status s = g ? g->Authorize(context, method) : grpc::Status::OK; !s.ok()) return s;
+  return Parsed(context, method, request);
 }
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::GenerateRequest& request) {
   CallGuard* g = g_guard.load();
+  if (grpc::Status s = Parsed(context, "ingot.v1.GenerationService/Generate", request); !s.ok()) return s;
   return g ? g->AdmitGenerate(context, request) : grpc::Status::OK;
 }
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::TokenizeRequest& request) {
   CallGuard* g = g_guard.load();
+  if (grpc::Status s = Parsed(context, "ingot.v1.GenerationService/Tokenize", request); !s.ok()) return s;
   return g ? g->AdmitModelUse(context, "ingot.v1.GenerationService/Tokenize", {request.model()})
            : grpc::Status::OK;
 }
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::EvaluateModelRequest& request) {
   CallGuard* g = g_guard.load();
-  return g ? g->AdmitModelUse(context, "ingot.v1.QuantizationService/EvaluateModel",
-                              {request.model(), request.reference_model()})
-           : grpc::Status::OK;
+  constexpr absl::string_view kMethod = "ingot.v1.QuantizationService/EvaluateModel";
+  if (grpc::Status s = Parsed(context, kMethod, request); !s.ok()) return s;
+  if (g == nullptr) return grpc::Status::OK;
+  if (grpc::Status s = g->AdmitModelUse(context, kMethod, {request.model(), request.reference_model()});
+      !s.ok()) {
+    return s;
+  }
+  // A read-only token may evaluate, so what one call may cost is bounded here.
+  const int64_t limit = g->config().limits.max_evaluate_tokens;
+  if (limit > 0 && request.max_tokens() > limit) {
+    return Refused(context, kMethod,
+                   absl::ResourceExhaustedError(absl::StrCat(
+                       "max_tokens ", request.max_tokens(), " is over limits.max_evaluate_tokens (",
+                       limit, ")")));
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::LoadModelRequest& request) {
   CallGuard* g = g_guard.load();
-  return g ? g->AdmitPath(context, "ingot.v1.ModelService/LoadModel", "source", request.source(),
-                          /*for_write=*/false)
-           : grpc::Status::OK;
+  constexpr absl::string_view kMethod = "ingot.v1.ModelService/LoadModel";
+  if (grpc::Status s = Parsed(context, kMethod, request); !s.ok()) return s;
+  if (g == nullptr) return grpc::Status::OK;
+  if (grpc::Status s = g->AdmitPath(context, kMethod, "source", request.source(), false); !s.ok()) {
+    return s;
+  }
+  // Quantize while loading reads a calibration file too: the same check as QuantizeModel.
+  return g->AdmitPath(context, kMethod, "quantization.calibration_file",
+                      request.quantization().calibration_file(), false);
 }
 
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::QuantizeModelRequest& request) {
   CallGuard* g = g_guard.load();
+  if (grpc::Status s = Parsed(context, "ingot.v1.QuantizationService/QuantizeModel", request); !s.ok()) {
+    return s;
+  }
   return g ? g->AdmitPath(context, "ingot.v1.QuantizationService/QuantizeModel",
                           "config.calibration_file", request.config().calibration_file(),
                           /*for_write=*/false)
@@ -356,7 +397,9 @@ grpc::Status Admit(grpc::CallbackServerContext* context, const v1::QuantizeModel
 }
 
 grpc::Status AdmitPath(grpc::CallbackServerContext* context, absl::string_view method,
-                       absl::string_view field, const std::string& path, bool for_write) {
+                       absl::string_view field, const std::string& path, bool for_write,
+                       const google::protobuf::Message& request) {
+  if (grpc::Status s = Parsed(context, method, request); !s.ok()) return s;
   CallGuard* g = g_guard.load();
   return g ? g->AdmitPath(context, method, field, path, for_write) : grpc::Status::OK;
 }

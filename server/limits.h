@@ -4,7 +4,7 @@
 //
 //   if (grpc::Status s = Admit(context, *request); !s.ok())
 //     return RefuseStream<v1::LoadModelResponse>(s);
-//   if (grpc::Status s = Admit(context, "ingot.v1.ModelService/UnloadModel"); !s.ok())
+//   if (grpc::Status s = Admit(context, "ingot.v1.ModelService/UnloadModel", *request); !s.ok())
 //     return RefuseUnary(context, s);
 //
 // Why in the handler and not in an interceptor or an AuthMetadataProcessor: gRPC 1.51's
@@ -39,6 +39,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "server/config.h"
+
+namespace google::protobuf {
+class Message;
+}  // namespace google::protobuf
 
 namespace ingot {
 class Engine;
@@ -128,8 +132,12 @@ void InstallCallGuard(CallGuard* guard);
 // The installed guard's config, nullptr when none (for CheckPathAllowed in handlers).
 const ServerConfig* InstalledConfig();
 
+// Every Admit also refuses a request that did not parse (proto/unparseable.h) with
+// INVALID_ARGUMENT saying so.
+//
 // Token and role for `method` ("ingot.v1.ModelService/UnloadModel") only.
-grpc::Status Admit(grpc::CallbackServerContext* context, absl::string_view method);
+grpc::Status Admit(grpc::CallbackServerContext* context, absl::string_view method,
+                   const google::protobuf::Message& request);
 // Token, max_tokens, prompt tokens, concurrent streams, the model's queue.
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::GenerateRequest& request);
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::TokenizeRequest& request);
@@ -140,9 +148,10 @@ grpc::Status Admit(grpc::CallbackServerContext* context, const v1::LoadModelRequ
 grpc::Status Admit(grpc::CallbackServerContext* context, const v1::QuantizeModelRequest& request);
 // Token for `method`, then `path` (named `field` in the refusal) under the model roots:
 // for SaveModel's target, AdmitPath(context, "ingot.v1.ModelService/SaveModel", "path",
-// request->path(), /*for_write=*/true).
+// request->path(), /*for_write=*/true, *request).
 grpc::Status AdmitPath(grpc::CallbackServerContext* context, absl::string_view method,
-                       absl::string_view field, const std::string& path, bool for_write);
+                       absl::string_view field, const std::string& path, bool for_write,
+                       const google::protobuf::Message& request);
 
 // A unary call refused before any work: finishes the default reactor with `status`.
 grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context,

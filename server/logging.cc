@@ -44,6 +44,40 @@ class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
   }
 };
 
+// The message with every control character written as an escape (\n, \r, \t,
+// \xNN): a model name or request_id holding a newline cannot forge a log line. One
+// place for every logged client-supplied string, rather than a call at each site.
+class TextEscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (char c : msg.payload) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '\n') {
+        Append(dest, "\\n");
+      } else if (c == '\r') {
+        Append(dest, "\\r");
+      } else if (c == '\t') {
+        Append(dest, "\\t");
+      } else if (u < 0x20 || u == 0x7f) {
+        char esc[] = {'\\', 'x', kHex[u >> 4], kHex[u & 0xF]};
+        dest.append(esc, esc + sizeof(esc));
+      } else {
+        dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<TextEscapedMessage>();
+  }
+
+ private:
+  static void Append(spdlog::memory_buf_t& dest, std::string_view s) {
+    dest.append(s.data(), s.data() + s.size());
+  }
+};
+
 }  // namespace
 
 absl::Status ConfigureLogging(const std::string& level, bool json) {
@@ -62,7 +96,9 @@ absl::Status ConfigureLogging(const std::string& level, bool json) {
         R"({"ts":"%Y-%m-%dT%H:%M:%S.%f%z","level":"%l","thread":%t,"msg":"%*"})");
     logger->set_formatter(std::move(formatter));
   } else {
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %L %t %v");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<TextEscapedMessage>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e %L %t %*");
+    logger->set_formatter(std::move(formatter));
   }
   logger->set_level(lvl);
   logger->flush_on(spdlog::level::info);

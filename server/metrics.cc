@@ -244,6 +244,8 @@ absl::Status Metrics::Serve(const std::string& address) {
   return absl::OkStatus();
 }
 
+void Metrics::StopServing() { exposer_.reset(); }
+
 int Metrics::port() const {
   if (!exposer_) return 0;
   std::vector<int> ports = exposer_->GetListeningPorts();

@@ -75,6 +75,9 @@ class Metrics {
   absl::Status Serve(const std::string& address);
   // The port actually bound (useful with port 0); 0 when not serving.
   int port() const;
+  // Stops serving /metrics. Takes about a second (civetweb's threads notice the stop
+  // on their poll timeout), so the drain starts it early, beside its last writes.
+  void StopServing();
 
   void RecordRequest(const RequestRecord& record);
   // One LoadModel attempt that reached the engine; `code` as in RequestRecord.

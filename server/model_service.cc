@@ -1,11 +1,12 @@
 #include "server/model_service.h"
 
-#include "kernels/backend.h"
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/backend.h"
 #include "server/convert.h"
 #include "server/limits.h"
 #include "server/status.h"
@@ -26,8 +27,9 @@ using Clock = std::chrono::steady_clock;
 constexpr double kProgressStep = 0.01;
 
 // One LoadModel call: the engine load runs on a service-owned thread, which pushes
-// progress and closes the stream as its last act. Cancelling the call does not stop
-// the load (the engine's load is not interruptible); the model stays registered.
+// progress and closes the stream as its last act. A client's cancel does not stop the
+// load (the model stays registered, as documented in model.proto); the drain does
+// (CancelBackground), so shutdown never waits on a load.
 class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
  public:
   LoadReactor(ModelServiceImpl* service, grpc::CallbackServerContext* context,
@@ -42,7 +44,8 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
     }
     name_ = converted->name;
     source_ = converted->source;
-    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); });
+    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); }, cancel_,
+                              ModelServiceImpl::Job::kModelChange);
   }
 
  private:
@@ -54,7 +57,7 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
     spdlog::info("load name={} source={} device={} peer={}", request.name, request.source,
                  request.device, peer_);
     absl::StatusOr<ModelInfo> info = service_->engine()->LoadModel(
-        request, [this](const LoadProgress& p) { OnProgress(p); });
+        request, [this](const LoadProgress& p) { OnProgress(p); }, cancel_.get());
     const double seconds = Elapsed();
     grpc::Status status = ToGrpcStatus(info.status());
     service_->metrics()->RecordModelLoad(seconds, GrpcCodeName(status.error_code()));
@@ -99,6 +102,7 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
   std::string source_;
   std::string last_stage_;
   double last_fraction_ = -1;
+  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace
@@ -130,8 +134,10 @@ ModelServiceImpl::~ModelServiceImpl() {
   for (Worker& w : workers_) w.thread.join();
 }
 
-void ModelServiceImpl::RunInBackground(std::function<void()> fn) {
+void ModelServiceImpl::RunInBackground(std::function<void()> fn,
+                                       std::shared_ptr<std::atomic<bool>> cancel, Job job) {
   std::lock_guard lock(workers_mu_);
+  if (cancel && cancelled_.count(job)) cancel->store(true);
   // Reap threads that have finished so the list stays short.
   std::erase_if(workers_, [](Worker& w) {
     if (!w.done->load()) return false;
@@ -141,9 +147,23 @@ void ModelServiceImpl::RunInBackground(std::function<void()> fn) {
   auto done = std::make_shared<std::atomic<bool>>(false);
   workers_.push_back(Worker{std::thread([fn = std::move(fn), done] {
                               fn();
+                              // A job's scratch (quantization buffers, evaluation
+                              // workspaces) sits in this thread's malloc arena, which
+                              // glibc keeps when the thread ends: hand it back.
+                              malloc_trim(0);
                               done->store(true);
                             }),
-                            done});
+                            done, std::move(cancel), job});
+}
+
+void ModelServiceImpl::CancelBackground(std::optional<Job> kind) {
+  std::lock_guard lock(workers_mu_);
+  for (Job j : {Job::kModelChange, Job::kResult}) {
+    if (!kind || *kind == j) cancelled_.insert(j);
+  }
+  for (Worker& w : workers_) {
+    if (w.cancel && cancelled_.count(w.job)) w.cancel->store(true);
+  }
 }
 
 void ModelServiceImpl::AttachHealth(grpc::HealthCheckServiceInterface* health) {
@@ -166,7 +186,7 @@ grpc::ServerWriteReactor<v1::LoadModelResponse>* ModelServiceImpl::LoadModel(
 grpc::ServerUnaryReactor* ModelServiceImpl::UnloadModel(grpc::CallbackServerContext* context,
                                                         const v1::UnloadModelRequest* request,
                                                         v1::UnloadModelResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/UnloadModel"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/UnloadModel", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->name().empty()) {
@@ -189,7 +209,7 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
                                                       const v1::SaveModelRequest* request,
                                                       v1::SaveModelResponse* response) {
   if (grpc::Status s = AdmitPath(context, "ingot.v1.ModelService/SaveModel", "path", request->path(),
-                                 /*for_write=*/true);
+                                 /*for_write=*/true, *request);
       !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -215,9 +235,9 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,
-                                                       const v1::ListModelsRequest*,
+                                                       const v1::ListModelsRequest* request,
                                                        v1::ListModelsResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/ListModels"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/ListModels", *request); !s.ok())
     return RefuseUnary(context, s);
   std::vector<ModelInfo> models = engine_->ListModels();
   std::sort(models.begin(), models.end(),
@@ -231,7 +251,7 @@ grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext* context,
                                                      const v1::GetModelRequest* request,
                                                      v1::GetModelResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetModel"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetModel", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (request->name().empty()) {
@@ -245,9 +265,9 @@ grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::GetServerInfo(
-    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest*,
+    grpc::CallbackServerContext* context, const v1::GetServerInfoRequest* request,
     v1::GetServerInfoResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetServerInfo"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/GetServerInfo", *request); !s.ok())
     return RefuseUnary(context, s);
   response->set_version(INGOT_VERSION);
   for (const std::string& f : BuildFeatures()) response->add_features(f);

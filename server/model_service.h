@@ -5,6 +5,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,13 +52,24 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
 
   Engine* engine() const { return engine_; }
   Metrics* metrics() const { return metrics_; }
-  // Runs `fn` on a new thread owned by the service (joined at destruction).
-  void RunInBackground(std::function<void()> fn);
+  // What a background job makes: a model in this process (load, quantize), which
+  // the drain cancels as it starts since the process is about to exit with it; or a
+  // result for its caller (evaluate), which may finish until the drain's deadline.
+  enum class Job { kModelChange, kResult };
+  // Runs `fn` on a new thread owned by the service (joined at destruction). `cancel`
+  // (may be null) is the job's cancel flag: CancelBackground() sets it.
+  void RunInBackground(std::function<void()> fn, std::shared_ptr<std::atomic<bool>> cancel,
+                       Job job);
+  // Cancels the background jobs of `kind` (all of them when null), running or started
+  // later: the drain has begun, or its deadline is near.
+  void CancelBackground(std::optional<Job> kind = std::nullopt);
 
  private:
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
+    std::shared_ptr<std::atomic<bool>> cancel;
+    Job job;
   };
 
   Engine* engine_;
@@ -66,6 +79,7 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
   std::atomic<grpc::HealthCheckServiceInterface*> health_{nullptr};
   std::mutex workers_mu_;
   std::vector<Worker> workers_;
+  std::set<Job> cancelled_;  // guarded by workers_mu_
 };
 
 }  // namespace ingot::server

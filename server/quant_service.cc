@@ -35,13 +35,14 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
     req.device = request.device();
     req.calibration_text = request.calibration_text();
     peer_ = context->peer();
-    service_->models()->RunInBackground([this, req = std::move(req)] { Run(req); });
+    service_->models()->RunInBackground([this, req = std::move(req)] { Run(req); }, cancel_,
+                                        ModelServiceImpl::Job::kModelChange);
   }
 
-  void OnCancel() override { cancel_.store(true); }
+  void OnCancel() override { cancel_->store(true); }
 
  private:
-  void OnStreamBroken() override { cancel_.store(true); }
+  void OnStreamBroken() override { cancel_->store(true); }
 
   void Run(const QuantizeRequest& req) {
     spdlog::info("quantize source={} target={} method={} peer={}", req.source, req.target,
@@ -58,7 +59,7 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
           ToProto(p, r.mutable_progress());
           Push(std::move(r));
         },
-        &cancel_);
+        cancel_.get());
     const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
     grpc::Status status = ToGrpcStatus(result.status());
     const quant::MethodRow* row = quant::FindMethod(result.ok() ? result->method_used : req.config.method);
@@ -94,7 +95,31 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
   QuantizationServiceImpl* service_;
   const Clock::time_point start_;
   std::string peer_;
-  std::atomic<bool> cancel_{false};
+  // Set by the client's cancel, a broken stream or the drain (CancelBackground).
+  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+// One EvaluateModel call. Evaluation takes seconds to minutes: it runs on a
+// service-owned thread, and the client's cancel, its deadline or the drain stop it
+// within one batch of tokens (the default reactor has no OnCancel, hence this class).
+class EvaluateReactor final : public grpc::ServerUnaryReactor {
+ public:
+  EvaluateReactor(QuantizationServiceImpl* service, EvaluateRequest request,
+                  v1::EvaluateModelResponse* response) {
+    service->models()->RunInBackground(
+        [this, engine = service->engine(), request = std::move(request), response,
+         cancel = cancel_] {
+          absl::StatusOr<EvaluateResult> r = engine->EvaluateModel(request, cancel.get());
+          if (r.ok()) ToProto(*r, response);
+          Finish(ToGrpcStatus(r.status()));  // last touch: OnDone may delete this now
+        },
+        cancel_, ModelServiceImpl::Job::kResult);
+  }
+  void OnCancel() override { cancel_->store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace
@@ -109,7 +134,7 @@ grpc::ServerWriteReactor<v1::QuantizeModelResponse>* QuantizationServiceImpl::Qu
 grpc::ServerUnaryReactor* QuantizationServiceImpl::ValidateQuantization(
     grpc::CallbackServerContext* context, const v1::ValidateQuantizationRequest* request,
     v1::ValidateQuantizationResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ValidateQuantization"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ValidateQuantization", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<quant::QuantizationConfig> config = FromProto(request->config());
@@ -130,7 +155,7 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::ValidateQuantization(
 grpc::ServerUnaryReactor* QuantizationServiceImpl::RecommendQuantization(
     grpc::CallbackServerContext* context, const v1::RecommendQuantizationRequest* request,
     v1::RecommendQuantizationResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/RecommendQuantization"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/RecommendQuantization", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<quant::Recommendation> r =
@@ -148,28 +173,26 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::EvaluateModel(
     grpc::CallbackServerContext* context, const v1::EvaluateModelRequest* request,
     v1::EvaluateModelResponse* response) {
   if (grpc::Status s = Admit(context, *request); !s.ok()) return RefuseUnary(context, s);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->model().empty()) {
+    return RefuseUnary(context, ToGrpcStatus(absl::InvalidArgumentError("model: required")));
+  }
   EvaluateRequest req;
   req.model = request->model();
   req.text = request->text();
   req.context_length = request->context_length() > 0 ? request->context_length() : 512;
   req.max_tokens = request->max_tokens();
   req.reference_model = request->reference_model();
-  // Evaluation takes seconds to minutes: off the gRPC thread. The context outlives
-  // the reactor's Finish, and cancellation is checked through it.
-  models_->RunInBackground([this, reactor, context, response, req] {
-    std::atomic<bool> cancel{false};
-    absl::StatusOr<EvaluateResult> r = engine_->EvaluateModel(req, &cancel);
-    if (r.ok()) ToProto(*r, response);
-    reactor->Finish(ToGrpcStatus(r.status()));
-  });
-  return reactor;
+  // Admit refused more than limits.max_evaluate_tokens; "the whole text" stops there.
+  const ServerConfig* config = InstalledConfig();
+  const int64_t limit = config ? config->limits.max_evaluate_tokens : 0;
+  if (limit > 0 && req.max_tokens == 0) req.max_tokens = static_cast<int32_t>(limit);
+  return new EvaluateReactor(this, std::move(req), response);
 }
 
 grpc::ServerUnaryReactor* QuantizationServiceImpl::ListQuantizationMethods(
-    grpc::CallbackServerContext* context, const v1::ListQuantizationMethodsRequest*,
+    grpc::CallbackServerContext* context, const v1::ListQuantizationMethodsRequest* request,
     v1::ListQuantizationMethodsResponse* response) {
-  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ListQuantizationMethods"); !s.ok())
+  if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/ListQuantizationMethods", *request); !s.ok())
     return RefuseUnary(context, s);
   for (const quant::MethodRow& row : quant::MethodTable()) ToProto(row, response->add_methods());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "engine/common/status.h"
+#include "engine/formats/file_access.h"
 #include "engine/formats/gguf_internal.h"
 
 namespace ingot::gguf {
@@ -443,36 +444,22 @@ class FileParser {
 };
 
 absl::StatusOr<std::unique_ptr<File>> File::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-    if (err == EACCES) {
-      return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(err)));
-    }
-    return absl::FailedPreconditionError(absl::StrCat(path, ": ", std::strerror(err)));
-  }
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  }
+  // Non-blocking open, regular files only, the model roots (file_access.h).
+  ASSIGN_OR_RETURN(formats::OpenFile opened, formats::OpenRegularFile(path));
   std::unique_ptr<File> file(new File());
   file->path_ = path;
-  file->size_ = static_cast<uint64_t>(st.st_size);
+  file->size_ = opened.size();
   if (file->size_ > 0) {
-    void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, opened.fd(), 0);
     if (p == MAP_FAILED) {
       const int err = errno;
-      ::close(fd);
       return absl::ResourceExhaustedError(
           absl::StrCat(path, ": mmap of ", file->size_, " bytes failed: ",
                        std::strerror(err)));
     }
     file->base_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);  // the mapping stays valid
-  FileParser parser(*file);
+  FileParser parser(*file);  // the mapping outlives `opened`'s descriptor
   RETURN_IF_ERROR(parser.Parse());
   return file;
 }

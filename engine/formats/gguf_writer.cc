@@ -191,10 +191,16 @@ absl::Status Writer::WriteTo(const std::string& path) const {
         absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
   }
   const size_t written = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  const bool closed = std::fclose(f) == 0;
-  if (written != bytes.size() || !closed) {
-    return absl::ResourceExhaustedError(absl::StrCat(path, ": short write (", written,
-                                                     " of ", bytes.size(), " bytes)"));
+  int err = written != bytes.size() ? errno : 0;
+  if (std::fclose(f) != 0 && err == 0) err = errno;
+  if (written != bytes.size() || err != 0) {
+    // Only a full disk is RESOURCE_EXHAUSTED; a target that takes no writes (EIO from
+    // /proc/self/mem, a read-only mount) is the caller's path, named.
+    const std::string what = absl::StrCat(path, ": cannot be written (", written, " of ", bytes.size(),
+                                          " bytes): ", std::strerror(err));
+    if (err == ENOSPC || err == EDQUOT) return absl::ResourceExhaustedError(what);
+    if (err == EACCES || err == EPERM || err == EROFS) return absl::PermissionDeniedError(what);
+    return absl::FailedPreconditionError(what);
   }
   return absl::OkStatus();
 }

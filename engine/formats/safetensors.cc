@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/common/status.h"
+#include "engine/formats/file_access.h"
 #include "engine/formats/zip.h"
 #include "nlohmann/json.hpp"
 
@@ -62,29 +63,13 @@ bool NonNegativeInt(const Json& j, uint64_t& out) {
 // MappedFile (declared in zip.h; defined here so that reading safetensors does not
 // pull zip.cc and its zlib dependency into a binary)
 
-namespace {
-
-absl::Status OpenError(const std::string& path, int err) {
-  if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-  if (err == EACCES) {
-    return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(err)));
-  }
-  return absl::FailedPreconditionError(absl::StrCat(path, ": ", std::strerror(err)));
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return OpenError(path, errno);
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  }
+  // Non-blocking open, regular files only, the model roots (file_access.h).
+  ASSIGN_OR_RETURN(OpenFile opened, OpenRegularFile(path));
+  const int fd = opened.fd();
   std::unique_ptr<MappedFile> file(new MappedFile());
   file->path_ = path;
-  file->size_ = static_cast<uint64_t>(st.st_size);
+  file->size_ = opened.size();
   if (file->size_ > 0) {
 #ifdef INGOT_FUZZING
     // Fuzz builds (tests/fuzz) read into a heap buffer of exactly the file's size: a
@@ -95,7 +80,6 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
       const ssize_t n = ::pread(fd, file->owned_.get() + done, file->size_ - done,
                                 static_cast<off_t>(done));
       if (n <= 0) {
-        ::close(fd);
         return absl::FailedPreconditionError(absl::StrCat(path, ": read failed"));
       }
       done += static_cast<uint64_t>(n);
@@ -105,14 +89,13 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
     void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
-      ::close(fd);
       return absl::ResourceExhaustedError(absl::StrCat(
           path, ": mmap of ", file->size_, " bytes failed: ", std::strerror(err)));
     }
     file->data_ = static_cast<const uint8_t*>(p);
 #endif
   }
-  ::close(fd);  // the mapping stays valid
+  (void)fd;  // closed with `opened`; the mapping stays valid
   return file;
 }
 
@@ -278,23 +261,8 @@ const TensorView* SafetensorsFile::Find(std::string_view name) const {
 namespace {
 
 absl::StatusOr<Json> ReadJsonFile(const std::string& path) {
-  std::error_code ec;
-  const uint64_t size = fs::file_size(path, ec);
-  if (ec) {
-    if (ec == std::errc::no_such_file_or_directory) {
-      return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-    }
-    return absl::FailedPreconditionError(absl::StrCat(path, ": ", ec.message()));
-  }
-  if (size > kMaxIndexSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", size, " bytes is too large for a safetensors index"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::string text(size, '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(size))) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": read failed"));
-  }
+  ASSIGN_OR_RETURN(std::string text,
+                   ReadFileBounded(path, static_cast<int64_t>(kMaxIndexSize), "safetensors index"));
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
   return j;

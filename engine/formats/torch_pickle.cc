@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "engine/common/status.h"
+#include "engine/formats/file_access.h"
 #include "engine/formats/zip.h"
 
 namespace ingot::formats {
@@ -1294,6 +1295,12 @@ absl::StatusOr<std::unique_ptr<TorchCheckpoint>> TorchCheckpoint::Open(const std
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": byteorder record is '", AbslView(order.substr(0, 16)), "'"));
     }
+  }
+  // The pickle is inflated into memory: bounded before reading.
+  if (pkl->uncompressed_size > static_cast<uint64_t>(kMaxPickleBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", pkl->name, " is ", pkl->uncompressed_size,
+                                                   " bytes, over the bound of ", kMaxPickleBytes,
+                                                   " bytes for a pickle"));
   }
   ASSIGN_OR_RETURN(ZipBytes pickle, ckpt->zip_->Read(*pkl));
   PickleMachine vm(*ckpt, prefix, pkl->name, pickle.data, pickle.size);

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
+#include "engine/formats/file_access.h"
 #include "engine/formats/npz.h"
 #include "engine/formats/safetensors.h"
 #include "engine/formats/torch_pickle.h"
@@ -35,12 +36,11 @@ const char* CheckpointQuantName(CheckpointQuant q) {
 
 namespace {
 
+// Bounded, non-blocking, inside the model roots (formats/file_access.h).
 bool ReadText(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
+  absl::StatusOr<std::string> text = formats::ReadFileBounded(path, formats::kMaxJsonFileBytes);
+  if (!text.ok()) return false;
+  *out = *std::move(text);
   return true;
 }
 

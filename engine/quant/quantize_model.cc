@@ -172,6 +172,9 @@ absl::Status RunCalibration(const LlamaModel& model, const std::vector<int32_t>&
     // Sub-batches bound the activation buffers the collector copies.
     constexpr size_t kBatch = 128;
     for (size_t b = start; b < end; b += kBatch) {
+      // Per sub-batch, not per window: a window of 512 tokens is seconds of work on a
+      // small machine, longer than the drain leaves a cancelled load.
+      if (cancel != nullptr && cancel->load()) return absl::CancelledError("quantization cancelled");
       std::vector<BatchToken> batch;
       for (size_t i = b; i < std::min(end, b + kBatch); ++i) {
         batch.push_back({tokens[i], static_cast<int32_t>(i - start), cache.get(), false});

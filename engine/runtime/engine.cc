@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "engine/common/status.h"
+#include "engine/formats/file_access.h"
 #include "engine/formats/gguf.h"
 #include "engine/model/checkpoint.h"
 #include "engine/quant/checkpoint_linear.h"
@@ -73,13 +75,19 @@ void Prefault(const void* data, uint64_t nbytes) {
   (void)sink;
 }
 
-// GGUF when asked, or (auto) when the file starts with the GGUF magic.
+// GGUF when asked, or (auto) when the file starts with the GGUF magic. The source was
+// checked to be a regular file or a directory (CheckSource) before.
 bool IsGguf(const LoadRequest& r) {
   if (r.format == "gguf") return true;
   if (r.format != "auto" && !r.format.empty()) return false;
-  std::ifstream in(r.source, std::ios::binary);
+  absl::StatusOr<formats::OpenFile> file = formats::OpenRegularFile(r.source);
   char magic[4] = {};
-  return in.read(magic, 4) && std::string(magic, 4) == "GGUF";
+  return file.ok() && ::pread(file->fd(), magic, 4, 0) == 4 && std::string(magic, 4) == "GGUF";
+}
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == ':' || c == '-';
 }
 
 constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch", "npz"};
@@ -120,6 +128,26 @@ absl::Status PlaceModel(const kernels::Backend& backend, const kernels::Device& 
   return absl::OkStatus();
 }
 
+absl::Status ValidateModelName(absl::string_view name, absl::string_view field) {
+  if (name.empty() || name.size() > kMaxModelNameLength) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": must be 1-", kMaxModelNameLength,
+                                                   " characters, got ", name.size()));
+  }
+  // Names are logged, used as metric labels and health service names: a closed set
+  // of characters keeps all three safe. "." and ".." read as paths in a CLI.
+  const bool all_name_chars = std::all_of(name.begin(), name.end(), IsNameChar);
+  if (!all_name_chars || name == "." || name == "..") {
+    std::string shown;
+    for (char c : name.substr(0, 64)) {
+      shown += IsNameChar(c) ? std::string(1, c) : absl::StrCat("\\x", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(field, ": '", shown, name.size() > 64 ? "..." : "",
+                                                   "' may only contain letters, digits and . _ : - ",
+                                                   "(and is not . or ..)"));
+  }
+  return absl::OkStatus();
+}
+
 Engine::Engine(EngineOptions options)
     : options_(options), registry_(std::make_unique<Registry>()) {
   if (options_.threads <= 0) options_.threads = DefaultThreads();
@@ -129,12 +157,22 @@ Engine::Engine(EngineOptions options)
 Engine::~Engine() { registry_->Shutdown(); }
 
 absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
-                                            const std::function<void(const LoadProgress&)>& progress) {
+                                            const std::function<void(const LoadProgress&)>& progress,
+                                            const std::atomic<bool>* cancel) {
   auto report = [&](const std::string& stage, double fraction, const std::string& detail) {
     if (progress) progress(LoadProgress{stage, fraction, detail});
   };
-  if (request.name.empty()) return absl::InvalidArgumentError("model name must not be empty");
+  auto cancelled = [&]() -> absl::Status {
+    if (cancel != nullptr && cancel->load()) {
+      return absl::CancelledError(absl::StrCat("loading ", request.source, " was cancelled"));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(ValidateModelName(request.name, "name"));
   if (request.source.empty()) return absl::InvalidArgumentError("model source path must not be empty");
+  // Before anything opens it: a FIFO, device or socket would block or never end; a
+  // loop or a path outside the model roots is refused with its own message.
+  RETURN_IF_ERROR(formats::CheckSource(request.source).status());
   ASSIGN_OR_RETURN(const kernels::Device device, kernels::ParseDevice(request.device));
   ASSIGN_OR_RETURN(const kernels::Backend* backend, ChooseBackend(request.backend, device));
   bool known_format = request.format.empty();
@@ -163,6 +201,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
       return absl::OkStatus();
     };
     auto tensors_progress = [&](double f, const std::string& detail) { report("tensors", 0.05 + 0.75 * f, detail); };
+    RETURN_IF_ERROR(cancelled());
     std::unique_ptr<Tokenizer> tokenizer;
     if (IsGguf(request)) {
       ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
@@ -198,8 +237,10 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
       return absl::InvalidArgumentError(absl::StrCat(request.source, ": the tokenizer has ", tokenizer->vocab_size(),
                                                      " tokens but the model only ", loaded->model->config().vocab_size));
     }
+    RETURN_IF_ERROR(cancelled());
     report("prefault", 0.8, "");
     for (const auto& m : loaded->model->LinearModules()) {
+      RETURN_IF_ERROR(cancelled());
       const kernels::Linear& w = loaded->model->linear(m);
       if (w.kind == kernels::LinearKind::kGgml) Prefault(w.ggml.data, w.ggml.row_bytes * w.ggml.rows);
     }
@@ -247,11 +288,12 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
                                                0.85 + 0.15 * (p.total > 0 ? static_cast<double>(p.step) / p.total : 0.0),
                                                p.module);
                                       },
-                                      nullptr));
+                                      cancel));
       loaded = std::move(quantized.model);
       loaded->info.quantization_note = absl::StrCat(
           "quantized while loading", quantized.result.note.empty() ? "" : "; " + quantized.result.note);
     }
+    RETURN_IF_ERROR(cancelled());
     report("place", 0.97, absl::StrCat(backend->name, " on ", device.Name()));
     RETURN_IF_ERROR(PlaceModel(*backend, device, loaded.get()));
     auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
@@ -281,6 +323,14 @@ absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::st
         absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx, gptq, hqq)"));
   }
   std::error_code ec;
+  // Opening a FIFO for writing blocks until a reader comes; a device or socket is no
+  // place for a model either. status() looks without opening.
+  const std::filesystem::file_status st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
+      !std::filesystem::is_directory(st)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("path ", path, ": is not a regular file or a directory; a model is not written there"));
+  }
   if (!overwrite && std::filesystem::exists(path, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(path, " exists (set overwrite to replace it)"));
   }
@@ -379,5 +429,11 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
 }
 
 int Engine::RunningRequests(const std::string& model) const { return registry_->Running(model); }
+
+std::vector<std::pair<std::string, int>> Engine::RunningRequestsByModel() const {
+  return registry_->RunningByModel();
+}
+
+void Engine::CancelAllGenerations() { registry_->CancelAll(); }
 
 }  // namespace ingot

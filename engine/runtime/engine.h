@@ -9,13 +9,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "kernels/backend.h"
+#include "absl/strings/string_view.h"
 #include "engine/quant/config.h"
 #include "engine/tokenizer/chat_template.h"
+#include "kernels/backend.h"
 
 namespace ingot {
 
@@ -106,6 +108,12 @@ struct EvaluateResult {
   double top1_agreement = 0;  // fraction of positions with the same argmax
   double seconds = 0;
 };
+
+// The one rule for a model name, however it is created (LoadModel, QuantizeModel's
+// target, the config's models): 1-128 characters of letters, digits and . _ : -, and
+// not "." or "..". INVALID_ARGUMENT naming `field` otherwise.
+inline constexpr size_t kMaxModelNameLength = 128;
+absl::Status ValidateModelName(absl::string_view name, absl::string_view field);
 
 struct LoadRequest {
   std::string name;            // registry key; must be unique
@@ -206,9 +214,11 @@ class Engine {
   // Synchronous; call it off the request thread. ALREADY_EXISTS for a taken name,
   // NOT_FOUND for a missing file (naming it), INVALID_ARGUMENT for a corrupt file
   // (naming tensor/offset), FAILED_PRECONDITION for an unknown/unavailable device,
-  // UNIMPLEMENTED for an unsupported format/architecture.
+  // UNIMPLEMENTED for an unsupported format/architecture, CANCELLED when `cancel`
+  // (may be null) is set: it is looked at between stages and inside the long ones.
   absl::StatusOr<ModelInfo> LoadModel(const LoadRequest& request,
-                                      const std::function<void(const LoadProgress&)>& progress);
+                                      const std::function<void(const LoadProgress&)>& progress,
+                                      const std::atomic<bool>* cancel = nullptr);
   // NOT_FOUND when absent. Running generations keep the model until they finish.
   absl::Status UnloadModel(const std::string& name);
   // Writes model `name` to `path` in `format` ("gguf": one file; "ingot", "bitsandbytes",
@@ -249,8 +259,14 @@ class Engine {
                                                const std::atomic<bool>* cancel) const;
   int QuantizationsInFlight() const { return quantizing_.load(); }
 
-  // Number of generations currently running or queued for `model` ("" = all).
+  // Number of generations currently running or queued for `model` ("" = all,
+  // unloaded models still finishing their streams included).
   int RunningRequests(const std::string& model) const;
+  // The same by model name, unloaded models still running streams included.
+  std::vector<std::pair<std::string, int>> RunningRequestsByModel() const;
+  // Ends every generation now with finish reason CANCELLED and its final chunk (the
+  // server's drain deadline is near); models take no new requests afterwards.
+  void CancelAllGenerations();
 
  private:
   // QuantizeModel's work on a model that may not be registered yet (quantize while

@@ -1,11 +1,10 @@
 // Engine: quantize on request, recommendation, validation and evaluation.
 #include <chrono>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
+#include "engine/formats/file_access.h"
 #include "engine/quant/quantize_model.h"
 #include "engine/runtime/engine.h"
 #include "engine/runtime/device.h"
@@ -74,6 +73,7 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.source));
   const bool in_place = request.target.empty() || request.target == request.source;
   const std::string target = in_place ? request.source : request.target;
+  if (!in_place) RETURN_IF_ERROR(ValidateModelName(target, "target"));
   // The target name is reserved for the whole run so a concurrent load cannot take it.
   if (!in_place) {
     LoadRequest reserve;
@@ -84,6 +84,9 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
   }
   auto result = CatchExceptions("quantizing " + request.source, [&]() -> absl::StatusOr<QuantizeResult> {
     ASSIGN_OR_RETURN(Quantized q, QuantizeLoaded(request, ready.model, target, in_place, progress, cancel));
+    // A cancel that came after the last module (the client's deadline, the drain) still
+    // counts: nobody is there to learn the new model's name, so it is not published.
+    if (cancel != nullptr && cancel->load()) return absl::CancelledError("quantization cancelled");
     auto scheduler = std::make_unique<Scheduler>(q.model, pool_.get(), options_.max_batch_sequences);
     if (in_place) {
       RETURN_IF_ERROR(registry_->Replace(target, q.model, std::move(scheduler)));
@@ -148,14 +151,10 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
   if (needs_calibration) {
     std::string text = request.calibration_text;
     if (text.empty() && !config.calibration_file.empty()) {
-      std::ifstream in(config.calibration_file, std::ios::binary);
-      if (!in) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("calibration_file ", config.calibration_file, " cannot be read"));
-      }
-      std::stringstream ss;
-      ss << in.rdbuf();
-      text = ss.str();
+      // Regular files inside the model roots only, bounded before reading.
+      ASSIGN_OR_RETURN(text, formats::ReadFileBounded(config.calibration_file,
+                                                      formats::kMaxCalibrationFileBytes,
+                                                      "calibration_file"));
     }
     if (text.empty()) text = std::string(quant::ShippedCalibrationText());
     opts.calibration_tokens = source->tokenizer->Encode(text, /*add_special=*/false, /*parse_special=*/false);

@@ -1,8 +1,56 @@
 #include "engine/runtime/registry.h"
 
+#include <malloc.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace ingot {
+
+// Started in the body: every member the reaper reads is constructed by then.
+Registry::Registry() { reaper_ = std::thread([this] { ReapLoop(); }); }
+
+Registry::~Registry() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_reaper_ = true;
+  }
+  reap_cv_.notify_all();
+  reaper_.join();
+}
+
+void Registry::ReapLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_reaper_) {
+    if (draining_.empty()) {
+      reap_cv_.wait(lock, [this] { return stop_reaper_ || !draining_.empty(); });
+    } else {
+      reap_cv_.wait_for(lock, kReapPoll);
+    }
+    if (stop_reaper_) break;
+    // Idle schedulers and their models leave the lists here and are destroyed outside
+    // the lock (a scheduler's destructor joins its thread).
+    std::vector<std::unique_ptr<Scheduler>> done;
+    std::vector<std::shared_ptr<const LoadedModel>> models;
+    for (size_t i = 0; i < draining_.size();) {
+      if (draining_[i]->Idle()) {
+        done.push_back(std::move(draining_[i]));
+        models.push_back(std::move(draining_models_[i]));
+        draining_.erase(draining_.begin() + static_cast<std::ptrdiff_t>(i));
+        draining_models_.erase(draining_models_.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    if (done.empty()) continue;
+    lock.unlock();
+    done.clear();
+    models.clear();  // the last reference, unless an evaluation still holds one
+    // Quantized weights and KV caches are heap memory: give the freed pages back to
+    // the OS now, so the process's RSS follows the gauges.
+    malloc_trim(0);
+    lock.lock();
+  }
+}
 
 absl::Status Registry::Reserve(const std::string& name, const LoadRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -49,6 +97,7 @@ absl::Status Registry::Unload(const std::string& name) {
   draining_.push_back(std::move(it->second.scheduler));
   draining_models_.push_back(std::move(it->second.model));
   entries_.erase(it);
+  reap_cv_.notify_all();
   return absl::OkStatus();
 }
 
@@ -68,6 +117,7 @@ absl::Status Registry::Replace(const std::string& name, std::shared_ptr<const Lo
   e.info.state = ModelState::kReady;
   e.model = std::move(model);
   e.scheduler = std::move(scheduler);
+  reap_cv_.notify_all();
   return absl::OkStatus();
 }
 
@@ -145,6 +195,26 @@ int Registry::Running(const std::string& name) const {
     for (const auto& s : draining_) n += s->Running();
   }
   return n;
+}
+
+std::vector<std::pair<std::string, int>> Registry::RunningByModel() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, int> by_name;
+  for (const auto& [name, e] : entries_) {
+    if (e.scheduler) by_name[name] += e.scheduler->Running();
+  }
+  for (size_t i = 0; i < draining_.size(); ++i) {
+    by_name[draining_models_[i]->info.name] += draining_[i]->Running();
+  }
+  return {by_name.begin(), by_name.end()};
+}
+
+void Registry::CancelAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [name, e] : entries_) {
+    if (e.scheduler) e.scheduler->CancelAll();
+  }
+  for (auto& s : draining_) s->CancelAll();
 }
 
 void Registry::Shutdown() {

@@ -1,12 +1,18 @@
 // name -> loaded model pinned to a device, with its scheduler. Requests hold a
 // shared_ptr to the model, so unloading never frees weights under a running stream:
-// an unloaded model's scheduler drains (finishes its streams) and is reaped later.
+// an unloaded model's scheduler drains (finishes its streams) and is reaped by the
+// registry's reaper thread as soon as it is idle (within kReapPoll), which frees the
+// weights and the KV cache there and then, not at some later registry call.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/runtime/scheduler.h"
@@ -18,6 +24,10 @@ void ReadMemInfo(int64_t* total, int64_t* available);
 
 class Registry {
  public:
+  static constexpr std::chrono::milliseconds kReapPoll{50};
+  Registry();
+  ~Registry();  // stops the reaper
+
   struct Entry {
     ModelInfo info;                           // state kLoading until ready
     std::shared_ptr<const LoadedModel> model; // null while loading
@@ -45,13 +55,23 @@ class Registry {
   absl::StatusOr<ModelInfo> Get(const std::string& name) const;
   int64_t BytesOnDevice(const std::string& device) const;
   int Running(const std::string& name) const;
+  // Running or queued generations by model name, models being unloaded included (they
+  // still run their streams): what ingot_requests_running shows.
+  std::vector<std::pair<std::string, int>> RunningByModel() const;
+  // Every generation of every model, unloaded ones included, ends now with finish
+  // reason CANCELLED and its final message (the drain deadline is near).
+  void CancelAll();
   void Shutdown();  // stops every scheduler (running streams end cancelled)
 
  private:
   ModelInfo Describe(const Entry& e) const;
   void ReapLocked();
+  void ReapLoop();
 
   mutable std::mutex mu_;
+  std::condition_variable reap_cv_;
+  bool stop_reaper_ = false;
+  std::thread reaper_;
   std::map<std::string, Entry> entries_;
   std::vector<std::unique_ptr<Scheduler>> draining_;
   // Models being unloaded, kept for their memory accounting until reaped.

@@ -77,6 +77,15 @@ void Scheduler::Drain() {
   cv_.notify_all();
 }
 
+void Scheduler::CancelAll() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+    cancel_all_.store(true);
+  }
+  cv_.notify_all();
+}
+
 bool Scheduler::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
   return exited_;
@@ -120,7 +129,10 @@ void Scheduler::Loop() {
         return;
       }
       const double now = MonotonicSeconds();
-      while (!queue_.empty() && static_cast<int>(active.size()) < max_sequences_) {
+      // Cancelled requests are admitted regardless of the batch size: Step ends them
+      // with their final chunk at once.
+      while (!queue_.empty() &&
+             (static_cast<int>(active.size()) < max_sequences_ || cancel_all_.load())) {
         active.push_back(std::make_unique<Sequence>(std::move(queue_.front()), *model_));
         active.back()->start_time_s = now;
         queue_.pop_front();
@@ -146,10 +158,30 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   const double now = MonotonicSeconds();
   std::vector<BatchToken> batch;
   std::vector<Sequence*> with_logits;  // in batch order
-  int32_t prefill_budget = kPrefillChunk;
+  auto remaining_prompt = [](const Sequence* s) {
+    return std::max<int32_t>(0, static_cast<int32_t>(s->req.prompt.size()) - s->n_past);
+  };
+  // Decoding sequences first, then prompts by what is left of them: a short prompt
+  // gets its first token in the next step instead of waiting behind a long one.
+  std::vector<Sequence*> order;
+  bool decoding = false;
   for (auto& sp : active) {
+    order.push_back(sp.get());
+    decoding |= remaining_prompt(sp.get()) == 0;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](const Sequence* a, const Sequence* b) {
+    return remaining_prompt(a) < remaining_prompt(b);
+  });
+  int32_t prefill_budget = kFirstPrefillChunk;  // until a chunk has been measured
+  if (prefill_token_s_ > 0) {
+    const double seconds = decoding ? kPrefillChunkSeconds : kPrefillAloneSeconds;
+    prefill_budget = static_cast<int32_t>(
+        std::clamp<double>(seconds / prefill_token_s_, kMinPrefillChunk, kPrefillChunk));
+  }
+  int32_t prefill_tokens = 0;
+  for (Sequence* sp : order) {
     Sequence& s = *sp;
-    if (s.req.handle && s.req.handle->cancelled()) {
+    if (cancel_all_.load() || (s.req.handle && s.req.handle->cancelled())) {
       Finish(s, FinishReason::kCancelled, now);
       continue;
     }
@@ -160,6 +192,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
       if (prefill_budget <= 0) continue;  // next step
       count = std::min(pending, prefill_budget);
       prefill_budget -= count;
+      prefill_tokens += count;
     }
     if (absl::Status st = s.cache->Reserve(s.n_past + count); !st.ok()) {
       Fail(s, st);
@@ -183,6 +216,17 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
     return;
   }
   const double after = MonotonicSeconds();
+  // A step costs a fixed part (every weight is read once per forward pass, whatever
+  // the batch) plus a part per prompt token: decode-only steps measure the first,
+  // steps with a chunk the second. Halving moving averages follow the attention cost
+  // growing along a long prompt.
+  const double took = after - now;
+  auto average = [](double& avg, double x) { avg = avg == 0 ? x : 0.5 * avg + 0.5 * x; };
+  if (prefill_tokens == 0) {
+    average(fixed_step_s_, took);
+  } else if (prefill_tokens >= kMinPrefillChunk) {
+    average(prefill_token_s_, std::max(took - fixed_step_s_, 0.1 * took) / prefill_tokens);
+  }
   const int32_t vocab = model_->model->config().vocab_size;
   for (size_t i = 0; i < with_logits.size(); ++i) {
     Sequence& s = *with_logits[i];

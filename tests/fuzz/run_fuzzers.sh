@@ -40,10 +40,10 @@ ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_fo
 # Library sources each target needs (gguf's type table pulls in the reference
 # dequantizers it points at).
 declare -A SOURCES=(
-  [safetensors]="engine/formats/safetensors.cc"
-  [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/safetensors.cc"
-  [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/safetensors.cc"
-  [gguf]="engine/formats/gguf.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
+  [safetensors]="engine/formats/safetensors.cc engine/formats/file_access.cc"
+  [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/safetensors.cc engine/formats/file_access.cc"
+  [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/safetensors.cc engine/formats/file_access.cc"
+  [gguf]="engine/formats/gguf.cc engine/formats/file_access.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
 )
 
 # Compiles src into an instrumented object unless it is newer than every input
