@@ -46,6 +46,10 @@ struct SamplingFlags {
   std::optional<float> repetition_penalty;
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
+  std::optional<float> presence_penalty, frequency_penalty;
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  std::vector<int32_t> stop_token_ids;
+  int logprobs = -1;  // -1: off; N >= 0: the chosen token's and the top N alternatives'
   void ApplyTo(v1::GenerateRequest* request) const;
 };
 

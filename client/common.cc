@@ -57,6 +57,14 @@ void SamplingFlags::ApplyTo(v1::GenerateRequest* request) const {
   if (repetition_penalty) request->set_repetition_penalty(*repetition_penalty);
   if (seed) request->set_seed(*seed);
   for (const std::string& s : stop) request->add_stop(s);
+  if (presence_penalty) request->set_presence_penalty(*presence_penalty);
+  if (frequency_penalty) request->set_frequency_penalty(*frequency_penalty);
+  for (const auto& [id, bias] : logit_bias) (*request->mutable_logit_bias())[id] = bias;
+  for (int32_t id : stop_token_ids) request->add_stop_token_ids(id);
+  if (logprobs >= 0) {
+    request->set_logprobs(true);
+    request->set_top_logprobs(logprobs);
+  }
 }
 
 int ReportError(const grpc::Status& status) {

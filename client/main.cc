@@ -1,5 +1,6 @@
 // ingot: command-line client for ingotd. `ingot --help` lists the subcommands;
 // --server (or $INGOT_SERVER) picks the server for all of them.
+#include <cstdlib>
 #include <iostream>
 
 #include "CLI/CLI.hpp"
@@ -16,7 +17,11 @@ struct SamplingOptions {
   uint64_t seed = 0;
   bool greedy = false;
   std::vector<std::string> stop;
-  CLI::Option *o_max, *o_temp, *o_topk, *o_topp, *o_minp, *o_rep, *o_seed;
+  float presence = 0, frequency = 0;
+  std::vector<std::string> logit_bias;
+  std::vector<int32_t> stop_token_ids;
+  int logprobs = -1;
+  CLI::Option *o_max, *o_temp, *o_topk, *o_topp, *o_minp, *o_rep, *o_seed, *o_pres, *o_freq;
 
   void Add(CLI::App* cmd) {
     o_max = cmd->add_option("-n,--max-tokens", max_tokens, "Most tokens to generate");
@@ -29,6 +34,14 @@ struct SamplingOptions {
     o_seed = cmd->add_option("--seed", seed, "RNG seed");
     cmd->add_option("--stop", stop, "Stop string (repeatable)")->allow_extra_args(false);
     cmd->add_flag("--greedy", greedy, "Same as --temperature 0");
+    o_pres = cmd->add_option("--presence-penalty", presence, "OpenAI-style presence penalty, [-2, 2]");
+    o_freq = cmd->add_option("--frequency-penalty", frequency, "OpenAI-style frequency penalty, [-2, 2]");
+    cmd->add_option("--logit-bias", logit_bias, "TOKEN_ID=BIAS added to that token's logit (repeatable)")
+        ->allow_extra_args(false);
+    cmd->add_option("--stop-token-id", stop_token_ids, "Token id that ends generation (repeatable)")
+        ->allow_extra_args(false);
+    cmd->add_option("--logprobs", logprobs,
+                    "Log-probability of each token and of the N most likely at each step (0-20)");
   }
   ingot::client::SamplingFlags Get() const {
     ingot::client::SamplingFlags f;
@@ -40,6 +53,15 @@ struct SamplingOptions {
     if (o_minp->count()) f.min_p = min_p;
     if (o_rep->count()) f.repetition_penalty = repetition_penalty;
     if (o_seed->count()) f.seed = seed;
+    if (o_pres->count()) f.presence_penalty = presence;
+    if (o_freq->count()) f.frequency_penalty = frequency;
+    for (const std::string& b : logit_bias) {
+      const size_t eq = b.find('=');
+      f.logit_bias.emplace_back(std::atoi(b.substr(0, eq).c_str()),
+                                eq == std::string::npos ? 0.0f : std::strtof(b.c_str() + eq + 1, nullptr));
+    }
+    f.stop_token_ids = stop_token_ids;
+    f.logprobs = logprobs;
     f.stop = stop;
     return f;
   }

@@ -116,6 +116,16 @@ absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request) {
   if (request.has_min_p()) s.min_p = request.min_p();
   if (request.has_repetition_penalty()) s.repetition_penalty = request.repetition_penalty();
   if (request.has_seed()) s.seed = request.seed();
+  if (request.has_presence_penalty()) s.presence_penalty = request.presence_penalty();
+  if (request.has_frequency_penalty()) s.frequency_penalty = request.frequency_penalty();
+  for (const auto& [id, bias] : request.logit_bias()) s.logit_bias.emplace_back(id, bias);
+  std::sort(s.logit_bias.begin(), s.logit_bias.end());  // map order is unspecified
+  s.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
+  s.logprobs = request.logprobs();
+  s.top_logprobs = request.top_logprobs();
+  if (s.top_logprobs > 0 && !s.logprobs) {
+    return absl::InvalidArgumentError("top_logprobs: needs logprobs: true");
+  }
   s.stop.assign(request.stop().begin(), request.stop().end());
   for (size_t i = 0; i < s.stop.size(); ++i) {
     if (s.stop[i].empty()) {
@@ -199,6 +209,16 @@ void ToProto(const LoadProgress& progress, v1::LoadProgress* out) {
 void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out) {
   out->set_text(SanitizeUtf8(chunk.text));
   out->mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
+  for (const TokenLogprob& lp : chunk.logprobs) {
+    v1::TokenLogprob* p = out->add_logprobs();
+    p->set_token_id(lp.token_id);
+    p->set_logprob(lp.logprob);
+    for (const auto& [id, v] : lp.top) {
+      v1::TokenLogprob::Top* t = p->add_top();
+      t->set_token_id(id);
+      t->set_logprob(v);
+    }
+  }
   if (!chunk.final) return;
   out->set_finish_reason(ToProto(chunk.finish_reason));
   v1::Usage* usage = out->mutable_usage();

@@ -390,6 +390,19 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.model));
   RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
   const LoadedModel& m = *ready.model;
+  const int32_t vocab = m.model->config().vocab_size;
+  for (const auto& [id, bias] : request.sampling.logit_bias) {
+    if (id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: token id ", id, " is outside the vocabulary (",
+                                                     vocab, " tokens)"));
+    }
+  }
+  for (int32_t id : request.sampling.stop_token_ids) {
+    if (id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: token id ", id, " is outside the vocabulary (",
+                                                     vocab, " tokens)"));
+    }
+  }
   const Tokenizer& tok = *m.tokenizer;
   std::string prompt = request.prompt;
   if (!request.messages.empty()) {

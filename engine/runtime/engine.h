@@ -154,6 +154,17 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;  // 1 = off (llama.cpp/CTRL style, over the last 64 tokens)
   std::optional<uint64_t> seed;     // unset = random
   std::vector<std::string> stop;    // stop strings (not included in the output)
+  // OpenAI-style penalties over the tokens generated so far, in [-2, 2]: a token's
+  // logit loses presence_penalty once it has appeared and frequency_penalty per time.
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // added to the token's logit, [-100, 100]
+  std::vector<int32_t> stop_token_ids;  // ending like EOS (finish reason STOP)
+  // Log-probabilities (log-softmax of the model's logits, before penalties, bias and
+  // temperature) of each generated token, and of the top_logprobs most likely tokens
+  // at that step (0-20).
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
 };
 // INVALID_ARGUMENT naming the field and its allowed range.
 absl::Status ValidateSamplingParams(const SamplingParams& p);
@@ -169,9 +180,17 @@ struct GenerateRequest {
 enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled };
 const char* FinishReasonName(FinishReason r);
 
+// One generated token's log-probability and the step's most likely alternatives.
+struct TokenLogprob {
+  int32_t token_id = 0;
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;  // (token, logprob), most likely first
+};
+
 struct GenerationChunk {
   std::string text;               // complete UTF-8 characters only
   std::vector<int32_t> token_ids; // tokens produced since the previous chunk
+  std::vector<TokenLogprob> logprobs;  // one per token_ids entry, when asked for
   // Final chunk only:
   bool final = false;
   FinishReason finish_reason = FinishReason::kNone;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
@@ -34,6 +35,30 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   for (const auto& s : p.stop) {
     if (s.empty()) return absl::InvalidArgumentError("stop strings must not be empty");
   }
+  for (const auto& [name, v] : {std::pair<const char*, float>{"presence_penalty", p.presence_penalty},
+                                {"frequency_penalty", p.frequency_penalty}}) {
+    if (!(v >= -2.0f && v <= 2.0f)) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " must be in [-2, 2] (0 = off), got ", v));
+    }
+  }
+  if (p.logit_bias.size() > 300) {
+    return absl::InvalidArgumentError(absl::StrCat("logit_bias: at most 300 tokens, got ", p.logit_bias.size()));
+  }
+  for (const auto& [id, bias] : p.logit_bias) {
+    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("logit_bias: token id ", id, " is negative"));
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias[", id, "] must be in [-100, 100], got ", bias));
+    }
+  }
+  if (p.stop_token_ids.size() > 16) {
+    return absl::InvalidArgumentError(absl::StrCat("at most 16 stop_token_ids, got ", p.stop_token_ids.size()));
+  }
+  for (int32_t id : p.stop_token_ids) {
+    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: token id ", id, " is negative"));
+  }
+  if (p.top_logprobs < 0 || p.top_logprobs > 20) {
+    return absl::InvalidArgumentError(absl::StrCat("top_logprobs must be in [0, 20], got ", p.top_logprobs));
+  }
   return absl::OkStatus();
 }
 
@@ -47,7 +72,39 @@ int32_t ArgMax(absl::Span<const float> logits) {
 
 Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {}
 
-int32_t Sampler::Sample(absl::Span<float> logits, absl::Span<const int32_t> history) {
+TokenLogprob LogprobsOf(absl::Span<const float> logits, int32_t token, int32_t top) {
+  double mx = logits[0];
+  for (float l : logits) mx = std::max<double>(mx, l);
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - mx);
+  const double lse = mx + std::log(sum);
+  TokenLogprob out;
+  out.token_id = token;
+  out.logprob = static_cast<float>(logits[token] - lse);
+  if (top > 0) {
+    std::vector<int32_t> ids(logits.size());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+    const size_t k = std::min<size_t>(static_cast<size_t>(top), ids.size());
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (size_t i = 0; i < k; ++i) out.top.emplace_back(ids[i], static_cast<float>(logits[ids[i]] - lse));
+  }
+  return out;
+}
+
+int32_t Sampler::Sample(absl::Span<float> logits, absl::Span<const int32_t> history, size_t prompt_tokens) {
+  for (const auto& [id, bias] : params_.logit_bias) {
+    if (static_cast<size_t>(id) < logits.size()) logits[id] += bias;
+  }
+  if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) {
+    absl::flat_hash_map<int32_t, int32_t> counts;
+    for (size_t i = std::min(prompt_tokens, history.size()); i < history.size(); ++i) ++counts[history[i]];
+    for (const auto& [id, n] : counts) {
+      if (id < 0 || static_cast<size_t>(id) >= logits.size()) continue;
+      logits[id] -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(n);
+    }
+  }
   // CTRL-style penalty over the recent window, each token once: positive logits are
   // divided by the penalty, negative ones multiplied.
   if (params_.repetition_penalty != 1.0f) {

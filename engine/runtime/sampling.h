@@ -17,8 +17,10 @@ class Sampler {
   Sampler(const SamplingParams& params, uint64_t seed);
 
   // Picks the next token from `logits` (vocab_size values, modified in place by the
-  // penalty). `history` is the sequence so far (prompt + generated).
-  int32_t Sample(absl::Span<float> logits, absl::Span<const int32_t> history);
+  // penalties and bias). `history` is the sequence so far (prompt + generated);
+  // `prompt_tokens` of it are the prompt (presence/frequency penalties count only what
+  // was generated, as OpenAI's do).
+  int32_t Sample(absl::Span<float> logits, absl::Span<const int32_t> history, size_t prompt_tokens = 0);
 
   // Tokens considered for the repetition penalty (llama.cpp's penalty_last_n).
   static constexpr int kPenaltyWindow = 64;
@@ -36,5 +38,9 @@ class Sampler {
 
 // Index of the largest value; ties go to the lowest index.
 int32_t ArgMax(absl::Span<const float> logits);
+
+// log-softmax(logits)[token] and the `top` most likely tokens with theirs (most likely
+// first, ties to the lower id), in double precision.
+TokenLogprob LogprobsOf(absl::Span<const float> logits, int32_t token, int32_t top);
 
 }  // namespace ingot

@@ -31,6 +31,7 @@ struct Scheduler::Sequence {
   int32_t generated = 0;
   std::string held;             // decoded text not yet sent (could start a stop string)
   std::vector<int32_t> held_ids;
+  std::vector<TokenLogprob> held_logprobs;  // parallel to held_ids when logprobs are asked for
   double start_time_s = 0;      // admitted
   double first_token_s = 0;
   double last_token_s = 0;
@@ -231,8 +232,15 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   for (size_t i = 0; i < with_logits.size(); ++i) {
     Sequence& s = *with_logits[i];
     absl::Span<float> row(logits_.data() + i * vocab, vocab);
-    const int32_t token = s.sampler.Sample(row, s.tokens);
-    Emit(s, token, after);
+    std::optional<TokenLogprob> logprob;
+    if (s.req.sampling.logprobs) {
+      // Of the model's own distribution: before the sampler's penalties and bias.
+      raw_row_.assign(row.begin(), row.end());
+      const int32_t token = s.sampler.Sample(row, s.tokens, s.req.prompt.size());
+      logprob = LogprobsOf(raw_row_, token, s.req.sampling.top_logprobs);
+    }
+    const int32_t token = logprob ? logprob->token_id : s.sampler.Sample(row, s.tokens, s.req.prompt.size());
+    Emit(s, token, after, std::move(logprob));
   }
 }
 
@@ -252,14 +260,17 @@ size_t HeldBackLength(const std::string& text, const std::vector<std::string>& s
 }
 }  // namespace
 
-void Scheduler::Emit(Sequence& s, int32_t token, double now) {
+void Scheduler::Emit(Sequence& s, int32_t token, double now, std::optional<TokenLogprob> logprob) {
   if (s.generated == 0) s.first_token_s = now;
   s.last_token_s = now;
   ++s.generated;
   const Tokenizer& tok = *model_->tokenizer;
-  if (tok.IsEndOfGeneration(token)) {
+  if (logprob) s.held_logprobs.push_back(std::move(*logprob));
+  const auto& stop_ids = s.req.sampling.stop_token_ids;
+  const bool stop_id = std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
+  if (tok.IsEndOfGeneration(token) || stop_id) {
     s.held_ids.push_back(token);
-    Finish(s, FinishReason::kEos, now);
+    Finish(s, stop_id ? FinishReason::kStop : FinishReason::kEos, now);
     return;
   }
   s.tokens.push_back(token);
@@ -286,6 +297,8 @@ void Scheduler::Emit(Sequence& s, int32_t token, double now) {
   s.held.erase(0, s.held.size() - hold);
   chunk.token_ids = std::move(s.held_ids);
   s.held_ids.clear();
+  chunk.logprobs = std::move(s.held_logprobs);
+  s.held_logprobs.clear();
   s.req.callbacks.on_chunk(std::move(chunk));
 }
 
@@ -302,6 +315,7 @@ void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {
   chunk.text = std::move(s.held);
   if (reason != FinishReason::kStop) chunk.text += s.decoder.Flush();
   chunk.token_ids = std::move(s.held_ids);
+  chunk.logprobs = std::move(s.held_logprobs);
   chunk.prompt_tokens = static_cast<int32_t>(s.req.prompt.size());
   chunk.completion_tokens = s.generated;
   if (s.generated > 0) {

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -84,13 +85,14 @@ class Scheduler {
   struct Sequence;
   void Loop();
   void Step(std::vector<std::unique_ptr<Sequence>>& active);
-  void Emit(Sequence& seq, int32_t token, double now);
+  void Emit(Sequence& seq, int32_t token, double now, std::optional<TokenLogprob> logprob);
   void Fail(Sequence& s, const absl::Status& status);
   void Finish(Sequence& seq, FinishReason reason, double now);
 
   std::shared_ptr<const LoadedModel> model_;
   kernels::ThreadPool* pool_;
   int max_sequences_;
+  std::vector<float> raw_row_;  // a logits row before sampling (logprobs)
   ForwardWorkspace ws_;
   std::vector<float> logits_;
   // Moving averages of recent steps (0 = not measured yet): a step's fixed cost, and

@@ -3,6 +3,8 @@
 // streams, unload while streaming, and the errors a client can cause.
 #include "engine/runtime/engine.h"
 
+#include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -11,6 +13,9 @@
 #include <thread>
 
 #include "absl/strings/str_format.h"
+#include "engine/formats/gguf.h"
+#include "engine/model/llama.h"
+#include "kernels/cpu/thread_pool.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 
@@ -31,6 +36,7 @@ struct Collector {
   std::string text;
   std::vector<int32_t> ids;
   GenerationChunk final;
+  std::vector<TokenLogprob> logprobs;
   int chunks = 0;
 
   GenerationCallbacks Callbacks() {
@@ -38,6 +44,7 @@ struct Collector {
               std::lock_guard<std::mutex> l(mu);
               text += c.text;
               ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
+              logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
               ++chunks;
               cv.notify_all();
             },
@@ -46,6 +53,7 @@ struct Collector {
               status = s;
               text += c.text;
               ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
+              logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
               final = c;
               done = true;
               cv.notify_all();
@@ -315,6 +323,114 @@ TEST_F(EngineTest, ErrorsNameTheProblem) {
   ASSERT_OK(engine_->Generate(Greedy("Hello", 3), c.Callbacks()));
   c.Wait();
   EXPECT_EQ(c.final.completion_tokens, 3);
+}
+
+}  // namespace
+}  // namespace ingot
+
+namespace ingot {
+namespace {
+
+// Logprobs are the log-softmax of the model's own logits: recomputed here by running
+// the same model over prompt + generated tokens (prefill, then one token per step, as
+// the scheduler does) and compared to 1e-4, with the top-5 alternatives.
+TEST_F(EngineTest, LogprobsAreTheModelsLogSoftmax) {
+  const std::string prompt = "The three primary colors are";
+  GenerateRequest r = Greedy(prompt, 8);
+  r.sampling.logprobs = true;
+  r.sampling.top_logprobs = 5;
+  Collector c;
+  ASSERT_OK(engine_->Generate(r, c.Callbacks()));
+  c.Wait();
+  ASSERT_OK(c.status);
+  ASSERT_EQ(c.logprobs.size(), c.ids.size());
+  ASSERT_EQ(c.ids.size(), 8u);
+  auto toks = engine_->Tokenize("smol", prompt, true, true);
+  ASSERT_OK(toks);
+  ASSERT_EQ(static_cast<int>(toks->ids.size()), c.final.prompt_tokens);
+  auto file = gguf::File::Open(DefaultModelPath());
+  ASSERT_OK(file);
+  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  ASSERT_OK(model);
+  kernels::ThreadPool pool(2);
+  ForwardWorkspace ws;
+  auto cache = (*model)->NewKvCache();
+  ASSERT_OK(cache->Reserve(static_cast<int32_t>(toks->ids.size() + c.ids.size())));
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < toks->ids.size(); ++i) {
+    batch.push_back({toks->ids[i], static_cast<int32_t>(i), cache.get(), i + 1 == toks->ids.size()});
+  }
+  std::vector<float> logits;
+  int32_t pos = static_cast<int32_t>(toks->ids.size());
+  for (size_t step = 0; step < c.ids.size(); ++step) {
+    ASSERT_OK((*model)->Forward(batch, pool, ws, &logits));
+    double mx = logits[0];
+    for (float l : logits) mx = std::max<double>(mx, l);
+    double sum = 0;
+    for (float l : logits) sum += std::exp(l - mx);
+    const double lse = mx + std::log(sum);
+    const TokenLogprob& got = c.logprobs[step];
+    EXPECT_EQ(got.token_id, c.ids[step]);
+    EXPECT_NEAR(got.logprob, logits[c.ids[step]] - lse, 1e-4) << "step " << step;
+    ASSERT_EQ(got.top.size(), 5u);
+    EXPECT_EQ(got.top[0].first, c.ids[step]) << "greedy picks the most likely token";
+    for (size_t k = 0; k < got.top.size(); ++k) {
+      EXPECT_NEAR(got.top[k].second, logits[got.top[k].first] - lse, 1e-4);
+      if (k > 0) EXPECT_LE(got.top[k].second, got.top[k - 1].second);
+    }
+    batch = {{c.ids[step], pos++, cache.get(), true}};
+  }
+}
+
+// Penalties, bias and stop ids change greedy decoding as their definitions say.
+TEST_F(EngineTest, PenaltiesBiasAndStopTokenIds) {
+  const std::string prompt = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,";
+  Collector plain;
+  ASSERT_OK(engine_->Generate(Greedy(prompt, 12), plain.Callbacks()));
+  plain.Wait();
+  ASSERT_EQ(plain.ids.size(), 12u);
+  // Banning the first greedy token makes the first token something else.
+  GenerateRequest biased = Greedy(prompt, 12);
+  biased.sampling.logit_bias = {{plain.ids[0], -100.0f}};
+  Collector b;
+  ASSERT_OK(engine_->Generate(biased, b.Callbacks()));
+  b.Wait();
+  EXPECT_NE(b.ids[0], plain.ids[0]);
+  // A frequency penalty of 2 per repetition breaks the counting loop (", " repeats).
+  GenerateRequest pen = Greedy(prompt, 12);
+  pen.sampling.frequency_penalty = 2.0f;
+  pen.sampling.presence_penalty = 2.0f;
+  Collector p;
+  ASSERT_OK(engine_->Generate(pen, p.Callbacks()));
+  p.Wait();
+  EXPECT_NE(p.ids, plain.ids);
+  // The penalties count generated tokens only: the first token, sampled before any
+  // was generated, is the same as without them.
+  EXPECT_EQ(p.ids[0], plain.ids[0]);
+  // A stop token id ends the stream with STOP; the id is reported, not decoded.
+  GenerateRequest stop = Greedy(prompt, 12);
+  stop.sampling.stop_token_ids = {plain.ids[3]};
+  Collector s;
+  ASSERT_OK(engine_->Generate(stop, s.Callbacks()));
+  s.Wait();
+  EXPECT_EQ(s.final.finish_reason, FinishReason::kStop);
+  const auto first = std::find(plain.ids.begin(), plain.ids.end(), plain.ids[3]);
+  EXPECT_EQ(s.ids, std::vector<int32_t>(plain.ids.begin(), first + 1));
+  // Out of range values are refused naming the field.
+  GenerateRequest bad = Greedy(prompt, 4);
+  bad.sampling.presence_penalty = 3.0f;
+  Collector unused;
+  EXPECT_THAT(engine_->Generate(bad, unused.Callbacks()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("presence_penalty")));
+  bad = Greedy(prompt, 4);
+  bad.sampling.stop_token_ids = {49152};
+  EXPECT_THAT(engine_->Generate(bad, unused.Callbacks()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside the vocabulary")));
+  bad = Greedy(prompt, 4);
+  bad.sampling.logprobs = true;
+  bad.sampling.top_logprobs = 21;
+  EXPECT_THAT(engine_->Generate(bad, unused.Callbacks()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("top_logprobs")));
 }
 
 }  // namespace

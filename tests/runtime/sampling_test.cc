@@ -129,5 +129,59 @@ TEST(SamplingTest, ValidationNamesTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stop")));
 }
 
+// presence/frequency penalties count generated tokens only (after prompt_tokens), and
+// subtract presence once and frequency per occurrence; bias adds; then greedy.
+TEST(SamplingTest, PenaltiesAndBiasFollowTheirDefinitions) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  p.logit_bias = {{3, 1.0f}};
+  Sampler s(p, 1);
+  auto l = Logits();  // {1, 3, 2, 0.5, 2.9, -1}
+  // history: prompt {1, 1} (not counted), generated {1, 4, 4}
+  const std::vector<int32_t> history = {1, 1, 1, 4, 4};
+  s.Sample(absl::MakeSpan(l), history, /*prompt_tokens=*/2);
+  EXPECT_FLOAT_EQ(l[1], 3.0f - 0.5f - 0.25f * 1);
+  EXPECT_FLOAT_EQ(l[4], 2.9f - 0.5f - 0.25f * 2);
+  EXPECT_FLOAT_EQ(l[3], 0.5f + 1.0f);
+  EXPECT_FLOAT_EQ(l[2], 2.0f);
+  auto l2 = Logits();
+  EXPECT_EQ(s.Sample(absl::MakeSpan(l2), history, 2), 1);  // 2.25 beats 2.0 and 1.9
+  p.frequency_penalty = 1.0f;
+  Sampler s2(p, 1);
+  auto l3 = Logits();
+  EXPECT_EQ(s2.Sample(absl::MakeSpan(l3), history, 2), 2);  // 1.5 < 2.0
+}
+
+TEST(SamplingTest, LogprobsAreLogSoftmaxWithTheTopTokens) {
+  const std::vector<float> l = {1.0f, 3.0f, 2.0f, 0.5f, 3.0f, -1.0f};
+  const TokenLogprob lp = LogprobsOf(l, 2, 3);
+  double sum = 0;
+  for (float x : l) sum += std::exp(static_cast<double>(x));
+  EXPECT_NEAR(lp.logprob, 2.0 - std::log(sum), 1e-6);
+  ASSERT_EQ(lp.top.size(), 3u);
+  EXPECT_EQ(lp.top[0].first, 1);  // tie with 4: the lower id first
+  EXPECT_EQ(lp.top[1].first, 4);
+  EXPECT_EQ(lp.top[2].first, 2);
+  EXPECT_NEAR(lp.top[2].second, lp.logprob, 1e-7);
+  EXPECT_TRUE(LogprobsOf(l, 0, 0).top.empty());
+}
+
+TEST(SamplingTest, NewFieldsAreRangeChecked) {
+  SamplingParams p;
+  p.frequency_penalty = -2.5f;
+  EXPECT_THAT(ValidateSamplingParams(p), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("frequency_penalty")));
+  p = SamplingParams{};
+  p.logit_bias = {{5, 101.0f}};
+  EXPECT_THAT(ValidateSamplingParams(p), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("logit_bias[5]")));
+  p = SamplingParams{};
+  p.stop_token_ids = {-1};
+  EXPECT_THAT(ValidateSamplingParams(p), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("stop_token_ids")));
+  p = SamplingParams{};
+  p.top_logprobs = 21;
+  EXPECT_THAT(ValidateSamplingParams(p), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("top_logprobs")));
+}
+
 }  // namespace
 }  // namespace ingot
