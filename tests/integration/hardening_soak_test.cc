@@ -31,16 +31,6 @@ double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-grpc::Status Unload(const std::shared_ptr<grpc::Channel>& channel, const std::string& name) {
-  auto stub = v1::ModelService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(In(30));
-  v1::UnloadModelRequest request;
-  request.set_name(name);
-  v1::UnloadModelResponse response;
-  return stub->UnloadModel(&context, request, &response);
-}
-
 grpc::Status Quantize(const std::shared_ptr<grpc::Channel>& channel, const std::string& target,
                       int deadline_s) {
   auto stub = v1::QuantizationService::NewStub(channel);
@@ -66,17 +56,6 @@ grpc::Status CancelledEvaluation(const std::shared_ptr<grpc::Channel>& channel) 
   request.set_model("default");
   v1::EvaluateModelResponse response;
   return stub->EvaluateModel(&context, request, &response);
-}
-
-std::vector<std::string> ModelNames(const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::ModelService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(In(30));
-  v1::ListModelsResponse response;
-  std::vector<std::string> names;
-  if (!stub->ListModels(&context, v1::ListModelsRequest(), &response).ok()) return names;
-  for (const auto& m : response.models()) names.push_back(m.name());
-  return names;
 }
 
 // Sum of every sample of `family` (all label sets), 0 when there is none.

@@ -61,40 +61,6 @@ QuantizeResult Quantize(const std::shared_ptr<grpc::Channel>& channel, const std
   return r;
 }
 
-LoadResult LoadWithDeadline(const std::shared_ptr<grpc::Channel>& channel,
-                            const v1::LoadModelRequest& request, int deadline_s) {
-  auto stub = v1::ModelService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(In(deadline_s));
-  auto reader = stub->LoadModel(&context, request);
-  LoadResult result;
-  v1::LoadModelResponse response;
-  while (reader->Read(&response)) result.messages.push_back(response);
-  result.status = reader->Finish();
-  return result;
-}
-
-grpc::Status Unload(const std::shared_ptr<grpc::Channel>& channel, const std::string& name) {
-  auto stub = v1::ModelService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(In(30));
-  v1::UnloadModelRequest request;
-  request.set_name(name);
-  v1::UnloadModelResponse response;
-  return stub->UnloadModel(&context, request, &response);
-}
-
-std::vector<std::string> ModelNames(const std::shared_ptr<grpc::Channel>& channel) {
-  auto stub = v1::ModelService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(In(30));
-  v1::ListModelsResponse response;
-  EXPECT_TRUE(stub->ListModels(&context, v1::ListModelsRequest(), &response).ok());
-  std::vector<std::string> names;
-  for (const auto& m : response.models()) names.push_back(m.name());
-  return names;
-}
-
 class HardeningTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -171,7 +137,7 @@ TEST_F(HardeningTest, Hardening13_02_FifoIsRefused) {
   load.set_name("f02");
   load.set_source(fifo);
   for (int attempt = 0; attempt < 2; ++attempt) {  // the second would be ALREADY_EXISTS
-    LoadResult r = LoadWithDeadline(channel(), load, /*deadline_s=*/10);
+    LoadResult r = Load(channel(), load, /*deadline_s=*/10);
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
     EXPECT_THAT(r.status.error_message(), HasSubstr(fifo + ": is a FIFO"));
   }
@@ -207,7 +173,7 @@ TEST_F(HardeningTest, Hardening13_03_LoadCalibrationFileOutsideTheRootsIsRefused
     load.mutable_quantization()->set_method("gptq");
     load.mutable_quantization()->set_bits(4);
     load.mutable_quantization()->set_calibration_file(path);
-    LoadResult r = LoadWithDeadline(channel(), load, /*deadline_s=*/20);
+    LoadResult r = Load(channel(), load, /*deadline_s=*/20);
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << r.status.error_message();
     EXPECT_THAT(r.status.error_message(),
                 HasSubstr("quantization.calibration_file: '" + path + "' is outside the model roots"));
@@ -515,7 +481,7 @@ TEST(HardeningDrainTest, Hardening13_09_DrainEndsStreamsWithTheirFinalMessage) {
     request.mutable_quantization()->set_method("gptq");  // tens of seconds here
     request.mutable_quantization()->set_bits(4);
     load_started = true;
-    load = LoadWithDeadline(server.channel(), request, 300);
+    load = Load(server.channel(), request, 300);
   });
   while (!load_started) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   Clock::time_point term{};

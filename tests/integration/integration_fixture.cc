@@ -64,18 +64,44 @@ HealthStatus::ServingStatus Health(const std::shared_ptr<grpc::Channel>& channel
 
 LoadResult Load(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
                 const std::string& source) {
-  auto stub = v1::ModelService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(In(300));
   v1::LoadModelRequest request;
   request.set_name(name);
   request.set_source(source);
+  return Load(channel, request);
+}
+
+LoadResult Load(const std::shared_ptr<grpc::Channel>& channel, const v1::LoadModelRequest& request,
+                int deadline_s) {
+  auto stub = v1::ModelService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(In(deadline_s));
   auto reader = stub->LoadModel(&context, request);
   LoadResult result;
   v1::LoadModelResponse response;
   while (reader->Read(&response)) result.messages.push_back(response);
   result.status = reader->Finish();
   return result;
+}
+
+grpc::Status Unload(const std::shared_ptr<grpc::Channel>& channel, const std::string& name) {
+  auto stub = v1::ModelService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(In(30));
+  v1::UnloadModelRequest request;
+  request.set_name(name);
+  v1::UnloadModelResponse response;
+  return stub->UnloadModel(&context, request, &response);
+}
+
+std::vector<std::string> ModelNames(const std::shared_ptr<grpc::Channel>& channel) {
+  auto stub = v1::ModelService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(In(30));
+  v1::ListModelsResponse response;
+  std::vector<std::string> names;
+  if (!stub->ListModels(&context, v1::ListModelsRequest(), &response).ok()) return names;
+  for (const auto& m : response.models()) names.push_back(m.name());
+  return names;
 }
 
 bool IsFinal(v1::FinishReason r) {

@@ -54,6 +54,12 @@ struct LoadResult {
 };
 LoadResult Load(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
                 const std::string& source);
+// Any LoadModel request, with a deadline of `deadline_s` seconds.
+LoadResult Load(const std::shared_ptr<grpc::Channel>& channel, const v1::LoadModelRequest& request,
+                int deadline_s = 300);
+grpc::Status Unload(const std::shared_ptr<grpc::Channel>& channel, const std::string& name);
+// Names of the loaded models (empty when the call fails).
+std::vector<std::string> ModelNames(const std::shared_ptr<grpc::Channel>& channel);
 
 // LENGTH, STOP or EOS: a stream that ended normally.
 bool IsFinal(v1::FinishReason r);
