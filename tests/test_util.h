@@ -2,12 +2,15 @@
 #pragma once
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace ingot::testing {
 
@@ -23,6 +26,14 @@ inline std::string DefaultModelPath() {
   const char* model = std::getenv("INGOT_TEST_MODEL");
   if (model != nullptr && *model) return model;
   return SourcePath("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
+
+// A JSON file of the source tree (golden vectors under tests/data), parsed.
+inline nlohmann::json ReadJson(const std::string& rel) {
+  std::ifstream in(SourcePath(rel));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str());
 }
 
 inline const absl::Status& GetStatus(const absl::Status& s) { return s; }

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <thread>
 
@@ -42,19 +41,11 @@ const char* FinishReasonName(FinishReason r) {
   return "unknown";
 }
 
-// MemTotal / MemAvailable from /proc/meminfo, in bytes.
+// MemTotal / MemAvailable in bytes: the native row's cpu memory statistics.
 void ReadMemInfo(int64_t* total, int64_t* available) {
-  *total = 0;
-  *available = 0;
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  int64_t kb;
-  std::string unit;
-  while (in >> key >> kb) {
-    std::getline(in, unit);
-    if (key == "MemTotal:") *total = kb * 1024;
-    if (key == "MemAvailable:") *available = kb * 1024;
-  }
+  const absl::StatusOr<kernels::MemoryStats> m = kernels::NativeBackend().memory(kernels::Device{});
+  *total = m.ok() ? m->total_bytes : 0;
+  *available = m.ok() ? m->free_bytes : 0;
 }
 
 namespace {

@@ -232,14 +232,13 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   for (size_t i = 0; i < with_logits.size(); ++i) {
     Sequence& s = *with_logits[i];
     absl::Span<float> row(logits_.data() + i * vocab, vocab);
+    // Logprobs are of the model's own distribution: kept before the sampler's
+    // penalties and bias change the row.
+    const bool want_logprobs = s.req.sampling.logprobs;
+    if (want_logprobs) raw_row_.assign(row.begin(), row.end());
+    const int32_t token = s.sampler.Sample(row, s.tokens, s.req.prompt.size());
     std::optional<TokenLogprob> logprob;
-    if (s.req.sampling.logprobs) {
-      // Of the model's own distribution: before the sampler's penalties and bias.
-      raw_row_.assign(row.begin(), row.end());
-      const int32_t token = s.sampler.Sample(row, s.tokens, s.req.prompt.size());
-      logprob = LogprobsOf(raw_row_, token, s.req.sampling.top_logprobs);
-    }
-    const int32_t token = logprob ? logprob->token_id : s.sampler.Sample(row, s.tokens, s.req.prompt.size());
+    if (want_logprobs) logprob = LogprobsOf(raw_row_, token, s.req.sampling.top_logprobs);
     Emit(s, token, after, std::move(logprob));
   }
 }

@@ -13,22 +13,19 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// The default model loaded as `name` on `device` through `backend`.
 grpc::Status LoadOn(const std::shared_ptr<grpc::Channel>& channel, const std::string& name, const std::string& device,
                     const std::string& backend, v1::ModelInfo* info = nullptr) {
-  auto stub = v1::ModelService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(In(300));
   v1::LoadModelRequest request;
   request.set_name(name);
   request.set_source(DefaultModelPath());
   request.set_device(device);
   request.set_backend(backend);
-  auto reader = stub->LoadModel(&context, request);
-  v1::LoadModelResponse response;
-  while (reader->Read(&response)) {
-    if (response.has_model() && info != nullptr) *info = response.model();
+  LoadResult r = Load(channel, request);
+  for (const v1::LoadModelResponse& m : r.messages) {
+    if (m.has_model() && info != nullptr) *info = m.model();
   }
-  return reader->Finish();
+  return r.status;
 }
 
 bool HasGpu() { return std::filesystem::exists("/dev/nvidia0"); }
@@ -129,8 +126,7 @@ TEST_F(IngotdTest, TorchBackendOnCpuServesTheSameGreedyText) {
   // Q4_1 linears run on libtorch's int4 kernels; the tied Q8_0 head has none.
   EXPECT_THAT(reps, HasSubstr("int4pack/g32 x 210"));
   EXPECT_THAT(reps, HasSubstr("dequantized for backend torch"));
-  std::ifstream in(SourcePath("tests/data/llama/greedy.json"));
-  const nlohmann::json golden = nlohmann::json::parse(in);
+  const nlohmann::json golden = ReadJson("tests/data/llama/greedy.json");
   const float tie = golden["tie_margin"].get<float>();
   int compared = 0;
   for (const auto& g : golden["generations"]) {

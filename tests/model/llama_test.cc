@@ -23,6 +23,7 @@ namespace ingot {
 namespace {
 
 using ::ingot::testing::DefaultModelPath;
+using ::ingot::testing::ReadJson;
 using ::ingot::testing::SourcePath;
 
 constexpr float kTopLogitBound = 1.5f;
@@ -30,13 +31,6 @@ constexpr float kMeanLastBound = 0.25f;
 
 int ArgMax(absl::Span<const float> v) {
   return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
-nlohmann::json ReadJson(const std::string& rel) {
-  std::ifstream in(SourcePath(rel));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return nlohmann::json::parse(ss.str());
 }
 
 class LlamaTest : public ::testing::Test {

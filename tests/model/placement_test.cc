@@ -25,17 +25,11 @@ namespace ingot {
 namespace {
 
 using ::ingot::testing::DefaultModelPath;
+using ::ingot::testing::ReadJson;
 using ::ingot::testing::SourcePath;
 using testing_util::FormatsDataDir;
 using testing_util::LoadHf;
 using testing_util::Logits;
-
-nlohmann::json ReadJson(const std::string& rel) {
-  std::ifstream in(SourcePath(rel));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return nlohmann::json::parse(ss.str());
-}
 
 const kernels::Backend* Torch() { return kernels::FindBackend("torch"); }
 

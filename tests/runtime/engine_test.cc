@@ -122,10 +122,7 @@ TEST_F(EngineTest, ModelInfoDescribesTheModel) {
 // llama.cpp until llama.cpp's own top two are within the tie margin (then the
 // comparison stops there and says so).
 TEST_F(EngineTest, GreedyMatchesLlamaCppTokenForToken) {
-  std::ifstream in(SourcePath("tests/data/llama/greedy.json"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const auto golden = nlohmann::json::parse(ss.str());
+  const auto golden = ::ingot::testing::ReadJson("tests/data/llama/greedy.json");
   const float tie = golden["tie_margin"].get<float>();
   int long_matches = 0;
   for (const auto& g : golden["generations"]) {
