@@ -73,6 +73,10 @@ struct LoadFlags {
   int bits = 0;
   int64_t group_size = 0;
   int workers = 0;  // quantize-while-loading threads (0 = the server's default)
+  int64_t kv_cache_bytes = 0;
+  std::string kv_cache_dtype;
+  int max_sequences = 0;
+  bool no_prefix_cache = false;
 };
 int RunLoad(Connection& conn, const LoadFlags& flags);
 int RunUnload(Connection& conn, const std::string& name);

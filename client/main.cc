@@ -105,6 +105,13 @@ int main(int argc, char** argv) {
   load_cmd->add_option("--backend", load.backend, "auto (native on cpu, torch on cuda), native or torch");
   load_cmd->add_option("--context-length", load.context_length,
                        "Context in tokens (0 = the model's, at most 4096)");
+  load_cmd->add_option("--kv-cache-bytes", load.kv_cache_bytes,
+                       "Bytes of the paged KV pool (0 = the server's default; at least one full context)");
+  load_cmd->add_option("--kv-cache-dtype", load.kv_cache_dtype, "f16 (default), f32 or q8_0 (native only)");
+  load_cmd->add_option("--max-sequences", load.max_sequences,
+                       "Sequences decoded together in one step (0 = the server's default)");
+  load_cmd->add_flag("--no-prefix-cache", load.no_prefix_cache,
+                     "Do not share KV blocks of common prompt prefixes between requests");
   load_cmd->add_flag("--json", load.json, "Print each progress event as JSON");
 
   std::string save_name, save_path, save_format = "gguf";

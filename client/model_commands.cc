@@ -61,6 +61,16 @@ void PrintModel(const v1::ModelInfo& m) {
               << "\n";
   }
   for (const std::string& r : m.device_representations()) std::cout << "  on device:   " << r << "\n";
+  if (m.kv_blocks_total() > 0) {
+    std::cout << absl::StrFormat(
+        "KV cache:      %s, %s per token, %d blocks of %d tokens (%d in use, %d cached)\n"
+        "serving:       up to %d sequences per step, prefix cache %s (%d of %d prompt tokens reused), "
+        "%d waiting, %d running, %d preemptions\n",
+        m.kv_cache_dtype(), HumanBytes(m.kv_bytes_per_token()), m.kv_blocks_total(), m.kv_block_tokens(),
+        m.kv_blocks_used(), m.kv_blocks_cached(), m.max_sequences(), m.prefix_cache() ? "on" : "off",
+        m.prefix_cache_hit_tokens(), m.prefix_cache_query_tokens(), m.requests_waiting(), m.requests_running(),
+        m.kv_preemptions());
+  }
   if (!m.quantization().empty()) std::cout << "quantization:  " << m.quantization() << "\n";
   if (!m.quantization_note().empty()) std::cout << "note:          " << m.quantization_note() << "\n";
   if (m.tensor_kinds_size() > 0) {
@@ -107,6 +117,10 @@ int RunLoad(Connection& conn, const LoadFlags& flags) {
   request.set_backend(flags.backend);
   request.set_context_length(flags.context_length);
   request.set_loading_workers(flags.workers);
+  request.set_kv_cache_bytes(flags.kv_cache_bytes);
+  request.set_kv_cache_dtype(flags.kv_cache_dtype);
+  request.set_max_sequences(flags.max_sequences);
+  if (flags.no_prefix_cache) request.set_prefix_cache(false);
   if (!flags.method.empty()) {
     v1::QuantizationConfig* q = request.mutable_quantization();
     q->set_method(flags.method);

@@ -61,11 +61,35 @@ struct StepShape {
   int64_t Cols(Buf b) const;
 };
 
-// A token of a step: its position in its sequence and that sequence's KV store
-// (NewKv; positions < pos already filled).
+// How keys and values are stored: per token and layer one row of kv_dim values.
+enum class KvDtype : uint8_t {
+  kF32,
+  kF16,   // IEEE half (the default: half the bytes, attention reads it in place)
+  kQ8_0,  // ggml's Q8_0 blocks (32 int8 + an f16 scale); kv_dim % 32 == 0 and head_dim % 32 == 0
+};
+const char* KvDtypeName(KvDtype d);
+// Bytes of one stored row of `kv_dim` values.
+int64_t KvRowBytes(KvDtype d, int32_t kv_dim);
+
+// A paged KV store: fixed-size blocks of block_tokens positions, each holding every
+// layer's keys and values of those positions. Which block holds which positions of a
+// sequence is the sequence's block table (host memory, kept by the engine); positions
+// p of a sequence live in block table[p / block_tokens], row p % block_tokens.
+struct KvSpec {
+  int32_t n_layer = 0, kv_dim = 0, head_dim = 0;
+  int32_t block_tokens = 16;
+  KvDtype dtype = KvDtype::kF16;
+  // Bytes of one block on the device (all layers, keys and values).
+  int64_t BlockBytes() const { return int64_t{2} * n_layer * block_tokens * KvRowBytes(dtype, kv_dim); }
+  int64_t TokenBytes() const { return int64_t{2} * n_layer * KvRowBytes(dtype, kv_dim); }
+};
+
+// A token of a step: its position in its sequence, the KV store and the sequence's
+// block table (blocks[pos / block_tokens] exists; positions < pos already filled).
 struct StepToken {
   int32_t pos = 0;
   void* kv = nullptr;
+  const int32_t* blocks = nullptr;
 };
 
 // A weight on the backend's device. The native row keeps no copy (null handle).
@@ -122,7 +146,7 @@ struct Backend {
   // Rotates every head of kQ and kK by the step's angles.
   absl::Status (*rope)(void* ws);
   // Stores kK/kV of the step's tokens at their positions in layer `layer` of their KV
-  // stores, then kAttn = softmax(q k^T / sqrt(head_dim)) v over positions 0..pos of
+  // stores (through their block tables), then kAttn = softmax(q k^T / sqrt(head_dim)) v over positions 0..pos of
   // each token's own sequence (causal by construction), grouped-query.
   absl::Status (*attention)(void* ws, ThreadPool& pool, int32_t layer);
   // y += x over `rows` rows.
@@ -137,10 +161,16 @@ struct Backend {
   // lives elsewhere). Valid until the next call on this workspace.
   absl::StatusOr<const float*> (*read_rows)(void* ws, Buf b, int64_t rows, std::vector<float>* scratch);
 
-  // --- KV stores (one per sequence) ---
-  absl::StatusOr<void*> (*new_kv)(const Device& device, int32_t n_layer, int32_t kv_dim);
-  // Grows the store to hold positions [0, tokens); returns the capacity now held.
-  absl::StatusOr<int32_t> (*reserve_kv)(void* kv, int32_t tokens);
+  // --- KV stores (one paged store per model and device, shared by its sequences) ---
+  // An empty store (no blocks yet); INVALID_ARGUMENT when the row cannot hold the
+  // spec's dtype or shape.
+  absl::StatusOr<void*> (*new_kv)(const Device& device, const KvSpec& spec);
+  // Grows the store to at least `blocks` blocks, keeping what the existing ones hold;
+  // returns the block count now held. RESOURCE_EXHAUSTED when the device has no room.
+  absl::StatusOr<int32_t> (*reserve_kv)(void* kv, int32_t blocks);
+  // Copies the first `tokens` rows of block src into block dst (every layer): a
+  // sequence that shares a partly filled block writes into its own copy.
+  absl::Status (*copy_kv_block)(void* kv, int32_t src, int32_t dst, int32_t tokens);
   void (*free_kv)(void* kv);
   int64_t (*kv_bytes)(const void* kv);  // bytes the store holds now
 

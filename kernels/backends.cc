@@ -8,23 +8,6 @@ namespace ingot::kernels {
 const Backend& TorchBackend();  // kernels/torch/torch_backend.cc
 #endif
 
-int64_t StepShape::Cols(Buf b) const {
-  switch (b) {
-    case Buf::kX:
-    case Buf::kXn:
-    case Buf::kProj:
-    case Buf::kHidden: return n_embd;
-    case Buf::kQ:
-    case Buf::kAttn: return q_dim();
-    case Buf::kK:
-    case Buf::kV: return kv_dim();
-    case Buf::kGate:
-    case Buf::kUp: return n_ff;
-    case Buf::kLogits: return vocab;
-  }
-  return 0;
-}
-
 const std::vector<const Backend*>& Backends() {
   static const std::vector<const Backend*> rows = {
       &NativeBackend(),

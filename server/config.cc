@@ -225,7 +225,8 @@ void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path
 void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, ModelConfig* m) {
   std::optional<Fields> f = r.Fields(node, path,
                                      {"name", "source", "format", "device", "backend", "context_length",
-                                      "pinned", "keep_alive", "quantization"});
+                                      "pinned", "keep_alive", "quantization", "kv_cache_bytes",
+                                      "kv_cache_dtype", "max_sequences", "prefix_cache"});
   if (!f) return;
   for (const char* required : {"name", "source"}) {
     if (!f->count(required)) r.Problem(Join(path, required), node, "required");
@@ -237,6 +238,20 @@ void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, Model
   With(*f, "backend", [&](auto& n) { r.String(n, Join(path, "backend"), &m->backend); });
   With(*f, "context_length", [&](auto& n) {
     r.Integer(n, Join(path, "context_length"), 0, &m->context_length);
+  });
+  With(*f, "kv_cache_bytes", [&](auto& n) { r.Integer(n, Join(path, "kv_cache_bytes"), 0, &m->kv_cache_bytes); });
+  With(*f, "kv_cache_dtype", [&](auto& n) {
+    r.String(n, Join(path, "kv_cache_dtype"), &m->kv_cache_dtype);
+    if (m->kv_cache_dtype != "f16" && m->kv_cache_dtype != "f32" && m->kv_cache_dtype != "q8_0") {
+      r.Problem(Join(path, "kv_cache_dtype"), n, "must be one of f16, f32, q8_0");
+      m->kv_cache_dtype.clear();
+    }
+  });
+  With(*f, "max_sequences", [&](auto& n) { r.Integer(n, Join(path, "max_sequences"), 0, &m->max_sequences); });
+  With(*f, "prefix_cache", [&](auto& n) {
+    bool on = true;
+    r.Bool(n, Join(path, "prefix_cache"), &on);
+    m->prefix_cache = on;
   });
   With(*f, "pinned", [&](auto& n) { r.Bool(n, Join(path, "pinned"), &m->pinned); });
   With(*f, "keep_alive", [&](auto& n) { r.Duration(n, Join(path, "keep_alive"), &m->keep_alive_s); });

@@ -67,6 +67,10 @@ struct ModelConfig {
   std::string device = "cpu";
   std::string backend = "auto";  // auto, native, torch
   int32_t context_length = 0;  // 0: the engine's default
+  int64_t kv_cache_bytes = 0;  // 0: the engine's default
+  std::string kv_cache_dtype;  // f16 (default), f32, q8_0
+  int32_t max_sequences = 0;   // 0: the engine's default
+  std::optional<bool> prefix_cache;
   bool pinned = true;          // never unloaded by keep_alive
   double keep_alive_s = 0;     // evictable models: unload after this idle time; 0 = never
   std::optional<quant::QuantizationConfig> quantization;  // applied in place after loading

@@ -1,5 +1,6 @@
 #include "server/convert.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +71,18 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
                                                    request.loading_workers()));
   }
   out.loading_workers = request.loading_workers();
+  if (request.kv_cache_bytes() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: must be >= 0 (0 = the server's default), got ",
+                                                   request.kv_cache_bytes()));
+  }
+  out.kv_cache_bytes = request.kv_cache_bytes();
+  out.kv_cache_dtype = request.kv_cache_dtype();
+  if (request.max_sequences() < 0 || request.max_sequences() > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("max_sequences: must be in [0, 1024] (0 = the server's default), got ",
+                                                   request.max_sequences()));
+  }
+  out.max_sequences = request.max_sequences();
+  if (request.has_prefix_cache()) out.prefix_cache = request.prefix_cache();
   if (request.has_quantization() && !request.quantization().method().empty()) {
     auto config = FromProto(request.quantization());
     if (!config.ok()) {
@@ -182,6 +195,19 @@ void ToProto(const ModelInfo& info, v1::ModelInfo* out) {
   out->set_backend(info.backend);
   out->set_device_weight_bytes(info.device_weight_bytes);
   for (const std::string& r : info.device_representations) out->add_device_representations(r);
+  out->set_kv_cache_dtype(info.kv_cache_dtype);
+  out->set_kv_bytes_per_token(info.kv_bytes_per_token);
+  out->set_kv_block_tokens(info.kv_block_tokens);
+  out->set_kv_blocks_total(info.kv_blocks_total);
+  out->set_kv_blocks_used(info.kv_blocks_used);
+  out->set_kv_blocks_cached(info.kv_blocks_cached);
+  out->set_max_sequences(info.max_sequences);
+  out->set_prefix_cache(info.prefix_cache);
+  out->set_prefix_cache_query_tokens(info.prefix_cache_query_tokens);
+  out->set_prefix_cache_hit_tokens(info.prefix_cache_hit_tokens);
+  out->set_kv_preemptions(info.kv_preemptions);
+  out->set_requests_waiting(info.requests_waiting);
+  out->set_requests_running(info.requests_running);
   out->set_has_chat_template(info.has_chat_template);
   out->set_quantization(info.quantization);
   out->set_quantization_note(info.quantization_note);
@@ -225,8 +251,10 @@ void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out) {
   usage->set_prompt_tokens(chunk.prompt_tokens);
   usage->set_completion_tokens(chunk.completion_tokens);
   usage->set_total_tokens(chunk.prompt_tokens + chunk.completion_tokens);
+  usage->set_cached_prompt_tokens(std::max(0, chunk.cached_prompt_tokens));
   v1::Timings* timings = out->mutable_timings();
   timings->set_time_to_first_token_seconds(chunk.time_to_first_token_s);
+  timings->set_queue_seconds(std::max(0.0, chunk.queue_s));
   timings->set_prefill_tokens_per_second(chunk.prefill_tokens_per_second);
   timings->set_decode_tokens_per_second(chunk.decode_tokens_per_second);
   timings->set_total_seconds(chunk.total_s);

@@ -99,6 +99,7 @@ class GenerateReactor final : public QueuedWriter<v1::GenerateResponse> {
     completion_tokens_ = chunk.completion_tokens;
     finish_reason_ = chunk.finish_reason;
     decode_tps_ = chunk.decode_tokens_per_second;
+    queue_s_ = chunk.queue_s;
     chunk.final = true;
     v1::GenerateResponse response;
     ToProto(chunk, &response);
@@ -133,6 +134,7 @@ class GenerateReactor final : public QueuedWriter<v1::GenerateResponse> {
     }
     record.prompt_tokens = prompt_tokens_;
     record.completion_tokens = completion_tokens_;
+    record.queue_s = queue_s_;
     service_->metrics()->RecordRequest(record);
     spdlog::info(
         "generate id={} model={} peer={} code={} finish={} latency_ms={:.1f} ttft_ms={:.1f} "
@@ -161,6 +163,7 @@ class GenerateReactor final : public QueuedWriter<v1::GenerateResponse> {
   int64_t completion_tokens_ = 0;
   FinishReason finish_reason_ = FinishReason::kNone;
   double decode_tps_ = 0;
+  double queue_s_ = -1;
 };
 
 }  // namespace

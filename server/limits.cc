@@ -73,6 +73,10 @@ absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
   request.device = m.device;
   request.backend = m.backend;
   request.context_length = m.context_length;
+  request.kv_cache_bytes = m.kv_cache_bytes;
+  request.kv_cache_dtype = m.kv_cache_dtype;
+  request.max_sequences = m.max_sequences;
+  request.prefix_cache = m.prefix_cache;
   const auto start = Clock::now();
   absl::StatusOr<ModelInfo> info = engine_->LoadModel(request, [](const LoadProgress&) {});
   const double load_s = SecondsSince(start);

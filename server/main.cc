@@ -81,7 +81,13 @@ EngineSnapshot Snapshot(const Engine& engine) {
   std::map<std::string, int> running;
   for (const auto& [name, n] : engine.RunningRequestsByModel()) running[name] = n;
   for (const ModelInfo& m : engine.ListModels()) {
-    EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, running[m.name], {}};
+    EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, running[m.name]};
+    model.waiting_requests = m.requests_waiting;
+    model.kv_blocks_total = m.kv_blocks_total;
+    model.kv_blocks_used = m.kv_blocks_used;
+    model.prefix_query_tokens = m.prefix_cache_query_tokens;
+    model.prefix_hit_tokens = m.prefix_cache_hit_tokens;
+    model.preemptions = m.kv_preemptions;
     running.erase(m.name);
     // The host tensors stay in host memory whatever the device; a backend's placed
     // copies and the KV cache live on the model's device.
@@ -91,7 +97,7 @@ EngineSnapshot Snapshot(const Engine& engine) {
     snap.models.push_back(std::move(model));
   }
   for (const auto& [name, n] : running) {
-    if (n > 0) snap.models.push_back(EngineSnapshot::Model{name, "", 0, n, {}});
+    if (n > 0) snap.models.push_back(EngineSnapshot::Model{name, "", 0, n});
   }
   for (const DeviceInfo& d : engine.Devices()) {
     if (d.available) {

@@ -110,9 +110,31 @@ class Metrics::Collector : public prometheus::Collectable {
     MetricFamily model_bytes = Family("ingot_model_memory_bytes",
         "Bytes a model holds, by device and tensor kind (embedding, attention, mlp, "
         "output, norm, kv_cache, device_weights); sum by model for the total.", MetricType::Gauge);
+    MetricFamily waiting = Family("ingot_requests_waiting",
+        "Generate requests waiting for admission (queued, or preempted to free KV blocks), by model; "
+        "included in ingot_requests_running.", MetricType::Gauge);
+    MetricFamily kv_usage = Family("ingot_kv_cache_usage_ratio",
+        "Fraction of a model's KV pool blocks held by running sequences.", MetricType::Gauge);
+    MetricFamily prefix_queries = Family("ingot_prefix_cache_queries_tokens_total",
+        "Prompt tokens looked up in the prefix cache (admissions, recomputations included).", MetricType::Counter);
+    MetricFamily prefix_hits = Family("ingot_prefix_cache_hit_tokens_total",
+        "Prompt tokens whose keys and values came from the prefix cache (not computed).", MetricType::Counter);
+    MetricFamily preemptions = Family("ingot_kv_preemptions_total",
+        "Running sequences that gave their KV blocks back to make room (recomputed later).", MetricType::Counter);
     for (const EngineSnapshot::Model& m : snap.models) {
       running.metric.push_back(Sample(m.running_requests, {{"model", m.name}},
                                       MetricType::Gauge));
+      waiting.metric.push_back(Sample(m.waiting_requests, {{"model", m.name}}, MetricType::Gauge));
+      if (m.kv_blocks_total > 0) {
+        kv_usage.metric.push_back(Sample(static_cast<double>(m.kv_blocks_used) / m.kv_blocks_total,
+                                         {{"model", m.name}}, MetricType::Gauge));
+        prefix_queries.metric.push_back(
+            Sample(static_cast<double>(m.prefix_query_tokens), {{"model", m.name}}, MetricType::Counter));
+        prefix_hits.metric.push_back(
+            Sample(static_cast<double>(m.prefix_hit_tokens), {{"model", m.name}}, MetricType::Counter));
+        preemptions.metric.push_back(
+            Sample(static_cast<double>(m.preemptions), {{"model", m.name}}, MetricType::Counter));
+      }
       for (const EngineSnapshot::Model::Bytes& b : m.bytes_by_kind) {
         model_bytes.metric.push_back(Sample(static_cast<double>(b.bytes),
             {{"model", m.name}, {"device", b.device.empty() ? m.device : b.device}, {"kind", b.kind}},
@@ -144,7 +166,8 @@ class Metrics::Collector : public prometheus::Collectable {
       device_total.metric.push_back(Sample(static_cast<double>(d.total_bytes),
           {{"device", d.name}}, MetricType::Gauge));
     }
-    for (MetricFamily* f : {&running, &model_bytes, &device_used, &device_total, &device_free, &device_alloc}) {
+    for (MetricFamily* f : {&running, &waiting, &kv_usage, &prefix_queries, &prefix_hits, &preemptions, &model_bytes,
+                            &device_used, &device_total, &device_free, &device_alloc}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
 
@@ -202,6 +225,10 @@ Metrics::Metrics(std::function<EngineSnapshot()> snapshot)
   time_per_output_token_ = &prometheus::BuildHistogram()
       .Name("ingot_time_per_output_token_seconds")
       .Help("Mean seconds per generated token after the first, per request, by model.")
+      .Register(*registry_);
+  queue_time_ = &prometheus::BuildHistogram()
+      .Name("ingot_request_queue_seconds")
+      .Help("Seconds a Generate request waited for admission (a batch slot and its prompt's KV blocks), by model.")
       .Register(*registry_);
   prompt_tokens_total_ = &prometheus::BuildCounter()
       .Name("ingot_prompt_tokens_total")
@@ -262,6 +289,7 @@ void Metrics::RecordRequest(const RequestRecord& r) {
   if (r.tpot_s >= 0) {
     time_per_output_token_->Add({{"model", model}}, kPerTokenBuckets).Observe(r.tpot_s);
   }
+  if (r.queue_s >= 0) queue_time_->Add({{"model", model}}, kFirstTokenBuckets).Observe(r.queue_s);
   if (r.prompt_tokens > 0) {
     prompt_tokens_total_->Add({{"model", model}}).Increment(static_cast<double>(r.prompt_tokens));
   }

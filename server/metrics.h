@@ -29,6 +29,10 @@ struct EngineSnapshot {
     std::string device;
     int64_t bytes_resident = 0;
     int running_requests = 0;  // running or queued generations
+    int waiting_requests = 0;  // of those, queued or preempted (holding no KV blocks)
+    // The paged KV pool and the prefix cache.
+    int64_t kv_blocks_total = 0, kv_blocks_used = 0;
+    int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0, preemptions = 0;
     // Resident bytes by tensor kind ("embedding", "attention", "mlp", "output",
     // "norm", "kv_cache", "device_weights": a backend's uploaded copies) and the device
     // that holds them (empty: `device`). A model on cuda:N keeps its host tensors on
@@ -61,6 +65,7 @@ struct RequestRecord {
   double tpot_s = -1;        // mean seconds per output token after the first; < 0 = n/a
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  double queue_s = -1;       // waiting for admission (KV blocks, a batch slot); < 0 = n/a
 };
 
 class Metrics {
@@ -99,6 +104,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* request_duration_;
   prometheus::Family<prometheus::Histogram>* time_to_first_token_;
   prometheus::Family<prometheus::Histogram>* time_per_output_token_;
+  prometheus::Family<prometheus::Histogram>* queue_time_;
   prometheus::Family<prometheus::Counter>* prompt_tokens_total_;
   prometheus::Family<prometheus::Counter>* generated_tokens_total_;
   prometheus::Family<prometheus::Counter>* model_loads_total_;

@@ -20,35 +20,32 @@ using kernels::Linear;
 using kernels::LinearJob;
 using kernels::ThreadPool;
 
-KvCache::KvCache(int32_t n_layer, int32_t kv_dim)
-    : KvCache(kernels::NativeBackend(), kernels::Device{}, n_layer, kv_dim) {}
-
-KvCache::KvCache(const kernels::Backend& backend, const kernels::Device& device, int32_t n_layer, int32_t kv_dim)
-    : backend_(&backend), device_(device), n_layer_(n_layer), kv_dim_(kv_dim) {}
-
-KvCache::~KvCache() {
-  if (store_ != nullptr) backend_->free_kv(store_);
-}
-
-absl::Status KvCache::Reserve(int32_t tokens) {
-  if (tokens <= capacity_) return absl::OkStatus();
-  if (store_ == nullptr) {
-    ASSIGN_OR_RETURN(store_, backend_->new_kv(device_, n_layer_, kv_dim_));
-  }
-  ASSIGN_OR_RETURN(capacity_, backend_->reserve_kv(store_, tokens));
-  return absl::OkStatus();
-}
-
-int64_t KvCache::bytes() const { return store_ == nullptr ? 0 : backend_->kv_bytes(store_); }
-
 LlamaModel::~LlamaModel() = default;
 
 const kernels::Backend& LlamaModel::backend() const {
   return placement_.backend != nullptr ? *placement_.backend : kernels::NativeBackend();
 }
 
+kernels::KvSpec LlamaModel::KvShape(kernels::KvDtype dtype, int32_t block_tokens) const {
+  kernels::KvSpec spec;
+  spec.n_layer = config_.n_layer;
+  spec.kv_dim = config_.kv_dim();
+  spec.head_dim = config_.head_dim;
+  spec.block_tokens = block_tokens;
+  spec.dtype = dtype;
+  return spec;
+}
+
+absl::StatusOr<std::shared_ptr<KvPool>> LlamaModel::NewKvPool(kernels::KvDtype dtype, int32_t n_blocks,
+                                                              int32_t block_tokens) const {
+  return KvPool::Create(backend(), placement_.device, KvShape(dtype, block_tokens), n_blocks);
+}
+
 std::unique_ptr<KvCache> LlamaModel::NewKvCache() const {
-  return std::make_unique<KvCache>(backend(), placement_.device, config_.n_layer, config_.kv_dim());
+  absl::StatusOr<std::shared_ptr<KvPool>> pool = NewKvPool(kernels::KvDtype::kF32, 0);
+  // An f32 growable pool makes no device allocation yet; only a row that cannot serve
+  // the device at all fails here, and Place checked that.
+  return std::make_unique<KvCache>(*std::move(pool));
 }
 
 absl::Status LlamaModel::Place(const kernels::Backend& backend, const kernels::Device& device) {
@@ -129,7 +126,11 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
       ws.rope_cos[t * half + i] = std::cos(theta);
       ws.rope_sin[t * half + i] = std::sin(theta);
     }
-    ws.tokens[t] = kernels::StepToken{batch[t].pos, batch[t].cache->store()};
+    if (batch[t].pos >= batch[t].cache->capacity()) {
+      return absl::InternalError(absl::StrCat("KV cache holds ", batch[t].cache->capacity(),
+                                              " positions; position ", batch[t].pos, " was not reserved"));
+    }
+    ws.tokens[t] = kernels::StepToken{batch[t].pos, batch[t].cache->store(), batch[t].cache->blocks().data()};
   }
   void* w = ws.backend.For(be, placement_.device);
   RETURN_IF_ERROR(be.begin(w, shape, ws.x.data(), ws.rope_cos.data(), ws.rope_sin.data(), ws.tokens.data(), n));

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/model/kv_cache.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/qmatrix.h"
 #include "kernels/cpu/thread_pool.h"
@@ -113,37 +114,10 @@ class ForwardObserver {
                              int64_t cols) = 0;
 };
 
-// Keys and values of one sequence, in the store of the backend the model runs on
-// (native: f32 per layer on the host; torch: tensors on the model's device), grown as
-// the sequence grows.
-class KvCache {
- public:
-  // A native (cpu) store.
-  KvCache(int32_t n_layer, int32_t kv_dim);
-  KvCache(const kernels::Backend& backend, const kernels::Device& device, int32_t n_layer, int32_t kv_dim);
-  ~KvCache();
-  KvCache(const KvCache&) = delete;
-  KvCache& operator=(const KvCache&) = delete;
-  // Makes room for positions [0, tokens). Amortized doubling; bytes() tracks it.
-  // RESOURCE_EXHAUSTED when the device has no room.
-  absl::Status Reserve(int32_t tokens);
-  int32_t capacity() const { return capacity_; }
-  int64_t bytes() const;
-  void* store() const { return store_; }
-  const kernels::Backend& backend() const { return *backend_; }
-
- private:
-  const kernels::Backend* backend_;
-  kernels::Device device_;
-  int32_t n_layer_, kv_dim_;
-  int32_t capacity_ = 0;
-  void* store_ = nullptr;  // backend-owned, made on the first Reserve
-};
-
 struct BatchToken {
   int32_t token = 0;
   int32_t pos = 0;           // position in its sequence
-  KvCache* cache = nullptr;  // the sequence's cache (positions < pos already filled)
+  KvCache* cache = nullptr;  // the sequence's cache (capacity > pos; positions < pos filled)
   bool want_logits = false;
 };
 
@@ -240,7 +214,13 @@ class LlamaModel {
   const kernels::Backend& backend() const;
   const kernels::Device& device() const { return placement_.device; }
   const Placement& placement() const { return placement_; }
-  // A KV store for one sequence on the model's backend and device.
+  // The KV shape of this model in `dtype` (blocks of block_tokens positions).
+  kernels::KvSpec KvShape(kernels::KvDtype dtype, int32_t block_tokens = 16) const;
+  // A pool of n_blocks KV blocks on the model's backend and device (0: growable).
+  absl::StatusOr<std::shared_ptr<KvPool>> NewKvPool(kernels::KvDtype dtype, int32_t n_blocks,
+                                                    int32_t block_tokens = 16) const;
+  // A KV cache for one sequence over a private growable pool on the model's backend
+  // and device (f32: exactly the values the forward computed).
   std::unique_ptr<KvCache> NewKvCache() const;
 
   // Runs the batch; sets `logits` to vocab_size logits for every token with

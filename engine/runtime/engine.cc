@@ -83,6 +83,16 @@ bool IsNameChar(char c) {
 
 constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch", "npz"};
 
+constexpr int32_t kMaxSequencesLimit = 1024;
+constexpr int32_t kKvBlockTokens = 16;  // measured: tests/bench/README.md (serving)
+
+absl::StatusOr<kernels::KvDtype> ParseKvDtype(const std::string& name) {
+  if (name.empty() || name == "f16") return kernels::KvDtype::kF16;
+  if (name == "f32") return kernels::KvDtype::kF32;
+  if (name == "q8_0") return kernels::KvDtype::kQ8_0;
+  return absl::InvalidArgumentError(absl::StrCat("kv_cache_dtype '", name, "' is not one of f16, f32, q8_0"));
+}
+
 }  // namespace
 
 absl::Status PlaceModel(const kernels::Backend& backend, const kernels::Device& device, LoadedModel* loaded) {
@@ -147,6 +157,37 @@ Engine::Engine(EngineOptions options)
 
 Engine::~Engine() { registry_->Shutdown(); }
 
+absl::StatusOr<std::unique_ptr<Scheduler>> Engine::StartScheduler(const std::shared_ptr<LoadedModel>& loaded) {
+  const LlamaModel& model = *loaded->model;
+  const kernels::KvSpec spec = model.KvShape(loaded->kv_dtype, kKvBlockTokens);
+  const int64_t budget = loaded->kv_cache_bytes > 0 ? loaded->kv_cache_bytes : options_.kv_cache_bytes;
+  // One full served context always fits (a request that fits the context never waits
+  // forever), plus a block for a preempted sequence's next token.
+  const int32_t min_blocks = (loaded->context_length + kKvBlockTokens - 1) / kKvBlockTokens + 1;
+  const int64_t want = std::max<int64_t>(min_blocks, budget / spec.BlockBytes());
+  const int32_t n_blocks = static_cast<int32_t>(std::min<int64_t>(want, 1 << 24));
+  absl::StatusOr<std::shared_ptr<KvPool>> kv = model.NewKvPool(spec.dtype, n_blocks, kKvBlockTokens);
+  if (!kv.ok()) {
+    return absl::Status(kv.status().code(), absl::StrCat("KV pool of ", n_blocks, " blocks (",
+                                                         static_cast<int64_t>(n_blocks) * spec.BlockBytes(),
+                                                         " bytes) on ", model.device().Name(), ": ",
+                                                         kv.status().message()));
+  }
+  SchedulerOptions so;
+  so.max_sequences = loaded->max_sequences > 0 ? loaded->max_sequences : options_.max_batch_sequences;
+  so.max_sequences = std::min(so.max_sequences, n_blocks);
+  so.prefix_cache = loaded->prefix_cache;
+  ModelInfo& info = loaded->info;
+  info.kv_cache_dtype = kernels::KvDtypeName(spec.dtype);
+  info.kv_bytes_per_token = spec.TokenBytes();
+  info.kv_block_tokens = spec.block_tokens;
+  info.kv_blocks_total = (*kv)->total_blocks();
+  info.kv_cache_bytes = (*kv)->bytes();
+  info.max_sequences = so.max_sequences;
+  info.prefix_cache = so.prefix_cache;
+  return std::make_unique<Scheduler>(loaded, pool_.get(), *std::move(kv), so);
+}
+
 absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
                                             const std::function<void(const LoadProgress&)>& progress,
                                             const std::atomic<bool>* cancel) {
@@ -175,6 +216,14 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
   if (request.context_length < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("context_length must be >= 0, got ", request.context_length));
+  }
+  ASSIGN_OR_RETURN(const kernels::KvDtype kv_dtype, ParseKvDtype(request.kv_cache_dtype));
+  if (request.kv_cache_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes must be >= 0, got ", request.kv_cache_bytes));
+  }
+  if (request.max_sequences < 0 || request.max_sequences > kMaxSequencesLimit) {
+    return absl::InvalidArgumentError(absl::StrCat("max_sequences must be in [0, ", kMaxSequencesLimit, "], got ",
+                                                   request.max_sequences));
   }
   RETURN_IF_ERROR(registry_->Reserve(request.name, request));
   auto result = CatchExceptions("loading " + request.source, [&]() -> absl::StatusOr<ModelInfo> {
@@ -240,6 +289,10 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     int32_t ctx = request.context_length > 0 ? request.context_length : std::min(c.context_length, 4096);
     ctx = std::min(ctx, c.context_length);
     loaded->context_length = ctx;
+    loaded->kv_cache_bytes = request.kv_cache_bytes;
+    loaded->kv_dtype = kv_dtype;
+    loaded->max_sequences = request.max_sequences;
+    loaded->prefix_cache = request.prefix_cache.value_or(true);
 
     ModelInfo& info = loaded->info;
     info.name = request.name;
@@ -287,7 +340,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     RETURN_IF_ERROR(cancelled());
     report("place", 0.97, absl::StrCat(backend->name, " on ", device.Name()));
     RETURN_IF_ERROR(PlaceModel(*backend, device, loaded.get()));
-    auto scheduler = std::make_unique<Scheduler>(loaded, pool_.get(), options_.max_batch_sequences);
+    ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, StartScheduler(loaded));
     registry_->Publish(request.name, loaded, std::move(scheduler));
     report("ready", 1.0, "");
     return loaded->info;

@@ -22,6 +22,7 @@
 namespace ingot {
 
 struct LoadedModel;  // scheduler.h
+class Scheduler;
 
 // Places a built (and quantized) model on `device` through `backend` and records the
 // placement in its ModelInfo (backend, device bytes and representations).
@@ -32,6 +33,9 @@ struct EngineOptions {
   int max_batch_sequences = 16;  // sequences decoded together in one step
   int64_t memory_budget_bytes = 0;  // cpu budget for all models; 0 = what the OS has available
   int quantize_workers = 0;         // threads quantizing modules; 0 = `threads`
+  // KV pool per model when the load names none (LoadRequest.kv_cache_bytes); raised
+  // to hold at least one full served context.
+  int64_t kv_cache_bytes = int64_t{256} << 20;
 };
 
 enum class ModelState { kLoading, kReady, kUnloading };
@@ -68,6 +72,16 @@ struct ModelInfo {
   std::string backend = "native";  // the backend row that runs it
   int64_t device_weight_bytes = 0;  // uploaded to the device by the backend (0: native reads in place)
   std::vector<std::string> device_representations;  // "int4pack/g32 x 210", with notes
+  // The paged KV pool (kv_cache_bytes is its size on the device).
+  std::string kv_cache_dtype;        // "f16", "f32", "q8_0"
+  int64_t kv_bytes_per_token = 0;    // every layer's keys and values of one position
+  int32_t kv_block_tokens = 0;
+  int32_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0;
+  int32_t max_sequences = 0;         // decoded together in one step
+  bool prefix_cache = true;
+  int64_t prefix_cache_query_tokens = 0, prefix_cache_hit_tokens = 0;
+  int64_t kv_preemptions = 0;
+  int32_t requests_waiting = 0, requests_running = 0;
 };
 
 struct QuantizeRequest {
@@ -125,6 +139,11 @@ struct LoadRequest {
   // Quantize while loading; ignored (with a note) when the checkpoint is quantized.
   std::optional<quant::QuantizationConfig> quantization;
   int32_t loading_workers = 0;  // quantize-while-loading threads; 0 = the server's default
+  // Serving: the KV pool and the batch (0 / empty: the engine's defaults).
+  int64_t kv_cache_bytes = 0;    // pool bytes; at least one full context is always held
+  std::string kv_cache_dtype;    // f16 (default), f32, q8_0 (backend native only)
+  int32_t max_sequences = 0;     // running sequences; bounded by the pool's blocks
+  std::optional<bool> prefix_cache;  // default on
 };
 
 struct LoadProgress {
@@ -200,6 +219,8 @@ struct GenerationChunk {
   double decode_tokens_per_second = 0;
   double prefill_tokens_per_second = 0;
   double total_s = 0;
+  double queue_s = -1;            // submitted to first admitted (waiting for KV blocks / a slot)
+  int32_t cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
 };
 
 // Callbacks run on the model's scheduler thread: keep them short and never block.
@@ -301,6 +322,10 @@ class Engine {
                                            const std::string& target, bool replaces_source,
                                            const std::function<void(const quant::QuantizeProgress&)>& progress,
                                            const std::atomic<bool>* cancel);
+  // The model's KV pool (loaded->kv_cache_bytes, dtype) and its scheduler; fills the
+  // serving fields of loaded->info. INVALID_ARGUMENT for a dtype the backend cannot
+  // store, RESOURCE_EXHAUSTED when the device has no room for the pool.
+  absl::StatusOr<std::unique_ptr<Scheduler>> StartScheduler(const std::shared_ptr<LoadedModel>& loaded);
 
   EngineOptions options_;
   std::unique_ptr<kernels::ThreadPool> pool_;  // shared by every model's steps

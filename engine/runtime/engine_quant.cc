@@ -87,7 +87,7 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
     // A cancel that came after the last module (the client's deadline, the drain) still
     // counts: nobody is there to learn the new model's name, so it is not published.
     if (cancel != nullptr && cancel->load()) return absl::CancelledError("quantization cancelled");
-    auto scheduler = std::make_unique<Scheduler>(q.model, pool_.get(), options_.max_batch_sequences);
+    ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, StartScheduler(q.model));
     if (in_place) {
       RETURN_IF_ERROR(registry_->Replace(target, q.model, std::move(scheduler)));
     } else {
@@ -167,6 +167,10 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
     auto loaded = std::make_shared<LoadedModel>();
     loaded->tokenizer = source->tokenizer;
     loaded->context_length = source->context_length;
+    loaded->kv_cache_bytes = source->kv_cache_bytes;
+    loaded->kv_dtype = source->kv_dtype;
+    loaded->max_sequences = source->max_sequences;
+    loaded->prefix_cache = source->prefix_cache;
     loaded->model = std::move(outcome.model);
     ModelInfo& info = loaded->info;
     info = source->info;

@@ -148,6 +148,15 @@ ModelInfo Registry::Describe(const Entry& e) const {
   ModelInfo info = e.info;
   if (e.scheduler != nullptr) {
     info.kv_cache_bytes = e.scheduler->KvCacheBytes();
+    const Scheduler::KvStats kv = e.scheduler->Kv();
+    info.kv_blocks_total = kv.total_blocks;
+    info.kv_blocks_used = kv.used_blocks;
+    info.kv_blocks_cached = kv.cached_blocks;
+    info.prefix_cache_query_tokens = kv.prefix_query_tokens;
+    info.prefix_cache_hit_tokens = kv.prefix_hit_tokens;
+    info.kv_preemptions = kv.preemptions;
+    info.requests_waiting = e.scheduler->Waiting();
+    info.requests_running = e.scheduler->Running() - info.requests_waiting;
     // e.info.bytes_resident holds the weights as placed (PlaceModel): the host weights
     // on cpu (plus a backend's copies), the uploaded weights on a GPU.
     info.bytes_resident = e.info.bytes_resident + info.kv_cache_bytes;

@@ -15,16 +15,16 @@ double MonotonicSeconds() {
 }
 
 struct Scheduler::Sequence {
-  Sequence(SequenceRequest r, const LoadedModel& m)
-      : req(std::move(r)),
-        sampler(req.sampling, req.seed),
-        cache(m.model->NewKvCache()),
-        decoder(*m.tokenizer) {
+  Sequence(SequenceRequest r, const LoadedModel& m, std::shared_ptr<KvPool> kv)
+      : req(std::move(r)), sampler(req.sampling, req.seed), cache(std::move(kv)), decoder(*m.tokenizer) {
     tokens = req.prompt;
   }
   SequenceRequest req;
   Sampler sampler;
-  std::unique_ptr<KvCache> cache;  // on the model's backend and device
+  KvCache cache;                 // block table over the model's pool
+  std::vector<uint64_t> chain;   // prefix-cache hash of each published block (block i: tokens up to its end)
+  bool reserved = false;         // holds the blocks of its tokens (admitted)
+  int32_t cached_prompt_tokens = -1;  // prefix-cache hits at the first admission
   StreamDecoder decoder;
   std::vector<int32_t> tokens;  // prompt + generated
   int32_t n_past = 0;           // tokens whose keys/values are in the cache
@@ -39,8 +39,9 @@ struct Scheduler::Sequence {
 };
 
 Scheduler::Scheduler(std::shared_ptr<const LoadedModel> model, kernels::ThreadPool* pool,
-                     int max_sequences)
-    : model_(std::move(model)), pool_(pool), max_sequences_(std::max(1, max_sequences)) {
+                     std::shared_ptr<KvPool> kv, SchedulerOptions options)
+    : model_(std::move(model)), pool_(pool), kv_(std::move(kv)), options_(options) {
+  options_.max_sequences = std::max(1, options_.max_sequences);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -65,6 +66,7 @@ absl::Status Scheduler::Submit(SequenceRequest request) {
     }
     queue_.push_back(std::move(request));
     ++running_;
+    ++waiting_;
   }
   cv_.notify_all();
   return absl::OkStatus();
@@ -97,17 +99,37 @@ int Scheduler::Running() const {
   return running_;
 }
 
-int64_t Scheduler::KvCacheBytes() const {
+int Scheduler::Waiting() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return kv_bytes_;
+  return waiting_;
 }
+
+int64_t Scheduler::KvCacheBytes() const { return kv_->bytes(); }
+
+Scheduler::KvStats Scheduler::Kv() const {
+  KvStats k;
+  k.block_tokens = kv_->block_tokens();
+  k.total_blocks = kv_->total_blocks();
+  k.bytes_per_token = kv_->spec().TokenBytes();
+  k.dtype = kernels::KvDtypeName(kv_->spec().dtype);
+  k.prefix_query_tokens = kv_->prefix_query_tokens.load();
+  k.prefix_hit_tokens = kv_->prefix_hit_tokens.load();
+  std::lock_guard<std::mutex> lock(mu_);
+  k.used_blocks = kv_used_blocks_;
+  k.cached_blocks = kv_cached_blocks_;
+  k.preemptions = preemptions_;
+  return k;
+}
+
 
 void Scheduler::Loop() {
   std::vector<std::unique_ptr<Sequence>> active;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !active.empty() || draining_; });
+      cv_.wait(lock, [&] {
+        return stop_ || !queue_.empty() || !active.empty() || !preempted_.empty() || draining_;
+      });
       if (stop_) {
         // Shutdown: everything still here ends as cancelled, with a status.
         while (!queue_.empty()) {
@@ -118,55 +140,170 @@ void Scheduler::Loop() {
           lock.lock();
         }
         lock.unlock();
+        for (auto& s : preempted_) active.push_back(std::move(s));
+        preempted_.clear();
         for (auto& s : active) {
           if (!s->done) Finish(*s, FinishReason::kCancelled, MonotonicSeconds());
         }
+        active.clear();
         lock.lock();
         exited_ = true;
         return;
       }
-      if (draining_ && queue_.empty() && active.empty()) {
+      if (draining_ && queue_.empty() && active.empty() && preempted_.empty()) {
         exited_ = true;
         return;
       }
-      const double now = MonotonicSeconds();
-      // Cancelled requests are admitted regardless of the batch size: Step ends them
-      // with their final chunk at once.
-      while (!queue_.empty() &&
-             (static_cast<int>(active.size()) < max_sequences_ || cancel_all_.load())) {
-        active.push_back(std::make_unique<Sequence>(std::move(queue_.front()), *model_));
-        active.back()->start_time_s = now;
-        queue_.pop_front();
-      }
     }
-    if (active.empty()) continue;
+    Admit(active, MonotonicSeconds());
+    if (active.empty()) {
+      // Nothing could be admitted although requests wait: cannot happen with an empty
+      // batch (the pool holds a full context), but never spin if it did.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(10));
+      continue;
+    }
     Step(active);
-    int64_t kv = 0;
     int finished = 0;
     for (auto& s : active) {
-      if (s->done) ++finished;
+      if (s->done) {
+        ++finished;
+        s->cache.Clear();
+      }
     }
     active.erase(std::remove_if(active.begin(), active.end(), [](const auto& s) { return s->done; }),
                  active.end());
-    for (auto& s : active) kv += s->cache->bytes();
     std::lock_guard<std::mutex> lock(mu_);
-    kv_bytes_ = kv;
     running_ -= finished;
+    kv_used_blocks_ = kv_->used_blocks();
+    kv_cached_blocks_ = kv_->cached_blocks();
+  }
+}
+
+bool Scheduler::Reserve(Sequence& s, int32_t keep_free) {
+  const int32_t bt = kv_->block_tokens();
+  const int32_t n = static_cast<int32_t>(s.tokens.size());
+  // Shared blocks: at most (n - 1) / bt, so the last token is always computed (its
+  // logits give the next token).
+  uint64_t parent = 0;
+  if (options_.prefix_cache) {
+    for (int32_t i = 0; (i + 1) * bt <= n - 1; ++i) {
+      absl::Span<const int32_t> block(s.tokens.data() + static_cast<size_t>(i) * bt, bt);
+      const int32_t b = kv_->Lookup(parent, block);
+      if (b < 0) break;
+      s.cache.Adopt(b);
+      parent = KvPool::ChainHash(parent, block);
+      s.chain.push_back(parent);
+    }
+  }
+  const int32_t need = (n + bt - 1) / bt - static_cast<int32_t>(s.cache.blocks().size());
+  if (kv_->available_blocks() - need < keep_free || !s.cache.Reserve(n).ok()) {
+    s.cache.Clear();
+    s.chain.clear();
+    return false;
+  }
+  s.n_past = static_cast<int32_t>(s.chain.size()) * bt;
+  if (s.cached_prompt_tokens < 0) s.cached_prompt_tokens = s.n_past;
+  kv_->prefix_query_tokens += n;
+  kv_->prefix_hit_tokens += s.n_past;
+  s.reserved = true;
+  return true;
+}
+
+void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& active, double now) {
+  // Preempted sequences first (oldest first), then the queue in order: a request that
+  // does not fit holds back the ones behind it, so none is starved by smaller ones.
+  while (!preempted_.empty() && static_cast<int>(active.size()) < options_.max_sequences) {
+    Sequence& s = *preempted_.front();
+    if (!Reserve(s, static_cast<int32_t>(active.size()))) return;
+    active.push_back(std::move(preempted_.front()));
+    preempted_.pop_front();
+    std::lock_guard<std::mutex> lock(mu_);
+    --waiting_;
+  }
+  if (!preempted_.empty()) return;
+  while (true) {
+    std::unique_ptr<Sequence> s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty()) return;
+      // Cancelled requests are admitted regardless of the batch and the pool: Step
+      // ends them with their final chunk at once.
+      const bool cancelled = cancel_all_.load() || (queue_.front().handle && queue_.front().handle->cancelled());
+      if (!cancelled && static_cast<int>(active.size()) >= options_.max_sequences) return;
+      s = std::make_unique<Sequence>(std::move(queue_.front()), *model_, kv_);
+      if (!cancelled && !Reserve(*s, static_cast<int32_t>(active.size()))) {
+        queue_.front() = std::move(s->req);  // waits for blocks
+        return;
+      }
+      queue_.pop_front();
+      --waiting_;
+    }
+    s->start_time_s = now;
+    active.push_back(std::move(s));
+  }
+}
+
+void Scheduler::Preempt(std::unique_ptr<Sequence> s) {
+  // Its keys and values are recomputed when it is admitted again (published blocks
+  // may still be cached then); what it generated stays in s->tokens.
+  s->cache.Clear();
+  s->chain.clear();
+  s->n_past = 0;
+  s->reserved = false;
+  spdlog::debug("preempted a sequence of {} tokens", s->tokens.size());
+  // Preempted newest first, so the front is the oldest: admitted again first.
+  preempted_.push_front(std::move(s));
+  std::lock_guard<std::mutex> lock(mu_);
+  ++waiting_;
+  ++preemptions_;
+}
+
+void Scheduler::PublishBlocks(Sequence& s) {
+  if (!options_.prefix_cache) return;
+  const int32_t bt = kv_->block_tokens();
+  for (size_t i = s.chain.size(); static_cast<int32_t>((i + 1) * bt) <= s.n_past; ++i) {
+    absl::Span<const int32_t> block(s.tokens.data() + i * bt, bt);
+    const uint64_t parent = i == 0 ? 0 : s.chain[i - 1];
+    kv_->Publish(s.cache.blocks()[i], parent, block);
+    s.chain.push_back(KvPool::ChainHash(parent, block));
   }
 }
 
 void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   const double now = MonotonicSeconds();
+  // Cancelled sequences end first (their blocks go back to the pool).
+  for (auto& sp : active) {
+    if (cancel_all_.load() || (sp->req.handle && sp->req.handle->cancelled())) {
+      Finish(*sp, FinishReason::kCancelled, now);
+      sp->cache.Clear();
+    }
+  }
+  // Every decoding sequence needs room for its next token; when the pool has none,
+  // the most recently admitted sequence gives its blocks back (preemption).
+  for (size_t i = 0; i < active.size(); ++i) {
+    Sequence& s = *active[i];
+    if (s.done) continue;
+    while (!s.cache.Reserve(static_cast<int32_t>(s.tokens.size())).ok()) {
+      size_t victim = active.size() - 1;
+      while (victim > i && active[victim]->done) --victim;
+      Preempt(std::move(active[victim]));
+      active.erase(active.begin() + static_cast<std::ptrdiff_t>(victim));
+      if (victim == i) break;  // it was the newest itself
+    }
+  }
   std::vector<BatchToken> batch;
   std::vector<Sequence*> with_logits;  // in batch order
+  // Tokens still to read before the next sample (0 while decoding).
   auto remaining_prompt = [](const Sequence* s) {
-    return std::max<int32_t>(0, static_cast<int32_t>(s->req.prompt.size()) - s->n_past);
+    return std::max<int32_t>(0, static_cast<int32_t>(s->tokens.size()) - s->n_past - 1);
   };
   // Decoding sequences first, then prompts by what is left of them: a short prompt
   // gets its first token in the next step instead of waiting behind a long one.
   std::vector<Sequence*> order;
   bool decoding = false;
   for (auto& sp : active) {
+    if (sp->done) continue;
     order.push_back(sp.get());
     decoding |= remaining_prompt(sp.get()) == 0;
   }
@@ -180,32 +317,25 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
         std::clamp<double>(seconds / prefill_token_s_, kMinPrefillChunk, kPrefillChunk));
   }
   int32_t prefill_tokens = 0;
+  std::vector<Sequence*> stepped;
   for (Sequence* sp : order) {
     Sequence& s = *sp;
-    if (cancel_all_.load() || (s.req.handle && s.req.handle->cancelled())) {
-      Finish(s, FinishReason::kCancelled, now);
-      continue;
-    }
     const int32_t pending = static_cast<int32_t>(s.tokens.size()) - s.n_past;
-    const bool prefill = s.n_past < static_cast<int32_t>(s.req.prompt.size());
     int32_t count = pending;
-    if (prefill) {
+    if (pending > 1) {
       if (prefill_budget <= 0) continue;  // next step
       count = std::min(pending, prefill_budget);
       prefill_budget -= count;
       prefill_tokens += count;
     }
-    if (absl::Status st = s.cache->Reserve(s.n_past + count); !st.ok()) {
-      Fail(s, st);
-      continue;
-    }
     for (int32_t i = 0; i < count; ++i) {
       const int32_t pos = s.n_past + i;
       const bool last = i == count - 1 && pos + 1 == static_cast<int32_t>(s.tokens.size());
-      batch.push_back({s.tokens[pos], pos, s.cache.get(), last});
+      batch.push_back({s.tokens[pos], pos, &s.cache, last});
     }
     if (batch.back().want_logits) with_logits.push_back(&s);
     s.n_past += count;
+    stepped.push_back(&s);
   }
   if (batch.empty()) return;
   if (absl::Status st = model_->model->Forward(batch, *pool_, ws_, &logits_); !st.ok()) {
@@ -216,6 +346,7 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
     }
     return;
   }
+  for (Sequence* sp : stepped) PublishBlocks(*sp);
   const double after = MonotonicSeconds();
   // A step costs a fixed part (every weight is read once per forward pass, whatever
   // the batch) plus a part per prompt token: decode-only steps measure the first,
@@ -326,6 +457,8 @@ void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {
     }
   }
   chunk.total_s = now - s.req.submit_time_s;
+  if (s.start_time_s > 0) chunk.queue_s = s.start_time_s - s.req.submit_time_s;
+  chunk.cached_prompt_tokens = s.cached_prompt_tokens;
   s.done = true;
   s.req.callbacks.on_done(absl::OkStatus(), std::move(chunk));
 }

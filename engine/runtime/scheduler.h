@@ -15,6 +15,14 @@
 // 76-145 s (throughput given for the bound; the range is the VM's load) while the
 // stream's inter-token gaps stay at a median of 0.17 s, worst 0.31-0.55 s
 // (Hardening13_11 prints these).
+//
+// Keys and values live in one paged pool per model (engine/model/kv_cache.h). A request
+// is admitted when the blocks of its prompt (after the prefix cache's hits) are free,
+// keeping one block per running sequence in hand; until then it waits in the queue.
+// When running sequences outgrow the pool, the most recently admitted one is preempted:
+// its blocks are released and it waits at the head of the queue to recompute its
+// tokens (prompt and what it generated so far; its stream just pauses). Full blocks are
+// published to the prefix cache as they fill.
 #pragma once
 
 #include <atomic>
@@ -41,6 +49,11 @@ struct LoadedModel {
   std::unique_ptr<LlamaModel> model;
   std::shared_ptr<const Tokenizer> tokenizer;
   int32_t context_length = 0;  // served context (<= trained)
+  // How it is served (from the LoadRequest; a quantized copy inherits them).
+  int64_t kv_cache_bytes = 0;
+  kernels::KvDtype kv_dtype = kernels::KvDtype::kF16;
+  int32_t max_sequences = 0;
+  bool prefix_cache = true;
 };
 
 // A request after validation and tokenization.
@@ -55,6 +68,11 @@ struct SequenceRequest {
   double submit_time_s = 0;  // monotonic seconds
 };
 
+struct SchedulerOptions {
+  int max_sequences = 16;    // running sequences (one decode token each per step)
+  bool prefix_cache = true;  // share published blocks between requests
+};
+
 class Scheduler {
  public:
   static constexpr int32_t kPrefillChunk = 512;     // most prompt tokens per step
@@ -66,8 +84,9 @@ class Scheduler {
   static constexpr double kPrefillAloneSeconds = 0.5;
   static constexpr size_t kMaxQueued = 256;
 
-  Scheduler(std::shared_ptr<const LoadedModel> model, kernels::ThreadPool* pool,
-            int max_sequences);
+  // `kv` holds at least one full context of the model (plus a block).
+  Scheduler(std::shared_ptr<const LoadedModel> model, kernels::ThreadPool* pool, std::shared_ptr<KvPool> kv,
+            SchedulerOptions options);
   ~Scheduler();  // cancels everything and joins
 
   // RESOURCE_EXHAUSTED when the queue is full; UNAVAILABLE once draining.
@@ -78,12 +97,29 @@ class Scheduler {
   // CANCELLED and its final chunk; takes no new requests.
   void CancelAll();
   bool Idle() const;  // draining and nothing left
-  int Running() const;
-  int64_t KvCacheBytes() const;
+  int Running() const;  // requests not finished: waiting + decoding
+  int Waiting() const;  // queued or preempted, holding no KV blocks
+  int64_t KvCacheBytes() const;  // the pool's bytes on the device
+  struct KvStats {
+    int32_t block_tokens = 0, total_blocks = 0, used_blocks = 0, cached_blocks = 0;
+    int64_t bytes_per_token = 0;
+    int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+    int64_t preemptions = 0;
+    std::string dtype;
+  };
+  KvStats Kv() const;
+  int max_sequences() const { return options_.max_sequences; }
 
  private:
   struct Sequence;
   void Loop();
+  // Moves waiting sequences into `active` while the batch and the pool allow.
+  void Admit(std::vector<std::unique_ptr<Sequence>>& active, double now);
+  // Looks the sequence's tokens up in the prefix cache and reserves blocks for them;
+  // false (holding nothing) when the pool cannot hold them now.
+  bool Reserve(Sequence& s, int32_t keep_free);
+  void Preempt(std::unique_ptr<Sequence> s);
+  void PublishBlocks(Sequence& s);
   void Step(std::vector<std::unique_ptr<Sequence>>& active);
   void Emit(Sequence& seq, int32_t token, double now, std::optional<TokenLogprob> logprob);
   void Fail(Sequence& s, const absl::Status& status);
@@ -91,7 +127,9 @@ class Scheduler {
 
   std::shared_ptr<const LoadedModel> model_;
   kernels::ThreadPool* pool_;
-  int max_sequences_;
+  std::shared_ptr<KvPool> kv_;
+  SchedulerOptions options_;
+  std::deque<std::unique_ptr<Sequence>> preempted_;  // scheduler thread only; newest last
   std::vector<float> raw_row_;  // a logits row before sampling (logprobs)
   ForwardWorkspace ws_;
   std::vector<float> logits_;
@@ -108,7 +146,9 @@ class Scheduler {
   std::atomic<bool> cancel_all_{false};  // read by Step without mu_
   bool exited_ = false;
   int running_ = 0;
-  int64_t kv_bytes_ = 0;
+  int waiting_ = 0;  // queue_ + preempted_
+  int32_t kv_used_blocks_ = 0, kv_cached_blocks_ = 0;
+  int64_t preemptions_ = 0;
   std::thread thread_;
 };
 

@@ -4,6 +4,7 @@
 // are cheap and run on the calling thread.
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +23,8 @@ struct NativeWorkspace {
   std::vector<float> buf[kBufCount];
   std::vector<float> rope_cos, rope_sin;  // (n, rope_dim / 2)
   std::vector<int32_t> pos;               // (n)
-  std::vector<CpuKvCache*> caches;        // (n)
+  std::vector<CpuKvStore*> kv;            // (n)
+  std::vector<const int32_t*> blocks;     // (n) block tables
   std::vector<uint8_t> act;               // prepared activations
   float* B(Buf b) { return buf[static_cast<int>(b)].data(); }
 };
@@ -65,10 +67,12 @@ absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const 
   w.rope_cos.assign(rope_cos, rope_cos + n * half);
   w.rope_sin.assign(rope_sin, rope_sin + n * half);
   w.pos.resize(n);
-  w.caches.resize(n);
+  w.kv.resize(n);
+  w.blocks.resize(n);
   for (int64_t t = 0; t < n; ++t) {
     w.pos[t] = tokens[t].pos;
-    w.caches[t] = static_cast<CpuKvCache*>(tokens[t].kv);
+    w.kv[t] = static_cast<CpuKvStore*>(tokens[t].kv);
+    w.blocks[t] = tokens[t].blocks;
   }
   return absl::OkStatus();
 }
@@ -102,14 +106,16 @@ absl::Status AttentionOp(void* ws, ThreadPool& pool, int32_t layer) {
   const float* k = w.B(Buf::kK);
   const float* v = w.B(Buf::kV);
   for (int64_t t = 0; t < w.n; ++t) {
-    std::memcpy(w.caches[t]->K(layer, w.pos[t]), k + t * kvd, kvd * sizeof(float));
-    std::memcpy(w.caches[t]->V(layer, w.pos[t]), v + t * kvd, kvd * sizeof(float));
+    const CpuKvStore& kv = *w.kv[t];
+    kv.Store(k + t * kvd, kv.At(w.blocks[t], layer, 0, w.pos[t]));
+    kv.Store(v + t * kvd, kv.At(w.blocks[t], layer, 1, w.pos[t]));
   }
   AttentionArgs a;
   a.q = w.B(Buf::kQ);
   a.out = w.B(Buf::kAttn);
   a.pos = w.pos.data();
-  a.caches = w.caches.data();
+  a.kv = w.kv.data();
+  a.blocks = w.blocks.data();
   a.n = w.n;
   a.layer = layer;
   a.n_head = w.shape.n_head;
@@ -154,20 +160,30 @@ absl::Status WriteRows(void* ws, Buf b, const float* host, int64_t rows) {
 
 absl::StatusOr<const float*> ReadRows(void* ws, Buf b, int64_t, std::vector<float>*) { return W(ws).B(b); }
 
-absl::StatusOr<void*> NewKv(const Device& device, int32_t n_layer, int32_t kv_dim) {
+absl::StatusOr<void*> NewKv(const Device& device, const KvSpec& spec) {
   if (device.kind != DeviceKind::kCpu) return Available(device);
-  return new CpuKvCache(n_layer, kv_dim);
+  if (spec.dtype == KvDtype::kQ8_0 && (spec.kv_dim % kQK8_0 != 0 || spec.head_dim % kQK8_0 != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_dtype q8_0 needs head_dim a multiple of 32 (head_dim ",
+                                                   spec.head_dim, ")"));
+  }
+  return new CpuKvStore(spec);
 }
-absl::StatusOr<int32_t> ReserveKv(void* kv, int32_t tokens) {
-  auto* c = static_cast<CpuKvCache*>(kv);
-  c->Reserve(tokens);
-  return c->capacity;
+absl::StatusOr<int32_t> ReserveKv(void* kv, int32_t blocks) {
+  auto* c = static_cast<CpuKvStore*>(kv);
+  try {
+    c->Reserve(blocks);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cpu: no memory for ", blocks, " KV blocks of ", c->block_bytes, " bytes"));
+  }
+  return c->n_blocks;
 }
-void FreeKv(void* kv) { delete static_cast<CpuKvCache*>(kv); }
-int64_t KvBytes(const void* kv) {
-  const auto* c = static_cast<const CpuKvCache*>(kv);
-  return static_cast<int64_t>(c->capacity) * c->kv_dim * static_cast<int64_t>(c->k.size()) * 2 * 4;
+absl::Status CopyKvBlock(void* kv, int32_t src, int32_t dst, int32_t tokens) {
+  static_cast<CpuKvStore*>(kv)->CopyBlock(src, dst, tokens);
+  return absl::OkStatus();
 }
+void FreeKv(void* kv) { delete static_cast<CpuKvStore*>(kv); }
+int64_t KvBytes(const void* kv) { return static_cast<const CpuKvStore*>(kv)->bytes(); }
 
 absl::StatusOr<MemoryStats> Memory(const Device& device) {
   if (device.kind != DeviceKind::kCpu) return Available(device);
@@ -205,6 +221,7 @@ const Backend kNative = {
     .read_rows = ReadRows,
     .new_kv = NewKv,
     .reserve_kv = ReserveKv,
+    .copy_kv_block = CopyKvBlock,
     .free_kv = FreeKv,
     .kv_bytes = KvBytes,
     .memory = Memory,

@@ -5,8 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 #include "kernels/cpu/quant_dot.h"
+#include "kernels/cpu/quant_dot_internal.h"
+#include "kernels/cpu/quantize_ref.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace ingot::kernels {
@@ -81,46 +86,110 @@ void RopeRef(float* x, const float* cos, const float* sin, int64_t n, int32_t n_
   }
 }
 
-void CpuKvCache::Reserve(int32_t tokens) {
-  if (tokens <= capacity) return;
-  int32_t cap = std::max<int32_t>(64, capacity);
-  while (cap < tokens) cap *= 2;
-  for (size_t l = 0; l < k.size(); ++l) {
-    k[l].resize(static_cast<size_t>(cap) * kv_dim);
-    v[l].resize(static_cast<size_t>(cap) * kv_dim);
-  }
-  capacity = cap;
+CpuKvStore::CpuKvStore(const KvSpec& s)
+    : spec(s),
+      row_bytes(static_cast<size_t>(KvRowBytes(s.dtype, s.kv_dim))),
+      block_bytes(static_cast<size_t>(s.BlockBytes())) {}
+
+CpuKvStore::~CpuKvStore() { std::free(data); }
+
+void CpuKvStore::Reserve(int32_t blocks) {
+  if (blocks <= n_blocks) return;
+  // malloc, not a zeroing allocator: pages of blocks never written are never touched,
+  // so the resident size follows the blocks in use, not the pool's size.
+  auto* grown = static_cast<uint8_t*>(std::malloc(static_cast<size_t>(blocks) * block_bytes));
+  if (grown == nullptr) throw std::bad_alloc();
+  if (data != nullptr) std::memcpy(grown, data, static_cast<size_t>(n_blocks) * block_bytes);
+  std::free(data);
+  data = grown;
+  n_blocks = blocks;
 }
+
+void CpuKvStore::Store(const float* x, uint8_t* row) const {
+  switch (spec.dtype) {
+    case KvDtype::kF32: std::memcpy(row, x, row_bytes); return;
+    case KvDtype::kF16: QuantizeRowF16Ref(x, row, spec.kv_dim); return;
+    case KvDtype::kQ8_0: QuantizeRowQ8_0Ref(x, row, spec.kv_dim); return;
+  }
+}
+
+void CpuKvStore::CopyBlock(int32_t src, int32_t dst, int32_t tokens) {
+  for (int32_t l = 0; l < spec.n_layer; ++l) {
+    for (int kind = 0; kind < 2; ++kind) {
+      std::memcpy(Row(dst, l, kind, 0), Row(src, l, kind, 0), static_cast<size_t>(tokens) * row_bytes);
+    }
+  }
+}
+
+namespace internal {
+// kernels/cpu/kv_avx2.cc (F16C / AVX2; called when CpuHasAvx2()).
+void F16ToF32Avx2(const uint16_t* x, float* out, int64_t n);
+void Q8_0ToF32Avx2(const BlockQ8_0* x, float* out, int64_t n);
+}  // namespace internal
+
+namespace {
+
+// `n` values of a stored row (starting at a head's first value) as f32.
+void DecodeRow(KvDtype dtype, const uint8_t* row, int64_t first, float* out, int64_t n, bool fast) {
+  switch (dtype) {
+    case KvDtype::kF32: std::memcpy(out, reinterpret_cast<const float*>(row) + first, n * sizeof(float)); return;
+    case KvDtype::kF16:
+      if (fast) {
+        internal::F16ToF32Avx2(reinterpret_cast<const uint16_t*>(row) + first, out, n);
+      } else {
+        GetGgmlTypeTraits(GgmlType::kF16).dequantize(reinterpret_cast<const uint16_t*>(row) + first, out, n);
+      }
+      return;
+    case KvDtype::kQ8_0: {
+      const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row) + first / kQK8_0;
+      if (fast) {
+        internal::Q8_0ToF32Avx2(blocks, out, n);
+      } else {
+        GetGgmlTypeTraits(GgmlType::kQ8_0).dequantize(blocks, out, n);
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace
 
 void Attention(const AttentionArgs& a, ThreadPool& pool) {
   const int32_t hd = a.head_dim;
   const int64_t qd = static_cast<int64_t>(a.n_head) * hd;
   const int32_t group = a.n_head / a.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  pool.ParallelFor(a.n * a.n_head, 1, [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<float> scores;
+  const bool fast = internal::CpuHasAvx2();
+  pool.ParallelFor(a.n * a.n_head_kv, 1, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<float> scores, row;
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / a.n_head;
-      const int32_t h = static_cast<int32_t>(i % a.n_head);
-      const int32_t kvh = h / group;
+      const int64_t t = i / a.n_head_kv;
+      const int32_t kvh = static_cast<int32_t>(i % a.n_head_kv);
       const int32_t len = a.pos[t] + 1;
-      CpuKvCache* cache = a.caches[t];
-      const float* q = a.q + t * qd + h * hd;
-      scores.resize(len);
-      float mx = -INFINITY;
+      const CpuKvStore& kv = *a.kv[t];
+      const int32_t* blocks = a.blocks[t];
+      const KvDtype dtype = kv.spec.dtype;
+      scores.resize(static_cast<size_t>(len) * group);
+      row.resize(hd);
+      const float* q = a.q + t * qd + static_cast<int64_t>(kvh) * group * hd;
       for (int32_t p = 0; p < len; ++p) {
-        scores[p] = DotF32(q, cache->K(a.layer, p) + kvh * hd, hd) * scale;
-        mx = std::max(mx, scores[p]);
+        DecodeRow(dtype, kv.At(blocks, a.layer, 0, p), static_cast<int64_t>(kvh) * hd, row.data(), hd, fast);
+        for (int32_t g = 0; g < group; ++g) scores[g * len + p] = DotF32(q + g * hd, row.data(), hd) * scale;
       }
-      float sum = 0;
+      float* out = a.out + t * qd + static_cast<int64_t>(kvh) * group * hd;
+      std::fill(out, out + static_cast<int64_t>(group) * hd, 0.0f);
+      for (int32_t g = 0; g < group; ++g) {
+        float* sg = scores.data() + static_cast<size_t>(g) * len;
+        const float mx = *std::max_element(sg, sg + len);
+        float sum = 0;
+        for (int32_t p = 0; p < len; ++p) sum += (sg[p] = std::exp(sg[p] - mx));
+        const float inv = 1.0f / sum;
+        for (int32_t p = 0; p < len; ++p) sg[p] *= inv;
+      }
       for (int32_t p = 0; p < len; ++p) {
-        scores[p] = std::exp(scores[p] - mx);
-        sum += scores[p];
+        DecodeRow(dtype, kv.At(blocks, a.layer, 1, p), static_cast<int64_t>(kvh) * hd, row.data(), hd, fast);
+        for (int32_t g = 0; g < group; ++g) AxpyF32(scores[g * len + p], row.data(), out + g * hd, hd);
       }
-      float* out = a.out + t * qd + h * hd;
-      std::fill(out, out + hd, 0.0f);
-      const float inv = 1.0f / sum;
-      for (int32_t p = 0; p < len; ++p) AxpyF32(scores[p] * inv, cache->V(a.layer, p) + kvh * hd, out, hd);
     }
   });
 }
@@ -129,15 +198,18 @@ void AttentionRef(const AttentionArgs& a) {
   const int32_t hd = a.head_dim;
   const int64_t qd = static_cast<int64_t>(a.n_head) * hd;
   const int32_t group = a.n_head / a.n_head_kv;
+  std::vector<float> k(hd), v(hd);
   for (int64_t t = 0; t < a.n; ++t) {
     const int32_t len = a.pos[t] + 1;
+    const CpuKvStore& kv = *a.kv[t];
     for (int32_t h = 0; h < a.n_head; ++h) {
       const int32_t kvh = h / group;
       const float* q = a.q + t * qd + h * hd;
       std::vector<double> s(len);
       double mx = -INFINITY;
       for (int32_t p = 0; p < len; ++p) {
-        const float* k = a.caches[t]->K(a.layer, p) + kvh * hd;
+        DecodeRow(kv.spec.dtype, kv.At(a.blocks[t], a.layer, 0, p), static_cast<int64_t>(kvh) * hd, k.data(), hd,
+                  false);
         double dot = 0;
         for (int32_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * k[i];
         s[p] = dot / std::sqrt(static_cast<double>(hd));
@@ -145,11 +217,13 @@ void AttentionRef(const AttentionArgs& a) {
       }
       double sum = 0;
       for (int32_t p = 0; p < len; ++p) sum += (s[p] = std::exp(s[p] - mx));
-      for (int32_t i = 0; i < hd; ++i) {
-        double acc = 0;
-        for (int32_t p = 0; p < len; ++p) acc += s[p] / sum * a.caches[t]->V(a.layer, p)[kvh * hd + i];
-        a.out[t * qd + h * hd + i] = static_cast<float>(acc);
+      std::vector<double> acc(hd, 0.0);
+      for (int32_t p = 0; p < len; ++p) {
+        DecodeRow(kv.spec.dtype, kv.At(a.blocks[t], a.layer, 1, p), static_cast<int64_t>(kvh) * hd, v.data(), hd,
+                  false);
+        for (int32_t i = 0; i < hd; ++i) acc[i] += s[p] / sum * v[i];
       }
+      for (int32_t i = 0; i < hd; ++i) a.out[t * qd + h * hd + i] = static_cast<float>(acc[i]);
     }
   }
 }

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/backend.h"
+
 namespace ingot::kernels {
 
 class ThreadPool;
@@ -23,32 +25,52 @@ void Rope(float* x, const float* cos, const float* sin, int64_t n, int32_t n_hea
 void RopeRef(float* x, const float* cos, const float* sin, int64_t n, int32_t n_heads, int32_t head_dim,
              int32_t rope_dim, bool neox);
 
-// Keys and values of one sequence in f32: per layer (capacity, kv_dim), grown by
-// amortized doubling. The native backend's KV store.
-struct CpuKvCache {
-  CpuKvCache(int32_t n_layer, int32_t kv_dim) : kv_dim(kv_dim), k(n_layer), v(n_layer) {}
-  void Reserve(int32_t tokens);
-  float* K(int32_t layer, int32_t pos) { return k[layer].data() + static_cast<size_t>(pos) * kv_dim; }
-  float* V(int32_t layer, int32_t pos) { return v[layer].data() + static_cast<size_t>(pos) * kv_dim; }
-  int32_t kv_dim;
-  int32_t capacity = 0;
-  std::vector<std::vector<float>> k, v;  // [layer] -> (capacity, kv_dim)
+// The native backend's paged KV store: blocks of spec.block_tokens positions in one
+// allocation (grown by reallocation while nothing else holds pointers into it). Inside a
+// block: [layer][k, v][row][row bytes], so one layer's keys of a block are contiguous.
+// Rows are stored in spec.dtype (f32, f16, Q8_0) and read in place by Attention.
+struct CpuKvStore {
+  explicit CpuKvStore(const KvSpec& spec);
+  ~CpuKvStore();
+  CpuKvStore(const CpuKvStore&) = delete;
+  CpuKvStore& operator=(const CpuKvStore&) = delete;
+  void Reserve(int32_t blocks);  // grows to at least `blocks`, keeping contents
+  int64_t bytes() const { return static_cast<int64_t>(n_blocks) * spec.BlockBytes(); }
+  // Row `row` (< block_tokens) of block `block`: kind 0 = keys, 1 = values.
+  uint8_t* Row(int32_t block, int32_t layer, int kind, int32_t row) const {
+    return data + static_cast<size_t>(block) * block_bytes +
+           (static_cast<size_t>(layer * 2 + kind) * spec.block_tokens + row) * row_bytes;
+  }
+  // The row of position `pos` of a sequence with block table `blocks`.
+  uint8_t* At(const int32_t* blocks, int32_t layer, int kind, int32_t pos) const {
+    return Row(blocks[pos / spec.block_tokens], layer, kind, pos % spec.block_tokens);
+  }
+  // Stores kv_dim floats as a row.
+  void Store(const float* x, uint8_t* row) const;
+  void CopyBlock(int32_t src, int32_t dst, int32_t tokens);
+  KvSpec spec;
+  size_t row_bytes = 0, block_bytes = 0;
+  int32_t n_blocks = 0;
+  uint8_t* data = nullptr;
 };
 
-// Attention of n tokens over their own sequences' caches, layer `layer`: token t reads
-// positions 0..pos[t] of caches[t] (keys/values of the step already stored there).
-// q (n, n_head * head_dim) -> out (n, n_head * head_dim); head h reads kv head
-// h / (n_head / n_head_kv). One (token, head) pair per work item.
+// Attention of n tokens over their own sequences' KV, layer `layer`: token t reads
+// positions 0..pos[t] of its sequence (block table blocks[t] in store kv[t]; keys and
+// values of the step already stored there). q (n, n_head * head_dim) -> out (n, n_head
+// * head_dim); head h reads kv head h / (n_head / n_head_kv). One (token, kv head)
+// pair per work item: its rows are read once for every query head of the group.
 struct AttentionArgs {
   const float* q = nullptr;
   float* out = nullptr;
-  const int32_t* pos = nullptr;       // (n)
-  CpuKvCache* const* caches = nullptr;  // (n)
+  const int32_t* pos = nullptr;           // (n)
+  CpuKvStore* const* kv = nullptr;        // (n)
+  const int32_t* const* blocks = nullptr; // (n) block tables
   int64_t n = 0;
   int32_t layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
 };
 void Attention(const AttentionArgs& a, ThreadPool& pool);
-// Plain loops, double-precision softmax; single-threaded.
+// Plain loops, double-precision softmax, rows decoded by the GGML reference
+// dequantizers; single-threaded.
 void AttentionRef(const AttentionArgs& a);
 
 // gate (n) = SiLU(gate) * up.

@@ -3,7 +3,7 @@
 // rows through _weight_int8pack_mm, 4-bit affine groups and GGML Q4_0/Q4_1 through the
 // tinygemm int4 kernels (layout: weight_only_layout.h), anything else is dequantized
 // once at upload to the compute dtype and says so. Attention is SDPA per sequence over
-// a (layer, capacity, kv_dim) store. Compute dtype: f32 on the CPU (matches the native
+// a paged (layer, blocks * block_tokens, kv_dim) store, rows gathered by block table. Compute dtype: f32 on the CPU (matches the native
 // row closely; f32 GEMM is also the faster dense path at decode sizes there), bf16 on
 // CUDA. The int4/int8 weight-only kernels always get bf16 activations and bf16 scales:
 // their f32 CPU paths are a slow fallback (measured here, [M,576]x[576,1536], 2 threads:
@@ -241,38 +241,52 @@ absl::StatusOr<Placed> UploadVector(const Device& device, const float* v, int64_
 // --- KV stores ---
 
 struct TorchKv {
-  at::Tensor k, v;  // (n_layer, capacity, kv_dim) compute dtype
-  int32_t n_layer = 0, kv_dim = 0, capacity = 0;
+  at::Tensor k, v;  // (n_layer, n_blocks * block_tokens, kv_dim) in the store dtype
+  KvSpec spec;
+  int32_t n_blocks = 0;
   at::Device dev = at::kCPU;
   at::ScalarType dtype = at::kFloat;
 };
 
-absl::StatusOr<void*> NewKv(const Device& device, int32_t n_layer, int32_t kv_dim) {
+absl::StatusOr<void*> NewKv(const Device& device, const KvSpec& spec) {
   if (absl::Status s = Available(device); !s.ok()) return s;
+  if (spec.dtype == KvDtype::kQ8_0) {
+    return absl::InvalidArgumentError("kv_cache_dtype q8_0 is served by backend native only (torch stores f32 or f16)");
+  }
   auto* kv = new TorchKv();
-  kv->n_layer = n_layer;
-  kv->kv_dim = kv_dim;
+  kv->spec = spec;
   kv->dev = ToAt(device);
-  kv->dtype = ComputeDtype(device);
+  kv->dtype = spec.dtype == KvDtype::kF16 ? at::kHalf : at::kFloat;
   return kv;
 }
 
-absl::StatusOr<int32_t> ReserveKv(void* p, int32_t tokens) {
+absl::StatusOr<int32_t> ReserveKv(void* p, int32_t blocks) {
   auto* kv = static_cast<TorchKv*>(p);
-  if (tokens <= kv->capacity) return kv->capacity;
+  if (blocks <= kv->n_blocks) return kv->n_blocks;
   INGOT_TORCH_TRY("kv reserve", {
-    int32_t cap = std::max<int32_t>(64, kv->capacity);
-    while (cap < tokens) cap *= 2;
+    const int64_t rows = static_cast<int64_t>(blocks) * kv->spec.block_tokens;
     auto opts = at::TensorOptions().device(kv->dev).dtype(kv->dtype);
-    at::Tensor k = at::zeros({kv->n_layer, cap, kv->kv_dim}, opts), v = at::zeros({kv->n_layer, cap, kv->kv_dim}, opts);
-    if (kv->capacity > 0) {
-      k.narrow(1, 0, kv->capacity).copy_(kv->k);
-      v.narrow(1, 0, kv->capacity).copy_(kv->v);
+    at::Tensor k = at::empty({kv->spec.n_layer, rows, kv->spec.kv_dim}, opts);
+    at::Tensor v = at::empty({kv->spec.n_layer, rows, kv->spec.kv_dim}, opts);
+    if (kv->n_blocks > 0) {
+      const int64_t old = static_cast<int64_t>(kv->n_blocks) * kv->spec.block_tokens;
+      k.narrow(1, 0, old).copy_(kv->k);
+      v.narrow(1, 0, old).copy_(kv->v);
     }
     kv->k = std::move(k);
     kv->v = std::move(v);
-    kv->capacity = cap;
-    return cap;
+    kv->n_blocks = blocks;
+    return blocks;
+  })
+}
+
+absl::Status CopyKvBlock(void* p, int32_t src, int32_t dst, int32_t tokens) {
+  auto* kv = static_cast<TorchKv*>(p);
+  INGOT_TORCH_TRY("kv copy", {
+    const int64_t bt = kv->spec.block_tokens;
+    kv->k.narrow(1, dst * bt, tokens).copy_(kv->k.narrow(1, src * bt, tokens));
+    kv->v.narrow(1, dst * bt, tokens).copy_(kv->v.narrow(1, src * bt, tokens));
+    return absl::OkStatus();
   })
 }
 
@@ -287,7 +301,9 @@ int64_t KvBytes(const void* p) {
 struct Run {  // consecutive tokens of one sequence
   int64_t t0 = 0, len = 0;
   TorchKv* kv = nullptr;
-  bool consecutive = true;  // positions pos[t0] + i
+  const int32_t* blocks = nullptr;
+  int32_t last = 0;         // highest position of the run
+  at::Tensor write, read;   // store rows of the run's tokens, of positions 0..last
 };
 
 struct TorchWorkspace {
@@ -342,13 +358,26 @@ absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const 
     for (int64_t t = 0; t < n; ++t) {
       w.pos[t] = tokens[t].pos;
       auto* kv = static_cast<TorchKv*>(tokens[t].kv);
-      if (!w.runs.empty() && w.runs.back().kv == kv) {
+      if (!w.runs.empty() && w.runs.back().kv == kv && w.runs.back().blocks == tokens[t].blocks) {
         Run& r = w.runs.back();
-        r.consecutive &= tokens[t].pos == w.pos[r.t0] + r.len;
+        r.last = std::max(r.last, tokens[t].pos);
         ++r.len;
       } else {
-        w.runs.push_back(Run{t, 1, kv, true});
+        w.runs.push_back(Run{t, 1, kv, tokens[t].blocks, tokens[t].pos});
       }
+    }
+    // Store rows through the block tables: written rows per token, read rows 0..last.
+    std::vector<int64_t> idx;
+    for (Run& r : w.runs) {
+      if (r.kv == nullptr || r.blocks == nullptr) continue;  // a step without attention (tests)
+      const int32_t bt = r.kv->spec.block_tokens;
+      auto row = [&](int32_t p) { return static_cast<int64_t>(r.blocks[p / bt]) * bt + p % bt; };
+      idx.resize(r.len);
+      for (int64_t i = 0; i < r.len; ++i) idx[i] = row(w.pos[r.t0 + i]);
+      r.write = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(w.dev);
+      idx.resize(r.last + 1);
+      for (int32_t p = 0; p <= r.last; ++p) idx[p] = row(p);
+      r.read = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(w.dev);
     }
     return absl::OkStatus();
   })
@@ -430,25 +459,15 @@ absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
     at::Tensor out_all = w.B(Buf::kAttn, w.n);
     for (const Run& r : w.runs) {
       TorchKv& kv = *r.kv;
-      const int32_t p0 = w.pos[r.t0];
-      int32_t last = p0;
-      at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (capacity, kv_dim)
-      if (r.consecutive) {
-        ks.narrow(0, p0, r.len).copy_(k_all.narrow(0, r.t0, r.len));
-        vs.narrow(0, p0, r.len).copy_(v_all.narrow(0, r.t0, r.len));
-        last = p0 + static_cast<int32_t>(r.len) - 1;
-      } else {
-        std::vector<int64_t> idx(r.len);
-        for (int64_t i = 0; i < r.len; ++i) last = std::max(last, w.pos[r.t0 + i]), idx[i] = w.pos[r.t0 + i];
-        at::Tensor it = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(w.dev);
-        ks.index_copy_(0, it, k_all.narrow(0, r.t0, r.len));
-        vs.index_copy_(0, it, v_all.narrow(0, r.t0, r.len));
-      }
-      const int64_t len = last + 1;
+      at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (rows, kv_dim)
+      ks.index_copy_(0, r.write, k_all.narrow(0, r.t0, r.len).to(kv.dtype));
+      vs.index_copy_(0, r.write, v_all.narrow(0, r.t0, r.len).to(kv.dtype));
+      const int64_t len = r.last + 1;
+      at::Tensor kr = ks.index_select(0, r.read).to(w.dtype), vr = vs.index_select(0, r.read).to(w.dtype);
       // (1, heads, tokens, head_dim)
       at::Tensor q = q_all.narrow(0, r.t0, r.len).view({r.len, s.n_head, hd}).transpose(0, 1).unsqueeze(0);
-      at::Tensor k = ks.narrow(0, 0, len).view({len, s.n_head_kv, hd}).transpose(0, 1).unsqueeze(0);
-      at::Tensor v = vs.narrow(0, 0, len).view({len, s.n_head_kv, hd}).transpose(0, 1).unsqueeze(0);
+      at::Tensor k = kr.view({len, s.n_head_kv, hd}).transpose(0, 1).unsqueeze(0);
+      at::Tensor v = vr.view({len, s.n_head_kv, hd}).transpose(0, 1).unsqueeze(0);
       std::optional<at::Tensor> mask;
       if (r.len > 1) {
         std::vector<int64_t> qpos(r.len);
@@ -553,6 +572,7 @@ const Backend kTorch = {
     .read_rows = ReadRows,
     .new_kv = NewKv,
     .reserve_kv = ReserveKv,
+    .copy_kv_block = CopyKvBlock,
     .free_kv = FreeKv,
     .kv_bytes = KvBytes,
     .memory = Memory,

@@ -293,23 +293,31 @@ TEST_F(BackendTest, StepOpsMatchReferences) {
     std::vector<float> ref_q = q, ref_k = k;
     RopeRef(ref_q.data(), cos_t.data(), sin_t.data(), n, s.n_head, s.head_dim, s.rope_dim, neox);
     RopeRef(ref_k.data(), cos_t.data(), sin_t.data(), n, s.n_head_kv, s.head_dim, s.rope_dim, neox);
-    CpuKvCache ca(n_layer, kvd), cb(n_layer, kvd);
-    ca.Reserve(8);
-    cb.Reserve(8);
+    // Paged stores of 4-token blocks, tables out of order: a = blocks {1, 0}, b = {2, 3}.
+    KvSpec spec;
+    spec.n_layer = n_layer;
+    spec.kv_dim = kvd;
+    spec.head_dim = s.head_dim;
+    spec.block_tokens = 4;
+    spec.dtype = KvDtype::kF32;
+    const int32_t blocks_a[2] = {1, 0}, blocks_b[2] = {2, 3};
+    CpuKvStore ref_kv(spec);
+    ref_kv.Reserve(4);
     for (int r = 0; r < 7; ++r) {
-      CpuKvCache& c = r < 5 ? ca : cb;
+      const int32_t* bt = r < 5 ? blocks_a : blocks_b;
       const int p = r < 5 ? r : r - 5;
-      std::copy_n(&past_k[r * kvd], kvd, c.K(layer, p));
-      std::copy_n(&past_v[r * kvd], kvd, c.V(layer, p));
+      ref_kv.Store(&past_k[r * kvd], ref_kv.At(bt, layer, 0, p));
+      ref_kv.Store(&past_v[r * kvd], ref_kv.At(bt, layer, 1, p));
     }
     for (int64_t t = 0; t < n; ++t) {
-      CpuKvCache& c = t < 3 ? ca : cb;
-      std::copy_n(&ref_k[t * kvd], kvd, c.K(layer, step_pos[t]));
-      std::copy_n(&v[t * kvd], kvd, c.V(layer, step_pos[t]));
+      const int32_t* bt = t < 3 ? blocks_a : blocks_b;
+      ref_kv.Store(&ref_k[t * kvd], ref_kv.At(bt, layer, 0, step_pos[t]));
+      ref_kv.Store(&v[t * kvd], ref_kv.At(bt, layer, 1, step_pos[t]));
     }
     std::vector<float> ref_attn(n * qd);
-    CpuKvCache* caches[4] = {&ca, &ca, &ca, &cb};
-    AttentionRef(AttentionArgs{ref_q.data(), ref_attn.data(), step_pos.data(), caches, n, layer, s.n_head,
+    CpuKvStore* stores[4] = {&ref_kv, &ref_kv, &ref_kv, &ref_kv};
+    const int32_t* tables[4] = {blocks_a, blocks_a, blocks_a, blocks_b};
+    AttentionRef(AttentionArgs{ref_q.data(), ref_attn.data(), step_pos.data(), stores, tables, n, layer, s.n_head,
                                s.n_head_kv, s.head_dim});
     std::vector<double> ref_sw(n * s.n_ff);
     for (size_t i = 0; i < ref_sw.size(); ++i) ref_sw[i] = gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i];
@@ -319,10 +327,9 @@ TEST_F(BackendTest, StepOpsMatchReferences) {
       SCOPED_TRACE(t.Name() + (neox ? " neox" : " interleaved"));
       const Backend& be = *t.backend;
       const double tol = t.device.kind == DeviceKind::kCuda ? 2e-4 : 1e-9;
-      auto kva = be.new_kv(t.device, n_layer, kvd), kvb = be.new_kv(t.device, n_layer, kvd);
-      ASSERT_TRUE(kva.ok() && kvb.ok());
-      ASSERT_TRUE(be.reserve_kv(*kva, 3).ok());
-      ASSERT_TRUE(be.reserve_kv(*kvb, 8).ok());
+      auto kv = be.new_kv(t.device, spec);
+      ASSERT_TRUE(kv.ok()) << kv.status();
+      ASSERT_TRUE(be.reserve_kv(*kv, 3).ok());
       BackendWorkspace ws;
       void* h = ws.For(be, t.device);
       auto read = [&](Buf b, int64_t rows) {
@@ -332,10 +339,8 @@ TEST_F(BackendTest, StepOpsMatchReferences) {
       };
       {  // the past, with identity rope (cos 1, sin 0)
         std::vector<StepToken> past;
-        for (int p = 0; p < 5; ++p) past.push_back({p, *kva});
-        for (int p = 0; p < 2; ++p) past.push_back({p, *kvb});
-        // Growing a's store after a first reserve copies what it held (nothing yet).
-        ASSERT_TRUE(be.reserve_kv(*kva, 8).ok());
+        for (int p = 0; p < 5; ++p) past.push_back({p, *kv, blocks_a});
+        for (int p = 0; p < 2; ++p) past.push_back({p, *kv, blocks_b});
         std::vector<float> px(7 * s.n_embd, 0.0f), pc(7 * half, 1.0f), ps(7 * half, 0.0f);
         ASSERT_TRUE(be.begin(h, s, px.data(), pc.data(), ps.data(), past.data(), 7).ok());
         ASSERT_TRUE(be.write_rows(h, Buf::kQ, past_q.data(), 7).ok());
@@ -344,7 +349,10 @@ TEST_F(BackendTest, StepOpsMatchReferences) {
         ASSERT_TRUE(be.rope(h).ok());
         ASSERT_TRUE(be.attention(h, pool_, layer).ok());
       }
-      std::vector<StepToken> toks = {{5, *kva}, {6, *kva}, {7, *kva}, {2, *kvb}};
+      // Growing the store keeps what its blocks hold.
+      auto grown = be.reserve_kv(*kv, 4);
+      ASSERT_TRUE(grown.ok() && *grown == 4);
+      std::vector<StepToken> toks = {{5, *kv, blocks_a}, {6, *kv, blocks_a}, {7, *kv, blocks_a}, {2, *kv, blocks_b}};
       ASSERT_TRUE(be.begin(h, s, x.data(), cos_t.data(), sin_t.data(), toks.data(), n).ok());
       auto pw = be.upload_vector(t.device, norm_w.data(), s.n_embd);
       ASSERT_TRUE(pw.ok());
@@ -373,8 +381,7 @@ TEST_F(BackendTest, StepOpsMatchReferences) {
         for (int i = 0; i < s.n_embd; ++i) picked.push_back(twice[r * s.n_embd + i]);
       }
       EXPECT_LE(Nmse(read(Buf::kHidden, 2), picked), tol) << "gather_rows";
-      be.free_kv(*kva);
-      be.free_kv(*kvb);
+      be.free_kv(*kv);
     }
   }
 }
@@ -392,25 +399,51 @@ TEST(CpuOps, FastMatchesReference) {
     RmsNormRef(x.data(), w.data(), b.data(), 3, d, 1e-6f);
     for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1 + std::fabs(b[i]))) << d;
   }
-  for (int len : {1, 17, 33}) {
+  // Attention over paged rows in every store dtype: the fast path against the reference
+  // (both decode the same stored rows), and f16 / q8_0 against f32 within their rounding.
+  for (int len : {1, 17, 33, 70}) {
     const int32_t heads = 9, kv_heads = 3, hd = 64;
-    CpuKvCache c(1, kv_heads * hd);
-    c.Reserve(len);
-    for (int p = 0; p < len; ++p) {
-      for (int i = 0; i < kv_heads * hd; ++i) {
-        c.K(0, p)[i] = nd(rng);
-        c.V(0, p)[i] = nd(rng);
+    std::vector<float> krows(static_cast<size_t>(len) * kv_heads * hd), vrows(krows.size());
+    for (float& f : krows) f = nd(rng);
+    for (float& f : vrows) f = nd(rng);
+    std::vector<float> q(2 * heads * hd);
+    for (float& f : q) f = nd(rng);
+    std::vector<float> f32_out;
+    for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kQ8_0}) {
+      SCOPED_TRACE(std::string(KvDtypeName(dtype)) + " len " + std::to_string(len));
+      KvSpec spec;
+      spec.n_layer = 2;
+      spec.kv_dim = kv_heads * hd;
+      spec.head_dim = hd;
+      spec.block_tokens = 16;
+      spec.dtype = dtype;
+      CpuKvStore kv(spec);
+      const int32_t nb = (len + 15) / 16;
+      kv.Reserve(nb + 1);
+      std::vector<int32_t> table;  // reversed: blocks nb, nb-1, ..., 1
+      for (int32_t b = nb; b >= 1; --b) table.push_back(b);
+      for (int p = 0; p < len; ++p) {
+        kv.Store(&krows[p * spec.kv_dim], kv.At(table.data(), 1, 0, p));
+        kv.Store(&vrows[p * spec.kv_dim], kv.At(table.data(), 1, 1, p));
+      }
+      // Two tokens of the same sequence (positions len-2 and len-1 when len > 1).
+      const int32_t pos[2] = {std::max(0, len - 2), len - 1};
+      std::vector<float> o1(2 * heads * hd), o2(2 * heads * hd);
+      CpuKvStore* stores[2] = {&kv, &kv};
+      const int32_t* tables[2] = {table.data(), table.data()};
+      AttentionArgs args{q.data(), o1.data(), pos, stores, tables, 2, 1, heads, kv_heads, hd};
+      Attention(args, pool);
+      args.out = o2.data();
+      AttentionRef(args);
+      for (size_t i = 0; i < o1.size(); ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5f);
+      if (dtype == KvDtype::kF32) {
+        f32_out = o2;
+      } else {
+        // Outputs are convex mixtures of unit-normal values: absolute errors.
+        const float tol = dtype == KvDtype::kF16 ? 5e-3f : 5e-2f;
+        for (size_t i = 0; i < o2.size(); ++i) ASSERT_NEAR(o2[i], f32_out[i], tol);
       }
     }
-    std::vector<float> q(heads * hd), o1(heads * hd), o2(heads * hd);
-    for (float& f : q) f = nd(rng);
-    const int32_t pos = len - 1;
-    CpuKvCache* caches[1] = {&c};
-    AttentionArgs args{q.data(), o1.data(), &pos, caches, 1, 0, heads, kv_heads, hd};
-    Attention(args, pool);
-    args.out = o2.data();
-    AttentionRef(args);
-    for (size_t i = 0; i < o1.size(); ++i) ASSERT_NEAR(o1[i], o2[i], 1e-5f) << len;
   }
 }
 

@@ -58,7 +58,7 @@ class LlamaTest : public ::testing::Test {
   }
   // Logits for every position of `tokens`, run as one batch (like a prefill).
   std::vector<float> AllLogits(const std::vector<int32_t>& tokens) {
-    KvCache cache(model_->config().n_layer, model_->config().kv_dim());
+    KvCache cache(model_->config().n_layer, model_->config().kv_dim(), model_->config().head_dim);
     EXPECT_TRUE(cache.Reserve(static_cast<int32_t>(tokens.size())).ok());
     std::vector<BatchToken> batch;
     for (size_t i = 0; i < tokens.size(); ++i) batch.push_back({tokens[i], static_cast<int32_t>(i), &cache, true});
@@ -150,7 +150,7 @@ TEST_F(LlamaTest, GreedyStepsMatchLlamaCpp) {
     SCOPED_TRACE(g["name"].get<std::string>());
     const auto prompt = g["prompt_tokens"].get<std::vector<int32_t>>();
     EXPECT_EQ(tokenizer_->Encode(g["prompt"].get<std::string>(), true, true), prompt);
-    KvCache cache(model_->config().n_layer, model_->config().kv_dim());
+    KvCache cache(model_->config().n_layer, model_->config().kv_dim(), model_->config().head_dim);
     EXPECT_TRUE(cache.Reserve(static_cast<int32_t>(prompt.size() + g["steps"].size() + 1)).ok());
     ForwardWorkspace ws;
     std::vector<float> logits;
@@ -187,8 +187,8 @@ TEST_F(LlamaTest, BatchedSequencesAreIndependent) {
   const std::vector<int32_t> b = tokenizer_->Encode("def fib(n):", true, true);
   const int vocab = model_->config().vocab_size;
   const std::vector<float> alone = AllLogits(a);
-  KvCache ca(model_->config().n_layer, model_->config().kv_dim());
-  KvCache cb(model_->config().n_layer, model_->config().kv_dim());
+  KvCache ca(model_->config().n_layer, model_->config().kv_dim(), model_->config().head_dim);
+  KvCache cb(model_->config().n_layer, model_->config().kv_dim(), model_->config().head_dim);
   EXPECT_TRUE(ca.Reserve(64).ok());
   EXPECT_TRUE(cb.Reserve(64).ok());
   std::vector<BatchToken> batch;

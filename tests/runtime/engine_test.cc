@@ -17,57 +17,17 @@
 #include "engine/model/llama.h"
 #include "kernels/cpu/thread_pool.h"
 #include "nlohmann/json.hpp"
+#include "tests/runtime/generation_collector.h"
 #include "tests/test_util.h"
 
 namespace ingot {
 namespace {
 
+using ::ingot::testing::Collector;
 using ::ingot::testing::DefaultModelPath;
 using ::ingot::testing::SourcePath;
 using ::ingot::testing::StatusIs;
 using ::testing::HasSubstr;
-
-// Collects one generation's chunks and waits for the end.
-struct Collector {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  absl::Status status;
-  std::string text;
-  std::vector<int32_t> ids;
-  GenerationChunk final;
-  std::vector<TokenLogprob> logprobs;
-  int chunks = 0;
-
-  GenerationCallbacks Callbacks() {
-    return {[this](GenerationChunk c) {
-              std::lock_guard<std::mutex> l(mu);
-              text += c.text;
-              ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
-              logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
-              ++chunks;
-              cv.notify_all();
-            },
-            [this](absl::Status s, GenerationChunk c) {
-              std::lock_guard<std::mutex> l(mu);
-              status = s;
-              text += c.text;
-              ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
-              logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
-              final = c;
-              done = true;
-              cv.notify_all();
-            }};
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return done; });
-  }
-  void WaitForChunks(int n) {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return chunks >= n || done; });
-  }
-};
 
 class EngineTest : public ::testing::Test {
  protected:

@@ -1,0 +1,55 @@
+// Collects one generation's chunks (Engine::Generate callbacks) and waits for its end.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/runtime/engine.h"
+
+namespace ingot::testing {
+
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  absl::Status status;
+  std::string text;
+  std::vector<int32_t> ids;
+  GenerationChunk final;
+  std::vector<TokenLogprob> logprobs;
+  int chunks = 0;
+
+  GenerationCallbacks Callbacks() {
+    return {[this](GenerationChunk c) {
+              std::lock_guard<std::mutex> l(mu);
+              text += c.text;
+              ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
+              logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
+              ++chunks;
+              cv.notify_all();
+            },
+            [this](absl::Status s, GenerationChunk c) {
+              std::lock_guard<std::mutex> l(mu);
+              status = s;
+              text += c.text;
+              ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
+              logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
+              final = c;
+              done = true;
+              cv.notify_all();
+            }};
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return done; });
+  }
+  void WaitForChunks(int n) {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return chunks >= n || done; });
+  }
+};
+
+}  // namespace ingot::testing

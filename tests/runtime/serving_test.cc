@@ -1,0 +1,183 @@
+// Serving many sequences from one paged KV pool (engine/model/kv_cache.h,
+// engine/runtime/scheduler.cc), on the default model: admission by blocks, preemption
+// and recomputation in a pool too small for the load, the prefix cache, the KV dtypes.
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/runtime/engine.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "tests/runtime/generation_collector.h"
+#include "tests/test_util.h"
+
+namespace ingot {
+namespace {
+
+using ::ingot::testing::Collector;
+using ::ingot::testing::DefaultModelPath;
+using ::ingot::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class ServingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::ifstream(DefaultModelPath()).good()) GTEST_SKIP() << "default model missing: run scripts/fetch_model.sh";
+    EngineOptions options;
+    options.threads = 2;
+    options.max_batch_sequences = 64;
+    engine_ = std::make_unique<Engine>(options);
+  }
+  absl::StatusOr<ModelInfo> Load(const std::string& name, int32_t context, int64_t kv_bytes, int32_t max_sequences,
+                                 const std::string& dtype = "", bool prefix_cache = true) {
+    LoadRequest r;
+    r.name = name;
+    r.source = DefaultModelPath();
+    r.context_length = context;
+    r.kv_cache_bytes = kv_bytes;
+    r.max_sequences = max_sequences;
+    r.kv_cache_dtype = dtype;
+    r.prefix_cache = prefix_cache;
+    return engine_->LoadModel(r, nullptr);
+  }
+  static GenerateRequest Greedy(const std::string& model, const std::string& prompt, int max_tokens) {
+    GenerateRequest r;
+    r.model = model;
+    r.prompt = prompt;
+    r.sampling.temperature = 0;
+    r.sampling.max_tokens = max_tokens;
+    return r;
+  }
+  // Runs the requests concurrently; returns their collectors once all ended.
+  std::vector<std::unique_ptr<Collector>> RunAll(const std::vector<GenerateRequest>& requests) {
+    std::vector<std::unique_ptr<Collector>> out;
+    for (const GenerateRequest& r : requests) {
+      out.push_back(std::make_unique<Collector>());
+      EXPECT_OK(engine_->Generate(r, out.back()->Callbacks()));
+    }
+    for (auto& c : out) c->Wait();
+    return out;
+  }
+  std::unique_ptr<Engine> engine_;
+};
+
+std::vector<std::string> Prompts() {
+  std::vector<std::string> p;
+  const char* subjects[] = {"The river", "My neighbour's cat", "A small robot", "The old library",
+                            "Winter in the mountains", "The baker", "An astronaut", "The city at night"};
+  for (int i = 0; i < 8; ++i) p.push_back(absl::StrCat(subjects[i], i % 2 ? " was" : " is", " known for"));
+  return p;
+}
+
+// 64 sequences in a pool of 9 blocks of 16 tokens (one 128-token context and a block),
+// each growing past its first block: requests wait for blocks, running ones are
+// preempted and recomputed, and every sequence still ends with exactly the tokens it
+// gets alone (greedy).
+TEST_F(ServingTest, SixtyFourSequencesInATooSmallPoolEndAsTheyDoAlone) {
+  constexpr int kTokens = 16;
+  ASSERT_OK(Load("alone", 128, 0, 1));
+  absl::StatusOr<ModelInfo> tight = Load("tight", 128, 1, 64);
+  ASSERT_OK(tight);
+  EXPECT_EQ(tight->kv_block_tokens, 16);
+  EXPECT_EQ(tight->kv_blocks_total, 128 / 16 + 1) << "the pool is raised to one full context";
+  EXPECT_EQ(tight->max_sequences, tight->kv_blocks_total) << "bounded by the pool";
+  EXPECT_EQ(tight->kv_cache_dtype, "f16");
+
+  const std::vector<std::string> prompts = Prompts();
+  std::vector<GenerateRequest> alone_requests;
+  for (const std::string& p : prompts) alone_requests.push_back(Greedy("alone", p, kTokens));
+  std::vector<std::vector<int32_t>> want;
+  for (const GenerateRequest& r : alone_requests) {  // one at a time
+    auto c = RunAll({r});
+    ASSERT_OK(c[0]->status);
+    want.push_back(c[0]->ids);
+  }
+  std::vector<GenerateRequest> requests;
+  for (int i = 0; i < 64; ++i) requests.push_back(Greedy("tight", prompts[i % prompts.size()], kTokens));
+  auto got = RunAll(requests);
+  for (int i = 0; i < 64; ++i) {
+    SCOPED_TRACE(absl::StrCat("sequence ", i, ": ", prompts[i % prompts.size()]));
+    ASSERT_OK(got[i]->status);
+    EXPECT_EQ(got[i]->ids, want[i % prompts.size()]);
+  }
+  absl::StatusOr<ModelInfo> after = engine_->GetModel("tight");
+  ASSERT_OK(after);
+  EXPECT_GT(after->kv_preemptions, 0) << "the pool was never too small: the test proves nothing";
+  EXPECT_EQ(after->kv_blocks_used, 0);
+  EXPECT_EQ(after->requests_waiting, 0);
+  EXPECT_EQ(after->requests_running, 0);
+}
+
+// A second request with the same 300-token prefix computes only its suffix (the
+// prefix's full blocks come from the cache) and returns the tokens a cold model gives.
+TEST_F(ServingTest, ASharedPrefixIsComputedOnce) {
+  ASSERT_OK(Load("cached", 1024, 0, 8));
+  ASSERT_OK(Load("cold", 1024, 0, 8, "", /*prefix_cache=*/false));
+  std::string prefix = "You are a careful assistant. Answer briefly and cite the rule you used.";
+  while (prefix.size() < 1400) prefix += " Rules: be kind, be exact, and never guess a number you cannot check.";
+  const std::string first = prefix + "\nQuestion: what is two plus two?\nAnswer:";
+  const std::string second = prefix + "\nQuestion: name a colour of the sky.\nAnswer:";
+
+  auto a = RunAll({Greedy("cached", first, 8)});
+  ASSERT_OK(a[0]->status);
+  EXPECT_EQ(a[0]->final.cached_prompt_tokens, 0);
+  const int32_t prompt_tokens = a[0]->final.prompt_tokens;
+  ASSERT_GE(prompt_tokens, 300) << "the shared prefix is shorter than the test means";
+
+  auto b = RunAll({Greedy("cached", second, 12)});
+  auto cold = RunAll({Greedy("cold", second, 12)});
+  ASSERT_OK(b[0]->status);
+  ASSERT_OK(cold[0]->status);
+  const GenerationChunk& fb = b[0]->final;
+  EXPECT_GE(fb.cached_prompt_tokens, 288) << "the prefix's full blocks were computed again";
+  EXPECT_EQ(fb.cached_prompt_tokens % 16, 0);
+  EXPECT_LT(fb.cached_prompt_tokens, fb.prompt_tokens);
+  EXPECT_EQ(b[0]->ids, cold[0]->ids);
+  EXPECT_EQ(cold[0]->final.cached_prompt_tokens, 0);
+
+  absl::StatusOr<ModelInfo> info = engine_->GetModel("cached");
+  ASSERT_OK(info);
+  EXPECT_EQ(info->prefix_cache_hit_tokens, fb.cached_prompt_tokens);
+  EXPECT_EQ(info->prefix_cache_query_tokens, prompt_tokens + fb.prompt_tokens);
+  EXPECT_GT(info->kv_blocks_cached, 0);
+  EXPECT_EQ(info->kv_blocks_used, 0) << "finished sequences hold no blocks";
+}
+
+TEST_F(ServingTest, KvDtypesStoreWhatTheySayAndBadOnesAreRefused) {
+  absl::StatusOr<ModelInfo> f16 = Load("f16", 128, 0, 4, "f16");
+  absl::StatusOr<ModelInfo> f32 = Load("f32", 128, 0, 4, "f32");
+  absl::StatusOr<ModelInfo> q8 = Load("q8", 128, 0, 4, "q8_0");
+  ASSERT_OK(f16);
+  ASSERT_OK(f32);
+  ASSERT_OK(q8);
+  EXPECT_EQ(f32->kv_bytes_per_token, 2 * f16->kv_bytes_per_token);
+  EXPECT_EQ(q8->kv_bytes_per_token * 64, f16->kv_bytes_per_token * 34);  // 34-byte Q8_0 blocks of 32
+  EXPECT_EQ(f16->kv_bytes_per_token, int64_t{2} * 2 * f16->layers * 192) << "SmolLM2-135M: 3 KV heads of 64";
+  for (const char* model : {"f16", "f32", "q8"}) {
+    auto c = RunAll({Greedy(model, "The capital of France is", 6)});
+    ASSERT_OK(c[0]->status) << model;
+    EXPECT_EQ(c[0]->final.completion_tokens, 6) << model;
+    EXPECT_THAT(c[0]->text, HasSubstr("Paris")) << model;
+  }
+  EXPECT_THAT(Load("bad", 128, 0, 4, "f8"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kv_cache_dtype 'f8'")));
+  EXPECT_THAT(Load("bad", 128, -1, 4), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kv_cache_bytes")));
+  EXPECT_THAT(Load("bad", 128, 0, 5000), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_sequences")));
+  if (kernels::FindBackend("torch") != nullptr) {
+    LoadRequest r;
+    r.name = "torchq8";
+    r.source = DefaultModelPath();
+    r.backend = "torch";
+    r.context_length = 128;
+    r.kv_cache_dtype = "q8_0";
+    EXPECT_THAT(engine_->LoadModel(r, nullptr),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("q8_0 is served by backend native only")));
+  }
+  EXPECT_OK(engine_->GetModel("f16")) << "a refused load takes nothing already loaded";
+}
+
+}  // namespace
+}  // namespace ingot
