@@ -61,6 +61,7 @@ void SamplingFlags::ApplyTo(v1::GenerateRequest* request) const {
   if (frequency_penalty) request->set_frequency_penalty(*frequency_penalty);
   for (const auto& [id, bias] : logit_bias) (*request->mutable_logit_bias())[id] = bias;
   for (int32_t id : stop_token_ids) request->add_stop_token_ids(id);
+  if (completions > 1) request->set_n(completions);
   if (logprobs >= 0) {
     request->set_logprobs(true);
     request->set_top_logprobs(logprobs);

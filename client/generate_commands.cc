@@ -27,16 +27,26 @@ struct StreamResult {
   v1::GenerateResponse last;
 };
 
-// Runs one Generate call; text goes to stdout as it arrives (or JSON lines).
+// Runs one Generate call; text goes to stdout as it arrives (or JSON lines). Several
+// completions (n > 1) are printed one after another once the stream ends.
 StreamResult Stream(Connection& conn, const v1::GenerateRequest& request, bool json) {
   auto stub = v1::GenerationService::NewStub(conn.channel);
   auto context = conn.NewContext();
   auto reader = stub->Generate(context.get(), request);
   StreamResult result;
+  const bool several = request.n() > 1;
+  std::vector<std::string> texts(several ? request.n() : 0);
+  std::vector<v1::FinishReason> finish(texts.size(), v1::FINISH_REASON_UNSPECIFIED);
   v1::GenerateResponse response;
   while (reader->Read(&response)) {
     if (json) {
       PrintJsonLine(response);
+    } else if (several) {
+      const size_t i = static_cast<size_t>(response.index());
+      if (i < texts.size()) {
+        texts[i] += response.text();
+        if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) finish[i] = response.finish_reason();
+      }
     } else if (!response.text().empty()) {
       std::fwrite(response.text().data(), 1, response.text().size(), stdout);
       std::fflush(stdout);
@@ -45,6 +55,10 @@ StreamResult Stream(Connection& conn, const v1::GenerateRequest& request, bool j
     result.last = response;
   }
   result.status = reader->Finish();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::printf("%s[completion %zu, finish=%s]\n%s\n", i == 0 ? "" : "\n", i, FinishName(finish[i]),
+                texts[i].c_str());
+  }
   return result;
 }
 

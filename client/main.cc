@@ -21,6 +21,7 @@ struct SamplingOptions {
   std::vector<std::string> logit_bias;
   std::vector<int32_t> stop_token_ids;
   int logprobs = -1;
+  int completions = 1;
   CLI::Option *o_max, *o_temp, *o_topk, *o_topp, *o_minp, *o_rep, *o_seed, *o_pres, *o_freq;
 
   void Add(CLI::App* cmd) {
@@ -42,6 +43,8 @@ struct SamplingOptions {
         ->allow_extra_args(false);
     cmd->add_option("--logprobs", logprobs,
                     "Log-probability of each token and of the N most likely at each step (0-20)");
+    cmd->add_option("--completions", completions,
+                    "Completions of the prompt (OpenAI's n, 1-16), sharing the prompt's KV blocks");
   }
   ingot::client::SamplingFlags Get() const {
     ingot::client::SamplingFlags f;
@@ -62,6 +65,7 @@ struct SamplingOptions {
     }
     f.stop_token_ids = stop_token_ids;
     f.logprobs = logprobs;
+    f.completions = completions;
     f.stop = stop;
     return f;
   }

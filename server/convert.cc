@@ -135,6 +135,7 @@ absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request) {
   std::sort(s.logit_bias.begin(), s.logit_bias.end());  // map order is unspecified
   s.stop_token_ids.assign(request.stop_token_ids().begin(), request.stop_token_ids().end());
   s.logprobs = request.logprobs();
+  s.n = request.n() == 0 ? 1 : request.n();
   s.top_logprobs = request.top_logprobs();
   if (s.top_logprobs > 0 && !s.logprobs) {
     return absl::InvalidArgumentError("top_logprobs: needs logprobs: true");
@@ -233,6 +234,7 @@ void ToProto(const LoadProgress& progress, v1::LoadProgress* out) {
 }
 
 void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out) {
+  out->set_index(chunk.index);
   out->set_text(SanitizeUtf8(chunk.text));
   out->mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
   for (const TokenLogprob& lp : chunk.logprobs) {
@@ -245,8 +247,8 @@ void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out) {
       t->set_logprob(v);
     }
   }
-  if (!chunk.final) return;
   out->set_finish_reason(ToProto(chunk.finish_reason));
+  if (!chunk.final) return;
   v1::Usage* usage = out->mutable_usage();
   usage->set_prompt_tokens(chunk.prompt_tokens);
   usage->set_completion_tokens(chunk.completion_tokens);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -476,12 +477,72 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
   seq.sampling = request.sampling;
   seq.max_new_tokens = std::min(request.sampling.max_tokens, m.context_length - n_prompt);
   seq.seed = request.sampling.seed ? *request.sampling.seed : std::random_device{}();
-  seq.callbacks = std::move(callbacks);
   seq.handle = std::make_shared<GenerationHandle>();
   seq.request_id = request.request_id;
   seq.submit_time_s = submit;
   auto handle = seq.handle;
-  RETURN_IF_ERROR(ready.scheduler->Submit(std::move(seq)));
+  const int32_t n = request.sampling.n;
+  if (n <= 1) {
+    seq.callbacks = std::move(callbacks);
+    RETURN_IF_ERROR(ready.scheduler->Submit(std::move(seq)));
+    return handle;
+  }
+  // n completions: each streams its chunks with its index; a completion's last chunk
+  // goes out as a normal chunk with its finish reason, and the request ends when the
+  // last one does, with the usage of all (the prompt counted once).
+  struct Group {
+    std::mutex mu;
+    GenerationCallbacks callbacks;
+    int remaining = 0;
+    absl::Status status;
+    GenerationChunk final;  // completion 0's, with the usage summed
+  };
+  auto group = std::make_shared<Group>();
+  group->callbacks = std::move(callbacks);
+  group->remaining = n;
+  auto ready_flag = std::make_shared<std::atomic<bool>>(false);
+  std::vector<SequenceRequest> seqs;
+  for (int32_t i = 0; i < n; ++i) {
+    SequenceRequest s = seq;
+    s.seed = seq.seed + static_cast<uint64_t>(i);
+    if (m.prefix_cache) s.prompt_ready = ready_flag;  // without it nothing can be shared
+    s.leader = i == 0;
+    s.callbacks.on_chunk = [group, i](GenerationChunk c) {
+      c.index = i;
+      std::lock_guard<std::mutex> lock(group->mu);
+      group->callbacks.on_chunk(std::move(c));
+    };
+    s.callbacks.on_done = [group, i](absl::Status st, GenerationChunk c) {
+      std::lock_guard<std::mutex> lock(group->mu);
+      if (st.ok()) {
+        GenerationChunk last;
+        last.index = i;
+        last.text = c.text;
+        last.token_ids = c.token_ids;
+        last.logprobs = c.logprobs;
+        last.finish_reason = c.finish_reason;
+        group->callbacks.on_chunk(std::move(last));
+        c.text.clear();
+        c.token_ids.clear();
+        c.logprobs.clear();
+        if (i == 0) {
+          const int32_t completions = group->final.completion_tokens;
+          group->final = std::move(c);
+          group->final.completion_tokens += completions;
+        } else {
+          group->final.completion_tokens += c.completion_tokens;
+        }
+      } else if (group->status.ok()) {
+        group->status = st;
+      }
+      if (--group->remaining > 0) return;
+      group->final.final = true;
+      group->final.index = 0;
+      group->callbacks.on_done(group->status, std::move(group->final));
+    };
+    seqs.push_back(std::move(s));
+  }
+  RETURN_IF_ERROR(ready.scheduler->SubmitGroup(std::move(seqs)));
   return handle;
 }
 

@@ -184,6 +184,9 @@ struct SamplingParams {
   // at that step (0-20).
   bool logprobs = false;
   int32_t top_logprobs = 0;
+  // Completions of the prompt (1-16); completion i samples with seed + i and shares the
+  // prompt's KV blocks.
+  int32_t n = 1;
 };
 // INVALID_ARGUMENT naming the field and its allowed range.
 absl::Status ValidateSamplingParams(const SamplingParams& p);
@@ -207,10 +210,11 @@ struct TokenLogprob {
 };
 
 struct GenerationChunk {
+  int32_t index = 0;              // which completion (SamplingParams.n)
   std::string text;               // complete UTF-8 characters only
   std::vector<int32_t> token_ids; // tokens produced since the previous chunk
   std::vector<TokenLogprob> logprobs;  // one per token_ids entry, when asked for
-  // Final chunk only:
+  // Final chunk only (with n > 1 also a completion's last non-final chunk):
   bool final = false;
   FinishReason finish_reason = FinishReason::kNone;
   int32_t prompt_tokens = 0;

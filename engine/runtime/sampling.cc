@@ -29,6 +29,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("repetition_penalty must be > 0 (1 = off), got ", p.repetition_penalty));
   }
+  if (p.n < 1 || p.n > 16) {
+    return absl::InvalidArgumentError(absl::StrCat("n must be in [1, 16], got ", p.n));
+  }
   if (p.stop.size() > 16) {
     return absl::InvalidArgumentError(absl::StrCat("at most 16 stop strings, got ", p.stop.size()));
   }

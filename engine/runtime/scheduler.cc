@@ -55,18 +55,26 @@ Scheduler::~Scheduler() {
 }
 
 absl::Status Scheduler::Submit(SequenceRequest request) {
+  std::vector<SequenceRequest> one;
+  one.push_back(std::move(request));
+  return SubmitGroup(std::move(one));
+}
+
+absl::Status Scheduler::SubmitGroup(std::vector<SequenceRequest> requests) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_ || stop_) {
       return absl::UnavailableError("model is being unloaded; it takes no new requests");
     }
-    if (queue_.size() >= kMaxQueued) {
+    if (queue_.size() + requests.size() > kMaxQueued) {
       return absl::ResourceExhaustedError(
           absl::StrCat("queue of this model is full (", kMaxQueued, " waiting requests)"));
     }
-    queue_.push_back(std::move(request));
-    ++running_;
-    ++waiting_;
+    for (SequenceRequest& r : requests) {
+      queue_.push_back(std::move(r));
+      ++running_;
+      ++waiting_;
+    }
   }
   cv_.notify_all();
   return absl::OkStatus();
@@ -231,6 +239,10 @@ void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& active, double now
       // ends them with their final chunk at once.
       const bool cancelled = cancel_all_.load() || (queue_.front().handle && queue_.front().handle->cancelled());
       if (!cancelled && static_cast<int>(active.size()) >= options_.max_sequences) return;
+      const SequenceRequest& front = queue_.front();
+      if (!cancelled && !front.leader && front.prompt_ready && !front.prompt_ready->load()) {
+        return;  // a sibling completion waits for its leader's prompt blocks
+      }
       s = std::make_unique<Sequence>(std::move(queue_.front()), *model_, kv_);
       if (!cancelled && !Reserve(*s, static_cast<int32_t>(active.size()))) {
         queue_.front() = std::move(s->req);  // waits for blocks
@@ -346,7 +358,13 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
     }
     return;
   }
-  for (Sequence* sp : stepped) PublishBlocks(*sp);
+  for (Sequence* sp : stepped) {
+    PublishBlocks(*sp);
+    // A leader's prompt is in the cache once every prompt token but the last is.
+    if (sp->req.leader && sp->n_past + 1 >= static_cast<int32_t>(sp->req.prompt.size())) {
+      sp->req.prompt_ready->store(true);
+    }
+  }
   const double after = MonotonicSeconds();
   // A step costs a fixed part (every weight is read once per forward pass, whatever
   // the batch) plus a part per prompt token: decode-only steps measure the first,
@@ -435,10 +453,12 @@ void Scheduler::Emit(Sequence& s, int32_t token, double now, std::optional<Token
 void Scheduler::Fail(Sequence& s, const absl::Status& status) {
   spdlog::warn("sequence failed: {}", status.ToString());
   s.done = true;
+  if (s.req.prompt_ready) s.req.prompt_ready->store(true);
   s.req.callbacks.on_done(status, GenerationChunk{});
 }
 
 void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {
+  if (s.req.prompt_ready) s.req.prompt_ready->store(true);
   GenerationChunk chunk;
   chunk.final = true;
   chunk.finish_reason = reason;

@@ -66,6 +66,11 @@ struct SequenceRequest {
   std::shared_ptr<GenerationHandle> handle;
   std::string request_id;
   double submit_time_s = 0;  // monotonic seconds
+  // Completions of one prompt (SamplingParams.n): the first computes the prompt; the
+  // others wait for `prompt_ready` (set once its prompt's blocks are published, or it
+  // ended) and then share those blocks through the prefix cache.
+  std::shared_ptr<std::atomic<bool>> prompt_ready;
+  bool leader = false;
 };
 
 struct SchedulerOptions {
@@ -91,6 +96,8 @@ class Scheduler {
 
   // RESOURCE_EXHAUSTED when the queue is full; UNAVAILABLE once draining.
   absl::Status Submit(SequenceRequest request);
+  // Several requests at once (n completions): all are queued or none.
+  absl::Status SubmitGroup(std::vector<SequenceRequest> requests);
   // Stops taking requests; running and queued ones finish, then the thread exits.
   void Drain();
   // Ends every running and queued request at the next step with finish reason

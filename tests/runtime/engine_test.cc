@@ -311,11 +311,14 @@ TEST_F(EngineTest, LogprobsAreTheModelsLogSoftmax) {
   ASSERT_OK(model);
   kernels::ThreadPool pool(2);
   ForwardWorkspace ws;
-  auto cache = (*model)->NewKvCache();
-  ASSERT_OK(cache->Reserve(static_cast<int32_t>(toks->ids.size() + c.ids.size())));
+  // Keys and values stored as the served model stores them (f16 by default).
+  auto kv_pool = (*model)->NewKvPool(kernels::KvDtype::kF16, 0);
+  ASSERT_OK(kv_pool);
+  KvCache cache(*kv_pool);
+  ASSERT_OK(cache.Reserve(static_cast<int32_t>(toks->ids.size() + c.ids.size())));
   std::vector<BatchToken> batch;
   for (size_t i = 0; i < toks->ids.size(); ++i) {
-    batch.push_back({toks->ids[i], static_cast<int32_t>(i), cache.get(), i + 1 == toks->ids.size()});
+    batch.push_back({toks->ids[i], static_cast<int32_t>(i), &cache, i + 1 == toks->ids.size()});
   }
   std::vector<float> logits;
   int32_t pos = static_cast<int32_t>(toks->ids.size());
@@ -335,7 +338,7 @@ TEST_F(EngineTest, LogprobsAreTheModelsLogSoftmax) {
       EXPECT_NEAR(got.top[k].second, logits[got.top[k].first] - lse, 1e-4);
       if (k > 0) EXPECT_LE(got.top[k].second, got.top[k - 1].second);
     }
-    batch = {{c.ids[step], pos++, cache.get(), true}};
+    batch = {{c.ids[step], pos++, &cache, true}};
   }
 }
 

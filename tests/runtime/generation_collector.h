@@ -2,6 +2,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@ struct Collector {
   absl::Status status;
   std::string text;
   std::vector<int32_t> ids;
+  std::map<int, std::vector<int32_t>> ids_by_index;  // n completions: each one's tokens
+  std::map<int, FinishReason> finish_by_index;
   GenerationChunk final;
   std::vector<TokenLogprob> logprobs;
   int chunks = 0;
@@ -27,6 +30,8 @@ struct Collector {
               std::lock_guard<std::mutex> l(mu);
               text += c.text;
               ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
+              ids_by_index[c.index].insert(ids_by_index[c.index].end(), c.token_ids.begin(), c.token_ids.end());
+              if (c.finish_reason != FinishReason::kNone) finish_by_index[c.index] = c.finish_reason;
               logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
               ++chunks;
               cv.notify_all();

@@ -147,6 +147,49 @@ TEST_F(ServingTest, ASharedPrefixIsComputedOnce) {
   EXPECT_EQ(info->kv_blocks_used, 0) << "finished sequences hold no blocks";
 }
 
+// n completions: each samples as a single request with seed + i does, the prompt is
+// computed once (the others take its blocks from the prefix cache), and the usage
+// counts the prompt once and every completion's tokens.
+TEST_F(ServingTest, NCompletionsShareThePromptAndSampleAsTheirSeedsDo) {
+  ASSERT_OK(Load("n", 512, 0, 8));
+  ASSERT_OK(Load("single", 512, 0, 8, "", /*prefix_cache=*/false));
+  std::string prompt;
+  while (prompt.size() < 400) prompt += "The sea is wide, grey and cold in winter, and the boats stay in the harbour. ";
+  prompt += "One morning the old fisherman said that";
+  GenerateRequest r = Greedy("n", prompt, 10);
+  r.sampling.temperature = 0.9f;
+  r.sampling.seed = 11;
+  r.sampling.n = 3;
+  auto got = RunAll({r});
+  ASSERT_OK(got[0]->status);
+  const Collector& c = *got[0];
+  ASSERT_EQ(c.ids_by_index.size(), 3u);
+  int32_t completion_tokens = 0;
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    GenerateRequest one = Greedy("single", prompt, 10);
+    one.sampling.temperature = 0.9f;
+    one.sampling.seed = 11 + i;
+    auto alone = RunAll({one});
+    ASSERT_OK(alone[0]->status);
+    EXPECT_EQ(c.ids_by_index.at(i), alone[0]->ids);
+    ASSERT_TRUE(c.finish_by_index.count(i));
+    EXPECT_EQ(c.finish_by_index.at(i), alone[0]->final.finish_reason);
+    completion_tokens += alone[0]->final.completion_tokens;
+  }
+  EXPECT_NE(c.ids_by_index.at(0), c.ids_by_index.at(1)) << "completions with different seeds came out the same";
+  EXPECT_EQ(c.final.completion_tokens, completion_tokens);
+  const int32_t p = c.final.prompt_tokens;
+  ASSERT_GT(p, 64);
+  absl::StatusOr<ModelInfo> info = engine_->GetModel("n");
+  ASSERT_OK(info);
+  EXPECT_EQ(info->prefix_cache_hit_tokens, 2 * ((p - 1) / 16) * 16) << "the siblings computed the prompt again";
+  GenerateRequest bad = Greedy("n", prompt, 4);
+  bad.sampling.n = 17;
+  EXPECT_THAT(engine_->Generate(bad, Collector().Callbacks()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("n must be in [1, 16]")));
+}
+
 TEST_F(ServingTest, KvDtypesStoreWhatTheySayAndBadOnesAreRefused) {
   absl::StatusOr<ModelInfo> f16 = Load("f16", 128, 0, 4, "f16");
   absl::StatusOr<ModelInfo> f32 = Load("f32", 128, 0, 4, "f32");
