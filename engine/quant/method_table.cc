@@ -56,27 +56,22 @@ double BnbBitsPerWeight(const ModulePlan& plan, int64_t cols) {
   return p.double_quant ? 4.0 + 8.0 / block + 32.0 / (block * 256.0) : 4.0 + 32.0 / block;
 }
 
-// The rows' quantize functions: the plan's choice of the method's variant.
+// The rows' quantize functions. Methods with one quantizer over the plan's params:
+using ParamsQuantizer = absl::StatusOr<QuantizedWeight> (*)(const float*, int64_t, int64_t, const MethodParams&);
+template <ParamsQuantizer F>
+absl::StatusOr<QuantizedWeight> WithParams(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
+                                           const CalibrationStats*) {
+  return F(w, rows, cols, plan.params);
+}
+// The rest pick the method's variant from the plan.
 absl::StatusOr<QuantizedWeight> Bnb(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
                                     const CalibrationStats*) {
   return plan.params.bits == 8 ? QuantizeBnbInt8(w, rows, cols, plan.params) : QuantizeBnb4(w, rows, cols, plan.params);
-}
-absl::StatusOr<QuantizedWeight> Hqq(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
-                                    const CalibrationStats*) {
-  return QuantizeHqq(w, rows, cols, plan.params);
-}
-absl::StatusOr<QuantizedWeight> Quanto(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
-                                       const CalibrationStats*) {
-  return QuantizeQuanto(w, rows, cols, plan.params);
 }
 absl::StatusOr<QuantizedWeight> Torchao(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
                                         const CalibrationStats*) {
   if (plan.quant_type == "int4_weight_only") return QuantizeTorchaoInt4(w, rows, cols, plan.params);
   return QuantizeTorchaoInt8(w, rows, cols, plan.quant_type == "int8_dynamic", plan.params);
-}
-absl::StatusOr<QuantizedWeight> Mlx(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
-                                    const CalibrationStats*) {
-  return QuantizeMlx(w, rows, cols, plan.params);
 }
 absl::StatusOr<QuantizedWeight> Gptq(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
                                      const CalibrationStats* calib) {
@@ -84,12 +79,6 @@ absl::StatusOr<QuantizedWeight> Gptq(const ModulePlan& plan, const float* w, int
     return absl::FailedPreconditionError("GPTQ needs calibration statistics");
   }
   return QuantizeGptq(w, rows, cols, *calib, plan.params);
-}
-// AWQ's scales were searched and folded in by the caller (quantize_model.cc); what is
-// left is round-to-nearest.
-absl::StatusOr<QuantizedWeight> Awq(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
-                                    const CalibrationStats*) {
-  return QuantizeAffineRtn(w, rows, cols, plan.params);
 }
 absl::StatusOr<QuantizedWeight> Gguf(const ModulePlan& plan, const float* w, int64_t rows, int64_t cols,
                                      const CalibrationStats*) {
@@ -181,7 +170,7 @@ const std::vector<MethodRow>& MethodTable() {
                    Bool("quant_zero", [](MethodParams& p, double v) { p.hqq_quant_zero = v != 0; }),
                    Bool("quant_scale", [](MethodParams& p, double v) { p.hqq_quant_scale = v != 0; })},
        .fallback = "none",
-       .quantize = Hqq,
+       .quantize = WithParams<QuantizeHqq>,
        .can_load = true},
       {.name = "quanto",
        .description = "optimum-quanto int2/int4 affine groups, int8 symmetric per channel",
@@ -190,7 +179,7 @@ const std::vector<MethodRow>& MethodTable() {
        .group_sizes = {32, 64, 128}, .default_group = 128,
        .fallback = "hqq",
        .per_row_bits = 8,
-       .quantize = Quanto,
+       .quantize = WithParams<QuantizeQuanto>,
        .can_load = true},
       {.name = "torchao",
        .description = "torchao int8/int4 weight-only and int8 dynamic activation",
@@ -207,7 +196,7 @@ const std::vector<MethodRow>& MethodTable() {
        .bits = {4, 8}, .default_bits = 4,
        .group_sizes = {32, 64, 128}, .default_group = 64,
        .fallback = "hqq",
-       .quantize = Mlx,
+       .quantize = WithParams<QuantizeMlx>,
        .can_load = true},
       {.name = "gptq",
        .description = "GPTQ: Hessian-compensated affine groups from calibration text",
@@ -227,7 +216,7 @@ const std::vector<MethodRow>& MethodTable() {
        .options = {Int("grid", 1, 100, [](MethodParams& p, double v) { p.awq_grid = static_cast<int32_t>(v); })},
        .calibration = Calibration::kInputScales,
        .fallback = "hqq",
-       .quantize = Awq,
+       .quantize = WithParams<QuantizeAffineRtn>,  // scales folded in by QuantizeLlama
        .can_load = true},
       {.name = "gguf",
        .description = "GGUF block types, bytes as llama.cpp's quantizers",
