@@ -333,8 +333,8 @@ void ToProto(const quant::MethodRow& row, v1::QuantizationMethodInfo* out) {
   for (int32_t b : row.bits) out->add_bits(b);
   for (int64_t g : row.group_sizes) out->add_group_sizes(g);
   for (const std::string& q : row.quant_types) out->add_quant_types(q);
-  for (const std::string& o : row.backend_options) out->add_backend_options(o);
-  out->set_needs_calibration(row.needs_calibration);
+  for (const quant::OptionSpec& o : row.options) out->add_backend_options(o.key);
+  out->set_needs_calibration(row.calibration != quant::Calibration::kNone);
   for (quant::DeviceKind kind : {quant::DeviceKind::kCpu, quant::DeviceKind::kCuda, quant::DeviceKind::kMps}) {
     if (quant::MethodRunsOn(row, kind)) out->add_devices(quant::DeviceKindName(kind));
   }

@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/qmatrix.h"
+#include "kernels/cpu/quant_dot.h"
 #include "server/convert.h"
 #include "server/limits.h"
 #include "server/status.h"
@@ -110,9 +112,12 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
 std::vector<std::string> BuildFeatures() {
   std::vector<std::string> features = {"cpu", "gguf", "chat-template", "grpc-health",
                                        "grpc-reflection", "prometheus"};
-#if defined(__AVX2__)
-  features.push_back("avx2");
-#endif
+  // What the kernels chose at run time on this CPU (kernels/cpu/qmatrix.h, quant_dot.h),
+  // not what the compiler was told: the build targets baseline x86-64 and dispatches.
+  if (std::string(kernels::LinearImplementation()) == "avx2" &&
+      std::string(kernels::DotImplementation()) == "avx2") {
+    features.push_back("avx2");
+  }
 #if defined(__AVX512F__)
   features.push_back("avx512f");
 #endif

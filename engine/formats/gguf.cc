@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "engine/common/status.h"
 #include "engine/formats/file_access.h"
+#include "engine/formats/mapped_file.h"
 #include "engine/formats/gguf_internal.h"
 
 namespace ingot::gguf {
@@ -444,29 +445,18 @@ class FileParser {
 };
 
 absl::StatusOr<std::unique_ptr<File>> File::Open(const std::string& path) {
-  // Non-blocking open, regular files only, the model roots (file_access.h).
-  ASSIGN_OR_RETURN(formats::OpenFile opened, formats::OpenRegularFile(path));
+  // Non-blocking open, regular files only, the model roots (file_access.h): MappedFile.
   std::unique_ptr<File> file(new File());
+  ASSIGN_OR_RETURN(file->mapped_, formats::MappedFile::Open(path));
   file->path_ = path;
-  file->size_ = opened.size();
-  if (file->size_ > 0) {
-    void* p = ::mmap(nullptr, file->size_, PROT_READ, MAP_PRIVATE, opened.fd(), 0);
-    if (p == MAP_FAILED) {
-      const int err = errno;
-      return absl::ResourceExhaustedError(
-          absl::StrCat(path, ": mmap of ", file->size_, " bytes failed: ",
-                       std::strerror(err)));
-    }
-    file->base_ = static_cast<const uint8_t*>(p);
-  }
-  FileParser parser(*file);  // the mapping outlives `opened`'s descriptor
+  file->base_ = file->mapped_->data();
+  file->size_ = file->mapped_->size();
+  FileParser parser(*file);
   RETURN_IF_ERROR(parser.Parse());
   return file;
 }
 
-File::~File() {
-  if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), size_);
-}
+File::~File() = default;
 
 const Value* File::Find(std::string_view key) const {
   auto it = kv_index_.find(AbslView(key));

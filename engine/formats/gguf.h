@@ -15,6 +15,10 @@
 #include "absl/status/statusor.h"
 #include "kernels/ggml_types.h"
 
+namespace ingot::formats {
+class MappedFile;  // mapped_file.h
+}  // namespace ingot::formats
+
 namespace ingot::gguf {
 
 enum class ValueType : uint32_t {
@@ -86,7 +90,8 @@ class File {
   std::string path_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
-  const uint8_t* base_ = nullptr;
+  std::unique_ptr<formats::MappedFile> mapped_;  // the whole file, read-only
+  const uint8_t* base_ = nullptr;                 // mapped_->data()
   uint64_t size_ = 0;
   std::vector<std::pair<std::string, Value>> kv_;
   absl::flat_hash_map<std::string, size_t> kv_index_;

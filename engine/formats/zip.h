@@ -16,31 +16,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "engine/formats/mapped_file.h"
 
 namespace ingot::formats {
-
-// A whole file mapped read-only; shared by the container readers. Defined in
-// safetensors.cc, so that a safetensors-only binary needs no zlib.
-class MappedFile {
- public:
-  // NOT_FOUND when missing, PERMISSION_DENIED, INVALID_ARGUMENT when not a regular
-  // file, RESOURCE_EXHAUSTED when the mapping fails.
-  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
-  ~MappedFile();
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  const std::string& path() const { return path_; }
-  const uint8_t* data() const { return data_; }
-  uint64_t size() const { return size_; }
-
- private:
-  MappedFile() = default;
-  std::string path_;
-  const uint8_t* data_ = nullptr;
-  uint64_t size_ = 0;
-  std::unique_ptr<uint8_t[]> owned_;  // fuzz builds only: a heap copy instead of mmap
-};
 
 struct ZipEntry {
   std::string name;

@@ -42,16 +42,8 @@ inline float Dequantize(int32_t q, const GroupParams& p) {
 absl::Status CheckAffineShape(int64_t rows, int64_t cols, const MethodParams& params,
                               int64_t* group);
 
-// Storage of a kAffine/kZero weight in `out`: codes zeroed, rows * groups scales/zeros.
-struct AffineStorage {
-  uint8_t* q = nullptr;        // rows * row_bytes, LSB-first bitstream per row
-  uint16_t* scale = nullptr;   // f16, rows * groups
-  uint16_t* zero = nullptr;    // f16, rows * groups
-  size_t row_bytes = 0;
-  int64_t groups = 0;
-};
-AffineStorage AllocAffine(QuantizedWeight& out, int64_t rows, int64_t cols, int32_t bits,
-                          int64_t group);
+using formats::AffineStorage;
+using formats::AllocAffine;
 
 // Writes code `q` (< 2^bits) of column c into a zeroed row of the bitstream.
 inline void PutCode(uint8_t* row, int64_t c, int32_t bits, uint32_t q) {

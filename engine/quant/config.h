@@ -1,6 +1,6 @@
-// QuantizationConfig as users of bitsandbytes/HQQ/transformers know it, the method table
-// that every decision reads (DESIGN.md decision 2: validation, recommendation, fallback
-// and the server's capability listing), and per-module resolution of the config.
+// QuantizationConfig as users of bitsandbytes/HQQ/transformers know it, and what reads
+// it against the method table (method.h): validation and fallback (validate.cc),
+// per-module plans, size estimates and recommendation (plan.cc).
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/device.h"
+#include "engine/quant/method.h"
 #include "engine/quant/quantizers.h"
 #include "kernels/ggml_types.h"
 
@@ -40,31 +41,6 @@ struct QuantizationConfig {
   std::string calibration_file;  // GPTQ/AWQ; empty: the shipped text
   int32_t calibration_tokens = 0;  // 0: default (2048)
 };
-
-// The devices a method row speaks of (kernels/device.h).
-using kernels::DeviceKind;
-using kernels::DeviceKindName;
-
-struct MethodRow {
-  const char* name;
-  const char* description;
-  std::vector<int32_t> bits;          // supported bit widths
-  int32_t default_bits;
-  std::vector<int64_t> group_sizes;   // supported; empty: per row/channel only
-  int64_t default_group;
-  std::vector<std::string> quant_types;  // allowed quant_type values (first = default); empty: none
-  std::vector<std::string> backend_options;  // known keys
-  bool needs_calibration;
-  bool runs_on_cpu;
-  bool runs_on_cuda;  // with the CUDA kernels of kernels/cuda
-  bool can_load;      // checkpoints of this method load (formats issue)
-  const char* fallback;  // nearest method when this one cannot run on a device ("" = none)
-};
-
-const std::vector<MethodRow>& MethodTable();
-// By name or alias ("bnb" -> bitsandbytes); nullptr if unknown.
-const MethodRow* FindMethod(const std::string& name);
-bool MethodRunsOn(const MethodRow& row, DeviceKind kind);
 
 // What a device can do right now (engine/runtime/device.h ResolveDevice makes these).
 struct DeviceCaps {

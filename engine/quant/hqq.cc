@@ -380,20 +380,12 @@ absl::StatusOr<QuantizedWeight> QuantizeHqq(const float* w, int64_t rows, int64_
   }
 
   QuantizedWeight out;
+  const formats::AffineStorage st = formats::AllocAffine(out, rows, cols, bits, group);
   kernels::AffineMatrix& a = out.view.affine;
-  a.bits = bits;
-  a.rows = rows;
-  a.cols = cols;
-  a.group = group;
-  a.zero_kind = kernels::ZeroKind::kZero;
-  a.row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  uint8_t* q = out.Alloc<uint8_t>(static_cast<size_t>(rows) * a.row_bytes);
-  uint16_t* scale16 = out.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-  uint16_t* zero16 = out.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-  a.q = q;
-  a.scale = scale16;
-  a.zero = zero16;
-  out.view.kind = kernels::LinearKind::kAffine;
+  uint8_t* q = st.q;
+  uint16_t* scale16 = st.scale;
+  uint16_t* zero16 = st.zero;
+  (void)n_groups;  // == rows * st.groups
 
   std::vector<uint8_t> codes(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {

@@ -86,20 +86,13 @@ absl::StatusOr<QuantizedWeight> QuantizeMlx(const float* w, int64_t rows, int64_
   const int64_t groups_per_row = cols / group;
   const int64_t n_groups = rows * groups_per_row;
   QuantizedWeight out;
+  const formats::AffineStorage st = formats::AllocAffine(out, rows, cols, bits, group);
   kernels::AffineMatrix& a = out.view.affine;
-  a.bits = bits;
-  a.rows = rows;
-  a.cols = cols;
-  a.group = group;
-  a.zero_kind = kernels::ZeroKind::kBias;
-  a.row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  uint8_t* q = out.Alloc<uint8_t>(static_cast<size_t>(rows) * a.row_bytes);
-  uint16_t* scale16 = out.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-  uint16_t* bias16 = out.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-  a.q = q;
-  a.scale = scale16;
-  a.zero = bias16;
-  out.view.kind = kernels::LinearKind::kAffine;
+  a.zero_kind = kernels::ZeroKind::kBias;  // w = q * scale + bias
+  uint8_t* q = st.q;
+  uint16_t* scale16 = st.scale;
+  uint16_t* bias16 = st.zero;
+  (void)n_groups;  // == rows * st.groups
 
   const float n_bins = static_cast<float>((1 << bits) - 1);
   std::vector<uint8_t> codes(static_cast<size_t>(cols));

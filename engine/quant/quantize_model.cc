@@ -186,31 +186,13 @@ absl::Status RunCalibration(const LlamaModel& model, const std::vector<int32_t>&
   return absl::OkStatus();
 }
 
-// One module through its method.
+// One module through its method's row.
 absl::StatusOr<QuantizedWeight> QuantizeOne(const ModulePlan& plan, const float* w, int64_t rows,
                                             int64_t cols, const CalibrationStats* calib) {
-  const std::string name = plan.method->name;
-  const MethodParams& p = plan.params;
-  if (name == "bitsandbytes") {
-    return p.bits == 8 ? QuantizeBnbInt8(w, rows, cols, p) : QuantizeBnb4(w, rows, cols, p);
+  if (plan.method->quantize == nullptr) {
+    return absl::UnimplementedError(absl::StrCat("method ", plan.method->name, " has no quantizer"));
   }
-  if (name == "hqq") return QuantizeHqq(w, rows, cols, p);
-  if (name == "quanto") return QuantizeQuanto(w, rows, cols, p);
-  if (name == "torchao") {
-    if (plan.quant_type == "int4_weight_only") return QuantizeTorchaoInt4(w, rows, cols, p);
-    return QuantizeTorchaoInt8(w, rows, cols, plan.quant_type == "int8_dynamic", p);
-  }
-  if (name == "mlx") return QuantizeMlx(w, rows, cols, p);
-  if (name == "gguf") return QuantizeGguf(w, rows, cols, plan.gguf_type);
-  if (name == "none") return QuantizeDense(w, rows, cols, plan.gguf_type);
-  if (name == "gptq") {
-    if (calib == nullptr || calib->hessian.empty()) {
-      return absl::FailedPreconditionError("GPTQ needs calibration statistics");
-    }
-    return QuantizeGptq(w, rows, cols, *calib, p);
-  }
-  if (name == "awq") return QuantizeAffineRtn(w, rows, cols, p);  // scales applied by the caller
-  return absl::UnimplementedError(absl::StrCat("method ", name, " has no quantizer"));
+  return plan.method->quantize(plan, w, rows, cols, calib);
 }
 
 // Per module of a layer: the dequantized (and for AWQ, scaled) f32 weights.
@@ -261,9 +243,9 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
   for (const ModulePlan& p : plans) {
     if (p.method == nullptr) continue;
     ++total;
-    needs_calibration |= p.method->needs_calibration;
-    needs_hessian |= std::string(p.method->name) == "gptq";
-    awq |= std::string(p.method->name) == "awq";
+    needs_calibration |= p.method->calibration != Calibration::kNone;
+    needs_hessian |= p.method->calibration == Calibration::kHessian;
+    awq |= p.method->calibration == Calibration::kInputScales;
   }
   if (needs_calibration && options.calibration_tokens.size() < 16) {
     return absl::InvalidArgumentError(
@@ -329,7 +311,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
         auto find = [&](LinearSlot s) -> Work* {
           for (Work& wk : work) {
             if (refs[wk.index].layer == l && refs[wk.index].slot == s &&
-                std::string(plans[wk.index].method->name) == "awq") {
+                plans[wk.index].method->calibration == Calibration::kInputScales) {
               return &wk;
             }
           }

@@ -1,6 +1,6 @@
 // The quantization methods' algorithms: each turns one f32 weight matrix (row-major,
 // rows = output features, cols = input features) into a canonical representation
-// (kernels/cpu/qmatrix.h) that owns its memory. The method table (method_table.h) maps
+// (kernels/cpu/qmatrix.h) that owns its memory. The method table (method.h) maps
 // method names to these functions; validation of parameters happens there, so these
 // functions may assume valid parameters but still return INVALID_ARGUMENT rather than
 // crash when shapes do not fit.
@@ -12,34 +12,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/formats/layouts/storage.h"
 #include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
 
 namespace ingot::quant {
 
-// A quantized weight: the kernel view plus the buffers it points into.
-class QuantizedWeight {
- public:
-  QuantizedWeight() = default;
-  QuantizedWeight(QuantizedWeight&&) = default;
-  QuantizedWeight& operator=(QuantizedWeight&&) = default;
-
-  // Zero-initialized storage owned by this weight; stays valid when the weight moves.
-  template <typename T>
-  T* Alloc(size_t count) {
-    buffers_.push_back(std::make_unique<uint8_t[]>(count * sizeof(T)));
-    bytes_ += static_cast<int64_t>(count * sizeof(T));
-    return reinterpret_cast<T*>(buffers_.back().get());
-  }
-
-  kernels::Linear view;      // points into the buffers
-  std::string representation;  // e.g. "Q4_K", "affine4/g64", "nf4/b64+dq", "int8/row"
-  int64_t bytes() const { return bytes_; }  // all owned storage
-
- private:
-  std::vector<std::unique_ptr<uint8_t[]>> buffers_;
-  int64_t bytes_ = 0;
-};
+// A quantized weight: the kernel view plus the buffers it points into (shared with the
+// layout readers, engine/formats/layouts/storage.h).
+using formats::QuantizedWeight;
 
 // Per-method knobs, as users of bitsandbytes/HQQ/GPTQ know them. Defaults are each
 // method's published defaults.

@@ -50,30 +50,6 @@ absl::Status CheckAffineShape(int64_t rows, int64_t cols, const MethodParams& pa
   return absl::OkStatus();
 }
 
-AffineStorage AllocAffine(QuantizedWeight& out, int64_t rows, int64_t cols, int32_t bits,
-                          int64_t group) {
-  AffineStorage s;
-  s.row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  s.groups = cols / group;
-  s.q = out.Alloc<uint8_t>(static_cast<size_t>(rows) * s.row_bytes);
-  s.scale = out.Alloc<uint16_t>(static_cast<size_t>(rows * s.groups));
-  s.zero = out.Alloc<uint16_t>(static_cast<size_t>(rows * s.groups));
-  out.view = kernels::Linear{};
-  out.view.kind = kernels::LinearKind::kAffine;
-  kernels::AffineMatrix& m = out.view.affine;
-  m.bits = bits;
-  m.rows = rows;
-  m.cols = cols;
-  m.group = group;
-  m.zero_kind = kernels::ZeroKind::kZero;
-  m.row_bytes = s.row_bytes;
-  m.q = s.q;
-  m.scale = s.scale;
-  m.zero = s.zero;
-  out.representation = absl::StrFormat("affine%d/g%d", bits, group);
-  return s;
-}
-
 }  // namespace affine
 
 absl::StatusOr<QuantizedWeight> QuantizeAffineRtn(const float* w, int64_t rows, int64_t cols,

@@ -141,11 +141,11 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
   opts.cancel = cancel;
   opts.progress = progress;
   const quant::MethodRow* row = quant::FindMethod(config.method);
-  bool needs_calibration = row->needs_calibration;
+  bool needs_calibration = row->calibration != quant::Calibration::kNone;
   for (const auto& o : config.layer_overrides) {
     if (o.method) {
       const quant::MethodRow* r = quant::FindMethod(*o.method);
-      needs_calibration |= r != nullptr && r->needs_calibration;
+      needs_calibration |= r != nullptr && r->calibration != quant::Calibration::kNone;
     }
   }
   if (needs_calibration) {

@@ -32,7 +32,7 @@ fi
 
 mkdir -p "$OUT/obj" "$OUT/corpus" "$OUT/seeds" "$OUT/artifacts"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-# INGOT_FUZZING: MappedFile reads files into exact-size heap buffers (see safetensors.cc).
+# INGOT_FUZZING: MappedFile reads files into exact-size heap buffers (see mapped_file.cc).
 CXXFLAGS="-std=c++20 -g -O1 $SAN -I$ROOT -DNDEBUG -DINGOT_FUZZING"
 ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_format \
   absl_flat_hash_map absl_hash absl_raw_hash_set)
@@ -40,10 +40,10 @@ ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_fo
 # Library sources each target needs (gguf's type table pulls in the reference
 # dequantizers it points at).
 declare -A SOURCES=(
-  [safetensors]="engine/formats/safetensors.cc engine/formats/file_access.cc"
-  [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/safetensors.cc engine/formats/file_access.cc"
-  [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/safetensors.cc engine/formats/file_access.cc"
-  [gguf]="engine/formats/gguf.cc engine/formats/file_access.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
+  [safetensors]="engine/formats/safetensors.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
+  [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
+  [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
+  [gguf]="engine/formats/gguf.cc engine/formats/mapped_file.cc engine/formats/file_access.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
 )
 
 # Compiles src into an instrumented object unless it is newer than every input

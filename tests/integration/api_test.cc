@@ -1,11 +1,13 @@
 // The gRPC API against the real ingotd: health, reflection, models, generation
 // (deterministic greedy and seeded sampling, chat, tokenize), error codes, corrupt
 // files, cancellation, concurrency and unloading under load.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
 
+#include "kernels/cpu/qmatrix.h"
 #include "reflection.grpc.pb.h"
 #include "tests/integration/integration_fixture.h"
 
@@ -25,6 +27,9 @@ TEST_F(IngotdTest, HealthAndServerInfo) {
   EXPECT_FALSE(info.version().empty());
   EXPECT_THAT(std::vector<std::string>(info.features().begin(), info.features().end()),
               ::testing::Contains("cpu"));
+  // avx2 is listed exactly when the kernels picked their AVX2 paths on this CPU.
+  const bool avx2 = std::string(kernels::LinearImplementation()) == "avx2";
+  EXPECT_EQ(std::count(info.features().begin(), info.features().end(), "avx2"), avx2 ? 1 : 0);
   EXPECT_EQ(info.models_loaded(), 1);
   bool cpu = false;
   for (const v1::DeviceInfo& d : info.devices()) {

@@ -70,8 +70,42 @@ TEST(MethodTable, EveryRowIsConsistent) {
     EXPECT_THAT(Fields(ValidateQuantization(Config(row.name), Cpu(), &modules)), ::testing::IsEmpty());
   }
   EXPECT_EQ(FindMethod("bnb"), FindMethod("bitsandbytes"));
+  EXPECT_EQ(FindMethod("optimum-quanto"), FindMethod("quanto"));
+  EXPECT_EQ(FindMethod("dense"), FindMethod("none"));
   EXPECT_EQ(FindMethod("HQQ"), FindMethod("hqq"));
   EXPECT_EQ(FindMethod("gptq2"), nullptr);
+}
+
+// Every row quantizes, and every option's hint is generated from its range: a value
+// outside it is refused with that hint as the fix.
+TEST(MethodTable, EveryRowQuantizesAndItsOptionsSayTheirRange) {
+  for (const MethodRow& row : MethodTable()) {
+    SCOPED_TRACE(row.name);
+    EXPECT_NE(row.quantize, nullptr);
+    for (const OptionSpec& o : row.options) {
+      SCOPED_TRACE(o.key);
+      const std::string hint = OptionHint(o);
+      EXPECT_THAT(hint, HasSubstr(o.key));
+      MethodParams p;
+      EXPECT_FALSE(ApplyOption(o, "not-a-value", &p));
+      QuantizationConfig c = Config(row.name);
+      c.backend_options = {{o.key, "not-a-value"}};
+      const auto problems = ValidateQuantization(c, Cpu());
+      ASSERT_EQ(problems.size(), 1u);
+      EXPECT_EQ(problems[0].fix, hint);
+    }
+  }
+  MethodParams p;
+  const MethodRow& hqq = *FindMethod("hqq");
+  for (const OptionSpec& o : hqq.options) {
+    if (std::string(o.key) == "axis") {
+      EXPECT_EQ(OptionHint(o), "axis: an integer in [0, 1]");
+      EXPECT_TRUE(ApplyOption(o, "0", &p));
+      EXPECT_EQ(p.hqq_axis, 0);
+      EXPECT_FALSE(ApplyOption(o, "2", &p));
+    }
+    if (std::string(o.key) == "lp_norm") EXPECT_EQ(OptionHint(o), "lp_norm: a number in (0, 2]");
+  }
 }
 
 TEST(Validate, BadFieldsAreNamedWithFixes) {
