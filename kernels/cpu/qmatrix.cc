@@ -407,6 +407,6 @@ void LinearDequantizeRow(const Linear& w, int64_t r, float* out) {
   }
 }
 
-const char* LinearImplementation() { return internal::CpuHasAvx2() ? "avx2" : "ref"; }
+const char* LinearImplementation() { return CpuLevelName(BestCpuLevel()); }
 
 }  // namespace ingot::kernels

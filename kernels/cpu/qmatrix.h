@@ -41,7 +41,7 @@ uint32_t AffineCodeAt(const AffineMatrix& a, int64_t r, int64_t c);
 // The absmax of flattened block b, plain or double-quantized (f32, as the kernels use it).
 float CodebookBlockAbsmax(const CodebookMatrix& m, int64_t b);
 
-// Which implementation LinearDotRows uses on this CPU ("avx2" or "ref").
+// The best CPU level's name (CpuLevelName(BestCpuLevel())).
 const char* LinearImplementation();
 
 }  // namespace ingot::kernels

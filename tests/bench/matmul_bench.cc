@@ -1,8 +1,12 @@
 // Per-row cost of the quantized matmul for 1..16 token rows on a model's real weight
-// tensors (one per shape), one thread, thread CPU time, the work split into chunks of
-// 16 weight rows as MatMul hands them out. Configurations are alternated within each
-// repetition so that drift on a shared machine hits them alike; medians are printed.
-//   build/bin/matmul_bench [MODEL.gguf] [--reps N] [--tokens 1,4,8,16]
+// tensors, one thread, thread CPU time, the work split into chunks of 16 weight rows as
+// MatMul hands them out. Each measurement runs every layer's tensor of one shape in turn
+// (30 x 207 KB for the default model's q projection), so weights come from L3/DRAM as
+// they do in a decode step, not from a warm L2. Configurations are alternated within
+// each repetition so that drift on a shared machine hits them alike; medians printed.
+//   build/bin/matmul_bench [MODEL.gguf] [--reps N] [--tokens 1,4,8,16] [--warm]
+// --warm: only layer 0's tensors, each run twice and the second timed (L2-resident
+// weights, except the head): the kernels' compute alone.
 // Columns: ns per weight row per step (all tokens), ns per row per token, and the
 // ratio of a token's cost to the single-token cost (1.0 = no gain from batching).
 #include <algorithm>
@@ -35,6 +39,7 @@ double Median(std::vector<double> v) {
 
 struct Case {
   std::string name;
+  std::vector<Linear> ws;  // the same tensor of every layer
   Linear w;
   std::vector<int> tokens;
   std::vector<std::vector<double>> ns;  // per token count, per repetition
@@ -49,9 +54,12 @@ int main(int argc, char** argv) {
   std::string path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
   int reps = 31;
   std::vector<int> tokens = {1, 4, 8, 16};
+  bool warm = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::atoi(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--warm")) {
+      warm = true;
     } else if (!std::strcmp(argv[i], "--tokens") && i + 1 < argc) {
       tokens.clear();
       for (const char* p = argv[++i]; *p != '\0';) {
@@ -69,22 +77,32 @@ int main(int argc, char** argv) {
     return 1;
   }
   // One tensor per shape of a Llama block, and the head (tied embedding when no output).
-  std::vector<std::string> names = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_up.weight",
-                                    "blk.0.ffn_down.weight", "output.weight"};
+  std::vector<std::string> names = {"blk.%d.attn_q.weight", "blk.%d.attn_k.weight", "blk.%d.ffn_up.weight",
+                                    "blk.%d.ffn_down.weight", "output.weight"};
   if ((*file)->FindTensor("output.weight") == nullptr) names.back() = "token_embd.weight";
   std::vector<Case> cases;
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0, 1);
   const int max_tok = *std::max_element(tokens.begin(), tokens.end());
   for (const std::string& n : names) {
-    const gguf::TensorInfo* t = (*file)->FindTensor(n);
-    if (t == nullptr || t->dims.size() != 2) continue;
     Case c;
-    c.w.kind = LinearKind::kGgml;
-    c.w.ggml = WeightMatrix{t->type, t->dims[1], t->dims[0], GgmlRowSize(t->type, t->dims[0]), t->data};
+    for (int layer = 0;; ++layer) {
+      char name[96];
+      std::snprintf(name, sizeof(name), n.c_str(), layer);
+      const gguf::TensorInfo* t = (*file)->FindTensor(name);
+      if (t == nullptr || t->dims.size() != 2) break;
+      Linear w;
+      w.kind = LinearKind::kGgml;
+      w.ggml = WeightMatrix{t->type, t->dims[1], t->dims[0], GgmlRowSize(t->type, t->dims[0]), t->data};
+      c.ws.push_back(w);
+      if (warm || n.find('%') == std::string::npos) break;
+    }
+    if (c.ws.empty()) continue;
+    c.w = c.ws[0];
     char label[96];
-    std::snprintf(label, sizeof(label), "%s %lldx%lld %s", n.c_str(), static_cast<long long>(t->dims[1]),
-                  static_cast<long long>(t->dims[0]), GetGgmlTypeTraits(t->type).name);
+    std::snprintf(label, sizeof(label), "%s x%zu %lldx%lld %s", n.c_str(), c.ws.size(),
+                  static_cast<long long>(c.w.rows()), static_cast<long long>(c.w.cols()),
+                  GetGgmlTypeTraits(c.w.ggml.type).name);
     c.name = label;
     c.tokens = tokens;
     c.ns.resize(tokens.size());
@@ -101,9 +119,11 @@ int main(int argc, char** argv) {
     cases.push_back(std::move(c));
   }
   auto run = [](Case& c, int n_tok) {
-    const int64_t rows = c.w.rows();
-    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-      LinearDotRowsTokens(c.w, c.xa.data(), c.stride, n_tok, c.y.data(), rows, r0, std::min(rows, r0 + 16));
+    for (const Linear& w : c.ws) {
+      const int64_t rows = w.rows();
+      for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+        LinearDotRowsTokens(w, c.xa.data(), c.stride, n_tok, c.y.data(), rows, r0, std::min(rows, r0 + 16));
+      }
     }
   };
   for (auto& c : cases) {
@@ -112,6 +132,7 @@ int main(int argc, char** argv) {
   for (int rep = 0; rep < reps; ++rep) {
     for (auto& c : cases) {
       for (size_t i = 0; i < c.tokens.size(); ++i) {
+        if (warm) run(c, c.tokens[i]);
         const double t0 = ThreadNs();
         run(c, c.tokens[i]);
         c.ns[i].push_back(ThreadNs() - t0);
@@ -119,16 +140,16 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("impl %s, one thread, median of %d, ns per weight row\n", LinearImplementation(), reps);
-  std::printf("%-44s %6s %12s %12s %8s %9s\n", "tensor", "tokens", "ns/row/step", "ns/row/tok", "vs 1 tok",
+  std::printf("%-48s %6s %12s %12s %8s %9s\n", "tensor", "tokens", "ns/row/step", "ns/row/tok", "vs 1 tok",
               "GMAC/s");
   for (auto& c : cases) {
     double one = 0;
     for (size_t i = 0; i < c.tokens.size(); ++i) {
-      const double step = Median(c.ns[i]) / static_cast<double>(c.w.rows());
+      const double step = Median(c.ns[i]) / static_cast<double>(c.w.rows() * c.ws.size());
       const double per_tok = step / c.tokens[i];
       if (c.tokens[i] == 1) one = per_tok;
       const double gmacs = static_cast<double>(c.w.cols()) / per_tok;
-      std::printf("%-44s %6d %12.1f %12.2f %8.2f %9.1f\n", c.name.c_str(), c.tokens[i], step, per_tok,
+      std::printf("%-48s %6d %12.1f %12.2f %8.2f %9.1f\n", c.name.c_str(), c.tokens[i], step, per_tok,
                   one > 0 ? per_tok / one : 0.0, gmacs);
     }
   }
