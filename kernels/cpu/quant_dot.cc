@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
@@ -213,8 +214,8 @@ ActType ActivationTypeFor(GgmlType weight_type) {
 size_t ActivationRowBytes(ActType act, int64_t cols) {
   const int64_t nb = cols / 32;
   switch (act) {
-    case ActType::kQ8_0: return internal::ActivationScalesOffset(nb, sizeof(BlockQ8_0)) + 8 * nb;
-    case ActType::kQ8_1: return internal::ActivationScalesOffset(nb, sizeof(BlockQ8_1)) + 8 * nb;
+    case ActType::kQ8_0: return internal::ActivationScalesOffset(nb, sizeof(BlockQ8_0)) + 12 * nb;
+    case ActType::kQ8_1: return internal::ActivationScalesOffset(nb, sizeof(BlockQ8_1)) + 12 * nb;
     case ActType::kF32: break;
   }
   return static_cast<size_t>(cols) * sizeof(float);
@@ -227,27 +228,27 @@ bool DotSupported(GgmlType weight_type) {
 
 namespace {
 
-// The f32 d[nb], s[nb] after the blocks (ActivationScalesOffset).
-void WriteActivationScales(ActType act, int64_t cols, void* out) {
-  const int64_t nb = cols / 32;
-  auto* row = static_cast<uint8_t*>(out);
-  if (act == ActType::kQ8_1) {
-    const auto* blocks = static_cast<const BlockQ8_1*>(out);
-    auto* d = reinterpret_cast<float*>(row + internal::ActivationScalesOffset(nb, sizeof(BlockQ8_1)));
-    for (int64_t b = 0; b < nb; ++b) {
-      d[b] = Fp16ToFp32(blocks[b].d);
+// The f32 d[nb], s[nb], ds[nb] after the blocks (ActivationScalesOffset).
+template <class Block>
+void WriteScales(Block* blocks, int64_t nb) {
+  auto* d = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(blocks) +
+                                     internal::ActivationScalesOffset(nb, sizeof(Block)));
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t sum = 0;
+    for (int j = 0; j < 32; ++j) sum += blocks[b].qs[j];
+    d[b] = Fp16ToFp32(blocks[b].d);
+    d[2 * nb + b] = d[b] * static_cast<float>(sum);
+    if constexpr (std::is_same_v<Block, BlockQ8_1>) {
       d[nb + b] = Fp16ToFp32(blocks[b].s);
-    }
-  } else if (act == ActType::kQ8_0) {
-    const auto* blocks = static_cast<const BlockQ8_0*>(out);
-    auto* d = reinterpret_cast<float*>(row + internal::ActivationScalesOffset(nb, sizeof(BlockQ8_0)));
-    for (int64_t b = 0; b < nb; ++b) {
-      int32_t sum = 0;
-      for (int j = 0; j < kQK8_0; ++j) sum += blocks[b].qs[j];
-      d[b] = Fp16ToFp32(blocks[b].d);
-      d[nb + b] = d[b] * static_cast<float>(sum);
+    } else {
+      d[nb + b] = d[2 * nb + b];
     }
   }
+}
+
+void WriteActivationScales(ActType act, int64_t cols, void* out) {
+  if (act == ActType::kQ8_1) WriteScales(static_cast<BlockQ8_1*>(out), cols / 32);
+  if (act == ActType::kQ8_0) WriteScales(static_cast<BlockQ8_0*>(out), cols / 32);
 }
 
 }  // namespace
