@@ -228,20 +228,21 @@ bool DotSupported(GgmlType weight_type) {
 
 namespace {
 
-// The f32 d[nb], s[nb], ds[nb] after the blocks (ActivationScalesOffset).
+// The f32 d[nb], f32 s[nb], int32 sum[nb] after the blocks (ActivationScalesOffset).
 template <class Block>
 void WriteScales(Block* blocks, int64_t nb) {
-  auto* d = reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(blocks) +
-                                     internal::ActivationScalesOffset(nb, sizeof(Block)));
+  uint8_t* tail = reinterpret_cast<uint8_t*>(blocks) + internal::ActivationScalesOffset(nb, sizeof(Block));
+  auto* d = reinterpret_cast<float*>(tail);
+  auto* sums = reinterpret_cast<int32_t*>(tail + 8 * nb);
   for (int64_t b = 0; b < nb; ++b) {
     int32_t sum = 0;
     for (int j = 0; j < 32; ++j) sum += blocks[b].qs[j];
     d[b] = Fp16ToFp32(blocks[b].d);
-    d[2 * nb + b] = d[b] * static_cast<float>(sum);
+    sums[b] = sum;
     if constexpr (std::is_same_v<Block, BlockQ8_1>) {
       d[nb + b] = Fp16ToFp32(blocks[b].s);
     } else {
-      d[nb + b] = d[2 * nb + b];
+      d[nb + b] = d[b] * static_cast<float>(sum);
     }
   }
 }

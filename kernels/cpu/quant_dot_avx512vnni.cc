@@ -54,7 +54,7 @@ INGOT_ALWAYS_INLINE void SplitNibbles(const __m512i p[4], __m512i q[8]) {
 
 struct Q4_1 : GgmlFormat {
   using ActBlock = BlockQ8_1;
-  static constexpr bool kExactSumTerm = false;
+  static constexpr bool kOffset128 = false;
   static INGOT_ALWAYS_INLINE void Unpack(const Tile& t, int64_t b, bool last, Unpacked* u) {
     const size_t o = static_cast<size_t>(b) * sizeof(BlockQ4_1);
     __m512i z[8];
@@ -71,7 +71,7 @@ struct Q4_1 : GgmlFormat {
 
 struct Q4_0 : GgmlFormat {
   using ActBlock = BlockQ8_0;
-  static constexpr bool kExactSumTerm = false;
+  static constexpr bool kOffset128 = false;
   static INGOT_ALWAYS_INLINE void Unpack(const Tile& t, int64_t b, bool last, Unpacked* u) {
     const size_t o = static_cast<size_t>(b) * sizeof(BlockQ4_0);
     __m512i z[8];
@@ -88,7 +88,7 @@ struct Q4_0 : GgmlFormat {
 
 struct Q8_0 : GgmlFormat {
   using ActBlock = BlockQ8_0;
-  static constexpr bool kExactSumTerm = false;
+  static constexpr bool kOffset128 = false;
   static INGOT_ALWAYS_INLINE void Unpack(const Tile& t, int64_t b, bool, Unpacked* u) {
     const size_t o = static_cast<size_t>(b) * sizeof(BlockQ8_0);
     __m512i z[8];  // the 32 code bytes end the block: no masking

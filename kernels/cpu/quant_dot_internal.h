@@ -20,10 +20,11 @@ using VecDot4Fn = void (*)(int64_t n, const void* w_row, const void* const x_act
 using DotTokensFn = void (*)(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
                              int64_t y_stride, int64_t r0, int64_t r1);
 
-// A prepared Q8_0 / Q8_1 row is its nb blocks, padded to 4 bytes, then f32 d[nb], s[nb]
-// and ds[nb]: the block scale widened; Q8_1's stored f16 s widened (so results match the
-// one-token kernels), Q8_0's d * sum(q); and d * sum(q) in f32 for both. Multi-token
-// kernels broadcast them from memory instead of converting f16 per token and block.
+// A prepared Q8_0 / Q8_1 row is its nb blocks, padded to 4 bytes, then f32 d[nb], f32
+// s[nb] and int32 sum[nb]: the block scale widened; Q8_1's stored f16 s widened (so
+// results match the one-token kernels), Q8_0's d * sum(q) in f32; and sum(q) exactly.
+// Multi-token kernels broadcast them from memory instead of converting f16 per token
+// and block.
 inline size_t ActivationScalesOffset(int64_t nb, size_t block_bytes) {
   return (static_cast<size_t>(nb) * block_bytes + 3) & ~size_t{3};
 }

@@ -9,10 +9,11 @@
 // that apply the 16 rows' scales at once. The unpack (a 16 x 8 dword transpose, ~45
 // uops) is paid once per block for up to 16 tokens.
 //
-// Per block and token, with acc = sum_j u8 weight_j * q_x,j (the exact int32 dot):
-//   y += d_w * d_x * acc + c_w * s_x (+ e_w * (d_x * sum_j q_x,j))
-// d_x, s_x (Q8_1: its f16 s widened; Q8_0: d_x * sum q_x) and d_x * sum q_x come as f32
-// after the activation blocks (ActivationScalesOffset), so they are broadcast from memory.
+// Per block and token, with acc = sum_j u8 weight_j * q_x,j - offset * sum_j q_x,j (exact
+// in int32; offset = 128 for formats whose codes are the reference's q - 128, else 0):
+//   y += d_w * d_x * acc + c_w * s_x
+// d_x, s_x (Q8_1: its f16 s widened; Q8_0: d_x * sum q_x) and sum q_x come after the
+// activation blocks (ActivationScalesOffset), so they are broadcast from memory.
 //
 // Napkin math, 16 tokens x 16 rows x one block: 128 vpdpbusd + 64 scale uops + ~45 unpack
 // ~= 240 uops for 8192 MACs (~34 MACs/uop; the 4-token AVX2 kernel does ~4). Measured
@@ -47,7 +48,6 @@ struct Unpacked {
   __m512i q[8];  // u8 weights, lane = row, dword k = elements 4k..4k+3
   __m512 d;      // d_w: times d_x * acc
   __m512 c;      // c_w: times s_x
-  __m512 e;      // e_w: times d_x * sum q_x (formats with kExactSumTerm only)
 };
 
 // Two 32-byte row segments in one zmm (p in the low half). `last`: read only `dwords`
@@ -116,7 +116,7 @@ INGOT_ALWAYS_INLINE __m512i Broadcast4(const int8_t* p) {
 
 // Rows [r0, r1) of a matrix in format F against NT consecutive prepared token rows at x
 // (stride xs) -> y[t * ys + r]. F provides:
-//   Matrix, ActBlock (BlockQ8_0 / BlockQ8_1), kExactSumTerm,
+//   Matrix, ActBlock (BlockQ8_0 / BlockQ8_1), kOffset128 (acc takes - 128 * sum q_x),
 //   Tile F::Begin(const Matrix&, int64_t first_row, int rows)  (rows past `rows` repeat
 //       the last one), void F::Unpack(Tile&, int64_t block, bool last_block, Unpacked*),
 //   F::Rows / Blocks / RowBytes / RowPtr (for the prefetch of the next tile).
@@ -158,10 +158,14 @@ void Tiles(const typename F::Matrix& w, const uint8_t* x, size_t xs, float* y, i
           s0 = _mm512_dpbusd_epi32(s0, u.q[k], Broadcast4(qx + 4 * k));
           s1 = _mm512_dpbusd_epi32(s1, u.q[k + 1], Broadcast4(qx + 4 * k + 4));
         }
+        __m512i dot = _mm512_add_epi32(s0, s1);
+        if constexpr (F::kOffset128) {
+          const int32_t* sums = reinterpret_cast<const int32_t*>(sc + 2 * nb);
+          dot = _mm512_sub_epi32(dot, _mm512_slli_epi32(_mm512_set1_epi32(sums[b]), 7));
+        }
         const __m512 dd = _mm512_mul_ps(u.d, _mm512_set1_ps(sc[b]));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), dd, acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dd, acc[t]);
         acc[t] = _mm512_fmadd_ps(u.c, _mm512_set1_ps(sc[nb + b]), acc[t]);
-        if constexpr (F::kExactSumTerm) acc[t] = _mm512_fmadd_ps(u.e, _mm512_set1_ps(sc[2 * nb + b]), acc[t]);
       }
     }
     const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);

@@ -1,9 +1,6 @@
 // Every dot kernel against its plain reference, and the reference against the f32
 // dot of the dequantized row, on awkward shapes (test-backend-ops style). Loops over
 // the GGML type table, so a type that gains a dot path is tested the day it lands.
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -171,30 +168,6 @@ TEST(QuantDotTest, TokenBatchesMatchReference) {
   }
 }
 
-// `bytes` of storage that end where an inaccessible page starts: a kernel that reads past
-// the end of a weight matrix (the last block of its last row) faults.
-class GuardedBytes {
- public:
-  explicit GuardedBytes(size_t bytes) {
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    map_bytes_ = (bytes + page - 1) / page * page + page;
-    void* m = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    EXPECT_NE(m, MAP_FAILED);
-    map_ = static_cast<uint8_t*>(m);
-    EXPECT_EQ(mprotect(map_ + map_bytes_ - page, page, PROT_NONE), 0);
-    data_ = map_ + map_bytes_ - page - bytes;
-  }
-  ~GuardedBytes() { munmap(map_, map_bytes_); }
-  GuardedBytes(const GuardedBytes&) = delete;
-  GuardedBytes& operator=(const GuardedBytes&) = delete;
-  uint8_t* data() { return data_; }
-
- private:
-  uint8_t* map_ = nullptr;
-  uint8_t* data_ = nullptr;
-  size_t map_bytes_ = 0;
-};
-
 // Every CPU level's multi-token path (DotRowsTokens with the level named) against the
 // plain reference one token at a time: every table type, token counts 1..17 (tile and
 // token-group edges), ragged row ranges and column counts, the matrix ending at a
@@ -218,7 +191,7 @@ TEST_P(QuantDotLevelTest, TokensMatchReference) {
       const int64_t cols = unit * blocks;
       for (Rows rr : {Rows{1, 0, 1}, Rows{17, 0, 17}, Rows{35, 3, 35}, Rows{48, 16, 41}}) {
         const size_t row_bytes = GgmlRowSize(type, cols);
-        GuardedBytes storage(row_bytes * rr.rows);
+        ingot::testing::GuardedBytes storage(row_bytes * rr.rows);
         for (int64_t r = 0; r < rr.rows; ++r) {
           auto row = RandomRow(type, cols, rng);
           ASSERT_FALSE(row.empty());
