@@ -10,30 +10,17 @@
 // Napkin math, 4-bit affine group 64 with f16 scale + zero: 0.5625 B/weight, so a 2048
 // x 2048 layer is 2.4 MB per token; at ~15 GB/s that is ~160 us, i.e. memory-bound as
 // long as a row of 2048 costs less than ~80 ns of compute per core pair.
-#include <immintrin.h>
-
 #include <cstring>
 
 #include "kernels/cpu/qmatrix_internal.h"
+#include "kernels/cpu/simd_avx2.h"
 
 namespace ingot::kernels::internal {
 namespace {
 
-inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
-
-inline float HorizontalSum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
-
-// Sum of u8 x s8 products in 8 int32 lanes; lanes 0..3 cover bytes 0..15.
-inline __m256i DotU8S8I32(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
+using avx2::DotU8S8I32;
+using avx2::HalfToFloat;
+using avx2::HorizontalSum;
 
 // B little-endian bytes assembled in registers (a partial memcpy into a stack word
 // stalls on store forwarding; a wider load could run past the matrix).

@@ -4,50 +4,18 @@
 // Napkin math for the default model's decode: ~106 M Q4_1 weights at 20 bytes per 32
 // (0.625 B/weight) + 28 M Q8_0 logits weights at 34/32 -> ~96 MB read per token; at
 // ~15 GB/s of DRAM bandwidth that caps decode near 150 tok/s on this 2-core machine.
-#include <immintrin.h>
-
 #include <cmath>
 
 #include "kernels/cpu/quant_dot_internal.h"
+#include "kernels/cpu/simd_avx2.h"
 
 namespace ingot::kernels::internal {
-namespace {
 
-inline float HalfToFloat(ggml_half h) { return _cvtsh_ss(h); }
-
-inline float HorizontalSum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
-
-// 16 bytes of nibbles -> 32 bytes: low nibbles in lanes 0..15, high in 16..31, which
-// is the element order of Q4 blocks.
-inline __m256i UnpackNibbles(const uint8_t* qs) {
-  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i hi = _mm_srli_epi16(packed, 4);
-  const __m256i both = _mm256_set_m128i(hi, packed);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-}
-
-// Sum of u8 x s8 products as 8 float lanes.
-inline __m256 DotU8S8(__m256i u, __m256i s) {
-  const __m256i pairs = _mm256_maddubs_epi16(u, s);
-  const __m256i quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-  return _mm256_cvtepi32_ps(quads);
-}
-
-// Sum of s8 x s8 products: move x's sign onto y so maddubs sees |x| (unsigned).
-inline __m256 DotS8S8(__m256i x, __m256i y) {
-  const __m256i ax = _mm256_sign_epi8(x, x);
-  const __m256i sy = _mm256_sign_epi8(y, x);
-  return DotU8S8(ax, sy);
-}
-
-}  // namespace
+using avx2::DotS8S8;
+using avx2::DotU8S8;
+using avx2::HalfToFloat;
+using avx2::HorizontalSum;
+using avx2::UnpackNibbles;
 
 float VecDotQ4_0Q8_0Avx2(int64_t n, const void* w, const void* x) {
   const auto* bw = static_cast<const BlockQ4_0*>(w);
