@@ -12,7 +12,11 @@
 namespace ingot::kernels {
 namespace internal {
 
-bool CpuHasAvx2() { return BestCpuLevel() >= CpuLevel::kAvx2; }
+// Called per DotF32 / AxpyF32 (attention): one cached flag, not BestCpuLevel()'s guard.
+bool CpuHasAvx2() {
+  static const bool has = BestCpuLevel() >= CpuLevel::kAvx2;
+  return has;
+}
 
 // Q4_0 x Q8_0: w = (q - 8) * d_w, x = q * d_x.
 float VecDotQ4_0Q8_0Ref(int64_t n, const void* w, const void* x) {
@@ -110,20 +114,20 @@ struct DotKernel {
   GgmlType type;
   ActType act;
   VecDotFn ref;
-  VecDotFn avx2;  // nullptr: the reference is used
-  internal::VecDot4Fn avx2_x4;  // four activation rows at once; nullptr: one at a time
+  VecDotFn avx2;  // one row, one token; nullptr: the reference is used
+  internal::DotTokensFn avx2_tiles;  // any number of token rows, 8 weight rows per tile
   internal::DotTokensFn avx512vnni;  // any number of token rows, 16 weight rows per tile
 };
 
 const DotKernel kDotKernels[] = {
     {GgmlType::kQ4_0, ActType::kQ8_0, internal::VecDotQ4_0Q8_0Ref, internal::VecDotQ4_0Q8_0Avx2,
-     internal::VecDotQ4_0Q8_0x4Avx2, internal::DotTokensQ4_0Avx512Vnni},
+     internal::DotTokensQ4_0Avx2, internal::DotTokensQ4_0Avx512Vnni},
     {GgmlType::kQ4_1, ActType::kQ8_1, internal::VecDotQ4_1Q8_1Ref, internal::VecDotQ4_1Q8_1Avx2,
-     internal::VecDotQ4_1Q8_1x4Avx2, internal::DotTokensQ4_1Avx512Vnni},
+     internal::DotTokensQ4_1Avx2, internal::DotTokensQ4_1Avx512Vnni},
     {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr, nullptr},
     {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr, nullptr},
     {GgmlType::kQ8_0, ActType::kQ8_0, internal::VecDotQ8_0Q8_0Ref, internal::VecDotQ8_0Q8_0Avx2,
-     internal::VecDotQ8_0Q8_0x4Avx2, internal::DotTokensQ8_0Avx512Vnni},
+     internal::DotTokensQ8_0Avx2, internal::DotTokensQ8_0Avx512Vnni},
 };
 
 const DotKernel* FindKernel(GgmlType t) {
@@ -288,6 +292,10 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
     k->avx512vnni(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
     return;
   }
+  if (k != nullptr && k->avx2_tiles != nullptr) {
+    k->avx2_tiles(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    return;
+  }
   const bool half = w.type == GgmlType::kF16 || w.type == GgmlType::kBF16;
   if (half && n_tok > 1) {
     // Row-outer: a row (a few KB) stays in L1 while every token of the batch reads it.
@@ -314,19 +322,7 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
     }
     return;
   }
-  int64_t t = 0;
-  if (k != nullptr && k->avx2_x4 != nullptr) {
-    for (; t + 4 <= n_tok; t += 4) {
-      const void* xs[4] = {x_act + t * x_stride, x_act + (t + 1) * x_stride,
-                           x_act + (t + 2) * x_stride, x_act + (t + 3) * x_stride};
-      for (int64_t r = r0; r < r1; ++r) {
-        float out[4];
-        k->avx2_x4(w.cols, w.Row(r), xs, out);
-        for (int j = 0; j < 4; ++j) y[(t + j) * y_stride + r] = out[j];
-      }
-    }
-  }
-  for (; t < n_tok; ++t) DotRowsImpl(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1, true);
+  for (int64_t t = 0; t < n_tok; ++t) DotRowsImpl(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1, true);
 }
 
 void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,

@@ -32,8 +32,8 @@ void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int
 
 // The same for n_tok activation rows (a prompt batch, or one row per running sequence):
 // y[t * y_stride + r] for r in [r0, r1) and activation row t at x_act + t * x_stride.
-// AVX2 unpacks a weight block once per four tokens; AVX-512 VNNI (Q4_0, Q4_1, Q8_0) once
-// per eight tokens for a tile of 16 rows. `level` (at most what the CPU has) picks the
+// Q4_0 / Q4_1 / Q8_0 unpack a weight block once for up to 16 tokens, for a tile of 8
+// rows (AVX2) or 16 rows (AVX-512 VNNI). `level` (at most what the CPU has) picks the
 // path; the overload without it takes BestCpuLevel().
 void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
                    float* y, int64_t y_stride, int64_t r0, int64_t r1, CpuLevel level);

@@ -11,9 +11,6 @@
 namespace ingot::kernels::internal {
 
 using VecDotFn = float (*)(int64_t n, const void* w_row, const void* x_act);
-// One weight row against four activation rows: out[k] = <w, x[k]>. Prompt batches
-// reuse each unpacked weight block four times.
-using VecDot4Fn = void (*)(int64_t n, const void* w_row, const void* const x_act[4], float out[4]);
 
 // Multi-token kernels: rows [r0, r1) of w against n_tok prepared activation rows at
 // x + t * x_stride -> y[t * y_stride + r] (DotRowsTokens' contract).
@@ -39,9 +36,13 @@ bool CpuHasAvx2();
 float VecDotQ4_0Q8_0Avx2(int64_t n, const void* w, const void* x);
 float VecDotQ4_1Q8_1Avx2(int64_t n, const void* w, const void* x);
 float VecDotQ8_0Q8_0Avx2(int64_t n, const void* w, const void* x);
-void VecDotQ4_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
-void VecDotQ4_1Q8_1x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
-void VecDotQ8_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
+// The 8-row AVX2 tile (tile_avx2.h).
+void DotTokensQ4_0Avx2(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                       int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ4_1Avx2(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                       int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ8_0Avx2(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                       int64_t y_stride, int64_t r0, int64_t r1);
 void DotTokensQ4_0Avx512Vnni(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
                              int64_t y_stride, int64_t r0, int64_t r1);
 void DotTokensQ4_1Avx512Vnni(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
