@@ -340,13 +340,22 @@ void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride,
     }
     return;
   }
-  if (level >= CpuLevel::kAvx512Vnni && w.kind == LinearKind::kAffine && internal::AffineTokensAvx512Vnni(w.affine)) {
-    internal::AffineDotTokensAvx512Vnni(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
-    for (int64_t t = 0; t < n_tok; ++t) {
-      AddOutliers(w.affine, internal::FindOutliers(spec, x_act + t * x_stride, w.cols()), y + t * y_stride + r0,
-                  r0, r1);
+  if (w.kind == LinearKind::kAffine) {
+    bool tiled = true;
+    if (level >= CpuLevel::kAvx512Vnni && internal::AffineTokensAvx512Vnni(w.affine)) {
+      internal::AffineDotTokensAvx512Vnni(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    } else if (level >= CpuLevel::kAvx2 && internal::AffineTokensAvx2(w.affine)) {
+      internal::AffineDotTokensAvx2(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    } else {
+      tiled = false;
     }
-    return;
+    if (tiled) {
+      for (int64_t t = 0; t < n_tok; ++t) {
+        AddOutliers(w.affine, internal::FindOutliers(spec, x_act + t * x_stride, w.cols()), y + t * y_stride + r0,
+                    r0, r1);
+      }
+      return;
+    }
   }
   const bool avx2 = level >= CpuLevel::kAvx2;
   int64_t t = 0;
