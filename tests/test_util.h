@@ -1,6 +1,10 @@
 // Small helpers for tests: status matchers (Abseil 20220623 has none) and paths.
 #pragma once
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -35,6 +39,30 @@ inline nlohmann::json ReadJson(const std::string& rel) {
   ss << in.rdbuf();
   return nlohmann::json::parse(ss.str());
 }
+
+// `bytes` of storage that end where an inaccessible page starts: a kernel that reads past
+// the end of a weight matrix (the last block of its last row) faults.
+class GuardedBytes {
+ public:
+  explicit GuardedBytes(size_t bytes) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    map_bytes_ = (bytes + page - 1) / page * page + page;
+    void* m = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) std::abort();
+    map_ = static_cast<uint8_t*>(m);
+    if (mprotect(map_ + map_bytes_ - page, page, PROT_NONE) != 0) std::abort();
+    data_ = map_ + map_bytes_ - page - bytes;
+  }
+  ~GuardedBytes() { munmap(map_, map_bytes_); }
+  GuardedBytes(const GuardedBytes&) = delete;
+  GuardedBytes& operator=(const GuardedBytes&) = delete;
+  uint8_t* data() { return data_; }
+
+ private:
+  uint8_t* map_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t map_bytes_ = 0;
+};
 
 inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
 template <typename T>

@@ -321,9 +321,9 @@ void LinearDotRowsRef(const Linear& w, const void* x_act, float* y, int64_t r0, 
 }
 
 void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
-                         float* y, int64_t y_stride, int64_t r0, int64_t r1) {
+                         float* y, int64_t y_stride, int64_t r0, int64_t r1, CpuLevel level) {
   if (w.kind == LinearKind::kGgml) {
-    DotRowsTokens(w.ggml, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    DotRowsTokens(w.ggml, x_act, x_stride, n_tok, y, y_stride, r0, r1, level);
     return;
   }
   const ActivationSpec spec = LinearActivation(w);
@@ -340,8 +340,26 @@ void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride,
     }
     return;
   }
+  if (w.kind == LinearKind::kAffine) {
+    bool tiled = true;
+    if (level >= CpuLevel::kAvx512Vnni && internal::AffineTokensAvx512Vnni(w.affine)) {
+      internal::AffineDotTokensAvx512Vnni(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    } else if (level >= CpuLevel::kAvx2 && internal::AffineTokensAvx2(w.affine)) {
+      internal::AffineDotTokensAvx2(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    } else {
+      tiled = false;
+    }
+    if (tiled) {
+      for (int64_t t = 0; t < n_tok; ++t) {
+        AddOutliers(w.affine, internal::FindOutliers(spec, x_act + t * x_stride, w.cols()), y + t * y_stride + r0,
+                    r0, r1);
+      }
+      return;
+    }
+  }
+  const bool avx2 = level >= CpuLevel::kAvx2;
   int64_t t = 0;
-  if (internal::CpuHasAvx2()) {
+  if (avx2) {
     // Each unpacked weight block serves four tokens.
     for (; t + 4 <= n_tok; t += 4) {
       const void* xs[4];
@@ -353,7 +371,14 @@ void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride,
       IntegerDotTokens(w, spec, xs, 4, ys, r0, r1, true);
     }
   }
-  for (; t < n_tok; ++t) LinearDotRows(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1);
+  for (; t < n_tok; ++t) {
+    LinearDotRowsImpl(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1, avx2);
+  }
+}
+
+void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
+                         float* y, int64_t y_stride, int64_t r0, int64_t r1) {
+  LinearDotRowsTokens(w, x_act, x_stride, n_tok, y, y_stride, r0, r1, BestCpuLevel());
 }
 
 uint32_t AffineCodeAt(const AffineMatrix& a, int64_t r, int64_t c) {
@@ -407,6 +432,6 @@ void LinearDequantizeRow(const Linear& w, int64_t r, float* out) {
   }
 }
 
-const char* LinearImplementation() { return internal::CpuHasAvx2() ? "avx2" : "ref"; }
+const char* LinearImplementation() { return CpuLevelName(BestCpuLevel()); }
 
 }  // namespace ingot::kernels

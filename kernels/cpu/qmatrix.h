@@ -29,6 +29,9 @@ void LinearPrepare(const ActivationSpec& spec, const float* x, int64_t cols, voi
 // y[r - r0] = <row r of w, x> for r in [r0, r1); x_act prepared with LinearActivation(w).
 void LinearDotRows(const Linear& w, const void* x_act, float* y, int64_t r0, int64_t r1);
 // n_tok activation rows at x_act + t * x_stride -> y[t * y_stride + r], r in [r0, r1).
+// `level` (at most what the CPU has) picks the path; without it, BestCpuLevel().
+void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
+                         float* y, int64_t y_stride, int64_t r0, int64_t r1, CpuLevel level);
 void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
                          float* y, int64_t y_stride, int64_t r0, int64_t r1);
 // Plain-loop reference of LinearDotRows (same activation preparation, scalar math).
@@ -41,7 +44,7 @@ uint32_t AffineCodeAt(const AffineMatrix& a, int64_t r, int64_t c);
 // The absmax of flattened block b, plain or double-quantized (f32, as the kernels use it).
 float CodebookBlockAbsmax(const CodebookMatrix& m, int64_t b);
 
-// Which implementation LinearDotRows uses on this CPU ("avx2" or "ref").
+// The best CPU level's name (CpuLevelName(BestCpuLevel())).
 const char* LinearImplementation();
 
 }  // namespace ingot::kernels

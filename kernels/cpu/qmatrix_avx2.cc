@@ -10,30 +10,19 @@
 // Napkin math, 4-bit affine group 64 with f16 scale + zero: 0.5625 B/weight, so a 2048
 // x 2048 layer is 2.4 MB per token; at ~15 GB/s that is ~160 us, i.e. memory-bound as
 // long as a row of 2048 costs less than ~80 ns of compute per core pair.
-#include <immintrin.h>
-
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/qmatrix_internal.h"
+#include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/tile_avx2.h"
 
 namespace ingot::kernels::internal {
 namespace {
 
-inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
-
-inline float HorizontalSum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
-
-// Sum of u8 x s8 products in 8 int32 lanes; lanes 0..3 cover bytes 0..15.
-inline __m256i DotU8S8I32(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
+using avx2::DotU8S8I32;
+using avx2::HalfToFloat;
+using avx2::HorizontalSum;
 
 // B little-endian bytes assembled in registers (a partial memcpy into a stack word
 // stalls on store forwarding; a wider load could run past the matrix).
@@ -258,7 +247,119 @@ void CodebookRows(const CodebookMatrix& m, const BlockQ8_0* const* x, float* con
   }
 }
 
+// ---- the 8-row tile (tile_avx2.h) for 4- and 8-bit codes in groups of whole 32-blocks --
+// 4-bit codes are unsigned (maddubs pairs sum in int16: c_w = m against s_x); 8-bit codes
+// go in as the reference's q - 128 (s8, the sign trick), with c_w = m + 128 s.
+
+struct AffineTile8 {
+  const AffineMatrix* a;
+  int64_t blocks_per_group;
+  const uint8_t* rows[avx2::kTile8];
+  __m256i group0;  // lane r: index of row r's first group in scale[] / zero[]
+  __m256 s, m;     // the current group's constants
+};
+
+// base[idx[r]] (f16) for 8 element indices, as f32; each gather reads the 4-aligned
+// dword holding the element, so it never crosses into another page.
+INGOT_AVX2_INLINE __m256 GatherHalf8(const uint16_t* base, __m256i idx) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(base);
+  const auto* aligned = reinterpret_cast<const int*>(addr & ~uintptr_t{3});
+  const __m256i byte = _mm256_add_epi32(_mm256_slli_epi32(idx, 1), _mm256_set1_epi32(static_cast<int>(addr & 3)));
+  const __m256i word = _mm256_i32gather_epi32(aligned, _mm256_andnot_si256(_mm256_set1_epi32(3), byte), 1);
+  const __m256i shift = _mm256_slli_epi32(_mm256_and_si256(byte, _mm256_set1_epi32(2)), 3);  // 0 or 16
+  return avx2::HalfLow8(_mm256_srlv_epi32(word, shift));
+}
+
+template <int B>
+struct AffineTileFormat8 {
+  using Matrix = AffineMatrix;
+  using Tile = AffineTile8;
+  using ActBlock = BlockQ8_1;
+  static constexpr bool kSigned = B == 8, kSmallCodes = B == 4;
+  static int64_t Rows(const Matrix& a) { return a.rows; }
+  static int64_t Blocks(const Matrix& a) { return a.cols / 32; }
+  static size_t RowBytes(const Matrix& a) { return a.row_bytes; }
+  static const uint8_t* RowPtr(const Matrix& a, int64_t r) { return a.q + static_cast<size_t>(r) * a.row_bytes; }
+
+  static INGOT_AVX2_INLINE Tile Begin(const Matrix& a, int64_t first, int n) {
+    Tile t;
+    t.a = &a;
+    t.blocks_per_group = a.group / 32;
+    alignas(32) int32_t g0[avx2::kTile8];
+#pragma GCC unroll 8
+    for (int r = 0; r < avx2::kTile8; ++r) {
+      const int64_t row = first + std::min(r, n - 1);  // lanes past the range repeat the last row
+      t.rows[r] = RowPtr(a, row);
+      g0[r] = static_cast<int32_t>(row * a.groups_per_row());
+    }
+    t.group0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(g0));
+    t.s = t.m = _mm256_setzero_ps();
+    return t;
+  }
+
+  static INGOT_AVX2_INLINE void Unpack(Tile& t, int64_t b, bool last, avx2::Unpacked8* u) {
+    const AffineMatrix& a = *t.a;
+    if (b % t.blocks_per_group == 0) {
+      const __m256i idx = _mm256_add_epi32(t.group0, _mm256_set1_epi32(static_cast<int>(b / t.blocks_per_group)));
+      t.s = GatherHalf8(a.scale, idx);
+      if (a.zero == nullptr) {
+        t.m = _mm256_setzero_ps();
+      } else {
+        const __m256 z = GatherHalf8(a.zero, idx);
+        t.m = a.zero_kind == ZeroKind::kZero ? _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), t.s) : z;
+      }
+    }
+    const size_t o = static_cast<size_t>(b) * 4 * B;
+    __m256i r[8];
+    if constexpr (B == 8) {
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) r[i] = avx2::LoadRow(t.rows[i] + o, false, 8);
+      avx2::Transpose8(r, u->s, 8);
+      const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        u->s[k] = _mm256_xor_si256(u->s[k], bias);         // q - 128 as s8
+        u->q[k] = _mm256_sign_epi8(u->s[k], u->s[k]);      // |q - 128|
+      }
+      u->c = _mm256_fmadd_ps(t.s, _mm256_set1_ps(128.0f), t.m);
+    } else {
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) r[i] = avx2::LoadRow(t.rows[i] + o, last, 4);
+      __m256i p[8];
+      avx2::Transpose8(r, p, 4);
+      // Bytes b0 b1 of a dword -> words b0, b1 -> bytes (b0 & 15, b0 >> 4, b1 & 15, b1 >> 4).
+      const __m256i lo_pair = _mm256_broadcastsi128_si256(
+          _mm_setr_epi8(0, -128, 1, -128, 4, -128, 5, -128, 8, -128, 9, -128, 12, -128, 13, -128));
+      const __m256i hi_pair = _mm256_broadcastsi128_si256(
+          _mm_setr_epi8(2, -128, 3, -128, 6, -128, 7, -128, 10, -128, 11, -128, 14, -128, 15, -128));
+      const __m256i mask = _mm256_set1_epi16(0x0F0F);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const __m256i w0 = _mm256_shuffle_epi8(p[i], lo_pair);
+        const __m256i w1 = _mm256_shuffle_epi8(p[i], hi_pair);
+        u->q[2 * i] = _mm256_and_si256(_mm256_or_si256(w0, _mm256_slli_epi16(w0, 4)), mask);
+        u->q[2 * i + 1] = _mm256_and_si256(_mm256_or_si256(w1, _mm256_slli_epi16(w1, 4)), mask);
+      }
+      u->c = t.m;
+    }
+    u->d = t.s;
+  }
+};
+
 }  // namespace
+
+bool AffineTokensAvx2(const AffineMatrix& a) {
+  return (a.bits == 4 || a.bits == 8) && a.group % 32 == 0 && AffineIntegerPath(a);
+}
+
+void AffineDotTokensAvx2(const AffineMatrix& a, const uint8_t* x, size_t xs, int64_t n_tok, float* y, int64_t ys,
+                         int64_t r0, int64_t r1) {
+  if (a.bits == 8) {
+    avx2::DotTokens8<AffineTileFormat8<8>>(a, x, xs, n_tok, y, ys, r0, r1);
+  } else {
+    avx2::DotTokens8<AffineTileFormat8<4>>(a, x, xs, n_tok, y, ys, r0, r1);
+  }
+}
 
 void AffineDotRowsAvx2(const AffineMatrix& a, const BlockQ8_1* const* x, int n_tok,
                        float* const* y, int64_t r0, int64_t r1) {

@@ -76,5 +76,13 @@ void AffineDotRowsAvx2(const AffineMatrix& a, const BlockQ8_1* const* x, int n_t
                        float* const* y, int64_t r0, int64_t r1);
 void CodebookDotRowsAvx2(const CodebookMatrix& m, const BlockQ8_0* const* x, int n_tok,
                          float* const* y, int64_t r0, int64_t r1);
+// Any token count (DotRowsTokens' contract, outliers not included), 4- and 8-bit codes
+// whose groups hold whole 32-blocks: the 8-row AVX2 tile and the 16-row AVX-512 one.
+bool AffineTokensAvx2(const AffineMatrix& a);
+void AffineDotTokensAvx2(const AffineMatrix& a, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                         int64_t y_stride, int64_t r0, int64_t r1);
+bool AffineTokensAvx512Vnni(const AffineMatrix& a);
+void AffineDotTokensAvx512Vnni(const AffineMatrix& a, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                               int64_t y_stride, int64_t r0, int64_t r1);
 
 }  // namespace ingot::kernels::internal

@@ -3,16 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/quant_dot_internal.h"
 
 namespace ingot::kernels {
 namespace internal {
 
+// Called per DotF32 / AxpyF32 (attention): one cached flag, not BestCpuLevel()'s guard.
 bool CpuHasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
+  static const bool has = BestCpuLevel() >= CpuLevel::kAvx2;
   return has;
 }
 
@@ -112,19 +114,20 @@ struct DotKernel {
   GgmlType type;
   ActType act;
   VecDotFn ref;
-  VecDotFn avx2;  // nullptr: the reference is used
-  internal::VecDot4Fn avx2_x4;  // four activation rows at once; nullptr: one at a time
+  VecDotFn avx2;  // one row, one token; nullptr: the reference is used
+  internal::DotTokensFn avx2_tiles;  // any number of token rows, 8 weight rows per tile
+  internal::DotTokensFn avx512vnni;  // any number of token rows, 16 weight rows per tile
 };
 
 const DotKernel kDotKernels[] = {
     {GgmlType::kQ4_0, ActType::kQ8_0, internal::VecDotQ4_0Q8_0Ref, internal::VecDotQ4_0Q8_0Avx2,
-     internal::VecDotQ4_0Q8_0x4Avx2},
+     internal::DotTokensQ4_0Avx2, internal::DotTokensQ4_0Avx512Vnni},
     {GgmlType::kQ4_1, ActType::kQ8_1, internal::VecDotQ4_1Q8_1Ref, internal::VecDotQ4_1Q8_1Avx2,
-     internal::VecDotQ4_1Q8_1x4Avx2},
-    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr},
-    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr},
+     internal::DotTokensQ4_1Avx2, internal::DotTokensQ4_1Avx512Vnni},
+    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr, nullptr},
+    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr, nullptr},
     {GgmlType::kQ8_0, ActType::kQ8_0, internal::VecDotQ8_0Q8_0Ref, internal::VecDotQ8_0Q8_0Avx2,
-     internal::VecDotQ8_0Q8_0x4Avx2},
+     internal::DotTokensQ8_0Avx2, internal::DotTokensQ8_0Avx512Vnni},
 };
 
 const DotKernel* FindKernel(GgmlType t) {
@@ -213,9 +216,10 @@ ActType ActivationTypeFor(GgmlType weight_type) {
 }
 
 size_t ActivationRowBytes(ActType act, int64_t cols) {
+  const int64_t nb = cols / 32;
   switch (act) {
-    case ActType::kQ8_0: return static_cast<size_t>(cols / kQK8_0) * sizeof(BlockQ8_0);
-    case ActType::kQ8_1: return static_cast<size_t>(cols / kQK8_1) * sizeof(BlockQ8_1);
+    case ActType::kQ8_0: return internal::ActivationScalesOffset(nb, sizeof(BlockQ8_0)) + 12 * nb;
+    case ActType::kQ8_1: return internal::ActivationScalesOffset(nb, sizeof(BlockQ8_1)) + 12 * nb;
     case ActType::kF32: break;
   }
   return static_cast<size_t>(cols) * sizeof(float);
@@ -226,21 +230,51 @@ bool DotSupported(GgmlType weight_type) {
          GetGgmlTypeTraits(weight_type).supported;
 }
 
+namespace {
+
+// The f32 d[nb], f32 s[nb], int32 sum[nb] after the blocks (ActivationScalesOffset).
+template <class Block>
+void WriteScales(Block* blocks, int64_t nb) {
+  uint8_t* tail = reinterpret_cast<uint8_t*>(blocks) + internal::ActivationScalesOffset(nb, sizeof(Block));
+  auto* d = reinterpret_cast<float*>(tail);
+  auto* sums = reinterpret_cast<int32_t*>(tail + 8 * nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t sum = 0;
+    for (int j = 0; j < 32; ++j) sum += blocks[b].qs[j];
+    d[b] = Fp16ToFp32(blocks[b].d);
+    sums[b] = sum;
+    if constexpr (std::is_same_v<Block, BlockQ8_1>) {
+      d[nb + b] = Fp16ToFp32(blocks[b].s);
+    } else {
+      d[nb + b] = d[b] * static_cast<float>(sum);
+    }
+  }
+}
+
+void WriteActivationScales(ActType act, int64_t cols, void* out) {
+  if (act == ActType::kQ8_1) WriteScales(static_cast<BlockQ8_1*>(out), cols / 32);
+  if (act == ActType::kQ8_0) WriteScales(static_cast<BlockQ8_0*>(out), cols / 32);
+}
+
+}  // namespace
+
 void PrepareActivationsRef(ActType act, const float* x, int64_t cols, void* out) {
   switch (act) {
-    case ActType::kQ8_0: QuantizeRowQ8_0Ref(x, static_cast<BlockQ8_0*>(out), cols); return;
-    case ActType::kQ8_1: QuantizeRowQ8_1Ref(x, static_cast<BlockQ8_1*>(out), cols); return;
+    case ActType::kQ8_0: QuantizeRowQ8_0Ref(x, static_cast<BlockQ8_0*>(out), cols); break;
+    case ActType::kQ8_1: QuantizeRowQ8_1Ref(x, static_cast<BlockQ8_1*>(out), cols); break;
     case ActType::kF32: std::memcpy(out, x, static_cast<size_t>(cols) * sizeof(float)); return;
   }
+  WriteActivationScales(act, cols, out);
 }
 
 void PrepareActivations(ActType act, const float* x, int64_t cols, void* out) {
   if (!internal::CpuHasAvx2()) return PrepareActivationsRef(act, x, cols, out);
   switch (act) {
-    case ActType::kQ8_0: internal::QuantizeRowQ8_0Avx2(x, static_cast<BlockQ8_0*>(out), cols); return;
-    case ActType::kQ8_1: internal::QuantizeRowQ8_1Avx2(x, static_cast<BlockQ8_1*>(out), cols); return;
+    case ActType::kQ8_0: internal::QuantizeRowQ8_0Avx2(x, static_cast<BlockQ8_0*>(out), cols); break;
+    case ActType::kQ8_1: internal::QuantizeRowQ8_1Avx2(x, static_cast<BlockQ8_1*>(out), cols); break;
     case ActType::kF32: std::memcpy(out, x, static_cast<size_t>(cols) * sizeof(float)); return;
   }
+  WriteActivationScales(act, cols, out);
 }
 
 void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1) {
@@ -248,10 +282,22 @@ void DotRows(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int
 }
 
 void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
-                   float* y, int64_t y_stride, int64_t r0, int64_t r1) {
+                   float* y, int64_t y_stride, int64_t r0, int64_t r1, CpuLevel level) {
   const DotKernel* k = FindKernel(w.type);
+  if (level == CpuLevel::kRef) {
+    for (int64_t t = 0; t < n_tok; ++t) DotRowsRef(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1);
+    return;
+  }
+  if (level >= CpuLevel::kAvx512Vnni && k != nullptr && k->avx512vnni != nullptr) {
+    k->avx512vnni(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    return;
+  }
+  if (k != nullptr && k->avx2_tiles != nullptr) {
+    k->avx2_tiles(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    return;
+  }
   const bool half = w.type == GgmlType::kF16 || w.type == GgmlType::kBF16;
-  if (half && n_tok > 1 && internal::CpuHasAvx2()) {
+  if (half && n_tok > 1) {
     // Row-outer: a row (a few KB) stays in L1 while every token of the batch reads it.
     for (int64_t r = r0; r < r1; ++r) {
       const auto* row = reinterpret_cast<const uint16_t*>(w.Row(r));
@@ -276,26 +322,19 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
     }
     return;
   }
-  int64_t t = 0;
-  if (k != nullptr && k->avx2_x4 != nullptr && internal::CpuHasAvx2()) {
-    for (; t + 4 <= n_tok; t += 4) {
-      const void* xs[4] = {x_act + t * x_stride, x_act + (t + 1) * x_stride,
-                           x_act + (t + 2) * x_stride, x_act + (t + 3) * x_stride};
-      for (int64_t r = r0; r < r1; ++r) {
-        float out[4];
-        k->avx2_x4(w.cols, w.Row(r), xs, out);
-        for (int j = 0; j < 4; ++j) y[(t + j) * y_stride + r] = out[j];
-      }
-    }
-  }
-  for (; t < n_tok; ++t) DotRows(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1);
+  for (int64_t t = 0; t < n_tok; ++t) DotRowsImpl(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1, true);
+}
+
+void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride, int64_t n_tok,
+                   float* y, int64_t y_stride, int64_t r0, int64_t r1) {
+  DotRowsTokens(w, x_act, x_stride, n_tok, y, y_stride, r0, r1, BestCpuLevel());
 }
 
 void DotRowsRef(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1) {
   DotRowsImpl(w, x_act, y, r0, r1, false);
 }
 
-const char* DotImplementation() { return internal::CpuHasAvx2() ? "avx2" : "ref"; }
+const char* DotImplementation() { return CpuLevelName(BestCpuLevel()); }
 
 float DotF32(const float* a, const float* b, int64_t n) {
   if (internal::CpuHasAvx2()) return internal::DotF32Avx2(a, b, n);

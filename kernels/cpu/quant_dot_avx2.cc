@@ -4,50 +4,20 @@
 // Napkin math for the default model's decode: ~106 M Q4_1 weights at 20 bytes per 32
 // (0.625 B/weight) + 28 M Q8_0 logits weights at 34/32 -> ~96 MB read per token; at
 // ~15 GB/s of DRAM bandwidth that caps decode near 150 tok/s on this 2-core machine.
-#include <immintrin.h>
-
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/quant_dot_internal.h"
+#include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/tile_avx2.h"
 
 namespace ingot::kernels::internal {
-namespace {
 
-inline float HalfToFloat(ggml_half h) { return _cvtsh_ss(h); }
-
-inline float HorizontalSum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v);
-  __m128 hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
-
-// 16 bytes of nibbles -> 32 bytes: low nibbles in lanes 0..15, high in 16..31, which
-// is the element order of Q4 blocks.
-inline __m256i UnpackNibbles(const uint8_t* qs) {
-  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i hi = _mm_srli_epi16(packed, 4);
-  const __m256i both = _mm256_set_m128i(hi, packed);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-}
-
-// Sum of u8 x s8 products as 8 float lanes.
-inline __m256 DotU8S8(__m256i u, __m256i s) {
-  const __m256i pairs = _mm256_maddubs_epi16(u, s);
-  const __m256i quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-  return _mm256_cvtepi32_ps(quads);
-}
-
-// Sum of s8 x s8 products: move x's sign onto y so maddubs sees |x| (unsigned).
-inline __m256 DotS8S8(__m256i x, __m256i y) {
-  const __m256i ax = _mm256_sign_epi8(x, x);
-  const __m256i sy = _mm256_sign_epi8(y, x);
-  return DotU8S8(ax, sy);
-}
-
-}  // namespace
+using avx2::DotS8S8;
+using avx2::DotU8S8;
+using avx2::HalfToFloat;
+using avx2::HorizontalSum;
+using avx2::UnpackNibbles;
 
 float VecDotQ4_0Q8_0Avx2(int64_t n, const void* w, const void* x) {
   const auto* bw = static_cast<const BlockQ4_0*>(w);
@@ -91,61 +61,105 @@ float VecDotQ8_0Q8_0Avx2(int64_t n, const void* w, const void* x) {
   return HorizontalSum(acc);
 }
 
-void VecDotQ4_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]) {
-  const auto* bw = static_cast<const BlockQ4_0*>(w);
-  const BlockQ8_0* bx[4];
-  for (int k = 0; k < 4; ++k) bx[k] = static_cast<const BlockQ8_0*>(x[k]);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  const __m256i eight = _mm256_set1_epi8(8);
-  for (int64_t i = 0; i < n / kQK4_0; ++i) {
-    const float dw = HalfToFloat(bw[i].d);
-    const __m256i qw = _mm256_sub_epi8(UnpackNibbles(bw[i].qs), eight);
-    const __m256i aw = _mm256_sign_epi8(qw, qw);
-    for (int k = 0; k < 4; ++k) {
-      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx[k][i].qs));
-      const __m256 d = _mm256_set1_ps(dw * HalfToFloat(bx[k][i].d));
-      acc[k] = _mm256_fmadd_ps(d, DotU8S8(aw, _mm256_sign_epi8(qx, qw)), acc[k]);
+namespace {
+
+// GGML formats for the 8-row tile (tile_avx2.h): Q4_1 nibbles unsigned with c_w = m_w;
+// Q4_0 nibbles as q (0..15) with c_w = -8 d_w against s_x = d_x * sum q_x; Q8_0 signed.
+struct GgmlTile8 {
+  const uint8_t* rows[avx2::kTile8];
+  __m256i offs;  // byte offset of each row from rows[0] (gathers of the block scales)
+};
+
+struct GgmlFormat8 {
+  using Matrix = WeightMatrix;
+  using Tile = GgmlTile8;
+  static int64_t Rows(const Matrix& w) { return w.rows; }
+  static int64_t Blocks(const Matrix& w) { return w.cols / 32; }
+  static size_t RowBytes(const Matrix& w) { return w.row_bytes; }
+  static const uint8_t* RowPtr(const Matrix& w, int64_t r) { return w.Row(r); }
+  static INGOT_AVX2_INLINE Tile Begin(const Matrix& w, int64_t first, int n) {
+    Tile t;
+    alignas(32) int32_t off[avx2::kTile8];
+#pragma GCC unroll 8
+    for (int r = 0; r < avx2::kTile8; ++r) {
+      t.rows[r] = w.Row(first + std::min(r, n - 1));  // lanes past the range repeat the last row
+      off[r] = static_cast<int32_t>(t.rows[r] - t.rows[0]);
     }
+    t.offs = _mm256_load_si256(reinterpret_cast<const __m256i*>(off));
+    return t;
   }
-  for (int k = 0; k < 4; ++k) out[k] = HorizontalSum(acc[k]);
+};
+
+// Nibble bytes p[i] (qs bytes 4i..4i+3) -> elements 4i.. (low) and 16 + 4i.. (high).
+INGOT_AVX2_INLINE void SplitNibbles8(const __m256i p[4], __m256i q[8]) {
+  const __m256i m = _mm256_set1_epi8(0x0F);
+#pragma GCC unroll 8
+  for (int i = 0; i < 4; ++i) {
+    q[i] = _mm256_and_si256(p[i], m);
+    q[4 + i] = _mm256_and_si256(_mm256_srli_epi32(p[i], 4), m);
+  }
 }
 
-void VecDotQ4_1Q8_1x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]) {
-  const auto* bw = static_cast<const BlockQ4_1*>(w);
-  const BlockQ8_1* bx[4];
-  for (int k = 0; k < 4; ++k) bx[k] = static_cast<const BlockQ8_1*>(x[k]);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  float min_sum[4] = {0, 0, 0, 0};
-  for (int64_t i = 0; i < n / kQK4_1; ++i) {
-    const float dw = HalfToFloat(bw[i].d);
-    const float mw = HalfToFloat(bw[i].m);
-    const __m256i qw = UnpackNibbles(bw[i].qs);
-    for (int k = 0; k < 4; ++k) {
-      min_sum[k] += mw * HalfToFloat(bx[k][i].s);
-      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx[k][i].qs));
-      const __m256 d = _mm256_set1_ps(dw * HalfToFloat(bx[k][i].d));
-      acc[k] = _mm256_fmadd_ps(d, DotU8S8(qw, qx), acc[k]);
-    }
+struct Q4_1Tile8 : GgmlFormat8 {
+  using ActBlock = BlockQ8_1;
+  static constexpr bool kSigned = false, kSmallCodes = true;
+  static INGOT_AVX2_INLINE void Unpack(const Tile& t, int64_t b, bool last, avx2::Unpacked8* u) {
+    const size_t o = static_cast<size_t>(b) * sizeof(BlockQ4_1);
+    __m256i r[8], col[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) r[i] = avx2::LoadRow(t.rows[i] + o, last, 5);
+    avx2::Transpose8(r, col, 5);  // d | m << 16, then the 16 nibble bytes
+    SplitNibbles8(col + 1, u->q);
+    u->d = avx2::HalfLow8(col[0]);
+    u->c = avx2::HalfHigh8(col[0]);
   }
-  for (int k = 0; k < 4; ++k) out[k] = HorizontalSum(acc[k]) + min_sum[k];
-}
+};
 
-void VecDotQ8_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]) {
-  const auto* bw = static_cast<const BlockQ8_0*>(w);
-  const BlockQ8_0* bx[4];
-  for (int k = 0; k < 4; ++k) bx[k] = static_cast<const BlockQ8_0*>(x[k]);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t i = 0; i < n / kQK8_0; ++i) {
-    const float dw = HalfToFloat(bw[i].d);
-    const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[i].qs));
-    const __m256i aw = _mm256_sign_epi8(qw, qw);
-    for (int k = 0; k < 4; ++k) {
-      const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bx[k][i].qs));
-      const __m256 d = _mm256_set1_ps(dw * HalfToFloat(bx[k][i].d));
-      acc[k] = _mm256_fmadd_ps(d, DotU8S8(aw, _mm256_sign_epi8(qx, qw)), acc[k]);
-    }
+struct Q4_0Tile8 : GgmlFormat8 {
+  using ActBlock = BlockQ8_0;
+  static constexpr bool kSigned = false, kSmallCodes = true;
+  static INGOT_AVX2_INLINE void Unpack(const Tile& t, int64_t b, bool last, avx2::Unpacked8* u) {
+    const size_t o = static_cast<size_t>(b) * sizeof(BlockQ4_0);
+    __m256i r[8], col[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) r[i] = avx2::LoadRow(t.rows[i] + o + 2, last, 4);
+    avx2::Transpose8(r, col, 4);
+    SplitNibbles8(col, u->q);
+    // d and the first two code bytes: four bytes inside the block.
+    u->d = avx2::HalfLow8(_mm256_i32gather_epi32(reinterpret_cast<const int*>(t.rows[0] + o), t.offs, 1));
+    u->c = _mm256_mul_ps(u->d, _mm256_set1_ps(-8.0f));
   }
-  for (int k = 0; k < 4; ++k) out[k] = HorizontalSum(acc[k]);
+};
+
+struct Q8_0Tile8 : GgmlFormat8 {
+  using ActBlock = BlockQ8_0;
+  static constexpr bool kSigned = true, kSmallCodes = false;
+  static INGOT_AVX2_INLINE void Unpack(const Tile& t, int64_t b, bool, avx2::Unpacked8* u) {
+    const size_t o = static_cast<size_t>(b) * sizeof(BlockQ8_0);
+    __m256i r[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) r[i] = avx2::LoadRow(t.rows[i] + o + 2, false, 8);
+    avx2::Transpose8(r, u->s, 8);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) u->q[k] = _mm256_sign_epi8(u->s[k], u->s[k]);
+    u->d = avx2::HalfLow8(_mm256_i32gather_epi32(reinterpret_cast<const int*>(t.rows[0] + o), t.offs, 1));
+    u->c = _mm256_setzero_ps();
+  }
+};
+
+}  // namespace
+
+void DotTokensQ4_0Avx2(const WeightMatrix& w, const uint8_t* x, size_t xs, int64_t n_tok, float* y, int64_t ys,
+                       int64_t r0, int64_t r1) {
+  avx2::DotTokens8<Q4_0Tile8>(w, x, xs, n_tok, y, ys, r0, r1);
+}
+void DotTokensQ4_1Avx2(const WeightMatrix& w, const uint8_t* x, size_t xs, int64_t n_tok, float* y, int64_t ys,
+                       int64_t r0, int64_t r1) {
+  avx2::DotTokens8<Q4_1Tile8>(w, x, xs, n_tok, y, ys, r0, r1);
+}
+void DotTokensQ8_0Avx2(const WeightMatrix& w, const uint8_t* x, size_t xs, int64_t n_tok, float* y, int64_t ys,
+                       int64_t r0, int64_t r1) {
+  avx2::DotTokens8<Q8_0Tile8>(w, x, xs, n_tok, y, ys, r0, r1);
 }
 
 float DotF32Avx2(const float* a, const float* b, int64_t n) {

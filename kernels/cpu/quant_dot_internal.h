@@ -2,16 +2,29 @@
 // quant_dot_avx2.cc. n = elements in the row (multiple of 32).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/ggml_types.h"
+#include "kernels/linear.h"
 
 namespace ingot::kernels::internal {
 
 using VecDotFn = float (*)(int64_t n, const void* w_row, const void* x_act);
-// One weight row against four activation rows: out[k] = <w, x[k]>. Prompt batches
-// reuse each unpacked weight block four times.
-using VecDot4Fn = void (*)(int64_t n, const void* w_row, const void* const x_act[4], float out[4]);
+
+// Multi-token kernels: rows [r0, r1) of w against n_tok prepared activation rows at
+// x + t * x_stride -> y[t * y_stride + r] (DotRowsTokens' contract).
+using DotTokensFn = void (*)(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                             int64_t y_stride, int64_t r0, int64_t r1);
+
+// A prepared Q8_0 / Q8_1 row is its nb blocks, padded to 4 bytes, then f32 d[nb], f32
+// s[nb] and int32 sum[nb]: the block scale widened; Q8_1's stored f16 s widened (so
+// results match the one-token kernels), Q8_0's d * sum(q) in f32; and sum(q) exactly.
+// Multi-token kernels broadcast them from memory instead of converting f16 per token
+// and block.
+inline size_t ActivationScalesOffset(int64_t nb, size_t block_bytes) {
+  return (static_cast<size_t>(nb) * block_bytes + 3) & ~size_t{3};
+}
 
 float VecDotQ4_0Q8_0Ref(int64_t n, const void* w, const void* x);
 float VecDotQ4_1Q8_1Ref(int64_t n, const void* w, const void* x);
@@ -23,9 +36,19 @@ bool CpuHasAvx2();
 float VecDotQ4_0Q8_0Avx2(int64_t n, const void* w, const void* x);
 float VecDotQ4_1Q8_1Avx2(int64_t n, const void* w, const void* x);
 float VecDotQ8_0Q8_0Avx2(int64_t n, const void* w, const void* x);
-void VecDotQ4_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
-void VecDotQ4_1Q8_1x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
-void VecDotQ8_0Q8_0x4Avx2(int64_t n, const void* w, const void* const x[4], float out[4]);
+// The 8-row AVX2 tile (tile_avx2.h).
+void DotTokensQ4_0Avx2(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                       int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ4_1Avx2(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                       int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ8_0Avx2(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                       int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ4_0Avx512Vnni(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                             int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ4_1Avx512Vnni(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                             int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ8_0Avx512Vnni(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                             int64_t y_stride, int64_t r0, int64_t r1);
 float DotF32Avx2(const float* a, const float* b, int64_t n);
 float DotHalfF32Avx2(const uint16_t* w, const float* x, int64_t n, bool bf16);
 void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);

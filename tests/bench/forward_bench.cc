@@ -1,13 +1,16 @@
 // In-process decode/prefill benchmark of LlamaModel::Forward (no gRPC, no sampling):
 // isolates the model's compute from the server. Usage:
 //   forward_bench MODEL.gguf [--threads N] [--prompt N] [--gen N] [--runs N]
-//                 [--backend native|torch] [--device cpu|cuda:N]
-// Prints per-run tokens/s and the medians.
+//                 [--backend native|torch] [--device cpu|cuda:N] [--batch N]
+// Prints per-run tokens/s and the medians. --batch N decodes N sequences together (each
+// step is N token rows, one per sequence, as the scheduler batches running streams):
+// prefill is each sequence's prompt in turn, decode tok/s counts all N streams.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,7 +29,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s MODEL.gguf [--threads N] [--prompt N] [--gen N] [--runs N]\n", argv[0]);
     return 2;
   }
-  int threads = 1, prompt = 128, gen = 64, runs = 5;
+  int threads = 1, prompt = 128, gen = 64, runs = 5, n_seq = 1;
   std::string backend = "native", device = "cpu";
   for (int i = 2; i + 1 < argc; i += 2) {
     const int v = std::atoi(argv[i + 1]);
@@ -36,6 +39,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--prompt")) prompt = v;
     else if (!std::strcmp(argv[i], "--gen")) gen = v;
     else if (!std::strcmp(argv[i], "--runs")) runs = v;
+    else if (!std::strcmp(argv[i], "--batch")) n_seq = std::max(1, v);
   }
   auto file = ingot::gguf::File::Open(argv[1]);
   if (!file.ok()) { std::fprintf(stderr, "%s\n", file.status().ToString().c_str()); return 1; }
@@ -50,31 +54,42 @@ int main(int argc, char** argv) {
   ingot::ForwardWorkspace ws;
   std::vector<float> logits;
   std::vector<double> pre, dec;
+  const int64_t vocab = m.config().vocab_size;
   for (int r = 0; r < runs + 1; ++r) {
-    auto cache_p = m.NewKvCache();
-    ingot::KvCache& cache = *cache_p;
-    if (!cache.Reserve(prompt + gen).ok()) return 1;
-    std::vector<ingot::BatchToken> batch(prompt);
-    for (int i = 0; i < prompt; ++i) batch[i] = {(i * 37 + 11) % 1000 + 100, i, &cache, i == prompt - 1};
+    std::vector<std::unique_ptr<ingot::KvCache>> caches;
+    for (int s = 0; s < n_seq; ++s) {
+      caches.push_back(m.NewKvCache());
+      if (!caches.back()->Reserve(prompt + gen).ok()) return 1;
+    }
+    std::vector<int> next(n_seq);
     auto t0 = std::chrono::steady_clock::now();
-    if (auto st = m.Forward(batch, pool, ws, &logits); !st.ok()) { std::fprintf(stderr, "%s\n", st.ToString().c_str()); return 1; }
+    for (int s = 0; s < n_seq; ++s) {
+      std::vector<ingot::BatchToken> batch(prompt);
+      for (int i = 0; i < prompt; ++i) batch[i] = {(i * 37 + 11 * (s + 1)) % 1000 + 100, i, caches[s].get(), i == prompt - 1};
+      if (auto st = m.Forward(batch, pool, ws, &logits); !st.ok()) { std::fprintf(stderr, "%s\n", st.ToString().c_str()); return 1; }
+      next[s] = static_cast<int>(std::max_element(logits.begin(), logits.begin() + vocab) - logits.begin());
+    }
     if (!be->synchronize(*dev).ok()) return 1;
     auto t1 = std::chrono::steady_clock::now();
+    std::vector<ingot::BatchToken> step(n_seq);
     for (int g = 0; g < gen; ++g) {
-      const int tok = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      std::vector<ingot::BatchToken> one = {{tok, prompt + g, &cache, true}};
-      if (!m.Forward(one, pool, ws, &logits).ok()) return 1;
+      for (int s = 0; s < n_seq; ++s) step[s] = {next[s], prompt + g, caches[s].get(), true};
+      if (!m.Forward(step, pool, ws, &logits).ok()) return 1;
+      for (int s = 0; s < n_seq; ++s) {
+        const float* l = logits.data() + static_cast<int64_t>(s) * vocab;
+        next[s] = static_cast<int>(std::max_element(l, l + vocab) - l);
+      }
     }
     auto t2 = std::chrono::steady_clock::now();
-    const double p = prompt / std::chrono::duration<double>(t1 - t0).count();
-    const double d = gen / std::chrono::duration<double>(t2 - t1).count();
+    const double p = static_cast<double>(prompt) * n_seq / std::chrono::duration<double>(t1 - t0).count();
+    const double d = static_cast<double>(gen) * n_seq / std::chrono::duration<double>(t2 - t1).count();
     if (r == 0) continue;  // warm-up
     pre.push_back(p);
     dec.push_back(d);
     std::printf("run %d: prefill %.1f tok/s, decode %.1f tok/s\n", r, p, d);
   }
   std::printf("%s on %s, ", backend.c_str(), device.c_str());
-  std::printf("threads %d: prefill %.1f tok/s, decode %.1f tok/s (median of %d)\n", threads,
-              Median(pre), Median(dec), runs);
+  std::printf("threads %d, %d sequence(s): prefill %.1f tok/s, decode %.1f tok/s (median of %d)\n", threads,
+              n_seq, Median(pre), Median(dec), runs);
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -204,28 +205,44 @@ void ExpectDotsAgree(const Linear& w, const std::vector<float>& x, const std::st
   }
 }
 
-// (5) prompt batches: every token count around the 4-token kernel, rows [2, rows).
-void ExpectTokensMatchSingle(const Linear& w, std::mt19937& rng, const std::string& what) {
+// sum_j |w_j x_j| of every row for activation x: kernels that sum in different orders
+// (or cancel an 8-bit code offset against its zero) differ by a few ulps of it.
+std::vector<double> AbsDotNorms(const Linear& w, const float* x) {
+  std::vector<double> norm(w.rows());
+  std::vector<float> row(w.cols());
+  for (int64_t r = 0; r < w.rows(); ++r) {
+    LinearDequantizeRow(w, r, row.data());
+    for (int64_t c = 0; c < w.cols(); ++c) norm[r] += std::fabs(static_cast<double>(row[c]) * x[c]);
+  }
+  return norm;
+}
+
+// (5) token batches at `level` (at most the CPU's) against the plain reference one token
+// at a time: rows [r0, rows), token counts 1..max_tok.
+void ExpectTokensMatchReference(const Linear& w, std::mt19937& rng, const std::string& what,
+                                CpuLevel level = BestCpuLevel(), int64_t max_tok = 9) {
   SCOPED_TRACE(what);
   const int64_t rows = w.rows(), cols = w.cols();
   const ActivationSpec spec = LinearActivation(w);
   const size_t stride = LinearActivationBytes(spec, cols);
   const int64_t r0 = rows > 2 ? 2 : 0;
-  for (int64_t n_tok : {1, 3, 4, 5, 8, 9}) {
+  for (int64_t n_tok = 1; n_tok <= max_tok; ++n_tok) {
     std::vector<uint8_t> xa(stride * n_tok);
+    std::vector<std::vector<double>> norms;
     for (int64_t t = 0; t < n_tok; ++t) {
       const auto x = RandomX(cols, rng, {t % cols}, spec.outlier_threshold > 0 ? 30.0f : 1.0f);
       LinearPrepare(spec, x.data(), cols, xa.data() + t * stride);
+      norms.push_back(AbsDotNorms(w, x.data()));
     }
     std::vector<float> y(rows * n_tok, NAN), want(rows);
-    LinearDotRowsTokens(w, xa.data(), stride, n_tok, y.data(), rows, r0, rows);
+    LinearDotRowsTokens(w, xa.data(), stride, n_tok, y.data(), rows, r0, rows, level);
     for (int64_t t = 0; t < n_tok; ++t) {
-      LinearDotRows(w, xa.data() + t * stride, want.data(), 0, rows);
+      LinearDotRowsRef(w, xa.data() + t * stride, want.data(), 0, rows);
       for (int64_t r = 0; r < rows; ++r) {
         if (r < r0) {
-          EXPECT_TRUE(std::isnan(y[t * rows + r])) << "wrote outside [r0, r1)";
+          ASSERT_TRUE(std::isnan(y[t * rows + r])) << "wrote outside [r0, r1)";
         } else {
-          EXPECT_NEAR(y[t * rows + r], want[r], 1e-5 * (1 + std::fabs(want[r])))
+          ASSERT_NEAR(y[t * rows + r], want[r], 2e-5 * norms[t][r] + 1e-6)
               << "tokens " << n_tok << " t " << t << " r " << r;
         }
       }
@@ -377,7 +394,7 @@ TEST(QMatrixTest, InputOrderGathersTheActivations) {
     EXPECT_EQ(LinearActivation(s.w).input_order, order.data());
     EXPECT_EQ(s.w.bytes(), static_cast<int64_t>(s.q.size() + 4 * s.scale.size() + 4 * c.cols));
     ExpectDotsAgree(s.w, RandomX(c.cols, rng, {}, 0), Name(c));
-    ExpectTokensMatchSingle(s.w, rng, Name(c));
+    ExpectTokensMatchReference(s.w, rng, Name(c));
     // The dequantized row is in the input's order: stored column j is input order[j].
     Linear stored = s.w;
     stored.input_order = nullptr;
@@ -409,12 +426,12 @@ TEST(QMatrixTest, OutlierColumnsTakeTheExactPath) {
       ExpectDotsAgree(s.w, RandomX(c.cols, rng, cols, 500.0f),
                       Name(c) + " outliers " + std::to_string(cols.size()));
     }
-    ExpectTokensMatchSingle(s.w, rng, Name(c) + " outliers");
+    ExpectTokensMatchReference(s.w, rng, Name(c) + " outliers");
   }
   // Without a threshold the same activations are one Q8_1 row, shareable with Q4_1 layers.
   AffineStore s = MakeAffine({8, 1, 64, 64, ZeroKind::kZero, true}, rng);
   EXPECT_TRUE(LinearActivation(s.w) == (ActivationSpec{ActType::kQ8_1, 0.0f}));
-  EXPECT_EQ(LinearActivationBytes(LinearActivation(s.w), 64), 2 * sizeof(BlockQ8_1));
+  EXPECT_EQ(LinearActivationBytes(LinearActivation(s.w), 64), ActivationRowBytes(ActType::kQ8_1, 64));
 }
 
 TEST(QMatrixTest, CodebookDotsMatchReferenceAndExact) {
@@ -444,26 +461,78 @@ TEST(QMatrixTest, OddShapesTakeTheF32Path) {
   for (const Linear* w : {&a.w, &b.w, &c.w}) {
     EXPECT_EQ(LinearActivation(*w).type, ActType::kF32);
     ExpectDotsAgree(*w, RandomX(w->cols(), rng, {}, 0), "f32 path");
-    ExpectTokensMatchSingle(*w, rng, "f32 path");
+    ExpectTokensMatchReference(*w, rng, "f32 path");
   }
 }
 
-TEST(QMatrixTest, TokenBatchesMatchSingleTokens) {
+TEST(QMatrixTest, TokenBatchesMatchReference) {
   std::mt19937 rng(7);
   for (int bits : {1, 2, 3, 4, 5, 8}) {
     for (int64_t group : {16, 64, 96}) {
       AffineCase c{bits, 19, 192, group, bits % 2 ? ZeroKind::kZero : ZeroKind::kBias, true};
       AffineStore s = MakeAffine(c, rng);
-      ExpectTokensMatchSingle(s.w, rng, Name(c));
+      ExpectTokensMatchReference(s.w, rng, Name(c));
     }
   }
   for (Codebook book : {Codebook::kNF4, Codebook::kFP4}) {
     for (bool dq : {false, true}) {
       CodebookStore s = MakeCodebook(book, 19, 256, 64, dq, 256, rng);
-      ExpectTokensMatchSingle(s.w, rng, dq ? "codebook dq" : "codebook");
+      ExpectTokensMatchReference(s.w, rng, dq ? "codebook dq" : "codebook");
     }
   }
 }
+
+// Copies of an affine matrix's codes, scales and zeros that each end at a guard page (a
+// kernel reading past any of them faults); s.w points at them while this lives.
+struct GuardedAffine {
+  std::unique_ptr<ingot::testing::GuardedBytes> q, scale, zero;
+  explicit GuardedAffine(AffineStore& s) {
+    auto copy = [](const void* src, size_t bytes, std::unique_ptr<ingot::testing::GuardedBytes>* dst) {
+      *dst = std::make_unique<ingot::testing::GuardedBytes>(bytes);
+      std::memcpy((*dst)->data(), src, bytes);
+      return (*dst)->data();
+    };
+    s.w.affine.q = copy(s.q.data(), s.q.size(), &q);
+    s.w.affine.scale = reinterpret_cast<const uint16_t*>(copy(s.scale.data(), 2 * s.scale.size(), &scale));
+    if (s.w.affine.zero != nullptr) {
+      s.w.affine.zero = reinterpret_cast<const uint16_t*>(copy(s.zero.data(), 2 * s.zero.size(), &zero));
+    }
+  }
+};
+
+// Every CPU level's token path against the plain reference: every affine shape (bit
+// widths, groups straddling 32-blocks, one group per row), LLM.int8 outliers, codebooks,
+// token counts 1..17, the weights ending at guard pages. A level this CPU lacks is
+// skipped, saying so.
+class QMatrixLevelTest : public ::testing::TestWithParam<CpuLevel> {};
+
+TEST_P(QMatrixLevelTest, TokensMatchReference) {
+  const CpuLevel level = GetParam();
+  if (!CpuHasLevel(level)) GTEST_SKIP() << "this CPU lacks " << CpuLevelName(level) << ": path not run";
+  std::mt19937 rng(static_cast<unsigned>(level) + 5);
+  std::vector<AffineCase> cases = AffineCases();
+  cases.push_back({4, 35, 576, 64, ZeroKind::kBias, true});
+  cases.push_back({8, 33, 576, 32, ZeroKind::kZero, false});
+  for (const AffineCase& c : cases) {
+    AffineStore s = MakeAffine(c, rng);
+    GuardedAffine guard(s);
+    ExpectTokensMatchReference(s.w, rng, Name(c), level, 17);
+    if (c.bits == 8 || c.bits == 4) {
+      s.w.outlier_threshold = 6.0f;
+      ExpectTokensMatchReference(s.w, rng, Name(c) + " outliers", level, 17);
+    }
+  }
+  for (bool dq : {false, true}) {
+    CodebookStore s = MakeCodebook(Codebook::kNF4, 19, 256, 64, dq, 256, rng);
+    ExpectTokensMatchReference(s.w, rng, dq ? "codebook dq" : "codebook", level, 17);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, QMatrixLevelTest,
+                         ::testing::Values(CpuLevel::kRef, CpuLevel::kAvx2, CpuLevel::kAvx512Vnni),
+                         [](const ::testing::TestParamInfo<CpuLevel>& info) {
+                           return std::string(CpuLevelName(info.param));
+                         });
 
 // kGgml delegates to quant_dot.h.
 TEST(QMatrixTest, GgmlViewDelegatesToQuantDot) {
@@ -523,7 +592,7 @@ TEST(QMatrixTest, BytesCountCodesScalesAndZeros) {
 
 TEST(QMatrixTest, ImplementationIsNamed) {
   const std::string impl = LinearImplementation();
-  EXPECT_TRUE(impl == "avx2" || impl == "ref") << impl;
+  EXPECT_TRUE(impl == "avx512vnni" || impl == "avx2" || impl == "ref") << impl;
 }
 
 }  // namespace

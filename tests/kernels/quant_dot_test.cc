@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/ggml_types.h"
@@ -166,6 +167,74 @@ TEST(QuantDotTest, TokenBatchesMatchReference) {
     }
   }
 }
+
+// Every CPU level's multi-token path (DotRowsTokens with the level named) against the
+// plain reference one token at a time: every table type, token counts 1..17 (tile and
+// token-group edges), ragged row ranges and column counts, the matrix ending at a
+// guard page. A level this CPU lacks is skipped, saying so.
+class QuantDotLevelTest : public ::testing::TestWithParam<CpuLevel> {};
+
+TEST_P(QuantDotLevelTest, TokensMatchReference) {
+  const CpuLevel level = GetParam();
+  if (!CpuHasLevel(level)) GTEST_SKIP() << "this CPU lacks " << CpuLevelName(level) << ": path not run";
+  std::mt19937 rng(static_cast<unsigned>(level) + 21);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  struct Rows {
+    int64_t rows, r0, r1;
+  };
+  for (GgmlType type : kTypes) {
+    const auto& traits = GetGgmlTypeTraits(type);
+    SCOPED_TRACE(traits.name);
+    const int64_t unit = traits.block_size == 1 ? 32 : traits.block_size;
+    for (int64_t blocks : {1, 3, 18, 35}) {
+      if (traits.block_size == kQK_K && blocks > 3) continue;
+      const int64_t cols = unit * blocks;
+      for (Rows rr : {Rows{1, 0, 1}, Rows{17, 0, 17}, Rows{35, 3, 35}, Rows{48, 16, 41}}) {
+        const size_t row_bytes = GgmlRowSize(type, cols);
+        ingot::testing::GuardedBytes storage(row_bytes * rr.rows);
+        for (int64_t r = 0; r < rr.rows; ++r) {
+          auto row = RandomRow(type, cols, rng);
+          ASSERT_FALSE(row.empty());
+          std::memcpy(storage.data() + r * row_bytes, row.data(), row_bytes);
+        }
+        WeightMatrix w{type, rr.rows, cols, row_bytes, storage.data()};
+        const ActType act = ActivationTypeFor(type);
+        const size_t stride = ActivationRowBytes(act, cols);
+        // sum_j |w_j x_j| per row bounds the rounding of either summation order.
+        std::vector<std::vector<float>> deq(rr.rows, std::vector<float>(cols));
+        for (int64_t r = 0; r < rr.rows; ++r) traits.dequantize(w.Row(r), deq[r].data(), cols);
+        for (int64_t n_tok = 1; n_tok <= 17; ++n_tok) {
+          std::vector<float> x(cols * n_tok);
+          for (auto& v : x) v = normal(rng);
+          std::vector<uint8_t> xa(stride * n_tok);
+          for (int64_t t = 0; t < n_tok; ++t) PrepareActivationsRef(act, x.data() + t * cols, cols, xa.data() + t * stride);
+          std::vector<float> y(rr.rows * n_tok, NAN), want(rr.rows);
+          DotRowsTokens(w, xa.data(), stride, n_tok, y.data(), rr.rows, rr.r0, rr.r1, level);
+          for (int64_t t = 0; t < n_tok; ++t) {
+            DotRowsRef(w, xa.data() + t * stride, want.data(), rr.r0, rr.r1);
+            for (int64_t r = 0; r < rr.rows; ++r) {
+              const float got = y[t * rr.rows + r];
+              if (r < rr.r0 || r >= rr.r1) {
+                ASSERT_TRUE(std::isnan(got)) << "wrote row " << r << " outside [" << rr.r0 << ", " << rr.r1 << ")";
+                continue;
+              }
+              double norm = 0;
+              for (int64_t j = 0; j < cols; ++j) norm += std::fabs(static_cast<double>(deq[r][j]) * x[t * cols + j]);
+              ASSERT_NEAR(got, want[r - rr.r0], 1e-4 * norm + 1e-6)
+                  << "cols " << cols << " rows " << rr.rows << " tokens " << n_tok << " t " << t << " r " << r;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Levels, QuantDotLevelTest,
+                         ::testing::Values(CpuLevel::kRef, CpuLevel::kAvx2, CpuLevel::kAvx512Vnni),
+                         [](const ::testing::TestParamInfo<CpuLevel>& info) {
+                           return std::string(CpuLevelName(info.param));
+                         });
 
 TEST(QuantDotTest, F32HelpersOnRaggedLengths) {
   std::mt19937 rng(3);
