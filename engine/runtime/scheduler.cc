@@ -172,20 +172,24 @@ void Scheduler::Loop() {
       continue;
     }
     Step(active);
-    int finished = 0;
-    for (auto& s : active) {
-      if (s->done) {
-        ++finished;
-        s->cache.Clear();
-      }
-    }
     active.erase(std::remove_if(active.begin(), active.end(), [](const auto& s) { return s->done; }),
                  active.end());
     std::lock_guard<std::mutex> lock(mu_);
-    running_ -= finished;
     kv_used_blocks_ = kv_->used_blocks();
     kv_cached_blocks_ = kv_->cached_blocks();
   }
+}
+
+void Scheduler::Retire(Sequence& s) {
+  // Before the client hears the end: its blocks are back in the pool and the counts
+  // say so, so a caller that saw on_done sees the model idle.
+  s.done = true;
+  s.cache.Clear();
+  if (s.req.prompt_ready) s.req.prompt_ready->store(true);
+  std::lock_guard<std::mutex> lock(mu_);
+  --running_;
+  kv_used_blocks_ = kv_->used_blocks();
+  kv_cached_blocks_ = kv_->cached_blocks();
 }
 
 bool Scheduler::Reserve(Sequence& s, int32_t keep_free) {
@@ -288,7 +292,6 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
   for (auto& sp : active) {
     if (cancel_all_.load() || (sp->req.handle && sp->req.handle->cancelled())) {
       Finish(*sp, FinishReason::kCancelled, now);
-      sp->cache.Clear();
     }
   }
   // Every decoding sequence needs room for its next token; when the pool has none,
@@ -452,13 +455,11 @@ void Scheduler::Emit(Sequence& s, int32_t token, double now, std::optional<Token
 
 void Scheduler::Fail(Sequence& s, const absl::Status& status) {
   spdlog::warn("sequence failed: {}", status.ToString());
-  s.done = true;
-  if (s.req.prompt_ready) s.req.prompt_ready->store(true);
+  Retire(s);
   s.req.callbacks.on_done(status, GenerationChunk{});
 }
 
 void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {
-  if (s.req.prompt_ready) s.req.prompt_ready->store(true);
   GenerationChunk chunk;
   chunk.final = true;
   chunk.finish_reason = reason;
@@ -479,7 +480,7 @@ void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {
   chunk.total_s = now - s.req.submit_time_s;
   if (s.start_time_s > 0) chunk.queue_s = s.start_time_s - s.req.submit_time_s;
   chunk.cached_prompt_tokens = s.cached_prompt_tokens;
-  s.done = true;
+  Retire(s);
   s.req.callbacks.on_done(absl::OkStatus(), std::move(chunk));
 }
 

@@ -129,6 +129,8 @@ class Scheduler {
   void PublishBlocks(Sequence& s);
   void Step(std::vector<std::unique_ptr<Sequence>>& active);
   void Emit(Sequence& seq, int32_t token, double now, std::optional<TokenLogprob> logprob);
+  // Ends a sequence's hold on the scheduler: done, blocks released, counts updated.
+  void Retire(Sequence& s);
   void Fail(Sequence& s, const absl::Status& status);
   void Finish(Sequence& seq, FinishReason reason, double now);
 
