@@ -125,6 +125,7 @@ namespace internal {
 // kernels/cpu/kv_avx2.cc (F16C / AVX2; called when CpuHasAvx2()).
 void F16ToF32Avx2(const uint16_t* x, float* out, int64_t n);
 void Q8_0ToF32Avx2(const BlockQ8_0* x, float* out, int64_t n);
+void SwiGluAvx2(float* gate, const float* up, int64_t n);  // kernels/cpu/ops_avx2.cc
 }  // namespace internal
 
 namespace {
@@ -229,6 +230,14 @@ void AttentionRef(const AttentionArgs& a) {
 }
 
 void SwiGlu(float* gate, const float* up, int64_t n) {
+  if (internal::CpuHasAvx2()) {
+    internal::SwiGluAvx2(gate, up, n);
+    return;
+  }
+  SwiGluRef(gate, up, n);
+}
+
+void SwiGluRef(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];

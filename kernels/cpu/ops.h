@@ -73,7 +73,9 @@ void Attention(const AttentionArgs& a, ThreadPool& pool);
 // dequantizers; single-threaded.
 void AttentionRef(const AttentionArgs& a);
 
-// gate (n) = SiLU(gate) * up.
+// gate (n) = SiLU(gate) * up. AVX2 (a polynomial exponential, within a few ulp of
+// expf) where the CPU has it; SwiGluRef is the libm loop.
 void SwiGlu(float* gate, const float* up, int64_t n);
+void SwiGluRef(float* gate, const float* up, int64_t n);
 
 }  // namespace ingot::kernels

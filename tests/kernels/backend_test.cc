@@ -399,6 +399,26 @@ TEST(CpuOps, FastMatchesReference) {
     RmsNormRef(x.data(), w.data(), b.data(), 3, d, 1e-6f);
     for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * (1 + std::fabs(b[i]))) << d;
   }
+  // SwiGLU: the dispatched path (AVX2's polynomial exponential where the CPU has it)
+  // against the libm loop and a double-precision SiLU, ragged lengths, large |x| too.
+  {
+    std::uniform_real_distribution<float> wide(-30.0f, 30.0f);
+    for (int64_t n : {1, 7, 8, 9, 1536, 1543}) {
+      std::vector<float> g(n), u(n);
+      for (float& f : g) f = wide(rng);
+      for (float& f : u) f = nd(rng);
+      g[0] = n > 1 ? 100.0f : -100.0f;
+      std::vector<float> fast = g, ref = g;
+      SwiGlu(fast.data(), u.data(), n);
+      SwiGluRef(ref.data(), u.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double x = g[i];
+        const double want = x / (1.0 + std::exp(-x)) * u[i];
+        ASSERT_NEAR(fast[i], want, 1e-6 * std::fabs(want) + 1e-30) << "n " << n << " x " << x;
+        ASSERT_NEAR(ref[i], want, 1e-6 * std::fabs(want) + 1e-30) << "n " << n << " x " << x;
+      }
+    }
+  }
   // Attention over paged rows in every store dtype: the fast path against the reference
   // (both decode the same stored rows), and f16 / q8_0 against f32 within their rounding.
   for (int len : {1, 17, 33, 70}) {
