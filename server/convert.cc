@@ -77,9 +77,9 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
   }
   out.kv_cache_bytes = request.kv_cache_bytes();
   out.kv_cache_dtype = request.kv_cache_dtype();
-  if (request.max_sequences() < 0 || request.max_sequences() > 1024) {
-    return absl::InvalidArgumentError(absl::StrCat("max_sequences: must be in [0, 1024] (0 = the server's default), got ",
-                                                   request.max_sequences()));
+  if (request.max_sequences() < 0 || request.max_sequences() > kMaxSequences) {
+    return absl::InvalidArgumentError(absl::StrCat("max_sequences: must be in [0, ", kMaxSequences,
+                                                   "] (0 = the server's default), got ", request.max_sequences()));
   }
   out.max_sequences = request.max_sequences();
   if (request.has_prefix_cache()) out.prefix_cache = request.prefix_cache();

@@ -85,20 +85,19 @@ uint64_t KvPool::ChainHash(uint64_t parent, absl::Span<const int32_t> tokens) {
   return absl::HashOf(parent, tokens);
 }
 
-void KvPool::Publish(int32_t block, uint64_t parent, absl::Span<const int32_t> tokens) {
+void KvPool::Publish(int32_t block, uint64_t hash, uint64_t parent, absl::Span<const int32_t> tokens) {
   Block& k = blocks_[block];
   if (k.published) return;
-  const uint64_t h = ChainHash(parent, tokens);
-  if (by_hash_.contains(h)) return;  // an identical block is already cached
+  if (by_hash_.contains(hash)) return;  // an identical block is already cached
   k.published = true;
-  k.hash = h;
+  k.hash = hash;
   k.parent = parent;
   k.tokens.assign(tokens.begin(), tokens.end());
-  by_hash_[h] = block;
+  by_hash_[hash] = block;
 }
 
-int32_t KvPool::Lookup(uint64_t parent, absl::Span<const int32_t> tokens) {
-  auto it = by_hash_.find(ChainHash(parent, tokens));
+int32_t KvPool::Lookup(uint64_t hash, uint64_t parent, absl::Span<const int32_t> tokens) {
+  auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) return -1;
   const Block& k = blocks_[it->second];
   if (k.parent != parent || !std::equal(tokens.begin(), tokens.end(), k.tokens.begin(), k.tokens.end())) {

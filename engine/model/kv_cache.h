@@ -64,13 +64,15 @@ class KvPool {
   int32_t ref_count(int32_t block) const { return blocks_[block].refs; }
 
   // Prefix cache. The chained hash of a full block of tokens after the block hashed
-  // `parent` (0 for the first block).
+  // `parent` (0 for the first block). Callers keep the chain: Publish and Lookup take
+  // hash = ChainHash(parent, tokens) with the parent and tokens it was made of.
   static uint64_t ChainHash(uint64_t parent, absl::Span<const int32_t> tokens);
   // Records that `block` (held, full) holds the keys and values of `tokens` after
   // the prefix hashed `parent`; a block already published under that hash wins.
-  void Publish(int32_t block, uint64_t parent, absl::Span<const int32_t> tokens);
-  // The published block for (parent, tokens), retained for the caller; -1 when none.
-  int32_t Lookup(uint64_t parent, absl::Span<const int32_t> tokens);
+  void Publish(int32_t block, uint64_t hash, uint64_t parent, absl::Span<const int32_t> tokens);
+  // The published block for (parent, tokens), retained for the caller; -1 when none
+  // (or when another block collided on the hash).
+  int32_t Lookup(uint64_t hash, uint64_t parent, absl::Span<const int32_t> tokens);
 
   // Counters (tokens of prompts looked up and of those found cached).
   std::atomic<int64_t> prefix_query_tokens{0}, prefix_hit_tokens{0};

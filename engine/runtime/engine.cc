@@ -84,7 +84,6 @@ bool IsNameChar(char c) {
 
 constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch", "npz"};
 
-constexpr int32_t kMaxSequencesLimit = 1024;
 constexpr int32_t kKvBlockTokens = 16;  // measured: tests/bench/README.md (serving)
 
 absl::StatusOr<kernels::KvDtype> ParseKvDtype(const std::string& name) {
@@ -222,8 +221,8 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
   if (request.kv_cache_bytes < 0) {
     return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes must be >= 0, got ", request.kv_cache_bytes));
   }
-  if (request.max_sequences < 0 || request.max_sequences > kMaxSequencesLimit) {
-    return absl::InvalidArgumentError(absl::StrCat("max_sequences must be in [0, ", kMaxSequencesLimit, "], got ",
+  if (request.max_sequences < 0 || request.max_sequences > kMaxSequences) {
+    return absl::InvalidArgumentError(absl::StrCat("max_sequences must be in [0, ", kMaxSequences, "], got ",
                                                    request.max_sequences));
   }
   RETURN_IF_ERROR(registry_->Reserve(request.name, request));
@@ -517,14 +516,11 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
       if (st.ok()) {
         GenerationChunk last;
         last.index = i;
-        last.text = c.text;
-        last.token_ids = c.token_ids;
-        last.logprobs = c.logprobs;
+        last.text = std::exchange(c.text, {});
+        last.token_ids = std::exchange(c.token_ids, {});
+        last.logprobs = std::exchange(c.logprobs, {});
         last.finish_reason = c.finish_reason;
         group->callbacks.on_chunk(std::move(last));
-        c.text.clear();
-        c.token_ids.clear();
-        c.logprobs.clear();
         if (i == 0) {
           const int32_t completions = group->final.completion_tokens;
           group->final = std::move(c);

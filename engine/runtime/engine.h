@@ -142,9 +142,11 @@ struct LoadRequest {
   // Serving: the KV pool and the batch (0 / empty: the engine's defaults).
   int64_t kv_cache_bytes = 0;    // pool bytes; at least one full context is always held
   std::string kv_cache_dtype;    // f16 (default), f32, q8_0 (backend native only)
-  int32_t max_sequences = 0;     // running sequences; bounded by the pool's blocks
+  int32_t max_sequences = 0;     // running sequences (<= kMaxSequences); bounded by the pool's blocks
   std::optional<bool> prefix_cache;  // default on
 };
+
+inline constexpr int32_t kMaxSequences = 1024;  // LoadRequest.max_sequences
 
 struct LoadProgress {
   std::string stage;   // "open", "tensors", "ready"

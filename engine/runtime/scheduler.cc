@@ -23,7 +23,6 @@ struct Scheduler::Sequence {
   Sampler sampler;
   KvCache cache;                 // block table over the model's pool
   std::vector<uint64_t> chain;   // prefix-cache hash of each published block (block i: tokens up to its end)
-  bool reserved = false;         // holds the blocks of its tokens (admitted)
   int32_t cached_prompt_tokens = -1;  // prefix-cache hits at the first admission
   StreamDecoder decoder;
   std::vector<int32_t> tokens;  // prompt + generated
@@ -116,10 +115,7 @@ int64_t Scheduler::KvCacheBytes() const { return kv_->bytes(); }
 
 Scheduler::KvStats Scheduler::Kv() const {
   KvStats k;
-  k.block_tokens = kv_->block_tokens();
   k.total_blocks = kv_->total_blocks();
-  k.bytes_per_token = kv_->spec().TokenBytes();
-  k.dtype = kernels::KvDtypeName(kv_->spec().dtype);
   k.prefix_query_tokens = kv_->prefix_query_tokens.load();
   k.prefix_hit_tokens = kv_->prefix_hit_tokens.load();
   std::lock_guard<std::mutex> lock(mu_);
@@ -128,7 +124,6 @@ Scheduler::KvStats Scheduler::Kv() const {
   k.preemptions = preemptions_;
   return k;
 }
-
 
 void Scheduler::Loop() {
   std::vector<std::unique_ptr<Sequence>> active;
@@ -201,11 +196,12 @@ bool Scheduler::Reserve(Sequence& s, int32_t keep_free) {
   if (options_.prefix_cache) {
     for (int32_t i = 0; (i + 1) * bt <= n - 1; ++i) {
       absl::Span<const int32_t> block(s.tokens.data() + static_cast<size_t>(i) * bt, bt);
-      const int32_t b = kv_->Lookup(parent, block);
+      const uint64_t hash = KvPool::ChainHash(parent, block);
+      const int32_t b = kv_->Lookup(hash, parent, block);
       if (b < 0) break;
       s.cache.Adopt(b);
-      parent = KvPool::ChainHash(parent, block);
-      s.chain.push_back(parent);
+      parent = hash;
+      s.chain.push_back(hash);
     }
   }
   const int32_t need = (n + bt - 1) / bt - static_cast<int32_t>(s.cache.blocks().size());
@@ -218,7 +214,6 @@ bool Scheduler::Reserve(Sequence& s, int32_t keep_free) {
   if (s.cached_prompt_tokens < 0) s.cached_prompt_tokens = s.n_past;
   kv_->prefix_query_tokens += n;
   kv_->prefix_hit_tokens += s.n_past;
-  s.reserved = true;
   return true;
 }
 
@@ -266,7 +261,6 @@ void Scheduler::Preempt(std::unique_ptr<Sequence> s) {
   s->cache.Clear();
   s->chain.clear();
   s->n_past = 0;
-  s->reserved = false;
   spdlog::debug("preempted a sequence of {} tokens", s->tokens.size());
   // Preempted newest first, so the front is the oldest: admitted again first.
   preempted_.push_front(std::move(s));
@@ -281,8 +275,9 @@ void Scheduler::PublishBlocks(Sequence& s) {
   for (size_t i = s.chain.size(); static_cast<int32_t>((i + 1) * bt) <= s.n_past; ++i) {
     absl::Span<const int32_t> block(s.tokens.data() + i * bt, bt);
     const uint64_t parent = i == 0 ? 0 : s.chain[i - 1];
-    kv_->Publish(s.cache.blocks()[i], parent, block);
-    s.chain.push_back(KvPool::ChainHash(parent, block));
+    const uint64_t hash = KvPool::ChainHash(parent, block);
+    kv_->Publish(s.cache.blocks()[i], hash, parent, block);
+    s.chain.push_back(hash);
   }
 }
 

@@ -108,11 +108,9 @@ class Scheduler {
   int Waiting() const;  // queued or preempted, holding no KV blocks
   int64_t KvCacheBytes() const;  // the pool's bytes on the device
   struct KvStats {
-    int32_t block_tokens = 0, total_blocks = 0, used_blocks = 0, cached_blocks = 0;
-    int64_t bytes_per_token = 0;
+    int32_t total_blocks = 0, used_blocks = 0, cached_blocks = 0;
     int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
     int64_t preemptions = 0;
-    std::string dtype;
   };
   KvStats Kv() const;
   int max_sequences() const { return options_.max_sequences; }

@@ -130,17 +130,18 @@ void SwiGluAvx2(float* gate, const float* up, int64_t n);  // kernels/cpu/ops_av
 
 namespace {
 
-// `n` values of a stored row (starting at a head's first value) as f32.
-void DecodeRow(KvDtype dtype, const uint8_t* row, int64_t first, float* out, int64_t n, bool fast) {
+// `n` values of a stored row (starting at a head's first value) as f32: f32 rows in
+// place, others decoded into `out`.
+const float* DecodeRow(KvDtype dtype, const uint8_t* row, int64_t first, float* out, int64_t n, bool fast) {
   switch (dtype) {
-    case KvDtype::kF32: std::memcpy(out, reinterpret_cast<const float*>(row) + first, n * sizeof(float)); return;
+    case KvDtype::kF32: return reinterpret_cast<const float*>(row) + first;
     case KvDtype::kF16:
       if (fast) {
         internal::F16ToF32Avx2(reinterpret_cast<const uint16_t*>(row) + first, out, n);
       } else {
         GetGgmlTypeTraits(GgmlType::kF16).dequantize(reinterpret_cast<const uint16_t*>(row) + first, out, n);
       }
-      return;
+      return out;
     case KvDtype::kQ8_0: {
       const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row) + first / kQK8_0;
       if (fast) {
@@ -148,9 +149,10 @@ void DecodeRow(KvDtype dtype, const uint8_t* row, int64_t first, float* out, int
       } else {
         GetGgmlTypeTraits(GgmlType::kQ8_0).dequantize(blocks, out, n);
       }
-      return;
+      return out;
     }
   }
+  return out;
 }
 
 }  // namespace
@@ -174,8 +176,9 @@ void Attention(const AttentionArgs& a, ThreadPool& pool) {
       row.resize(hd);
       const float* q = a.q + t * qd + static_cast<int64_t>(kvh) * group * hd;
       for (int32_t p = 0; p < len; ++p) {
-        DecodeRow(dtype, kv.At(blocks, a.layer, 0, p), static_cast<int64_t>(kvh) * hd, row.data(), hd, fast);
-        for (int32_t g = 0; g < group; ++g) scores[g * len + p] = DotF32(q + g * hd, row.data(), hd) * scale;
+        const float* k = DecodeRow(dtype, kv.At(blocks, a.layer, 0, p), static_cast<int64_t>(kvh) * hd, row.data(),
+                                   hd, fast);
+        for (int32_t g = 0; g < group; ++g) scores[g * len + p] = DotF32(q + g * hd, k, hd) * scale;
       }
       float* out = a.out + t * qd + static_cast<int64_t>(kvh) * group * hd;
       std::fill(out, out + static_cast<int64_t>(group) * hd, 0.0f);
@@ -188,8 +191,9 @@ void Attention(const AttentionArgs& a, ThreadPool& pool) {
         for (int32_t p = 0; p < len; ++p) sg[p] *= inv;
       }
       for (int32_t p = 0; p < len; ++p) {
-        DecodeRow(dtype, kv.At(blocks, a.layer, 1, p), static_cast<int64_t>(kvh) * hd, row.data(), hd, fast);
-        for (int32_t g = 0; g < group; ++g) AxpyF32(scores[g * len + p], row.data(), out + g * hd, hd);
+        const float* v = DecodeRow(dtype, kv.At(blocks, a.layer, 1, p), static_cast<int64_t>(kvh) * hd, row.data(),
+                                   hd, fast);
+        for (int32_t g = 0; g < group; ++g) AxpyF32(scores[g * len + p], v, out + g * hd, hd);
       }
     }
   });
@@ -209,10 +213,10 @@ void AttentionRef(const AttentionArgs& a) {
       std::vector<double> s(len);
       double mx = -INFINITY;
       for (int32_t p = 0; p < len; ++p) {
-        DecodeRow(kv.spec.dtype, kv.At(a.blocks[t], a.layer, 0, p), static_cast<int64_t>(kvh) * hd, k.data(), hd,
-                  false);
+        const float* kp = DecodeRow(kv.spec.dtype, kv.At(a.blocks[t], a.layer, 0, p), static_cast<int64_t>(kvh) * hd,
+                                    k.data(), hd, false);
         double dot = 0;
-        for (int32_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * k[i];
+        for (int32_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * kp[i];
         s[p] = dot / std::sqrt(static_cast<double>(hd));
         mx = std::max(mx, s[p]);
       }
@@ -220,9 +224,9 @@ void AttentionRef(const AttentionArgs& a) {
       for (int32_t p = 0; p < len; ++p) sum += (s[p] = std::exp(s[p] - mx));
       std::vector<double> acc(hd, 0.0);
       for (int32_t p = 0; p < len; ++p) {
-        DecodeRow(kv.spec.dtype, kv.At(a.blocks[t], a.layer, 1, p), static_cast<int64_t>(kvh) * hd, v.data(), hd,
-                  false);
-        for (int32_t i = 0; i < hd; ++i) acc[i] += s[p] / sum * v[i];
+        const float* vp = DecodeRow(kv.spec.dtype, kv.At(a.blocks[t], a.layer, 1, p), static_cast<int64_t>(kvh) * hd,
+                                    v.data(), hd, false);
+        for (int32_t i = 0; i < hd; ++i) acc[i] += s[p] / sum * vp[i];
       }
       for (int32_t i = 0; i < hd; ++i) a.out[t * qd + h * hd + i] = static_cast<float>(acc[i]);
     }

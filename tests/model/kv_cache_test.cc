@@ -24,6 +24,14 @@ KvSpec Spec(int32_t block_tokens = 4) {
   return s;
 }
 
+// Publish and Lookup with the chain hash of (parent, tokens), as the scheduler calls them.
+void Publish(KvPool& pool, int32_t block, uint64_t parent, const std::vector<int32_t>& tokens) {
+  pool.Publish(block, KvPool::ChainHash(parent, tokens), parent, tokens);
+}
+int32_t Lookup(KvPool& pool, uint64_t parent, const std::vector<int32_t>& tokens) {
+  return pool.Lookup(KvPool::ChainHash(parent, tokens), parent, tokens);
+}
+
 std::shared_ptr<KvPool> Pool(int32_t blocks) {
   auto p = KvPool::Create(kernels::NativeBackend(), kernels::Device{}, Spec(), blocks);
   EXPECT_TRUE(p.ok()) << p.status();
@@ -63,15 +71,17 @@ TEST(KvPool, PublishedBlocksAreFoundByTheirWholePrefixAndEvictedLeastRecentlyUse
   auto pool = Pool(3);
   const std::vector<int32_t> a = {1, 2, 3, 4}, b = {5, 6, 7, 8}, c = {9, 9, 9, 9};
   const int32_t ba = *pool->Allocate(), bb = *pool->Allocate();
-  pool->Publish(ba, 0, a);
+  Publish(*pool, ba, 0, a);
   const uint64_t ha = KvPool::ChainHash(0, a);
-  pool->Publish(bb, ha, b);
+  Publish(*pool, bb, ha, b);
   EXPECT_EQ(pool->cached_blocks(), 2);
   // The same tokens after another prefix are another block.
-  EXPECT_EQ(pool->Lookup(0, b), -1);
-  EXPECT_EQ(pool->Lookup(KvPool::ChainHash(0, c), b), -1);
+  EXPECT_EQ(Lookup(*pool, 0, b), -1);
+  EXPECT_EQ(Lookup(*pool, KvPool::ChainHash(0, c), b), -1);
+  // A hash that names a published block but other tokens is a collision, not a hit.
+  EXPECT_EQ(pool->Lookup(KvPool::ChainHash(0, a), 0, b), -1);
   // Held blocks are shared: a lookup retains.
-  EXPECT_EQ(pool->Lookup(0, a), ba);
+  EXPECT_EQ(Lookup(*pool, 0, a), ba);
   EXPECT_EQ(pool->ref_count(ba), 2);
   pool->Release(ba);
   // Released published blocks stay cached and count as available.
@@ -81,17 +91,17 @@ TEST(KvPool, PublishedBlocksAreFoundByTheirWholePrefixAndEvictedLeastRecentlyUse
   EXPECT_EQ(pool->cached_blocks(), 2);
   // A lookup makes a block recently used: bb was released last, but ba is looked up
   // (and released) after it, so bb goes first once the free block is taken.
-  ASSERT_EQ(pool->Lookup(0, a), ba);
+  ASSERT_EQ(Lookup(*pool, 0, a), ba);
   pool->Release(ba);
   const int32_t free_block = *pool->Allocate();
   EXPECT_NE(free_block, ba);
   EXPECT_NE(free_block, bb);
   EXPECT_EQ(pool->cached_blocks(), 2);
   EXPECT_EQ(*pool->Allocate(), bb);  // evicted: no longer found
-  EXPECT_EQ(pool->Lookup(ha, b), -1);
+  EXPECT_EQ(Lookup(*pool, ha, b), -1);
   EXPECT_EQ(pool->cached_blocks(), 1);
   EXPECT_EQ(*pool->Allocate(), ba);
-  EXPECT_EQ(pool->Lookup(0, a), -1);
+  EXPECT_EQ(Lookup(*pool, 0, a), -1);
   EXPECT_FALSE(pool->Allocate().ok());
 }
 
@@ -99,12 +109,12 @@ TEST(KvPool, PublishingTheSameContentTwiceKeepsTheFirstBlock) {
   auto pool = Pool(2);
   const std::vector<int32_t> a = {1, 2, 3, 4};
   const int32_t x = *pool->Allocate(), y = *pool->Allocate();
-  pool->Publish(x, 0, a);
-  pool->Publish(y, 0, a);
+  Publish(*pool, x, 0, a);
+  Publish(*pool, y, 0, a);
   EXPECT_EQ(pool->cached_blocks(), 1);
   pool->Release(y);  // not published: free at once
   EXPECT_EQ(pool->available_blocks(), 1);
-  EXPECT_EQ(pool->Lookup(0, a), x);
+  EXPECT_EQ(Lookup(*pool, 0, a), x);
 }
 
 TEST(KvCache, ReservesBlocksAndGivesThemBackAndAGrowablePoolGrows) {
