@@ -166,6 +166,15 @@ struct DeviceInfo {
   int64_t allocator_allocated_bytes = 0, allocator_reserved_bytes = 0;  // CUDA caching allocator
 };
 
+// Output forced to match a grammar or a JSON Schema (both APIs convert to this).
+struct OutputConstraint {
+  enum class Kind { kNone, kGrammar, kJsonSchema, kJsonObject };
+  Kind kind = Kind::kNone;
+  // kGrammar: llama.cpp GBNF text (root rule `root`); kJsonSchema: the schema as JSON
+  // text; kJsonObject: empty (any JSON object).
+  std::string text;
+};
+
 struct SamplingParams {
   int32_t max_tokens = 256;
   float temperature = 1.0f;     // 0 = greedy
@@ -189,6 +198,7 @@ struct SamplingParams {
   // Completions of the prompt (1-16); completion i samples with seed + i and shares the
   // prompt's KV blocks.
   int32_t n = 1;
+  OutputConstraint constraint;
 };
 // INVALID_ARGUMENT naming the field and its allowed range.
 absl::Status ValidateSamplingParams(const SamplingParams& p);

@@ -32,6 +32,9 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (p.n < 1 || p.n > 16) {
     return absl::InvalidArgumentError(absl::StrCat("n must be in [1, 16], got ", p.n));
   }
+  if (p.constraint.kind != OutputConstraint::Kind::kNone) {
+    return absl::UnimplementedError("constrained output (grammar, json_schema, json_object) is not built yet");
+  }
   if (p.stop.size() > 16) {
     return absl::InvalidArgumentError(absl::StrCat("at most 16 stop strings, got ", p.stop.size()));
   }
