@@ -257,8 +257,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
       std::shared_ptr<const Checkpoint> ck(std::move(opened));
       RETURN_IF_ERROR(check_memory(ck->TensorBytes()));
       ASSIGN_OR_RETURN(VocabSpec vocab,
-                       VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
-                                       ck->ReadSibling("generation_config.json"), ck->dir()));
+                       VocabSpecFromHfDir([&](const char* f) { return ck->ReadSibling(f); }, ck->dir()));
       ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
       report("tensors", 0.05, "");
       ASSIGN_OR_RETURN(loaded->model,

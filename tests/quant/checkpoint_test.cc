@@ -109,10 +109,29 @@ TEST(CheckpointHqq, HqqConfigJsonNamesTheQuantization) {
   fs::remove_all(dir);
 }
 
+// SmolLM3 as transformers 5 saves it: the NoPE pattern from no_rope_layers, theta from
+// rope_parameters, and the chat template from chat_template.jinja (tokenizer_config.json
+// has none).
+TEST(CheckpointSmolLm3, ConfigAndTemplateAsTransformersWroteThem) {
+  const std::string dir = DataDir() + "/smollm3-f32";
+  auto hf = LoadHf(dir);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const LlamaConfig& c = hf->model->config();
+  EXPECT_EQ(c.architecture, "smollm3");
+  EXPECT_EQ(c.nope_layers, (std::vector<uint8_t>{0, 0, 0, 1}));
+  EXPECT_EQ(c.rope_base, 50000.0f);
+  EXPECT_TRUE(c.tied_output);
+  std::ifstream t(dir + "/chat_template.jinja");
+  std::stringstream want;
+  want << t.rdbuf();
+  ASSERT_FALSE(want.str().empty());
+  EXPECT_EQ(hf->vocab.chat_template, want.str());
+}
+
 // HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
 // llama.cpp's order on the way out, the rope style switched back on the way in).
 TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
-  for (const char* v : {"hf-f32", "hf-f16", "qwen2-f32", "llama-tied"}) {
+  for (const char* v : {"hf-f32", "hf-f16", "qwen2-f32", "llama-tied", "smollm3-f32"}) {
     SCOPED_TRACE(v);
     const std::string dir = DataDir() + "/" + v;
     auto hf = LoadHf(dir);
@@ -221,7 +240,7 @@ INSTANTIATE_TEST_SUITE_P(
     Formats, CheckpointTest,
     ::testing::Values(Variant{"hf-f32", 1e-4f}, Variant{"hf-f16", 1e-2f}, Variant{"hf-bf16", 5e-2f},
                       Variant{"hf-sharded", 1e-4f}, Variant{"hf-bin", 1e-2f}, Variant{"qwen2-f32", 1e-4f},
-                      Variant{"llama-tied", 1e-4f}, Variant{"bnb-nf4", 0.12f}, Variant{"bnb-fp4", 0.15f},
+                      Variant{"llama-tied", 1e-4f}, Variant{"smollm3-f32", 1e-4f}, Variant{"bnb-nf4", 0.12f}, Variant{"bnb-fp4", 0.15f},
                       Variant{"bnb-int8", 0.1f}, Variant{"gptq-4bit-g32", 0.08f}, Variant{"gptq-3bit-g32", 0.08f},
                       Variant{"gptq-4bit-g32-actorder", 0.08f}, Variant{"awq-4bit-g32", 0.08f},
                       Variant{"mlx-4bit-g32", 0.1f},
