@@ -128,6 +128,24 @@ TEST(CheckpointSmolLm3, ConfigAndTemplateAsTransformersWroteThem) {
   EXPECT_EQ(hf->vocab.chat_template, want.str());
 }
 
+// torchao configs other than the int8 ones are refused by name, not misread.
+TEST(CheckpointTorchao, Int4ConfigIsRefusedByName) {
+  const std::string src = DataDir() + "/torchao-int8wo";
+  const std::string dir = ::testing::TempDir() + "/torchao-int4-config";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(src)) fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  std::ifstream in(dir + "/config.json");
+  nlohmann::json cfg = nlohmann::json::parse(in);
+  in.close();
+  cfg["quantization_config"]["quant_type"]["default"]["_type"] = "Int4WeightOnlyConfig";
+  std::ofstream(dir + "/config.json") << cfg.dump();
+  auto ck = Checkpoint::Open(dir, "auto");
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), absl::StatusCode::kUnimplemented) << ck.status();
+  EXPECT_NE(ck.status().message().find("Int4WeightOnlyConfig"), std::string::npos) << ck.status();
+}
+
 // HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
 // llama.cpp's order on the way out, the rope style switched back on the way in).
 TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
@@ -247,7 +265,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // mlx-lm runs this one in bf16: 0.13 from the dense model by itself.
                       Variant{"mlx-8bit-g64", 0.2f}, Variant{"hqq-4bit-g64", 0.1f},
                       Variant{"hqq-4bit-g64-hf", 0.1f}, Variant{"hqq-2bit-g32", 0.1f},
-                      Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}, Variant{"quanto-int4-pth", 0.08f}),
+                      Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}, Variant{"quanto-int4-pth", 0.08f},
+                      // torchao int8: its weight-only forward keeps f32 activations, ingot's
+                      // int8 path quantizes them to 8-bit blocks (as for quanto int8); the
+                      // dynamic config quantizes each token to int8 in torchao too.
+                      Variant{"torchao-int8wo", 0.08f}, Variant{"torchao-int8dq", 0.1f}),
     [](const auto& info) {
       std::string n = info.param.dir;
       for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';

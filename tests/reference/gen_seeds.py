@@ -75,7 +75,34 @@ def gen_smollm3():
                     notes="no_rope_layers [1, 1, 1, 0]: layer 3 attends without RoPE")
 
 
-FAMILIES = {"smollm3": gen_smollm3}
+def gen_torchao():
+    """The seed pipeline's int8 variants: transformers' TorchAoConfig quantizes the
+    float32 Llama while loading it; save_pretrained writes safetensors (transformers 5
+    flattens each Int8Tensor into _weight_qdata/_weight_scale/_weight_zero_point and
+    names its class in the file's metadata). Logits: transformers + torchao's forward of
+    the directory loaded back, in float32 (the dynamic config quantizes each token's
+    activations to int8 there). torchao 0.18's int4 layouts cannot be made on a CPU
+    (plain needs the CUDA-only mslk package, tile_packed_to_4d a CUDA device), so no int4
+    vector is written here."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
+    from transformers import AutoModelForCausalLM, TorchAoConfig
+    for name, cfg, what in (("torchao-int8wo", Int8WeightOnlyConfig(), "Int8WeightOnlyConfig()"),
+                            ("torchao-int8dq", Int8DynamicActivationInt8WeightConfig(),
+                             "Int8DynamicActivationInt8WeightConfig()")):
+        dst = c.variant_dir(name)
+        model = AutoModelForCausalLM.from_pretrained(c.base_dir("llama"), dtype=torch.float32,
+                                                     quantization_config=TorchAoConfig(cfg))
+        model.save_pretrained(dst)
+        c.hf_tokenizer().save_pretrained(dst)
+        back = AutoModelForCausalLM.from_pretrained(dst, dtype=torch.float32).eval()
+        w = back.model.layers[0].self_attn.q_proj.weight
+        assert type(w).__name__ == "Int8Tensor", type(w)
+        write_reference(dst, "torchao", c.hf_logits(back), "llama",
+                        f"transformers {c.version('transformers')} + torchao forward in float32 of "
+                        f"TorchAoConfig({what}), loaded back from this directory")
+
+
+FAMILIES = {"smollm3": gen_smollm3, "torchao": gen_torchao}
 
 
 def main(argv):
