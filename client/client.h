@@ -76,6 +76,7 @@ struct LoadFlags {
   int workers = 0;  // quantize-while-loading threads (0 = the server's default)
   int64_t kv_cache_bytes = 0;
   std::string kv_cache_dtype;
+  std::string revision;
   int max_sequences = 0;
   bool no_prefix_cache = false;
 };

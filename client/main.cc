@@ -95,7 +95,10 @@ int main(int argc, char** argv) {
   LoadFlags load;
   CLI::App* load_cmd = app.add_subcommand("load", "Load a model (progress on stderr)");
   load_cmd->add_option("name", load.name, "Name to register the model under")->required();
-  load_cmd->add_option("path", load.source, "Checkpoint path on the server")->required();
+  load_cmd->add_option("path", load.source,
+                       "Checkpoint path on the server, or a Hugging Face repository id (org/name) in its cache")
+      ->required();
+  load_cmd->add_option("--revision", load.revision, "With a repository id: branch, tag or commit (default main)");
   load_cmd->add_option("--format", load.format, "auto, gguf, hf, safetensors, torch or npz");
   load_cmd->add_option("-m,--quantize", load.method,
                        "Quantize while loading: bitsandbytes, hqq, quanto, torchao, mlx, gguf, ... "

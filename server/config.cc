@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "engine/formats/file_access.h"
+#include "engine/formats/hf_cache.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/engine.h"
 #include "server/auth.h"
@@ -226,13 +227,14 @@ void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, Model
   std::optional<Fields> f = r.Fields(node, path,
                                      {"name", "source", "format", "device", "backend", "context_length",
                                       "pinned", "keep_alive", "quantization", "kv_cache_bytes",
-                                      "kv_cache_dtype", "max_sequences", "prefix_cache"});
+                                      "kv_cache_dtype", "max_sequences", "prefix_cache", "revision"});
   if (!f) return;
   for (const char* required : {"name", "source"}) {
     if (!f->count(required)) r.Problem(Join(path, required), node, "required");
   }
   With(*f, "name", [&](auto& n) { r.String(n, Join(path, "name"), &m->name); });
   With(*f, "source", [&](auto& n) { r.String(n, Join(path, "source"), &m->source); });
+  With(*f, "revision", [&](auto& n) { r.String(n, Join(path, "revision"), &m->revision); });
   With(*f, "format", [&](auto& n) { r.String(n, Join(path, "format"), &m->format); });
   With(*f, "device", [&](auto& n) { r.String(n, Join(path, "device"), &m->device); });
   With(*f, "backend", [&](auto& n) { r.String(n, Join(path, "backend"), &m->backend); });
@@ -305,7 +307,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
     std::optional<Fields> f = r.Fields(root, "",
                                        {"listen", "metrics_listen", "threads", "drain_seconds",
                                         "log", "devices", "model_roots", "limits", "tls", "auth",
-                                        "models"});
+                                        "models", "hf_cache"});
     if (!f) return c;
     With(*f, "listen", [&](auto& n) { r.String(n, "listen", &c.listen); });
     With(*f, "metrics_listen", [&](auto& n) { r.String(n, "metrics_listen", &c.metrics_listen); });
@@ -339,6 +341,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
       }
     });
     With(*f, "model_roots", [&](auto& n) { r.StringList(n, "model_roots", &c.model_roots); });
+    With(*f, "hf_cache", [&](auto& n) { r.String(n, "hf_cache", &c.hf_cache); });
     With(*f, "limits", [&](auto& n) {
       std::optional<Fields> l = r.Fields(n, "limits",
                                          {"max_request_bytes", "max_prompt_tokens", "max_tokens",
@@ -517,6 +520,14 @@ std::vector<std::string> ValidateConfig(const ServerConfig& c, bool check_files)
     }
     if (m.source.empty()) {
       problems.push_back(absl::StrCat(m.origin, ".source: required"));
+    } else if (!m.revision.empty() || formats::LooksLikeHfRepoId(m.source)) {
+      // A Hugging Face repository id: found in the cache (the engine checks its files
+      // against the roots when it loads them).
+      if (check_files) {
+        if (auto s = formats::ResolveHfCache(formats::HfCacheDir(c.hf_cache), m.source, m.revision); !s.ok()) {
+          problems.push_back(absl::StrCat(m.origin, ".source: ", s.status().message()));
+        }
+      }
     } else {
       if (absl::Status s = CheckPathAllowed(c, m.source, false); !s.ok()) {
         problems.push_back(absl::StrCat(m.origin, ".source: ", s.message()));

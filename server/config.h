@@ -62,7 +62,8 @@ struct AuthConfig {
 
 struct ModelConfig {
   std::string name;
-  std::string source;
+  std::string source;             // path, or a Hugging Face repository id ("org/name")
+  std::string revision;           // with a repository id: branch, tag or commit (empty = main)
   std::string format = "auto";
   std::string device = "cpu";
   std::string backend = "auto";  // auto, native, torch
@@ -86,6 +87,7 @@ struct ServerConfig {
   bool log_json = false;
   std::map<std::string, int64_t> memory_budget_bytes;  // device -> bytes; 0 = what is free
   std::vector<std::string> model_roots;
+  std::string hf_cache;  // Hugging Face cache for repository ids; empty: HF_HUB_CACHE, HF_HOME/hub, ~/.cache
   LimitsConfig limits;
   TlsConfig tls;
   AuthConfig auth;

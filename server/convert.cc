@@ -57,6 +57,7 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
   LoadRequest out;
   out.name = name;
   out.source = request.source();
+  out.revision = request.revision();
   if (!request.format().empty()) out.format = request.format();
   if (!request.device().empty()) out.device = request.device();
   if (!request.backend().empty()) out.backend = request.backend();

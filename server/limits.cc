@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
+#include "engine/formats/hf_cache.h"
 #include "engine/runtime/engine.h"
 #include "ingot/v1/generation.pb.h"
 #include "ingot/v1/model.pb.h"
@@ -69,6 +70,7 @@ absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
   LoadRequest request;
   request.name = m.name;
   request.source = m.source;
+  request.revision = m.revision;
   request.format = m.format;
   request.device = m.device;
   request.backend = m.backend;
@@ -381,7 +383,11 @@ grpc::Status Admit(grpc::CallbackServerContext* context, const v1::LoadModelRequ
   constexpr absl::string_view kMethod = "ingot.v1.ModelService/LoadModel";
   if (grpc::Status s = Parsed(context, kMethod, request); !s.ok()) return s;
   if (g == nullptr) return grpc::Status::OK;
-  if (grpc::Status s = g->AdmitPath(context, kMethod, "source", request.source(), false); !s.ok()) {
+  // A Hugging Face repository id is resolved in the cache by the engine, whose file
+  // checks then hold the snapshot's files (and their blobs) to the roots.
+  const bool hub_id = !request.revision().empty() || formats::LooksLikeHfRepoId(request.source());
+  if (grpc::Status s = hub_id ? grpc::Status::OK : g->AdmitPath(context, kMethod, "source", request.source(), false);
+      !s.ok()) {
     return s;
   }
   // Quantize while loading reads a calibration file too: the same check as QuantizeModel.

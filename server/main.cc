@@ -282,6 +282,7 @@ int Run(const Flags& flags) {
   // Every file opened on a client's behalf is checked against the roots
   // (engine/formats/file_access.h), each file of a checkpoint directory included.
   formats::SetReadRoots(config.model_roots);
+  options.hf_cache = config.hf_cache;
   auto engine = std::make_unique<Engine>(options);
   Metrics metrics([e = engine.get()] { return Snapshot(*e); });
   auto keeper = std::make_unique<ModelKeeper>(engine.get(), &metrics, config.models);

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "engine/common/status.h"
 #include "engine/formats/file_access.h"
+#include "engine/formats/hf_cache.h"
 #include "engine/formats/gguf.h"
 #include "engine/model/checkpoint.h"
 #include "engine/quant/checkpoint_linear.h"
@@ -191,6 +192,16 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Engine::StartScheduler(const std::sha
 absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
                                             const std::function<void(const LoadProgress&)>& progress,
                                             const std::atomic<bool>* cancel) {
+  // A repository id (or any source with a revision) is a snapshot in the Hugging Face
+  // cache: resolved offline, then loaded as that directory (or GGUF file).
+  if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+    ASSIGN_OR_RETURN(std::string snapshot,
+                     formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source, request.revision));
+    LoadRequest resolved = request;
+    resolved.source = std::move(snapshot);
+    resolved.revision.clear();
+    return LoadModel(resolved, progress, cancel);
+  }
   auto report = [&](const std::string& stage, double fraction, const std::string& detail) {
     if (progress) progress(LoadProgress{stage, fraction, detail});
   };

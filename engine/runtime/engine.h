@@ -36,6 +36,9 @@ struct EngineOptions {
   // KV pool per model when the load names none (LoadRequest.kv_cache_bytes); raised
   // to hold at least one full served context.
   int64_t kv_cache_bytes = int64_t{256} << 20;
+  // Hugging Face cache for sources given as repository ids; empty: HF_HUB_CACHE,
+  // HF_HOME/hub, ~/.cache/huggingface/hub.
+  std::string hf_cache;
 };
 
 enum class ModelState { kLoading, kReady, kUnloading };
@@ -131,7 +134,8 @@ absl::Status ValidateModelName(absl::string_view name, absl::string_view field);
 
 struct LoadRequest {
   std::string name;            // registry key; must be unique
-  std::string source;          // file path
+  std::string source;          // file or directory path, or a Hugging Face repository id ("org/name")
+  std::string revision;        // with a repository id: branch, tag or commit (empty = main)
   std::string format = "auto"; // auto, gguf, hf, safetensors, torch, npz
   std::string device = "cpu";  // cpu, cuda:N (mps/mlx named, unavailable here)
   std::string backend = "auto";  // auto (native on cpu, torch on cuda), native, torch

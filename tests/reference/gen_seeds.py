@@ -102,7 +102,12 @@ def gen_torchao():
                         f"TorchAoConfig({what}), loaded back from this directory")
 
 
-FAMILIES = {"smollm3": gen_smollm3, "torchao": gen_torchao}
+def gen_hf_cache():
+    import gen_hf_cache
+    gen_hf_cache.main()
+
+
+FAMILIES = {"smollm3": gen_smollm3, "torchao": gen_torchao, "hf_cache": gen_hf_cache}
 
 
 def main(argv):

@@ -3,7 +3,7 @@
 # with transformers, torchao and huggingface_hub pinned in requirements-seeds.txt, in
 # .venv-seeds. CPU only; a few minutes once the venv exists (torch is a large download).
 #   tests/reference/regenerate_seeds.sh              everything
-#   tests/reference/regenerate_seeds.sh smollm3      some (smollm3 torchao)
+#   tests/reference/regenerate_seeds.sh smollm3      some (smollm3 torchao hf_cache)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=.venv-seeds
