@@ -125,7 +125,8 @@ struct EvalFlags {
   bool json = false;
 };
 int RunEval(Connection& conn, const EvalFlags& flags);
-int RunRecommend(Connection& conn, const std::string& model, int64_t budget_bytes, bool json);
+int RunRecommend(Connection& conn, const std::string& model, int64_t budget_bytes, const std::string& purpose,
+                 const std::string& device, bool json);
 int RunMethods(Connection& conn, bool json);
 
 }  // namespace ingot::client

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "engine/formats/file_access.h"
 #include "engine/formats/hf_cache.h"
+#include "engine/quant/presets.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/engine.h"
 #include "server/auth.h"
@@ -181,9 +182,9 @@ void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path
       node, path,
       {"method", "bits", "group_size", "quant_type", "compute_dtype", "double_quant",
        "skip_modules", "allow_fallback", "calibration_file", "calibration_tokens",
-       "backend_options"});
+       "backend_options", "preset"});
   if (!f) return;
-  if (!f->count("method")) r.Problem(Join(path, "method"), node, "required");
+  if (!f->count("method") && !f->count("preset")) r.Problem(Join(path, "method"), node, "required (or a preset)");
   With(*f, "method", [&](auto& n) { r.String(n, Join(path, "method"), &q->method); });
   With(*f, "bits", [&](auto& n) { r.Integer(n, Join(path, "bits"), 0, &q->bits); });
   With(*f, "group_size", [&](auto& n) { r.Integer(n, Join(path, "group_size"), 0, &q->group_size); });
@@ -221,6 +222,9 @@ void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path
       q->backend_options[it->first.Scalar()] = it->second.Scalar();
     }
   });
+  std::string preset;
+  With(*f, "preset", [&](auto& n) { r.String(n, Join(path, "preset"), &preset); });
+  if (absl::Status s = quant::ApplyPreset(preset, q); !s.ok()) r.Problem(Join(path, "preset"), node, std::string(s.message()));
 }
 
 void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, ModelConfig* m) {

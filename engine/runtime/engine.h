@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/quant/config.h"
+#include "engine/quant/presets.h"
 #include "engine/tokenizer/chat_template.h"
 #include "kernels/backend.h"
 
@@ -306,10 +307,12 @@ class Engine {
       const QuantizeRequest& request,
       const std::function<void(const quant::QuantizeProgress&)>& progress,
       const std::atomic<bool>* cancel);
-  // A config that fits `budget_bytes` for a loaded model, and why.
-  absl::StatusOr<quant::Recommendation> RecommendQuantization(const std::string& model,
-                                                              const std::string& device,
-                                                              int64_t budget_bytes) const;
+  // A config that fits `budget_bytes` for a loaded model, and why: with a purpose, the
+  // seeds' decision tree over the presets (quant/presets.h), its steps and the preset;
+  // without, the best quality that fits (preset and steps empty).
+  absl::StatusOr<quant::PresetRecommendation> RecommendQuantization(
+      const std::string& model, const std::string& device, int64_t budget_bytes,
+      std::optional<quant::Purpose> purpose = std::nullopt) const;
   // Validates a config against a loaded model (when `model` is set) and a device.
   absl::StatusOr<std::vector<quant::ConfigProblem>> ValidateQuantization(
       const quant::QuantizationConfig& config, const std::string& model,
