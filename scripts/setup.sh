@@ -10,7 +10,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-pip unzip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  prometheus-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
+  prometheus-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   libopenblas0-pthread prometheus curl
   libyaml-cpp-dev libssl-dev openssl zlib1g-dev
   clang libclang-rt-14-dev
