@@ -242,6 +242,7 @@ void HandleGenerate(HttpServer* server, bool chat, const httplib::Request& req, 
   const std::string request_id = server->NextRequestId();
   c.meta.id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", request_id);
   c.meta.created = static_cast<int64_t>(std::time(nullptr));
+  res.set_header("x-request-id", request_id);  // as in the server's log line
 
   if (absl::Status s = AuthorizeHttp(server->guard(), req, "ingot.v1.GenerationService/Generate"); !s.ok()) {
     c.recorded = true;  // not a generation request yet: only the HTTP counter has it

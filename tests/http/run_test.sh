@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs one pytest file with .venv-python (tests/http/setup_venv.sh). Without the venv
+# the test reports skipped (exit 77), or fails under CI=true.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+python="$here/../../.venv-python/bin/python"
+if [ ! -x "$python" ]; then
+  echo "missing .venv-python: run tests/http/setup_venv.sh (scripts/setup.sh does)" >&2
+  [ "${CI:-}" = "true" ] && exit 1
+  exit 77
+fi
+cd "$(dirname "$1")"
+exec "$python" -m pytest -p no:cacheprovider -q -rs "$(basename "$1")" "${@:2}"
