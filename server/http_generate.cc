@@ -130,6 +130,22 @@ void Refuse(Call& call, httplib::Response& res, const absl::Status& status) {
   call.Record(status);
 }
 
+// A response that was being written ended (all of it, or the connection failed): a
+// sequence still running is cancelled, and the request is recorded once the engine
+// is done with it (at its next step).
+void Finish(Call& call) {
+  Exchange& x = *call.exchange;
+  std::unique_lock lock(x.mu);
+  if (!x.done && call.handle) {
+    call.client_gone = true;
+    call.handle->Cancel();
+  }
+  x.cv.wait(lock, [&] { return x.done; });
+  const absl::Status status = x.status;
+  lock.unlock();
+  call.Record(status);
+}
+
 std::string SseEvent(const json& value) { return absl::StrCat("data: ", http::Dump(value), "\n\n"); }
 
 // Streams: the role chunk(s), one event per engine chunk, the usage chunk, [DONE].
@@ -302,15 +318,7 @@ void HandleGenerate(HttpServer* server, bool chat, const httplib::Request& req, 
     res.set_chunked_content_provider(
         "text/event-stream",
         [call](size_t, httplib::DataSink& sink) { return StreamEvents(call, sink); },
-        [call](bool) {
-          // Ended (written, or the connection failed): the sequence stops if it runs.
-          if (!call->exchange->done) call->Cancel();
-          std::unique_lock lock(call->exchange->mu);
-          call->exchange->cv.wait(lock, [&] { return call->exchange->done; });
-          const absl::Status status = call->exchange->status;
-          lock.unlock();
-          call->Record(status);
-        });
+        [call](bool) { Finish(*call); });
     return;
   }
 
@@ -355,14 +363,7 @@ void HandleGenerate(HttpServer* server, bool chat, const httplib::Request& req, 
         sink.done();
         return true;
       },
-      [call](bool) {
-        if (!call->exchange->done) call->Cancel();
-        std::unique_lock lock(call->exchange->mu);
-        call->exchange->cv.wait(lock, [&] { return call->exchange->done; });
-        const absl::Status status = call->exchange->status;
-        lock.unlock();
-        call->Record(status);
-      });
+      [call](bool) { Finish(*call); });
 }
 
 }  // namespace ingot::server

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/runtime/engine.h"
 #include "server/http_openai.h"
+#include "server/http_tls.h"
 #include "server/limits.h"
 #include "server/metrics.h"
 #include "spdlog/spdlog.h"
@@ -68,7 +69,10 @@ HttpServer::HttpServer(const ServerConfig& config, Engine* engine, Metrics* metr
     : config_(config), engine_(engine), metrics_(metrics), guard_(guard),
       on_unloaded_(std::move(on_unloaded)) {}
 
-HttpServer::~HttpServer() { Stop(); }
+HttpServer::~HttpServer() {
+  Stop();
+  server_.reset();  // before tls_
+}
 
 std::string HttpServer::NextRequestId() {
   static const int64_t kStart = UnixNow();
@@ -96,16 +100,15 @@ absl::Status HttpServer::Start(const std::string& address) {
   std::string host = address.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   if (config_.tls.enabled()) {
-    const TlsConfig& tls = config_.tls;
-    server_ = std::make_unique<httplib::SSLServer>(
-        tls.cert_file.c_str(), tls.key_file.c_str(),
-        tls.mutual() ? tls.client_ca_file.c_str() : nullptr);
+    absl::StatusOr<std::unique_ptr<HttpTls>> tls = HttpTls::Create(config_.tls);
+    if (!tls.ok()) return tls.status();
+    tls_ = *std::move(tls);
+    server_ = std::make_unique<httplib::SSLServer>([t = tls_.get()](SSL_CTX& ctx) { return t->SetUp(ctx); });
   } else {
     server_ = std::make_unique<httplib::Server>();
   }
   if (!server_->is_valid()) {
-    return absl::InvalidArgumentError(absl::StrCat("http.listen: the TLS files (", config_.tls.cert_file, ", ",
-                                                   config_.tls.key_file, ") could not be used"));
+    return absl::InternalError("http.listen: the TLS context could not be made");
   }
   const size_t threads = HandlerThreads(config_.limits);
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -122,6 +125,8 @@ absl::Status HttpServer::Start(const std::string& address) {
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::OkStatus();
 }
+
+absl::Status HttpServer::ReloadTls() { return tls_ ? tls_->Reload() : absl::OkStatus(); }
 
 void HttpServer::StartDrain() { draining_.store(true); }
 

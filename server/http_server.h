@@ -14,8 +14,8 @@
 // (JSON whitespace) each second while it waits, so its disconnect is noticed too; such
 // an answer's status is 200 even if the generation later fails (the body is then
 // OpenAI's error object).
-// While draining every request is refused with 503.
-// The TLS files are read at start (SIGHUP reloads the gRPC port's certificates only).
+// While draining every request is refused with 503. TLS: server/http_tls.h (reloaded
+// on SIGHUP with the gRPC port's certificates).
 #pragma once
 
 #include <atomic>
@@ -44,6 +44,7 @@ class Engine;
 namespace ingot::server {
 
 class CallGuard;
+class HttpTls;
 class Metrics;
 
 class HttpServer {
@@ -61,6 +62,8 @@ class HttpServer {
   // malformed address or TLS files the library refuses.
   absl::Status Start(const std::string& address);
   int port() const { return port_; }
+  // Re-reads the TLS files (SIGHUP); OK without TLS. On error the ones in force stay.
+  absl::Status ReloadTls();
   // From now on every request is answered 503; running ones go on.
   void StartDrain();
   // Waits until no request is in flight (true) or `deadline` passes (false).
@@ -87,6 +90,7 @@ class HttpServer {
   Metrics* metrics_;
   CallGuard* guard_;
   std::function<void(const std::string&)> on_unloaded_;
+  std::unique_ptr<HttpTls> tls_;  // outlives server_: its handshakes call into it
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

@@ -236,6 +236,12 @@ void HandleSignals(const ServerConfig& config, grpc::Server* server, HttpServer*
                         std::string(s.message()));
         }
       }
+      if (http != nullptr && config.tls.enabled()) {
+        if (absl::Status s = http->ReloadTls(); !s.ok()) {
+          spdlog::error("SIGHUP: HTTP TLS certificates not reloaded, the previous ones stay: {}",
+                        std::string(s.message()));
+        }
+      }
       if (config.auth.enabled()) {
         if (absl::Status s = guard->LoadTokens(); s.ok()) {
           spdlog::info("SIGHUP: tokens reloaded");

@@ -3,10 +3,12 @@ real ingotd serving the default model: generation (the same text as the HTTP API
 chat, cancellation by closing the iterator, tokenize, load with progress, quantize
 with a progress callback, tokens, and TLS (the HTTP API on the same certificate)."""
 import json
+import signal
 import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -152,12 +154,24 @@ def test_raw_stubs_are_installed(server):
     channel.close()
 
 
-def test_tls_for_grpc_and_http(tmp_path):
-    require_binaries()
-    key, cert = tmp_path / "server.key", tmp_path / "server.crt"
+def _self_signed(key, cert):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
+
+
+def _https_models(port, ca):
+    context = ssl.create_default_context(cafile=str(ca))
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/v1/models", context=context, timeout=30) as r:
+        return [m["id"] for m in json.load(r)["data"]]
+
+
+def test_tls_for_grpc_and_http_reloaded_on_sighup(tmp_path):
+    require_binaries()
+    key, cert = tmp_path / "server.key", tmp_path / "server.crt"
+    _self_signed(key, cert)
+    first_ca = tmp_path / "first.crt"
+    first_ca.write_bytes(cert.read_bytes())
     s = Ingotd(env={"INGOT_TLS_CERT_FILE": str(cert), "INGOT_TLS_KEY_FILE": str(key)})
     try:
         with ingot.Client(s.grpc_address, tls=cert, timeout=120) as c:
@@ -167,12 +181,59 @@ def test_tls_for_grpc_and_http(tmp_path):
             with pytest.raises(ingot.IngotError) as e:
                 plain.models()
             assert e.value.code == grpc.StatusCode.UNAVAILABLE
-        # The HTTP API serves the same certificate.
-        context = ssl.create_default_context(cafile=str(cert))
-        url = f"https://127.0.0.1:{s.http_port}/v1/models"
-        with urllib.request.urlopen(url, context=context, timeout=30) as r:
-            assert [m["id"] for m in json.load(r)["data"]] == ["default"]
+        # The HTTP API serves the same certificate, and no plain HTTP.
+        assert _https_models(s.http_port, cert) == ["default"]
         with pytest.raises(Exception):
             urllib.request.urlopen(f"http://127.0.0.1:{s.http_port}/v1/models", timeout=10).read()
+        # A new certificate and key, then SIGHUP: both ports serve the new one.
+        _self_signed(key, cert)
+        s.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "TLS certificates reloaded" in s.read_log(), timeout=30)
+        assert wait_for(lambda: _try(lambda: _https_models(s.http_port, cert)) == ["default"], timeout=10)
+        with pytest.raises(urllib.error.URLError) as e:
+            _https_models(s.http_port, first_ca)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(e.value)
+        with ingot.Client(s.grpc_address, tls=cert, timeout=30) as c:
+            assert wait_for(lambda: _try(lambda: [m.name for m in c.models()]) == ["default"], timeout=10)
+        assert "HTTP TLS certificates not reloaded" not in s.read_log()
+    finally:
+        s.stop()
+
+
+def _try(f):
+    try:
+        return f()
+    except Exception:
+        return None
+
+
+def test_mutual_tls_for_grpc_and_http(tmp_path):
+    require_binaries()
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key",
+        "-out", "ca.crt")
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        (tmp_path / f"{name}.ext").write_text(extra + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
+    s = Ingotd(env={"INGOT_TLS_CERT_FILE": str(tmp_path / "server.crt"),
+                    "INGOT_TLS_KEY_FILE": str(tmp_path / "server.key"),
+                    "INGOT_TLS_CLIENT_CA_FILE": str(tmp_path / "ca.crt")})
+    try:
+        with ingot.Client(s.grpc_address, tls=tmp_path / "ca.crt", client_cert=tmp_path / "client.crt",
+                          client_key=tmp_path / "client.key", timeout=60) as c:
+            assert [m.name for m in c.models()] == ["default"]
+        context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        url = f"https://127.0.0.1:{s.http_port}/v1/models"
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            urllib.request.urlopen(url, context=context, timeout=30).read()  # no client certificate
+        context.load_cert_chain(str(tmp_path / "client.crt"), str(tmp_path / "client.key"))
+        with urllib.request.urlopen(url, context=context, timeout=30) as r:
+            assert [m["id"] for m in json.load(r)["data"]] == ["default"]
     finally:
         s.stop()
