@@ -144,7 +144,7 @@ def test_seed_n_and_penalties(client):
     # Completion i samples with seed + i: the first is the single request's answer.
     assert n.choices[0].message.content == a.choices[0].message.content
     assert len({c.message.content for c in n.choices}) >= 2  # different seeds, different words
-    assert n.usage.completion_tokens >= 3 * 1
+    assert n.usage.completion_tokens >= 3  # all three counted
     # A strong frequency penalty stops the greedy counting from repeating ", ".
     plain = client.completions.create(model="default", prompt=COUNTING_PROMPT, max_tokens=16, temperature=0)
     penalised = client.completions.create(model="default", prompt=COUNTING_PROMPT, max_tokens=16, temperature=0,
@@ -281,16 +281,19 @@ def test_raw_errors_with_curl(server):
         body, code = out.rsplit("\n", 1)
         return int(code), json.loads(body)["error"]
 
-    code, err = post("/chat/completions", "{not json")
-    assert code == 400 and err["param"] == "body"
-    code, err = post("/completions", json.dumps({"model": "default", "prompt": ["a", "b"]}))
-    assert code == 400 and err["param"] == "prompt"
-    code, err = post("/completions", json.dumps({"model": "default"}))
-    assert code == 400 and err["param"] == "prompt"
-    code, err = post("/nothing", "{}")
-    assert code == 404 and err["code"] == "unknown_url"
-    for e in (err,):
-        assert set(e) == {"message", "type", "param", "code"}
+    errors = []
+    for path, data, status, param in [
+            ("/chat/completions", "{not json", 400, "body"),
+            ("/completions", json.dumps({"model": "default", "prompt": ["a", "b"]}), 400, "prompt"),
+            ("/completions", json.dumps({"model": "default"}), 400, "prompt"),
+            ("/completions", json.dumps({"model": "default", "prompt": "x", "echo": True}), 400, "echo"),
+            ("/nothing", "{}", 404, None)]:
+        code, err = post(path, data)
+        assert (code, err["param"]) == (status, param), (path, data, err)
+        errors.append(err)
+    assert errors[-1]["code"] == "unknown_url"
+    # OpenAI's error object, always the same four fields.
+    assert all(set(e) == {"message", "type", "param", "code"} for e in errors)
 
 
 def _open_stream(server, max_tokens):
