@@ -311,11 +311,16 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
     std::optional<Fields> f = r.Fields(root, "",
                                        {"listen", "metrics_listen", "threads", "drain_seconds",
                                         "log", "devices", "model_roots", "limits", "tls", "auth",
-                                        "models", "hf_cache"});
+                                        "models", "hf_cache", "http"});
     if (!f) return c;
     With(*f, "listen", [&](auto& n) { r.String(n, "listen", &c.listen); });
     With(*f, "metrics_listen", [&](auto& n) { r.String(n, "metrics_listen", &c.metrics_listen); });
     With(*f, "threads", [&](auto& n) { r.Integer(n, "threads", 0, &c.threads); });
+    With(*f, "http", [&](auto& n) {
+      std::optional<Fields> h = r.Fields(n, "http", {"listen"});
+      if (!h) return;
+      With(*h, "listen", [&](auto& v) { r.String(v, "http.listen", &c.http_listen); });
+    });
     With(*f, "drain_seconds", [&](auto& n) { r.Number(n, "drain_seconds", 0, &c.drain_seconds); });
     With(*f, "log", [&](auto& n) {
       std::optional<Fields> log = r.Fields(n, "log", {"level", "json"});
@@ -434,6 +439,7 @@ void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfi
   const std::vector<std::pair<std::string, Setter>> table = {
       {"listen", [&](auto& n, auto& p) { r.String(n, p, &c->listen); }},
       {"metrics_listen", [&](auto& n, auto& p) { r.String(n, p, &c->metrics_listen); }},
+      {"http.listen", [&](auto& n, auto& p) { r.String(n, p, &c->http_listen); }},
       {"threads", [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->threads); }},
       {"drain_seconds", [&](auto& n, auto& p) { r.Number(n, p, 0, &c->drain_seconds); }},
       {"log.level", [&](auto& n, auto& p) { r.String(n, p, &c->log_level); }},

@@ -5,6 +5,7 @@
 //
 //   listen: 0.0.0.0:50051                 metrics_listen: 0.0.0.0:9090 ("" disables)
 //   threads: 0                            drain_seconds: 30
+//   http: {listen: 0.0.0.0:8080}          the OpenAI-compatible HTTP API; "" (default) off
 //   log: {level: info, json: true}
 //   devices: {cpu: {memory_budget_bytes: 0}}
 //   model_roots: [/models]                empty: sources are not restricted
@@ -18,7 +19,7 @@
 //        quantization: {method: hqq, bits: 4, group_size: 64}}
 //
 // Environment: INGOT_ + the key path upper-cased with '.' -> '_' (INGOT_LISTEN,
-// INGOT_LOG_LEVEL, INGOT_LIMITS_MAX_TOKENS, INGOT_TLS_CERT_FILE,
+// INGOT_LOG_LEVEL, INGOT_HTTP_LISTEN, INGOT_LIMITS_MAX_TOKENS, INGOT_TLS_CERT_FILE,
 // INGOT_DEVICES_CPU_MEMORY_BUDGET_BYTES, ...); INGOT_MODEL_ROOTS is colon-separated;
 // INGOT_AUTH_TOKENS holds token lines separated by ',' or newlines.
 #pragma once
@@ -81,6 +82,7 @@ struct ModelConfig {
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9090";
+  std::string http_listen;  // OpenAI-compatible HTTP API (server/http_server.h); empty: off
   int threads = 0;  // 0: all cores
   double drain_seconds = 30;
   std::string log_level = "info";

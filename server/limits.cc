@@ -213,21 +213,33 @@ absl::Status CallGuard::LoadTokens() {
   return absl::OkStatus();
 }
 
-grpc::Status CallGuard::Authorize(grpc::CallbackServerContext* context,
-                                  absl::string_view method) const {
+absl::Status CallGuard::AuthorizeToken(std::optional<absl::string_view> authorization,
+                                      absl::string_view method) const {
   std::shared_ptr<const TokenAuthenticator> tokens;
   {
     std::lock_guard lock(tokens_mu_);
     tokens = tokens_;
   }
-  if (!tokens) return grpc::Status::OK;
+  if (!tokens) return absl::OkStatus();
+  return tokens->Authorize(authorization, method);
+}
+
+grpc::Status CallGuard::Authorize(grpc::CallbackServerContext* context,
+                                  absl::string_view method) const {
   std::optional<absl::string_view> authorization;
   const auto& metadata = context->client_metadata();
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
     authorization = absl::string_view(it->second.data(), it->second.size());
   }
-  absl::Status s = tokens->Authorize(authorization, method);
+  absl::Status s = AuthorizeToken(authorization, method);
   return s.ok() ? grpc::Status::OK : Refused(context, method, s);
+}
+
+absl::Status CallGuard::EnsureModel(const std::string& model) {
+  if (model.empty() || keeper_ == nullptr) return absl::OkStatus();
+  RETURN_IF_ERROR(keeper_->EnsureLoaded(model));
+  keeper_->Touch(model);
+  return absl::OkStatus();
 }
 
 grpc::Status CallGuard::AdmitModelUse(grpc::CallbackServerContext* context,
@@ -235,11 +247,7 @@ grpc::Status CallGuard::AdmitModelUse(grpc::CallbackServerContext* context,
                                       const std::vector<std::string>& models) {
   if (grpc::Status s = Authorize(context, method); !s.ok()) return s;
   for (const std::string& model : models) {
-    if (model.empty()) continue;
-    if (absl::Status s = keeper_ ? keeper_->EnsureLoaded(model) : absl::OkStatus(); !s.ok()) {
-      return Refused(context, method, s);
-    }
-    if (keeper_) keeper_->Touch(model);
+    if (absl::Status s = EnsureModel(model); !s.ok()) return Refused(context, method, s);
   }
   return grpc::Status::OK;
 }
@@ -248,23 +256,32 @@ grpc::Status CallGuard::AdmitGenerate(grpc::CallbackServerContext* context,
                                       const v1::GenerateRequest& r) {
   constexpr absl::string_view kMethod = "ingot.v1.GenerationService/Generate";
   if (grpc::Status s = AdmitModelUse(context, kMethod, {r.model()}); !s.ok()) return s;
+  // Values the engine refuses anyway (max_tokens < 1) are left to its INVALID_ARGUMENT.
+  const int64_t max_tokens = r.has_max_tokens() ? r.max_tokens() : SamplingParams{}.max_tokens;
+  std::vector<std::string> texts;
+  for (const v1::ChatMessage& m : r.messages()) texts.push_back(m.content());
+  absl::Status s = CheckGenerateLimits(r.model(), max_tokens, r.prompt(), texts);
+  return s.ok() ? grpc::Status::OK : Refused(context, kMethod, s);
+}
+
+absl::Status CallGuard::CheckGenerateLimits(const std::string& model, int64_t max_tokens,
+                                            const std::string& prompt,
+                                            const std::vector<std::string>& message_texts) {
   const LimitsConfig& lim = config_.limits;
   auto refuse = [&](std::string message) {
     // Counted like any other finished request, so refusals show on the dashboards.
     RequestRecord record;
-    record.model = engine_->GetModel(r.model()).ok() ? r.model() : "";
+    record.model = engine_->GetModel(model).ok() ? model : "";
     record.code = GrpcCodeName(grpc::StatusCode::RESOURCE_EXHAUSTED);
     metrics_->RecordRequest(record);
-    return Refused(context, kMethod, absl::ResourceExhaustedError(message));
+    return absl::ResourceExhaustedError(message);
   };
-  // Values the engine refuses anyway (max_tokens < 1) are left to its INVALID_ARGUMENT.
-  const int64_t max_tokens = r.has_max_tokens() ? r.max_tokens() : SamplingParams{}.max_tokens;
   if (lim.max_tokens > 0 && max_tokens > lim.max_tokens) {
     return refuse(absl::StrCat("max_tokens ", max_tokens, " is over limits.max_tokens (",
                                lim.max_tokens, ")"));
   }
   // Running and queued streams the engine holds: a request arriving in the same
-  // instant as another may pass both checks (at most one per gRPC thread over).
+  // instant as another may pass both checks (at most one per request thread over).
   if (lim.max_concurrent_streams > 0) {
     const int running = engine_->RunningRequests("");
     if (running >= lim.max_concurrent_streams) {
@@ -275,11 +292,11 @@ grpc::Status CallGuard::AdmitGenerate(grpc::CallbackServerContext* context,
   }
   if (lim.max_queue_per_model > 0) {
     // The engine runs max_batch_sequences_ per model and queues the rest.
-    const int held = engine_->RunningRequests(r.model());
+    const int held = engine_->RunningRequests(model);
     const int waiting = std::max(0, held - max_batch_sequences_);
     if (waiting >= lim.max_queue_per_model) {
       return refuse(absl::StrCat("limits.max_queue_per_model (", lim.max_queue_per_model,
-                                 ") reached: ", waiting, " requests wait for model '", r.model(),
+                                 ") reached: ", waiting, " requests wait for model '", model,
                                  "'; retry later"));
     }
   }
@@ -289,18 +306,18 @@ grpc::Status CallGuard::AdmitGenerate(grpc::CallbackServerContext* context,
     int64_t tokens = 0;
     bool known = true;
     auto count = [&](const std::string& text, bool add_special) {
-      absl::StatusOr<TokenizeResult> t = engine_->Tokenize(r.model(), text, add_special, true);
+      absl::StatusOr<TokenizeResult> t = engine_->Tokenize(model, text, add_special, true);
       if (!t.ok()) known = false;
       else tokens += static_cast<int64_t>(t->ids.size());
     };
-    if (!r.prompt().empty()) count(r.prompt(), true);
-    for (const v1::ChatMessage& m : r.messages()) count(m.content(), false);
+    if (!prompt.empty()) count(prompt, true);
+    for (const std::string& text : message_texts) count(text, false);
     if (known && tokens > lim.max_prompt_tokens) {
       return refuse(absl::StrCat("prompt has ", tokens, " tokens, over limits.max_prompt_tokens (",
                                  lim.max_prompt_tokens, ")"));
     }
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 grpc::Status CallGuard::AdmitPath(grpc::CallbackServerContext* context, absl::string_view method,

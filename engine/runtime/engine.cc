@@ -438,6 +438,23 @@ absl::StatusOr<TokenizeResult> Engine::Tokenize(const std::string& model, const 
   return out;
 }
 
+absl::StatusOr<std::vector<std::string>> Engine::TokenPieces(const std::string& model,
+                                                             const std::vector<int32_t>& ids) const {
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
+  const Tokenizer& tok = *ready.model->tokenizer;
+  const int32_t vocab = ready.model->model->config().vocab_size;
+  std::vector<std::string> pieces;
+  pieces.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary (",
+                                                     vocab, " tokens)"));
+    }
+    pieces.push_back(tok.TokenBytes(id, true));
+  }
+  return pieces;
+}
+
 absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateRequest request,
                                                                    GenerationCallbacks callbacks) {
   const double submit = MonotonicSeconds();

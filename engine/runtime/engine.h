@@ -293,6 +293,10 @@ class Engine {
 
   absl::StatusOr<TokenizeResult> Tokenize(const std::string& model, const std::string& text,
                                           bool add_special, bool parse_special) const;
+  // Each token's bytes (may be partial UTF-8; special tokens rendered), e.g. to name
+  // the tokens of logprobs. INVALID_ARGUMENT for an id outside the vocabulary.
+  absl::StatusOr<std::vector<std::string>> TokenPieces(const std::string& model,
+                                                       const std::vector<int32_t>& ids) const;
 
   // Validates (NOT_FOUND model, INVALID_ARGUMENT params/prompt too long/template) and
   // queues the request; then callbacks report progress. Cancel through the handle.

@@ -27,6 +27,7 @@ using ::testing::StartsWith;
 constexpr char kFull[] = R"(
 listen: 0.0.0.0:50051
 metrics_listen: 0.0.0.0:9090
+http: {listen: 0.0.0.0:8080}
 threads: 3
 drain_seconds: 12.5
 log: {level: debug, json: true}
@@ -57,6 +58,7 @@ TEST(ServerConfig, ReadsEveryKeyOfTheSchema) {
   ASSERT_THAT(problems, IsEmpty());
   EXPECT_EQ(c.listen, "0.0.0.0:50051");
   EXPECT_EQ(c.metrics_listen, "0.0.0.0:9090");
+  EXPECT_EQ(c.http_listen, "0.0.0.0:8080");
   EXPECT_EQ(c.threads, 3);
   EXPECT_DOUBLE_EQ(c.drain_seconds, 12.5);
   EXPECT_EQ(c.log_level, "debug");
@@ -96,6 +98,7 @@ TEST(ServerConfig, AnEmptyDocumentIsTheDefaults) {
   EXPECT_THAT(problems, IsEmpty());
   ServerConfig d;
   EXPECT_EQ(c.listen, d.listen);
+  EXPECT_EQ(c.http_listen, "");  // the HTTP API is off unless asked for
   EXPECT_EQ(c.limits.max_tokens, d.limits.max_tokens);
   EXPECT_TRUE(c.models.empty());
   EXPECT_FALSE(c.tls.enabled());
@@ -187,6 +190,7 @@ TEST(ServerConfig, EnvironmentOverridesTheFile) {
   ServerConfig c = Parse(kFull, &problems);
   ApplyEnvironment({{"INGOT_LISTEN", "127.0.0.1:1"},
                     {"INGOT_THREADS", "5"},
+                    {"INGOT_HTTP_LISTEN", "127.0.0.1:2"},
                     {"INGOT_LOG_LEVEL", "warn"},
                     {"INGOT_LOG_JSON", "false"},
                     {"INGOT_MODEL_ROOTS", "/a:/b::/c"},
@@ -199,6 +203,7 @@ TEST(ServerConfig, EnvironmentOverridesTheFile) {
   EXPECT_THAT(problems, IsEmpty());
   EXPECT_EQ(c.listen, "127.0.0.1:1");
   EXPECT_EQ(c.threads, 5);
+  EXPECT_EQ(c.http_listen, "127.0.0.1:2");
   EXPECT_EQ(c.log_level, "warn");
   EXPECT_FALSE(c.log_json);
   EXPECT_THAT(c.model_roots, ElementsAre("/a", "/b", "/c"));
