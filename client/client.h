@@ -77,13 +77,14 @@ struct LoadFlags {
   int64_t kv_cache_bytes = 0;
   std::string kv_cache_dtype;
   std::string revision;
+  std::string variant;
   int max_sequences = 0;
   bool no_prefix_cache = false;
 };
 int RunLoad(Connection& conn, const LoadFlags& flags);
 int RunUnload(Connection& conn, const std::string& name);
 int RunSave(Connection& conn, const std::string& name, const std::string& path, const std::string& format,
-            bool overwrite);
+            bool overwrite, const std::vector<std::string>& variants, bool evaluate);
 int RunInfo(Connection& conn, const std::string& name, bool json);
 struct TokenizeFlags {
   std::string model, text;

@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
                        "Checkpoint path on the server, or a Hugging Face repository id (org/name) in its cache")
       ->required();
   load_cmd->add_option("--revision", load.revision, "With a repository id: branch, tag or commit (default main)");
+  load_cmd->add_option("--variant", load.variant, "A unified repository's variant (its subdirectory: int8, int4, ...)");
   load_cmd->add_option("--format", load.format, "auto, gguf, hf, safetensors, torch or npz");
   load_cmd->add_option("-m,--quantize", load.method,
                        "Quantize while loading: bitsandbytes, hqq, quanto, torchao, mlx, gguf, ... "
@@ -132,6 +133,12 @@ int main(int argc, char** argv) {
                    "layouts, where every layer has an exact form there")
       ->check(CLI::IsMember({"gguf", "ingot", "bitsandbytes", "bnb", "mlx", "gptq", "hqq"}));
   save->add_flag("--overwrite", save_overwrite, "Replace an existing file or directory");
+  std::vector<std::string> save_variants;
+  bool save_evaluate = false;
+  save->add_option("--variant", save_variants,
+                   "NAME=PRESET (e.g. int8=TORCHAO_INT8, int4=TORCHAO_INT4): a unified repository with each "
+                   "variant quantized into PATH/NAME (repeat)");
+  save->add_flag("--evaluate", save_evaluate, "Each variant's model card reports perplexity and KL vs the model");
   std::string unload_name;
   CLI::App* unload = app.add_subcommand("unload", "Unload a model");
   unload->add_option("name", unload_name, "Model name")->required();
@@ -251,7 +258,7 @@ int main(int argc, char** argv) {
   if (*models) return RunModels(conn, models_json);
   if (*load_cmd) return RunLoad(conn, load);
   if (*unload) return RunUnload(conn, unload_name);
-  if (*save) return RunSave(conn, save_name, save_path, save_format, save_overwrite);
+  if (*save) return RunSave(conn, save_name, save_path, save_format, save_overwrite, save_variants, save_evaluate);
   if (*info) return RunInfo(conn, info_name, info_json);
   if (*generate) {
     gen.sampling = gen_sampling.Get();

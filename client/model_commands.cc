@@ -120,6 +120,7 @@ int RunLoad(Connection& conn, const LoadFlags& flags) {
   request.set_kv_cache_bytes(flags.kv_cache_bytes);
   request.set_kv_cache_dtype(flags.kv_cache_dtype);
   request.set_revision(flags.revision);
+  request.set_variant(flags.variant);
   request.set_max_sequences(flags.max_sequences);
   if (flags.no_prefix_cache) request.set_prefix_cache(false);
   if (!flags.method.empty()) {
@@ -179,7 +180,7 @@ int RunUnload(Connection& conn, const std::string& name) {
 }
 
 int RunSave(Connection& conn, const std::string& name, const std::string& path, const std::string& format,
-            bool overwrite) {
+            bool overwrite, const std::vector<std::string>& variants, bool evaluate) {
   auto stub = v1::ModelService::NewStub(conn.channel);
   auto context = conn.NewContext();
   v1::SaveModelRequest request;
@@ -187,11 +188,23 @@ int RunSave(Connection& conn, const std::string& name, const std::string& path, 
   request.set_path(path);
   request.set_format(format);
   request.set_overwrite(overwrite);
+  request.set_evaluate(evaluate);
+  for (const std::string& v : variants) {
+    const size_t eq = v.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) {
+      std::fprintf(stderr, "--variant: '%s' is not NAME=PRESET (e.g. int4=TORCHAO_INT4)\n", v.c_str());
+      return 2;
+    }
+    v1::SaveVariant* sv = request.add_variants();
+    sv->set_name(v.substr(0, eq));
+    sv->mutable_config()->set_method(v.substr(eq + 1));  // a preset name or a method
+  }
   v1::SaveModelResponse response;
   grpc::Status status = stub->SaveModel(context.get(), request, &response);
   if (!status.ok()) return ReportError(status);
   std::printf("saved %s to %s (%s, %lld bytes, %.2f s)\n", name.c_str(), response.path().c_str(),
               response.format().c_str(), static_cast<long long>(response.bytes()), response.seconds());
+  for (int i = 1; i < response.directories_size(); ++i) std::printf("  variant %s\n", response.directories(i).c_str());
   return 0;
 }
 

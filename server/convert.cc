@@ -59,6 +59,7 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
   out.name = name;
   out.source = request.source();
   out.revision = request.revision();
+  out.variant = request.variant();
   if (!request.format().empty()) out.format = request.format();
   if (!request.device().empty()) out.device = request.device();
   if (!request.backend().empty()) out.backend = request.backend();

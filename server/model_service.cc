@@ -225,17 +225,37 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
   // Writing runs on the callback thread: a GGUF of the loaded tensors is a memory copy
   // and one write, seconds even for large models.
   const auto start = std::chrono::steady_clock::now();
+  // Variants are quantized here too: seconds for the round-to-nearest methods on a small
+  // model, longer for GPTQ/AWQ (the call's deadline bounds it).
   const std::string format = request->format().empty() ? "gguf" : request->format();
-  absl::StatusOr<int64_t> bytes = engine_->SaveModel(request->name(), request->path(), format, request->overwrite());
-  if (bytes.ok()) {
+  SaveRequest save;
+  save.name = request->name();
+  save.path = request->path();
+  save.format = format;
+  save.overwrite = request->overwrite();
+  save.evaluate = request->evaluate();
+  if (request->evaluate_tokens() > 0) save.evaluate_tokens = request->evaluate_tokens();
+  for (int i = 0; i < request->variants_size(); ++i) {
+    const v1::SaveVariant& v = request->variants(i);
+    absl::StatusOr<quant::QuantizationConfig> config = FromProto(v.config());
+    if (!config.ok()) {
+      reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("variants[", i, "].", config.status().message()))));
+      return reactor;
+    }
+    save.variants.push_back({v.name(), *std::move(config), v.format()});
+  }
+  absl::StatusOr<SaveResult> saved = engine_->SaveModel(save);
+  if (saved.ok()) {
     response->set_path(request->path());
     response->set_format(format);
-    response->set_bytes(*bytes);
+    response->set_bytes(saved->bytes);
+    for (const std::string& d : saved->directories) response->add_directories(d);
     response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    spdlog::info("save name={} path={} format={} bytes={} peer={}", request->name(), request->path(), format,
-                 *bytes, context->peer());
+    spdlog::info("save name={} path={} format={} variants={} bytes={} peer={}", request->name(), request->path(),
+                 format, request->variants_size(), saved->bytes, context->peer());
   }
-  reactor->Finish(ToGrpcStatus(bytes.status()));
+  reactor->Finish(ToGrpcStatus(saved.status()));
   return reactor;
 }
 

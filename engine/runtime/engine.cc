@@ -194,6 +194,24 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
                                             const std::atomic<bool>* cancel) {
   // A repository id (or any source with a revision) is a snapshot in the Hugging Face
   // cache: resolved offline, then loaded as that directory (or GGUF file).
+  if (!request.variant.empty()) {
+    // A unified repository's variant is a subdirectory of it (SaveModel with variants).
+    const std::string& v = request.variant;
+    if (v.size() > 64 || v == "." || v == ".." ||
+        v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+            std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("variant: '", v, "' must be 1-64 characters of [A-Za-z0-9._-]"));
+    }
+    LoadRequest inner = request;
+    inner.variant.clear();
+    if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+      ASSIGN_OR_RETURN(inner.source, formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source,
+                                                             request.revision));
+      inner.revision.clear();
+    }
+    inner.source += "/" + v;
+    return LoadModel(inner, progress, cancel);
+  }
   if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
     ASSIGN_OR_RETURN(std::string snapshot,
                      formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source, request.revision));
@@ -364,45 +382,6 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
 
 absl::Status Engine::UnloadModel(const std::string& name) {
   return registry_->Unload(name);
-}
-
-absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::string& path,
-                                          const std::string& format, bool overwrite) {
-  if (path.empty()) return absl::InvalidArgumentError("path: required");
-  const bool gguf = format == "gguf" || format.empty();
-  const std::string layout = format == "bnb" ? "bitsandbytes" : format;
-  if (!gguf && layout != "ingot" && layout != "bitsandbytes" && layout != "mlx" && layout != "gptq" &&
-      layout != "hqq") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("format '", format, "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx, gptq, hqq)"));
-  }
-  std::error_code ec;
-  // Opening a FIFO for writing blocks until a reader comes; a device or socket is no
-  // place for a model either. status() looks without opening.
-  const std::filesystem::file_status st = std::filesystem::status(path, ec);
-  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) &&
-      !std::filesystem::is_directory(st)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("path ", path, ": is not a regular file or a directory; a model is not written there"));
-  }
-  if (!overwrite && std::filesystem::exists(path, ec)) {
-    return absl::AlreadyExistsError(absl::StrCat(path, " exists (set overwrite to replace it)"));
-  }
-  if (!gguf && std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is a file; a ", layout, " checkpoint is a directory"));
-  }
-  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(name));
-  return CatchExceptions("saving " + name, [&]() -> absl::StatusOr<int64_t> {
-    const VocabSpec& vocab = ready.model->tokenizer->spec();
-    if (gguf) {
-      RETURN_IF_ERROR(ready.model->model->ExportGguf(vocab, path));
-      return static_cast<int64_t>(std::filesystem::file_size(path));
-    }
-    ASSIGN_OR_RETURN(std::vector<std::string> files, ready.model->model->SaveCheckpoint(vocab, path, layout));
-    int64_t bytes = 0;
-    for (const std::string& f : files) bytes += static_cast<int64_t>(std::filesystem::file_size(f));
-    return bytes;
-  });
 }
 
 std::vector<ModelInfo> Engine::ListModels() const { return registry_->List(); }

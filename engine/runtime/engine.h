@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "engine/model/model_card.h"
 #include "engine/quant/config.h"
 #include "engine/quant/presets.h"
 #include "engine/tokenizer/chat_template.h"
@@ -88,6 +89,29 @@ struct ModelInfo {
   int32_t requests_waiting = 0, requests_running = 0;
 };
 
+// SaveModel of a unified repository: the model at the root, each variant quantized from
+// it (not published) into <path>/<name>/, every directory with a model card.
+struct SaveVariant {
+  std::string name;                 // the subdirectory: [A-Za-z0-9._-], 1-64 characters
+  quant::QuantizationConfig config;
+  std::string format;               // its layout; empty: the request's (ingot when that is gguf)
+};
+struct SaveRequest {
+  std::string name;    // a loaded model
+  std::string path;
+  std::string format;  // gguf (a file; no variants), ingot, bitsandbytes, mlx, gptq, hqq
+  bool overwrite = false;
+  std::vector<SaveVariant> variants;
+  // Each variant's card gets perplexity and KL against the model on the shipped held-out
+  // text (EvaluateModel's terms, at most `evaluate_tokens` tokens).
+  bool evaluate = false;
+  int32_t evaluate_tokens = 1024;
+};
+struct SaveResult {
+  int64_t bytes = 0;                      // every file written
+  std::vector<std::string> directories;   // the root, then each variant's (a GGUF: the file)
+};
+
 struct QuantizeRequest {
   std::string source;  // a loaded model
   std::string target;  // new model name; empty or == source: replace the source in place
@@ -137,6 +161,7 @@ struct LoadRequest {
   std::string name;            // registry key; must be unique
   std::string source;          // file or directory path, or a Hugging Face repository id ("org/name")
   std::string revision;        // with a repository id: branch, tag or commit (empty = main)
+  std::string variant;         // a unified repository's variant: loads <source>/<variant>
   std::string format = "auto"; // auto, gguf, hf, safetensors, torch, npz
   std::string device = "cpu";  // cpu, cuda:N (mps/mlx named, unavailable here)
   std::string backend = "auto";  // auto (native on cpu, torch on cuda), native, torch
@@ -287,6 +312,9 @@ class Engine {
   // written.
   absl::StatusOr<int64_t> SaveModel(const std::string& name, const std::string& path,
                                     const std::string& format, bool overwrite);
+  // The same with variants (a unified repository) and model cards; quantizing the
+  // variants takes as long as QuantizeModel would (call it off the request thread).
+  absl::StatusOr<SaveResult> SaveModel(const SaveRequest& request, const std::atomic<bool>* cancel = nullptr);
   std::vector<ModelInfo> ListModels() const;
   absl::StatusOr<ModelInfo> GetModel(const std::string& name) const;
   std::vector<DeviceInfo> Devices() const;
@@ -344,6 +372,14 @@ class Engine {
     QuantizeResult result;
     std::shared_ptr<LoadedModel> model;
   };
+  // EvaluateModel over models in hand (published or not); `reference` may be null.
+  absl::StatusOr<EvaluateResult> EvaluateLoaded(std::shared_ptr<const LoadedModel> model,
+                                                std::shared_ptr<const LoadedModel> reference,
+                                                const EvaluateRequest& request,
+                                                const std::atomic<bool>* cancel) const;
+  // One directory of a save: the layout's files plus its model card.
+  absl::StatusOr<int64_t> SaveDirectory(const LoadedModel& model, const std::string& path, const std::string& layout,
+                                        ModelCardInfo card) const;
   absl::StatusOr<Quantized> QuantizeLoaded(const QuantizeRequest& request,
                                            std::shared_ptr<const LoadedModel> source,
                                            const std::string& target, bool replaces_source,

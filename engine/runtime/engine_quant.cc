@@ -205,15 +205,23 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
 
 absl::StatusOr<EvaluateResult> Engine::EvaluateModel(const EvaluateRequest& request,
                                                      const std::atomic<bool>* cancel) const {
-  const double t0 = []() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  }();
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.model));
-  std::shared_ptr<const LoadedModel> model = ready.model;
   std::shared_ptr<const LoadedModel> reference;
   if (!request.reference_model.empty()) {
     ASSIGN_OR_RETURN(Registry::Ready ref, registry_->Find(request.reference_model));
     reference = ref.model;
+  }
+  return EvaluateLoaded(ready.model, reference, request, cancel);
+}
+
+absl::StatusOr<EvaluateResult> Engine::EvaluateLoaded(std::shared_ptr<const LoadedModel> model,
+                                                      std::shared_ptr<const LoadedModel> reference,
+                                                      const EvaluateRequest& request,
+                                                      const std::atomic<bool>* cancel) const {
+  const double t0 = []() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }();
+  if (reference) {
     if (reference->model->config().vocab_size != model->model->config().vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat(
           "reference model '", request.reference_model, "' has a vocabulary of ",

@@ -325,5 +325,87 @@ TEST_F(IngotdTest, SavesIngotLayoutThatLoadsBackIdentical) {
   Unload(stub.get(), "nf4");
 }
 
+// A unified repository as the SmolLM3 seed publishes one: the model at the root and
+// int8/ and int4/ quantized from it (torchao presets), each with a model card; a
+// variant loads by `variant` and generates what the same quantization in memory does.
+TEST_F(IngotdTest, SavesAUnifiedRepositoryWithModelCards) {
+  auto stub = models();
+  LoadResult r = Load(channel(), "tiny", FormatsDir() + "/hf-f32");
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  const std::string dir = ::testing::TempDir() + "/ingot_unified";
+  std::filesystem::remove_all(dir);
+  v1::SaveModelRequest save;
+  save.set_name("tiny");
+  save.set_path(dir);
+  save.set_format("ingot");
+  save.set_evaluate(true);
+  save.set_evaluate_tokens(256);
+  v1::SaveVariant* int8 = save.add_variants();
+  int8->set_name("int8");
+  int8->mutable_config()->set_preset(v1::QUANTIZATION_PRESET_TORCHAO_INT8);
+  v1::SaveVariant* int4 = save.add_variants();
+  int4->set_name("int4");
+  int4->mutable_config()->set_preset(v1::QUANTIZATION_PRESET_TORCHAO_INT4);
+  int4->mutable_config()->set_group_size(32);  // the tiny model's 64 inputs
+  v1::SaveModelResponse saved;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(300));
+    grpc::Status s = stub->SaveModel(&ctx, save, &saved);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_EQ(saved.directories_size(), 3);
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  const std::string root_card = read(dir + "/README.md");
+  EXPECT_THAT(root_card, HasSubstr("library_name: ingot"));
+  EXPECT_THAT(root_card, HasSubstr("`int8/`"));
+  EXPECT_THAT(root_card, HasSubstr("`int4/`"));
+  for (const char* v : {"int8", "int4"}) {
+    SCOPED_TRACE(v);
+    const std::string card = read(dir + "/" + v + "/README.md");
+    EXPECT_THAT(card, HasSubstr("torchao"));
+    EXPECT_THAT(card, HasSubstr("KL(base || this)"));
+    EXPECT_THAT(card, HasSubstr("ingot load NAME DIR"));
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + v + "/config.json"));
+  }
+  // The int4 variant by name, against the same quantization done in memory.
+  v1::LoadModelRequest load;
+  load.set_name("tiny-int4");
+  load.set_source(dir);
+  load.set_variant("int4");
+  r = Load(channel(), load);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  {
+    auto qstub = v1::QuantizationService::NewStub(channel());
+    v1::QuantizeModelRequest q;
+    q.set_source("tiny");
+    q.set_target("tiny-q4");
+    q.mutable_config()->set_method("TORCHAO_INT4");
+    q.mutable_config()->set_group_size(32);
+    grpc::ClientContext context;
+    context.set_deadline(In(300));
+    auto reader = qstub->QuantizeModel(&context, q);
+    v1::QuantizeModelResponse response;
+    while (reader->Read(&response)) {}
+    ASSERT_TRUE(reader->Finish().ok());
+  }
+  EXPECT_EQ(GreedyIds(channel(), "tiny-int4"), GreedyIds(channel(), "tiny-q4"));
+  load.set_variant("../etc");
+  load.set_name("bad");
+  EXPECT_EQ(Load(channel(), load).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  save.set_format("gguf");
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(stub->SaveModel(&ctx, save, &saved).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  for (const char* n : {"tiny", "tiny-int4", "tiny-q4"}) Unload(stub.get(), n);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ingot::testing
