@@ -233,6 +233,7 @@ const std::vector<uint64_t>& Automaton::Mask(int32_t state, const TokenTrie& tri
 }
 
 bool Automaton::Apply(int32_t state, const TokenTrie& trie, absl::Span<float> logits) {
+  if (state == kDead) return false;
   const std::vector<uint64_t>& bits = Mask(state, trie);
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   bool any = false;
