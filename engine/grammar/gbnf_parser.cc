@@ -366,8 +366,7 @@ class Parser {
     if (!nested && !AtEnd() && Peek() != '\n' && Peek() != '\r' && Peek() != '|') {
       return Error(absl::StrCat("unexpected '", std::string(1, Peek()), "'"));
     }
-    if (nested && AtEnd()) return Error("unclosed '(' at end of grammar");
-    if (nested && Peek() != ')' && Peek() != '|') {
+    if (nested && !AtEnd() && Peek() != ')' && Peek() != '|') {
       return Error(absl::StrCat("unexpected '", std::string(1, Peek()), "'"));
     }
     return absl::OkStatus();

@@ -97,7 +97,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadGrammar{"root ::= \"abc\n", "grammar 1:10: unterminated string literal"},
         BadGrammar{"root ::= [a-z\n", "unterminated character class"},
-        BadGrammar{"root ::= ( \"a\" \n", "unclosed '('"},
+        BadGrammar{"root ::= ( \"a\" \n", "grammar 1:10: unclosed '('"},
         BadGrammar{"root ::= \"a\"\nfoo = \"b\"\n", "grammar 2:5: expected '::='"},
         BadGrammar{"root ::= item\n", "rule 'item' is used but never defined"},
         BadGrammar{"expr ::= \"a\"\n", "no 'root' rule"},
