@@ -7,6 +7,8 @@
 // unsatisfiable schemas and bad grammars are refused before any token, a grammar the
 // vocabulary cannot continue ends with FINISH_REASON_GRAMMAR_DEAD_END, json_object
 // gives JSON objects, and the CLI's --json-schema / --grammar reach the server.
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -192,6 +194,31 @@ TEST_F(IngotdTest, ConstrainedDeadEndEndsWithItsReason) {
   ASSERT_TRUE(g.status.ok()) << g.status.error_message();
   EXPECT_EQ(g.last.finish_reason(), v1::FINISH_REASON_GRAMMAR_DEAD_END);
   EXPECT_EQ(g.text, "a");
+}
+
+TEST_F(IngotdTest, ConstrainedMaskComesBeforeTopKTopPAndPenalties) {
+  // top_k 1 / top_p 0.05 keep the best *allowed* token: were they applied before the
+  // mask, the prose's likely next token (not a digit) would be all that is left.
+  v1::GenerateRequest r;
+  r.set_model("default");
+  r.set_prompt("Once upon a time, there was");
+  r.set_max_tokens(12);
+  r.set_temperature(1.0f);
+  r.set_top_k(1);
+  r.set_top_p(0.05f);
+  r.set_repetition_penalty(1.5f);
+  r.set_presence_penalty(2.0f);
+  r.set_seed(9);
+  r.set_n(3);
+  r.set_grammar("root ::= [0-9]{3} \".\"\n");
+  Completions got = RunN(channel(), r);
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  for (size_t i = 0; i < got.texts.size(); ++i) {
+    EXPECT_EQ(got.finish[i], v1::FINISH_REASON_EOS) << got.texts[i];
+    EXPECT_EQ(got.texts[i].size(), 4u) << got.texts[i];
+    EXPECT_TRUE(std::all_of(got.texts[i].begin(), got.texts[i].begin() + 3, ::isdigit)) << got.texts[i];
+    EXPECT_EQ(got.texts[i], got.texts[0]) << "top_k 1: every completion takes the best allowed token";
+  }
 }
 
 TEST_F(IngotdTest, ConstrainedJsonObjectGivesObjects) {
