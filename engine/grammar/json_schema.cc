@@ -73,7 +73,7 @@ class Converter {
   }
 
   absl::StatusOr<std::optional<int64_t>> Bound(const Json& s, const char* inclusive, const char* exclusive,
-                                               bool lower, bool integral, const std::string& where) {
+                                               bool lower, const std::string& where) {
     std::optional<int64_t> out;
     for (const char* key : {inclusive, exclusive}) {
       if (!s.contains(key)) continue;
@@ -94,13 +94,12 @@ class Converter {
       }
       if (!out || (lower ? b > *out : b < *out)) out = b;
     }
-    (void)integral;
     return out;
   }
 
   absl::StatusOr<std::string> Numeric(const Json& s, bool integer, const std::string& where) {
-    ASSIGN_OR_RETURN(auto lo, Bound(s, "minimum", "exclusiveMinimum", true, integer, where));
-    ASSIGN_OR_RETURN(auto hi, Bound(s, "maximum", "exclusiveMaximum", false, integer, where));
+    ASSIGN_OR_RETURN(auto lo, Bound(s, "minimum", "exclusiveMinimum", true, where));
+    ASSIGN_OR_RETURN(auto hi, Bound(s, "maximum", "exclusiveMaximum", false, where));
     if (!lo && !hi) return integer ? std::string("\"-\"? (\"0\" | [1-9] [0-9]{0,15})") : std::string("json-number");
     const std::string body = integer ? IntegerRangeGbnf(lo, hi) : NumberRangeGbnf(lo, hi);
     if (body.empty()) {

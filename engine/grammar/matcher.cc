@@ -181,6 +181,13 @@ int32_t Automaton::Compute(int32_t state, uint8_t byte) {
 
 int32_t Automaton::Next(int32_t state, uint8_t byte) {
   if (!states_[state].next) {
+    // Bounded memory: 1 KiB per state's table; past the cap every table is dropped
+    // and refilled on demand (states keep their ids, so masks stay valid).
+    if (transition_tables_ >= kMaxTransitionTables) {
+      for (State& st : states_) st.next.reset();
+      transition_tables_ = 0;
+    }
+    ++transition_tables_;
     states_[state].next = std::make_unique<std::array<int32_t, 256>>();
     states_[state].next->fill(-2);
   }

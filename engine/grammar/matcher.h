@@ -115,6 +115,8 @@ class Automaton {
   absl::flat_hash_map<std::string, int32_t> ids_;  // serialized state -> id
   int32_t start_ = kDead;
   absl::flat_hash_map<int32_t, std::vector<uint64_t>> masks_;
+  static constexpr size_t kMaxTransitionTables = 16384;  // 16 MiB of memoized transitions
+  size_t transition_tables_ = 0;
   std::vector<int32_t> walk_;  // Mask's state per trie depth
 };
 
