@@ -13,8 +13,12 @@
 namespace ingot::grammar {
 namespace {
 
-// Most helper rules one repetition may make ({m,n} makes n - m of them).
+// Most helper rules one repetition may make ({m,n} makes n - m of them), and rules
+// in all (nested repetitions multiply).
 constexpr int kMaxRepetitionRules = 4096;
+constexpr size_t kMaxRules = 65536;
+// Deepest nesting of groups (the parser recurses once per level).
+constexpr int kMaxDepth = 256;
 
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
@@ -245,6 +249,10 @@ class Parser {
       g_->rules[sub].alternatives = {std::move(item)};
       item = {Ref(sub)};
     }
+    if (g_->rules.size() + static_cast<size_t>(std::max(max, 1) - min) > kMaxRules ||
+        seq->size() + static_cast<size_t>(min) > kMaxRules) {
+      return Error(at, absl::StrCat("grammar grows past ", kMaxRules, " rules or elements (nested repetitions?)"));
+    }
     for (int i = 0; i < min; ++i) seq->push_back(item[0]);
     if (max < 0) {
       // tail ::= item tail |
@@ -319,12 +327,14 @@ class Parser {
         seq->push_back(Ref(RuleId(name, at)));
         have_last = true;
       } else if (c == '(') {
+        if (++depth_ > kMaxDepth) return Error(at, absl::StrCat("groups nested deeper than ", kMaxDepth));
         ++pos_;
         SkipSpace(true);
         const int32_t sub = NewHelperRule(rule);
         RETURN_IF_ERROR(ParseAlternatives(sub, /*nested=*/true));
         if (Peek() != ')') return Error(at, "unclosed '(' (missing ')')");
         ++pos_;
+        --depth_;
         last_start = seq->size();
         seq->push_back(Ref(sub));
         have_last = true;
@@ -379,6 +389,7 @@ class Parser {
   std::vector<bool> defined_;
   std::vector<size_t> first_use_;
   int helper_count_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

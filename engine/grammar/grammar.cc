@@ -122,7 +122,22 @@ absl::Status FinishGrammar(Grammar& g) {
                               }),
                alts.end());
   }
-  // Left recursion: a rule that can reach itself before reading a character would
+  // Identical alternatives of a rule (e.g. "a" | "a", or several empty ones) are one.
+  for (Rule& rule : g.rules) {
+    std::vector<std::vector<Element>> unique;
+    for (auto& alt : rule.alternatives) {
+      const bool dup = std::any_of(unique.begin(), unique.end(), [&](const std::vector<Element>& u) {
+        return u.size() == alt.size() && std::equal(u.begin(), u.end(), alt.begin(), [](const Element& a, const Element& b) {
+                 return a.kind == b.kind && a.negated == b.negated && a.rule == b.rule && a.ranges.size() == b.ranges.size() &&
+                        std::equal(a.ranges.begin(), a.ranges.end(), b.ranges.begin(),
+                                   [](CharRange x, CharRange y) { return x.lo == y.lo && x.hi == y.hi; });
+               });
+      });
+      if (!dup) unique.push_back(std::move(alt));
+    }
+    rule.alternatives = std::move(unique);
+  }
+    // Left recursion: a rule that can reach itself before reading a character would
   // expand forever.
   const std::vector<bool> nullable = RulesWhereSomeAlternative(g, [](const Element&) { return false; });
   std::vector<std::vector<int32_t>> leads(g.rules.size());
@@ -176,9 +191,12 @@ absl::Status FinishGrammar(Grammar& g) {
 std::string ToGbnf(const Grammar& g) {
   std::string out;
   for (const Rule& rule : g.rules) {
+    if (rule.alternatives.empty()) continue;  // pruned: never finishes, nothing refers to it
     absl::StrAppend(&out, rule.name, " ::=");
     for (size_t a = 0; a < rule.alternatives.size(); ++a) {
       if (a > 0) out += " |";
+      // An empty alternative is written "" (a bare trailing | would take the next line).
+      if (rule.alternatives[a].empty()) out += " \"\"";
       for (const Element& e : rule.alternatives[a]) {
         out += ' ';
         if (e.kind == Element::Kind::kRule) {

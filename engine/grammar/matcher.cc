@@ -56,17 +56,19 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, std::vector<in
 
 Automaton::Automaton(std::shared_ptr<const Grammar> grammar) : grammar_(std::move(grammar)) {
   State s;
+  absl::flat_hash_set<Stack> seen;
   for (uint32_t start : grammar_->alt_starts[grammar_->root]) {
     Stack st;
     if (grammar_->program[start].kind != Element::Kind::kEnd) st.push_back(start);
-    Expand(st, &s.stacks);
+    Expand(st, &seen, &s.stacks);
   }
   std::sort(s.stacks.begin(), s.stacks.end());
   s.stacks.erase(std::unique(s.stacks.begin(), s.stacks.end()), s.stacks.end());
   start_ = Intern(std::move(s));
 }
 
-void Automaton::Expand(Stack& stack, std::vector<Stack>* out) const {
+void Automaton::Expand(Stack& stack, absl::flat_hash_set<Stack>* seen, std::vector<Stack>* out) const {
+  if (!seen->insert(stack).second) return;
   if (stack.empty() || grammar_->program[stack.back()].kind == Element::Kind::kChars) {
     out->push_back(stack);
     return;
@@ -81,18 +83,19 @@ void Automaton::Expand(Stack& stack, std::vector<Stack>* out) const {
     stack.resize(base);
     if (grammar_->program[start].kind != Element::Kind::kEnd) stack.push_back(start);
     Stack copy = stack;
-    Expand(copy, out);
+    Expand(copy, seen, out);
   }
 }
 
 std::vector<Automaton::Stack> Automaton::AdvanceChar(const std::vector<Stack>& stacks, uint32_t cp) const {
   std::vector<Stack> out;
+  absl::flat_hash_set<Stack> seen;
   for (const Stack& st : stacks) {
     if (st.empty() || !grammar_->program[st.back()].Matches(cp)) continue;
     Stack next(st.begin(), st.end() - 1);
     const uint32_t after = st.back() + 1;
     if (grammar_->program[after].kind != Element::Kind::kEnd) next.push_back(after);
-    Expand(next, &out);
+    Expand(next, &seen, &out);
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());

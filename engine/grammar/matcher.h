@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
 #include "engine/grammar/gbnf.h"
 
@@ -104,7 +105,10 @@ class Automaton {
     std::unique_ptr<std::array<int32_t, 256>> next;  // memoized transitions (-2: not yet)
   };
   // Pushes `stack` with its top expanded until it is a character set (or empty).
-  void Expand(Stack& stack, std::vector<Stack>* out) const;
+  // `seen` holds every stack expanded in this step: a stack reached again (several
+  // empty alternatives, nullable rules) is not expanded twice, which keeps a step
+  // polynomial where naive expansion is exponential.
+  void Expand(Stack& stack, absl::flat_hash_set<Stack>* seen, std::vector<Stack>* out) const;
   std::vector<Stack> AdvanceChar(const std::vector<Stack>& stacks, uint32_t cp) const;
   bool Alive(const State& s) const;
   int32_t Intern(State s);

@@ -1,3 +1,5 @@
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "engine/grammar/gbnf.h"
@@ -78,6 +80,43 @@ TEST(GbnfTest, PrintsBackToGbnfThatParsesTheSame) {
   for (const char* t : {"a\n", "ab]d\n", "\n", "e\n"}) EXPECT_EQ(Accepts(g, t), Accepts(again, t)) << t;
 }
 
+TEST(GbnfTest, LlamaCppJsonGrammarAsIs) {
+  // llama.cpp's json.gbnf shape (multi-line groups, an empty alternative first, \x
+  // escapes in a negated class), kept in tests/data/grammar (also a fuzzer seed).
+  std::ifstream f(std::string(INGOT_SOURCE_DIR) + "/tests/data/grammar/json.gbnf");
+  std::stringstream text;
+  text << f.rdbuf();
+  auto g = MustParse(text.str());
+  EXPECT_TRUE(Accepts(g, "{\"a\": [1, -2.5e3, {\"b\": null}],\n  \"c\": \"d\\u00e9\"}"));
+  EXPECT_FALSE(Accepts(g, "{\"a\": [1,]}"));
+}
+
+TEST(GbnfTest, ManyEmptyAlternativesStayCheap) {
+  // Found by the fuzzer: a repeated group with a hundred empty alternatives expanded
+  // 100^4 stacks before they were deduplicated.
+  std::string alts;
+  for (int i = 0; i < 100; ++i) alts += " |";
+  auto g = MustParse("root ::= \"x\" (\",\"" + alts + " \"y\"){0,4}\n");
+  EXPECT_TRUE(Accepts(g, "x,y,"));
+  EXPECT_FALSE(Accepts(g, "x,y,y,y,y"));
+}
+
+TEST(GbnfTest, PrintedGrammarOmitsPrunedRulesAndSpellsEmptyAlternatives) {
+  auto g = MustParse("root ::= [0-9]{2} (\"0\" [])* (\"a\" |)\n");
+  auto again = MustParse(ToGbnf(*g));
+  for (const char* t : {"12", "12a", "120", ""}) EXPECT_EQ(Accepts(g, t), Accepts(again, t)) << t;
+}
+
+// 17 optional repetitions of up to 4,000: 68,000 helper rules.
+const char* ManyRepetitions() {
+  static const std::string text = [] {
+    std::string t = "root ::=";
+    for (int i = 0; i < 17; ++i) t += " \"a\"{0,4000}";
+    return t + "\n";
+  }();
+  return text.c_str();
+}
+
 struct BadGrammar {
   const char* text;
   const char* message;
@@ -112,7 +151,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadGrammar{"root ::= x\nx ::= \"a\" x\n", "can never finish"},
         BadGrammar{"root ::= []\n", "can never finish"},
         BadGrammar{"root ::= <[1000]>\n", "token references"},
-        BadGrammar{"root ::= \"a\" next ::= \"b\"\n", "missing newline before the next rule"}));
+        BadGrammar{"root ::= \"a\" next ::= \"b\"\n", "missing newline before the next rule"},
+        BadGrammar{ManyRepetitions(), "grows past 65536 rules"}));
 
 }  // namespace
 }  // namespace ingot::grammar
