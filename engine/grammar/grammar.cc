@@ -63,22 +63,40 @@ namespace {
 
 // Fixed point of "some alternative has every element satisfying `ok`", where a rule
 // reference is ok when its rule is marked; `chars_ok` says whether a character set is.
+// A worklist (each reference counted down once), so a long chain of rules costs
+// linear time.
 std::vector<bool> RulesWhereSomeAlternative(const Grammar& g, bool (*chars_ok)(const Element&)) {
   std::vector<bool> mark(g.rules.size(), false);
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (size_t r = 0; r < g.rules.size(); ++r) {
-      if (mark[r]) continue;
-      for (const auto& alt : g.rules[r].alternatives) {
-        const bool all = std::all_of(alt.begin(), alt.end(), [&](const Element& e) {
-          return e.kind == Element::Kind::kRule ? static_cast<bool>(mark[e.rule]) : chars_ok(e);
-        });
-        if (all) {
-          mark[r] = true;
-          changed = true;
-          break;
-        }
+  struct Alt {
+    int32_t rule;
+    int32_t pending;  // references to rules not marked yet
+  };
+  std::vector<Alt> alts;
+  std::vector<std::vector<int32_t>> users(g.rules.size());  // rule -> alts referring to it
+  std::vector<int32_t> ready;                               // rules to mark
+  for (size_t r = 0; r < g.rules.size(); ++r) {
+    for (const auto& alt : g.rules[r].alternatives) {
+      const bool chars = std::all_of(alt.begin(), alt.end(), [&](const Element& e) {
+        return e.kind == Element::Kind::kRule || chars_ok(e);
+      });
+      if (!chars) continue;  // never satisfied
+      const int32_t id = static_cast<int32_t>(alts.size());
+      alts.push_back({static_cast<int32_t>(r), 0});
+      for (const Element& e : alt) {
+        if (e.kind != Element::Kind::kRule) continue;
+        ++alts[id].pending;
+        users[e.rule].push_back(id);
       }
+      if (alts[id].pending == 0) ready.push_back(static_cast<int32_t>(r));
+    }
+  }
+  while (!ready.empty()) {
+    const int32_t r = ready.back();
+    ready.pop_back();
+    if (mark[r]) continue;
+    mark[r] = true;
+    for (int32_t id : users[r]) {
+      if (--alts[id].pending == 0) ready.push_back(alts[id].rule);
     }
   }
   return mark;

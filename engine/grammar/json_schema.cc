@@ -239,6 +239,14 @@ class Converter {
   }
 
   absl::StatusOr<std::string> Visit(const Json& s, const std::string& where, const std::string& hint) {
+    if (depth_ >= kMaxDepth) return Unsupported(where, absl::StrCat("nesting deeper than ", kMaxDepth));
+    ++depth_;
+    auto out = VisitOne(s, where, hint);
+    --depth_;
+    return out;
+  }
+
+  absl::StatusOr<std::string> VisitOne(const Json& s, const std::string& where, const std::string& hint) {
     if (s.is_boolean()) {
       if (!s.get<bool>()) return Unsatisfiable(where, "the schema false");
       return std::string("json-value");
@@ -313,7 +321,9 @@ class Converter {
     return AddRule(absl::StrCat(hint, "-types"), absl::StrJoin(alts, " | "));
   }
 
+  static constexpr int kMaxDepth = 64;
   const Json& root_;
+  int depth_ = 0;
   std::map<std::string, std::string> rules_;
   std::map<std::string, std::string> refs_;
 };

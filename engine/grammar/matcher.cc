@@ -68,22 +68,28 @@ Automaton::Automaton(std::shared_ptr<const Grammar> grammar) : grammar_(std::mov
 }
 
 void Automaton::Expand(Stack& stack, absl::flat_hash_set<Stack>* seen, std::vector<Stack>* out) const {
-  if (!seen->insert(stack).second) return;
-  if (stack.empty() || grammar_->program[stack.back()].kind == Element::Kind::kChars) {
-    out->push_back(stack);
-    return;
-  }
-  // A rule reference: replace it by what follows it, then each alternative's start.
-  const uint32_t pos = stack.back();
-  const Element& ref = grammar_->program[pos];
-  stack.pop_back();
-  if (grammar_->program[pos + 1].kind != Element::Kind::kEnd) stack.push_back(pos + 1);
-  const size_t base = stack.size();
-  for (uint32_t start : grammar_->alt_starts[ref.rule]) {
-    stack.resize(base);
-    if (grammar_->program[start].kind != Element::Kind::kEnd) stack.push_back(start);
-    Stack copy = stack;
-    Expand(copy, seen, out);
+  // Iterative: a chain of rules that each start with the next is as long as the
+  // grammar has rules, too deep for recursion on the scheduler's stack.
+  std::vector<Stack> work;
+  work.push_back(std::move(stack));
+  while (!work.empty()) {
+    Stack st = std::move(work.back());
+    work.pop_back();
+    if (!seen->insert(st).second) continue;
+    if (st.empty() || grammar_->program[st.back()].kind == Element::Kind::kChars) {
+      out->push_back(std::move(st));
+      continue;
+    }
+    // A rule reference: replace it by what follows it, then each alternative's start.
+    const uint32_t pos = st.back();
+    const int32_t rule = grammar_->program[pos].rule;
+    st.pop_back();
+    if (grammar_->program[pos + 1].kind != Element::Kind::kEnd) st.push_back(pos + 1);
+    for (uint32_t start : grammar_->alt_starts[rule]) {
+      Stack next = st;
+      if (grammar_->program[start].kind != Element::Kind::kEnd) next.push_back(start);
+      work.push_back(std::move(next));
+    }
   }
 }
 

@@ -117,6 +117,25 @@ const char* ManyRepetitions() {
   return text.c_str();
 }
 
+TEST(GbnfTest, LongChainsOfRulesExpandWithoutRecursion) {
+  // r0 ::= r1, r1 ::= r2, ... : expanding r0 walks the whole chain before a character.
+  std::string text = "root ::= r0\n";
+  constexpr int kRules = 50000;
+  for (int i = 0; i < kRules; ++i) text += "r" + std::to_string(i) + " ::= r" + std::to_string(i + 1) + " | \"x\"\n";
+  text += "r" + std::to_string(kRules) + " ::= \"y\"\n";
+  auto g = MustParse(text);
+  EXPECT_TRUE(Accepts(g, "y"));
+  EXPECT_TRUE(Accepts(g, "x"));
+  EXPECT_FALSE(Accepts(g, "z"));
+  // The same chain with no way out before its end, numbered against the order the
+  // checks visit rules (each check is a worklist, not a pass per rule).
+  std::string chain = "root ::= r0\n";
+  for (int i = 0; i < kRules; ++i) chain += "r" + std::to_string(i) + " ::= \"-\" r" + std::to_string(i + 1) + "\n";
+  chain += "r" + std::to_string(kRules) + " ::= \"y\"\n";
+  auto c = MustParse(chain);
+  EXPECT_TRUE(IsPrefix(c, "---"));
+}
+
 struct BadGrammar {
   const char* text;
   const char* message;
