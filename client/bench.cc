@@ -88,6 +88,10 @@ grpc::Status RunOnce(Connection& conn, const v1::GenerateRequest& request, Sampl
   return grpc::Status::OK;
 }
 
+const char* ConstraintName(const SamplingFlags& f) {
+  return f.has_grammar ? ", grammar" : f.has_json_schema ? ", json_schema" : f.json_object ? ", json_object" : "";
+}
+
 }  // namespace
 
 int RunBench(Connection& conn, const BenchFlags& flags) {
@@ -99,6 +103,7 @@ int RunBench(Connection& conn, const BenchFlags& flags) {
   request.set_prompt(prompt);
   request.set_max_tokens(flags.gen_tokens);
   request.set_temperature(0);
+  flags.constraint.ApplyTo(&request);  // --grammar / --json-schema / --json-object
 
   std::vector<Sample> samples;
   for (int i = 0; i < flags.warmup + flags.runs; ++i) {
@@ -126,6 +131,7 @@ int RunBench(Connection& conn, const BenchFlags& flags) {
         {"runs", flags.runs},
         {"prompt_tokens", first.prompt_tokens},
         {"generated_tokens", first.completion_tokens},
+        {"constraint", ConstraintName(flags.constraint)},
         {"median_prefill_tokens_per_second", median(&Sample::prefill_tps)},
         {"median_decode_tokens_per_second", median(&Sample::decode_tps)},
         {"median_time_to_first_token_seconds", median(&Sample::ttft_s)},
@@ -145,9 +151,9 @@ int RunBench(Connection& conn, const BenchFlags& flags) {
     return 0;
   }
   std::cout << absl::StrFormat(
-      "model %s: prompt %d tokens, generate %d tokens, greedy, median of %d runs\n"
+      "model %s: prompt %d tokens, generate %d tokens, greedy%s, median of %d runs\n"
       "  prefill  %8.1f tokens/s\n  decode   %8.1f tokens/s\n  ttft     %8.1f ms\n",
-      flags.model, first.prompt_tokens, first.completion_tokens, flags.runs,
+      flags.model, first.prompt_tokens, first.completion_tokens, ConstraintName(flags.constraint), flags.runs,
       median(&Sample::prefill_tps), median(&Sample::decode_tps),
       median(&Sample::ttft_s) * 1e3);
   return 0;

@@ -51,6 +51,9 @@ struct SamplingFlags {
   std::vector<int32_t> stop_token_ids;
   int logprobs = -1;  // -1: off; N >= 0: the chosen token's and the top N alternatives'
   int completions = 1;  // SamplingParams.n
+  // Output constraint (at most one): GBNF text, JSON Schema text, any JSON object.
+  std::string grammar, json_schema;
+  bool has_grammar = false, has_json_schema = false, json_object = false;
   void ApplyTo(v1::GenerateRequest* request) const;
 };
 
@@ -107,6 +110,7 @@ struct BenchFlags {
   int runs = 5;
   int warmup = 1;
   bool json = false;
+  SamplingFlags constraint;  // only the output constraint is used (runs are greedy)
 };
 int RunBench(Connection& conn, const BenchFlags& flags);
 

@@ -62,6 +62,9 @@ void SamplingFlags::ApplyTo(v1::GenerateRequest* request) const {
   for (const auto& [id, bias] : logit_bias) (*request->mutable_logit_bias())[id] = bias;
   for (int32_t id : stop_token_ids) request->add_stop_token_ids(id);
   if (completions > 1) request->set_n(completions);
+  if (has_grammar) request->set_grammar(grammar);
+  if (has_json_schema) request->set_json_schema(json_schema);
+  if (json_object) request->set_json_object(true);
   if (logprobs >= 0) {
     request->set_logprobs(true);
     request->set_top_logprobs(logprobs);

@@ -17,6 +17,7 @@ const char* FinishName(v1::FinishReason r) {
     case v1::FINISH_REASON_STOP: return "stop";
     case v1::FINISH_REASON_EOS: return "eos";
     case v1::FINISH_REASON_CANCELLED: return "cancelled";
+    case v1::FINISH_REASON_GRAMMAR_DEAD_END: return "grammar_dead_end";
     default: return "none";
   }
 }

@@ -1,5 +1,6 @@
 // ingot: command-line client for ingotd. `ingot --help` lists the subcommands;
 // --server (or $INGOT_SERVER) picks the server for all of them.
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
@@ -7,6 +8,31 @@
 #include "client/client.h"
 
 namespace {
+
+// --grammar FILE / --json-schema FILE / --json-object (at most one): output forced to
+// match a GBNF grammar, a JSON Schema, or any JSON object.
+void AddConstraint(CLI::App* cmd, std::string* grammar, std::string* schema, bool* object) {
+  auto* g = cmd->add_option("--grammar", *grammar, "GBNF grammar file (llama.cpp syntax, rule root): output matches it")
+                ->check(CLI::ExistingFile);
+  auto* j = cmd->add_option("--json-schema", *schema, "JSON Schema file: output is JSON that validates against it")
+                ->check(CLI::ExistingFile);
+  auto* o = cmd->add_flag("--json-object", *object, "Output is a JSON object");
+  g->excludes(j)->excludes(o);
+  j->excludes(o);
+}
+
+void ReadConstraint(const std::string& grammar, const std::string& schema, bool object,
+                    ingot::client::SamplingFlags* f) {
+  if (!grammar.empty() && !ingot::client::ReadFile(grammar, &f->grammar)) {
+    std::fprintf(stderr, "warning: cannot read --grammar %s\n", grammar.c_str());
+  }
+  if (!schema.empty() && !ingot::client::ReadFile(schema, &f->json_schema)) {
+    std::fprintf(stderr, "warning: cannot read --json-schema %s\n", schema.c_str());
+  }
+  f->has_grammar = !grammar.empty();
+  f->has_json_schema = !schema.empty();
+  f->json_object = object;
+}
 
 // Sampling flags are parsed into plain values; only flags the user gave are copied
 // into the request, so the server's defaults apply to the rest.
@@ -22,6 +48,8 @@ struct SamplingOptions {
   std::vector<int32_t> stop_token_ids;
   int logprobs = -1;
   int completions = 1;
+  std::string grammar_file, json_schema_file;
+  bool json_object = false;
   CLI::Option *o_max, *o_temp, *o_topk, *o_topp, *o_minp, *o_rep, *o_seed, *o_pres, *o_freq;
 
   void Add(CLI::App* cmd) {
@@ -45,6 +73,7 @@ struct SamplingOptions {
                     "Log-probability of each token and of the N most likely at each step (0-20)");
     cmd->add_option("--completions", completions,
                     "Completions of the prompt (OpenAI's n, 1-16), sharing the prompt's KV blocks");
+    AddConstraint(cmd, &grammar_file, &json_schema_file, &json_object);
   }
   ingot::client::SamplingFlags Get() const {
     ingot::client::SamplingFlags f;
@@ -67,6 +96,7 @@ struct SamplingOptions {
     f.logprobs = logprobs;
     f.completions = completions;
     f.stop = stop;
+    ReadConstraint(grammar_file, json_schema_file, json_object, &f);
     return f;
   }
 };
@@ -191,6 +221,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--warmup", bench.warmup, "Unmeasured runs first")
       ->capture_default_str()->check(CLI::Range(0, 1000));
   bench_cmd->add_flag("--json", bench.json, "Print JSON");
+  std::string bench_grammar, bench_schema;
+  bool bench_object = false;
+  AddConstraint(bench_cmd, &bench_grammar, &bench_schema, &bench_object);
 
   QuantizeFlags quant;
   CLI::App* quant_cmd = app.add_subcommand("quantize", "Quantize a loaded model (progress bar on stderr)");
@@ -269,7 +302,10 @@ int main(int argc, char** argv) {
     return RunChat(conn, chat);
   }
   if (*tokenize) return RunTokenize(conn, tok);
-  if (*bench_cmd) return RunBench(conn, bench);
+  if (*bench_cmd) {
+    ReadConstraint(bench_grammar, bench_schema, bench_object, &bench.constraint);
+    return RunBench(conn, bench);
+  }
   if (*quant_cmd) return RunQuantize(conn, quant);
   if (*eval_cmd) return RunEval(conn, eval);
   if (*rec_cmd) return RunRecommend(conn, rec_model, rec_budget, rec_purpose, rec_device, rec_json);

@@ -149,6 +149,19 @@ absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request) {
       return absl::InvalidArgumentError(absl::StrCat("stop[", i, "]: must not be empty"));
     }
   }
+  switch (request.constraint_case()) {
+    case v1::GenerateRequest::kGrammar:
+      s.constraint = {OutputConstraint::Kind::kGrammar, request.grammar()};
+      break;
+    case v1::GenerateRequest::kJsonSchema:
+      s.constraint = {OutputConstraint::Kind::kJsonSchema, request.json_schema()};
+      break;
+    case v1::GenerateRequest::kJsonObject:
+      if (request.json_object()) s.constraint = {OutputConstraint::Kind::kJsonObject, ""};
+      break;
+    case v1::GenerateRequest::CONSTRAINT_NOT_SET:
+      break;
+  }
   if (absl::Status st = ValidateSamplingParams(s); !st.ok()) return st;
   out.request_id = request.request_id();
   return out;
@@ -170,6 +183,7 @@ v1::FinishReason ToProto(FinishReason reason) {
     case FinishReason::kStop: return v1::FINISH_REASON_STOP;
     case FinishReason::kEos: return v1::FINISH_REASON_EOS;
     case FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case FinishReason::kGrammarDeadEnd: return v1::FINISH_REASON_GRAMMAR_DEAD_END;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/runtime/engine.h"
 #include "server/http_openai.h"
@@ -303,9 +304,11 @@ void HandleGenerate(HttpServer* server, bool chat, const httplib::Request& req, 
       server->engine()->Generate(g, std::move(callbacks));
   if (!handle.ok()) {
     absl::Status status = handle.status();
-    // Until the constrained sampler lands the engine refuses any constraint.
-    if (status.code() == absl::StatusCode::kUnimplemented &&
-        g.sampling.constraint.kind != OutputConstraint::Kind::kNone) {
+    // What the engine's constraint compiler refuses (engine/runtime/constraint.cc says
+    // "grammar: ..." or "JSON Schema ...") is the response_format's fault.
+    if (status.code() == absl::StatusCode::kInvalidArgument &&
+        g.sampling.constraint.kind != OutputConstraint::Kind::kNone &&
+        (absl::StartsWith(status.message(), "grammar:") || absl::StartsWith(status.message(), "JSON Schema"))) {
       status = http::WithParam(std::move(status), "response_format");
     }
     return Refuse(c, res, status);

@@ -382,6 +382,8 @@ const char* FinishReasonString(FinishReason reason) {
     case FinishReason::kStop:
     case FinishReason::kEos: return "stop";
     case FinishReason::kCancelled: return "cancelled";
+    // Not one of OpenAI's: the response_format's grammar had no token to continue with.
+    case FinishReason::kGrammarDeadEnd: return "grammar_dead_end";
     case FinishReason::kNone: break;
   }
   return "stop";
@@ -464,15 +466,8 @@ absl::StatusOr<OpenAiRequest> ParseRequest(Endpoint endpoint, absl::string_view 
     return InvalidParam("user", "expected a string");
   }
   // The engine's ranges, checked before any work; ParamOf maps its field names.
-  if (p.constraint.kind == OutputConstraint::Kind::kNone) {
-    if (absl::Status s = ValidateSamplingParams(p); !s.ok()) return s;
-  } else {
-    // A constraint is judged by the engine (UNIMPLEMENTED until the constrained
-    // sampler lands); the other fields are checked here all the same.
-    SamplingParams unconstrained = p;
-    unconstrained.constraint = {};
-    if (absl::Status s = ValidateSamplingParams(unconstrained); !s.ok()) return s;
-  }
+  // (The constraint itself is compiled by the engine, which names what it refuses.)
+  if (absl::Status s = ValidateSamplingParams(p); !s.ok()) return s;
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include "engine/formats/gguf.h"
 #include "engine/model/checkpoint.h"
 #include "engine/quant/checkpoint_linear.h"
+#include "engine/runtime/constraint.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/sampling.h"
@@ -39,6 +40,7 @@ const char* FinishReasonName(FinishReason r) {
     case FinishReason::kStop: return "stop";
     case FinishReason::kEos: return "eos";
     case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kGrammarDeadEnd: return "grammar_dead_end";
   }
   return "unknown";
 }
@@ -439,6 +441,7 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
   const double submit = MonotonicSeconds();
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(request.model));
   RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
+  ASSIGN_OR_RETURN(std::shared_ptr<const grammar::Grammar> constraint, CompileConstraint(request.sampling.constraint));
   const LoadedModel& m = *ready.model;
   const int32_t vocab = m.model->config().vocab_size;
   for (const auto& [id, bias] : request.sampling.logit_bias) {
@@ -480,6 +483,8 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
                                                    request.model, "' is ", m.context_length, " tokens"));
   }
   seq.sampling = request.sampling;
+  // One automaton for the request: its completions share its states and masks.
+  if (constraint) seq.automaton = std::make_shared<grammar::Automaton>(constraint);
   seq.max_new_tokens = std::min(request.sampling.max_tokens, m.context_length - n_prompt);
   seq.seed = request.sampling.seed ? *request.sampling.seed : std::random_device{}();
   seq.handle = std::make_shared<GenerationHandle>();

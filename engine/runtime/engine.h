@@ -201,7 +201,11 @@ struct OutputConstraint {
   enum class Kind { kNone, kGrammar, kJsonSchema, kJsonObject };
   Kind kind = Kind::kNone;
   // kGrammar: llama.cpp GBNF text (root rule `root`); kJsonSchema: the schema as JSON
-  // text; kJsonObject: empty (any JSON object).
+  // text; kJsonObject: empty (any JSON object). Compiled when the request is submitted
+  // (INVALID_ARGUMENT before any token: engine/runtime/constraint.h); each step's
+  // logits are then masked to the tokens that keep the output a prefix of the grammar
+  // before penalties, bias, top-k/top-p and temperature (engine/grammar/matcher.h);
+  // end-of-generation only where the grammar may end.
   std::string text;
 };
 
@@ -241,7 +245,9 @@ struct GenerateRequest {
   std::string request_id;             // for logs
 };
 
-enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled };
+// kGrammarDeadEnd: the output constraint allows no token of the vocabulary here (and
+// the text may not end), so generation cannot go on.
+enum class FinishReason { kNone, kLength, kStop, kEos, kCancelled, kGrammarDeadEnd };
 const char* FinishReasonName(FinishReason r);
 
 // One generated token's log-probability and the step's most likely alternatives.

@@ -32,8 +32,14 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (p.n < 1 || p.n > 16) {
     return absl::InvalidArgumentError(absl::StrCat("n must be in [1, 16], got ", p.n));
   }
-  if (p.constraint.kind != OutputConstraint::Kind::kNone) {
-    return absl::UnimplementedError("constrained output (grammar, json_schema, json_object) is not built yet");
+  if ((p.constraint.kind == OutputConstraint::Kind::kGrammar || p.constraint.kind == OutputConstraint::Kind::kJsonSchema) &&
+      p.constraint.text.empty()) {
+    return absl::InvalidArgumentError(p.constraint.kind == OutputConstraint::Kind::kGrammar
+                                          ? "grammar is empty" : "json_schema is empty");
+  }
+  if (p.constraint.text.size() > (size_t{1} << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("grammar/json_schema is ", p.constraint.text.size(),
+                                                   " bytes; at most 1 MiB"));
   }
   if (p.stop.size() > 16) {
     return absl::InvalidArgumentError(absl::StrCat("at most 16 stop strings, got ", p.stop.size()));
@@ -178,6 +184,9 @@ int32_t Sampler::Sample(absl::Span<float> logits, absl::Span<const int32_t> hist
     r -= probs_[i];
     if (r <= 0) return cand_[i].id;
   }
+  // Rounding left r above 0: the last token with any probability (never one a
+  // constraint masked to -inf).
+  while (n > 1 && probs_[n - 1] == 0) --n;
   return cand_[n - 1].id;
 }
 

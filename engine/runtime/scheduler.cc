@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
+#include "engine/runtime/constraint.h"
 #include "engine/runtime/sampling.h"
 #include "spdlog/spdlog.h"
 
@@ -18,6 +19,7 @@ struct Scheduler::Sequence {
   Sequence(SequenceRequest r, const LoadedModel& m, std::shared_ptr<KvPool> kv)
       : req(std::move(r)), sampler(req.sampling, req.seed), cache(std::move(kv)), decoder(*m.tokenizer) {
     tokens = req.prompt;
+    if (req.automaton) grammar_state = req.automaton->Start();
   }
   SequenceRequest req;
   Sampler sampler;
@@ -35,6 +37,7 @@ struct Scheduler::Sequence {
   double first_token_s = 0;
   double last_token_s = 0;
   bool done = false;
+  int32_t grammar_state = grammar::Automaton::kDead;  // with req.automaton: the output so far
 };
 
 Scheduler::Scheduler(std::shared_ptr<const LoadedModel> model, kernels::ThreadPool* pool,
@@ -383,7 +386,19 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
     // penalties and bias change the row.
     const bool want_logprobs = s.req.sampling.logprobs;
     if (want_logprobs) raw_row_.assign(row.begin(), row.end());
+    // The constraint masks first: penalties, top-k/top-p and temperature then see only
+    // the tokens the grammar allows.
+    if (s.req.automaton) {
+      if (!trie_) trie_ = BuildTokenTrie(*model_->tokenizer);
+      if (!s.req.automaton->Apply(s.grammar_state, *trie_, row)) {
+        Finish(s, FinishReason::kGrammarDeadEnd, after);
+        continue;
+      }
+    }
     const int32_t token = s.sampler.Sample(row, s.tokens, s.req.prompt.size());
+    if (s.req.automaton && !model_->tokenizer->IsEndOfGeneration(token)) {
+      s.grammar_state = s.req.automaton->Walk(s.grammar_state, trie_->bytes(token));
+    }
     std::optional<TokenLogprob> logprob;
     if (want_logprobs) logprob = LogprobsOf(raw_row_, token, s.req.sampling.top_logprobs);
     Emit(s, token, after, std::move(logprob));

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/grammar/matcher.h"
 #include "engine/model/llama.h"
 #include "engine/runtime/engine.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -71,6 +72,9 @@ struct SequenceRequest {
   // ended) and then share those blocks through the prefix cache.
   std::shared_ptr<std::atomic<bool>> prompt_ready;
   bool leader = false;
+  // The output constraint's automaton (null: none), shared by the request's
+  // completions; used on the scheduler thread only.
+  std::shared_ptr<grammar::Automaton> automaton;
 };
 
 struct SchedulerOptions {
@@ -138,6 +142,8 @@ class Scheduler {
   SchedulerOptions options_;
   std::deque<std::unique_ptr<Sequence>> preempted_;  // scheduler thread only; newest last
   std::vector<float> raw_row_;  // a logits row before sampling (logprobs)
+  // The vocabulary's byte trie for constrained requests, built on the first one.
+  std::shared_ptr<const grammar::TokenTrie> trie_;
   ForwardWorkspace ws_;
   std::vector<float> logits_;
   // Moving averages of recent steps (0 = not measured yet): a step's fixed cost, and

@@ -3,7 +3,7 @@
 # straight from the sources (no CMake) and runs each for a bounded time; exits non-zero
 # on any crash, leak, sanitizer report or timeout.
 #   tests/fuzz/run_fuzzers.sh [seconds_per_target=20] [target ...]
-#   targets: safetensors npz torch_pickle gguf (default: all)
+#   targets: safetensors npz torch_pickle gguf grammar (default: all)
 # Needs clang++ and the compiler-rt fuzzer runtime (Debian: clang, libclang-rt-14-dev),
 # plus the project's build dependencies (libabsl-dev, nlohmann-json3-dev, zlib1g-dev).
 # Binaries, corpora and crash artifacts go to $FUZZ_OUT (default build-fuzz/); the
@@ -15,7 +15,7 @@ ROOT=${INGOT_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 SECS=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors npz torch_pickle gguf)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(safetensors npz torch_pickle gguf grammar)
 OUT=${FUZZ_OUT:-$ROOT/build-fuzz}
 CXX=${FUZZ_CXX:-clang++}
 MAX_LEN=${FUZZ_MAX_LEN:-65536}
@@ -44,13 +44,14 @@ declare -A SOURCES=(
   [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
   [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
   [gguf]="engine/formats/gguf.cc engine/formats/mapped_file.cc engine/formats/file_access.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
+  [grammar]="engine/grammar/gbnf_parser.cc engine/grammar/grammar.cc engine/grammar/matcher.cc engine/grammar/json_schema.cc engine/grammar/json_schema_terms.cc engine/grammar/json_schema_pattern.cc"
 )
 
 # Compiles src into an instrumented object unless it is newer than every input
 # (the source, the headers of engine/formats and kernels/cpu, this script).
 compile() {
   local src=$1 obj=$2
-  if [ -f "$obj" ] && [ -z "$(find "$ROOT/$src" "$ROOT"/engine/formats/*.h "$ROOT"/engine/common/*.h \
+  if [ -f "$obj" ] && [ -z "$(find "$ROOT/$src" "$ROOT"/engine/formats/*.h "$ROOT"/engine/grammar/*.h "$ROOT"/engine/common/*.h \
       "$ROOT"/kernels/cpu/*.h "$ROOT"/tests/fuzz/*.h "$0" -newer "$obj" 2>/dev/null | head -1)" ]; then
     return
   fi
@@ -78,12 +79,20 @@ seed() {
     npz) pattern='.*\.np[yz]' ;;
     gguf) pattern='.*\.gguf' ;;
     torch_pickle) pattern='.*\.pt' ;;
+    grammar) pattern='.*/grammar/.*' ;;
   esac
   find "$data" -regex "$pattern" -size -"$((MAX_LEN / 1024))"k -print0 |
     while IFS= read -r -d '' f; do
       rel=${f#"$data"/}
       cp "$f" "$dir/${rel//\//_}"
     done
+  if [ "$t" = grammar ]; then
+    # The mode byte first: 0 GBNF, 1 JSON Schema.
+    for f in "$dir"/*; do
+      case $f in *.json) m='\001' ;; *) m='\000' ;; esac
+      { printf "$m"; cat "$f"; } > "$f.in" && mv "$f.in" "$f"
+    done
+  fi
   if [ "$t" = torch_pickle ] && command -v python3 >/dev/null; then
     python3 - "$dir" <<'EOF'
 import os, sys, zipfile
