@@ -7,7 +7,7 @@
 //   threads: 0                            drain_seconds: 30
 //   log: {level: info, json: true}
 //   devices: {cpu: {memory_budget_bytes: 0}}  every load's bytes count against it
-//   model_defaults: {pinned: false, keep_alive: 0}  for LoadModel calls that name none
+//   model_defaults: {pinned: false, keep_alive: 5m}  for LoadModel calls that name none
 //   model_roots: [/models]                empty: sources are not restricted
 //   limits: {max_request_bytes: 4194304, max_prompt_tokens: 8192, max_tokens: 4096,
 //            max_concurrent_streams: 64, max_queue_per_model: 64,
