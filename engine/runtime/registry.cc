@@ -359,7 +359,7 @@ absl::StatusOr<Registry::Ready> Registry::Find(const std::string& name) const {
     return absl::FailedPreconditionError(absl::StrCat("model '", name, "' is still loading"));
   }
   e.last_used = Clock::now();
-  return Ready{e.model, e.scheduler.get()};
+  return Ready{e.model, e.scheduler};
 }
 
 ModelInfo Registry::Describe(const Entry& e) const {

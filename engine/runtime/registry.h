@@ -87,10 +87,12 @@ class Registry {
                        std::unique_ptr<Scheduler> scheduler);
 
   // A ready model and its scheduler (NOT_FOUND / FAILED_PRECONDITION while loading or
-  // failed). Counts as a use of the model (keep_alive, LRU).
+  // failed). Counts as a use of the model (keep_alive, LRU). The scheduler is shared:
+  // one evicted and reaped between Find and Submit stays alive for the caller, whose
+  // Submit is then refused (draining).
   struct Ready {
     std::shared_ptr<const LoadedModel> model;
-    Scheduler* scheduler;
+    std::shared_ptr<Scheduler> scheduler;
   };
   absl::StatusOr<Ready> Find(const std::string& name) const;
   std::vector<ModelInfo> List() const;
@@ -118,13 +120,13 @@ class Registry {
   struct Entry {
     ModelInfo info;                           // state kLoading until ready
     std::shared_ptr<const LoadedModel> model; // null unless ready
-    std::unique_ptr<Scheduler> scheduler;     // null unless ready
+    std::shared_ptr<Scheduler> scheduler;     // null unless ready
     int64_t reserved_bytes = 0;               // loading: granted by Admit
     Clock::time_point started;                // the load began
     mutable Clock::time_point last_used;      // a request arrived, or one was running
   };
   struct Draining {
-    std::unique_ptr<Scheduler> scheduler;
+    std::shared_ptr<Scheduler> scheduler;
     std::shared_ptr<const LoadedModel> model;
     std::string name, device, reason;
     int64_t bytes = 0;
