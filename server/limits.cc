@@ -122,7 +122,9 @@ absl::Status ModelKeeper::EnsureLoaded(const std::string& model) {
   if (m == nullptr || m->pinned) return absl::OkStatus();
   std::unique_lock lock(mu_);
   while (true) {
-    if (engine_->GetModel(model).ok()) return absl::OkStatus();
+    // Loaded or loading; a FAILED entry (a failed reload) is retried by this request.
+    absl::StatusOr<ModelInfo> info = engine_->GetModel(model);
+    if (info.ok() && info->state != ModelState::kFailed) return absl::OkStatus();
     if (!loading_.count(model)) break;
     cv_.wait(lock);  // another request is loading it
   }

@@ -243,7 +243,7 @@ void ModelServiceImpl::CancelBackground(std::optional<Job> kind) {
 void ModelServiceImpl::AttachHealth(grpc::HealthCheckServiceInterface* health) {
   health_.store(health);
   if (health == nullptr) return;
-  for (const ModelInfo& m : engine_->ListModels()) health->SetServingStatus(m.name, true);
+  for (const ModelInfo& m : engine_->ListModels()) health->SetServingStatus(m.name, m.state == ModelState::kReady);
 }
 
 void ModelServiceImpl::SetModelHealth(const std::string& name, bool serving) {
