@@ -135,6 +135,17 @@ TEST_F(RegistryTest, PlanLoadAgreesWithTheLoad) {
   EXPECT_EQ(plan.kv_blocks(), m.kv_blocks_total());
   EXPECT_EQ(plan.total_bytes(), m.bytes_resident());
   EXPECT_EQ(plan.context_length(), m.context_length());
+  // Quantizing while loading: the plan's weights are the quantizer's estimate, which
+  // for hqq's affine groups is the exact size the load then holds.
+  v1::LoadModelRequest hqq = Small("h");
+  hqq.mutable_quantization()->set_method("hqq");
+  hqq.mutable_quantization()->set_bits(4);
+  const v1::PlanLoadResponse hqq_plan = Plan(server_.channel(), hqq, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  LoadResult hqq_load = Load(server_.channel(), hqq);
+  ASSERT_TRUE(hqq_load.status.ok()) << hqq_load.status.error_message();
+  EXPECT_EQ(hqq_plan.weight_bytes(), hqq_load.messages.back().model().weight_bytes());
+  EXPECT_EQ(hqq_plan.total_bytes(), hqq_load.messages.back().model().bytes_resident());
   // A second plan under the same name says the load would be refused.
   const v1::PlanLoadResponse again = Plan(server_.channel(), Small("a"), &status);
   ASSERT_TRUE(status.ok());
