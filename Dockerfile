@@ -72,7 +72,8 @@ RUN if [ "$FETCH_MODEL" = 1 ]; then \
     fi
 
 # Runtime: the shared libraries ingotd and ingot link (ldd -> dpkg -S, checked by
-# tests/deploy/dockerfile_test.py), plus libyaml-cpp0.7 for the config file parser.
+# tests/deploy/dockerfile_test.py; libcpp-httplib0.11 serves the HTTP API), plus
+# libyaml-cpp0.7 for the config file parser.
 # Versions are not pinned: Debian 12's point releases only take fixes, and pinning
 # would hold back security updates (hadolint DL3008).
 FROM debian:12.12-slim AS runtime-cpu
@@ -81,7 +82,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
        libabsl20220623 libc-ares2 libcivetweb1 libfmt9 libgrpc++1.51 libgrpc29 \
        libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libre2-9 \
-       libspdlog1.10 libssl3 libstdc++6 zlib1g \
+       libspdlog1.10 libssl3 libstdc++6 zlib1g libcpp-httplib0.11 libbrotli1 \
        libyaml-cpp0.7 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 ingot \

@@ -76,6 +76,7 @@ struct LoadFlags {
   int workers = 0;  // quantize-while-loading threads (0 = the server's default)
   int64_t kv_cache_bytes = 0;
   std::string kv_cache_dtype;
+  std::string revision;
   int max_sequences = 0;
   bool no_prefix_cache = false;
   bool pinned = false;       // never evicted
@@ -130,7 +131,8 @@ struct EvalFlags {
   bool json = false;
 };
 int RunEval(Connection& conn, const EvalFlags& flags);
-int RunRecommend(Connection& conn, const std::string& model, int64_t budget_bytes, bool json);
+int RunRecommend(Connection& conn, const std::string& model, int64_t budget_bytes, const std::string& purpose,
+                 const std::string& device, bool json);
 int RunMethods(Connection& conn, bool json);
 
 }  // namespace ingot::client

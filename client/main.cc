@@ -95,7 +95,10 @@ int main(int argc, char** argv) {
   LoadFlags load;
   CLI::App* load_cmd = app.add_subcommand("load", "Load a model (progress on stderr)");
   load_cmd->add_option("name", load.name, "Name to register the model under")->required();
-  load_cmd->add_option("path", load.source, "Checkpoint path on the server")->required();
+  load_cmd->add_option("path", load.source,
+                       "Checkpoint path on the server, or a Hugging Face repository id (org/name) in its cache")
+      ->required();
+  load_cmd->add_option("--revision", load.revision, "With a repository id: branch, tag or commit (default main)");
   load_cmd->add_option("--format", load.format, "auto, gguf, hf, safetensors, torch or npz");
   load_cmd->add_option("-m,--quantize", load.method,
                        "Quantize while loading: bitsandbytes, hqq, quanto, torchao, mlx, gguf, ... "
@@ -246,6 +249,11 @@ int main(int argc, char** argv) {
   rec_cmd->add_option("model", rec_model, "Model name")->required();
   rec_cmd->add_option("budget_bytes", rec_budget, "Bytes the weights may take")->required();
   rec_cmd->add_flag("--json", rec_json, "Print JSON");
+  std::string rec_purpose, rec_device;
+  rec_cmd->add_option("--purpose", rec_purpose,
+                      "inference, fine_tuning, min_memory or max_quality (the seeds' decision tree; "
+                      "default: the best quality that fits)");
+  rec_cmd->add_option("--device", rec_device, "Device to recommend for (default cpu)");
 
   bool methods_json = false;
   CLI::App* methods_cmd = app.add_subcommand("methods", "The quantization method x device table");
@@ -280,7 +288,7 @@ int main(int argc, char** argv) {
   if (*bench_cmd) return RunBench(conn, bench);
   if (*quant_cmd) return RunQuantize(conn, quant);
   if (*eval_cmd) return RunEval(conn, eval);
-  if (*rec_cmd) return RunRecommend(conn, rec_model, rec_budget, rec_json);
+  if (*rec_cmd) return RunRecommend(conn, rec_model, rec_budget, rec_purpose, rec_device, rec_json);
   if (*methods_cmd) return RunMethods(conn, methods_json);
   return 2;
 }

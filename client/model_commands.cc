@@ -125,6 +125,7 @@ v1::LoadModelRequest ToRequest(const LoadFlags& flags) {
   request.set_loading_workers(flags.workers);
   request.set_kv_cache_bytes(flags.kv_cache_bytes);
   request.set_kv_cache_dtype(flags.kv_cache_dtype);
+  request.set_revision(flags.revision);
   request.set_max_sequences(flags.max_sequences);
   if (flags.no_prefix_cache) request.set_prefix_cache(false);
   if (!flags.method.empty()) {

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -160,10 +161,22 @@ int RunEval(Connection& conn, const EvalFlags& flags) {
   return 0;
 }
 
-int RunRecommend(Connection& conn, const std::string& model, int64_t budget_bytes, bool json) {
+int RunRecommend(Connection& conn, const std::string& model, int64_t budget_bytes, const std::string& purpose,
+                 const std::string& device, bool json) {
   v1::RecommendQuantizationRequest request;
   request.set_model(model);
   request.set_memory_budget_bytes(budget_bytes);
+  request.set_device(device);
+  if (!purpose.empty()) {
+    v1::RecommendPurpose p;
+    if (!v1::RecommendPurpose_Parse("RECOMMEND_PURPOSE_" + absl::AsciiStrToUpper(purpose), &p) ||
+        p == v1::RECOMMEND_PURPOSE_UNSPECIFIED) {
+      std::fprintf(stderr, "--purpose: '%s' is not inference, fine_tuning, min_memory or max_quality\n",
+                   purpose.c_str());
+      return 2;
+    }
+    request.set_purpose(p);
+  }
   auto stub = v1::QuantizationService::NewStub(conn.channel);
   auto context = conn.NewContext();
   v1::RecommendQuantizationResponse r;
@@ -173,11 +186,15 @@ int RunRecommend(Connection& conn, const std::string& model, int64_t budget_byte
     PrintJsonLine(r);
     return 0;
   }
-  std::printf("method %s bits %d group_size %lld%s%s\nestimated %s\nwhy: %s\n",
-              r.config().method().c_str(), r.config().bits(),
-              static_cast<long long>(r.config().group_size()),
+  std::printf("method %s bits %d group_size %lld%s%s\nestimated %s\n", r.config().method().c_str(),
+              r.config().bits(), static_cast<long long>(r.config().group_size()),
               r.config().quant_type().empty() ? "" : " quant_type ", r.config().quant_type().c_str(),
-              HumanBytes(r.estimated_bytes()).c_str(), r.why().c_str());
+              HumanBytes(r.estimated_bytes()).c_str());
+  if (r.preset().empty()) std::printf("why: %s\n", r.why().c_str());
+  if (!r.preset().empty()) {
+    std::printf("preset %s\n", r.preset().c_str());
+    for (const std::string& step : r.steps()) std::printf("  %s\n", step.c_str());
+  }
   return 0;
 }
 

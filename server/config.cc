@@ -17,6 +17,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "engine/formats/file_access.h"
+#include "engine/formats/hf_cache.h"
+#include "engine/quant/presets.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/engine.h"
 #include "server/auth.h"
@@ -180,9 +182,9 @@ void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path
       node, path,
       {"method", "bits", "group_size", "quant_type", "compute_dtype", "double_quant",
        "skip_modules", "allow_fallback", "calibration_file", "calibration_tokens",
-       "backend_options"});
+       "backend_options", "preset"});
   if (!f) return;
-  if (!f->count("method")) r.Problem(Join(path, "method"), node, "required");
+  if (!f->count("method") && !f->count("preset")) r.Problem(Join(path, "method"), node, "required (or a preset)");
   With(*f, "method", [&](auto& n) { r.String(n, Join(path, "method"), &q->method); });
   With(*f, "bits", [&](auto& n) { r.Integer(n, Join(path, "bits"), 0, &q->bits); });
   With(*f, "group_size", [&](auto& n) { r.Integer(n, Join(path, "group_size"), 0, &q->group_size); });
@@ -220,19 +222,23 @@ void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path
       q->backend_options[it->first.Scalar()] = it->second.Scalar();
     }
   });
+  std::string preset;
+  With(*f, "preset", [&](auto& n) { r.String(n, Join(path, "preset"), &preset); });
+  if (absl::Status s = quant::ApplyPreset(preset, q); !s.ok()) r.Problem(Join(path, "preset"), node, std::string(s.message()));
 }
 
 void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, ModelConfig* m) {
   std::optional<Fields> f = r.Fields(node, path,
                                      {"name", "source", "format", "device", "backend", "context_length",
                                       "pinned", "keep_alive", "quantization", "kv_cache_bytes",
-                                      "kv_cache_dtype", "max_sequences", "prefix_cache"});
+                                      "kv_cache_dtype", "max_sequences", "prefix_cache", "revision"});
   if (!f) return;
   for (const char* required : {"name", "source"}) {
     if (!f->count(required)) r.Problem(Join(path, required), node, "required");
   }
   With(*f, "name", [&](auto& n) { r.String(n, Join(path, "name"), &m->name); });
   With(*f, "source", [&](auto& n) { r.String(n, Join(path, "source"), &m->source); });
+  With(*f, "revision", [&](auto& n) { r.String(n, Join(path, "revision"), &m->revision); });
   With(*f, "format", [&](auto& n) { r.String(n, Join(path, "format"), &m->format); });
   With(*f, "device", [&](auto& n) { r.String(n, Join(path, "device"), &m->device); });
   With(*f, "backend", [&](auto& n) { r.String(n, Join(path, "backend"), &m->backend); });
@@ -305,11 +311,16 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
     std::optional<Fields> f = r.Fields(root, "",
                                        {"listen", "metrics_listen", "threads", "drain_seconds",
                                         "log", "devices", "model_roots", "limits", "tls", "auth",
-                                        "models", "model_defaults"});
+                                        "models", "model_defaults", "hf_cache", "http"});
     if (!f) return c;
     With(*f, "listen", [&](auto& n) { r.String(n, "listen", &c.listen); });
     With(*f, "metrics_listen", [&](auto& n) { r.String(n, "metrics_listen", &c.metrics_listen); });
     With(*f, "threads", [&](auto& n) { r.Integer(n, "threads", 0, &c.threads); });
+    With(*f, "http", [&](auto& n) {
+      std::optional<Fields> h = r.Fields(n, "http", {"listen"});
+      if (!h) return;
+      With(*h, "listen", [&](auto& v) { r.String(v, "http.listen", &c.http_listen); });
+    });
     With(*f, "drain_seconds", [&](auto& n) { r.Number(n, "drain_seconds", 0, &c.drain_seconds); });
     With(*f, "log", [&](auto& n) {
       std::optional<Fields> log = r.Fields(n, "log", {"level", "json"});
@@ -346,6 +357,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
            [&](auto& v) { r.Duration(v, "model_defaults.keep_alive", &c.model_defaults.keep_alive_s); });
     });
     With(*f, "model_roots", [&](auto& n) { r.StringList(n, "model_roots", &c.model_roots); });
+    With(*f, "hf_cache", [&](auto& n) { r.String(n, "hf_cache", &c.hf_cache); });
     With(*f, "limits", [&](auto& n) {
       std::optional<Fields> l = r.Fields(n, "limits",
                                          {"max_request_bytes", "max_prompt_tokens", "max_tokens",
@@ -434,6 +446,7 @@ void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfi
   const std::vector<std::pair<std::string, Setter>> table = {
       {"listen", [&](auto& n, auto& p) { r.String(n, p, &c->listen); }},
       {"metrics_listen", [&](auto& n, auto& p) { r.String(n, p, &c->metrics_listen); }},
+      {"http.listen", [&](auto& n, auto& p) { r.String(n, p, &c->http_listen); }},
       {"threads", [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->threads); }},
       {"drain_seconds", [&](auto& n, auto& p) { r.Number(n, p, 0, &c->drain_seconds); }},
       {"log.level", [&](auto& n, auto& p) { r.String(n, p, &c->log_level); }},
@@ -527,6 +540,14 @@ std::vector<std::string> ValidateConfig(const ServerConfig& c, bool check_files)
     }
     if (m.source.empty()) {
       problems.push_back(absl::StrCat(m.origin, ".source: required"));
+    } else if (!m.revision.empty() || formats::LooksLikeHfRepoId(m.source)) {
+      // A Hugging Face repository id: found in the cache (the engine checks its files
+      // against the roots when it loads them).
+      if (check_files) {
+        if (auto s = formats::ResolveHfCache(formats::HfCacheDir(c.hf_cache), m.source, m.revision); !s.ok()) {
+          problems.push_back(absl::StrCat(m.origin, ".source: ", s.status().message()));
+        }
+      }
     } else {
       if (absl::Status s = CheckPathAllowed(c, m.source, false); !s.ok()) {
         problems.push_back(absl::StrCat(m.origin, ".source: ", s.message()));

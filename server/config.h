@@ -5,6 +5,7 @@
 //
 //   listen: 0.0.0.0:50051                 metrics_listen: 0.0.0.0:9090 ("" disables)
 //   threads: 0                            drain_seconds: 30
+//   http: {listen: 0.0.0.0:8080}          the OpenAI-compatible HTTP API; "" (default) off
 //   log: {level: info, json: true}
 //   devices: {cpu: {memory_budget_bytes: 0}}  every load's bytes count against it
 //   model_defaults: {pinned: false, keep_alive: 5m}  for LoadModel calls that name none
@@ -19,7 +20,7 @@
 //        quantization: {method: hqq, bits: 4, group_size: 64}}
 //
 // Environment: INGOT_ + the key path upper-cased with '.' -> '_' (INGOT_LISTEN,
-// INGOT_LOG_LEVEL, INGOT_LIMITS_MAX_TOKENS, INGOT_TLS_CERT_FILE,
+// INGOT_LOG_LEVEL, INGOT_HTTP_LISTEN, INGOT_LIMITS_MAX_TOKENS, INGOT_TLS_CERT_FILE,
 // INGOT_DEVICES_CPU_MEMORY_BUDGET_BYTES, ...); INGOT_MODEL_ROOTS is colon-separated;
 // INGOT_AUTH_TOKENS holds token lines separated by ',' or newlines.
 #pragma once
@@ -63,7 +64,8 @@ struct AuthConfig {
 
 struct ModelConfig {
   std::string name;
-  std::string source;
+  std::string source;             // path, or a Hugging Face repository id ("org/name")
+  std::string revision;           // with a repository id: branch, tag or commit (empty = main)
   std::string format = "auto";
   std::string device = "cpu";
   std::string backend = "auto";  // auto, native, torch
@@ -87,6 +89,7 @@ struct ModelDefaults {
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9090";
+  std::string http_listen;  // OpenAI-compatible HTTP API (server/http_server.h); empty: off
   int threads = 0;  // 0: all cores
   double drain_seconds = 30;
   std::string log_level = "info";
@@ -94,6 +97,7 @@ struct ServerConfig {
   std::map<std::string, int64_t> memory_budget_bytes;  // device -> bytes; 0 = what is free
   ModelDefaults model_defaults;
   std::vector<std::string> model_roots;
+  std::string hf_cache;  // Hugging Face cache for repository ids; empty: HF_HUB_CACHE, HF_HOME/hub, ~/.cache
   LimitsConfig limits;
   TlsConfig tls;
   AuthConfig auth;

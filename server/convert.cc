@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string_view>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace ingot::server {
@@ -57,6 +58,7 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
   LoadRequest out;
   out.name = name;
   out.source = request.source();
+  out.revision = request.revision();
   if (!request.format().empty()) out.format = request.format();
   if (!request.device().empty()) out.device = request.device();
   if (!request.backend().empty()) out.backend = request.backend();
@@ -350,6 +352,15 @@ absl::StatusOr<quant::QuantizationConfig> FromProto(const v1::QuantizationConfig
   c.allow_fallback = in.allow_fallback();
   c.calibration_file = in.calibration_file();
   c.calibration_tokens = in.calibration_tokens();
+  // The preset enum's names are the seeds' names behind the QUANTIZATION_PRESET_ prefix.
+  std::string preset;
+  if (in.preset() != v1::QUANTIZATION_PRESET_UNSPECIFIED) {
+    preset = v1::QuantizationPreset_Name(in.preset());
+    if (absl::StartsWith(preset, "QUANTIZATION_PRESET_")) preset = preset.substr(20);
+  }
+  if (absl::Status s = quant::ApplyPreset(preset, &c); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config.", s.message()));
+  }
   return c;
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
+#include "engine/formats/hf_cache.h"
 #include "engine/runtime/engine.h"
 #include "ingot/v1/generation.pb.h"
 #include "ingot/v1/model.pb.h"
@@ -59,6 +60,7 @@ absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
   LoadRequest request;
   request.name = m.name;
   request.source = m.source;
+  request.revision = m.revision;
   request.format = m.format;
   request.device = m.device;
   request.backend = m.backend;
@@ -161,21 +163,32 @@ absl::Status CallGuard::LoadTokens() {
   return absl::OkStatus();
 }
 
-grpc::Status CallGuard::Authorize(grpc::CallbackServerContext* context,
-                                  absl::string_view method) const {
+absl::Status CallGuard::AuthorizeToken(std::optional<absl::string_view> authorization,
+                                      absl::string_view method) const {
   std::shared_ptr<const TokenAuthenticator> tokens;
   {
     std::lock_guard lock(tokens_mu_);
     tokens = tokens_;
   }
-  if (!tokens) return grpc::Status::OK;
+  if (!tokens) return absl::OkStatus();
+  return tokens->Authorize(authorization, method);
+}
+
+grpc::Status CallGuard::Authorize(grpc::CallbackServerContext* context,
+                                  absl::string_view method) const {
   std::optional<absl::string_view> authorization;
   const auto& metadata = context->client_metadata();
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
     authorization = absl::string_view(it->second.data(), it->second.size());
   }
-  absl::Status s = tokens->Authorize(authorization, method);
+  absl::Status s = AuthorizeToken(authorization, method);
   return s.ok() ? grpc::Status::OK : Refused(context, method, s);
+}
+
+absl::Status CallGuard::EnsureModel(const std::string& model) {
+  if (model.empty() || keeper_ == nullptr) return absl::OkStatus();
+  // The engine's registry counts the use (keep_alive, LRU) when the request finds it.
+  return keeper_->EnsureLoaded(model);
 }
 
 grpc::Status CallGuard::AdmitModelUse(grpc::CallbackServerContext* context,
@@ -183,10 +196,7 @@ grpc::Status CallGuard::AdmitModelUse(grpc::CallbackServerContext* context,
                                       const std::vector<std::string>& models) {
   if (grpc::Status s = Authorize(context, method); !s.ok()) return s;
   for (const std::string& model : models) {
-    if (model.empty()) continue;
-    if (absl::Status s = keeper_ ? keeper_->EnsureLoaded(model) : absl::OkStatus(); !s.ok()) {
-      return Refused(context, method, s);
-    }
+    if (absl::Status s = EnsureModel(model); !s.ok()) return Refused(context, method, s);
   }
   return grpc::Status::OK;
 }
@@ -195,23 +205,32 @@ grpc::Status CallGuard::AdmitGenerate(grpc::CallbackServerContext* context,
                                       const v1::GenerateRequest& r) {
   constexpr absl::string_view kMethod = "ingot.v1.GenerationService/Generate";
   if (grpc::Status s = AdmitModelUse(context, kMethod, {r.model()}); !s.ok()) return s;
+  // Values the engine refuses anyway (max_tokens < 1) are left to its INVALID_ARGUMENT.
+  const int64_t max_tokens = r.has_max_tokens() ? r.max_tokens() : SamplingParams{}.max_tokens;
+  std::vector<std::string> texts;
+  for (const v1::ChatMessage& m : r.messages()) texts.push_back(m.content());
+  absl::Status s = CheckGenerateLimits(r.model(), max_tokens, r.prompt(), texts);
+  return s.ok() ? grpc::Status::OK : Refused(context, kMethod, s);
+}
+
+absl::Status CallGuard::CheckGenerateLimits(const std::string& model, int64_t max_tokens,
+                                            const std::string& prompt,
+                                            const std::vector<std::string>& message_texts) {
   const LimitsConfig& lim = config_.limits;
   auto refuse = [&](std::string message) {
     // Counted like any other finished request, so refusals show on the dashboards.
     RequestRecord record;
-    record.model = engine_->GetModel(r.model()).ok() ? r.model() : "";
+    record.model = engine_->GetModel(model).ok() ? model : "";
     record.code = GrpcCodeName(grpc::StatusCode::RESOURCE_EXHAUSTED);
     metrics_->RecordRequest(record);
-    return Refused(context, kMethod, absl::ResourceExhaustedError(message));
+    return absl::ResourceExhaustedError(message);
   };
-  // Values the engine refuses anyway (max_tokens < 1) are left to its INVALID_ARGUMENT.
-  const int64_t max_tokens = r.has_max_tokens() ? r.max_tokens() : SamplingParams{}.max_tokens;
   if (lim.max_tokens > 0 && max_tokens > lim.max_tokens) {
     return refuse(absl::StrCat("max_tokens ", max_tokens, " is over limits.max_tokens (",
                                lim.max_tokens, ")"));
   }
   // Running and queued streams the engine holds: a request arriving in the same
-  // instant as another may pass both checks (at most one per gRPC thread over).
+  // instant as another may pass both checks (at most one per request thread over).
   if (lim.max_concurrent_streams > 0) {
     const int running = engine_->RunningRequests("");
     if (running >= lim.max_concurrent_streams) {
@@ -222,11 +241,11 @@ grpc::Status CallGuard::AdmitGenerate(grpc::CallbackServerContext* context,
   }
   if (lim.max_queue_per_model > 0) {
     // The engine runs max_batch_sequences_ per model and queues the rest.
-    const int held = engine_->RunningRequests(r.model());
+    const int held = engine_->RunningRequests(model);
     const int waiting = std::max(0, held - max_batch_sequences_);
     if (waiting >= lim.max_queue_per_model) {
       return refuse(absl::StrCat("limits.max_queue_per_model (", lim.max_queue_per_model,
-                                 ") reached: ", waiting, " requests wait for model '", r.model(),
+                                 ") reached: ", waiting, " requests wait for model '", model,
                                  "'; retry later"));
     }
   }
@@ -236,18 +255,18 @@ grpc::Status CallGuard::AdmitGenerate(grpc::CallbackServerContext* context,
     int64_t tokens = 0;
     bool known = true;
     auto count = [&](const std::string& text, bool add_special) {
-      absl::StatusOr<TokenizeResult> t = engine_->Tokenize(r.model(), text, add_special, true);
+      absl::StatusOr<TokenizeResult> t = engine_->Tokenize(model, text, add_special, true);
       if (!t.ok()) known = false;
       else tokens += static_cast<int64_t>(t->ids.size());
     };
-    if (!r.prompt().empty()) count(r.prompt(), true);
-    for (const v1::ChatMessage& m : r.messages()) count(m.content(), false);
+    if (!prompt.empty()) count(prompt, true);
+    for (const std::string& text : message_texts) count(text, false);
     if (known && tokens > lim.max_prompt_tokens) {
       return refuse(absl::StrCat("prompt has ", tokens, " tokens, over limits.max_prompt_tokens (",
                                  lim.max_prompt_tokens, ")"));
     }
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 grpc::Status CallGuard::AdmitPath(grpc::CallbackServerContext* context, absl::string_view method,
@@ -330,7 +349,11 @@ grpc::Status Admit(grpc::CallbackServerContext* context, const v1::LoadModelRequ
   constexpr absl::string_view kMethod = "ingot.v1.ModelService/LoadModel";
   if (grpc::Status s = Parsed(context, kMethod, request); !s.ok()) return s;
   if (g == nullptr) return grpc::Status::OK;
-  if (grpc::Status s = g->AdmitPath(context, kMethod, "source", request.source(), false); !s.ok()) {
+  // A Hugging Face repository id is resolved in the cache by the engine, whose file
+  // checks then hold the snapshot's files (and their blobs) to the roots.
+  const bool hub_id = !request.revision().empty() || formats::LooksLikeHfRepoId(request.source());
+  if (grpc::Status s = hub_id ? grpc::Status::OK : g->AdmitPath(context, kMethod, "source", request.source(), false);
+      !s.ok()) {
     return s;
   }
   // Quantize while loading reads a calibration file too: the same check as QuantizeModel.

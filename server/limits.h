@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -104,6 +105,17 @@ class CallGuard {
   const ServerConfig& config() const { return config_; }
 
   grpc::Status Authorize(grpc::CallbackServerContext* context, absl::string_view method) const;
+  // The same checks without a gRPC context, for the HTTP API (server/http_server.h):
+  // the bearer token (`authorization` is the header value, nullopt when absent) for
+  // `method`, a configured evictable model loaded again, and the generation limits
+  // (RESOURCE_EXHAUSTED, counted in the request metrics like a gRPC refusal).
+  absl::Status AuthorizeToken(std::optional<absl::string_view> authorization,
+                              absl::string_view method) const;
+  absl::Status EnsureModel(const std::string& model);
+  // `message_texts`: the chat messages' contents (the prompt is then empty).
+  absl::Status CheckGenerateLimits(const std::string& model, int64_t max_tokens,
+                                   const std::string& prompt,
+                                   const std::vector<std::string>& message_texts);
   grpc::Status AdmitGenerate(grpc::CallbackServerContext* context, const v1::GenerateRequest& r);
   grpc::Status AdmitModelUse(grpc::CallbackServerContext* context, absl::string_view method,
                              const std::vector<std::string>& models);

@@ -37,6 +37,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "server/config.h"
 #include "server/generation_service.h"
+#include "server/http_server.h"
 #include "server/limits.h"
 #include "server/logging.h"
 #include "server/metrics.h"
@@ -60,6 +61,7 @@ struct Flags {
   int64_t memory_budget_bytes = 0;
   CLI::Option* listen = nullptr;
   CLI::Option* metrics_listen = nullptr;
+  CLI::Option* http_listen = nullptr;
   CLI::Option* threads = nullptr;
   CLI::Option* log_level = nullptr;
   CLI::Option* log_json = nullptr;
@@ -117,6 +119,7 @@ ServerConfig Assemble(const Flags& flags, const std::string& file, std::vector<s
   const ServerConfig& v = flags.values;
   if (flags.listen->count()) c.listen = v.listen;
   if (flags.metrics_listen->count()) c.metrics_listen = v.metrics_listen;
+  if (flags.http_listen->count()) c.http_listen = v.http_listen;
   if (flags.threads->count()) c.threads = v.threads;
   if (flags.log_level->count()) c.log_level = v.log_level;
   if (flags.log_json->count()) c.log_json = v.log_json;
@@ -169,7 +172,7 @@ int CheckConfig(const Flags& flags) {
 // every generation is ended by the engine (status OK, finish reason CANCELLED, usage)
 // and every evaluation is cancelled: gRPC finds nothing left to cut. Returns when the
 // server is shut down.
-void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
+void Drain(const ServerConfig& config, grpc::Server* server, HttpServer* http, Engine* engine,
            ModelServiceImpl* model_service, Metrics* metrics) {
   using Clock = std::chrono::system_clock;
   const auto drain = std::chrono::duration_cast<Clock::duration>(
@@ -187,6 +190,7 @@ void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
   bool done = false;
   std::thread shutdown([&] {
     server->Shutdown(deadline);
+    if (http != nullptr) http->WaitIdle(deadline);  // the HTTP API's streams, the same way
     std::lock_guard lock(mu);
     done = true;
     cv.notify_all();
@@ -207,10 +211,11 @@ void Drain(const ServerConfig& config, grpc::Server* server, Engine* engine,
   lock.unlock();
   shutdown.join();
   stop_metrics.join();
+  if (http != nullptr) http->Stop();
 }
 
 // Waits for SIGHUP (reload) until SIGTERM/SIGINT, which starts the drain.
-void HandleSignals(const ServerConfig& config, grpc::Server* server,
+void HandleSignals(const ServerConfig& config, grpc::Server* server, HttpServer* http,
                    grpc::HealthCheckServiceInterface* health, TlsReloader* tls, CallGuard* guard,
                    Engine* engine, ModelServiceImpl* model_service, Metrics* metrics) {
   sigset_t set;
@@ -231,6 +236,12 @@ void HandleSignals(const ServerConfig& config, grpc::Server* server,
                         std::string(s.message()));
         }
       }
+      if (http != nullptr && config.tls.enabled()) {
+        if (absl::Status s = http->ReloadTls(); !s.ok()) {
+          spdlog::error("SIGHUP: HTTP TLS certificates not reloaded, the previous ones stay: {}",
+                        std::string(s.message()));
+        }
+      }
       if (config.auth.enabled()) {
         if (absl::Status s = guard->LoadTokens(); s.ok()) {
           spdlog::info("SIGHUP: tokens reloaded");
@@ -244,7 +255,8 @@ void HandleSignals(const ServerConfig& config, grpc::Server* server,
     spdlog::info("received {}: draining for up to {}s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                  config.drain_seconds);
     health->Shutdown();  // every service NOT_SERVING
-    Drain(config, server, engine, model_service, metrics);
+    if (http != nullptr) http->StartDrain();  // 503 from now on
+    Drain(config, server, http, engine, model_service, metrics);
     return;
   }
 }
@@ -278,6 +290,7 @@ int Run(const Flags& flags) {
   // Every file opened on a client's behalf is checked against the roots
   // (engine/formats/file_access.h), each file of a checkpoint directory included.
   formats::SetReadRoots(config.model_roots);
+  options.hf_cache = config.hf_cache;
   auto engine = std::make_unique<Engine>(options);
   Metrics metrics([e = engine.get()] { return Snapshot(*e); });
   // Evictions, load and unload durations; the sink leaves before `metrics` does.
@@ -346,6 +359,20 @@ int Run(const Flags& flags) {
   keeper->SetHealthHook([&model_service](const std::string& name, bool serving) {
     model_service.SetModelHealth(name, serving);
   });
+  std::unique_ptr<HttpServer> http;
+  if (!config.http_listen.empty()) {
+    http = std::make_unique<HttpServer>(config, engine.get(), &metrics, guard.get(),
+                                        [&model_service](const std::string& name) {
+                                          model_service.SetModelHealth(name, false);
+                                        });
+    if (absl::Status s = http->Start(config.http_listen); !s.ok()) {
+      server->Shutdown();
+      InstallCallGuard(nullptr);
+      return Fail(std::string(s.message()));
+    }
+    spdlog::info("http (OpenAI-compatible API) listening on {} (port {}, {})", config.http_listen,
+                 http->port(), config.tls.enabled() ? "TLS" : "plaintext");
+  }
 
   std::vector<std::string> names;
   for (const ModelInfo& m : engine->ListModels()) names.push_back(m.name);
@@ -363,10 +390,11 @@ int Run(const Flags& flags) {
 
   // The signals are blocked in every thread (see main); this one waits for them.
   std::thread signal_thread(
-      [&] { HandleSignals(config, server.get(), health, tls.get(), guard.get(), engine.get(), &model_service,
-                    &metrics); });
+      [&] { HandleSignals(config, server.get(), http.get(), health, tls.get(), guard.get(), engine.get(),
+                          &model_service, &metrics); });
   server->Wait();
   signal_thread.join();
+  http.reset();
   server.reset();
   InstallCallGuard(nullptr);
   keeper.reset();
@@ -413,6 +441,9 @@ int main(int argc, char** argv) {
   flags.metrics_listen = app.add_option("--metrics-listen", v.metrics_listen,
                                         "Prometheus /metrics address (host:port); empty disables")
                              ->capture_default_str();
+  flags.http_listen = app.add_option("--http-listen", v.http_listen,
+                                     "OpenAI-compatible HTTP API address (host:port); empty (the "
+                                     "default) disables");
   app.add_option("--model", flags.models, "Preload a model: NAME=PATH (repeatable)")
       ->allow_extra_args(false);
   app.add_option("--device", flags.model_device, "Device of the --model preloads: cpu or cuda:N")

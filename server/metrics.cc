@@ -218,7 +218,12 @@ Metrics::Metrics(std::function<EngineSnapshot()> snapshot)
       collector_(std::make_shared<Collector>(std::move(snapshot))) {
   requests_total_ = &prometheus::BuildCounter()
       .Name("ingot_requests_total")
-      .Help("Generate requests by model and final gRPC status code.")
+      .Help("Generation requests (gRPC Generate and HTTP completions) by model and final gRPC "
+            "status code.")
+      .Register(*registry_);
+  http_requests_total_ = &prometheus::BuildCounter()
+      .Name("ingot_http_requests_total")
+      .Help("HTTP API requests by route and HTTP status.")
       .Register(*registry_);
   request_duration_ = &prometheus::BuildHistogram()
       .Name("ingot_request_duration_seconds")
@@ -312,6 +317,10 @@ void Metrics::RecordRequest(const RequestRecord& r) {
     generated_tokens_total_->Add({{"model", model}})
         .Increment(static_cast<double>(r.completion_tokens));
   }
+}
+
+void Metrics::RecordHttpRequest(const std::string& route, int status) {
+  http_requests_total_->Add({{"route", route}, {"status", std::to_string(status)}}).Increment();
 }
 
 void Metrics::RecordModelLoad(double seconds, const std::string& code) {

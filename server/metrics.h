@@ -86,7 +86,13 @@ class Metrics {
   // on their poll timeout), so the drain starts it early, beside its last writes.
   void StopServing();
 
+  // Generation requests of both protocols (gRPC Generate and the HTTP API's
+  // completions) go to RecordRequest with the gRPC code name of their status.
   void RecordRequest(const RequestRecord& record);
+  // One HTTP API request (server/http_server.h), whatever its route:
+  // ingot_http_requests_total{route, status}, the HTTP share of the traffic that the
+  // request families above count for both protocols.
+  void RecordHttpRequest(const std::string& route, int status);
   // One LoadModel attempt that reached the engine; `code` as in RequestRecord.
   void RecordModelLoad(double seconds, const std::string& code);
   // A lifecycle transition (Engine::WatchModels): evictions by reason, load and
@@ -112,6 +118,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* queue_time_;
   prometheus::Family<prometheus::Counter>* prompt_tokens_total_;
   prometheus::Family<prometheus::Counter>* generated_tokens_total_;
+  prometheus::Family<prometheus::Counter>* http_requests_total_;
   prometheus::Family<prometheus::Counter>* model_loads_total_;
   prometheus::Family<prometheus::Histogram>* model_load_duration_;
   prometheus::Family<prometheus::Counter>* model_evictions_total_;

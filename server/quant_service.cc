@@ -158,12 +158,22 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::RecommendQuantization(
   if (grpc::Status s = Admit(context, "ingot.v1.QuantizationService/RecommendQuantization", *request); !s.ok())
     return RefuseUnary(context, s);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<quant::Recommendation> r =
-      engine_->RecommendQuantization(request->model(), request->device(), request->memory_budget_bytes());
+  std::optional<quant::Purpose> purpose;
+  switch (request->purpose()) {
+    case v1::RECOMMEND_PURPOSE_INFERENCE: purpose = quant::Purpose::kInference; break;
+    case v1::RECOMMEND_PURPOSE_FINE_TUNING: purpose = quant::Purpose::kFineTuning; break;
+    case v1::RECOMMEND_PURPOSE_MIN_MEMORY: purpose = quant::Purpose::kMinMemory; break;
+    case v1::RECOMMEND_PURPOSE_MAX_QUALITY: purpose = quant::Purpose::kMaxQuality; break;
+    default: break;
+  }
+  absl::StatusOr<quant::PresetRecommendation> r = engine_->RecommendQuantization(
+      request->model(), request->device(), request->memory_budget_bytes(), purpose);
   if (r.ok()) {
-    ToProto(r->config, response->mutable_config());
-    response->set_estimated_bytes(r->estimated_bytes);
-    response->set_why(r->why);
+    ToProto(r->recommendation.config, response->mutable_config());
+    response->set_estimated_bytes(r->recommendation.estimated_bytes);
+    response->set_why(r->recommendation.why);
+    response->set_preset(r->preset);
+    for (const std::string& step : r->steps) response->add_steps(step);
   }
   reactor->Finish(ToGrpcStatus(r.status()));
   return reactor;

@@ -29,12 +29,51 @@ const char* CheckpointQuantName(CheckpointQuant q) {
     case CheckpointQuant::kAwq: return "awq";
     case CheckpointQuant::kMlx: return "mlx";
     case CheckpointQuant::kQuanto: return "quanto";
+    case CheckpointQuant::kTorchao: return "torchao";
     case CheckpointQuant::kIngot: return "ingot";
   }
   return "?";
 }
 
 namespace {
+
+// torchao's quantization_config as transformers writes it: quant_type is the config
+// class serialized by torchao ({"default": {"_type": "Int8WeightOnlyConfig", "_data":
+// {...}}}, transformers 4.5x+/5) or, from older releases, a string
+// ("int8_weight_only"). The int8 configs are read (the weight is an Int8Tensor either
+// way; the dynamic one also quantizes activations per token, which ingot's int8 path
+// does per block of 32); the int4 layouts are refused by name.
+absl::Status TorchaoConfig(const std::string& dir, const Json& j, CheckpointQuantConfig* q) {
+  q->method = CheckpointQuant::kTorchao;
+  std::string type;
+  if (auto it = j.find("quant_type"); it != j.end()) {
+    if (it->is_string()) {
+      type = it->get<std::string>();
+    } else if (it->is_object()) {
+      const Json* cfg = it->contains("default") ? &(*it)["default"] : nullptr;
+      if (cfg == nullptr && it->size() == 1) cfg = &it->begin().value();
+      if (cfg != nullptr && cfg->is_object() && cfg->contains("_type") && (*cfg)["_type"].is_string()) {
+        type = (*cfg)["_type"].get<std::string>();
+      }
+      if (it->size() > 1) {
+        return absl::UnimplementedError(absl::StrCat(
+            dir, "/config.json: torchao quant_type with per-module configs is not supported (one default config)"));
+      }
+    }
+  }
+  static constexpr const char* kInt8[] = {"Int8WeightOnlyConfig", "Int8DynamicActivationInt8WeightConfig",
+                                          "int8_weight_only", "int8_dynamic_activation_int8_weight"};
+  for (const char* t : kInt8) {
+    if (type == t) {
+      q->quant_type = type;
+      q->bits = 8;
+      return absl::OkStatus();
+    }
+  }
+  return absl::UnimplementedError(absl::StrCat(
+      dir, "/config.json: torchao quant_type '", type.empty() ? std::string("(missing)") : type,
+      "' is not supported (Int8WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig)"));
+}
 
 // Bounded, non-blocking, inside the model roots (formats/file_access.h).
 bool ReadText(const std::string& path, std::string* out) {
@@ -279,6 +318,8 @@ absl::Status Checkpoint::DetectQuantization() {
     } else if (m == "quanto") {
       q.method = CheckpointQuant::kQuanto;
       q.quant_type = StrOr(j, "weights", "int8");
+    } else if (m == "torchao") {
+      RETURN_IF_ERROR(TorchaoConfig(dir_, j, &q));
     } else if (!m.empty()) {
       return absl::UnimplementedError(absl::StrCat(dir_, "/config.json: quantization_config.quant_method '",
                                                    m, "' is not supported"));

@@ -26,6 +26,7 @@ enum class CheckpointQuant {
   kAwq,         // AutoAWQ GEMM qweight, qzeros, scales
   kMlx,         // MLX weight (uint32), scales, biases
   kQuanto,      // optimum-quanto _data / _scale (/ _shift)
+  kTorchao,     // torchao Int8Tensor as transformers 5 saves it: _weight_qdata / _weight_scale / _weight_zero_point
   kIngot,       // ingot's own layout (LlamaModel::SaveCheckpoint): each module as it was in memory
 };
 const char* CheckpointQuantName(CheckpointQuant q);
@@ -36,7 +37,7 @@ struct CheckpointQuantConfig {
   int32_t group_size = 0;
   bool sym = false;             // GPTQ
   bool desc_act = false;        // GPTQ
-  std::string quant_type;       // bnb: nf4 / fp4; quanto: qint8 / qint4 ...
+  std::string quant_type;       // bnb: nf4 / fp4; quanto: qint8 / qint4; torchao: the config class
   std::string where;            // the file the config was read from
   std::string json;             // the config as found (compact JSON)
   std::vector<std::string> skip_modules;  // modules left unquantized by the tool

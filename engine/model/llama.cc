@@ -161,7 +161,7 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
     const LinearJob qkv[3] = {job(kQ, Buf::kXn, Buf::kQ, &L.bq, &P.bq), job(kK, Buf::kXn, Buf::kK, &L.bk, &P.bk),
                               job(kV, Buf::kXn, Buf::kV, &L.bv, &P.bv)};
     RETURN_IF_ERROR(be.linear(w, pool, qkv, 3, n));
-    RETURN_IF_ERROR(be.rope(w));
+    if (c.UsesRope(l)) RETURN_IF_ERROR(be.rope(w));
     RETURN_IF_ERROR(be.attention(w, pool, l));
     RETURN_IF_ERROR(observe(l, LinearInput::kAttnOut, Buf::kAttn, c.q_dim()));
     const LinearJob o = job(kO, Buf::kAttn, Buf::kProj);

@@ -45,6 +45,9 @@ enum class RopeStyle {
   kNeox,    // rotate (x[i], x[i + rope_dim/2]); Qwen2, HF layout
 };
 
+// SmolLM3 in GGUF: llama.cpp fixes its NoPE step at 4 (no metadata key carries it).
+inline constexpr int32_t kSmolLm3NopeStep = 4;
+
 struct LlamaConfig {
   std::string architecture;  // "llama", "qwen2", ...
   int32_t n_layer = 0;
@@ -62,6 +65,12 @@ struct LlamaConfig {
   RopeStyle rope_style = RopeStyle::kNormal;
   bool attn_bias = false;    // Qwen2: q/k/v biases
   bool tied_output = false;  // output head shares token_embd
+  // SmolLM3's NoPE layers: nope_layers[l] != 0 skips RoPE in layer l (queries and keys
+  // attend by content only). Empty: every layer rotates.
+  std::vector<uint8_t> nope_layers;
+  bool UsesRope(int32_t layer) const {
+    return nope_layers.empty() || nope_layers[static_cast<size_t>(layer)] == 0;
+  }
   int32_t kv_dim() const { return n_head_kv * head_dim; }
   int32_t q_dim() const { return n_head * head_dim; }
 };

@@ -31,6 +31,17 @@ absl::Status LlamaModel::ExportGguf(const VocabSpec& vocab, const std::string& p
   if (c.rope_style == RopeStyle::kNormal && c.architecture == "qwen2") {
     return absl::FailedPreconditionError("qwen2 with interleaved rope cannot be written as GGUF");
   }
+  if (!c.nope_layers.empty()) {
+    // GGUF carries no NoPE pattern: llama.cpp's smollm3 assumes every 4th layer.
+    bool step4 = c.architecture == "smollm3";
+    for (int32_t l = 0; l < c.n_layer && step4; ++l) {
+      step4 = (c.nope_layers[l] != 0) == ((l + 1) % kSmolLm3NopeStep == 0);
+    }
+    if (!step4) {
+      return absl::FailedPreconditionError(
+          "this model's NoPE layers are not every 4th layer, the only pattern GGUF (llama.cpp's smollm3) can express");
+    }
+  }
   gguf::Writer w;
   const std::string a = c.architecture;
   w.AddString("general.architecture", a);

@@ -21,6 +21,7 @@ constexpr ArchRow kArchitectures[] = {
     {"llama", RopeStyle::kNormal, false},
     {"mistral", RopeStyle::kNormal, false},
     {"qwen2", RopeStyle::kNeox, true},
+    {"smollm3", RopeStyle::kNormal, false},
 };
 
 std::string DimsString(const std::vector<int64_t>& dims) {
@@ -114,7 +115,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
   }
   if (row == nullptr) {
     return absl::UnimplementedError(absl::StrCat(
-        f.path(), ": architecture '", arch, "' is not supported (supported: llama, mistral, qwen2)"));
+        f.path(), ": architecture '", arch, "' is not supported (supported: llama, mistral, qwen2, smollm3)"));
   }
   auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
   LlamaConfig& c = model->config_;
@@ -146,6 +147,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
   } else if (scaling != "none") {
     return absl::UnimplementedError(absl::StrCat(f.path(), ": rope scaling '", scaling,
                                                  "' is not supported (none, linear)"));
+  }
+
+  if (arch == "smollm3") {
+    // llama.cpp writes no key for SmolLM3's NoPE layers: it fixes the step at 4 (layers
+    // with (il + 1) % 4 == 0 skip RoPE), and so does ingot.
+    c.nope_layers.resize(static_cast<size_t>(c.n_layer));
+    for (int32_t l = 0; l < c.n_layer; ++l) c.nope_layers[l] = (l + 1) % kSmolLm3NopeStep == 0 ? 1 : 0;
   }
 
   Builder b(f);

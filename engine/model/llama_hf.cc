@@ -28,7 +28,45 @@ constexpr HfArch kHfArchitectures[] = {
     {"LlamaForCausalLM", "llama", "llama", false},
     {"MistralForCausalLM", "mistral", "mistral", false},
     {"Qwen2ForCausalLM", "qwen2", "qwen2", true},
+    {"SmolLM3ForCausalLM", "smollm3", "smollm3", false},
 };
+
+// SmolLM3's NoPE layers as transformers reads them: `no_rope_layers[l]` is 1 where layer l
+// uses RoPE and 0 where it does not; without the list, every `no_rope_layer_interval`-th
+// layer (default 4: layers 3, 7, ...) skips it. Its sliding window is refused while
+// `use_sliding_window` is set (the checkpoints SmolLM3 ships leave it off).
+absl::Status SmolLm3Layers(const std::string& dir, const Json& cfg, LlamaConfig* c) {
+  c->nope_layers.assign(static_cast<size_t>(c->n_layer), 0);
+  if (auto it = cfg.find("no_rope_layers"); it != cfg.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() != static_cast<size_t>(c->n_layer)) {
+      return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json: no_rope_layers must list ", c->n_layer,
+                                                     " layers (1 = RoPE, 0 = none)"));
+    }
+    for (size_t l = 0; l < it->size(); ++l) {
+      const Json& v = (*it)[l];
+      if (!v.is_number_integer() || (v.get<int64_t>() != 0 && v.get<int64_t>() != 1)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dir, "/config.json: no_rope_layers[", l, "] must be 0 or 1"));
+      }
+      c->nope_layers[l] = v.get<int64_t>() == 0 ? 1 : 0;
+    }
+  } else {
+    int64_t interval = 4;
+    if (auto iv = cfg.find("no_rope_layer_interval"); iv != cfg.end() && !iv->is_null()) {
+      interval = iv->is_number_integer() ? iv->get<int64_t>() : 0;
+    }
+    if (interval <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json: no_rope_layer_interval ", interval,
+                                                     " must be positive"));
+    }
+    for (int32_t l = 0; l < c->n_layer; ++l) c->nope_layers[l] = (l + 1) % interval == 0 ? 1 : 0;
+  }
+  if (auto sw = cfg.find("use_sliding_window"); sw != cfg.end() && sw->is_boolean() && sw->get<bool>()) {
+    return absl::UnimplementedError(
+        absl::StrCat(dir, "/config.json: use_sliding_window is set; ingot runs SmolLM3 with full attention only"));
+  }
+  return absl::OkStatus();
+}
 
 std::string Shape(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
 
@@ -140,7 +178,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
   if (arch == nullptr) {
     return absl::UnimplementedError(absl::StrCat(
         ck.dir(), "/config.json: architecture '", arch_name.empty() ? model_type : arch_name,
-        "' is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"));
+        "' is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, SmolLM3ForCausalLM)"));
   }
   HfBuilder b(ck, cfg);
   auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
@@ -164,27 +202,57 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
   }
   c.rope_dim = c.head_dim;
   c.context_length = static_cast<int32_t>(b.IntOr("max_position_embeddings", 2048));
+  // transformers 5 writes rope_parameters {rope_theta, rope_type, factor...} in place of
+  // rope_theta and rope_scaling; 4.x checkpoints have the two keys.
+  const Json* rope_params = nullptr;
+  if (auto it = cfg.find("rope_parameters"); it != cfg.end() && it->is_object()) rope_params = &*it;
   c.rope_base = static_cast<float>(b.FloatOr("rope_theta", 10000.0));
+  if (rope_params != nullptr) {
+    if (auto t = rope_params->find("rope_theta"); t != rope_params->end() && t->is_number()) {
+      c.rope_base = t->get<float>();
+    }
+  }
   c.rms_eps = static_cast<float>(b.FloatOr("rms_norm_eps", 1e-6));
   c.attn_bias = arch->attn_bias || b.BoolOr("attention_bias", false);
   // ingot's own layout keeps a GGUF model's q/k rows as they were (pairs interleaved).
   if (b.BoolOr("ingot_rope_interleaved", false)) c.rope_style = RopeStyle::kNormal;
+  if (c.architecture == "smollm3") RETURN_IF_ERROR(SmolLm3Layers(ck.dir(), cfg, &c));
+  // Sliding-window attention (Mistral v0.1's 4096; Qwen2 when use_sliding_window is on)
+  // equals full attention while a sequence fits the window, so ingot serves such a model
+  // with its context capped at the window rather than attend past it wrongly.
+  if (auto sw = cfg.find("sliding_window"); sw != cfg.end() && sw->is_number_integer() && sw->get<int64_t>() > 0) {
+    const bool on = c.architecture == "mistral" ||
+                    (c.architecture == "qwen2" && b.BoolOr("use_sliding_window", false));
+    if (on && sw->get<int64_t>() < c.context_length) c.context_length = static_cast<int32_t>(sw->get<int64_t>());
+  }
 
   model->inv_freq_.resize(c.rope_dim / 2);
   for (int32_t i = 0; i < c.rope_dim / 2; ++i) {
     model->inv_freq_[i] = std::pow(c.rope_base, -2.0f * static_cast<float>(i) / static_cast<float>(c.rope_dim));
   }
-  if (auto it = cfg.find("rope_scaling"); it != cfg.end() && it->is_object()) {
-    const Json& rs = *it;
-    std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
-    const double factor = rs.value("factor", 1.0);
+  const Json* scaling = rope_params;
+  if (auto it = cfg.find("rope_scaling"); scaling == nullptr && it != cfg.end() && it->is_object()) scaling = &*it;
+  if (scaling != nullptr) {
+    const Json& rs = *scaling;
+    auto num = [&rs](const char* key, double def) {
+      auto it = rs.find(key);
+      return it != rs.end() && it->is_number() ? it->get<double>() : def;
+    };
+    auto str = [&rs](const char* key) {
+      auto it = rs.find(key);
+      return it != rs.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    std::string type = str("rope_type");
+    if (type.empty()) type = str("type");
+    if (type.empty()) type = "default";
+    const double factor = num("factor", 1.0);
     if (type == "linear") {
       c.rope_linear_factor = factor > 0 ? static_cast<float>(factor) : 1.0f;
     } else if (type == "llama3") {
       // Llama 3.1: long wavelengths slowed by `factor`, short ones kept, a smooth ramp
       // between (transformers' _compute_llama3_parameters).
-      const double lo = rs.value("low_freq_factor", 1.0), hi = rs.value("high_freq_factor", 4.0);
-      const double old_ctx = rs.value("original_max_position_embeddings", 8192.0);
+      const double lo = num("low_freq_factor", 1.0), hi = num("high_freq_factor", 4.0);
+      const double old_ctx = num("original_max_position_embeddings", 8192.0);
       const double lo_wl = old_ctx / lo, hi_wl = old_ctx / hi;
       model->rope_freqs_.resize(c.rope_dim / 2);
       for (int32_t i = 0; i < c.rope_dim / 2; ++i) {

@@ -71,6 +71,7 @@ const char* HfArchitecture(const std::string& arch) {
   if (arch == "llama") return "LlamaForCausalLM";
   if (arch == "mistral") return "MistralForCausalLM";
   if (arch == "qwen2") return "Qwen2ForCausalLM";
+  if (arch == "smollm3") return "SmolLM3ForCausalLM";
   return nullptr;
 }
 
@@ -356,7 +357,7 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
   std::map<std::string, std::string> files;
   if (checkpoint_ != nullptr && !checkpoint_->ReadSibling("tokenizer.json").empty()) {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                          "special_tokens_map.json"}) {
+                          "special_tokens_map.json", "chat_template.jinja"}) {
       std::string text = checkpoint_->ReadSibling(f);
       if (!text.empty()) files[f] = std::move(text);
     }
@@ -384,6 +385,16 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
               {"hidden_act", "silu"},
               {"torch_dtype", "float32"}};
   if (c.rope_linear_factor != 1.0f) cfg["rope_scaling"] = {{"type", "linear"}, {"factor", c.rope_linear_factor}};
+  if (!c.nope_layers.empty()) {
+    if (c.architecture != "smollm3") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("architecture '", c.architecture, "' has layers without RoPE, which its config cannot say"));
+    }
+    std::vector<int> rope_layers;  // transformers' sense: 1 = the layer uses RoPE
+    for (uint8_t nope : c.nope_layers) rope_layers.push_back(nope ? 0 : 1);
+    cfg["no_rope_layers"] = rope_layers;
+    cfg["use_sliding_window"] = false;
+  }
   // ingot keeps a GGUF model's rows; the other tools get transformers' order back.
   const bool unpermute = !ingot && c.rope_style == RopeStyle::kNormal;
   if (ingot && c.rope_style == RopeStyle::kNormal) cfg["ingot_rope_interleaved"] = true;

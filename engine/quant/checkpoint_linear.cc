@@ -71,6 +71,7 @@ class Reader {
       case CheckpointQuant::kMlx: return Mlx(name, rows, cols);
       case CheckpointQuant::kHqq: return Hqq(name, rows, cols);
       case CheckpointQuant::kQuanto: return Quanto(name, rows, cols);
+      case CheckpointQuant::kTorchao: return Torchao(name, rows, cols);
       case CheckpointQuant::kIngot: return Ingot(name, rows, cols);
       default:
         return absl::UnimplementedError(absl::StrCat(ck_->path(), ": '", name, "' is stored as ",
@@ -538,6 +539,39 @@ class Reader {
     }
     SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kBias, q, scale, bias);
     qw.representation = absl::StrCat("quanto", bits, "/g", group);
+    return Own(std::move(qw));
+  }
+
+  // torchao's Int8Tensor as transformers 5 flattens it into safetensors (the tensor's
+  // attributes as `<module>._weight_<attr>`, its class in the file's metadata):
+  // _weight_qdata (rows, cols) int8, _weight_scale and _weight_zero_point (rows, G) for G
+  // groups of cols / G inputs (PerRow: G = 1); w = (q - zero_point) * scale. Stored as
+  // kAffine 8-bit codes q + 128 with zero 128 + zero_point (ingot's int8/row when G = 1).
+  absl::StatusOr<LinearLoad> Torchao(const std::string& name, int64_t rows, int64_t cols) const {
+    const std::string p = name + "._weight_";
+    ASSIGN_OR_RETURN(const TensorView* q8, Get(p + "qdata", {rows, cols}, {DType::kI8}));
+    ASSIGN_OR_RETURN(const TensorView* sc, Get(p + "scale", {}, {DType::kF32, DType::kF16, DType::kBF16}));
+    const TensorView* zp = ck_->Find(p + "zero_point");
+    const int64_t n_groups = sc->numel();
+    if (sc->shape.empty() || sc->shape[0] != rows || n_groups % rows != 0 || cols % (n_groups / rows) != 0 ||
+        (zp != nullptr && (zp->numel() != n_groups || zp->dtype != DType::kI8))) {
+      return absl::InvalidArgumentError(absl::StrCat(ck_->path(), ": '", p, "scale' has shape ", Shape(sc->shape),
+                                                     zp != nullptr ? absl::StrCat(" and zero_point ", Shape(zp->shape)) : "",
+                                                     ", which do not group a ", rows, " x ", cols, " int8 weight"));
+    }
+    const int64_t group = cols / (n_groups / rows);
+    QuantizedWeight qw;
+    uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows * cols));
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+    for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(q8->data[i]) + 128);
+    for (int64_t g = 0; g < n_groups; ++g) {
+      scale[g] = Fp32ToFp16(FloatAt(*sc, g));
+      const int zpv = zp != nullptr ? static_cast<int8_t>(zp->data[g]) : 0;
+      zero[g] = Fp32ToFp16(128.0f + static_cast<float>(zpv));
+    }
+    SetAffineView(qw, 8, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
+    qw.representation = group == cols ? "int8/row" : absl::StrCat("affine8/g", group);
     return Own(std::move(qw));
   }
 

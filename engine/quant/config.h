@@ -108,6 +108,10 @@ struct Recommendation {
   int64_t estimated_bytes = 0;
   std::string why;
 };
+// Bytes of the model's weights under `config` (plans per module; skipped modules and
+// everything not a layer's linear are in `fixed_bytes`).
+int64_t EstimateConfigBytes(const QuantizationConfig& config, const std::vector<ModuleInfo>& modules,
+                            int64_t fixed_bytes);
 absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<ModuleInfo>& modules,
                                                      int64_t fixed_bytes,
                                                      const DeviceCaps& device,

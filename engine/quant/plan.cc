@@ -128,6 +128,18 @@ double EstimateBitsPerWeight(const ModulePlan& plan, int64_t rows, int64_t cols)
   return static_cast<double>(p.bits) + 32.0 / group;
 }
 
+int64_t EstimateConfigBytes(const QuantizationConfig& config, const std::vector<ModuleInfo>& modules,
+                            int64_t fixed_bytes) {
+  const std::vector<ModulePlan> plans = PlanModules(config, modules);
+  double bytes = static_cast<double>(fixed_bytes);
+  for (size_t i = 0; i < modules.size(); ++i) {
+    if (plans[i].method == nullptr) continue;  // skipped modules are in fixed_bytes
+    bytes += EstimateBitsPerWeight(plans[i], modules[i].rows, modules[i].cols) / 8.0 *
+             static_cast<double>(modules[i].rows * modules[i].cols);
+  }
+  return static_cast<int64_t>(bytes);
+}
+
 absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<ModuleInfo>& modules,
                                                      int64_t fixed_bytes,
                                                      const DeviceCaps& device,
@@ -158,14 +170,7 @@ absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<ModuleInf
     const MethodRow* row = FindMethod(cand.config.method);
     if (row == nullptr || !MethodRunsOn(*row, device.kind)) continue;
     if (!ValidateQuantization(cand.config, device, &modules).empty()) continue;
-    const std::vector<ModulePlan> plans = PlanModules(cand.config, modules);
-    double bytes = static_cast<double>(fixed_bytes);
-    for (size_t i = 0; i < modules.size(); ++i) {
-      if (plans[i].method == nullptr) continue;  // skipped modules are in fixed_bytes
-      bytes += EstimateBitsPerWeight(plans[i], modules[i].rows, modules[i].cols) / 8.0 *
-               static_cast<double>(modules[i].rows * modules[i].cols);
-    }
-    const int64_t est = static_cast<int64_t>(bytes);
+    const int64_t est = EstimateConfigBytes(cand.config, modules, fixed_bytes);
     tried.push_back(absl::StrCat(cand.config.method, cand.config.bits ? absl::StrCat(" ", cand.config.bits, "-bit") : "",
                                  ": ", est, " bytes"));
     if (est <= budget_bytes) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "engine/common/status.h"
+#include "engine/formats/hf_cache.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/load_open.h"
 #include "engine/runtime/registry.h"
@@ -195,6 +196,16 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Engine::StartScheduler(const std::sha
 absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
                                             const std::function<void(const LoadProgress&)>& progress,
                                             const std::atomic<bool>* cancel) {
+  // A repository id (or any source with a revision) is a snapshot in the Hugging Face
+  // cache: resolved offline, then loaded as that directory (or GGUF file).
+  if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+    ASSIGN_OR_RETURN(std::string snapshot,
+                     formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source, request.revision));
+    LoadRequest resolved = request;
+    resolved.source = std::move(snapshot);
+    resolved.revision.clear();
+    return LoadModel(resolved, progress, cancel);
+  }
   auto report = [&](const std::string& stage, double fraction, const std::string& detail) {
     if (progress) progress(LoadProgress{stage, fraction, detail});
   };
@@ -395,6 +406,23 @@ absl::StatusOr<TokenizeResult> Engine::Tokenize(const std::string& model, const 
   out.ids = tok.Encode(text, add_special, parse_special);
   for (int32_t id : out.ids) out.pieces.push_back(tok.TokenBytes(id, true));
   return out;
+}
+
+absl::StatusOr<std::vector<std::string>> Engine::TokenPieces(const std::string& model,
+                                                             const std::vector<int32_t>& ids) const {
+  ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
+  const Tokenizer& tok = *ready.model->tokenizer;
+  const int32_t vocab = ready.model->model->config().vocab_size;
+  std::vector<std::string> pieces;
+  pieces.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary (",
+                                                     vocab, " tokens)"));
+    }
+    pieces.push_back(tok.TokenBytes(id, true));
+  }
+  return pieces;
 }
 
 absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateRequest request,

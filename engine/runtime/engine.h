@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/quant/config.h"
+#include "engine/quant/presets.h"
 #include "engine/tokenizer/chat_template.h"
 #include "kernels/backend.h"
 
@@ -42,6 +43,9 @@ struct EngineOptions {
   // KV pool per model when the load names none (LoadRequest.kv_cache_bytes); raised
   // to hold at least one full served context.
   int64_t kv_cache_bytes = int64_t{256} << 20;
+  // Hugging Face cache for sources given as repository ids; empty: HF_HUB_CACHE,
+  // HF_HOME/hub, ~/.cache/huggingface/hub.
+  std::string hf_cache;
 };
 
 // LOADING -> READY -> UNLOADING -> GONE; a load that fails after its name was reserved
@@ -166,7 +170,8 @@ absl::Status ValidateModelName(absl::string_view name, absl::string_view field);
 
 struct LoadRequest {
   std::string name;            // registry key; must be unique
-  std::string source;          // file path
+  std::string source;          // file or directory path, or a Hugging Face repository id ("org/name")
+  std::string revision;        // with a repository id: branch, tag or commit (empty = main)
   std::string format = "auto"; // auto, gguf, hf, safetensors, torch, npz
   std::string device = "cpu";  // cpu, cuda:N (mps/mlx named, unavailable here)
   std::string backend = "auto";  // auto (native on cpu, torch on cuda), native, torch
@@ -360,6 +365,10 @@ class Engine {
 
   absl::StatusOr<TokenizeResult> Tokenize(const std::string& model, const std::string& text,
                                           bool add_special, bool parse_special) const;
+  // Each token's bytes (may be partial UTF-8; special tokens rendered), e.g. to name
+  // the tokens of logprobs. INVALID_ARGUMENT for an id outside the vocabulary.
+  absl::StatusOr<std::vector<std::string>> TokenPieces(const std::string& model,
+                                                       const std::vector<int32_t>& ids) const;
 
   // Validates (NOT_FOUND model, INVALID_ARGUMENT params/prompt too long/template) and
   // queues the request; then callbacks report progress. Cancel through the handle.
@@ -374,10 +383,12 @@ class Engine {
       const QuantizeRequest& request,
       const std::function<void(const quant::QuantizeProgress&)>& progress,
       const std::atomic<bool>* cancel);
-  // A config that fits `budget_bytes` for a loaded model, and why.
-  absl::StatusOr<quant::Recommendation> RecommendQuantization(const std::string& model,
-                                                              const std::string& device,
-                                                              int64_t budget_bytes) const;
+  // A config that fits `budget_bytes` for a loaded model, and why: with a purpose, the
+  // seeds' decision tree over the presets (quant/presets.h), its steps and the preset;
+  // without, the best quality that fits (preset and steps empty).
+  absl::StatusOr<quant::PresetRecommendation> RecommendQuantization(
+      const std::string& model, const std::string& device, int64_t budget_bytes,
+      std::optional<quant::Purpose> purpose = std::nullopt) const;
   // Validates a config against a loaded model (when `model` is set) and a device.
   absl::StatusOr<std::vector<quant::ConfigProblem>> ValidateQuantization(
       const quant::QuantizationConfig& config, const std::string& model,

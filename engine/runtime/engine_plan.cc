@@ -5,6 +5,7 @@
 // quantizer's estimate when quantizing while loading) and the KV pool PlanKv sizes.
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
+#include "engine/formats/hf_cache.h"
 #include "engine/quant/quantize_model.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/engine.h"
@@ -14,6 +15,15 @@
 namespace ingot {
 
 absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& request) const {
+  // A repository id is planned as the snapshot directory a load would resolve it to.
+  if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+    ASSIGN_OR_RETURN(std::string snapshot,
+                     formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source, request.revision));
+    LoadRequest resolved = request;
+    resolved.source = std::move(snapshot);
+    resolved.revision.clear();
+    return PlanLoad(resolved);
+  }
   ASSIGN_OR_RETURN(const ValidatedLoad valid, ValidateLoad(request));
   return CatchExceptions("planning " + request.source, [&]() -> absl::StatusOr<LoadPlan> {
     ASSIGN_OR_RETURN(OpenedCheckpoint opened, OpenCheckpoint(request, [](double, const std::string&) {}));

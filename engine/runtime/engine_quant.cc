@@ -45,9 +45,9 @@ absl::StatusOr<std::vector<quant::ConfigProblem>> Engine::ValidateQuantization(
   return quant::ValidateQuantization(config, caps, &modules);
 }
 
-absl::StatusOr<quant::Recommendation> Engine::RecommendQuantization(const std::string& model,
-                                                                    const std::string& device,
-                                                                    int64_t budget_bytes) const {
+absl::StatusOr<quant::PresetRecommendation> Engine::RecommendQuantization(
+    const std::string& model, const std::string& device, int64_t budget_bytes,
+    std::optional<quant::Purpose> purpose) const {
   if (budget_bytes <= 0) return absl::InvalidArgumentError("memory budget must be > 0 bytes");
   ASSIGN_OR_RETURN(quant::DeviceCaps caps, Caps(device));
   if (!caps.available) {
@@ -62,7 +62,10 @@ absl::StatusOr<quant::Recommendation> Engine::RecommendQuantization(const std::s
   for (const LinearModuleRef& ref : m.LinearModules()) {
     if (ref.layer >= 0) fixed -= m.linear(ref).bytes();
   }
-  return quant::RecommendQuantization(modules, fixed, caps, budget_bytes);
+  if (purpose) return quant::RecommendPreset(modules, fixed, caps, budget_bytes, *purpose);
+  quant::PresetRecommendation out;
+  ASSIGN_OR_RETURN(out.recommendation, quant::RecommendQuantization(modules, fixed, caps, budget_bytes));
+  return out;
 }
 
 absl::StatusOr<QuantizeResult> Engine::QuantizeModel(

@@ -96,8 +96,7 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
                      Checkpoint::Open(request.source, request.format == "hf" ? "auto" : request.format));
     std::shared_ptr<const Checkpoint> ck(std::move(opened));
     ASSIGN_OR_RETURN(VocabSpec vocab,
-                     VocabSpecFromHf(ck->ReadSibling("tokenizer.json"), ck->ReadSibling("tokenizer_config.json"),
-                                     ck->ReadSibling("generation_config.json"), ck->dir()));
+                     VocabSpecFromHfDir([&](const char* f) { return ck->ReadSibling(f); }, ck->dir()));
     ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
     tensors_progress(0, "");
     ASSIGN_OR_RETURN(loaded->model,

@@ -31,7 +31,9 @@ absl::StatusOr<std::string> ApplyChatTemplate(std::string_view tmpl,
     globals.emplace_back("eos_token", jinja::Value::String(options.eos_token));
     globals.emplace_back("tools", jinja::Value::None());
     globals.emplace_back("documents", jinja::Value::None());
-    return jinja::Renderer(std::move(globals)).Render(body);
+    jinja::Renderer renderer(std::move(globals));
+    renderer.set_now(options.now_unix_seconds);
+    return renderer.Render(body);
   };
   absl::StatusOr<std::string> out = CatchExceptions("chat template", render);
   if (!out.ok()) {

@@ -17,6 +17,7 @@
 // letters only, and rendering is bounded in output size, work and recursion.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,9 @@ struct ChatTemplateOptions {
   bool add_generation_prompt = true;
   std::string bos_token;  // exposed to the template as bos_token
   std::string eos_token;  // exposed as eos_token
+  // strftime_now's clock, seconds since the epoch read as UTC (tests fix it; SmolLM3's
+  // template prints today's date); -1 = the system clock.
+  int64_t now_unix_seconds = -1;
 };
 
 // Renders `tmpl` for `messages`. INVALID_ARGUMENT naming the construct (and its

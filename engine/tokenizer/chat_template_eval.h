@@ -46,6 +46,10 @@ class Renderer {
   absl::Status Charge(int64_t units);
   // A fresh namespace() object, owned by this renderer.
   Value NewNamespace(Dict attrs);
+  // strftime_now's clock: seconds since the epoch, read as UTC; -1 = the system clock
+  // in local time (what transformers does).
+  void set_now(int64_t unix_seconds) { now_unix_seconds_ = unix_seconds; }
+  int64_t now_unix_seconds() const { return now_unix_seconds_; }
 
  private:
   using Frame = absl::flat_hash_map<std::string, Value>;
@@ -76,6 +80,7 @@ class Renderer {
   std::deque<Namespace> namespaces_;
   Flow flow_ = Flow::kNormal;
   int depth_ = 0;
+  int64_t now_unix_seconds_ = -1;
   int64_t work_ = 0;
 };
 

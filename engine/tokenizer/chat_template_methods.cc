@@ -182,16 +182,21 @@ absl::StatusOr<Value> Range(Renderer& r, const CallArgs& args) {
   return Value::List(std::move(out));
 }
 
-absl::StatusOr<Value> StrftimeNow(const CallArgs& args) {
+absl::StatusOr<Value> StrftimeNow(const Renderer& r, const CallArgs& args) {
   ArgReader a("strftime_now", args);
   const Value format = a.Get(0, "format");
   RETURN_IF_ERROR(a.Done());
   if (!format.is_string() || format.str().size() > 256) {
     return absl::InvalidArgumentError("strftime_now() needs a format string (at most 256 bytes)");
   }
-  const std::time_t now = std::time(nullptr);
   std::tm local{};
-  localtime_r(&now, &local);
+  if (r.now_unix_seconds() >= 0) {
+    const std::time_t fixed = static_cast<std::time_t>(r.now_unix_seconds());
+    gmtime_r(&fixed, &local);
+  } else {
+    const std::time_t now = std::time(nullptr);
+    localtime_r(&now, &local);
+  }
   char buf[1024];
   const size_t n = std::strftime(buf, sizeof(buf), format.str().c_str(), &local);
   return Value::String(std::string(buf, n));
@@ -220,7 +225,7 @@ bool IsGlobalFunction(std::string_view name) {
 
 absl::StatusOr<Value> CallGlobal(Renderer& r, std::string_view name, const CallArgs& args) {
   if (name == "range") return Range(r, args);
-  if (name == "strftime_now") return StrftimeNow(args);
+  if (name == "strftime_now") return StrftimeNow(r, args);
   if (name == "namespace" || name == "dict") {
     // namespace(mapping, key=value, ...) and dict(key=value, ...).
     Dict attrs;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -49,6 +50,12 @@ absl::StatusOr<VocabSpec> VocabSpecFromGguf(const gguf::File& file);
 // pre-tokenizer ingot does not implement.
 absl::StatusOr<VocabSpec> VocabSpecFromHf(std::string_view tokenizer_json, std::string_view tokenizer_config,
                                           std::string_view generation_config, const std::string& dir);
+// The same from a checkpoint directory's files, read by `read_sibling` (a file name ->
+// its contents, empty when absent): tokenizer.json, tokenizer_config.json,
+// generation_config.json, and chat_template.jinja, which transformers 4.43+ writes beside
+// tokenizer_config.json and which wins over the config's chat_template, as it does there.
+absl::StatusOr<VocabSpec> VocabSpecFromHfDir(const std::function<std::string(const char*)>& read_sibling,
+                                             const std::string& dir);
 
 // Hugging Face tokenizer files for a byte-level BPE VocabSpec (model "gpt2" with a
 // pre-tokenizer ingot implements), which VocabSpecFromHf reads back to the same

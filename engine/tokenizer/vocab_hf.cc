@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "engine/common/status.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -224,6 +225,14 @@ absl::StatusOr<VocabSpec> VocabSpecFromHf(std::string_view tokenizer_json, std::
       if (t.is_object() && t.value("name", "") == "default") spec.chat_template = t.value("template", "");
     }
   }
+  return spec;
+}
+
+absl::StatusOr<VocabSpec> VocabSpecFromHfDir(const std::function<std::string(const char*)>& read_sibling,
+                                             const std::string& dir) {
+  ASSIGN_OR_RETURN(VocabSpec spec, VocabSpecFromHf(read_sibling("tokenizer.json"), read_sibling("tokenizer_config.json"),
+                                                   read_sibling("generation_config.json"), dir));
+  if (std::string tmpl = read_sibling("chat_template.jinja"); !tmpl.empty()) spec.chat_template = std::move(tmpl);
   return spec;
 }
 

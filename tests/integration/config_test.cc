@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "tests/integration/integration_fixture.h"
@@ -248,6 +249,62 @@ TEST_F(ConfigTest, SigtermDuring16RunningStreamsLosesNone) {
   ASSERT_TRUE(WIFEXITED(status)) << server.ReadLog();
   EXPECT_EQ(WEXITSTATUS(status), 0) << server.ReadLog();
   EXPECT_THAT(server.ReadLog(), HasSubstr("draining for up to 120s"));
+}
+
+// Models addressed by Hugging Face repository id, resolved offline in a cache that
+// huggingface_hub laid out (tests/reference/gen_hf_cache.py: refs/, snapshots/ linking
+// into blobs/), with the model roots still holding: the config's model loads at `main`,
+// LoadModel picks a tag (whose config.json differs), and what is not there is NOT_FOUND
+// naming where it looked.
+TEST_F(ConfigTest, HuggingFaceCacheByRepositoryIdAndRevision) {
+  const std::string data = std::string(INGOT_SOURCE_DIR) + "/tests/data";
+  const std::string path = Write("hub.yaml",
+                                 "threads: 2\n"
+                                 "model_roots: [" + data + "]\n"
+                                 "hf_cache: " + data + "/hf_cache/hub\n"
+                                 "models:\n"
+                                 "  - {name: cached, source: ingot-test/tiny-llama}\n");
+  CommandResult check = RunCommand({INGOTD_PATH, "--check-config", path});
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  IngotdProcess server;
+  server.Start({"--config", path});
+  ASSERT_TRUE(server.WaitServing(kStartTimeout)) << server.ReadLog();
+
+  v1::LoadModelRequest tag;
+  tag.set_name("tagged");
+  tag.set_source("ingot-test/tiny-llama");
+  tag.set_revision("v1");
+  LoadResult r = Load(server.channel(), tag);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  r = Load(server.channel(), "plain", data + "/formats/hf-f32");
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  std::map<std::string, v1::ModelInfo> by_name;
+  for (const v1::ModelInfo& m : ListModels(server.channel())) by_name[m.name()] = m;
+  ASSERT_EQ(by_name.size(), 3u);
+  EXPECT_EQ(by_name["cached"].context_length(), 256);  // max_position_embeddings at main
+  EXPECT_EQ(by_name["tagged"].context_length(), 128);  // and at tag v1
+  EXPECT_THAT(by_name["cached"].source(), HasSubstr("models--ingot-test--tiny-llama/snapshots/"));
+  // The same weights as the directory they were downloaded from.
+  const Generation a = Generate(server.channel(), Greedy("cached", "The cat sat on", 8));
+  const Generation b = Generate(server.channel(), Greedy("plain", "The cat sat on", 8));
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  EXPECT_EQ(a.ids, b.ids);
+
+  v1::LoadModelRequest missing;
+  missing.set_name("missing");
+  missing.set_source("ingot-test/not-there");
+  r = Load(server.channel(), missing);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("models--ingot-test--not-there"));
+  missing.set_source("ingot-test/tiny-llama");
+  missing.set_revision("v9");
+  r = Load(server.channel(), missing);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(r.status.error_message(), HasSubstr("refs/v9"));
+  missing.set_revision("../../etc");
+  r = Load(server.channel(), missing);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ListModels(server.channel()).size(), 3u);
 }
 
 }  // namespace

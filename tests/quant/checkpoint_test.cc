@@ -109,10 +109,47 @@ TEST(CheckpointHqq, HqqConfigJsonNamesTheQuantization) {
   fs::remove_all(dir);
 }
 
+// SmolLM3 as transformers 5 saves it: the NoPE pattern from no_rope_layers, theta from
+// rope_parameters, and the chat template from chat_template.jinja (tokenizer_config.json
+// has none).
+TEST(CheckpointSmolLm3, ConfigAndTemplateAsTransformersWroteThem) {
+  const std::string dir = DataDir() + "/smollm3-f32";
+  auto hf = LoadHf(dir);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const LlamaConfig& c = hf->model->config();
+  EXPECT_EQ(c.architecture, "smollm3");
+  EXPECT_EQ(c.nope_layers, (std::vector<uint8_t>{0, 0, 0, 1}));
+  EXPECT_EQ(c.rope_base, 50000.0f);
+  EXPECT_TRUE(c.tied_output);
+  std::ifstream t(dir + "/chat_template.jinja");
+  std::stringstream want;
+  want << t.rdbuf();
+  ASSERT_FALSE(want.str().empty());
+  EXPECT_EQ(hf->vocab.chat_template, want.str());
+}
+
+// torchao configs other than the int8 ones are refused by name, not misread.
+TEST(CheckpointTorchao, Int4ConfigIsRefusedByName) {
+  const std::string src = DataDir() + "/torchao-int8wo";
+  const std::string dir = ::testing::TempDir() + "/torchao-int4-config";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(src)) fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  std::ifstream in(dir + "/config.json");
+  nlohmann::json cfg = nlohmann::json::parse(in);
+  in.close();
+  cfg["quantization_config"]["quant_type"]["default"]["_type"] = "Int4WeightOnlyConfig";
+  std::ofstream(dir + "/config.json") << cfg.dump();
+  auto ck = Checkpoint::Open(dir, "auto");
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), absl::StatusCode::kUnimplemented) << ck.status();
+  EXPECT_NE(ck.status().message().find("Int4WeightOnlyConfig"), std::string::npos) << ck.status();
+}
+
 // HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
 // llama.cpp's order on the way out, the rope style switched back on the way in).
 TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
-  for (const char* v : {"hf-f32", "hf-f16", "qwen2-f32", "llama-tied"}) {
+  for (const char* v : {"hf-f32", "hf-f16", "qwen2-f32", "llama-tied", "smollm3-f32"}) {
     SCOPED_TRACE(v);
     const std::string dir = DataDir() + "/" + v;
     auto hf = LoadHf(dir);
@@ -221,14 +258,18 @@ INSTANTIATE_TEST_SUITE_P(
     Formats, CheckpointTest,
     ::testing::Values(Variant{"hf-f32", 1e-4f}, Variant{"hf-f16", 1e-2f}, Variant{"hf-bf16", 5e-2f},
                       Variant{"hf-sharded", 1e-4f}, Variant{"hf-bin", 1e-2f}, Variant{"qwen2-f32", 1e-4f},
-                      Variant{"llama-tied", 1e-4f}, Variant{"bnb-nf4", 0.12f}, Variant{"bnb-fp4", 0.15f},
+                      Variant{"llama-tied", 1e-4f}, Variant{"smollm3-f32", 1e-4f}, Variant{"bnb-nf4", 0.12f}, Variant{"bnb-fp4", 0.15f},
                       Variant{"bnb-int8", 0.1f}, Variant{"gptq-4bit-g32", 0.08f}, Variant{"gptq-3bit-g32", 0.08f},
                       Variant{"gptq-4bit-g32-actorder", 0.08f}, Variant{"awq-4bit-g32", 0.08f},
                       Variant{"mlx-4bit-g32", 0.1f},
                       // mlx-lm runs this one in bf16: 0.13 from the dense model by itself.
                       Variant{"mlx-8bit-g64", 0.2f}, Variant{"hqq-4bit-g64", 0.1f},
                       Variant{"hqq-4bit-g64-hf", 0.1f}, Variant{"hqq-2bit-g32", 0.1f},
-                      Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}, Variant{"quanto-int4-pth", 0.08f}),
+                      Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}, Variant{"quanto-int4-pth", 0.08f},
+                      // torchao int8: its weight-only forward keeps f32 activations, ingot's
+                      // int8 path quantizes them to 8-bit blocks (as for quanto int8); the
+                      // dynamic config quantizes each token to int8 in torchao too.
+                      Variant{"torchao-int8wo", 0.08f}, Variant{"torchao-int8dq", 0.1f}),
     [](const auto& info) {
       std::string n = info.param.dir;
       for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';

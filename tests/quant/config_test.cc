@@ -2,9 +2,13 @@
 // per-module plans (defaults, skips, globs, overrides), fallback, size estimates and
 // recommendation.
 #include "engine/quant/config.h"
+#include "engine/quant/presets.h"
 
 #include <string>
+#include <tuple>
 #include <vector>
+
+#include "absl/strings/ascii.h"
 
 #include "tests/test_util.h"
 
@@ -266,6 +270,88 @@ TEST(Recommend, PicksTheBestThatFits) {
   EXPECT_THAT(r->why, HasSubstr("budget"));
   EXPECT_THAT(RecommendQuantization(modules, fixed, Cpu(), fixed),
               StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("no quantization fits")));
+}
+
+// Every seed preset names a method of the table and validates on the CPU as it is
+// (TORCHAO_INT4's tinygemm math and the GGUF types included), in any case.
+TEST(Presets, EachMapsOntoAMethodThatValidates) {
+  // Dimensions every preset's groups divide (SmolLM2's 576 does not divide 128 or 256).
+  std::vector<ModuleInfo> modules;
+  for (const auto& [name, rows, cols] : {std::tuple<const char*, int64_t, int64_t>{"self_attn.q_proj", 1024, 1024},
+                                         {"mlp.up_proj", 2816, 1024}, {"mlp.down_proj", 1024, 2816}}) {
+    modules.push_back({std::string("model.layers.0.") + name, "", "attention", rows, cols});
+  }
+  modules.push_back({"lm_head", "output", "output", 32000, 1024});
+  for (const Preset& p : Presets()) {
+    SCOPED_TRACE(p.name);
+    QuantizationConfig c;
+    ASSERT_OK(ApplyPreset(p.name, &c));
+    EXPECT_NE(FindMethod(c.method), nullptr);
+    EXPECT_EQ(c.method, p.method);
+    EXPECT_TRUE(ValidateQuantization(c, Cpu(), &modules).empty())
+        << ValidateQuantization(c, Cpu(), &modules)[0].message;
+    if (FindMethod(absl::AsciiStrToLower(p.name)) != nullptr) continue;  // "hqq" stays the method
+    QuantizationConfig by_method;
+    by_method.method = absl::AsciiStrToLower(p.name);  // "-m bnb_nf4"
+    ASSERT_OK(ApplyPreset("", &by_method));
+    EXPECT_EQ(by_method.method, c.method);
+    EXPECT_EQ(by_method.bits, c.bits);
+    EXPECT_EQ(by_method.quant_type, c.quant_type);
+  }
+  QuantizationConfig nf4;
+  ASSERT_OK(ApplyPreset("BNB_NF4", &nf4));
+  EXPECT_EQ(nf4.method, "bitsandbytes");
+  EXPECT_EQ(nf4.bits, 4);
+  EXPECT_EQ(nf4.quant_type, "nf4");
+  QuantizationConfig plain = Config("hqq", 3);  // a method name stays a method
+  ASSERT_OK(ApplyPreset("", &plain));
+  EXPECT_EQ(plain.method, "hqq");
+}
+
+TEST(Presets, ConflictsAndUnknownNamesAreRefusedByName) {
+  QuantizationConfig c = Config("hqq");
+  EXPECT_THAT(ApplyPreset("BNB_NF4", &c), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hqq")));
+  c = Config("", 8);
+  EXPECT_THAT(ApplyPreset("MLX_INT4", &c), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("bits is 8")));
+  c = Config("bitsandbytes", 4, 128);  // unset fields only: the group stays the caller's
+  ASSERT_OK(ApplyPreset("bnb_fp4", &c));
+  EXPECT_EQ(c.group_size, 128);
+  EXPECT_EQ(c.quant_type, "fp4");
+  EXPECT_THAT(ApplyPreset("BNB_NF5", &c),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("QUANTO_INT2")));
+  EXPECT_THAT(ParsePurpose("speed"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_quality")));
+}
+
+// The decision tree: each purpose's first choice when it fits, the next when it does
+// not, every step said.
+TEST(Presets, DecisionTreeByPurposeAndBudget) {
+  const auto modules = Modules();
+  int64_t linear = 0;
+  for (size_t i = 0; i + 1 < modules.size(); ++i) linear += modules[i].rows * modules[i].cols;
+  const int64_t fixed = 30'000'000;
+  auto pick = [&](Purpose p, int64_t budget) -> std::string {
+    absl::StatusOr<PresetRecommendation> r = RecommendPreset(modules, fixed, Cpu(), budget, p);
+    if (!r.ok()) return std::string(r.status().message());
+    EXPECT_FALSE(r->steps.empty());
+    EXPECT_LE(r->recommendation.estimated_bytes, budget);
+    return r->preset;
+  };
+  const int64_t roomy = fixed + linear * 4;
+  EXPECT_EQ(pick(Purpose::kFineTuning, roomy), "BNB_NF4");
+  EXPECT_EQ(pick(Purpose::kMaxQuality, roomy), "NONE");
+  EXPECT_EQ(pick(Purpose::kMaxQuality, fixed + linear * 105 / 100), "BNB_INT8");
+  EXPECT_EQ(pick(Purpose::kMinMemory, roomy), "QUANTO_INT2");
+  EXPECT_EQ(pick(Purpose::kInference, roomy), "GGUF_Q8_0");
+  // Q6_K and Q4_K need rows of 256 inputs; SmolLM2's 576 are not: Q4_0 is next.
+  EXPECT_EQ(pick(Purpose::kInference, fixed + linear * 6 / 10), "GGUF_Q4_0");
+  EXPECT_THAT(pick(Purpose::kFineTuning, fixed + linear * 4 / 10), HasSubstr("BNB_NF4: "));
+  absl::StatusOr<PresetRecommendation> r =
+      RecommendPreset(modules, fixed, Cpu(), fixed + linear * 6 / 10, Purpose::kInference);
+  ASSERT_OK(r);
+  EXPECT_THAT(r->steps[1], HasSubstr("GGUF_Q8_0"));
+  EXPECT_THAT(r->steps[1], HasSubstr("> budget"));
+  EXPECT_THAT(r->steps[2], HasSubstr("not a multiple of 256"));
+  EXPECT_EQ(r->recommendation.config.quant_type, "q4_0");
 }
 
 }  // namespace

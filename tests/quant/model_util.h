@@ -47,8 +47,7 @@ inline absl::StatusOr<HfModel> LoadHf(const std::string& dir) {
   auto model = LlamaModel::FromCheckpoint(out.checkpoint, quant::CheckpointLinearLoader(out.checkpoint), nullptr);
   if (!model.ok()) return model.status();
   out.model = std::move(*model);
-  auto vocab = VocabSpecFromHf(ck.ReadSibling("tokenizer.json"), ck.ReadSibling("tokenizer_config.json"),
-                               ck.ReadSibling("generation_config.json"), dir);
+  auto vocab = VocabSpecFromHfDir([&](const char* f) { return ck.ReadSibling(f); }, dir);
   if (!vocab.ok()) return vocab.status();
   out.vocab = std::move(*vocab);
   return out;

@@ -144,8 +144,10 @@ TEST(SaveIngot, QuantizedRepresentationsReloadIdentical) {
 TEST(SaveIngot, HfModelsReloadIdentical) {
   // qwen2: attention biases; llama-tied: a tied head; mlx: a quantized embedding expanded
   // for lookups, its quantized form the head; bnb-nf4: a tool's own double-quant layout;
-  // gptq act-order: columns regrouped with an input order.
-  for (const char* v : {"qwen2-f32", "llama-tied", "mlx-4bit-g32", "bnb-nf4", "gptq-4bit-g32", "gptq-4bit-g32-actorder"}) {
+  // gptq act-order: columns regrouped with an input order; smollm3: NoPE layers and a
+  // chat_template.jinja.
+  for (const char* v : {"qwen2-f32", "llama-tied", "smollm3-f32", "mlx-4bit-g32", "bnb-nf4", "gptq-4bit-g32",
+                        "gptq-4bit-g32-actorder"}) {
     SCOPED_TRACE(v);
     auto hf = LoadHf(FormatsDataDir() + "/" + v);
     ASSERT_TRUE(hf.ok()) << hf.status();

@@ -21,6 +21,7 @@ Writes tests/data/chat/:
 
 Run through tests/reference/regenerate.sh chat. Deterministic.
 """
+import datetime
 import json
 import os
 
@@ -50,12 +51,30 @@ def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
                       sort_keys=sort_keys)
 
 
-def make_env():
+class GenerationTag(jinja2.ext.Extension):
+    """transformers' {% generation %}...{% endgeneration %} (its AssistantTracker): marks
+    the assistant's tokens for training masks and renders its body unchanged."""
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_render", []), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller):
+        return caller()
+
+
+def make_env(now=None):
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[jinja2.ext.loopcontrols])
+                                        extensions=[jinja2.ext.loopcontrols, GenerationTag])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
-    # strftime_now is left out: its output depends on the clock.
+    # strftime_now only where a case fixes the clock (`now`, seconds since the epoch,
+    # read as UTC): elsewhere its output would depend on the day the script ran.
+    if now is not None:
+        env.globals["strftime_now"] = lambda fmt: datetime.datetime.fromtimestamp(
+            now, datetime.timezone.utc).strftime(fmt)
     return env
 
 
@@ -289,6 +308,104 @@ DEEPSEEK_R1 = (r"""{% if not add_generation_prompt is defined %}{% set add_gener
                r"""{%- endfor -%}{% if add_generation_prompt and not ns.is_tool %}"""
                r"""{{'<｜Assistant｜><think>\n'}}{% endif %}""")
 
+# SmolLM3-3B's template (HuggingFaceTB/SmolLM3-3B, chat_template.jinja): reasoning modes
+# switched by /think and /no_think in the system prompt or enable_thinking, today's date
+# from strftime_now, namespace() accumulators, string methods, {% generation %}.
+SMOLLM3 = r'''{# ───── defaults ───── #}
+{%- if enable_thinking is not defined -%}
+{%- set enable_thinking = true -%}
+{%- endif -%}
+
+{# ───── reasoning mode ───── #}
+{%- if enable_thinking -%}
+  {%- set reasoning_mode = "/think" -%}
+{%- else -%}
+  {%- set reasoning_mode = "/no_think" -%}
+{%- endif -%}
+
+{# ───── header (system message) ───── #}
+{{- "<|im_start|>system\n" -}}
+
+{%- if messages[0].role == "system" -%}
+  {%- set system_message = messages[0].content -%}
+  {%- if "/no_think" in system_message -%}
+    {%- set reasoning_mode = "/no_think" -%}
+  {%- elif "/think" in system_message -%}
+    {%- set reasoning_mode = "/think" -%}
+  {%- endif -%}
+  {%- set custom_instructions = system_message.replace("/no_think", "").replace("/think", "").rstrip() -%}
+{%- endif -%}
+
+{%- if "/system_override" in system_message -%}
+  {{- custom_instructions.replace("/system_override", "").rstrip() -}}
+  {{- "<|im_end|>\n" -}}
+{%- else -%}
+  {{- "## Metadata\n\n" -}}
+  {{- "Knowledge Cutoff Date: June 2025\n" -}}
+  {%- set today = strftime_now("%d %B %Y") -%}
+  {{- "Today Date: " ~ today ~ "\n" -}}
+  {{- "Reasoning Mode: " + reasoning_mode + "\n\n" -}}
+  
+  {{- "## Custom Instructions\n\n" -}}
+  {%- if custom_instructions -%}
+    {{- custom_instructions + "\n\n" -}}
+  {%- elif reasoning_mode == "/think" -%}
+    {{- "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an assistant involves thoroughly exploring questions through a systematic thinking process before providing the final precise and accurate solutions. This requires engaging in a comprehensive cycle of analysis, summarizing, exploration, reassessment, reflection, backtracking, and iteration to develop well-considered thinking process. Please structure your response into two main sections: Thought and Solution using the specified format: <think> Thought section </think> Solution section. In the Thought section, detail your reasoning process in steps. Each step should include detailed considerations such as analysing questions, summarizing relevant findings, brainstorming new ideas, verifying the accuracy of the current steps, refining any errors, and revisiting previous steps. In the Solution section, based on various attempts, explorations, and reflections from the Thought section, systematically present the final solution that you deem correct. The Solution section should be logical, accurate, and concise and detail necessary steps needed to reach the conclusion.\n\n" -}}
+  {%- else -%}
+    {{- "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\n\n" -}}
+  {%- endif -%}
+
+  {%- if xml_tools or python_tools -%}
+    {{- "### Tools\n\n" -}}
+    {%- if xml_tools -%}
+      {%- set ns = namespace(xml_tool_string="You may call one or more functions to assist with the user query.\nYou are provided with function signatures within <tools></tools> XML tags:\n\n<tools>\n") -%}
+      {%- for tool in xml_tools[:] -%} {# The slicing makes sure that xml_tools is a list #}
+        {%- set ns.xml_tool_string = ns.xml_tool_string ~ (tool | string) ~ "\n" -%}
+      {%- endfor -%}
+      {%- set xml_tool_string = ns.xml_tool_string + "</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>" -%}
+      {{- xml_tool_string -}}
+    {%- endif -%}
+    {%- if python_tools -%}
+      {%- set ns = namespace(python_tool_string="When you send a message containing Python code between '<code>' and '</code>' tags, it will be executed in a stateful Jupyter notebook environment, and you will then be given the output to continued reasoning in an agentic loop.\n\nYou can use the following tools in your python code like regular functions:\n<tools>\n") -%}
+      {%- for tool in python_tools[:] -%} {# The slicing makes sure that python_tools is a list #}
+        {%- set ns.python_tool_string = ns.python_tool_string ~ (tool | string) ~ "\n" -%}
+      {%- endfor -%}
+      {%- set python_tool_string = ns.python_tool_string + "</tools>\n\nThe state persists between code executions: so variables that you define in one step are still available thereafter." -%}
+      {{- python_tool_string -}}
+    {%- endif -%}
+    {{- "\n\n" -}}
+    {{- "<|im_end|>\n" -}}
+  {%- endif -%}
+{%- endif -%}
+{# ───── main loop ───── #}
+{%- for message in messages -%}
+    {%- set content = message.content if message.content is string else "" -%}
+    {%- if message.role == "user" -%}
+        {{ "<|im_start|>" + message.role + "\n"  + content + "<|im_end|>\n" }}
+    {%- elif message.role == "assistant" -%}
+        {% generation %}
+        {%- if reasoning_mode == "/think" -%}
+            {{ "<|im_start|>assistant\n" + content.lstrip("\n") + "<|im_end|>\n" }}
+        {%- else -%}
+            {{ "<|im_start|>assistant\n" + "<think>\n\n</think>\n" + content.lstrip("\n") + "<|im_end|>\n" }}
+        {%- endif -%}
+        {% endgeneration %}
+    {%- elif message.role == "tool" -%}
+    {{ "<|im_start|>" + "user\n"  + content + "<|im_end|>\n" }}
+    {%- endif -%}
+{%- endfor -%}
+{# ───── generation prompt ───── #}
+{%- if add_generation_prompt -%}
+    {%- if reasoning_mode == "/think" -%}
+        {{ "<|im_start|>assistant\n" }}
+    {%- else -%}
+        {{ "<|im_start|>assistant\n" + "<think>\n\n</think>\n"  }}
+    {%- endif -%}
+{%- endif -%}
+'''
+# The clock its cases render with: 2026-01-15 UTC.
+SMOLLM3_NOW = 1768435200
+
 # name -> (template, bos_token, eos_token)
 MODEL_TEMPLATES = {
     "chatml": (CHATML, "<s>", "</s>"),
@@ -303,7 +420,10 @@ MODEL_TEMPLATES = {
     "qwen2": (QWEN2, "", "<|im_end|>"),
     "qwen25": (QWEN25, "", "<|im_end|>"),
     "deepseek_r1": (DEEPSEEK_R1, "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+    "smollm3": (SMOLLM3, "", "<|im_end|>"),
 }
+# Templates that read the clock, and the time their cases fix.
+TEMPLATE_NOW = {"smollm3": SMOLLM3_NOW}
 
 
 def msg(role, content):
@@ -331,6 +451,10 @@ CONVERSATIONS = {
                   msg("tool", "{\"temp\": 21}"), msg("tool", "{\"sky\": \"clear\"}"),
                   msg("user", "Thanks")],
     "bad_alternation": [msg("user", "One"), msg("user", "Two")],
+    # SmolLM3's switches inside the system prompt (plain text to every other template).
+    "system_no_think": [msg("system", "Answer in one word. /no_think  "), msg("user", "Sky color?"),
+                        msg("assistant", "\nBlue."), msg("user", "Grass?")],
+    "system_override": [msg("system", "Raw system text /system_override"), msg("user", "Hi")],
 }
 
 # ---------------------------------------------------------------------------------
@@ -574,12 +698,16 @@ def main():
         with open(os.path.join(OUT, "templates", name + ".jinja"), "w", encoding="utf-8",
                   newline="") as f:
             f.write(text)
+        now = TEMPLATE_NOW.get(name)
+        tenv = env if now is None else make_env(now)
         for conv_name, messages in CONVERSATIONS.items():
             for agp in (True, False):
                 case = {"name": f"{name}/{conv_name}/{'gen' if agp else 'nogen'}",
                         "template": name, "messages": messages, "add_generation_prompt": agp,
                         "bos_token": bos, "eos_token": eos}
-                case.update(render(env, text, messages, agp, bos, eos))
+                if now is not None:
+                    case["now"] = now
+                case.update(render(tenv, text, messages, agp, bos, eos))
                 cases.append(case)
 
     for group, features in (("feature", FEATURES), ("error", ERROR_FEATURES)):

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
+#include "ingot/v1/quant_config.pb.h"
+#include "server/convert.h"
 #include "tests/test_util.h"
 
 namespace ingot::server {
@@ -24,6 +27,7 @@ using ::testing::StartsWith;
 constexpr char kFull[] = R"(
 listen: 0.0.0.0:50051
 metrics_listen: 0.0.0.0:9090
+http: {listen: 0.0.0.0:8080}
 threads: 3
 drain_seconds: 12.5
 log: {level: debug, json: true}
@@ -55,6 +59,7 @@ TEST(ServerConfig, ReadsEveryKeyOfTheSchema) {
   ASSERT_THAT(problems, IsEmpty());
   EXPECT_EQ(c.listen, "0.0.0.0:50051");
   EXPECT_EQ(c.metrics_listen, "0.0.0.0:9090");
+  EXPECT_EQ(c.http_listen, "0.0.0.0:8080");
   EXPECT_EQ(c.threads, 3);
   EXPECT_DOUBLE_EQ(c.drain_seconds, 12.5);
   EXPECT_EQ(c.log_level, "debug");
@@ -96,6 +101,7 @@ TEST(ServerConfig, AnEmptyDocumentIsTheDefaults) {
   EXPECT_THAT(problems, IsEmpty());
   ServerConfig d;
   EXPECT_EQ(c.listen, d.listen);
+  EXPECT_EQ(c.http_listen, "");  // the HTTP API is off unless asked for
   EXPECT_EQ(c.limits.max_tokens, d.limits.max_tokens);
   EXPECT_TRUE(c.models.empty());
   EXPECT_FALSE(c.tls.enabled());
@@ -187,6 +193,7 @@ TEST(ServerConfig, EnvironmentOverridesTheFile) {
   ServerConfig c = Parse(kFull, &problems);
   ApplyEnvironment({{"INGOT_LISTEN", "127.0.0.1:1"},
                     {"INGOT_THREADS", "5"},
+                    {"INGOT_HTTP_LISTEN", "127.0.0.1:2"},
                     {"INGOT_LOG_LEVEL", "warn"},
                     {"INGOT_LOG_JSON", "false"},
                     {"INGOT_MODEL_ROOTS", "/a:/b::/c"},
@@ -199,6 +206,7 @@ TEST(ServerConfig, EnvironmentOverridesTheFile) {
   EXPECT_THAT(problems, IsEmpty());
   EXPECT_EQ(c.listen, "127.0.0.1:1");
   EXPECT_EQ(c.threads, 5);
+  EXPECT_EQ(c.http_listen, "127.0.0.1:2");
   EXPECT_EQ(c.log_level, "warn");
   EXPECT_FALSE(c.log_json);
   EXPECT_THAT(c.model_roots, ElementsAre("/a", "/b", "/c"));
@@ -271,6 +279,37 @@ models:
                                 HasSubstr("not part of this Linux build"))));
   EXPECT_THAT(v, Not(Contains(StartsWith("models[2]"))));
   EXPECT_THAT(v, Contains(AllOf(StartsWith("models[3].backend: "), HasSubstr("tensorrt"))));
+}
+
+// The seeds' preset names: in the config file (preset:, or as the method) and in the
+// proto (QuantizationConfig.preset), each onto its method; unknown or conflicting ones
+// are named.
+TEST(ServerConfig, QuantizationPresetsInTheFileAndTheProto) {
+  std::vector<std::string> problems;
+  ServerConfig c = Parse("models:\n"
+                         "  - {name: a, source: /m/a.gguf, quantization: {preset: BNB_NF4}}\n"
+                         "  - {name: b, source: /m/b.gguf, quantization: {method: quanto_int2}}\n"
+                         "  - {name: c, source: /m/c.gguf, quantization: {preset: BNB_NF4, bits: 8}}\n"
+                         "  - {name: d, source: /m/d.gguf, quantization: {preset: FAST}}\n",
+                         &problems);
+  ASSERT_EQ(c.models.size(), 4u);
+  EXPECT_EQ(c.models[0].quantization->method, "bitsandbytes");
+  EXPECT_EQ(c.models[0].quantization->quant_type, "nf4");
+  EXPECT_EQ(c.models[1].quantization->method, "quanto");
+  EXPECT_EQ(c.models[1].quantization->bits, 2);
+  ASSERT_EQ(problems.size(), 2u) << absl::StrJoin(problems, "\n");
+  EXPECT_THAT(problems[0], HasSubstr("models[2].quantization.preset"));
+  EXPECT_THAT(problems[0], HasSubstr("bits is 8"));
+  EXPECT_THAT(problems[1], HasSubstr("'FAST' is not one of"));
+
+  v1::QuantizationConfig proto;
+  proto.set_preset(v1::QUANTIZATION_PRESET_TORCHAO_INT4);
+  absl::StatusOr<quant::QuantizationConfig> q = FromProto(proto);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->method, "torchao");
+  EXPECT_EQ(q->quant_type, "int4_weight_only");
+  proto.set_method("hqq");
+  EXPECT_THAT(FromProto(proto).status().message(), HasSubstr("config.preset: TORCHAO_INT4 is method torchao"));
 }
 
 TEST(ServerConfig, ModelSourcesMustLieInTheRoots) {

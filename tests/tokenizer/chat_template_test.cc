@@ -60,6 +60,7 @@ std::vector<GoldenCase> LoadGoldenCases() {
     g.options.add_generation_prompt = c["add_generation_prompt"];
     g.options.bos_token = c["bos_token"];
     g.options.eos_token = c["eos_token"];
+    if (c.contains("now")) g.options.now_unix_seconds = c["now"].get<int64_t>();
     g.expect_error = c.contains("error");
     if (g.expect_error) {
       g.error_class = c["error"];
