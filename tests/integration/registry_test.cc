@@ -311,7 +311,9 @@ TEST_F(RegistryTest, AFailedLoadHoldsNothing) {
   ASSERT_TRUE(WaitFor([&] { return watch.Saw("cut", v1::MODEL_STATE_FAILED); }));
   EXPECT_THAT(watch.Of("cut"), ElementsAre("LOADING/load_request", "FAILED/load_failed"));
   for (const v1::ModelEvent& e : watch.Events()) {
-    if (e.name() == "cut" && e.state() == v1::MODEL_STATE_FAILED) EXPECT_EQ(e.error(), failed.error());
+    if (e.name() == "cut" && e.state() == v1::MODEL_STATE_FAILED) {
+      EXPECT_EQ(e.error(), failed.error());
+    }
   }
   const std::string after = HttpGetMetrics(server_.metrics_port());
   EXPECT_EQ(MetricValue(after, used), MetricValue(before, used));
