@@ -83,8 +83,14 @@ struct LoadFlags {
   std::string variant;
   int max_sequences = 0;
   bool no_prefix_cache = false;
+  bool pinned = false;       // never evicted
+  double keep_alive_s = -1;  // < 0: the server's default
 };
 int RunLoad(Connection& conn, const LoadFlags& flags);
+// PlanLoad with the same flags as load; exit code 1 when it does not fit.
+int RunPlan(Connection& conn, const LoadFlags& flags);
+// Lifecycle events until interrupted (or --timeout).
+int RunWatch(Connection& conn, bool json);
 int RunUnload(Connection& conn, const std::string& name);
 int RunSave(Connection& conn, const std::string& name, const std::string& path, const std::string& format,
             bool overwrite, const std::vector<std::string>& variants, bool evaluate);

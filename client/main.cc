@@ -151,6 +151,27 @@ int main(int argc, char** argv) {
   load_cmd->add_flag("--no-prefix-cache", load.no_prefix_cache,
                      "Do not share KV blocks of common prompt prefixes between requests");
   load_cmd->add_flag("--json", load.json, "Print each progress event as JSON");
+  load_cmd->add_flag("--pinned", load.pinned, "Never evict this model (memory pressure, keep_alive)");
+  load_cmd->add_option("--keep-alive", load.keep_alive_s,
+                       "Unload after this many idle seconds (0 = never; default: the server's model_defaults)");
+  LoadFlags plan;
+  CLI::App* plan_cmd = app.add_subcommand("plan", "Dry-run a load: bytes by kind, whether it fits, what it evicts");
+  plan_cmd->add_option("name", plan.name, "Name the model would be registered under")->required();
+  plan_cmd->add_option("path", plan.source, "Checkpoint path on the server")->required();
+  plan_cmd->add_option("--format", plan.format, "auto, gguf, hf, safetensors, torch or npz");
+  plan_cmd->add_option("-m,--quantize", plan.method, "Quantize while loading (as for load)");
+  plan_cmd->add_option("-b,--bits", plan.bits, "Bit width for --quantize");
+  plan_cmd->add_option("-g,--group-size", plan.group_size, "Group/block size for --quantize");
+  plan_cmd->add_option("--quant-type", plan.quant_type, "Quant type for --quantize");
+  plan_cmd->add_option("--device", plan.device, "cpu or cuda:N");
+  plan_cmd->add_option("--backend", plan.backend, "auto, native or torch");
+  plan_cmd->add_option("--context-length", plan.context_length, "Context window in tokens (0 = model's, max 4096)");
+  plan_cmd->add_option("--kv-cache-bytes", plan.kv_cache_bytes, "KV pool bytes (0 = the server's default)");
+  plan_cmd->add_option("--kv-cache-dtype", plan.kv_cache_dtype, "f16 (default), f32 or q8_0");
+  plan_cmd->add_flag("--json", plan.json, "Print JSON");
+  bool watch_json = false;
+  CLI::App* watch_cmd = app.add_subcommand("watch", "Model lifecycle events: the current state, then each transition");
+  watch_cmd->add_flag("--json", watch_json, "One JSON object per event");
 
   std::string save_name, save_path, save_format = "gguf";
   bool save_overwrite = false;
@@ -290,6 +311,8 @@ int main(int argc, char** argv) {
   }
   if (*models) return RunModels(conn, models_json);
   if (*load_cmd) return RunLoad(conn, load);
+  if (*plan_cmd) return RunPlan(conn, plan);
+  if (*watch_cmd) return RunWatch(conn, watch_json);
   if (*unload) return RunUnload(conn, unload_name);
   if (*save) return RunSave(conn, save_name, save_path, save_format, save_overwrite, save_variants, save_evaluate);
   if (*info) return RunInfo(conn, info_name, info_json);

@@ -16,6 +16,8 @@ const char* StateName(v1::ModelState state) {
     case v1::MODEL_STATE_LOADING: return "loading";
     case v1::MODEL_STATE_READY: return "ready";
     case v1::MODEL_STATE_UNLOADING: return "unloading";
+    case v1::MODEL_STATE_FAILED: return "failed";
+    case v1::MODEL_STATE_GONE: return "gone";
     default: return "unknown";
   }
 }
@@ -73,6 +75,10 @@ void PrintModel(const v1::ModelInfo& m) {
   }
   if (!m.quantization().empty()) std::cout << "quantization:  " << m.quantization() << "\n";
   if (!m.quantization_note().empty()) std::cout << "note:          " << m.quantization_note() << "\n";
+  std::cout << "eviction:      " << (m.pinned() ? "pinned" : "unpinned")
+            << (m.keep_alive_seconds() > 0 ? absl::StrFormat(", keep_alive %.0f s", m.keep_alive_seconds()) : "")
+            << absl::StrFormat(", idle %.1f s\n", m.idle_seconds());
+  if (!m.error().empty()) std::cout << "error:         " << m.error() << "\n";
   if (m.tensor_kinds_size() > 0) {
     std::cout << absl::StrFormat("  %-10s %-20s %8s %12s %12s\n", "KIND", "REPRESENTATION",
                                  "TENSORS", "PARAMETERS", "BYTES");
@@ -106,9 +112,9 @@ int RunModels(Connection& conn, bool json) {
   return 0;
 }
 
-int RunLoad(Connection& conn, const LoadFlags& flags) {
-  auto stub = v1::ModelService::NewStub(conn.channel);
-  auto context = conn.NewContext();
+namespace {
+
+v1::LoadModelRequest ToRequest(const LoadFlags& flags) {
   v1::LoadModelRequest request;
   request.set_name(flags.name);
   request.set_source(flags.source);
@@ -130,6 +136,17 @@ int RunLoad(Connection& conn, const LoadFlags& flags) {
     q->set_group_size(flags.group_size);
     q->set_quant_type(flags.quant_type);
   }
+  if (flags.pinned) request.set_pinned(true);
+  if (flags.keep_alive_s >= 0) request.set_keep_alive_seconds(flags.keep_alive_s);
+  return request;
+}
+
+}  // namespace
+
+int RunLoad(Connection& conn, const LoadFlags& flags) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  const v1::LoadModelRequest request = ToRequest(flags);
   auto reader = stub->LoadModel(context.get(), request);
   const bool tty = isatty(STDERR_FILENO);
   v1::LoadModelResponse response;
@@ -239,6 +256,10 @@ int RunInfo(Connection& conn, const std::string& name, bool json) {
       std::cout << absl::StrFormat("  %-8s total %s, free %s, used by models %s, backends %s\n", d.name(),
                                    HumanBytes(d.total_bytes()), HumanBytes(d.free_bytes()),
                                    HumanBytes(d.used_bytes()), absl::StrJoin(d.backends(), " "));
+      std::cout << absl::StrFormat("           budget %s, free for loads %s, models: %s\n",
+                                   d.budget_bytes() > 0 ? HumanBytes(d.budget_bytes()) : "none",
+                                   HumanBytes(d.budget_free_bytes()),
+                                   d.models().empty() ? "-" : absl::StrJoin(d.models(), ", "));
     } else {
       std::cout << absl::StrFormat("  %-8s unavailable: %s\n", d.name(), d.reason());
     }
@@ -269,6 +290,56 @@ int RunTokenize(Connection& conn, const TokenizeFlags& flags) {
     }
   }
   return 0;
+}
+
+}  // namespace ingot::client
+
+namespace ingot::client {
+
+int RunPlan(Connection& conn, const LoadFlags& flags) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();
+  v1::PlanLoadResponse r;
+  grpc::Status status = stub->PlanLoad(context.get(), ToRequest(flags), &r);
+  if (!status.ok()) return ReportError(status);
+  if (flags.json) {
+    PrintJsonLine(r);
+    return 0;
+  }
+  std::cout << absl::StrFormat(
+      "device:     %s (backend %s)\nformat:     %s, %s parameters, context %d\n"
+      "weights:    %s\nKV cache:   %s (%d blocks)\nworkspace:  %s (not counted)\ntotal:      %s\n"
+      "budget:     %s, free %s\nfits:       %s\n",
+      r.device(), r.backend(), r.format(), HumanCount(r.parameter_count()), r.context_length(),
+      HumanBytes(r.weight_bytes()), HumanBytes(r.kv_cache_bytes()), r.kv_blocks(), HumanBytes(r.workspace_bytes()),
+      HumanBytes(r.total_bytes()), r.budget_bytes() > 0 ? HumanBytes(r.budget_bytes()) : "none",
+      HumanBytes(r.free_bytes()), r.fits() ? (r.evictions().empty() ? "yes" : "yes, after evicting") : "no");
+  for (const v1::PlannedEviction& e : r.evictions()) {
+    std::cout << absl::StrFormat("  evict %s (%s, idle %.1f s, %s)\n", e.name(), HumanBytes(e.bytes()),
+                                 e.idle_seconds(), e.reason());
+  }
+  for (const std::string& w : r.warnings()) std::cout << "warning:    " << w << "\n";
+  return r.fits() ? 0 : 1;
+}
+
+int RunWatch(Connection& conn, bool json) {
+  auto stub = v1::ModelService::NewStub(conn.channel);
+  auto context = conn.NewContext();  // --timeout bounds the watch; none by default
+  auto reader = stub->WatchModels(context.get(), v1::WatchModelsRequest());
+  v1::ModelEvent e;
+  while (reader->Read(&e)) {
+    if (json) {
+      PrintJsonLine(e);
+    } else {
+      std::cout << absl::StrFormat("%.3f %-24s %-8s %-10s %-16s %12d bytes%s%s%s\n", e.time_unix_seconds(), e.name(),
+                                   e.device(), StateName(e.state()), e.snapshot() ? "(now)" : e.reason(), e.bytes(),
+                                   e.seconds() > 0 ? absl::StrFormat(" %.3f s", e.seconds()) : "",
+                                   e.error().empty() ? "" : " error: ", e.error());
+    }
+    std::cout.flush();
+  }
+  grpc::Status status = reader->Finish();
+  return status.ok() ? 0 : ReportError(status);
 }
 
 }  // namespace ingot::client

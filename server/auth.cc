@@ -22,6 +22,7 @@ constexpr absl::string_view kReadOnlyMethods[] = {
     "ingot.v1.ModelService/ListModels",
     "ingot.v1.ModelService/GetModel",
     "ingot.v1.ModelService/GetServerInfo",
+    "ingot.v1.ModelService/WatchModels",
     "ingot.v1.QuantizationService/EvaluateModel",
     "ingot.v1.QuantizationService/ValidateQuantization",
     "ingot.v1.QuantizationService/RecommendQuantization",

@@ -311,7 +311,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
     std::optional<Fields> f = r.Fields(root, "",
                                        {"listen", "metrics_listen", "threads", "drain_seconds",
                                         "log", "devices", "model_roots", "limits", "tls", "auth",
-                                        "models", "hf_cache", "http"});
+                                        "models", "model_defaults", "hf_cache", "http"});
     if (!f) return c;
     With(*f, "listen", [&](auto& n) { r.String(n, "listen", &c.listen); });
     With(*f, "metrics_listen", [&](auto& n) { r.String(n, "metrics_listen", &c.metrics_listen); });
@@ -348,6 +348,13 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
              [&](auto& v) { r.Integer(v, Join(path, "memory_budget_bytes"), 0, &budget); });
         c.memory_budget_bytes[name] = budget;
       }
+    });
+    With(*f, "model_defaults", [&](auto& n) {
+      std::optional<Fields> d = r.Fields(n, "model_defaults", {"pinned", "keep_alive"});
+      if (!d) return;
+      With(*d, "pinned", [&](auto& v) { r.Bool(v, "model_defaults.pinned", &c.model_defaults.pinned); });
+      With(*d, "keep_alive",
+           [&](auto& v) { r.Duration(v, "model_defaults.keep_alive", &c.model_defaults.keep_alive_s); });
     });
     With(*f, "model_roots", [&](auto& n) { r.StringList(n, "model_roots", &c.model_roots); });
     With(*f, "hf_cache", [&](auto& n) { r.String(n, "hf_cache", &c.hf_cache); });
@@ -446,6 +453,9 @@ void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfi
       {"log.json", [&](auto& n, auto& p) { r.Bool(n, p, &c->log_json); }},
       {"devices.cpu.memory_budget_bytes",
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->memory_budget_bytes["cpu"]); }},
+      {"model_defaults.pinned", [&](auto& n, auto& p) { r.Bool(n, p, &c->model_defaults.pinned); }},
+      {"model_defaults.keep_alive",
+       [&](auto& n, auto& p) { r.Duration(n, p, &c->model_defaults.keep_alive_s); }},
       {"limits.max_request_bytes",
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_request_bytes); }},
       {"limits.max_prompt_tokens",

@@ -7,7 +7,8 @@
 //   threads: 0                            drain_seconds: 30
 //   http: {listen: 0.0.0.0:8080}          the OpenAI-compatible HTTP API; "" (default) off
 //   log: {level: info, json: true}
-//   devices: {cpu: {memory_budget_bytes: 0}}
+//   devices: {cpu: {memory_budget_bytes: 0}}  every load's bytes count against it
+//   model_defaults: {pinned: false, keep_alive: 5m}  for LoadModel calls that name none
 //   model_roots: [/models]                empty: sources are not restricted
 //   limits: {max_request_bytes: 4194304, max_prompt_tokens: 8192, max_tokens: 4096,
 //            max_concurrent_streams: 64, max_queue_per_model: 64,
@@ -79,6 +80,12 @@ struct ModelConfig {
   std::string origin;          // "models[2]" or "--model": where problems point
 };
 
+// The eviction policy of a model loaded by LoadModel without pinned / keep_alive.
+struct ModelDefaults {
+  bool pinned = false;      // unpinned: evicted under memory pressure when idle
+  double keep_alive_s = 0;  // unloaded after this idle time; 0 = never
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9090";
@@ -88,6 +95,7 @@ struct ServerConfig {
   std::string log_level = "info";
   bool log_json = false;
   std::map<std::string, int64_t> memory_budget_bytes;  // device -> bytes; 0 = what is free
+  ModelDefaults model_defaults;
   std::vector<std::string> model_roots;
   std::string hf_cache;  // Hugging Face cache for repository ids; empty: HF_HUB_CACHE, HF_HOME/hub, ~/.cache
   LimitsConfig limits;

@@ -86,6 +86,14 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
   }
   out.max_sequences = request.max_sequences();
   if (request.has_prefix_cache()) out.prefix_cache = request.prefix_cache();
+  if (request.has_pinned()) out.pinned = request.pinned();
+  if (request.has_keep_alive_seconds()) {
+    if (!(request.keep_alive_seconds() >= 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("keep_alive_seconds: must be >= 0 (0 = never), got ",
+                                                     request.keep_alive_seconds()));
+    }
+    out.keep_alive_s = request.keep_alive_seconds();
+  }
   if (request.has_quantization() && !request.quantization().method().empty()) {
     auto config = FromProto(request.quantization());
     if (!config.ok()) {
@@ -172,6 +180,8 @@ v1::ModelState ToProto(ModelState state) {
     case ModelState::kLoading: return v1::MODEL_STATE_LOADING;
     case ModelState::kReady: return v1::MODEL_STATE_READY;
     case ModelState::kUnloading: return v1::MODEL_STATE_UNLOADING;
+    case ModelState::kFailed: return v1::MODEL_STATE_FAILED;
+    case ModelState::kGone: return v1::MODEL_STATE_GONE;
   }
   return v1::MODEL_STATE_UNSPECIFIED;
 }
@@ -210,6 +220,10 @@ void ToProto(const ModelInfo& info, v1::ModelInfo* out) {
   out->set_vocab_size(info.vocab_size);
   out->set_layers(info.layers);
   out->set_state(ToProto(info.state));
+  out->set_pinned(info.pinned);
+  out->set_keep_alive_seconds(info.keep_alive_s);
+  out->set_idle_seconds(info.idle_seconds);
+  out->set_error(SanitizeUtf8(info.error));
   out->set_backend(info.backend);
   out->set_device_weight_bytes(info.device_weight_bytes);
   for (const std::string& r : info.device_representations) out->add_device_representations(r);
@@ -242,6 +256,44 @@ void ToProto(const DeviceInfo& info, v1::DeviceInfo* out) {
   for (const std::string& b : info.backends) out->add_backends(b);
   out->set_allocator_allocated_bytes(info.allocator_allocated_bytes);
   out->set_allocator_reserved_bytes(info.allocator_reserved_bytes);
+  out->set_budget_bytes(info.budget_bytes);
+  out->set_budget_free_bytes(info.admit_free_bytes);
+  for (const std::string& m : info.models) out->add_models(m);
+}
+
+void ToProto(const ModelEvent& event, v1::ModelEvent* out) {
+  out->set_time_unix_seconds(event.time_unix_s);
+  out->set_name(event.name);
+  out->set_device(event.device);
+  out->set_state(ToProto(event.state));
+  out->set_reason(event.reason);
+  out->set_bytes(event.bytes);
+  out->set_error(SanitizeUtf8(event.error));
+  out->set_seconds(event.seconds);
+}
+
+void ToProto(const LoadPlan& plan, v1::PlanLoadResponse* out) {
+  out->set_device(plan.device);
+  out->set_backend(plan.backend);
+  out->set_format(plan.format);
+  out->set_parameter_count(plan.parameter_count);
+  out->set_context_length(plan.context_length);
+  out->set_weight_bytes(plan.weight_bytes);
+  out->set_kv_cache_bytes(plan.kv_cache_bytes);
+  out->set_kv_blocks(plan.kv_blocks);
+  out->set_workspace_bytes(plan.workspace_bytes);
+  out->set_total_bytes(plan.total_bytes);
+  out->set_fits(plan.fits);
+  out->set_budget_bytes(plan.budget_bytes);
+  out->set_free_bytes(plan.free_bytes);
+  for (const LoadPlan::Eviction& e : plan.evictions) {
+    v1::PlannedEviction* p = out->add_evictions();
+    p->set_name(e.name);
+    p->set_bytes(e.bytes);
+    p->set_idle_seconds(e.idle_seconds);
+    p->set_reason(kReasonMemoryPressure);
+  }
+  for (const std::string& w : plan.warnings) out->add_warnings(SanitizeUtf8(w));
 }
 
 void ToProto(const LoadProgress& progress, v1::LoadProgress* out) {

@@ -23,6 +23,8 @@ absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request);
 void ToProto(const ModelInfo& info, v1::ModelInfo* out);
 void ToProto(const DeviceInfo& info, v1::DeviceInfo* out);
 void ToProto(const LoadProgress& progress, v1::LoadProgress* out);
+void ToProto(const ModelEvent& event, v1::ModelEvent* out);
+void ToProto(const LoadPlan& plan, v1::PlanLoadResponse* out);
 v1::ModelState ToProto(ModelState state);
 v1::FinishReason ToProto(FinishReason reason);
 // Text and token ids; for the final chunk also finish reason, usage and timings.

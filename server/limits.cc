@@ -20,9 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How often idle models are looked at: keep_alive is honoured to within this.
-constexpr auto kIdlePoll = std::chrono::milliseconds(250);
-
 std::atomic<CallGuard*> g_guard{nullptr};
 
 double SecondsSince(Clock::time_point t) {
@@ -45,14 +42,7 @@ grpc::Status Refused(grpc::CallbackServerContext* context, absl::string_view met
 ModelKeeper::ModelKeeper(Engine* engine, Metrics* metrics, std::vector<ModelConfig> models)
     : engine_(engine), metrics_(metrics), models_(std::move(models)) {}
 
-ModelKeeper::~ModelKeeper() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (idle_thread_.joinable()) idle_thread_.join();
-}
+ModelKeeper::~ModelKeeper() = default;
 
 const ModelConfig* ModelKeeper::Find(const std::string& name) const {
   for (const ModelConfig& m : models_) {
@@ -79,6 +69,8 @@ absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
   request.kv_cache_dtype = m.kv_cache_dtype;
   request.max_sequences = m.max_sequences;
   request.prefix_cache = m.prefix_cache;
+  request.pinned = m.pinned;
+  request.keep_alive_s = m.keep_alive_s;
   const auto start = Clock::now();
   absl::StatusOr<ModelInfo> info = engine_->LoadModel(request, [](const LoadProgress&) {});
   const double load_s = SecondsSince(start);
@@ -116,7 +108,6 @@ absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
   std::function<void(const std::string&, bool)> hook;
   {
     std::lock_guard lock(mu_);
-    last_used_[m.name] = Clock::now();
     hook = health_hook_;
   }
   if (hook) hook(m.name, true);
@@ -128,24 +119,14 @@ absl::Status ModelKeeper::LoadAll() {
   return absl::OkStatus();
 }
 
-void ModelKeeper::StartIdleUnloads() {
-  const bool any = std::any_of(models_.begin(), models_.end(),
-                               [](const ModelConfig& m) { return !m.pinned && m.keep_alive_s > 0; });
-  if (any) idle_thread_ = std::thread([this] { IdleLoop(); });
-}
-
-void ModelKeeper::Touch(const std::string& model) {
-  if (Find(model) == nullptr) return;
-  std::lock_guard lock(mu_);
-  last_used_[model] = Clock::now();
-}
-
 absl::Status ModelKeeper::EnsureLoaded(const std::string& model) {
   const ModelConfig* m = Find(model);
   if (m == nullptr || m->pinned) return absl::OkStatus();
   std::unique_lock lock(mu_);
   while (true) {
-    if (engine_->GetModel(model).ok()) return absl::OkStatus();
+    // Loaded or loading; a FAILED entry (a failed reload) is retried by this request.
+    absl::StatusOr<ModelInfo> info = engine_->GetModel(model);
+    if (info.ok() && info->state != ModelState::kFailed) return absl::OkStatus();
     if (!loading_.count(model)) break;
     cv_.wait(lock);  // another request is loading it
   }
@@ -157,37 +138,6 @@ absl::Status ModelKeeper::EnsureLoaded(const std::string& model) {
   loading_.erase(model);
   cv_.notify_all();
   return s;
-}
-
-void ModelKeeper::IdleLoop() {
-  std::unique_lock lock(mu_);
-  while (!stop_) {
-    cv_.wait_for(lock, kIdlePoll, [this] { return stop_; });
-    if (stop_) break;
-    for (const ModelConfig& m : models_) {
-      if (m.pinned || m.keep_alive_s <= 0 || loading_.count(m.name)) continue;
-      auto it = last_used_.find(m.name);
-      if (it == last_used_.end()) continue;  // not loaded by us (yet)
-      // A running or queued request keeps the model in use until it ends.
-      if (engine_->RunningRequests(m.name) > 0) {
-        it->second = Clock::now();
-        continue;
-      }
-      const double idle_s = SecondsSince(it->second);
-      if (idle_s < m.keep_alive_s) continue;
-      last_used_.erase(it);
-      // Unloaded under the lock: a request arriving now waits in EnsureLoaded and
-      // loads the model again rather than finding it half gone.
-      absl::Status s = engine_->UnloadModel(m.name);
-      if (s.ok()) {
-        spdlog::info("keep_alive: unloaded name={} idle_s={:.1f} keep_alive_s={}", m.name, idle_s,
-                     m.keep_alive_s);
-        if (health_hook_) health_hook_(m.name, false);
-      } else if (s.code() != absl::StatusCode::kNotFound) {
-        spdlog::warn("keep_alive: unload of {} failed: {}", m.name, std::string(s.message()));
-      }
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------
@@ -237,9 +187,8 @@ grpc::Status CallGuard::Authorize(grpc::CallbackServerContext* context,
 
 absl::Status CallGuard::EnsureModel(const std::string& model) {
   if (model.empty() || keeper_ == nullptr) return absl::OkStatus();
-  RETURN_IF_ERROR(keeper_->EnsureLoaded(model));
-  keeper_->Touch(model);
-  return absl::OkStatus();
+  // The engine's registry counts the use (keep_alive, LRU) when the request finds it.
+  return keeper_->EnsureLoaded(model);
 }
 
 grpc::Status CallGuard::AdmitModelUse(grpc::CallbackServerContext* context,

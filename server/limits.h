@@ -17,8 +17,9 @@
 // admitted (in-process tests of the services).
 //
 // Also here: ModelKeeper, the models of the config (loaded at start, quantized when
-// configured) and the keep-alive of evictable ones (unloaded after keep_alive idle,
-// loaded again by the next request that names them, as Ollama does).
+// configured, with their pinned / keep_alive policy, which the engine's registry
+// enforces) and the return of evictable ones: unloaded after keep_alive idle or under
+// memory pressure, loaded again by the next request that names them, as Ollama does.
 #pragma once
 
 #include <chrono>
@@ -64,18 +65,14 @@ class TokenAuthenticator;
 class ModelKeeper {
  public:
   ModelKeeper(Engine* engine, Metrics* metrics, std::vector<ModelConfig> models);
-  ~ModelKeeper();  // stops the idle thread
+  ~ModelKeeper();
 
   // Loads (and quantizes) every configured model in order; the first failure is
   // returned naming the model's entry.
   absl::Status LoadAll();
-  // Starts unloading evictable models idle for their keep_alive.
-  void StartIdleUnloads();
   // Told when a model is loaded or unloaded here (health service).
   void SetHealthHook(std::function<void(const std::string&, bool)> hook);
 
-  // A request for `model` arrived.
-  void Touch(const std::string& model);
   // An evictable configured model that is not loaded is loaded again; the caller
   // waits (concurrent callers share the one load). OK for any other name.
   absl::Status EnsureLoaded(const std::string& model);
@@ -83,7 +80,6 @@ class ModelKeeper {
  private:
   using Clock = std::chrono::steady_clock;
   absl::Status LoadOne(const ModelConfig& m);
-  void IdleLoop();
   const ModelConfig* Find(const std::string& name) const;
 
   Engine* engine_;
@@ -91,11 +87,8 @@ class ModelKeeper {
   const std::vector<ModelConfig> models_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, Clock::time_point> last_used_;
   std::set<std::string> loading_;
   std::function<void(const std::string&, bool)> health_hook_;
-  bool stop_ = false;
-  std::thread idle_thread_;
 };
 
 class CallGuard {

@@ -83,7 +83,7 @@ EngineSnapshot Snapshot(const Engine& engine) {
   std::map<std::string, int> running;
   for (const auto& [name, n] : engine.RunningRequestsByModel()) running[name] = n;
   for (const ModelInfo& m : engine.ListModels()) {
-    EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, running[m.name]};
+    EngineSnapshot::Model model{m.name, m.device, m.bytes_resident, ModelStateName(m.state), running[m.name]};
     model.waiting_requests = m.requests_waiting;
     model.kv_blocks_total = m.kv_blocks_total;
     model.kv_blocks_used = m.kv_blocks_used;
@@ -99,7 +99,7 @@ EngineSnapshot Snapshot(const Engine& engine) {
     snap.models.push_back(std::move(model));
   }
   for (const auto& [name, n] : running) {
-    if (n > 0) snap.models.push_back(EngineSnapshot::Model{name, "", 0, n});
+    if (n > 0) snap.models.push_back(EngineSnapshot::Model{name, "", 0, "", n});
   }
   for (const DeviceInfo& d : engine.Devices()) {
     if (d.available) {
@@ -283,20 +283,23 @@ int Run(const Flags& flags) {
   // Destruction runs in reverse: server, services, guard, keeper, metrics, engine.
   EngineOptions options;
   options.threads = threads;
-  for (const auto& [device, bytes] : config.memory_budget_bytes) {
-    if (device == "cpu") {
-      options.memory_budget_bytes = bytes;
-    } else if (bytes > 0) {
-      spdlog::warn("devices.{}.memory_budget_bytes: this build has no budget for {}; ignored",
-                   device, device);
-    }
-  }
+  // Per device; one for a device this build cannot serve binds nothing.
+  options.memory_budget_bytes = config.memory_budget_bytes;
+  options.default_pinned = config.model_defaults.pinned;
+  options.default_keep_alive_s = config.model_defaults.keep_alive_s;
   // Every file opened on a client's behalf is checked against the roots
   // (engine/formats/file_access.h), each file of a checkpoint directory included.
   formats::SetReadRoots(config.model_roots);
   options.hf_cache = config.hf_cache;
   auto engine = std::make_unique<Engine>(options);
   Metrics metrics([e = engine.get()] { return Snapshot(*e); });
+  // Evictions, load and unload durations; the sink leaves before `metrics` does.
+  struct Unwatch {
+    Engine* engine;
+    int id;
+    ~Unwatch() { engine->StopWatching(id); }
+  } unwatch{engine.get(), engine->WatchModels([&metrics](const ModelEvent& e) { metrics.RecordModelEvent(e); },
+                                              nullptr)};
   auto keeper = std::make_unique<ModelKeeper>(engine.get(), &metrics, config.models);
   if (absl::Status s = keeper->LoadAll(); !s.ok()) {
     return Fail(absl::StrCat(GrpcCodeName(ToGrpcStatus(s).error_code()), ": ", s.message()));
@@ -356,7 +359,6 @@ int Run(const Flags& flags) {
   keeper->SetHealthHook([&model_service](const std::string& name, bool serving) {
     model_service.SetModelHealth(name, serving);
   });
-  keeper->StartIdleUnloads();
   std::unique_ptr<HttpServer> http;
   if (!config.http_listen.empty()) {
     http = std::make_unique<HttpServer>(config, engine.get(), &metrics, guard.get(),
@@ -395,7 +397,7 @@ int Run(const Flags& flags) {
   http.reset();
   server.reset();
   InstallCallGuard(nullptr);
-  keeper.reset();  // its idle thread calls into model_service
+  keeper.reset();
   spdlog::info("ingotd stopped");
   return 0;
 }

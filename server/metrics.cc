@@ -119,12 +119,18 @@ class Metrics::Collector : public prometheus::Collectable {
         "Prompt tokens looked up in the prefix cache (admissions, recomputations included).", MetricType::Counter);
     MetricFamily prefix_hits = Family("ingot_prefix_cache_hit_tokens_total",
         "Prompt tokens whose keys and values came from the prefix cache (not computed).", MetricType::Counter);
+    MetricFamily states = Family("ingot_model_state",
+        "1 for a registered model's lifecycle state (loading, ready, failed), by model and device.", MetricType::Gauge);
     MetricFamily preemptions = Family("ingot_kv_preemptions_total",
         "Running sequences that gave their KV blocks back to make room (recomputed later).", MetricType::Counter);
     for (const EngineSnapshot::Model& m : snap.models) {
       running.metric.push_back(Sample(m.running_requests, {{"model", m.name}},
                                       MetricType::Gauge));
       waiting.metric.push_back(Sample(m.waiting_requests, {{"model", m.name}}, MetricType::Gauge));
+      if (!m.state.empty()) {
+        states.metric.push_back(
+            Sample(1, {{"model", m.name}, {"device", m.device}, {"state", m.state}}, MetricType::Gauge));
+      }
       if (m.kv_blocks_total > 0) {
         kv_usage.metric.push_back(Sample(static_cast<double>(m.kv_blocks_used) / m.kv_blocks_total,
                                          {{"model", m.name}}, MetricType::Gauge));
@@ -166,7 +172,7 @@ class Metrics::Collector : public prometheus::Collectable {
       device_total.metric.push_back(Sample(static_cast<double>(d.total_bytes),
           {{"device", d.name}}, MetricType::Gauge));
     }
-    for (MetricFamily* f : {&running, &waiting, &kv_usage, &prefix_queries, &prefix_hits, &preemptions, &model_bytes,
+    for (MetricFamily* f : {&running, &waiting, &states, &kv_usage, &prefix_queries, &prefix_hits, &preemptions, &model_bytes,
                             &device_used, &device_total, &device_free, &device_alloc}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
@@ -249,7 +255,16 @@ Metrics::Metrics(std::function<EngineSnapshot()> snapshot)
       .Register(*registry_);
   model_load_duration_ = &prometheus::BuildHistogram()
       .Name("ingot_model_load_duration_seconds")
-      .Help("Seconds to load a model, for loads that succeeded.")
+      .Help("Seconds to load a model (reserved to ready), for loads that succeeded, by model and device.")
+      .Register(*registry_);
+  model_evictions_total_ = &prometheus::BuildCounter()
+      .Name("ingot_model_evictions_total")
+      .Help("Models (or, for replaced, a model's previous weights) that left memory, by model, device and reason: "
+            "idle_timeout, memory_pressure, unload_request, load_failed, replaced.")
+      .Register(*registry_);
+  model_unload_duration_ = &prometheus::BuildHistogram()
+      .Name("ingot_model_unload_duration_seconds")
+      .Help("Seconds from a model's unload (any reason) to its memory being freed: its streams' drain plus the free.")
       .Register(*registry_)
       .Add({}, kLoadBuckets);
   quantizations_total_ = &prometheus::BuildCounter()
@@ -310,7 +325,28 @@ void Metrics::RecordHttpRequest(const std::string& route, int status) {
 
 void Metrics::RecordModelLoad(double seconds, const std::string& code) {
   model_loads_total_->Add({{"code", code}}).Increment();
-  if (code == "OK") model_load_duration_->Observe(seconds);
+  (void)seconds;  // ingot_model_load_duration_seconds comes from the READY event
+}
+
+void Metrics::RecordModelEvent(const ModelEvent& e) {
+  switch (e.state) {
+    case ModelState::kReady:
+      if (e.reason == kReasonReplaced) {
+        model_evictions_total_->Add({{"model", e.name}, {"device", e.device}, {"reason", e.reason}}).Increment();
+      } else {
+        model_load_duration_->Add({{"model", e.name}, {"device", e.device}}, kLoadBuckets).Observe(e.seconds);
+      }
+      break;
+    case ModelState::kUnloading:
+    case ModelState::kFailed:
+      model_evictions_total_->Add({{"model", e.name}, {"device", e.device}, {"reason", e.reason}}).Increment();
+      break;
+    case ModelState::kGone:
+      if (e.seconds > 0) model_unload_duration_->Observe(e.seconds);
+      break;
+    case ModelState::kLoading:
+      break;
+  }
 }
 
 void Metrics::RecordQuantization(const std::string& method, double seconds,

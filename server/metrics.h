@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/runtime/engine.h"
 
 namespace prometheus {
 class Exposer;
@@ -28,6 +29,7 @@ struct EngineSnapshot {
     std::string name;
     std::string device;
     int64_t bytes_resident = 0;
+    std::string state;         // "loading", "ready", "failed", "unloading"
     int running_requests = 0;  // running or queued generations
     int waiting_requests = 0;  // of those, queued or preempted (holding no KV blocks)
     // The paged KV pool and the prefix cache.
@@ -93,6 +95,9 @@ class Metrics {
   void RecordHttpRequest(const std::string& route, int status);
   // One LoadModel attempt that reached the engine; `code` as in RequestRecord.
   void RecordModelLoad(double seconds, const std::string& code);
+  // A lifecycle transition (Engine::WatchModels): evictions by reason, load and
+  // unload durations.
+  void RecordModelEvent(const ModelEvent& event);
   // One QuantizeModel call that reached the engine.
   void RecordQuantization(const std::string& method, double seconds, const std::string& code);
 
@@ -115,7 +120,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* generated_tokens_total_;
   prometheus::Family<prometheus::Counter>* http_requests_total_;
   prometheus::Family<prometheus::Counter>* model_loads_total_;
-  prometheus::Histogram* model_load_duration_;
+  prometheus::Family<prometheus::Histogram>* model_load_duration_;
+  prometheus::Family<prometheus::Counter>* model_evictions_total_;
+  prometheus::Histogram* model_unload_duration_;
   prometheus::Family<prometheus::Counter>* quantizations_total_;
   prometheus::Family<prometheus::Histogram>* quantization_duration_;
 };

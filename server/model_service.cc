@@ -107,6 +107,61 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
   std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
+// One WatchModels call: the snapshot, then every transition the engine reports, until
+// the client cancels or the server shuts down. The engine calls the sink under its
+// registry lock, so the subscription ends (StopWatching) before the reactor can go.
+class WatchReactor final : public QueuedWriter<v1::ModelEvent> {
+ public:
+  explicit WatchReactor(Engine* engine) : engine_(engine) {
+    std::vector<ModelInfo> snapshot;
+    std::lock_guard lock(mu_);
+    id_ = engine_->WatchModels([this](const ModelEvent& e) { OnEvent(e); }, &snapshot);
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    for (const ModelInfo& m : snapshot) {
+      v1::ModelEvent event;
+      event.set_time_unix_seconds(now);
+      event.set_name(m.name);
+      event.set_device(m.device);
+      event.set_state(ToProto(m.state));
+      event.set_bytes(m.bytes_resident);
+      event.set_error(SanitizeUtf8(m.error));
+      event.set_snapshot(true);
+      ToProto(m, event.mutable_model());
+      Push(std::move(event));
+    }
+    for (v1::ModelEvent& e : pending_) Push(std::move(e));
+    pending_.clear();
+    started_ = true;
+  }
+
+ private:
+  void OnEvent(const ModelEvent& e) {
+    v1::ModelEvent event;
+    ToProto(e, &event);
+    std::lock_guard lock(mu_);
+    if (started_) {
+      Push(std::move(event));
+    } else {
+      pending_.push_back(std::move(event));
+    }
+  }
+  void Stop() {
+    if (!stopped_.exchange(true)) engine_->StopWatching(id_);
+  }
+  void OnCancel() override {
+    Stop();
+    Close(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  }
+  void OnStreamBroken() override { Stop(); }
+
+  Engine* engine_;
+  std::mutex mu_;
+  int id_ = 0;
+  bool started_ = false;  // the snapshot is queued; events go straight out
+  std::vector<v1::ModelEvent> pending_;
+  std::atomic<bool> stopped_{false};
+};
+
 }  // namespace
 
 std::vector<std::string> BuildFeatures() {
@@ -132,9 +187,23 @@ ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, int threads
       threads_(threads),
       start_time_unix_(std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
-                           .count()) {}
+                           .count()) {
+  // Health per model follows its state: SERVING once ready, NOT_SERVING from the
+  // moment it unloads or fails (a GONE event may come after the name was loaded again).
+  health_watch_ = engine_->WatchModels(
+      [this](const ModelEvent& e) {
+        if (e.state == ModelState::kReady) SetModelHealth(e.name, true);
+        if (e.state == ModelState::kUnloading || e.state == ModelState::kFailed) SetModelHealth(e.name, false);
+        // Unloads nobody asked for are logged here; requested ones by their handler.
+        if (e.state == ModelState::kUnloading && e.reason != kReasonUnloadRequest) {
+          spdlog::info("evicted name={} device={} bytes={} reason={}", e.name, e.device, e.bytes, e.reason);
+        }
+      },
+      nullptr);
+}
 
 ModelServiceImpl::~ModelServiceImpl() {
+  engine_->StopWatching(health_watch_);
   std::lock_guard lock(workers_mu_);
   for (Worker& w : workers_) w.thread.join();
 }
@@ -174,7 +243,7 @@ void ModelServiceImpl::CancelBackground(std::optional<Job> kind) {
 void ModelServiceImpl::AttachHealth(grpc::HealthCheckServiceInterface* health) {
   health_.store(health);
   if (health == nullptr) return;
-  for (const ModelInfo& m : engine_->ListModels()) health->SetServingStatus(m.name, true);
+  for (const ModelInfo& m : engine_->ListModels()) health->SetServingStatus(m.name, m.state == ModelState::kReady);
 }
 
 void ModelServiceImpl::SetModelHealth(const std::string& name, bool serving) {
@@ -286,6 +355,31 @@ grpc::ServerUnaryReactor* ModelServiceImpl::GetModel(grpc::CallbackServerContext
   absl::StatusOr<ModelInfo> info = engine_->GetModel(request->name());
   if (info.ok()) ToProto(*info, response->mutable_model());
   reactor->Finish(ToGrpcStatus(info.status()));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::ModelEvent>* ModelServiceImpl::WatchModels(
+    grpc::CallbackServerContext* context, const v1::WatchModelsRequest* request) {
+  if (grpc::Status s = Admit(context, "ingot.v1.ModelService/WatchModels", *request); !s.ok())
+    return RefuseStream<v1::ModelEvent>(s);
+  return new WatchReactor(engine_);
+}
+
+grpc::ServerUnaryReactor* ModelServiceImpl::PlanLoad(grpc::CallbackServerContext* context,
+                                                     const v1::LoadModelRequest* request,
+                                                     v1::PlanLoadResponse* response) {
+  // The same admission as LoadModel: token and the source inside the model roots.
+  if (grpc::Status s = Admit(context, *request); !s.ok()) return RefuseUnary(context, s);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<LoadRequest> converted = FromProto(*request);
+  if (!converted.ok()) {
+    reactor->Finish(ToGrpcStatus(converted.status()));
+    return reactor;
+  }
+  // Headers and a mapping only: milliseconds, so it runs on the callback thread.
+  absl::StatusOr<LoadPlan> plan = engine_->PlanLoad(*converted);
+  if (plan.ok()) ToProto(*plan, response);
+  reactor->Finish(ToGrpcStatus(plan.status()));
   return reactor;
 }
 

@@ -50,6 +50,11 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
                                           const v1::GetServerInfoRequest* request,
                                           v1::GetServerInfoResponse* response) override;
 
+  grpc::ServerWriteReactor<v1::ModelEvent>* WatchModels(grpc::CallbackServerContext* context,
+                                                         const v1::WatchModelsRequest* request) override;
+  grpc::ServerUnaryReactor* PlanLoad(grpc::CallbackServerContext* context, const v1::LoadModelRequest* request,
+                                     v1::PlanLoadResponse* response) override;
+
   Engine* engine() const { return engine_; }
   Metrics* metrics() const { return metrics_; }
   // What a background job makes: a model in this process (load, quantize), which
@@ -77,6 +82,7 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
   int threads_;
   int64_t start_time_unix_;
   std::atomic<grpc::HealthCheckServiceInterface*> health_{nullptr};
+  int health_watch_ = 0;  // Engine::WatchModels id
   std::mutex workers_mu_;
   std::vector<Worker> workers_;
   std::set<Job> cancelled_;  // guarded by workers_mu_

@@ -12,13 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "engine/common/status.h"
-#include "engine/formats/file_access.h"
 #include "engine/formats/hf_cache.h"
-#include "engine/formats/gguf.h"
-#include "engine/model/checkpoint.h"
-#include "engine/quant/checkpoint_linear.h"
 #include "engine/runtime/constraint.h"
 #include "engine/runtime/device.h"
+#include "engine/runtime/load_open.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/sampling.h"
 
@@ -29,6 +26,8 @@ const char* ModelStateName(ModelState s) {
     case ModelState::kLoading: return "loading";
     case ModelState::kReady: return "ready";
     case ModelState::kUnloading: return "unloading";
+    case ModelState::kFailed: return "failed";
+    case ModelState::kGone: return "gone";
   }
   return "unknown";
 }
@@ -70,31 +69,12 @@ void Prefault(const void* data, uint64_t nbytes) {
   (void)sink;
 }
 
-// GGUF when asked, or (auto) when the file starts with the GGUF magic. The source was
-// checked to be a regular file or a directory (CheckSource) before.
-bool IsGguf(const LoadRequest& r) {
-  if (r.format == "gguf") return true;
-  if (r.format != "auto" && !r.format.empty()) return false;
-  absl::StatusOr<formats::OpenFile> file = formats::OpenRegularFile(r.source);
-  char magic[4] = {};
-  return file.ok() && ::pread(file->fd(), magic, 4, 0) == 4 && std::string(magic, 4) == "GGUF";
-}
-
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          c == '.' || c == '_' || c == ':' || c == '-';
 }
 
-constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch", "npz"};
-
 constexpr int32_t kKvBlockTokens = 16;  // measured: tests/bench/README.md (serving)
-
-absl::StatusOr<kernels::KvDtype> ParseKvDtype(const std::string& name) {
-  if (name.empty() || name == "f16") return kernels::KvDtype::kF16;
-  if (name == "f32") return kernels::KvDtype::kF32;
-  if (name == "q8_0") return kernels::KvDtype::kQ8_0;
-  return absl::InvalidArgumentError(absl::StrCat("kv_cache_dtype '", name, "' is not one of f16, f32, q8_0"));
-}
 
 }  // namespace
 
@@ -160,15 +140,39 @@ Engine::Engine(EngineOptions options)
 
 Engine::~Engine() { registry_->Shutdown(); }
 
+Engine::KvPlan Engine::PlanKv(const LoadedModel& loaded) const {
+  const kernels::KvSpec spec = loaded.model->KvShape(loaded.kv_dtype, kKvBlockTokens);
+  const int64_t budget = loaded.kv_cache_bytes > 0 ? loaded.kv_cache_bytes : options_.kv_cache_bytes;
+  // One full served context always fits (a request that fits the context never waits
+  // forever), plus a block for a preempted sequence's next token.
+  const int32_t min_blocks = (loaded.context_length + kKvBlockTokens - 1) / kKvBlockTokens + 1;
+  const int64_t want = std::max<int64_t>(min_blocks, budget / spec.BlockBytes());
+  KvPlan plan;
+  plan.blocks = static_cast<int32_t>(std::min<int64_t>(want, 1 << 24));
+  plan.bytes = static_cast<int64_t>(plan.blocks) * spec.BlockBytes();
+  return plan;
+}
+
+absl::Status Engine::AdmitBytes(const std::string& name, const std::string& what, const std::string& device,
+                                int64_t bytes, int64_t credit, const std::vector<std::string>& keep,
+                                bool reserve) {
+  ASSIGN_OR_RETURN(const kernels::Device d, kernels::ParseDevice(device));
+  Admission a;
+  a.what = what;
+  a.device = d.Name();
+  a.bytes = bytes;
+  auto it = options_.memory_budget_bytes.find(a.device);
+  a.budget = it == options_.memory_budget_bytes.end() ? 0 : it->second;
+  if (a.budget <= 0) a.device_free = DeviceFreeBytes(d);
+  a.credit = credit;
+  a.keep = keep;
+  return registry_->Admit(name, a, reserve);
+}
+
 absl::StatusOr<std::unique_ptr<Scheduler>> Engine::StartScheduler(const std::shared_ptr<LoadedModel>& loaded) {
   const LlamaModel& model = *loaded->model;
   const kernels::KvSpec spec = model.KvShape(loaded->kv_dtype, kKvBlockTokens);
-  const int64_t budget = loaded->kv_cache_bytes > 0 ? loaded->kv_cache_bytes : options_.kv_cache_bytes;
-  // One full served context always fits (a request that fits the context never waits
-  // forever), plus a block for a preempted sequence's next token.
-  const int32_t min_blocks = (loaded->context_length + kKvBlockTokens - 1) / kKvBlockTokens + 1;
-  const int64_t want = std::max<int64_t>(min_blocks, budget / spec.BlockBytes());
-  const int32_t n_blocks = static_cast<int32_t>(std::min<int64_t>(want, 1 << 24));
+  const int32_t n_blocks = PlanKv(*loaded).blocks;
   absl::StatusOr<std::shared_ptr<KvPool>> kv = model.NewKvPool(spec.dtype, n_blocks, kKvBlockTokens);
   if (!kv.ok()) {
     return absl::Status(kv.status().code(), absl::StrCat("KV pool of ", n_blocks, " blocks (",
@@ -191,35 +195,33 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Engine::StartScheduler(const std::sha
   return std::make_unique<Scheduler>(loaded, pool_.get(), *std::move(kv), so);
 }
 
-absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
-                                            const std::function<void(const LoadProgress&)>& progress,
-                                            const std::atomic<bool>* cancel) {
+absl::StatusOr<LoadRequest> Engine::ResolveSource(const LoadRequest& request) const {
+  LoadRequest out = request;
+  out.revision.clear();
+  out.variant.clear();
   // A repository id (or any source with a revision) is a snapshot in the Hugging Face
   // cache: resolved offline, then loaded as that directory (or GGUF file).
-  if (!request.variant.empty()) {
-    // A unified repository's variant is a subdirectory of it (SaveModel with variants).
-    const std::string& v = request.variant;
+  if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+    ASSIGN_OR_RETURN(out.source,
+                     formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source, request.revision));
+  }
+  // A unified repository's variant is a subdirectory of it (SaveModel with variants).
+  if (const std::string& v = request.variant; !v.empty()) {
     if (v.size() > 64 || v == "." || v == ".." ||
         v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
             std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat("variant: '", v, "' must be 1-64 characters of [A-Za-z0-9._-]"));
     }
-    LoadRequest inner = request;
-    inner.variant.clear();
-    if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
-      ASSIGN_OR_RETURN(inner.source, formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source,
-                                                             request.revision));
-      inner.revision.clear();
-    }
-    inner.source += "/" + v;
-    return LoadModel(inner, progress, cancel);
+    out.source += "/" + v;
   }
-  if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
-    ASSIGN_OR_RETURN(std::string snapshot,
-                     formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source, request.revision));
-    LoadRequest resolved = request;
-    resolved.source = std::move(snapshot);
-    resolved.revision.clear();
+  return out;
+}
+
+absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
+                                            const std::function<void(const LoadProgress&)>& progress,
+                                            const std::atomic<bool>* cancel) {
+  if (!request.variant.empty() || !request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+    ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(request));
     return LoadModel(resolved, progress, cancel);
   }
   auto report = [&](const std::string& stage, double fraction, const std::string& detail) {
@@ -231,90 +233,30 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     }
     return absl::OkStatus();
   };
-  RETURN_IF_ERROR(ValidateModelName(request.name, "name"));
-  if (request.source.empty()) return absl::InvalidArgumentError("model source path must not be empty");
-  // Before anything opens it: a FIFO, device or socket would block or never end; a
-  // loop or a path outside the model roots is refused with its own message.
-  RETURN_IF_ERROR(formats::CheckSource(request.source).status());
-  ASSIGN_OR_RETURN(const kernels::Device device, kernels::ParseDevice(request.device));
-  ASSIGN_OR_RETURN(const kernels::Backend* backend, ChooseBackend(request.backend, device));
-  bool known_format = request.format.empty();
-  for (const char* f : kFormats) known_format |= request.format == f;
-  if (!known_format) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "format '", request.format, "' is not one of auto, gguf, hf, safetensors, torch, npz"));
+  ASSIGN_OR_RETURN(const ValidatedLoad valid, ValidateLoad(request));
+  const kernels::Device& device = valid.device;
+  const kernels::Backend* backend = valid.backend;
+  const kernels::KvDtype kv_dtype = valid.kv_dtype;
+  LoadRequest resolved = request;
+  resolved.device = device.Name();
+  resolved.pinned = request.pinned.value_or(options_.default_pinned);
+  resolved.keep_alive_s = request.keep_alive_s.value_or(options_.default_keep_alive_s);
+  if (*resolved.keep_alive_s < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("keep_alive must be >= 0 seconds, got ", *resolved.keep_alive_s));
   }
-  if (request.context_length < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("context_length must be >= 0, got ", request.context_length));
-  }
-  ASSIGN_OR_RETURN(const kernels::KvDtype kv_dtype, ParseKvDtype(request.kv_cache_dtype));
-  if (request.kv_cache_bytes < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes must be >= 0, got ", request.kv_cache_bytes));
-  }
-  if (request.max_sequences < 0 || request.max_sequences > kMaxSequences) {
-    return absl::InvalidArgumentError(absl::StrCat("max_sequences must be in [0, ", kMaxSequences, "], got ",
-                                                   request.max_sequences));
-  }
-  RETURN_IF_ERROR(registry_->Reserve(request.name, request));
+  RETURN_IF_ERROR(registry_->Reserve(request.name, resolved));
+  const std::string what = absl::StrCat("loading '", request.name, "' from ", request.source);
   auto result = CatchExceptions("loading " + request.source, [&]() -> absl::StatusOr<ModelInfo> {
     report("open", 0.0, request.source);
-    auto loaded = std::make_shared<LoadedModel>();
-    std::string format, quantization, note;
-    int64_t mem_total, mem_available;
-    ReadMemInfo(&mem_total, &mem_available);
-    auto check_memory = [&](int64_t bytes) -> absl::Status {
-      if (mem_available > 0 && bytes > mem_available) {
-        return absl::ResourceExhaustedError(absl::StrCat("loading ", request.source, " needs ", bytes,
-                                                         " bytes but only ", mem_available,
-                                                         " bytes of memory are available on cpu"));
-      }
-      return absl::OkStatus();
-    };
     auto tensors_progress = [&](double f, const std::string& detail) { report("tensors", 0.05 + 0.75 * f, detail); };
     RETURN_IF_ERROR(cancelled());
-    std::unique_ptr<Tokenizer> tokenizer;
-    if (IsGguf(request)) {
-      ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
-      RETURN_IF_ERROR(check_memory(static_cast<int64_t>(file->file_size())));
-      ASSIGN_OR_RETURN(VocabSpec vocab, VocabSpecFromGguf(*file));
-      ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
-      report("tensors", 0.05, "");
-      ASSIGN_OR_RETURN(loaded->model, LlamaModel::FromGguf(std::move(file), tensors_progress));
-      format = "gguf";
-    } else {
-      ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> opened,
-                       Checkpoint::Open(request.source, request.format == "hf" ? "auto" : request.format));
-      std::shared_ptr<const Checkpoint> ck(std::move(opened));
-      RETURN_IF_ERROR(check_memory(ck->TensorBytes()));
-      ASSIGN_OR_RETURN(VocabSpec vocab,
-                       VocabSpecFromHfDir([&](const char* f) { return ck->ReadSibling(f); }, ck->dir()));
-      ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
-      report("tensors", 0.05, "");
-      ASSIGN_OR_RETURN(loaded->model,
-                       LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), tensors_progress));
-      const CheckpointQuantConfig& q = ck->quant();
-      format = ck->container();
-      if (q.method != CheckpointQuant::kNone) {
-        format = absl::StrCat(format, "/", CheckpointQuantName(q.method));
-        quantization = absl::StrCat(CheckpointQuantName(q.method), q.bits > 0 ? absl::StrCat(" bits=", q.bits) : "",
-                                    q.group_size > 0 ? absl::StrCat(" group_size=", q.group_size) : "",
-                                    q.quant_type.empty() ? "" : " quant_type=" + q.quant_type);
-        note = absl::StrCat("quantization as saved with the checkpoint (", q.where, ")");
-      }
-    }
-    if (tokenizer->vocab_size() > loaded->model->config().vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(request.source, ": the tokenizer has ", tokenizer->vocab_size(),
-                                                     " tokens but the model only ", loaded->model->config().vocab_size));
-    }
+    ASSIGN_OR_RETURN(OpenedCheckpoint opened, OpenCheckpoint(request, tensors_progress));
+    std::shared_ptr<LoadedModel> loaded = std::move(opened.loaded);
+    std::unique_ptr<Tokenizer> tokenizer = std::move(opened.tokenizer);
+    const std::string& format = opened.format;
+    const std::string& quantization = opened.quantization;
+    const std::string& note = opened.note;
     RETURN_IF_ERROR(cancelled());
-    report("prefault", 0.8, "");
-    for (const auto& m : loaded->model->LinearModules()) {
-      RETURN_IF_ERROR(cancelled());
-      const kernels::Linear& w = loaded->model->linear(m);
-      if (w.kind == kernels::LinearKind::kGgml) Prefault(w.ggml.data, w.ggml.row_bytes * w.ggml.rows);
-    }
-    loaded->tokenizer = std::move(tokenizer);
     const LlamaConfig& c = loaded->model->config();
     int32_t ctx = request.context_length > 0 ? request.context_length : std::min(c.context_length, 4096);
     ctx = std::min(ctx, c.context_length);
@@ -323,6 +265,20 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     loaded->kv_dtype = kv_dtype;
     loaded->max_sequences = request.max_sequences;
     loaded->prefix_cache = request.prefix_cache.value_or(true);
+    // Admission before the weights are touched (prefault) or made (quantize while
+    // loading, which admits its own estimate): the weights as mapped plus the KV pool.
+    const bool quantize_here = request.quantization && quantization.empty();
+    if (!quantize_here) {
+      RETURN_IF_ERROR(AdmitBytes(request.name, what, device.Name(),
+                                 loaded->model->weight_bytes() + PlanKv(*loaded).bytes, 0, {}, true));
+    }
+    report("prefault", 0.8, "");
+    for (const auto& m : loaded->model->LinearModules()) {
+      RETURN_IF_ERROR(cancelled());
+      const kernels::Linear& w = loaded->model->linear(m);
+      if (w.kind == kernels::LinearKind::kGgml) Prefault(w.ggml.data, w.ggml.row_bytes * w.ggml.rows);
+    }
+    loaded->tokenizer = std::move(tokenizer);
 
     ModelInfo& info = loaded->info;
     info.name = request.name;
@@ -370,21 +326,29 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     RETURN_IF_ERROR(cancelled());
     report("place", 0.97, absl::StrCat(backend->name, " on ", device.Name()));
     RETURN_IF_ERROR(PlaceModel(*backend, device, loaded.get()));
+    // The exact footprint now that the row has placed the weights (a backend's copies
+    // included); the same as admitted for native rows.
+    RETURN_IF_ERROR(AdmitBytes(request.name, what, device.Name(), loaded->info.bytes_resident + PlanKv(*loaded).bytes,
+                               0, {}, true));
     ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, StartScheduler(loaded));
     registry_->Publish(request.name, loaded, std::move(scheduler));
     report("ready", 1.0, "");
-    return loaded->info;
+    // As GetModel describes it: resident bytes with the KV pool, the eviction policy.
+    return registry_->Get(request.name).value_or(loaded->info);
   });
-  if (!result.ok()) {
-    registry_->Abandon(request.name);
-    return result;
-  }
+  if (!result.ok()) registry_->Fail(request.name, result.status());
   return result;
 }
 
 absl::Status Engine::UnloadModel(const std::string& name) {
-  return registry_->Unload(name);
+  return registry_->Unload(name, kReasonUnloadRequest);
 }
+
+int Engine::WatchModels(std::function<void(const ModelEvent&)> sink, std::vector<ModelInfo>* snapshot) {
+  return registry_->Subscribe(std::move(sink), snapshot);
+}
+
+void Engine::StopWatching(int id) { registry_->Unsubscribe(id); }
 
 std::vector<ModelInfo> Engine::ListModels() const { return registry_->List(); }
 
@@ -404,6 +368,10 @@ std::vector<DeviceInfo> Engine::Devices() const {
     d.allocator_allocated_bytes = r.memory.allocated_bytes;
     d.allocator_reserved_bytes = r.memory.reserved_bytes;
     d.used_bytes = registry_->BytesOnDevice(d.name);
+    auto budget = options_.memory_budget_bytes.find(d.name);
+    d.budget_bytes = budget == options_.memory_budget_bytes.end() ? 0 : budget->second;
+    d.admit_free_bytes = d.budget_bytes > 0 ? std::max<int64_t>(0, d.budget_bytes - d.used_bytes) : d.free_bytes;
+    d.models = registry_->ModelsOnDevice(d.name);
     out.push_back(std::move(d));
   }
   return out;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,7 +34,12 @@ absl::Status PlaceModel(const kernels::Backend& backend, const kernels::Device& 
 struct EngineOptions {
   int threads = 0;            // compute threads per model step; 0 = hardware cores
   int max_batch_sequences = 16;  // sequences decoded together in one step
-  int64_t memory_budget_bytes = 0;  // cpu budget for all models; 0 = what the OS has available
+  // Per device ("cpu", "cuda:0"): the bytes every model on it may hold together
+  // (weights, KV pools, a backend's copies); absent or 0 = what the device has free.
+  std::map<std::string, int64_t> memory_budget_bytes;
+  // Eviction defaults for a load that names none (LoadRequest.pinned / keep_alive_s).
+  bool default_pinned = false;
+  double default_keep_alive_s = 0;  // 0 = never unloaded for being idle
   int quantize_workers = 0;         // threads quantizing modules; 0 = `threads`
   // KV pool per model when the load names none (LoadRequest.kv_cache_bytes); raised
   // to hold at least one full served context.
@@ -43,7 +49,10 @@ struct EngineOptions {
   std::string hf_cache;
 };
 
-enum class ModelState { kLoading, kReady, kUnloading };
+// LOADING -> READY -> UNLOADING -> GONE; a load that fails after its name was reserved
+// is FAILED, listed with its error until it is unloaded or loaded again. GONE appears
+// only in events: the model's memory has been freed.
+enum class ModelState { kLoading, kReady, kUnloading, kFailed, kGone };
 const char* ModelStateName(ModelState s);
 
 // Resident bytes and representation of one kind of tensor ("attention", "mlp",
@@ -87,6 +96,32 @@ struct ModelInfo {
   int64_t prefix_cache_query_tokens = 0, prefix_cache_hit_tokens = 0;
   int64_t kv_preemptions = 0;
   int32_t requests_waiting = 0, requests_running = 0;
+  // Eviction policy and lifecycle.
+  bool pinned = false;        // never evicted (memory pressure, keep_alive)
+  double keep_alive_s = 0;    // unloaded after this long idle; 0 = never
+  double idle_seconds = 0;    // since the last request ended (0 while one runs)
+  std::string error;          // kFailed: why the load failed
+};
+
+// Why a model changed state (ModelEvent.reason, the evictions metric's label).
+inline constexpr char kReasonLoadRequest[] = "load_request";
+inline constexpr char kReasonIdleTimeout[] = "idle_timeout";
+inline constexpr char kReasonMemoryPressure[] = "memory_pressure";
+inline constexpr char kReasonUnloadRequest[] = "unload_request";
+inline constexpr char kReasonLoadFailed[] = "load_failed";
+inline constexpr char kReasonReplaced[] = "replaced";  // quantized in place
+inline constexpr char kReasonShutdown[] = "shutdown";
+
+// One lifecycle transition of a model.
+struct ModelEvent {
+  double time_unix_s = 0;
+  std::string name;
+  std::string device;
+  ModelState state = ModelState::kLoading;  // the state entered
+  std::string reason;
+  int64_t bytes = 0;      // bytes the model holds (READY), held (UNLOADING) or freed (GONE)
+  std::string error;      // kFailed
+  double seconds = 0;     // READY: load duration; GONE: unload duration (drain + free)
 };
 
 // SaveModel of a unified repository: the model at the root, each variant quantized from
@@ -174,9 +209,33 @@ struct LoadRequest {
   std::string kv_cache_dtype;    // f16 (default), f32, q8_0 (backend native only)
   int32_t max_sequences = 0;     // running sequences (<= kMaxSequences); bounded by the pool's blocks
   std::optional<bool> prefix_cache;  // default on
+  // Eviction: unset = EngineOptions.default_pinned / default_keep_alive_s.
+  std::optional<bool> pinned;
+  std::optional<double> keep_alive_s;
 };
 
 inline constexpr int32_t kMaxSequences = 1024;  // LoadRequest.max_sequences
+
+// What a load would hold and whether it fits (Engine::PlanLoad). The bytes are the
+// ones admission asks for: weights as resident (the quantized estimate when
+// quantizing while loading) + the KV pool; workspace (per-step activations, sized by
+// the batch) is not counted and is reported 0.
+struct LoadPlan {
+  std::string device, backend, format;
+  int64_t parameter_count = 0;
+  int32_t context_length = 0;
+  int64_t weight_bytes = 0, kv_cache_bytes = 0, workspace_bytes = 0, total_bytes = 0;
+  int32_t kv_blocks = 0;
+  bool fits = false;
+  int64_t budget_bytes = 0, free_bytes = 0;
+  struct Eviction {
+    std::string name;
+    int64_t bytes = 0;
+    double idle_seconds = 0;
+  };
+  std::vector<Eviction> evictions;  // memory_pressure, least recently used first
+  std::vector<std::string> warnings;
+};
 
 struct LoadProgress {
   std::string stage;   // "open", "tensors", "ready"
@@ -194,6 +253,9 @@ struct DeviceInfo {
   int64_t used_bytes = 0; // bytes held by models on this device
   std::vector<std::string> backends;  // rows that serve it
   int64_t allocator_allocated_bytes = 0, allocator_reserved_bytes = 0;  // CUDA caching allocator
+  int64_t budget_bytes = 0;      // devices.<name>.memory_budget_bytes; 0 = free_bytes binds
+  int64_t admit_free_bytes = 0;  // what a load may still take: budget - used, or free_bytes
+  std::vector<std::string> models;  // on this device; "x (unloading)" until its memory is freed
 };
 
 // Output forced to match a grammar or a JSON Schema (both APIs convert to this).
@@ -311,8 +373,18 @@ class Engine {
   absl::StatusOr<ModelInfo> LoadModel(const LoadRequest& request,
                                       const std::function<void(const LoadProgress&)>& progress,
                                       const std::atomic<bool>* cancel = nullptr);
+  // LoadModel's dry run: validates as LoadModel does, opens the checkpoint (headers,
+  // config, tensors mapped, nothing copied or allocated) and answers the bytes, whether
+  // they fit now and what would be evicted. Reserves nothing.
+  absl::StatusOr<LoadPlan> PlanLoad(const LoadRequest& request) const;
   // NOT_FOUND when absent. Running generations keep the model until they finish.
+  // A FAILED model's entry is removed.
   absl::Status UnloadModel(const std::string& name);
+  // Lifecycle events: `sink` gets every transition from now on, in order, on the
+  // thread that makes it (keep it short; never call the engine from it); `snapshot`
+  // every model's state at that moment. Returns the id for StopWatching.
+  int WatchModels(std::function<void(const ModelEvent&)> sink, std::vector<ModelInfo>* snapshot);
+  void StopWatching(int id);
   // Writes model `name` to `path` in `format` ("gguf": one file; "ingot", "bitsandbytes",
   // "mlx", "gptq", "hqq": a directory, LlamaModel::SaveCheckpoint); returns the bytes
   // written.
@@ -378,6 +450,9 @@ class Engine {
     QuantizeResult result;
     std::shared_ptr<LoadedModel> model;
   };
+  // The request with a Hugging Face repository id resolved to its snapshot and a variant
+  // to its subdirectory (revision and variant cleared).
+  absl::StatusOr<LoadRequest> ResolveSource(const LoadRequest& request) const;
   // EvaluateModel over models in hand (published or not); `reference` may be null.
   absl::StatusOr<EvaluateResult> EvaluateLoaded(std::shared_ptr<const LoadedModel> model,
                                                 std::shared_ptr<const LoadedModel> reference,
@@ -395,6 +470,16 @@ class Engine {
   // serving fields of loaded->info. INVALID_ARGUMENT for a dtype the backend cannot
   // store, RESOURCE_EXHAUSTED when the device has no room for the pool.
   absl::StatusOr<std::unique_ptr<Scheduler>> StartScheduler(const std::shared_ptr<LoadedModel>& loaded);
+  // The KV pool StartScheduler makes for `loaded`: blocks and bytes (blocks x block bytes).
+  struct KvPlan {
+    int32_t blocks = 0;
+    int64_t bytes = 0;
+  };
+  KvPlan PlanKv(const LoadedModel& loaded) const;
+  // The one admission rule (registry.h) for `bytes` of `name` on `device`, against
+  // that device's budget (or its free memory when it has none).
+  absl::Status AdmitBytes(const std::string& name, const std::string& what, const std::string& device,
+                          int64_t bytes, int64_t credit, const std::vector<std::string>& keep, bool reserve);
 
   EngineOptions options_;
   std::unique_ptr<kernels::ThreadPool> pool_;  // shared by every model's steps

@@ -83,6 +83,8 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
     reserve.name = target;
     reserve.source = ready.model->info.source;
     reserve.device = request.device.empty() ? ready.model->info.device : request.device;
+    reserve.pinned = options_.default_pinned;
+    reserve.keep_alive_s = options_.default_keep_alive_s;
     RETURN_IF_ERROR(registry_->Reserve(target, reserve));
   }
   auto result = CatchExceptions("quantizing " + request.source, [&]() -> absl::StatusOr<QuantizeResult> {
@@ -98,7 +100,7 @@ absl::StatusOr<QuantizeResult> Engine::QuantizeModel(
     }
     return q.result;
   });
-  if (!result.ok() && !in_place) registry_->Abandon(target);
+  if (!result.ok() && !in_place) registry_->Abandon(target, result.status());
   return result;
 }
 
@@ -120,21 +122,17 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
   const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(*source->model);
   RETURN_IF_ERROR(quant::ProblemsToStatus(quant::ValidateQuantization(config, caps, &modules)));
 
-  // Memory: the new weights must fit next to everything already resident.
+  // Memory: the new weights (estimated) and the new model's KV pool, by the one
+  // admission rule. In place, the source's bytes leave once its streams finish; a
+  // source being quantized is never evicted for its own result.
   const int64_t estimate = quant::EstimateQuantizedBytes(*source->model, config);
-  int64_t mem_total = 0, mem_available = 0;
-  ReadMemInfo(&mem_total, &mem_available);
-  int64_t room = mem_available;
-  if (options_.memory_budget_bytes > 0) {
-    room = options_.memory_budget_bytes - registry_->BytesOnDevice("cpu");
-    if (replaces_source) room += source->info.weight_bytes;  // the source goes once streams finish
-  }
-  if (estimate > room) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "quantizing '", request.source, "' with ", quant::FindMethod(config.method)->name, " needs about ",
-        estimate, " bytes but only ", std::max<int64_t>(0, room), " bytes of the ",
-        options_.memory_budget_bytes > 0 ? "memory budget" : "available memory",
-        " are free on cpu; the source model keeps serving"));
+  const int64_t credit = replaces_source ? registry_->Get(target).value_or(ModelInfo{}).bytes_resident : 0;
+  if (absl::Status admitted = AdmitBytes(
+          target, absl::StrCat("quantizing '", request.source, "' with ", quant::FindMethod(config.method)->name),
+          device, estimate + PlanKv(*source).bytes, credit, {request.source}, /*reserve=*/!replaces_source);
+      !admitted.ok()) {
+    return absl::Status(admitted.code(), absl::StrCat(admitted.message(),
+                                                      replaces_source ? "; the source model keeps serving" : ""));
   }
 
   quant::QuantizeOptions opts;

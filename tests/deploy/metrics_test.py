@@ -190,6 +190,13 @@ class ScrapeTest(unittest.TestCase):
                        "--temperature", "0"], timeout=120)
             if gen.returncode != 0:
                 raise AssertionError(f"ingot generate failed: {gen.stderr}")
+            # A second copy loaded and unloaded: an eviction (reason unload_request)
+            # and an unload duration, the series of the lifecycle panels.
+            for args in (["load", "evicted", str(DEFAULT_MODEL), "--context-length", "256"],
+                         ["unload", "evicted"]):
+                step = run([cli, "--server", cls.server] + args, timeout=120)
+                if step.returncode != 0:
+                    raise AssertionError(f"ingot {args[0]} failed: {step.stderr}")
         # A refused LoadModel (inside the model root, so the engine sees it): the
         # failure series the alert watches.
         bad = run([cli, "--server", cls.server, "load", "missing",
@@ -239,7 +246,9 @@ class ScrapeTest(unittest.TestCase):
                          "ingot_prompt_tokens_total", "ingot_time_to_first_token_seconds",
                          "ingot_request_duration_seconds", "ingot_requests_running",
                          "ingot_model_memory_bytes", "ingot_device_memory_used_bytes",
-                         "ingot_device_memory_total_bytes", "ingot_model_load_duration_seconds"}
+                         "ingot_device_memory_total_bytes", "ingot_model_load_duration_seconds",
+                         "ingot_model_evictions_total", "ingot_model_unload_duration_seconds",
+                         "ingot_model_state"}
         self.assertEqual(sorted(expected - set(scraped)), [])
 
     def test_queried_metrics_and_labels_exist_in_the_scrape(self):

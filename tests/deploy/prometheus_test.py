@@ -73,6 +73,10 @@ class PrometheusEndToEnd(unittest.TestCase):
         for prompt in ("The capital of France is", "Write a haiku about rivers", "2 + 2 ="):
             r = subprocess.run(cli + ["generate", "smol", prompt, "-n", "12"], capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
+        # A second copy loaded and unloaded: the lifecycle series (issue 17).
+        for args in (["load", "evicted", str(MODEL), "--context-length", "256"], ["unload", "evicted"]):
+            r = subprocess.run(cli + args, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
         # A few scrapes after the last generation, so rate() has two points that differ.
         time.sleep(4)
 
@@ -114,6 +118,19 @@ class PrometheusEndToEnd(unittest.TestCase):
             self.assertTrue(res, family)
             v = float(res[0]["value"][1])
             self.assertTrue(0 < v < 120, f"{family} p90 = {v}")
+
+    def test_lifecycle_series(self):
+        evicted = self.query("sum by (reason) (ingot_model_evictions_total{model='evicted'})")
+        self.assertEqual([(e["metric"]["reason"], float(e["value"][1])) for e in evicted],
+                         [("unload_request", 1.0)])
+        ready = self.query("ingot_model_state{model='smol', device='cpu', state='ready'}")
+        self.assertEqual([float(e["value"][1]) for e in ready], [1.0])
+        self.assertFalse(self.query("ingot_model_state{model='evicted'}"), "an unloaded model keeps a state")
+        loads = self.query("sum by (model) (ingot_model_load_duration_seconds_count)")
+        self.assertEqual(sorted((e["metric"]["model"], float(e["value"][1])) for e in loads),
+                         [("evicted", 1.0), ("smol", 1.0)])
+        unloads = self.query("ingot_model_unload_duration_seconds_count")
+        self.assertEqual([float(e["value"][1]) for e in unloads], [1.0])
 
     def test_every_dashboard_query_runs(self):
         # Range functions over 5m see the samples of this run; every query must parse

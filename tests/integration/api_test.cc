@@ -97,7 +97,11 @@ TEST_F(IngotdTest, ListAndGetModel) {
   get.set_name("default");
   v1::GetModelResponse got;
   ASSERT_TRUE(models()->GetModel(&get_context, get, &got).ok());
-  EXPECT_EQ(got.model().SerializeAsString(), m.SerializeAsString());
+  // The same description, but for the seconds it has been idle, which move.
+  v1::ModelInfo listed = m;
+  listed.clear_idle_seconds();
+  got.mutable_model()->clear_idle_seconds();
+  EXPECT_EQ(got.model().SerializeAsString(), listed.SerializeAsString());
 
   grpc::ClientContext missing_context;
   get.set_name("no-such-model");
@@ -246,6 +250,8 @@ TEST_F(IngotdTest, CorruptFilesAreInvalidArgumentAndDefaultKeepsServing) {
         << r.status.error_message();
     EXPECT_FALSE(r.status.error_message().empty());
     std::filesystem::remove(path);
+    EXPECT_EQ(Health(channel(), c.name), HealthStatus::NOT_SERVING);
+    ExpectFailedThenUnload(channel(), c.name, "INVALID_ARGUMENT");
 
     Generation g = Generate(channel(), Greedy("default", "Hello", 4));
     EXPECT_TRUE(g.status.ok()) << g.status.error_message();

@@ -124,7 +124,7 @@ TEST_F(IngotdTest, MetricsHaveEveryNameAndPassPromtool) {
   EXPECT_EQ(MetricValue(metrics, "ingot_quantizations_in_flight"), 0);
   EXPECT_GT(MetricValue(metrics, R"(ingot_device_memory_used_bytes{device="cpu"})"), 0);
   EXPECT_GT(MetricValue(metrics, "process_resident_memory_bytes"), 1e6);
-  EXPECT_GE(MetricValue(metrics, "ingot_model_load_duration_seconds_count"), 1);
+  EXPECT_GE(MetricValue(metrics, R"(ingot_model_load_duration_seconds_count{device="cpu",model="default"})"), 1);
 
   if (!std::filesystem::exists("/usr/bin/promtool")) {
     GTEST_SKIP() << "promtool not installed (Debian package prometheus)";

@@ -133,10 +133,7 @@ TEST_F(IngotdTest, QuantizeWhileLoadingAndTheCheckpointsOwnConfigWins) {
   grpc::Status s = reader->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("bits"));
-  grpc::ClientContext list_ctx;
-  v1::ListModelsResponse list;
-  ASSERT_TRUE(stub->ListModels(&list_ctx, {}, &list).ok());
-  for (const auto& m : list.models()) EXPECT_NE(m.name(), "bad-q");
+  ExpectFailedThenUnload(channel(), "bad-q", "INVALID_ARGUMENT");
   for (const char* m : {"dense-hqq", "kept-nf4"}) Unload(stub.get(), m);
 }
 
@@ -188,6 +185,7 @@ TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
     LoadResult r = Load(channel(), c.name, dir);
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
     EXPECT_THAT(r.status.error_message(), HasSubstr(c.message));
+    ExpectFailedThenUnload(channel(), c.name, "INVALID_ARGUMENT");
     Generation g = Generate(channel(), Greedy("default", "Hello", 4));
     EXPECT_TRUE(g.status.ok()) << g.status.error_message();
     std::filesystem::remove_all(dir);
@@ -202,6 +200,7 @@ TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
   LoadResult r = Load(channel(), "bad-config", dir);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << r.status.error_message();
   EXPECT_THAT(r.status.error_message(), HasSubstr("num_hidden_layers"));
+  ExpectFailedThenUnload(channel(), "bad-config", "INVALID_ARGUMENT");
   std::filesystem::remove_all(dir);
   // An unsupported architecture is named.
   std::filesystem::create_directories(dir);
@@ -212,6 +211,7 @@ TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
   r = Load(channel(), "bad-arch", dir);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << r.status.error_message();
   EXPECT_THAT(r.status.error_message(), HasSubstr("GPT2LMHeadModel"));
+  ExpectFailedThenUnload(channel(), "bad-arch", "UNIMPLEMENTED");
   std::filesystem::remove_all(dir);
 
   // A tensor of the wrong dtype (same byte count), a missing shard, a pickle that names
@@ -256,6 +256,7 @@ TEST_F(IngotdTest, MalformedSafetensorsAreInvalidArgumentAndTheServerServes) {
     LoadResult lr = Load(channel(), b.name, d);
     EXPECT_EQ(lr.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << lr.status.error_message();
     EXPECT_THAT(lr.status.error_message(), HasSubstr(b.message));
+    ExpectFailedThenUnload(channel(), b.name, "INVALID_ARGUMENT");
     Generation g = Generate(channel(), Greedy("default", "Hello", 4));
     EXPECT_TRUE(g.status.ok()) << g.status.error_message();
     std::filesystem::remove_all(d);

@@ -93,6 +93,22 @@ grpc::Status Unload(const std::shared_ptr<grpc::Channel>& channel, const std::st
   return stub->UnloadModel(&context, request, &response);
 }
 
+void ExpectFailedThenUnload(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
+                            const std::string& code) {
+  auto stub = v1::ModelService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(In(30));
+  v1::GetModelRequest request;
+  request.set_name(name);
+  v1::GetModelResponse response;
+  const grpc::Status status = stub->GetModel(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << name << ": " << status.error_message();
+  EXPECT_EQ(response.model().state(), v1::MODEL_STATE_FAILED) << name;
+  EXPECT_THAT(response.model().error(), ::testing::HasSubstr(code)) << name;
+  EXPECT_EQ(response.model().bytes_resident(), 0) << name;
+  EXPECT_TRUE(Unload(channel, name).ok()) << name;
+}
+
 std::vector<std::string> ModelNames(const std::shared_ptr<grpc::Channel>& channel) {
   auto stub = v1::ModelService::NewStub(channel);
   grpc::ClientContext context;

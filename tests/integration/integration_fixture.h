@@ -58,6 +58,11 @@ LoadResult Load(const std::shared_ptr<grpc::Channel>& channel, const std::string
 LoadResult Load(const std::shared_ptr<grpc::Channel>& channel, const v1::LoadModelRequest& request,
                 int deadline_s = 300);
 grpc::Status Unload(const std::shared_ptr<grpc::Channel>& channel, const std::string& name);
+// A load that failed after its name was taken stays listed as FAILED with its error
+// (issue 17): checks that `name` is so, with `code` ("INVALID_ARGUMENT") in its error
+// and no bytes held, then unloads it, as each test leaves the shared server.
+void ExpectFailedThenUnload(const std::shared_ptr<grpc::Channel>& channel, const std::string& name,
+                            const std::string& code);
 // Names of the loaded models (empty when the call fails).
 std::vector<std::string> ModelNames(const std::shared_ptr<grpc::Channel>& channel);
 

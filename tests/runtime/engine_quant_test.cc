@@ -202,12 +202,13 @@ TEST_F(EngineQuantTest, RefusalsNameTheProblemAndKeepTheSource) {
 TEST(EngineQuantBudget, OverBudgetIsResourceExhaustedAndTheSourceServes) {
   EngineOptions options;
   options.threads = 1;
-  options.memory_budget_bytes = 150 << 20;  // the source (~100 MB) fits, a copy does not
+  options.memory_budget_bytes["cpu"] = 150 << 20;  // the source (~100 MB) fits, a copy does not
   Engine engine(options);
   LoadRequest load;
   load.name = "src";
   load.source = DefaultModelPath();
   load.context_length = 128;
+  load.kv_cache_bytes = 1;  // one context's pool: the budget counts it (256 MiB by default)
   ASSERT_OK(engine.LoadModel(load, nullptr));
   QuantizeRequest r;
   r.source = "src";

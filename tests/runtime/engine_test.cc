@@ -279,6 +279,18 @@ TEST_F(EngineTest, ErrorsNameTheProblem) {
   l.device = "cpu";
   l.source = corrupt;
   EXPECT_THAT(engine_->LoadModel(l, nullptr), StatusIs(absl::StatusCode::kInvalidArgument));
+  // Listed as FAILED with the error until unloaded (issue 17); it serves nothing.
+  absl::StatusOr<ModelInfo> failed = engine_->GetModel("corrupt");
+  ASSERT_OK(failed);
+  EXPECT_EQ(failed->state, ModelState::kFailed);
+  EXPECT_THAT(failed->error, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_EQ(failed->bytes_resident, 0);
+  Collector none;
+  GenerateRequest on_failed = Greedy("Hello", 2);
+  on_failed.model = "corrupt";
+  EXPECT_THAT(engine_->Generate(on_failed, none.Callbacks()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("failed to load")));
+  ASSERT_OK(engine_->UnloadModel("corrupt"));
   EXPECT_THAT(engine_->GetModel("corrupt"), StatusIs(absl::StatusCode::kNotFound));
   // And the loaded model still serves.
   Collector c;

@@ -32,6 +32,7 @@ threads: 3
 drain_seconds: 12.5
 log: {level: debug, json: true}
 devices: {cpu: {memory_budget_bytes: 123456789}, "cuda:1": {memory_budget_bytes: 42}}
+model_defaults: {pinned: true, keep_alive: 90s}
 model_roots: [/models, /srv/more]
 limits: {max_request_bytes: 1048576, max_prompt_tokens: 1000, max_tokens: 200,
          max_concurrent_streams: 7, max_queue_per_model: 5}
@@ -65,6 +66,8 @@ TEST(ServerConfig, ReadsEveryKeyOfTheSchema) {
   EXPECT_TRUE(c.log_json);
   EXPECT_EQ(c.memory_budget_bytes.at("cpu"), 123456789);
   EXPECT_EQ(c.memory_budget_bytes.at("cuda:1"), 42);
+  EXPECT_TRUE(c.model_defaults.pinned);
+  EXPECT_DOUBLE_EQ(c.model_defaults.keep_alive_s, 90);
   EXPECT_THAT(c.model_roots, ElementsAre("/models", "/srv/more"));
   EXPECT_EQ(c.limits.max_request_bytes, 1048576);
   EXPECT_EQ(c.limits.max_prompt_tokens, 1000);
@@ -336,6 +339,21 @@ TEST(ServerConfig, CheckFilesReportsMissingFiles) {
   EXPECT_THAT(v, Contains(StartsWith("auth.tokens_file: cannot read '/nonexistent/tokens'")));
   EXPECT_THAT(v, Contains(StartsWith("models[0].source: '/nonexistent/a.gguf' does not exist")));
 }
+
+// LoadModel calls that name no policy get model_defaults: unpinned and no keep_alive
+// unless configured; a bad value names its key.
+TEST(ServerConfig, ModelDefaultsAreUnpinnedWithoutKeepAliveAndChecked) {
+  std::vector<std::string> problems;
+  ServerConfig c = ParseConfig("", "test.yaml", &problems);
+  EXPECT_THAT(problems, ::testing::IsEmpty());
+  EXPECT_FALSE(c.model_defaults.pinned);
+  EXPECT_EQ(c.model_defaults.keep_alive_s, 0);
+  ParseConfig("model_defaults: {pinned: maybe, keep_alive: soon, evict: yes}\n", "test.yaml", &problems);
+  EXPECT_THAT(problems, ::testing::IsSupersetOf({::testing::HasSubstr("model_defaults.pinned"),
+                                                 ::testing::HasSubstr("model_defaults.keep_alive"),
+                                                 ::testing::HasSubstr("model_defaults.evict")}));
+}
+
 
 }  // namespace
 }  // namespace ingot::server
