@@ -177,6 +177,10 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
     const LinearJob down = job(kDown, Buf::kGate, Buf::kProj);
     RETURN_IF_ERROR(be.linear(w, pool, &down, 1, n));
     RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
+    if (observer != nullptr && observer->StopAfterLayer() == l) {
+      logits->clear();
+      return absl::OkStatus();
+    }
   }
 
   // Logits only for the tokens that want them (the last prompt token, decode tokens).

@@ -121,6 +121,9 @@ class ForwardObserver {
   // x holds n_tok rows of `cols` floats.
   virtual void OnLinearInput(int32_t layer, LinearInput site, const float* x, int64_t n_tok,
                              int64_t cols) = 0;
+  // The forward pass may stop after this layer (no logits then): an observer that only
+  // wants the first layers' inputs saves the rest. -1: run to the end.
+  virtual int32_t StopAfterLayer() const { return -1; }
 };
 
 struct BatchToken {

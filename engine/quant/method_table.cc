@@ -204,6 +204,7 @@ const std::vector<MethodRow>& MethodTable() {
        .group_sizes = {32, 64, 128}, .default_group = 128,
        .options = {FloatIn("damp", 0, true, 1, true, [](MethodParams& p, double v) { p.gptq_damp = static_cast<float>(v); }),
                    Bool("act_order", [](MethodParams& p, double v) { p.gptq_act_order = v != 0; }),
+                   Bool("true_sequential", [](MethodParams& p, double v) { p.gptq_true_sequential = v != 0; }),
                    Bool("sym", [](MethodParams& p, double v) { p.symmetric = v != 0; })},
        .calibration = Calibration::kHessian,
        .fallback = "hqq",

@@ -84,6 +84,7 @@ class Collector : public ForwardObserver {
       : first_(first), last_(last), hessian_(hessian), max_samples_(max_samples),
         workers_(std::max(1, workers)), stats_(static_cast<size_t>(last - first) * kSites) {}
 
+  int32_t StopAfterLayer() const override { return last_ - 1; }
   void OnLinearInput(int32_t layer, LinearInput site, const float* x, int64_t n,
                      int64_t cols) override {
     if (layer < first_ || layer >= last_) return;
@@ -238,13 +239,14 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
   outcome.model = source.Clone();
   LlamaModel& target = *outcome.model;
 
-  bool needs_calibration = false, needs_hessian = false, awq = false;
+  bool needs_calibration = false, needs_hessian = false, awq = false, true_sequential = false;
   int32_t total = 0;
   for (const ModulePlan& p : plans) {
     if (p.method == nullptr) continue;
     ++total;
     needs_calibration |= p.method->calibration != Calibration::kNone;
     needs_hessian |= p.method->calibration == Calibration::kHessian;
+    true_sequential |= p.method->calibration == Calibration::kHessian && p.params.gptq_true_sequential;
     awq |= p.method->calibration == Calibration::kInputScales;
   }
   if (needs_calibration && options.calibration_tokens.size() < 16) {
@@ -272,6 +274,10 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
     const int64_t per_layer = (3LL * c.n_embd * c.n_embd + static_cast<int64_t>(c.n_ff) * c.n_ff) * 8;
     window = static_cast<int32_t>(std::max<int64_t>(1, (256LL << 20) / std::max<int64_t>(1, per_layer)));
   }
+  // True-sequential GPTQ: one layer at a time, its inputs through the layers before it
+  // as already quantized (`target`), each pass stopping after the layer it observes
+  // (n_layer passes cost about n_layer / 2 full forwards of the calibration text).
+  if (true_sequential) window = 1;
   std::unique_ptr<kernels::ThreadPool> calib_pool;
   if (needs_calibration) calib_pool = std::make_unique<kernels::ThreadPool>(std::max(1, options.workers));
 
@@ -281,8 +287,8 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
     if (needs_calibration) {
       report("calibrate", absl::StrCat("layers ", first, "-", last - 1), config.method);
       collector = std::make_unique<Collector>(first, last, needs_hessian, 256, options.workers);
-      RETURN_IF_ERROR(RunCalibration(source, options.calibration_tokens, options.calibration_window,
-                                     *calib_pool, *collector, options.cancel));
+      RETURN_IF_ERROR(RunCalibration(true_sequential ? target : source, options.calibration_tokens,
+                                     options.calibration_window, *calib_pool, *collector, options.cancel));
       // Finish the statistics here; workers only read them.
       for (int32_t l = first; l < last; ++l) {
         for (int s = 0; s < kSites; ++s) collector->Stats(l, static_cast<LinearInput>(s));

@@ -44,6 +44,8 @@ struct MethodParams {
   // GPTQ
   float gptq_damp = 0.01f;
   bool gptq_act_order = false;
+  // Hessians from the partially quantized model, layer by layer (AutoGPTQ's default):
+  // layer l's inputs come through layers 0..l-1 already quantized.
   bool gptq_true_sequential = true;
   // AWQ
   int32_t awq_grid = 20;
