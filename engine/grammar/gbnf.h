@@ -64,7 +64,4 @@ absl::Status FinishGrammar(Grammar& g);
 // The grammar back in GBNF (helper rules included), for messages and tests.
 std::string ToGbnf(const Grammar& g);
 
-// UTF-8 of a code point (no validation).
-void AppendUtf8(uint32_t cp, std::string* out);
-
 }  // namespace ingot::grammar

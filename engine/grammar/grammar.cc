@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/grammar/gbnf.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace ingot::grammar {
 
@@ -40,24 +41,6 @@ bool Element::MatchesAnyIn(uint32_t lo, uint32_t hi) const {
 }
 
 bool Element::Empty() const { return kind == Kind::kChars && !MatchesAnyIn(0, kMaxCodePoint); }
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
 
 namespace {
 
@@ -117,7 +100,7 @@ void AppendCodePoint(uint32_t cp, bool in_class, std::string* out) {
   } else if (cp >= 0xD800 && cp <= 0xDFFF) {
     *out += absl::StrFormat("\\u%04X", cp);
   } else {
-    AppendUtf8(cp, out);
+    unicode::AppendUtf8(cp, out);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "engine/common/status.h"
 #include "engine/grammar/gbnf.h"
 #include "engine/grammar/json_schema_terms.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace ingot::grammar {
 namespace {
@@ -59,7 +60,7 @@ void AppendClassChar(uint32_t cp, std::string* out) {
   } else if (cp < 0x20 || cp == 0x7F) {
     *out += absl::StrFormat("\\x%02X", cp);
   } else {
-    AppendUtf8(cp, out);
+    unicode::AppendUtf8(cp, out);
   }
 }
 
@@ -88,7 +89,7 @@ std::string LiteralChar(uint32_t cp) {
       if (cp < 0x20) {
         s = absl::StrFormat("\\u%04x", cp);
       } else {
-        AppendUtf8(cp, &s);
+        unicode::AppendUtf8(cp, &s);
       }
   }
   return GbnfLiteral(s);

@@ -226,19 +226,28 @@ class Reader {
   // kAffine 8-bit codes q + 128 with zero 128 (ingot's int8/row).
   static LinearLoad Int8Rows(const TensorView& q8, const TensorView& row_scale, float divisor,
                              float outlier_threshold) {
-    const int64_t rows = q8.shape[0], cols = q8.shape[1];
+    return Int8Groups(q8, row_scale, nullptr, divisor, outlier_threshold);
+  }
+  // The same over G groups per row (`scale` (rows, G), each of cols / G inputs, checked
+  // by the caller), with an int8 zero point per group when `zero_point` is given:
+  // w = (q - zero_point) * scale / divisor, codes q + 128 with zero 128 + zero_point.
+  static LinearLoad Int8Groups(const TensorView& q8, const TensorView& scale_t, const TensorView* zero_point,
+                               float divisor, float outlier_threshold) {
+    const int64_t rows = q8.shape[0], cols = q8.shape[1], n_groups = scale_t.numel();
+    const int64_t group = cols / (n_groups / rows);
     QuantizedWeight qw;
     uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows * cols));
-    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
-    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows));
+    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
+    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
     for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(q8.data[i]) + 128);
-    for (int64_t r = 0; r < rows; ++r) {
-      scale[r] = Fp32ToFp16(FloatAt(row_scale, r) / divisor);
-      zero[r] = Fp32ToFp16(128.0f);
+    for (int64_t g = 0; g < n_groups; ++g) {
+      scale[g] = Fp32ToFp16(FloatAt(scale_t, g) / divisor);
+      const int zp = zero_point != nullptr ? static_cast<int8_t>(zero_point->data[g]) : 0;
+      zero[g] = Fp32ToFp16(128.0f + static_cast<float>(zp));
     }
-    SetAffineView(qw, 8, rows, cols, cols, kernels::ZeroKind::kZero, q, scale, zero);
+    SetAffineView(qw, 8, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
     qw.view.outlier_threshold = outlier_threshold;
-    qw.representation = "int8/row";
+    qw.representation = group == cols ? "int8/row" : absl::StrCat("affine8/g", group);
     return Own(std::move(qw));
   }
 
@@ -559,20 +568,7 @@ class Reader {
                                                      zp != nullptr ? absl::StrCat(" and zero_point ", Shape(zp->shape)) : "",
                                                      ", which do not group a ", rows, " x ", cols, " int8 weight"));
     }
-    const int64_t group = cols / (n_groups / rows);
-    QuantizedWeight qw;
-    uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows * cols));
-    uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-    uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-    for (int64_t i = 0; i < rows * cols; ++i) q[i] = static_cast<uint8_t>(static_cast<int8_t>(q8->data[i]) + 128);
-    for (int64_t g = 0; g < n_groups; ++g) {
-      scale[g] = Fp32ToFp16(FloatAt(*sc, g));
-      const int zpv = zp != nullptr ? static_cast<int8_t>(zp->data[g]) : 0;
-      zero[g] = Fp32ToFp16(128.0f + static_cast<float>(zpv));
-    }
-    SetAffineView(qw, 8, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
-    qw.representation = group == cols ? "int8/row" : absl::StrCat("affine8/g", group);
-    return Own(std::move(qw));
+    return Int8Groups(*q8, *sc, zp, 1.0f, 0.0f);
   }
 
   // ingot's own layout (LlamaModel::SaveCheckpoint): the module's entry in

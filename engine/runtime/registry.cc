@@ -274,19 +274,25 @@ void Registry::Publish(const std::string& name, std::shared_ptr<const LoadedMode
                         SecondsBetween(e.started, e.last_used)});
 }
 
-void Registry::UnloadLocked(std::map<std::string, Entry>::iterator it, const std::string& reason) {
-  Entry& e = it->second;
+int64_t Registry::DrainLocked(const std::string& name, Entry& e, const std::string& reason, bool announce_gone) {
   Draining d;
   d.bytes = Describe(e).bytes_resident;
   e.scheduler->Drain();
   d.scheduler = std::move(e.scheduler);
   d.model = std::move(e.model);
-  d.name = it->first;
+  d.name = name;
   d.device = e.info.device;
   d.reason = reason;
   d.since = Clock::now();
-  EmitLocked(ModelEvent{0, d.name, d.device, ModelState::kUnloading, reason, d.bytes, "", 0});
+  d.announce_gone = announce_gone;
+  const int64_t bytes = d.bytes;
   draining_.push_back(std::move(d));
+  return bytes;
+}
+
+void Registry::UnloadLocked(std::map<std::string, Entry>::iterator it, const std::string& reason) {
+  const int64_t bytes = DrainLocked(it->first, it->second, reason, /*announce_gone=*/true);
+  EmitLocked(ModelEvent{0, it->first, it->second.info.device, ModelState::kUnloading, reason, bytes, "", 0});
   entries_.erase(it);
   reap_cv_.notify_all();
 }
@@ -318,17 +324,7 @@ absl::Status Registry::Replace(const std::string& name, std::shared_ptr<const Lo
     return absl::NotFoundError(absl::StrCat("model '", name, "' was unloaded while it was being quantized"));
   }
   Entry& e = it->second;
-  Draining d;
-  d.bytes = Describe(e).bytes_resident;
-  e.scheduler->Drain();
-  d.scheduler = std::move(e.scheduler);
-  d.model = std::move(e.model);
-  d.name = name;
-  d.device = e.info.device;
-  d.reason = kReasonReplaced;
-  d.since = Clock::now();
-  d.announce_gone = false;
-  draining_.push_back(std::move(d));
+  DrainLocked(name, e, kReasonReplaced, /*announce_gone=*/false);  // its name lives on
   const bool pinned = e.info.pinned;
   const double keep_alive_s = e.info.keep_alive_s;
   e.info = model->info;

@@ -139,6 +139,9 @@ class Registry {
   // stream left only with `idle_draining`), `except` left out.
   int64_t UsedLocked(const std::string& device, const std::string& except, bool idle_draining) const;
   AdmissionPlan PlanLocked(const std::string& name, const Admission& a) const;
+  // Moves `e`'s model and drained scheduler to draining_ (freed when its streams end);
+  // returns the bytes it held.
+  int64_t DrainLocked(const std::string& name, Entry& e, const std::string& reason, bool announce_gone);
   void UnloadLocked(std::map<std::string, Entry>::iterator it, const std::string& reason);
   void EmitLocked(ModelEvent event) const;
   void UnloadIdleLocked();

@@ -44,7 +44,7 @@ declare -A SOURCES=(
   [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
   [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
   [gguf]="engine/formats/gguf.cc engine/formats/mapped_file.cc engine/formats/file_access.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
-  [grammar]="engine/grammar/gbnf_parser.cc engine/grammar/grammar.cc engine/grammar/matcher.cc engine/grammar/json_schema.cc engine/grammar/json_schema_terms.cc engine/grammar/json_schema_pattern.cc"
+  [grammar]="engine/grammar/gbnf_parser.cc engine/grammar/grammar.cc engine/grammar/matcher.cc engine/grammar/json_schema.cc engine/grammar/json_schema_terms.cc engine/grammar/json_schema_pattern.cc engine/tokenizer/unicode.cc"
 )
 
 # Compiles src into an instrumented object unless it is newer than every input
