@@ -163,37 +163,6 @@ class WatchReactor final : public QueuedWriter<v1::ModelEvent> {
 };
 
 
-// SaveModel's work on a background thread (see ModelServiceImpl::SaveModel).
-class SaveReactor final : public grpc::ServerUnaryReactor {
- public:
-  SaveReactor(ModelServiceImpl* service, SaveRequest request, std::string peer,
-              v1::SaveModelResponse* response) {
-    service->RunInBackground(
-        [this, engine = service->engine(), request = std::move(request), peer = std::move(peer),
-         response, cancel = cancel_] {
-          const auto start = std::chrono::steady_clock::now();
-          absl::StatusOr<SaveResult> saved = engine->SaveModel(request, cancel.get());
-          if (saved.ok()) {
-            response->set_path(request.path);
-            response->set_format(request.format);
-            response->set_bytes(saved->bytes);
-            for (const std::string& d : saved->directories) response->add_directories(d);
-            response->set_seconds(
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-            spdlog::info("save name={} path={} format={} variants={} bytes={} peer={}", request.name,
-                         request.path, request.format, request.variants.size(), saved->bytes, peer);
-          }
-          Finish(ToGrpcStatus(saved.status()));  // last touch: OnDone may delete this now
-        },
-        cancel_, ModelServiceImpl::Job::kResult);
-  }
-  void OnCancel() override { cancel_->store(true); }
-  void OnDone() override { delete this; }
-
- private:
-  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
-};
-
 }  // namespace
 
 std::vector<std::string> BuildFeatures() {
@@ -260,6 +229,16 @@ void ModelServiceImpl::RunInBackground(std::function<void()> fn,
                               done->store(true);
                             }),
                             done, std::move(cancel), job});
+}
+
+BackgroundUnaryReactor::BackgroundUnaryReactor(ModelServiceImpl* service,
+                                               std::function<absl::Status(const std::atomic<bool>*)> work) {
+  service->RunInBackground(
+      [this, work = std::move(work), cancel = cancel_] {
+        const absl::Status s = work(cancel.get());
+        Finish(ToGrpcStatus(s));  // last touch: OnDone may delete this now
+      },
+      cancel_, ModelServiceImpl::Job::kResult);
 }
 
 void ModelServiceImpl::CancelBackground(std::optional<Job> kind) {
@@ -341,7 +320,20 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
   // (minutes for GPTQ/AWQ on a large model) and evaluated if asked, and the callback
   // threads must stay free for other calls. A cancelled call (client gone, deadline,
   // drain) stops the quantization or evaluation between layers.
-  return new SaveReactor(this, std::move(save), context->peer(), response);
+  return new BackgroundUnaryReactor(
+      this, [engine = engine_, save = std::move(save), peer = context->peer(), response](const std::atomic<bool>* cancel) {
+        const auto start = std::chrono::steady_clock::now();
+        absl::StatusOr<SaveResult> saved = engine->SaveModel(save, cancel);
+        if (!saved.ok()) return saved.status();
+        response->set_path(save.path);
+        response->set_format(save.format);
+        response->set_bytes(saved->bytes);
+        for (const std::string& d : saved->directories) response->add_directories(d);
+        response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        spdlog::info("save name={} path={} format={} variants={} bytes={} peer={}", save.name, save.path, save.format,
+                     save.variants.size(), saved->bytes, peer);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -86,6 +87,21 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
   std::mutex workers_mu_;
   std::vector<Worker> workers_;
   std::set<Job> cancelled_;  // guarded by workers_mu_
+};
+
+// A unary call whose work runs on one of the service's background threads (a kResult
+// job), off the gRPC callback threads: `work` gets the call's cancel flag (set by the
+// client's cancel, its deadline or the drain) and returns the status the call ends
+// with. The default reactor has no OnCancel, hence this class; it deletes itself.
+class BackgroundUnaryReactor final : public grpc::ServerUnaryReactor {
+ public:
+  BackgroundUnaryReactor(ModelServiceImpl* service,
+                         std::function<absl::Status(const std::atomic<bool>* cancel)> work);
+  void OnCancel() override { cancel_->store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace ingot::server
