@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the device seam, on a GPU host, over a copy of the tree with
-# build-gpu-bundle/ (scripts/gpu_bundle.sh) carried along:
+# build-gpu-bundle.tar.xz (scripts/gpu_bundle.sh) carried along; with the device tool:
+#   run(command="tests/gpu/run.sh $OUT", carry=["build-gpu-bundle.tar.xz"], timeout_s=600)
+# then, in a second call, tests/gpu/bench_7b.sh $OUT (the 7B-shaped kernel benchmark).
 #   1. the torch version (2.11.x, the libtorch the bundle was built against)
 #   2. backend_test on cuda:0: every representation x shape, and the step ops, against
 #      the native CPU references (tolerances in tests/kernels/backend_test.cc)
