@@ -1,7 +1,5 @@
 #include "server/model_service.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 
@@ -31,7 +29,7 @@ constexpr double kProgressStep = 0.01;
 // One LoadModel call: the engine load runs on a service-owned thread, which pushes
 // progress and closes the stream as its last act. A client's cancel does not stop the
 // load (the model stays registered, as documented in model.proto); the drain does
-// (CancelBackground), so shutdown never waits on a load.
+// (BackgroundJobs::Cancel), so shutdown never waits on a load.
 class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
  public:
   LoadReactor(ModelServiceImpl* service, grpc::CallbackServerContext* context,
@@ -46,8 +44,8 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
     }
     name_ = converted->name;
     source_ = converted->source;
-    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); }, cancel_,
-                              ModelServiceImpl::Job::kModelChange);
+    service_->jobs()->Run([this, req = *std::move(converted)] { Run(req); }, cancel_,
+                              BackgroundJobs::Job::kModelChange);
   }
 
  private:
@@ -182,9 +180,10 @@ std::vector<std::string> BuildFeatures() {
   return features;
 }
 
-ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, int threads)
+ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, BackgroundJobs* jobs, int threads)
     : engine_(engine),
       metrics_(metrics),
+      jobs_(jobs),
       threads_(threads),
       start_time_unix_(std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
@@ -203,53 +202,7 @@ ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, int threads
       nullptr);
 }
 
-ModelServiceImpl::~ModelServiceImpl() {
-  engine_->StopWatching(health_watch_);
-  std::lock_guard lock(workers_mu_);
-  for (Worker& w : workers_) w.thread.join();
-}
-
-void ModelServiceImpl::RunInBackground(std::function<void()> fn,
-                                       std::shared_ptr<std::atomic<bool>> cancel, Job job) {
-  std::lock_guard lock(workers_mu_);
-  if (cancel && cancelled_.count(job)) cancel->store(true);
-  // Reap threads that have finished so the list stays short.
-  std::erase_if(workers_, [](Worker& w) {
-    if (!w.done->load()) return false;
-    w.thread.join();
-    return true;
-  });
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  workers_.push_back(Worker{std::thread([fn = std::move(fn), done] {
-                              fn();
-                              // A job's scratch (quantization buffers, evaluation
-                              // workspaces) sits in this thread's malloc arena, which
-                              // glibc keeps when the thread ends: hand it back.
-                              malloc_trim(0);
-                              done->store(true);
-                            }),
-                            done, std::move(cancel), job});
-}
-
-BackgroundUnaryReactor::BackgroundUnaryReactor(ModelServiceImpl* service,
-                                               std::function<absl::Status(const std::atomic<bool>*)> work) {
-  service->RunInBackground(
-      [this, work = std::move(work), cancel = cancel_] {
-        const absl::Status s = work(cancel.get());
-        Finish(ToGrpcStatus(s));  // last touch: OnDone may delete this now
-      },
-      cancel_, ModelServiceImpl::Job::kResult);
-}
-
-void ModelServiceImpl::CancelBackground(std::optional<Job> kind) {
-  std::lock_guard lock(workers_mu_);
-  for (Job j : {Job::kModelChange, Job::kResult}) {
-    if (!kind || *kind == j) cancelled_.insert(j);
-  }
-  for (Worker& w : workers_) {
-    if (w.cancel && cancelled_.count(w.job)) w.cancel->store(true);
-  }
-}
+ModelServiceImpl::~ModelServiceImpl() { engine_->StopWatching(health_watch_); }
 
 void ModelServiceImpl::AttachHealth(grpc::HealthCheckServiceInterface* health) {
   health_.store(health);
@@ -321,7 +274,7 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
   // threads must stay free for other calls. A cancelled call (client gone, deadline,
   // drain) stops the quantization or evaluation between layers.
   return new BackgroundUnaryReactor(
-      this, [engine = engine_, save = std::move(save), peer = context->peer(), response](const std::atomic<bool>* cancel) {
+      jobs_, [engine = engine_, save = std::move(save), peer = context->peer(), response](const std::atomic<bool>* cancel) {
         const auto start = std::chrono::steady_clock::now();
         absl::StatusOr<SaveResult> saved = engine->SaveModel(save, cancel);
         if (!saved.ok()) return saved.status();

@@ -35,8 +35,7 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
     req.device = request.device();
     req.calibration_text = request.calibration_text();
     peer_ = context->peer();
-    service_->models()->RunInBackground([this, req = std::move(req)] { Run(req); }, cancel_,
-                                        ModelServiceImpl::Job::kModelChange);
+    service_->jobs()->Run([this, req = std::move(req)] { Run(req); }, cancel_, BackgroundJobs::Job::kModelChange);
   }
 
   void OnCancel() override { cancel_->store(true); }
@@ -95,7 +94,7 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
   QuantizationServiceImpl* service_;
   const Clock::time_point start_;
   std::string peer_;
-  // Set by the client's cancel, a broken stream or the drain (CancelBackground).
+  // Set by the client's cancel, a broken stream or the drain (BackgroundJobs::Cancel).
   std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -175,7 +174,7 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::EvaluateModel(
   if (limit > 0 && req.max_tokens == 0) req.max_tokens = static_cast<int32_t>(limit);
   // Evaluation takes seconds to minutes: the client's cancel, its deadline or the drain
   // stop it within one batch of tokens.
-  return new BackgroundUnaryReactor(models(), [engine = engine_, req = std::move(req), response](
+  return new BackgroundUnaryReactor(jobs(), [engine = engine_, req = std::move(req), response](
                                                   const std::atomic<bool>* cancel) {
     absl::StatusOr<EvaluateResult> r = engine->EvaluateModel(req, cancel);
     if (r.ok()) ToProto(*r, response);
