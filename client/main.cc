@@ -138,7 +138,22 @@ int main(int argc, char** argv) {
   load_cmd->add_option("-g,--group-size", load.group_size, "Group/block size for --quantize");
   load_cmd->add_option("--quant-type", load.quant_type, "nf4|fp4, q4_0.., int8_weight_only.. for --quantize");
   load_cmd->add_option("--loading-workers", load.workers,
-                       "Threads quantizing modules in parallel while loading (0 = the server's default)");
+                       "Threads copying (full) or quantizing modules while loading (0 = the server's default, "
+                       "-1 = every core)");
+  load_cmd->add_option("--loading-strategy", load.loading_strategy,
+                       "full, low_memory, unified_memory or streaming (default: the server's model_defaults)")
+      ->check(CLI::IsMember({"full", "low_memory", "unified_memory", "streaming"}));
+  load_cmd->add_option("--max-memory", load.max_memory,
+                       "DEVICE=BYTES, repeatable: the most this model may hold on a device (weights + KV)");
+  load_cmd->add_flag("--offload-to-cpu", load.offload_to_cpu,
+                     "Layers over --max-memory on a GPU would go to the cpu (not built: such a load is refused)");
+  load_cmd->add_option("--dtype", load.dtype, "Compute dtype: auto, f32, bf16 or f16 (as the backend honours it)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+  CLI::Option* use_st = load_cmd->add_flag("--use-safetensors", load.use_safetensors,
+                                           "Refuse a checkpoint with no safetensors (pickles only)");
+  load_cmd->add_flag("--no-safetensors", load.no_safetensors,
+                     "Read pytorch_model.bin where a directory has both it and safetensors")
+      ->excludes(use_st);
   load_cmd->add_option("--device", load.device, "cpu or cuda:N (mps/mlx are named but not part of this build)");
   load_cmd->add_option("--backend", load.backend, "auto (native on cpu, torch on cuda), native or torch");
   load_cmd->add_option("--context-length", load.context_length,

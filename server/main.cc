@@ -90,6 +90,11 @@ EngineSnapshot Snapshot(const Engine& engine) {
     model.prefix_query_tokens = m.prefix_cache_query_tokens;
     model.prefix_hit_tokens = m.prefix_cache_hit_tokens;
     model.preemptions = m.kv_preemptions;
+    model.file_backed_bytes = m.file_backed_bytes;
+    model.backend = m.backend;
+    model.format = m.format;
+    model.quantization = m.quantization;
+    model.loading_strategy = m.loading_strategy;
     running.erase(m.name);
     // The host tensors stay in host memory whatever the device; a backend's placed
     // copies and the KV cache live on the model's device.
@@ -287,6 +292,8 @@ int Run(const Flags& flags) {
   options.memory_budget_bytes = config.memory_budget_bytes;
   options.default_pinned = config.model_defaults.pinned;
   options.default_keep_alive_s = config.model_defaults.keep_alive_s;
+  // Validated with the rest of the config, so this cannot fail here.
+  (void)ToLoadingDefaults(config.model_defaults.loading, &options.loading);
   // Every file opened on a client's behalf is checked against the roots
   // (engine/formats/file_access.h), each file of a checkpoint directory included.
   formats::SetReadRoots(config.model_roots);

@@ -123,7 +123,22 @@ class Metrics::Collector : public prometheus::Collectable {
         "1 for a registered model's lifecycle state (loading, ready, failed), by model and device.", MetricType::Gauge);
     MetricFamily preemptions = Family("ingot_kv_preemptions_total",
         "Running sequences that gave their KV blocks back to make room (recomputed later).", MetricType::Counter);
+    MetricFamily file_backed = Family("ingot_model_file_backed_bytes",
+        "Of a model's weights, the bytes read in place from its checkpoint's mapping (page cache, shared "
+        "with other readers of the file; loading_strategy unified_memory or streaming).", MetricType::Gauge);
+    MetricFamily info = Family("ingot_model_info",
+        "1 for every model this server serves (ready), by model, device, backend, format, quantization and "
+        "loading_strategy: the served-models list a router reads (the Gateway API Inference Extension's "
+        "endpoint picker through --lora-info-metric's mapping, deploy/overlays/gateway).", MetricType::Gauge);
     for (const EngineSnapshot::Model& m : snap.models) {
+      if (m.state == "ready") {
+        info.metric.push_back(Sample(1, {{"model", m.name}, {"device", m.device}, {"backend", m.backend},
+                                         {"format", m.format}, {"quantization", m.quantization},
+                                         {"loading_strategy", m.loading_strategy}},
+                                     MetricType::Gauge));
+        file_backed.metric.push_back(Sample(static_cast<double>(m.file_backed_bytes),
+                                            {{"model", m.name}, {"device", "cpu"}}, MetricType::Gauge));
+      }
       running.metric.push_back(Sample(m.running_requests, {{"model", m.name}},
                                       MetricType::Gauge));
       waiting.metric.push_back(Sample(m.waiting_requests, {{"model", m.name}}, MetricType::Gauge));
@@ -173,6 +188,7 @@ class Metrics::Collector : public prometheus::Collectable {
           {{"device", d.name}}, MetricType::Gauge));
     }
     for (MetricFamily* f : {&running, &waiting, &states, &kv_usage, &prefix_queries, &prefix_hits, &preemptions, &model_bytes,
+                            &info, &file_backed,
                             &device_used, &device_total, &device_free, &device_alloc}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }

@@ -14,12 +14,13 @@
 
 namespace ingot {
 
-absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& request) const {
+absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
   // A repository id or a variant is planned as the directory a load would resolve it to.
-  if (!request.variant.empty() || !request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
-    ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(request));
+  if (!given.variant.empty() || !given.revision.empty() || formats::LooksLikeHfRepoId(given.source)) {
+    ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(given));
     return PlanLoad(resolved);
   }
+  const LoadRequest request = WithLoadingDefaults(given, options_.loading);
   ASSIGN_OR_RETURN(const ValidatedLoad valid, ValidateLoad(request));
   return CatchExceptions("planning " + request.source, [&]() -> absl::StatusOr<LoadPlan> {
     ASSIGN_OR_RETURN(OpenedCheckpoint opened, OpenCheckpoint(request, [](double, const std::string&) {}));
@@ -56,6 +57,11 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& request) const {
     plan.kv_blocks = kv.blocks;
     plan.workspace_bytes = 0;
     plan.total_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.workspace_bytes;
+    if (auto cap = request.max_memory.find(plan.device); cap != request.max_memory.end() &&
+                                                         plan.total_bytes > cap->second) {
+      plan.warnings.push_back(absl::StrCat("max_memory[", plan.device, "] = ", cap->second, " is below the ",
+                                           plan.total_bytes, " bytes the model needs; the load would be refused"));
+    }
 
     Admission a;
     a.what = absl::StrCat("loading '", request.name, "'");
