@@ -16,7 +16,7 @@ namespace ingot {
 
 absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
   // A repository id or a variant is planned as the directory a load would resolve it to.
-  if (!given.variant.empty() || !given.revision.empty() || formats::LooksLikeHfRepoId(given.source)) {
+  if (!given.variant.empty() || formats::IsHfRepoSource(given.source, given.revision)) {
     ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(given));
     return PlanLoad(resolved);
   }
