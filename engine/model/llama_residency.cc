@@ -1,7 +1,7 @@
 // How a LlamaModel's weights are resident (LoadRequest.loading_strategy): read in place
 // from the checkpoint's mapping (file-backed pages, shared with the page cache), or
-// copied into memory the model owns, all at once or one module at a time with each
-// module's file pages released after its copy.
+// copied into anonymous memory the model owns, all at once or one module at a time with
+// each module's file pages released after its copy.
 //
 // Only weights in a GGML layout (dense f32/f16/bf16 and GGUF blocks: one contiguous
 // buffer) and the token embedding are considered; other representations (affine groups,
@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -142,15 +141,18 @@ absl::Status LlamaModel::CopyMappedWeights(int workers, bool release_each,
   auto run = [&]() {
     for (size_t i = next++; i < jobs.size() && !failed; i = next++) {
       CopyJob& j = jobs[i];
-      const size_t alloc = (j.bytes + 63) / 64 * 64;
-      void* p = std::aligned_alloc(64, alloc == 0 ? 64 : alloc);
-      if (p == nullptr) {
+      // Each copy is its own anonymous mapping (page-aligned, so 64-byte aligned too):
+      // unloading gives it back to the system at once, where freed heap could stay in
+      // the process and be counted in its RSS.
+      const size_t alloc = std::max<size_t>(j.bytes, 1);
+      void* p = ::mmap(nullptr, alloc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) {
         failed = true;
         return;
       }
       std::memcpy(p, j.src, j.bytes);
       if (release_each) ReleasePages(j.src, j.bytes);
-      buffers[i] = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
+      buffers[i] = std::shared_ptr<const void>(p, [alloc](const void* q) { ::munmap(const_cast<void*>(q), alloc); });
       const size_t d = ++done;
       if (progress) {
         std::lock_guard<std::mutex> lock(progress_mu);

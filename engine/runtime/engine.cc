@@ -320,7 +320,8 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& given,
       QuantizeRequest q;
       q.source = request.name;
       q.config = *request.quantization;
-      q.workers = workers;
+      // low_memory converts one module at a time.
+      q.workers = request.loading_strategy == LoadingStrategy::kLowMemory ? 1 : workers;
       ASSIGN_OR_RETURN(Quantized quantized,
                        QuantizeLoaded(q, loaded, request.name, /*replaces_source=*/false,
                                       [&](const quant::QuantizeProgress& p) {
@@ -345,10 +346,16 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& given,
     li.dtype = valid.dtype;
     li.max_memory_bytes = max_memory;
     li.offload_to_cpu = offload;
+    if (request.loading_strategy == LoadingStrategy::kStreaming) {
+      li.loading_note = "streaming: published before any weight was read; each layer is read from the file as "
+                        "the first request reaches it";
+    }
+    const std::string sep = li.loading_note.empty() ? "" : "; ";
     if (offload && device.kind == kernels::DeviceKind::kCpu) {
-      li.loading_note = "offload_to_cpu: the model is on cpu already; nothing to offload";
+      absl::StrAppend(&li.loading_note, sep, "offload_to_cpu: the model is on cpu already; nothing to offload");
     } else if (offload) {
-      li.loading_note = absl::StrCat("offload_to_cpu: every layer fits on ", device.Name(), "; none offloaded");
+      absl::StrAppend(&li.loading_note, sep, "offload_to_cpu: every layer fits on ", device.Name(),
+                      "; none offloaded");
     }
     RETURN_IF_ERROR(cancelled());
     report("place", 0.97, absl::StrCat(backend->name, " on ", device.Name()));

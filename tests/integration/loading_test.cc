@@ -110,6 +110,7 @@ TEST_F(LoadingTest, EveryStrategyGivesTheSameGreedyTokens) {
                         Case{v1::LOADING_STRATEGY_STREAMING, "streaming", true}}) {
     SCOPED_TRACE(c.name);
     const std::string model = std::string("hf-") + c.name;
+    const int64_t rss_before = StatusKb(server_->pid(), "VmRSS:");
     const auto t0 = std::chrono::steady_clock::now();
     LoadResult r = Load(channel(), HfRequest(model, c.strategy));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -136,6 +137,10 @@ TEST_F(LoadingTest, EveryStrategyGivesTheSameGreedyTokens) {
       EXPECT_EQ(g.ids, reference) << "greedy tokens differ from unified_memory's";
     }
     EXPECT_TRUE(Unload(channel(), model).ok());
+    // Copies and mapping alike go back to the system once the unload has dropped the
+    // model (after the call returns).
+    EXPECT_TRUE(WaitFor([&] { return StatusKb(server_->pid(), "VmRSS:") < rss_before + 32 * 1024; }))
+        << "RSS " << StatusKb(server_->pid(), "VmRSS:") << " kB after the unload, " << rss_before << " kB before";
   }
 }
 
@@ -145,6 +150,9 @@ TEST_F(LoadingTest, EveryStrategyGivesTheSameGreedyTokens) {
 // module (the f32 embedding, 113 MB) plus 64 MiB of everything else a load allocates.
 TEST_F(LoadingTest, LowMemoryPeaksBelowFull) {
   const pid_t pid = server_->pid();
+  // An earlier test's unloads are finished (an unloading model stays listed until its
+  // memory is freed), so the first baseline is not theirs.
+  ASSERT_TRUE(WaitFor([&] { return ModelNames(channel()) == std::vector<std::string>{"default"}; }));
   std::map<std::string, int64_t> peak_extra_kb, growth_kb;
   int64_t largest_module = 0;
   for (const auto& [strategy, name] : {std::pair{v1::LOADING_STRATEGY_FULL, "full"},
@@ -165,11 +173,16 @@ TEST_F(LoadingTest, LowMemoryPeaksBelowFull) {
                 static_cast<long long>(before), static_cast<long long>(after), static_cast<long long>(peak),
                 static_cast<long long>(peak - after));
     EXPECT_TRUE(Unload(channel(), model).ok());
+    // The copies are anonymous mappings of their own: once the unload has dropped the
+    // model, the RSS is back near where the load started (the next load's baseline).
+    EXPECT_TRUE(WaitFor([&] { return StatusKb(pid, "VmRSS:") < before + 32 * 1024; }))
+        << name << ": RSS " << StatusKb(pid, "VmRSS:") << " kB after the unload, " << before << " kB before the load";
   }
   ASSERT_GT(largest_module, 0);
-  // Both end holding the copies (about the weights' size above where they started).
-  EXPECT_GT(growth_kb["full"], 450'000);
-  EXPECT_GT(growth_kb["low_memory"], 450'000);
+  // Both end holding the copies (the mappable weights are 525,000 kB) above where they
+  // started.
+  EXPECT_GT(growth_kb["full"], 400'000);
+  EXPECT_GT(growth_kb["low_memory"], 400'000);
   EXPECT_GT(peak_extra_kb["full"], 400'000) << "full holds the mapping and the copies together";
   EXPECT_LT(peak_extra_kb["low_memory"], peak_extra_kb["full"] / 2);
   EXPECT_LT(peak_extra_kb["low_memory"], largest_module / 1024 + 64 * 1024);
