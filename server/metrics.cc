@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -128,10 +129,12 @@ class Metrics::Collector : public prometheus::Collectable {
         "with other readers of the file; loading_strategy unified_memory or streaming).", MetricType::Gauge);
     MetricFamily info = Family("ingot_model_info",
         "1 for every model this server serves (ready), by model, device, backend, format, quantization and "
-        "loading_strategy: the served-models list a router reads (the Gateway API Inference Extension's "
-        "endpoint picker through --lora-info-metric's mapping, deploy/overlays/gateway).", MetricType::Gauge);
+        "loading_strategy: the served-models list for dashboards and routers.", MetricType::Gauge);
+    std::vector<std::string> serving, loading;
     for (const EngineSnapshot::Model& m : snap.models) {
+      if (m.state == "loading") loading.push_back(m.name);
       if (m.state == "ready") {
+        serving.push_back(m.name);
         info.metric.push_back(Sample(1, {{"model", m.name}, {"device", m.device}, {"backend", m.backend},
                                          {"format", m.format}, {"quantization", m.quantization},
                                          {"loading_strategy", m.loading_strategy}},
@@ -162,6 +165,26 @@ class Metrics::Collector : public prometheus::Collectable {
             MetricType::Gauge));
       }
     }
+    // vLLM's vllm:lora_requests_info shape, which the Gateway API Inference Extension's
+    // endpoint picker reads (--lora-info-metric): its LoRA-affinity scorer sends a
+    // request to a pod whose running_lora_adapters name the request's model. Here every
+    // served model is such a name (ingot has no adapters; a model is what a request
+    // names). max_lora is the served count: ingot loads nothing on a request's demand,
+    // so a pod has no free slot for a model it does not serve. The value is the scrape
+    // time: the picker reads the newest series.
+    MetricFamily lora_info = Family("ingot_lora_requests_info",
+        "The served models in the shape of vLLM's vllm:lora_requests_info for the Gateway API Inference "
+        "Extension's endpoint picker: running_lora_adapters = models ready, waiting_lora_adapters = models "
+        "loading, max_lora = the count ready; the value is the scrape's Unix time.", MetricType::Gauge);
+    std::sort(serving.begin(), serving.end());
+    std::sort(loading.begin(), loading.end());
+    lora_info.metric.push_back(
+        Sample(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(),
+               {{"running_lora_adapters", absl::StrJoin(serving, ",")},
+                {"waiting_lora_adapters", absl::StrJoin(loading, ",")},
+                {"max_lora", std::to_string(serving.size())}},
+               MetricType::Gauge));
+    out.push_back(std::move(lora_info));
     MetricFamily quantizing = Family("ingot_quantizations_in_flight",
         "QuantizeModel calls running now.", MetricType::Gauge);
     quantizing.metric.push_back(Sample(snap.quantizations_in_flight, {}, MetricType::Gauge));

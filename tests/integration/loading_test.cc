@@ -124,6 +124,16 @@ TEST_F(LoadingTest, EveryStrategyGivesTheSameGreedyTokens) {
     EXPECT_EQ(MetricValue(metrics, "ingot_model_file_backed_bytes{device=\"cpu\",model=\"" + model + "\"}"),
               static_cast<double>(info.file_backed_bytes()))
         << metrics;
+    // The served-models info: per model, and in the endpoint picker's LoRA shape.
+    EXPECT_EQ(MetricValue(metrics, "ingot_model_info{backend=\"native\",device=\"cpu\",format=\"safetensors\","
+                                   "loading_strategy=\"" + std::string(c.name) + "\",model=\"" + model +
+                                   "\",quantization=\"\"}"),
+              1)
+        << metrics;
+    EXPECT_GT(MetricValue(metrics, "ingot_lora_requests_info{max_lora=\"2\",running_lora_adapters=\"default," +
+                                   model + "\",waiting_lora_adapters=\"\"}"),
+              1.7e9)
+        << metrics;
     const auto t1 = std::chrono::steady_clock::now();
     Generation g = Generate(channel(), Greedy(model, "The capital of France is", 16));
     const double first_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
