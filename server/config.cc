@@ -441,7 +441,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
       std::optional<Fields> l = r.Fields(n, "limits",
                                          {"max_request_bytes", "max_prompt_tokens", "max_tokens",
                                           "max_concurrent_streams", "max_queue_per_model",
-                                          "max_evaluate_tokens"});
+                                          "max_evaluate_tokens", "max_watch_queue"});
       if (!l) return;
       LimitsConfig& lim = c.limits;
       With(*l, "max_request_bytes", [&](auto& v) {
@@ -460,6 +460,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
       With(*l, "max_evaluate_tokens", [&](auto& v) {
         r.Integer(v, "limits.max_evaluate_tokens", 0, &lim.max_evaluate_tokens);
       });
+      With(*l, "max_watch_queue", [&](auto& v) { r.Integer(v, "limits.max_watch_queue", 0, &lim.max_watch_queue); });
     });
     With(*f, "tls", [&](auto& n) {
       std::optional<Fields> t = r.Fields(n, "tls", {"cert_file", "key_file", "client_ca_file"});
@@ -546,6 +547,7 @@ void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfi
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_queue_per_model); }},
       {"limits.max_evaluate_tokens",
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_evaluate_tokens); }},
+      {"limits.max_watch_queue", [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_watch_queue); }},
       {"tls.cert_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.cert_file); }},
       {"tls.key_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.key_file); }},
       {"tls.client_ca_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.client_ca_file); }},

@@ -12,7 +12,7 @@
 //                                         for LoadModel calls that name none (LoadingConfig's keys)
 //   model_roots: [/models]                empty: sources are not restricted
 //   limits: {max_request_bytes: 4194304, max_prompt_tokens: 8192, max_tokens: 4096,
-//            max_concurrent_streams: 64, max_queue_per_model: 64,
+//            max_concurrent_streams: 64, max_queue_per_model: 64, max_watch_queue: 1024,
 //            max_evaluate_tokens: 16384}   0: no limit
 //   tls: {cert_file: "", key_file: "", client_ca_file: ""}  CA set: mutual TLS
 //   auth: {tokens_file: ""}               lines "TOKEN admin|read-only [name]"
@@ -52,6 +52,9 @@ struct LimitsConfig {
   // EvaluateModel tokens per call (about a minute of this machine's CPU for the 135M
   // model); a call asking for more is refused, one asking for the whole text stops here.
   int64_t max_evaluate_tokens = 16384;
+  // WatchModels: transitions one client may fall behind before its stream ends with
+  // RESOURCE_EXHAUSTED (its queue dropped); 0 = unbounded.
+  int64_t max_watch_queue = 1024;
 };
 
 struct TlsConfig {

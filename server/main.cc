@@ -335,6 +335,7 @@ int Run(const Flags& flags) {
   InstallCallGuard(guard.get());
 
   ModelServiceImpl model_service(engine.get(), &metrics, threads);
+  model_service.set_max_watch_queue(config.limits.max_watch_queue);
   GenerationServiceImpl generation_service(engine.get(), &metrics);
   QuantizationServiceImpl quant_service(engine.get(), &metrics, &model_service);
   grpc::EnableDefaultHealthCheckService(true);
@@ -386,14 +387,14 @@ int Run(const Flags& flags) {
   const LimitsConfig& lim = config.limits;
   spdlog::info("ingotd {} listening on {} (port {}, {}), metrics on {}, threads={}, models=[{}], "
                "auth={}, model_roots=[{}], limits: max_request_bytes={} max_prompt_tokens={} "
-               "max_tokens={} max_concurrent_streams={} max_queue_per_model={}",
+               "max_tokens={} max_concurrent_streams={} max_queue_per_model={} max_watch_queue={}",
                INGOT_VERSION, config.listen, port,
                !config.tls.enabled() ? "plaintext" : config.tls.mutual() ? "mutual TLS" : "TLS",
                config.metrics_listen.empty() ? "nothing (disabled)"
                    : absl::StrCat(config.metrics_listen, " (port ", metrics.port(), ")"),
                threads, absl::StrJoin(names, ","), config.auth.enabled() ? "tokens" : "off",
                absl::StrJoin(config.model_roots, ","), lim.max_request_bytes, lim.max_prompt_tokens,
-               lim.max_tokens, lim.max_concurrent_streams, lim.max_queue_per_model);
+               lim.max_tokens, lim.max_concurrent_streams, lim.max_queue_per_model, lim.max_watch_queue);
 
   // The signals are blocked in every thread (see main); this one waits for them.
   std::thread signal_thread(

@@ -36,7 +36,7 @@ devices: {cpu: {memory_budget_bytes: 123456789}, "cuda:1": {memory_budget_bytes:
 model_defaults: {pinned: true, keep_alive: 90s}
 model_roots: [/models, /srv/more]
 limits: {max_request_bytes: 1048576, max_prompt_tokens: 1000, max_tokens: 200,
-         max_concurrent_streams: 7, max_queue_per_model: 5}
+         max_concurrent_streams: 7, max_queue_per_model: 5, max_watch_queue: 9}
 tls: {cert_file: /tls/server.pem, key_file: /tls/server.key, client_ca_file: /tls/ca.pem}
 auth: {tokens_file: /etc/ingot/tokens}
 models:
@@ -75,6 +75,7 @@ TEST(ServerConfig, ReadsEveryKeyOfTheSchema) {
   EXPECT_EQ(c.limits.max_tokens, 200);
   EXPECT_EQ(c.limits.max_concurrent_streams, 7);
   EXPECT_EQ(c.limits.max_queue_per_model, 5);
+  EXPECT_EQ(c.limits.max_watch_queue, 9);
   EXPECT_EQ(c.tls.cert_file, "/tls/server.pem");
   EXPECT_EQ(c.tls.key_file, "/tls/server.key");
   EXPECT_EQ(c.tls.client_ca_file, "/tls/ca.pem");
