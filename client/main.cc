@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "client/client.h"
 
 namespace {
@@ -144,7 +145,17 @@ int main(int argc, char** argv) {
                        "full, low_memory, unified_memory or streaming (default: the server's model_defaults)")
       ->check(CLI::IsMember({"full", "low_memory", "unified_memory", "streaming"}));
   load_cmd->add_option("--max-memory", load.max_memory,
-                       "DEVICE=BYTES, repeatable: the most this model may hold on a device (weights + KV)");
+                       "DEVICE=BYTES, repeatable: the most this model may hold on a device (weights + KV)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            const size_t eq = v.find('=');
+            int64_t bytes = 0;
+            if (eq == std::string::npos || eq == 0 || !absl::SimpleAtoi(v.substr(eq + 1), &bytes) || bytes <= 0) {
+              return "expected DEVICE=BYTES (cpu=4000000000), got '" + v + "'";
+            }
+            return "";
+          },
+          "DEVICE=BYTES"));
   load_cmd->add_flag("--offload-to-cpu", load.offload_to_cpu,
                      "Layers over --max-memory on a GPU would go to the cpu (not built: such a load is refused)");
   load_cmd->add_option("--dtype", load.dtype, "Compute dtype: auto, f32, bf16 or f16 (as the backend honours it)")

@@ -76,6 +76,13 @@ void PrintModel(const v1::ModelInfo& m) {
   }
   if (!m.quantization().empty()) std::cout << "quantization:  " << m.quantization() << "\n";
   if (!m.quantization_note().empty()) std::cout << "note:          " << m.quantization_note() << "\n";
+  if (!m.loading_strategy().empty()) {
+    std::cout << "loading:       " << m.loading_strategy() << ", dtype " << m.dtype() << ", file-backed "
+              << HumanBytes(m.file_backed_bytes())
+              << (m.max_memory_bytes() > 0 ? ", max_memory " + HumanBytes(m.max_memory_bytes()) : "")
+              << (m.offload_to_cpu() ? ", offload_to_cpu" : "") << "\n";
+  }
+  if (!m.loading_note().empty()) std::cout << "loading note:  " << m.loading_note() << "\n";
   std::cout << "eviction:      " << (m.pinned() ? "pinned" : "unpinned")
             << (m.keep_alive_seconds() > 0 ? absl::StrFormat(", keep_alive %.0f s", m.keep_alive_seconds()) : "")
             << absl::StrFormat(", idle %.1f s\n", m.idle_seconds());
