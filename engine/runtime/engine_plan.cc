@@ -57,8 +57,9 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
     plan.kv_blocks = kv.blocks;
     plan.workspace_bytes = 0;
     plan.total_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.workspace_bytes;
-    if (auto cap = request.max_memory.find(plan.device); cap != request.max_memory.end() &&
-                                                         plan.total_bytes > cap->second) {
+    auto cap = request.max_memory.find(plan.device);
+    const bool over_cap = cap != request.max_memory.end() && plan.total_bytes > cap->second;
+    if (over_cap) {
       plan.warnings.push_back(absl::StrCat("max_memory[", plan.device, "] = ", cap->second, " is below the ",
                                            plan.total_bytes, " bytes the model needs; the load would be refused"));
     }
@@ -71,10 +72,10 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
     a.budget = budget == options_.memory_budget_bytes.end() ? 0 : budget->second;
     if (a.budget <= 0) a.device_free = DeviceFreeBytes(valid.device);
     const AdmissionPlan admission = registry_->PlanAdmission(request.name, a);
-    plan.fits = admission.fits;
+    plan.fits = admission.fits && !over_cap;  // over max_memory: refused whatever the device has free
     plan.budget_bytes = a.budget;
     plan.free_bytes = admission.free_bytes;
-    if (admission.fits) {
+    if (plan.fits) {
       for (const AdmissionPlan::Victim& v : admission.evict) plan.evictions.push_back({v.name, v.bytes, v.idle_seconds});
     }
     if (registry_->Get(request.name).ok() && registry_->Get(request.name)->state != ModelState::kFailed) {

@@ -281,6 +281,20 @@ TEST_F(LoadingTest, BadValuesNameTheField) {
       EXPECT_EQ(ModelNames(channel()), std::vector<std::string>{"default"}) << c.name;
     }
   }
+  // PlanLoad says a load over its max_memory would not fit, and why.
+  {
+    v1::LoadModelRequest capped;
+    capped.set_name("capped");
+    capped.set_source(DefaultModelPath());
+    (*capped.mutable_max_memory())["cpu"] = 1'000'000;
+    grpc::ClientContext context;
+    context.set_deadline(In(60));
+    v1::PlanLoadResponse plan;
+    ASSERT_TRUE(v1::ModelService::NewStub(channel())->PlanLoad(&context, capped, &plan).ok());
+    EXPECT_FALSE(plan.fits());
+    ASSERT_EQ(plan.warnings_size(), 1);
+    EXPECT_NE(plan.warnings(0).find("max_memory[cpu] = 1000000"), std::string::npos) << plan.warnings(0);
+  }
   // On cpu, offload_to_cpu has nothing to do, and says so; a cap the model fits under is
   // reported.
   v1::LoadModelRequest req;
