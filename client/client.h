@@ -85,6 +85,12 @@ struct LoadFlags {
   bool no_prefix_cache = false;
   bool pinned = false;       // never evicted
   double keep_alive_s = -1;  // < 0: the server's default
+  // The loading options (LoadModelRequest's); empty / false: the server's default.
+  std::string loading_strategy;          // full, low_memory, unified_memory, streaming
+  std::vector<std::string> max_memory;   // DEVICE=BYTES
+  bool offload_to_cpu = false;
+  std::string dtype;
+  bool use_safetensors = false, no_safetensors = false;
 };
 int RunLoad(Connection& conn, const LoadFlags& flags);
 // PlanLoad with the same flags as load; exit code 1 when it does not fit.

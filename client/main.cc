@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "client/client.h"
 
 namespace {
@@ -123,6 +124,16 @@ int main(int argc, char** argv) {
   models->add_flag("--json", models_json, "Print JSON");
 
   LoadFlags load;
+  const CLI::Validator max_memory_check(
+      [](std::string& v) -> std::string {
+        const size_t eq = v.find('=');
+        int64_t bytes = 0;
+        if (eq == std::string::npos || eq == 0 || !absl::SimpleAtoi(v.substr(eq + 1), &bytes) || bytes <= 0) {
+          return "expected DEVICE=BYTES (cpu=4000000000), got '" + v + "'";
+        }
+        return "";
+      },
+      "DEVICE=BYTES");
   CLI::App* load_cmd = app.add_subcommand("load", "Load a model (progress on stderr)");
   load_cmd->add_option("name", load.name, "Name to register the model under")->required();
   load_cmd->add_option("path", load.source,
@@ -138,7 +149,23 @@ int main(int argc, char** argv) {
   load_cmd->add_option("-g,--group-size", load.group_size, "Group/block size for --quantize");
   load_cmd->add_option("--quant-type", load.quant_type, "nf4|fp4, q4_0.., int8_weight_only.. for --quantize");
   load_cmd->add_option("--loading-workers", load.workers,
-                       "Threads quantizing modules in parallel while loading (0 = the server's default)");
+                       "Threads copying (full) or quantizing modules while loading (0 = the server's default, "
+                       "-1 = every core)");
+  load_cmd->add_option("--loading-strategy", load.loading_strategy,
+                       "full, low_memory, unified_memory or streaming (default: the server's model_defaults)")
+      ->check(CLI::IsMember({"full", "low_memory", "unified_memory", "streaming"}));
+  load_cmd->add_option("--max-memory", load.max_memory,
+                       "DEVICE=BYTES, repeatable: the most this model may hold on a device (weights + KV)")
+      ->check(max_memory_check);
+  load_cmd->add_flag("--offload-to-cpu", load.offload_to_cpu,
+                     "Layers over --max-memory on a GPU would go to the cpu (not built: such a load is refused)");
+  load_cmd->add_option("--dtype", load.dtype, "Compute dtype: auto, f32, bf16 or f16 (as the backend honours it)")
+      ->check(CLI::IsMember({"auto", "f32", "bf16", "f16"}));
+  CLI::Option* use_st = load_cmd->add_flag("--use-safetensors", load.use_safetensors,
+                                           "Refuse a checkpoint with no safetensors (pickles only)");
+  load_cmd->add_flag("--no-safetensors", load.no_safetensors,
+                     "Read pytorch_model.bin where a directory has both it and safetensors")
+      ->excludes(use_st);
   load_cmd->add_option("--device", load.device, "cpu or cuda:N (mps/mlx are named but not part of this build)");
   load_cmd->add_option("--backend", load.backend, "auto (native on cpu, torch on cuda), native or torch");
   load_cmd->add_option("--context-length", load.context_length,
@@ -168,6 +195,10 @@ int main(int argc, char** argv) {
   plan_cmd->add_option("--context-length", plan.context_length, "Context window in tokens (0 = model's, max 4096)");
   plan_cmd->add_option("--kv-cache-bytes", plan.kv_cache_bytes, "KV pool bytes (0 = the server's default)");
   plan_cmd->add_option("--kv-cache-dtype", plan.kv_cache_dtype, "f16 (default), f32 or q8_0");
+  plan_cmd->add_option("--loading-strategy", plan.loading_strategy, "As for load")
+      ->check(CLI::IsMember({"full", "low_memory", "unified_memory", "streaming"}));
+  plan_cmd->add_option("--max-memory", plan.max_memory, "DEVICE=BYTES, repeatable (as for load)")
+      ->check(max_memory_check);
   plan_cmd->add_flag("--json", plan.json, "Print JSON");
   bool watch_json = false;
   CLI::App* watch_cmd = app.add_subcommand("watch", "Model lifecycle events: the current state, then each transition");

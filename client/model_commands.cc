@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/client.h"
@@ -75,6 +76,13 @@ void PrintModel(const v1::ModelInfo& m) {
   }
   if (!m.quantization().empty()) std::cout << "quantization:  " << m.quantization() << "\n";
   if (!m.quantization_note().empty()) std::cout << "note:          " << m.quantization_note() << "\n";
+  if (!m.loading_strategy().empty()) {
+    std::cout << "loading:       " << m.loading_strategy() << ", dtype " << m.dtype() << ", file-backed "
+              << HumanBytes(m.file_backed_bytes())
+              << (m.max_memory_bytes() > 0 ? ", max_memory " + HumanBytes(m.max_memory_bytes()) : "")
+              << (m.offload_to_cpu() ? ", offload_to_cpu" : "") << "\n";
+  }
+  if (!m.loading_note().empty()) std::cout << "loading note:  " << m.loading_note() << "\n";
   std::cout << "eviction:      " << (m.pinned() ? "pinned" : "unpinned")
             << (m.keep_alive_seconds() > 0 ? absl::StrFormat(", keep_alive %.0f s", m.keep_alive_seconds()) : "")
             << absl::StrFormat(", idle %.1f s\n", m.idle_seconds());
@@ -114,8 +122,28 @@ int RunModels(Connection& conn, bool json) {
 
 namespace {
 
+v1::LoadingStrategy StrategyOf(const std::string& name) {
+  if (name == "full") return v1::LOADING_STRATEGY_FULL;
+  if (name == "low_memory") return v1::LOADING_STRATEGY_LOW_MEMORY;
+  if (name == "unified_memory") return v1::LOADING_STRATEGY_UNIFIED_MEMORY;
+  if (name == "streaming") return v1::LOADING_STRATEGY_STREAMING;
+  return v1::LOADING_STRATEGY_UNSPECIFIED;
+}
+
 v1::LoadModelRequest ToRequest(const LoadFlags& flags) {
   v1::LoadModelRequest request;
+  request.set_loading_strategy(StrategyOf(flags.loading_strategy));
+  for (const std::string& kv : flags.max_memory) {
+    // DEVICE=BYTES; a malformed one is sent as -1 bytes so the server names it.
+    const size_t eq = kv.find('=');
+    int64_t bytes = -1;
+    if (eq == std::string::npos || !absl::SimpleAtoi(kv.substr(eq + 1), &bytes)) bytes = -1;
+    (*request.mutable_max_memory())[kv.substr(0, eq)] = bytes;
+  }
+  if (flags.offload_to_cpu) request.set_offload_to_cpu(true);
+  request.set_dtype(flags.dtype);
+  if (flags.use_safetensors) request.set_use_safetensors(true);
+  if (flags.no_safetensors) request.set_use_safetensors(false);
   request.set_name(flags.name);
   request.set_source(flags.source);
   request.set_format(flags.format);

@@ -227,12 +227,64 @@ void ReadQuantization(Reader& r, const YAML::Node& node, const std::string& path
   if (absl::Status s = quant::ApplyPreset(preset, q); !s.ok()) r.Problem(Join(path, "preset"), node, std::string(s.message()));
 }
 
+const std::vector<std::string> kLoadingKeys = {"loading_strategy", "loading_workers", "dtype",
+                                               "use_safetensors", "max_memory", "offload_to_cpu"};
+
+// The LoadingConfig keys of a models[] entry or model_defaults (`f` holds them).
+void ReadLoading(Reader& r, const Fields& f, const std::string& path, LoadingConfig* l) {
+  With(f, "loading_strategy", [&](auto& n) {
+    r.String(n, Join(path, "loading_strategy"), &l->loading_strategy);
+    if (!ParseLoadingStrategy(l->loading_strategy).ok()) {
+      r.Problem(Join(path, "loading_strategy"), n, "must be one of full, low_memory, unified_memory, streaming");
+      l->loading_strategy.clear();
+    }
+  });
+  With(f, "loading_workers", [&](auto& n) { r.Integer(n, Join(path, "loading_workers"), -1, &l->loading_workers); });
+  With(f, "dtype", [&](auto& n) {
+    r.String(n, Join(path, "dtype"), &l->dtype);
+    if (!l->dtype.empty() && l->dtype != "auto" && l->dtype != "f32" && l->dtype != "bf16" && l->dtype != "f16") {
+      r.Problem(Join(path, "dtype"), n, "must be one of auto, f32, bf16, f16");
+      l->dtype.clear();
+    }
+  });
+  With(f, "use_safetensors", [&](auto& n) {
+    bool on = true;
+    r.Bool(n, Join(path, "use_safetensors"), &on);
+    l->use_safetensors = on;
+  });
+  With(f, "offload_to_cpu", [&](auto& n) {
+    bool on = false;
+    r.Bool(n, Join(path, "offload_to_cpu"), &on);
+    l->offload_to_cpu = on;
+  });
+  With(f, "max_memory", [&](const YAML::Node& n) {
+    if (n.IsNull()) return;
+    if (!n.IsMap()) {
+      r.Problem(Join(path, "max_memory"), n, absl::StrCat("expected a mapping of device: bytes, got ", Describe(n)));
+      return;
+    }
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const std::string name = it->first.IsScalar() ? it->first.Scalar() : "";
+      const std::string at = Join(Join(path, "max_memory"), name);
+      if (!IsDeviceName(name)) {
+        r.Problem(at, it->first, "unknown device (expected cpu, cuda:N, mps or mlx)");
+        continue;
+      }
+      int64_t bytes = 0;
+      r.Integer(it->second, at, 1, &bytes);
+      if (bytes > 0) l->max_memory[name] = bytes;
+    }
+  });
+}
+
 void ReadModel(Reader& r, const YAML::Node& node, const std::string& path, ModelConfig* m) {
-  std::optional<Fields> f = r.Fields(node, path,
-                                     {"name", "source", "format", "device", "backend", "context_length",
-                                      "pinned", "keep_alive", "quantization", "kv_cache_bytes",
-                                      "kv_cache_dtype", "max_sequences", "prefix_cache", "revision"});
+  std::vector<std::string> keys = {"name", "source", "format", "device", "backend", "context_length",
+                                    "pinned", "keep_alive", "quantization", "kv_cache_bytes",
+                                    "kv_cache_dtype", "max_sequences", "prefix_cache", "revision"};
+  keys.insert(keys.end(), kLoadingKeys.begin(), kLoadingKeys.end());
+  std::optional<Fields> f = r.Fields(node, path, keys);
   if (!f) return;
+  ReadLoading(r, *f, path, &m->loading);
   for (const char* required : {"name", "source"}) {
     if (!f->count(required)) r.Problem(Join(path, required), node, "required");
   }
@@ -295,6 +347,30 @@ std::optional<double> ParseDurationSeconds(absl::string_view text) {
   return absl::ToDoubleSeconds(d);
 }
 
+absl::Status ApplyLoadingConfig(const LoadingConfig& c, LoadRequest* request) {
+  absl::StatusOr<LoadingStrategy> strategy = ParseLoadingStrategy(c.loading_strategy);
+  if (!strategy.ok()) return strategy.status();
+  request->loading_strategy = *strategy;
+  request->loading_workers = c.loading_workers;
+  request->dtype = c.dtype;
+  request->use_safetensors = c.use_safetensors;
+  request->max_memory = c.max_memory;
+  request->offload_to_cpu = c.offload_to_cpu;
+  return absl::OkStatus();
+}
+
+absl::Status ToLoadingDefaults(const LoadingConfig& c, LoadingDefaults* defaults) {
+  absl::StatusOr<LoadingStrategy> strategy = ParseLoadingStrategy(c.loading_strategy);
+  if (!strategy.ok()) return strategy.status();
+  if (*strategy != LoadingStrategy::kDefault) defaults->strategy = *strategy;
+  defaults->workers = c.loading_workers;
+  defaults->dtype = c.dtype;
+  defaults->use_safetensors = c.use_safetensors;
+  defaults->max_memory = c.max_memory;
+  defaults->offload_to_cpu = c.offload_to_cpu.value_or(false);
+  return absl::OkStatus();
+}
+
 ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
                          std::vector<std::string>* problems) {
   ServerConfig c;
@@ -350,8 +426,11 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
       }
     });
     With(*f, "model_defaults", [&](auto& n) {
-      std::optional<Fields> d = r.Fields(n, "model_defaults", {"pinned", "keep_alive"});
+      std::vector<std::string> keys = {"pinned", "keep_alive"};
+      keys.insert(keys.end(), kLoadingKeys.begin(), kLoadingKeys.end());
+      std::optional<Fields> d = r.Fields(n, "model_defaults", keys);
       if (!d) return;
+      ReadLoading(r, *d, "model_defaults", &c.model_defaults.loading);
       With(*d, "pinned", [&](auto& v) { r.Bool(v, "model_defaults.pinned", &c.model_defaults.pinned); });
       With(*d, "keep_alive",
            [&](auto& v) { r.Duration(v, "model_defaults.keep_alive", &c.model_defaults.keep_alive_s); });
@@ -362,7 +441,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
       std::optional<Fields> l = r.Fields(n, "limits",
                                          {"max_request_bytes", "max_prompt_tokens", "max_tokens",
                                           "max_concurrent_streams", "max_queue_per_model",
-                                          "max_evaluate_tokens"});
+                                          "max_evaluate_tokens", "max_watch_queue"});
       if (!l) return;
       LimitsConfig& lim = c.limits;
       With(*l, "max_request_bytes", [&](auto& v) {
@@ -381,6 +460,7 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
       With(*l, "max_evaluate_tokens", [&](auto& v) {
         r.Integer(v, "limits.max_evaluate_tokens", 0, &lim.max_evaluate_tokens);
       });
+      With(*l, "max_watch_queue", [&](auto& v) { r.Integer(v, "limits.max_watch_queue", 0, &lim.max_watch_queue); });
     });
     With(*f, "tls", [&](auto& n) {
       std::optional<Fields> t = r.Fields(n, "tls", {"cert_file", "key_file", "client_ca_file"});
@@ -467,6 +547,7 @@ void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfi
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_queue_per_model); }},
       {"limits.max_evaluate_tokens",
        [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_evaluate_tokens); }},
+      {"limits.max_watch_queue", [&](auto& n, auto& p) { r.Integer(n, p, 0, &c->limits.max_watch_queue); }},
       {"tls.cert_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.cert_file); }},
       {"tls.key_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.key_file); }},
       {"tls.client_ca_file", [&](auto& n, auto& p) { r.String(n, p, &c->tls.client_ca_file); }},

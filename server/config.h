@@ -8,10 +8,11 @@
 //   http: {listen: 0.0.0.0:8080}          the OpenAI-compatible HTTP API; "" (default) off
 //   log: {level: info, json: true}
 //   devices: {cpu: {memory_budget_bytes: 0}}  every load's bytes count against it
-//   model_defaults: {pinned: false, keep_alive: 5m}  for LoadModel calls that name none
+//   model_defaults: {pinned: false, keep_alive: 5m, loading_strategy: unified_memory}
+//                                         for LoadModel calls that name none (LoadingConfig's keys)
 //   model_roots: [/models]                empty: sources are not restricted
 //   limits: {max_request_bytes: 4194304, max_prompt_tokens: 8192, max_tokens: 4096,
-//            max_concurrent_streams: 64, max_queue_per_model: 64,
+//            max_concurrent_streams: 64, max_queue_per_model: 64, max_watch_queue: 1024,
 //            max_evaluate_tokens: 16384}   0: no limit
 //   tls: {cert_file: "", key_file: "", client_ca_file: ""}  CA set: mutual TLS
 //   auth: {tokens_file: ""}               lines "TOKEN admin|read-only [name]"
@@ -35,6 +36,11 @@
 #include "absl/strings/string_view.h"
 #include "engine/quant/config.h"
 
+namespace ingot {
+struct LoadRequest;      // engine/runtime/engine.h
+struct LoadingDefaults;  // engine/runtime/engine.h
+}  // namespace ingot
+
 namespace ingot::server {
 
 struct LimitsConfig {
@@ -46,6 +52,9 @@ struct LimitsConfig {
   // EvaluateModel tokens per call (about a minute of this machine's CPU for the 135M
   // model); a call asking for more is refused, one asking for the whole text stops here.
   int64_t max_evaluate_tokens = 16384;
+  // WatchModels: transitions one client may fall behind before its stream ends with
+  // RESOURCE_EXHAUSTED (its queue dropped); 0 = unbounded.
+  int64_t max_watch_queue = 1024;
 };
 
 struct TlsConfig {
@@ -60,6 +69,18 @@ struct AuthConfig {
   std::string tokens_file;
   std::string tokens_env;  // INGOT_AUTH_TOKENS, token lines separated by ',' or '\n'
   bool enabled() const { return !tokens_file.empty() || !tokens_env.empty(); }
+};
+
+// The seeds' loading options (LoadModelRequest's) in a models[] entry or model_defaults:
+//   {loading_strategy: low_memory, loading_workers: -1, dtype: f32, use_safetensors: true,
+//    max_memory: {cpu: 4000000000}, offload_to_cpu: false}
+struct LoadingConfig {
+  std::string loading_strategy;  // full, low_memory, unified_memory, streaming; "" = the default
+  int32_t loading_workers = 0;   // 0: the default; -1: every core
+  std::string dtype;             // auto, f32, bf16, f16
+  std::optional<bool> use_safetensors;
+  std::map<std::string, int64_t> max_memory;  // device -> bytes
+  std::optional<bool> offload_to_cpu;
 };
 
 struct ModelConfig {
@@ -77,6 +98,7 @@ struct ModelConfig {
   bool pinned = true;          // never unloaded by keep_alive
   double keep_alive_s = 0;     // evictable models: unload after this idle time; 0 = never
   std::optional<quant::QuantizationConfig> quantization;  // applied in place after loading
+  LoadingConfig loading;
   std::string origin;          // "models[2]" or "--model": where problems point
 };
 
@@ -84,6 +106,7 @@ struct ModelConfig {
 struct ModelDefaults {
   bool pinned = false;      // unpinned: evicted under memory pressure when idle
   double keep_alive_s = 0;  // unloaded after this idle time; 0 = never
+  LoadingConfig loading;
 };
 
 struct ServerConfig {
@@ -121,6 +144,11 @@ void ApplyEnvironment(const std::map<std::string, std::string>& env, ServerConfi
 
 // "5m", "90s", "1h30m", "250ms", or a number of seconds.
 std::optional<double> ParseDurationSeconds(absl::string_view text);
+
+// A models[] entry's loading options onto `request` (what it leaves unset stays unset,
+// for model_defaults to fill), and model_defaults' as the engine's defaults.
+absl::Status ApplyLoadingConfig(const LoadingConfig& c, LoadRequest* request);
+absl::Status ToLoadingDefaults(const LoadingConfig& c, LoadingDefaults* defaults);
 
 // Cross-field checks (TLS pairs, absolute roots, unique model names, model sources
 // inside the roots, keep_alive only for evictable models, quantization configs). With

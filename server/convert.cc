@@ -69,11 +69,27 @@ absl::StatusOr<LoadRequest> FromProto(const v1::LoadModelRequest& request) {
         request.context_length()));
   }
   out.context_length = request.context_length();
-  if (request.loading_workers() < 0 || request.loading_workers() > 64) {
-    return absl::InvalidArgumentError(absl::StrCat("loading_workers: must be in [0, 64] (0 = the server's default), got ",
-                                                   request.loading_workers()));
+  if (request.loading_workers() < -1 || request.loading_workers() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loading_workers: must be in [-1, 64] (0 = the server's default, -1 = every core), got ",
+        request.loading_workers()));
   }
   out.loading_workers = request.loading_workers();
+  switch (request.loading_strategy()) {
+    case v1::LOADING_STRATEGY_UNSPECIFIED: out.loading_strategy = LoadingStrategy::kDefault; break;
+    case v1::LOADING_STRATEGY_FULL: out.loading_strategy = LoadingStrategy::kFull; break;
+    case v1::LOADING_STRATEGY_LOW_MEMORY: out.loading_strategy = LoadingStrategy::kLowMemory; break;
+    case v1::LOADING_STRATEGY_UNIFIED_MEMORY: out.loading_strategy = LoadingStrategy::kUnifiedMemory; break;
+    case v1::LOADING_STRATEGY_STREAMING: out.loading_strategy = LoadingStrategy::kStreaming; break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "loading_strategy: ", static_cast<int>(request.loading_strategy()),
+          " is not one of FULL, LOW_MEMORY, UNIFIED_MEMORY, STREAMING"));
+  }
+  for (const auto& [device, bytes] : request.max_memory()) out.max_memory[device] = bytes;
+  if (request.has_offload_to_cpu()) out.offload_to_cpu = request.offload_to_cpu();
+  out.dtype = request.dtype();
+  if (request.has_use_safetensors()) out.use_safetensors = request.use_safetensors();
   if (request.kv_cache_bytes() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: must be >= 0 (0 = the server's default), got ",
                                                    request.kv_cache_bytes()));
@@ -222,6 +238,12 @@ void ToProto(const ModelInfo& info, v1::ModelInfo* out) {
   out->set_state(ToProto(info.state));
   out->set_pinned(info.pinned);
   out->set_keep_alive_seconds(info.keep_alive_s);
+  out->set_loading_strategy(info.loading_strategy);
+  out->set_file_backed_bytes(info.file_backed_bytes);
+  out->set_dtype(info.dtype);
+  out->set_max_memory_bytes(info.max_memory_bytes);
+  out->set_offload_to_cpu(info.offload_to_cpu);
+  out->set_loading_note(info.loading_note);
   out->set_idle_seconds(info.idle_seconds);
   out->set_error(SanitizeUtf8(info.error));
   out->set_backend(info.backend);

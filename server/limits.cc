@@ -71,6 +71,7 @@ absl::Status ModelKeeper::LoadOne(const ModelConfig& m) {
   request.prefix_cache = m.prefix_cache;
   request.pinned = m.pinned;
   request.keep_alive_s = m.keep_alive_s;
+  RETURN_IF_ERROR(ApplyLoadingConfig(m.loading, &request));
   const auto start = Clock::now();
   absl::StatusOr<ModelInfo> info = engine_->LoadModel(request, [](const LoadProgress&) {});
   const double load_s = SecondsSince(start);

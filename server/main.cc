@@ -90,6 +90,11 @@ EngineSnapshot Snapshot(const Engine& engine) {
     model.prefix_query_tokens = m.prefix_cache_query_tokens;
     model.prefix_hit_tokens = m.prefix_cache_hit_tokens;
     model.preemptions = m.kv_preemptions;
+    model.file_backed_bytes = m.file_backed_bytes;
+    model.backend = m.backend;
+    model.format = m.format;
+    model.quantization = m.quantization;
+    model.loading_strategy = m.loading_strategy;
     running.erase(m.name);
     // The host tensors stay in host memory whatever the device; a backend's placed
     // copies and the KV cache live on the model's device.
@@ -287,6 +292,8 @@ int Run(const Flags& flags) {
   options.memory_budget_bytes = config.memory_budget_bytes;
   options.default_pinned = config.model_defaults.pinned;
   options.default_keep_alive_s = config.model_defaults.keep_alive_s;
+  // Validated with the rest of the config, so this cannot fail here.
+  (void)ToLoadingDefaults(config.model_defaults.loading, &options.loading);
   // Every file opened on a client's behalf is checked against the roots
   // (engine/formats/file_access.h), each file of a checkpoint directory included.
   formats::SetReadRoots(config.model_roots);
@@ -331,6 +338,7 @@ int Run(const Flags& flags) {
   // stopped, before the services they report to go.
   BackgroundJobs jobs;
   ModelServiceImpl model_service(engine.get(), &metrics, &jobs, threads);
+  model_service.set_max_watch_queue(config.limits.max_watch_queue);
   GenerationServiceImpl generation_service(engine.get(), &metrics);
   QuantizationServiceImpl quant_service(engine.get(), &metrics, &jobs, &model_service);
   grpc::EnableDefaultHealthCheckService(true);
@@ -382,14 +390,14 @@ int Run(const Flags& flags) {
   const LimitsConfig& lim = config.limits;
   spdlog::info("ingotd {} listening on {} (port {}, {}), metrics on {}, threads={}, models=[{}], "
                "auth={}, model_roots=[{}], limits: max_request_bytes={} max_prompt_tokens={} "
-               "max_tokens={} max_concurrent_streams={} max_queue_per_model={}",
+               "max_tokens={} max_concurrent_streams={} max_queue_per_model={} max_watch_queue={}",
                INGOT_VERSION, config.listen, port,
                !config.tls.enabled() ? "plaintext" : config.tls.mutual() ? "mutual TLS" : "TLS",
                config.metrics_listen.empty() ? "nothing (disabled)"
                    : absl::StrCat(config.metrics_listen, " (port ", metrics.port(), ")"),
                threads, absl::StrJoin(names, ","), config.auth.enabled() ? "tokens" : "off",
                absl::StrJoin(config.model_roots, ","), lim.max_request_bytes, lim.max_prompt_tokens,
-               lim.max_tokens, lim.max_concurrent_streams, lim.max_queue_per_model);
+               lim.max_tokens, lim.max_concurrent_streams, lim.max_queue_per_model, lim.max_watch_queue);
 
   // The signals are blocked in every thread (see main); this one waits for them.
   std::thread signal_thread(

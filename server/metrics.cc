@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -123,7 +124,24 @@ class Metrics::Collector : public prometheus::Collectable {
         "1 for a registered model's lifecycle state (loading, ready, failed), by model and device.", MetricType::Gauge);
     MetricFamily preemptions = Family("ingot_kv_preemptions_total",
         "Running sequences that gave their KV blocks back to make room (recomputed later).", MetricType::Counter);
+    MetricFamily file_backed = Family("ingot_model_file_backed_bytes",
+        "Of a model's weights, the bytes read in place from its checkpoint's mapping (page cache, shared "
+        "with other readers of the file; loading_strategy unified_memory or streaming).", MetricType::Gauge);
+    MetricFamily info = Family("ingot_model_info",
+        "1 for every model this server serves (ready), by model, device, backend, format, quantization and "
+        "loading_strategy: the served-models list for dashboards and routers.", MetricType::Gauge);
+    std::vector<std::string> serving, loading;
     for (const EngineSnapshot::Model& m : snap.models) {
+      if (m.state == "loading") loading.push_back(m.name);
+      if (m.state == "ready") {
+        serving.push_back(m.name);
+        info.metric.push_back(Sample(1, {{"model", m.name}, {"device", m.device}, {"backend", m.backend},
+                                         {"format", m.format}, {"quantization", m.quantization},
+                                         {"loading_strategy", m.loading_strategy}},
+                                     MetricType::Gauge));
+        file_backed.metric.push_back(Sample(static_cast<double>(m.file_backed_bytes),
+                                            {{"model", m.name}, {"device", "cpu"}}, MetricType::Gauge));
+      }
       running.metric.push_back(Sample(m.running_requests, {{"model", m.name}},
                                       MetricType::Gauge));
       waiting.metric.push_back(Sample(m.waiting_requests, {{"model", m.name}}, MetricType::Gauge));
@@ -147,6 +165,26 @@ class Metrics::Collector : public prometheus::Collectable {
             MetricType::Gauge));
       }
     }
+    // vLLM's vllm:lora_requests_info shape, which the Gateway API Inference Extension's
+    // endpoint picker reads (--lora-info-metric): its LoRA-affinity scorer sends a
+    // request to a pod whose running_lora_adapters name the request's model. Here every
+    // served model is such a name (ingot has no adapters; a model is what a request
+    // names). max_lora is the served count: ingot loads nothing on a request's demand,
+    // so a pod has no free slot for a model it does not serve. The value is the scrape
+    // time: the picker reads the newest series.
+    MetricFamily lora_info = Family("ingot_lora_requests_info",
+        "The served models in the shape of vLLM's vllm:lora_requests_info for the Gateway API Inference "
+        "Extension's endpoint picker: running_lora_adapters = models ready, waiting_lora_adapters = models "
+        "loading, max_lora = the count ready; the value is the scrape's Unix time.", MetricType::Gauge);
+    std::sort(serving.begin(), serving.end());
+    std::sort(loading.begin(), loading.end());
+    lora_info.metric.push_back(
+        Sample(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(),
+               {{"running_lora_adapters", absl::StrJoin(serving, ",")},
+                {"waiting_lora_adapters", absl::StrJoin(loading, ",")},
+                {"max_lora", std::to_string(serving.size())}},
+               MetricType::Gauge));
+    out.push_back(std::move(lora_info));
     MetricFamily quantizing = Family("ingot_quantizations_in_flight",
         "QuantizeModel calls running now.", MetricType::Gauge);
     quantizing.metric.push_back(Sample(snap.quantizations_in_flight, {}, MetricType::Gauge));
@@ -173,6 +211,7 @@ class Metrics::Collector : public prometheus::Collectable {
           {{"device", d.name}}, MetricType::Gauge));
     }
     for (MetricFamily* f : {&running, &waiting, &states, &kv_usage, &prefix_queries, &prefix_hits, &preemptions, &model_bytes,
+                            &info, &file_backed,
                             &device_used, &device_total, &device_free, &device_alloc}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }

@@ -45,6 +45,10 @@ struct EngineSnapshot {
       std::string device;
     };
     std::vector<Bytes> bytes_by_kind;
+    // Of the weights, those read in place from the checkpoint's mapping (page cache).
+    int64_t file_backed_bytes = 0;
+    // ingot_model_info's labels: what a router needs to know the pod serves this model.
+    std::string backend, format, quantization, loading_strategy;
   };
   struct Device {
     std::string name;

@@ -108,12 +108,19 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
 // One WatchModels call: the snapshot, then every transition the engine reports, until
 // the client cancels or the server shuts down. The engine calls the sink under its
 // registry lock, so the subscription ends (StopWatching) before the reactor can go.
+//
+// A watcher that reads slower than transitions come holds at most `max_queue` of them
+// (limits.max_watch_queue) beyond the snapshot; past that its queue is dropped and the
+// stream ends with RESOURCE_EXHAUSTED naming the bound, so a stalled client costs a
+// bounded amount of memory. Watching again starts from a fresh snapshot.
 class WatchReactor final : public QueuedWriter<v1::ModelEvent> {
  public:
-  explicit WatchReactor(Engine* engine) : engine_(engine) {
+  WatchReactor(Engine* engine, int64_t max_queue) : engine_(engine) {
     std::vector<ModelInfo> snapshot;
     std::lock_guard lock(mu_);
     id_ = engine_->WatchModels([this](const ModelEvent& e) { OnEvent(e); }, &snapshot);
+    bound_ = max_queue > 0 ? static_cast<size_t>(max_queue) + snapshot.size() : SIZE_MAX;
+    max_queue_ = max_queue;
     const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     for (const ModelInfo& m : snapshot) {
       v1::ModelEvent event;
@@ -138,7 +145,15 @@ class WatchReactor final : public QueuedWriter<v1::ModelEvent> {
     ToProto(e, &event);
     std::lock_guard lock(mu_);
     if (started_) {
-      Push(std::move(event));
+      // Under the registry's lock: PushBounded never finishes the stream here, and
+      // the subscription ends in BeforeFinish, on a gRPC thread.
+      if (!PushBounded(std::move(event), bound_,
+                       grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                    absl::StrCat("WatchModels: this watcher fell more than limits.max_watch_queue (",
+                                                 max_queue_, ") events behind; its queue was dropped. Watch "
+                                                 "again for a fresh snapshot")))) {
+        spdlog::warn("watch_overflow max_watch_queue={}", max_queue_);
+      }
     } else {
       pending_.push_back(std::move(event));
     }
@@ -151,10 +166,15 @@ class WatchReactor final : public QueuedWriter<v1::ModelEvent> {
     Close(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
   }
   void OnStreamBroken() override { Stop(); }
+  // Whatever ends the stream (an overflow included), the engine stops calling OnEvent
+  // before Finish lets gRPC delete the reactor.
+  void BeforeFinish(const grpc::Status&) override { Stop(); }
 
   Engine* engine_;
   std::mutex mu_;
   int id_ = 0;
+  size_t bound_ = SIZE_MAX;  // queued events (snapshot included) before the stream ends
+  int64_t max_queue_ = 0;
   bool started_ = false;  // the snapshot is queued; events go straight out
   std::vector<v1::ModelEvent> pending_;
   std::atomic<bool> stopped_{false};
@@ -323,7 +343,7 @@ grpc::ServerWriteReactor<v1::ModelEvent>* ModelServiceImpl::WatchModels(
     grpc::CallbackServerContext* context, const v1::WatchModelsRequest* request) {
   if (grpc::Status s = Admit(context, "ingot.v1.ModelService/WatchModels", *request); !s.ok())
     return RefuseStream<v1::ModelEvent>(s);
-  return new WatchReactor(engine_);
+  return new WatchReactor(engine_, max_watch_queue_);
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::PlanLoad(grpc::CallbackServerContext* context,

@@ -58,6 +58,10 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
   grpc::ServerUnaryReactor* PlanLoad(grpc::CallbackServerContext* context, const v1::LoadModelRequest* request,
                                      v1::PlanLoadResponse* response) override;
 
+  // limits.max_watch_queue: transitions a WatchModels client may fall behind before
+  // its stream ends with RESOURCE_EXHAUSTED; 0 = unbounded. Set before serving.
+  void set_max_watch_queue(int64_t n) { max_watch_queue_ = n; }
+
   Engine* engine() const { return engine_; }
   Metrics* metrics() const { return metrics_; }
   BackgroundJobs* jobs() const { return jobs_; }
@@ -70,6 +74,7 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
   int64_t start_time_unix_;
   std::atomic<grpc::HealthCheckServiceInterface*> health_{nullptr};
   int health_watch_ = 0;  // Engine::WatchModels id
+  int64_t max_watch_queue_ = 1024;
 };
 
 }  // namespace ingot::server

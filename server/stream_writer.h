@@ -8,6 +8,7 @@
 // because Close() may lead to OnDone and `delete this` on a gRPC thread.
 #pragma once
 
+#include <cstddef>
 #include <deque>
 #include <mutex>
 #include <utility>
@@ -46,6 +47,27 @@ class QueuedWriter : public grpc::ServerWriteReactor<Response> {
     if (broken_ || closed_) return;
     queue_.push_back(std::move(message));
     Pump(std::move(lock));
+  }
+
+  // Push() for a producer that must not grow the queue without bound: with
+  // `max_queued` messages already waiting (the client reads slower than they come),
+  // they are dropped and the stream ends with `overflow` once the write in flight
+  // completes (or at once if the stream breaks); returns false that once, and every
+  // later Push is ignored. A full queue always has a write in flight, so this never calls
+  // Finish (nor BeforeFinish) on the caller's thread: a producer may call it under its
+  // own locks.
+  bool PushBounded(Response message, size_t max_queued, grpc::Status overflow) {
+    std::unique_lock lock(mu_);
+    if (broken_ || closed_) return true;  // ignored, as Push does
+    if (queue_.size() >= max_queued && writing_) {
+      queue_.clear();
+      closed_ = true;
+      final_status_ = std::move(overflow);
+      return false;
+    }
+    queue_.push_back(std::move(message));
+    Pump(std::move(lock));
+    return true;
   }
 
   // Ends the stream with `status` once every queued message is written (at once if

@@ -211,6 +211,21 @@ class LlamaModel {
   // Recomputes tensor_summary(), parameter_count() and weight_bytes().
   void RefreshSummary();
 
+  // Residency (llama_residency.cc; LoadRequest.loading_strategy). Bytes of the weights
+  // (GGML-layout linears and the embedding) that point into the checkpoint's mapping:
+  // served from the page cache, file-backed in the process's RSS.
+  int64_t MappedWeightBytes() const;
+  // Copies every weight MappedWeightBytes counts into memory the model owns (64-byte
+  // aligned), `workers` modules at a time. release_each: each module's source pages are
+  // dropped from the process (madvise MADV_DONTNEED) right after its copy, so the load
+  // holds at most one module's pages above its copies (workers must be 1 then); else
+  // they are dropped after all copies. `progress(fraction, module)` per module copied.
+  absl::Status CopyMappedWeights(int workers, bool release_each,
+                                 const std::function<void(double, const std::string&)>& progress);
+  // Touches one byte per page of every mapped weight, so they are resident before the
+  // first request (mmap is lazy).
+  void PrefaultMappedWeights() const;
+
   // Writes the model as a GGUF file llama.cpp reads (llama/mistral/qwen2 keys, the
   // tokenizer as tokenizer.ggml.*). FAILED_PRECONDITION names a linear layer whose
   // representation has no GGUF type.

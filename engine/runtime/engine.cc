@@ -58,17 +58,6 @@ int DefaultThreads() {
   return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
-// Reads one byte per page so the weights are resident before the first request
-// (mmap is lazy), and tells the kernel we will need them.
-void Prefault(const void* data, uint64_t nbytes) {
-  const long page = sysconf(_SC_PAGESIZE);
-  uint8_t sink = 0;
-  for (uint64_t off = 0; off < nbytes; off += static_cast<uint64_t>(page)) {
-    sink ^= static_cast<const volatile uint8_t*>(data)[off];
-  }
-  (void)sink;
-}
-
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          c == '.' || c == '_' || c == ':' || c == '-';
@@ -215,13 +204,14 @@ absl::StatusOr<LoadRequest> Engine::ResolveSource(const LoadRequest& request) co
   return out;
 }
 
-absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
+absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& given,
                                             const std::function<void(const LoadProgress&)>& progress,
                                             const std::atomic<bool>* cancel) {
-  if (!request.variant.empty() || formats::IsHfRepoSource(request.source, request.revision)) {
-    ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(request));
+  if (!given.variant.empty() || formats::IsHfRepoSource(given.source, given.revision)) {
+    ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(given));
     return LoadModel(resolved, progress, cancel);
   }
+  const LoadRequest request = WithLoadingDefaults(given, options_.loading);
   auto report = [&](const std::string& stage, double fraction, const std::string& detail) {
     if (progress) progress(LoadProgress{stage, fraction, detail});
   };
@@ -242,6 +232,26 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
   if (*resolved.keep_alive_s < 0) {
     return absl::InvalidArgumentError(absl::StrCat("keep_alive must be >= 0 seconds, got ", *resolved.keep_alive_s));
   }
+  const int workers = request.loading_workers > 0    ? request.loading_workers
+                      : request.loading_workers < 0  ? DefaultThreads()
+                      : options_.quantize_workers > 0 ? options_.quantize_workers
+                                                      : options_.threads;
+  // max_memory of the model's device caps what it holds there (weights + KV pool).
+  auto cap = request.max_memory.find(device.Name());
+  const int64_t max_memory = cap == request.max_memory.end() ? 0 : cap->second;
+  const bool offload = request.offload_to_cpu.value_or(false);
+  auto check_max_memory = [&](int64_t bytes) -> absl::Status {
+    if (max_memory <= 0 || bytes <= max_memory) return absl::OkStatus();
+    if (offload && device.kind != kernels::DeviceKind::kCpu) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "offload_to_cpu: '", request.name, "' needs ", bytes, " bytes on ", device.Name(), ", over max_memory[",
+          device.Name(), "] = ", max_memory, "; splitting layers between ", device.Name(),
+          " and cpu needs two backend rows in one forward pass, which this build does not have"));
+    }
+    return absl::ResourceExhaustedError(absl::StrCat("max_memory[", device.Name(), "]: '", request.name, "' needs ",
+                                                     bytes, " bytes on ", device.Name(), ", over the cap of ",
+                                                     max_memory));
+  };
   RETURN_IF_ERROR(registry_->Reserve(request.name, resolved));
   const std::string what = absl::StrCat("loading '", request.name, "' from ", request.source);
   auto result = CatchExceptions("loading " + request.source, [&]() -> absl::StatusOr<ModelInfo> {
@@ -267,14 +277,16 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
     // loading, which admits its own estimate): the weights as mapped plus the KV pool.
     const bool quantize_here = request.quantization && quantization.empty();
     if (!quantize_here) {
-      RETURN_IF_ERROR(AdmitBytes(request.name, what, device.Name(),
-                                 loaded->model->weight_bytes() + PlanKv(*loaded).bytes, 0, {}, true));
+      const int64_t bytes = loaded->model->weight_bytes() + PlanKv(*loaded).bytes;
+      RETURN_IF_ERROR(check_max_memory(bytes));
+      RETURN_IF_ERROR(AdmitBytes(request.name, what, device.Name(), bytes, 0, {}, true));
     }
-    report("prefault", 0.8, "");
-    for (const auto& m : loaded->model->LinearModules()) {
+    // unified_memory reads every page now, so the first request does not; streaming
+    // leaves that to the first request (ValidateLoad); full and low_memory copy below.
+    if (request.loading_strategy == LoadingStrategy::kUnifiedMemory) {
+      report("prefault", 0.8, "");
       RETURN_IF_ERROR(cancelled());
-      const kernels::Linear& w = loaded->model->linear(m);
-      if (w.kind == kernels::LinearKind::kGgml) Prefault(w.ggml.data, w.ggml.row_bytes * w.ggml.rows);
+      loaded->model->PrefaultMappedWeights();
     }
     loaded->tokenizer = std::move(tokenizer);
 
@@ -308,7 +320,8 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
       QuantizeRequest q;
       q.source = request.name;
       q.config = *request.quantization;
-      q.workers = request.loading_workers;
+      // low_memory converts one module at a time.
+      q.workers = request.loading_strategy == LoadingStrategy::kLowMemory ? 1 : workers;
       ASSIGN_OR_RETURN(Quantized quantized,
                        QuantizeLoaded(q, loaded, request.name, /*replaces_source=*/false,
                                       [&](const quant::QuantizeProgress& p) {
@@ -322,10 +335,34 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
           "quantized while loading", quantized.result.note.empty() ? "" : "; " + quantized.result.note);
     }
     RETURN_IF_ERROR(cancelled());
+    if (request.loading_strategy == LoadingStrategy::kFull || request.loading_strategy == LoadingStrategy::kLowMemory) {
+      const bool low = request.loading_strategy == LoadingStrategy::kLowMemory;
+      RETURN_IF_ERROR(loaded->model->CopyMappedWeights(
+          low ? 1 : workers, low, [&](double f, const std::string& module) { report("copy", 0.9 + 0.07 * f, module); }));
+    }
+    ModelInfo& li = loaded->info;
+    li.loading_strategy = LoadingStrategyName(request.loading_strategy);
+    li.file_backed_bytes = loaded->model->MappedWeightBytes();
+    li.dtype = valid.dtype;
+    li.max_memory_bytes = max_memory;
+    li.offload_to_cpu = offload;
+    if (request.loading_strategy == LoadingStrategy::kStreaming) {
+      li.loading_note = "streaming: published before any weight was read; each layer is read from the file as "
+                        "the first request reaches it";
+    }
+    const std::string sep = li.loading_note.empty() ? "" : "; ";
+    if (offload && device.kind == kernels::DeviceKind::kCpu) {
+      absl::StrAppend(&li.loading_note, sep, "offload_to_cpu: the model is on cpu already; nothing to offload");
+    } else if (offload) {
+      absl::StrAppend(&li.loading_note, sep, "offload_to_cpu: every layer fits on ", device.Name(),
+                      "; none offloaded");
+    }
+    RETURN_IF_ERROR(cancelled());
     report("place", 0.97, absl::StrCat(backend->name, " on ", device.Name()));
     RETURN_IF_ERROR(PlaceModel(*backend, device, loaded.get()));
     // The exact footprint now that the row has placed the weights (a backend's copies
     // included); the same as admitted for native rows.
+    RETURN_IF_ERROR(check_max_memory(loaded->info.bytes_resident + PlanKv(*loaded).bytes));
     RETURN_IF_ERROR(AdmitBytes(request.name, what, device.Name(), loaded->info.bytes_resident + PlanKv(*loaded).bytes,
                                0, {}, true));
     ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, StartScheduler(loaded));

@@ -31,6 +31,33 @@ class Scheduler;
 // placement in its ModelInfo (backend, device bytes and representations).
 absl::Status PlaceModel(const kernels::Backend& backend, const kernels::Device& device, LoadedModel* loaded);
 
+// How a load makes the checkpoint's weights resident (LoadRequest.loading_strategy;
+// LlamaModel::CopyMappedWeights does the copying). Measured on the default model's f32
+// Hugging Face directory in docs/loading.md.
+enum class LoadingStrategy : uint8_t {
+  kDefault,        // the server's model_defaults.loading_strategy (unified_memory unless configured)
+  kFull,           // every weight copied into the process's memory, `loading_workers` at a time;
+                   // the file's pages are released once all are copied (peak: mapping + copies)
+  kLowMemory,      // copied one module at a time, each module's file pages released as soon as
+                   // it is copied: the peak above the final size is about the largest module
+  kUnifiedMemory,  // served in place from the mapped file where the representation allows
+                   // (GGUF blocks, dense safetensors): no copy, counted as file-backed bytes
+  kStreaming,      // refused (UNIMPLEMENTED): see ValidateLoad in load_open.cc for why
+};
+const char* LoadingStrategyName(LoadingStrategy s);  // "full", "low_memory", "unified_memory", ...
+// The inverse; "" is kDefault; INVALID_ARGUMENT naming loading_strategy otherwise.
+absl::StatusOr<LoadingStrategy> ParseLoadingStrategy(absl::string_view name);
+
+// The loading options a LoadModel may leave unset (ServerConfig.model_defaults).
+struct LoadingDefaults {
+  LoadingStrategy strategy = LoadingStrategy::kUnifiedMemory;
+  int32_t workers = 0;  // 0: EngineOptions.quantize_workers; -1: hardware cores
+  std::string dtype;    // "" = auto
+  std::optional<bool> use_safetensors;
+  std::map<std::string, int64_t> max_memory;
+  bool offload_to_cpu = false;
+};
+
 struct EngineOptions {
   int threads = 0;            // compute threads per model step; 0 = hardware cores
   int max_batch_sequences = 16;  // sequences decoded together in one step
@@ -47,6 +74,7 @@ struct EngineOptions {
   // Hugging Face cache for sources given as repository ids; empty: HF_HUB_CACHE,
   // HF_HOME/hub, ~/.cache/huggingface/hub.
   std::string hf_cache;
+  LoadingDefaults loading;  // for loads that leave the loading options unset
 };
 
 // LOADING -> READY -> UNLOADING -> GONE; a load that fails after its name was reserved
@@ -101,6 +129,13 @@ struct ModelInfo {
   double keep_alive_s = 0;    // unloaded after this long idle; 0 = never
   double idle_seconds = 0;    // since the last request ended (0 while one runs)
   std::string error;          // kFailed: why the load failed
+  // How the weights were made resident (LoadRequest's loading options as applied).
+  std::string loading_strategy;    // "full", "low_memory", "unified_memory"
+  int64_t file_backed_bytes = 0;   // weights read in place from the file's mapping (page cache)
+  std::string dtype;               // compute dtype of the backend row: "f32", "bf16"
+  int64_t max_memory_bytes = 0;    // LoadRequest.max_memory of the model's device; 0 = none
+  bool offload_to_cpu = false;
+  std::string loading_note;        // what an option did not do, and why
 };
 
 // Why a model changed state (ModelEvent.reason, the evictions metric's label).
@@ -203,7 +238,21 @@ struct LoadRequest {
   int32_t context_length = 0;  // 0 = min(model's, 4096)
   // Quantize while loading; ignored (with a note) when the checkpoint is quantized.
   std::optional<quant::QuantizationConfig> quantization;
-  int32_t loading_workers = 0;  // quantize-while-loading threads; 0 = the server's default
+  // Threads that copy (loading_strategy full) or quantize (quantization) modules;
+  // 0 = the server's default, -1 = the hardware's cores.
+  int32_t loading_workers = 0;
+  // The seeds' loading options; unset: EngineOptions.loading.
+  LoadingStrategy loading_strategy = LoadingStrategy::kDefault;
+  // Per device ("cpu", "cuda:0"): the most bytes this model may hold there (weights + KV).
+  // Over it on the model's device: RESOURCE_EXHAUSTED, or with offload_to_cpu the layers
+  // that do not fit would go to the cpu, which needs a layer split across two backends
+  // (not built: FAILED_PRECONDITION says so).
+  std::map<std::string, int64_t> max_memory;
+  std::optional<bool> offload_to_cpu;
+  std::string dtype;  // compute dtype: "" / auto, f32, bf16, f16 (as far as the backend row honours it)
+  // true: refuse a checkpoint with no safetensors (a pickle-only directory); false: where a
+  // directory has both, read pytorch_model.bin. Unset: safetensors first.
+  std::optional<bool> use_safetensors;
   // Serving: the KV pool and the batch (0 / empty: the engine's defaults).
   int64_t kv_cache_bytes = 0;    // pool bytes; at least one full context is always held
   std::string kv_cache_dtype;    // f16 (default), f32, q8_0 (backend native only)

@@ -14,12 +14,13 @@
 
 namespace ingot {
 
-absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& request) const {
+absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
   // A repository id or a variant is planned as the directory a load would resolve it to.
-  if (!request.variant.empty() || formats::IsHfRepoSource(request.source, request.revision)) {
-    ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(request));
+  if (!given.variant.empty() || formats::IsHfRepoSource(given.source, given.revision)) {
+    ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(given));
     return PlanLoad(resolved);
   }
+  const LoadRequest request = WithLoadingDefaults(given, options_.loading);
   ASSIGN_OR_RETURN(const ValidatedLoad valid, ValidateLoad(request));
   return CatchExceptions("planning " + request.source, [&]() -> absl::StatusOr<LoadPlan> {
     ASSIGN_OR_RETURN(OpenedCheckpoint opened, OpenCheckpoint(request, [](double, const std::string&) {}));
@@ -56,6 +57,12 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& request) const {
     plan.kv_blocks = kv.blocks;
     plan.workspace_bytes = 0;
     plan.total_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.workspace_bytes;
+    auto cap = request.max_memory.find(plan.device);
+    const bool over_cap = cap != request.max_memory.end() && plan.total_bytes > cap->second;
+    if (over_cap) {
+      plan.warnings.push_back(absl::StrCat("max_memory[", plan.device, "] = ", cap->second, " is below the ",
+                                           plan.total_bytes, " bytes the model needs; the load would be refused"));
+    }
 
     Admission a;
     a.what = absl::StrCat("loading '", request.name, "'");
@@ -65,10 +72,10 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& request) const {
     a.budget = budget == options_.memory_budget_bytes.end() ? 0 : budget->second;
     if (a.budget <= 0) a.device_free = DeviceFreeBytes(valid.device);
     const AdmissionPlan admission = registry_->PlanAdmission(request.name, a);
-    plan.fits = admission.fits;
+    plan.fits = admission.fits && !over_cap;  // over max_memory: refused whatever the device has free
     plan.budget_bytes = a.budget;
     plan.free_bytes = admission.free_bytes;
-    if (admission.fits) {
+    if (plan.fits) {
       for (const AdmissionPlan::Victim& v : admission.evict) plan.evictions.push_back({v.name, v.bytes, v.idle_seconds});
     }
     if (registry_->Get(request.name).ok() && registry_->Get(request.name)->state != ModelState::kFailed) {

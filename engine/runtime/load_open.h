@@ -18,12 +18,18 @@ namespace ingot {
 // Free bytes of `device` now, as its backend row reports them (0 when unknown).
 int64_t DeviceFreeBytes(const kernels::Device& device);
 
+// `request` with every loading option it leaves unset taken from `defaults`.
+LoadRequest WithLoadingDefaults(const LoadRequest& request, const LoadingDefaults& defaults);
+
 struct ValidatedLoad {
   kernels::Device device;
   const kernels::Backend* backend = nullptr;
   kernels::KvDtype kv_dtype = kernels::KvDtype::kF16;
+  std::string dtype;  // the backend row's compute dtype on `device` ("f32", "bf16")
 };
-// Name, source (CheckSource), device, backend, format, context, KV and batch fields.
+// Name, source (CheckSource), device, backend, format, context, KV and batch fields,
+// and the loading options (strategy, workers, dtype, max_memory), each error naming
+// its field.
 absl::StatusOr<ValidatedLoad> ValidateLoad(const LoadRequest& request);
 
 struct OpenedCheckpoint {

@@ -38,8 +38,11 @@ METRIC_FLAGS = {
     "--total-running-requests-metric": "ingot_requests_running",
     "--kv-cache-usage-percentage-metric": "ingot_kv_cache_usage_ratio",
 }
+# The served-models flag: vLLM's vllm:lora_requests_info shape (labels
+# running_lora_adapters, waiting_lora_adapters, max_lora), one series per pod.
+LORA_INFO_FLAG = ("--lora-info-metric", "ingot_lora_requests_info")
 # Metrics the picker can read that ingotd does not export: switched off ("").
-ABSENT_METRIC_FLAGS = ("--lora-info-metric", "--cache-info-metric")
+ABSENT_METRIC_FLAGS = ("--cache-info-metric",)
 
 
 def closed(schema):
@@ -235,6 +238,13 @@ class GatewayOverlayTest(unittest.TestCase):
             # Each family is per model: the matcher names a model every replica keeps.
             self.assertEqual(list(labels), ["model"], f"{flag}: {labels}")
             self.assertIn(labels["model"], pinned, f"{flag}: not a pinned model of the config")
+        flag, family = LORA_INFO_FLAG
+        name, labels = metric_spec(self.epp_flags[flag])
+        self.assertEqual((name, labels), (family, {}), f"{flag}: one series per pod, no matcher")
+        self.assertEqual(families.get(name), "gauge", f"{name} is not a gauge in server/metrics.cc")
+        source = (ROOT / "server" / "metrics.cc").read_text()
+        for label in ("running_lora_adapters", "waiting_lora_adapters", "max_lora"):
+            self.assertIn(f'"{label}"', source, f"{name} lacks the label the picker parses")
         for flag in ABSENT_METRIC_FLAGS:
             self.assertEqual(self.epp_flags.get(flag), "",
                              f"{flag}: ingotd has no such metric; it must be switched off")
@@ -249,7 +259,7 @@ class GatewayOverlayTest(unittest.TestCase):
         self.assertEqual(config["kind"], "EndpointPickerConfig")
         declared = {p.get("name", p["type"]) for p in config["plugins"]}
         types = {p["type"] for p in config["plugins"]}
-        for scorer in ("queue-scorer", "kv-cache-utilization-scorer"):
+        for scorer in ("queue-scorer", "kv-cache-utilization-scorer", "lora-affinity-scorer"):
             self.assertIn(scorer, types, "the scorer that reads the mapped metric")
         self.assertEqual(len(config["schedulingProfiles"]), 1)
         used = {r["pluginRef"] for r in config["schedulingProfiles"][0]["plugins"]}

@@ -240,7 +240,7 @@ class ScrapeTest(unittest.TestCase):
               f"{', '.join(absent) or 'none'}")
         # What this test exercised must be there.
         expected = {"ingot_model_loads_total", "ingot_quantizations_in_flight",
-                    "process_resident_memory_bytes"}
+                    "process_resident_memory_bytes", "ingot_lora_requests_info"}
         if self.with_model:
             expected |= {"ingot_requests_total", "ingot_generated_tokens_total",
                          "ingot_prompt_tokens_total", "ingot_time_to_first_token_seconds",
@@ -248,8 +248,25 @@ class ScrapeTest(unittest.TestCase):
                          "ingot_model_memory_bytes", "ingot_device_memory_used_bytes",
                          "ingot_device_memory_total_bytes", "ingot_model_load_duration_seconds",
                          "ingot_model_evictions_total", "ingot_model_unload_duration_seconds",
-                         "ingot_model_state"}
+                         "ingot_model_state", "ingot_model_info", "ingot_model_file_backed_bytes"}
         self.assertEqual(sorted(expected - set(scraped)), [])
+
+    def test_served_models_info_lists_the_loaded_model(self):
+        # The endpoint picker's --lora-info-metric (deploy/overlays/gateway): one series,
+        # the served models as running adapters, max_lora an integer, the value the
+        # scrape's Unix time (the picker keeps the newest series).
+        series = re.findall(r'^ingot_lora_requests_info\{([^}]*)\} (\S+)$', self.text, flags=re.M)
+        self.assertEqual(len(series), 1, self.text)
+        labels = dict(re.findall(r'([a-zA-Z_]+)="([^"]*)"', series[0][0]))
+        self.assertEqual(set(labels), {"running_lora_adapters", "waiting_lora_adapters", "max_lora"})
+        served = [m for m in labels["running_lora_adapters"].split(",") if m]
+        self.assertEqual(served, [self.model] if self.with_model else [])
+        self.assertEqual(int(labels["max_lora"]), len(served))
+        self.assertLess(abs(float(series[0][1]) - time.time()), 300)
+        if self.with_model:
+            info = re.findall(r'^ingot_model_info\{([^}]*)\} 1$', self.text, flags=re.M)
+            self.assertEqual([dict(re.findall(r'([a-zA-Z_]+)="([^"]*)"', i))["model"] for i in info],
+                             [self.model])
 
     def test_queried_metrics_and_labels_exist_in_the_scrape(self):
         scraped = parse_exposition(self.text)

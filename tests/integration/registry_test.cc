@@ -343,5 +343,57 @@ TEST_F(RegistryTest, WatchStartsWithTheSnapshot) {
   EXPECT_THAT(cli.out, AllOf(HasSubstr("default"), HasSubstr("ready")));
 }
 
+// A watcher that stops reading holds at most limits.max_watch_queue transitions: the
+// server drops its queue and ends its stream with RESOURCE_EXHAUSTED naming the bound,
+// while a watcher that reads sees every transition. The slow client's receive window is
+// small (no BDP probing) so the server's writes stall after a few events, as they would
+// for a stalled client on a real network after its buffers fill.
+TEST_F(RegistryTest, ASlowWatcherIsCutOffAtTheQueueBound) {
+  const std::string dir = MakeTempDir();
+  {
+    std::ofstream(dir + "/ingotd.yaml") << "limits: {max_watch_queue: 8}\n";
+  }
+  server_.Start({"--threads", "2", "--config", dir + "/ingotd.yaml"});
+  ASSERT_TRUE(server_.WaitServing(kStartTimeout)) << server_.ReadLog();
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.http2.lookahead_bytes", 1024);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto slow_channel = grpc::CreateCustomChannel(server_.address(), grpc::InsecureChannelCredentials(), args);
+  grpc::ClientContext slow_context;
+  // Without a bound the watch never ends: the deadline turns that into a failure.
+  slow_context.set_deadline(In(240));
+  std::unique_ptr<grpc::ClientReader<v1::ModelEvent>> slow =
+      v1::ModelService::NewStub(slow_channel)->WatchModels(&slow_context, v1::WatchModelsRequest());
+  Watcher reader(server_.channel());
+  // Load/unload cycles of a small checkpoint: four transitions each, each event with
+  // its ModelInfo, far more bytes than the slow client's window and the server's
+  // write buffer.
+  constexpr int kCycles = 150;
+  v1::LoadModelRequest tiny;
+  tiny.set_name("tiny");
+  tiny.set_source(SourcePath("tests/data/formats/hf-f32"));
+  for (int i = 0; i < kCycles; ++i) {
+    LoadResult r = Load(server_.channel(), tiny);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    ASSERT_TRUE(Unload(server_.channel(), "tiny").ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return reader.Of("tiny").size() == 4u * kCycles; }))
+      << reader.Of("tiny").size() << " of " << 4 * kCycles << " transitions seen by the reading watcher";
+  // Now the slow client reads: what was written before the bound, then the status.
+  v1::ModelEvent e;
+  int read = 0;
+  while (slow->Read(&e)) ++read;
+  const grpc::Status status = slow->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("limits.max_watch_queue (8)"));
+  EXPECT_LT(read, 4 * kCycles) << "the slow watcher got every event: it was never cut off";
+  EXPECT_THAT(server_.ReadLog(), HasSubstr("watch_overflow max_watch_queue=8"));
+  // The server goes on serving watchers.
+  Watcher again(server_.channel());
+  ASSERT_TRUE(Load(server_.channel(), tiny).status.ok());
+  EXPECT_TRUE(WaitFor([&] { return again.Saw("tiny", v1::MODEL_STATE_READY); }));
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ingot::testing

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_join.h"
+#include "engine/runtime/engine.h"
 #include "ingot/v1/quant_config.pb.h"
 #include "server/convert.h"
 #include "tests/test_util.h"
@@ -35,7 +36,7 @@ devices: {cpu: {memory_budget_bytes: 123456789}, "cuda:1": {memory_budget_bytes:
 model_defaults: {pinned: true, keep_alive: 90s}
 model_roots: [/models, /srv/more]
 limits: {max_request_bytes: 1048576, max_prompt_tokens: 1000, max_tokens: 200,
-         max_concurrent_streams: 7, max_queue_per_model: 5}
+         max_concurrent_streams: 7, max_queue_per_model: 5, max_watch_queue: 9}
 tls: {cert_file: /tls/server.pem, key_file: /tls/server.key, client_ca_file: /tls/ca.pem}
 auth: {tokens_file: /etc/ingot/tokens}
 models:
@@ -74,6 +75,7 @@ TEST(ServerConfig, ReadsEveryKeyOfTheSchema) {
   EXPECT_EQ(c.limits.max_tokens, 200);
   EXPECT_EQ(c.limits.max_concurrent_streams, 7);
   EXPECT_EQ(c.limits.max_queue_per_model, 5);
+  EXPECT_EQ(c.limits.max_watch_queue, 9);
   EXPECT_EQ(c.tls.cert_file, "/tls/server.pem");
   EXPECT_EQ(c.tls.key_file, "/tls/server.key");
   EXPECT_EQ(c.tls.client_ca_file, "/tls/ca.pem");
@@ -352,6 +354,51 @@ TEST(ServerConfig, ModelDefaultsAreUnpinnedWithoutKeepAliveAndChecked) {
   EXPECT_THAT(problems, ::testing::IsSupersetOf({::testing::HasSubstr("model_defaults.pinned"),
                                                  ::testing::HasSubstr("model_defaults.keep_alive"),
                                                  ::testing::HasSubstr("model_defaults.evict")}));
+}
+
+// The seeds' loading options in model_defaults and a models[] entry: read, applied to a
+// LoadRequest (what the entry leaves unset stays unset, for the defaults) and to the
+// engine's defaults; each bad value is a problem naming its key.
+TEST(ServerConfig, LoadingOptionsInModelsAndDefaults) {
+  std::vector<std::string> problems;
+  ServerConfig c = Parse(R"(
+model_defaults: {loading_strategy: low_memory, loading_workers: -1, dtype: f32, use_safetensors: true,
+                 max_memory: {cpu: 4000000000}, offload_to_cpu: true}
+models:
+  - {name: a, source: /m/a, loading_strategy: full, loading_workers: 3, use_safetensors: false}
+  - {name: b, source: /m/b}
+)", &problems);
+  ASSERT_THAT(problems, IsEmpty());
+  LoadingDefaults d;
+  ASSERT_TRUE(ToLoadingDefaults(c.model_defaults.loading, &d).ok());
+  EXPECT_EQ(d.strategy, LoadingStrategy::kLowMemory);
+  EXPECT_EQ(d.workers, -1);
+  EXPECT_EQ(d.dtype, "f32");
+  EXPECT_EQ(d.use_safetensors, std::optional<bool>(true));
+  EXPECT_EQ(d.max_memory.at("cpu"), 4000000000);
+  EXPECT_TRUE(d.offload_to_cpu);
+  ASSERT_EQ(c.models.size(), 2u);
+  LoadRequest a, b;
+  ASSERT_TRUE(ApplyLoadingConfig(c.models[0].loading, &a).ok());
+  ASSERT_TRUE(ApplyLoadingConfig(c.models[1].loading, &b).ok());
+  EXPECT_EQ(a.loading_strategy, LoadingStrategy::kFull);
+  EXPECT_EQ(a.loading_workers, 3);
+  EXPECT_EQ(a.use_safetensors, std::optional<bool>(false));
+  EXPECT_EQ(b.loading_strategy, LoadingStrategy::kDefault);
+  EXPECT_FALSE(b.use_safetensors.has_value());
+  EXPECT_FALSE(b.offload_to_cpu.has_value());
+
+  Parse(R"(
+model_defaults: {loading_strategy: fast, dtype: int3}
+models:
+  - {name: a, source: /m/a, loading_workers: -2, max_memory: {gpu7: 5, cpu: 0}, offload_to_cpu: perhaps}
+)", &problems);
+  EXPECT_THAT(problems, ::testing::IsSupersetOf({HasSubstr("model_defaults.loading_strategy"),
+                                                 HasSubstr("model_defaults.dtype"),
+                                                 HasSubstr("models[0].loading_workers"),
+                                                 HasSubstr("models[0].max_memory.gpu7"),
+                                                 HasSubstr("models[0].max_memory.cpu"),
+                                                 HasSubstr("models[0].offload_to_cpu")}));
 }
 
 
