@@ -9,8 +9,8 @@
 #include "engine/common/status.h"
 #include "engine/formats/file_access.h"
 #include "engine/formats/gguf.h"
-#include "engine/model/checkpoint.h"
-#include "engine/quant/checkpoint_linear.h"
+#include "engine/formats/checkpoint.h"
+#include "engine/formats/layouts/layout.h"
 #include "engine/runtime/device.h"
 
 namespace ingot {
@@ -100,12 +100,12 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
     ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
     tensors_progress(0, "");
     ASSIGN_OR_RETURN(loaded->model,
-                     LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), tensors_progress));
+                     LlamaModel::FromCheckpoint(ck, formats::LayoutLinearLoader(ck), tensors_progress));
     const CheckpointQuantConfig& q = ck->quant();
     format = ck->container();
-    if (q.method != CheckpointQuant::kNone) {
-      format = absl::StrCat(format, "/", CheckpointQuantName(q.method));
-      quantization = absl::StrCat(CheckpointQuantName(q.method), q.bits > 0 ? absl::StrCat(" bits=", q.bits) : "",
+    if (q.layout != nullptr) {
+      format = absl::StrCat(format, "/", q.layout->name);
+      quantization = absl::StrCat(q.layout->name, q.bits > 0 ? absl::StrCat(" bits=", q.bits) : "",
                                   q.group_size > 0 ? absl::StrCat(" group_size=", q.group_size) : "",
                                   q.quant_type.empty() ? "" : " quant_type=" + q.quant_type);
       note = absl::StrCat("quantization as saved with the checkpoint (", q.where, ")");
