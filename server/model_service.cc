@@ -162,6 +162,38 @@ class WatchReactor final : public QueuedWriter<v1::ModelEvent> {
   std::atomic<bool> stopped_{false};
 };
 
+
+// SaveModel's work on a background thread (see ModelServiceImpl::SaveModel).
+class SaveReactor final : public grpc::ServerUnaryReactor {
+ public:
+  SaveReactor(ModelServiceImpl* service, SaveRequest request, std::string peer,
+              v1::SaveModelResponse* response) {
+    service->RunInBackground(
+        [this, engine = service->engine(), request = std::move(request), peer = std::move(peer),
+         response, cancel = cancel_] {
+          const auto start = std::chrono::steady_clock::now();
+          absl::StatusOr<SaveResult> saved = engine->SaveModel(request, cancel.get());
+          if (saved.ok()) {
+            response->set_path(request.path);
+            response->set_format(request.format);
+            response->set_bytes(saved->bytes);
+            for (const std::string& d : saved->directories) response->add_directories(d);
+            response->set_seconds(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+            spdlog::info("save name={} path={} format={} variants={} bytes={} peer={}", request.name,
+                         request.path, request.format, request.variants.size(), saved->bytes, peer);
+          }
+          Finish(ToGrpcStatus(saved.status()));  // last touch: OnDone may delete this now
+        },
+        cancel_, ModelServiceImpl::Job::kResult);
+  }
+  void OnCancel() override { cancel_->store(true); }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
+};
+
 }  // namespace
 
 std::vector<std::string> BuildFeatures() {
@@ -286,16 +318,8 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
                                  /*for_write=*/true, *request);
       !s.ok())
     return RefuseUnary(context, s);
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->name().empty()) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("name: required")));
-    return reactor;
-  }
-  // Writing runs on the callback thread: a GGUF of the loaded tensors is a memory copy
-  // and one write, seconds even for large models.
-  const auto start = std::chrono::steady_clock::now();
-  // Variants are quantized here too: seconds for the round-to-nearest methods on a small
-  // model, longer for GPTQ/AWQ (the call's deadline bounds it).
+  if (request->name().empty())
+    return RefuseUnary(context, ToGrpcStatus(absl::InvalidArgumentError("name: required")));
   const std::string format = request->format().empty() ? "gguf" : request->format();
   SaveRequest save;
   save.name = request->name();
@@ -308,24 +332,16 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
     const v1::SaveVariant& v = request->variants(i);
     absl::StatusOr<quant::QuantizationConfig> config = FromProto(v.config());
     if (!config.ok()) {
-      reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
-          absl::StrCat("variants[", i, "].", config.status().message()))));
-      return reactor;
+      return RefuseUnary(context, ToGrpcStatus(absl::InvalidArgumentError(
+                                      absl::StrCat("variants[", i, "].", config.status().message()))));
     }
     save.variants.push_back({v.name(), *std::move(config), v.format()});
   }
-  absl::StatusOr<SaveResult> saved = engine_->SaveModel(save);
-  if (saved.ok()) {
-    response->set_path(request->path());
-    response->set_format(format);
-    response->set_bytes(saved->bytes);
-    for (const std::string& d : saved->directories) response->add_directories(d);
-    response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    spdlog::info("save name={} path={} format={} variants={} bytes={} peer={}", request->name(), request->path(),
-                 format, request->variants_size(), saved->bytes, context->peer());
-  }
-  reactor->Finish(ToGrpcStatus(saved.status()));
-  return reactor;
+  // Saving runs on a background thread, as evaluation does: a variant is quantized here
+  // (minutes for GPTQ/AWQ on a large model) and evaluated if asked, and the callback
+  // threads must stay free for other calls. A cancelled call (client gone, deadline,
+  // drain) stops the quantization or evaluation between layers.
+  return new SaveReactor(this, std::move(save), context->peer(), response);
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,

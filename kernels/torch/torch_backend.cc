@@ -1,8 +1,11 @@
 // The torch backend row: libtorch on cpu and cuda:N (DESIGN.md decisions 3 and 4).
 // Dense weights go through at::linear (cuBLAS on CUDA, oneDNN/MKL on the CPU), 8-bit
 // rows through _weight_int8pack_mm, 4-bit affine groups and GGML Q4_0/Q4_1 through the
-// tinygemm int4 kernels (layout: weight_only_layout.h), anything else is dequantized
-// once at upload to the compute dtype and says so. Attention is SDPA per sequence over
+// tinygemm int4 kernels (layout: weight_only_layout.h). On CUDA the other quantized
+// representations (GGML blocks, 1-8 bit affine groups, NF4/FP4) stay as stored and go
+// through ingot's fused dequantize-GEMV kernels (kernels/cuda, torch_cuda.cc;
+// $INGOT_CUDA_QUANT_KERNELS picks the policy); anything else is dequantized once at
+// upload to the compute dtype and says so. Attention is SDPA per sequence over
 // a paged (layer, blocks * block_tokens, kv_dim) store, rows gathered by block table. Compute dtype: f32 on the CPU (matches the native
 // row closely; f32 GEMM is also the faster dense path at decode sizes there), bf16 on
 // CUDA. The int4/int8 weight-only kernels always get bf16 activations and bf16 scales:
@@ -15,6 +18,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -23,6 +27,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/ggml_types.h"
+#include "kernels/torch/cuda_quant.h"
 #include "kernels/torch/weight_only_layout.h"
 
 namespace ingot::kernels {
@@ -32,7 +37,6 @@ namespace ingot::kernels {
 int CudaDeviceCount();
 absl::StatusOr<MemoryStats> CudaMemory(int index);
 absl::Status CudaSynchronize(int index);
-at::Tensor CodebookToBf16OnCuda(const CodebookMatrix& m, int index);
 #endif
 
 namespace {
@@ -115,7 +119,8 @@ void SetThreads(int n) {
 // --- weights ---
 
 struct TorchLinear {
-  enum class Kind { kDense, kInt8, kInt4 } kind = Kind::kDense;
+  enum class Kind { kDense, kInt8, kInt4, kQuant } kind = Kind::kDense;
+  std::shared_ptr<CudaQuant> quant;  // kQuant: the representation on the device (CUDA only)
   at::Tensor w;       // dense (rows, cols) compute dtype | int8 (rows, cols) | int4 packed
   at::Tensor scale;   // int8: (rows) bf16
   at::Tensor sz;      // int4: (cols / group, rows, 2) scales and zeros, bf16
@@ -142,6 +147,18 @@ int InnerKTiles(int64_t cols) {
   return 0;
 }
 
+// Which quantized weights on CUDA stay in their representation for ingot's fused
+// kernels (kernels/cuda/quant_gemv.cu), from $INGOT_CUDA_QUANT_KERNELS:
+//   auto (default)  those libtorch has no kernel for (instead of a bf16 copy)
+//   all             every one the kernels serve, ahead of tinygemm int4 / int8pack
+//   off             none: expanded to bf16 on the GPU at upload
+enum class QuantKernels { kAuto, kAll, kOff };
+QuantKernels QuantKernelsMode() {
+  const char* env = std::getenv("INGOT_CUDA_QUANT_KERNELS");
+  const std::string v = env != nullptr ? env : "";
+  return v == "all" ? QuantKernels::kAll : v == "off" ? QuantKernels::kOff : QuantKernels::kAuto;
+}
+
 absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
   if (absl::Status s = Available(device); !s.ok()) return s;
   INGOT_TORCH_TRY("upload", {
@@ -156,10 +173,35 @@ absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
       std::vector<int64_t> order(w.input_order, w.input_order + cols);
       t->order = at::tensor(order, at::TensorOptions().dtype(at::kLong)).to(dev);
     }
+    // On CUDA: the representation itself, multiplied by ingot's kernels (returns false
+    // with the reason in cuda_why_not when they do not serve it).
+    std::string cuda_why_not;
+    const QuantKernels mode = t->cuda ? QuantKernelsMode() : QuantKernels::kOff;
+    auto keep_quantized = [&]() -> bool {
+#ifdef INGOT_WITH_CUDA
+      auto q = std::make_shared<CudaQuant>();
+      if (std::string why = UploadQuantOnCuda(w, device.index, q.get()); !why.empty()) {
+        cuda_why_not = why;
+        return false;
+      }
+      t->kind = TorchLinear::Kind::kQuant;
+      p.representation = w.kind == LinearKind::kAffine     ? absl::StrCat("affine", w.affine.bits, "/g", w.affine.group)
+                         : w.kind == LinearKind::kCodebook ? absl::StrCat(w.codebook.book == Codebook::kNF4 ? "nf4" : "fp4",
+                                                                          "/b", w.codebook.block)
+                                                           : std::string(cuda::QuantFormatName(q->format));
+      p.note = "kept quantized: ingot CUDA kernels";
+      t->quant = std::move(q);
+      return true;
+#else
+      return false;
+#endif
+    };
     Int8Layout i8;
     Int4Layout i4;
-    std::string int8_reason = ToInt8Layout(w, &i8);
-    if (int8_reason.empty()) {
+    std::string int8_reason;
+    if (mode == QuantKernels::kAll && keep_quantized()) {
+      // served by the fused kernels
+    } else if (int8_reason = ToInt8Layout(w, &i8); int8_reason.empty()) {
       t->kind = TorchLinear::Kind::kInt8;
       t->w = at::from_blob(i8.codes.data(), {rows, cols}, at::TensorOptions().dtype(at::kChar)).to(dev).clone();
       t->scale = HostF32(i8.scale.data(), {rows}).to(dev, at::kBFloat16).clone();
@@ -203,23 +245,33 @@ absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
         t->w = host.to(dev, dtype).contiguous();
         if (t->w.data_ptr() == host.data_ptr()) t->w = t->w.clone();  // never alias the mapping
         if (src != dtype) p.note = absl::StrCat("converted from ", DtypeName(src), " for backend torch");
+        p.representation = DtypeName(dtype);
+      } else if (mode == QuantKernels::kAuto && keep_quantized()) {
+        // no libtorch kernel for it: ingot's
       } else {
+        bool stored_order = false;
 #ifdef INGOT_WITH_CUDA
-        if (t->cuda && w.kind == LinearKind::kCodebook) {
-          // Expanded on the GPU from the stored codes (kernels/cuda/codebook_dequant.cu).
-          t->w = CodebookToBf16OnCuda(w.codebook, device.index);
+        if (t->cuda) {
+          // Expanded on the GPU from the stored representation (the kernels' decoders),
+          // columns in stored order (the act-order gather stays).
+          CudaQuant q;
+          if (UploadQuantOnCuda(w, device.index, &q).empty()) {
+            t->w = QuantToBf16OnCuda(q, device.index);
+            stored_order = true;
+          }
         }
 #endif
         if (!t->w.defined()) {
           std::vector<float> dense = DequantizeAll(w);
           t->w = HostF32(dense.data(), {rows, cols}).to(dev, dtype).clone();
         }
-        t->order = at::Tensor();  // dequantized in the input's own order
-        p.note = absl::StrCat("dequantized for backend torch (", why_not, " has no libtorch kernel)");
+        if (!stored_order) t->order = at::Tensor();  // dequantized in the input's own order
+        p.note = absl::StrCat("dequantized for backend torch (", why_not, " has no libtorch kernel",
+                              cuda_why_not.empty() ? "" : "; ", cuda_why_not, ")");
+        p.representation = DtypeName(dtype);
       }
-      p.representation = DtypeName(dtype);
     }
-    p.bytes = Bytes(t->w) + Bytes(t->scale) + Bytes(t->sz) + Bytes(t->order);
+    p.bytes = Bytes(t->w) + Bytes(t->scale) + Bytes(t->sz) + Bytes(t->order) + (t->quant ? t->quant->bytes : 0);
     p.handle = std::move(t);
     return p;
   })
@@ -408,6 +460,13 @@ absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_j
         case TorchLinear::Kind::kInt8:
           y = at::_weight_int8pack_mm(x.to(at::kBFloat16).contiguous(), t->w, t->scale);
           break;
+        case TorchLinear::Kind::kQuant:
+#ifdef INGOT_WITH_CUDA
+          y = QuantLinearOnCuda(x, *t->quant);
+          break;
+#else
+          return absl::InternalError("torch linear: a CUDA-kept weight in a build without CUDA");
+#endif
         case TorchLinear::Kind::kInt4: {
           const at::Tensor xb = x.to(at::kBFloat16).contiguous();
           y = t->cuda ? at::_weight_int4pack_mm(xb, t->w, t->group, t->sz)

@@ -1,6 +1,7 @@
 // The CUDA half of the torch row, built only with -DINGOT_CUDA=ON: device count,
 // memory (the driver's free/total and the caching allocator's statistics), sync, and
-// the uploads that run a kernel of kernels/cuda. No GPU needed to compile or load:
+// quantized weights kept in their representation on the device and multiplied by the
+// fused kernels of kernels/cuda (quant_gemv.cu). No GPU needed to compile or load:
 // c10::cuda::device_count() is 0 without a driver.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -10,11 +11,17 @@
 #include <cuda_runtime_api.h>
 
 #include <exception>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/qmatrix.h"
-#include "kernels/cuda/codebook_dequant.h"
+#include "kernels/cuda/quant_gemv.h"
+#include "kernels/cuda/quant_view.h"
+#include "kernels/torch/cuda_quant.h"
 
 namespace ingot::kernels {
 
@@ -56,41 +63,79 @@ absl::Status CudaSynchronize(int index) {
   }
 }
 
-// NF4/FP4 blocks to a bf16 (rows, cols) tensor on cuda:index, expanded on the GPU.
-at::Tensor CodebookToBf16OnCuda(const CodebookMatrix& m, int index) {
+namespace {
+
+void Check(int err, const char* what) {
+  if (err != 0) {
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(static_cast<cudaError_t>(err)));
+  }
+}
+
+// The codebook tables (NF4, FP4 and the dynamic map of double quantization) once per
+// device, shared by every codebook weight there.
+const float* DeviceTable(int index, int which) {
+  static std::mutex mu;
+  static std::map<std::pair<int, int>, at::Tensor> tables;
+  std::lock_guard lock(mu);
+  at::Tensor& t = tables[{index, which}];
+  if (!t.defined()) {
+    const float* host = which == 0 ? CodebookValues(Codebook::kNF4) : which == 1 ? CodebookValues(Codebook::kFP4)
+                                                                                 : DynamicMap();
+    const int64_t n = which == 2 ? 256 : 16;
+    t = at::from_blob(const_cast<float*>(host), {n}, at::TensorOptions().dtype(at::kFloat))
+            .to(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index)));
+  }
+  return t.data_ptr<float>();
+}
+
+}  // namespace
+
+std::string UploadQuantOnCuda(const Linear& w, int index, CudaQuant* out) {
+  std::string why = cuda::QuantFormatFor(w, &out->format);
+  if (!why.empty()) return why;
   const at::Device dev(at::kCUDA, static_cast<c10::DeviceIndex>(index));
   c10::cuda::CUDAGuard guard(dev.index());
-  const int64_t n = m.rows * m.cols, blocks = n / m.block;
-  auto up = [&](const void* p, int64_t count, at::ScalarType t) {
-    return at::from_blob(const_cast<void*>(p), {count}, at::TensorOptions().dtype(t)).to(dev);
-  };
-  at::Tensor codes = up(m.codes, n / 2, at::kByte);
-  at::Tensor book = up(CodebookValues(m.book), 16, at::kFloat);
-  at::Tensor absmax, absmax_code, absmax_scale, dmap;
-  cuda::CodebookArgs a;
-  if (m.absmax_code != nullptr) {
-    absmax_code = up(m.absmax_code, blocks, at::kByte);
-    absmax_scale = up(m.absmax_scale, (blocks + m.absmax_block - 1) / m.absmax_block, at::kFloat);
-    dmap = up(DynamicMap(), 256, at::kFloat);
-    a.absmax_code = absmax_code.data_ptr<uint8_t>();
-    a.absmax_scale = absmax_scale.data_ptr<float>();
-    a.dmap = dmap.data_ptr<float>();
-    a.absmax_block = m.absmax_block;
-    a.absmax_offset = m.absmax_offset;
-  } else {
-    absmax = up(m.absmax, blocks, at::kFloat);
-    a.absmax = absmax.data_ptr<float>();
+  const cuda::QuantArrays a = cuda::QuantArraysOf(w);
+  const void* ptr[cuda::QuantArrays::kCount] = {};
+  out->arrays.clear();
+  out->bytes = 0;
+  for (int i = 0; i < cuda::QuantArrays::kCount; ++i) {
+    if (a.host[i] == nullptr || a.bytes[i] == 0) continue;
+    at::Tensor d = at::from_blob(const_cast<void*>(a.host[i]), {a.bytes[i]}, at::TensorOptions().dtype(at::kByte))
+                       .to(dev);
+    ptr[i] = d.data_ptr();
+    out->bytes += a.bytes[i];
+    out->arrays.push_back(std::move(d));
   }
-  at::Tensor out = at::empty({m.rows, m.cols}, at::TensorOptions().device(dev).dtype(at::kBFloat16));
-  a.codes = codes.data_ptr<uint8_t>();
-  a.book = book.data_ptr<float>();
-  a.n = n;
-  a.block = m.block;
-  a.out = out.data_ptr();
-  const int err = cuda::CodebookToBf16(a, c10::cuda::getCurrentCUDAStream(dev.index()).stream());
-  if (err != 0) throw std::runtime_error(std::string("codebook dequantize kernel: ") +
-                                         cudaGetErrorString(static_cast<cudaError_t>(err)));
-  return out;  // the inputs are freed after the kernel ran (same stream, caching allocator)
+  const bool codebook = w.kind == LinearKind::kCodebook;
+  out->view = cuda::MakeQuantView(
+      w, ptr, codebook ? DeviceTable(index, w.codebook.book == Codebook::kNF4 ? 0 : 1) : nullptr,
+      codebook && w.codebook.absmax_code != nullptr ? DeviceTable(index, 2) : nullptr);
+  return "";
+}
+
+at::Tensor QuantToBf16OnCuda(const CudaQuant& q, int index) {
+  const at::Device dev(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+  c10::cuda::CUDAGuard guard(dev.index());
+  at::Tensor out = at::empty({q.view.rows, q.view.cols}, at::TensorOptions().device(dev).dtype(at::kBFloat16));
+  Check(cuda::QuantToBf16(q.format, q.view, out.data_ptr(), c10::cuda::getCurrentCUDAStream(dev.index()).stream()),
+        "dequantize kernel");
+  return out;
+}
+
+at::Tensor QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q) {
+  c10::cuda::CUDAGuard guard(x.device().index());
+  const at::Tensor xb = x.to(at::kBFloat16).contiguous();
+  const int64_t m = xb.size(0);
+  if (m > cuda::kMaxGemvTokens) {
+    // Prefill: the weight expanded to a bf16 tile for cuBLAS, then dropped.
+    return at::linear(xb, QuantToBf16OnCuda(q, x.device().index()));
+  }
+  at::Tensor y = at::empty({m, q.view.rows}, xb.options());
+  Check(cuda::QuantGemv(q.format, q.view, xb.data_ptr(), q.view.cols, static_cast<int>(m), y.data_ptr(), q.view.rows,
+                        c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
+        "quantized GEMV kernel");
+  return y;
 }
 
 }  // namespace ingot::kernels

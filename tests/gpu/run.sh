@@ -9,7 +9,10 @@
 #   4. ingotd serving that model on cuda:0 over gRPC: load, generate, info, the memory
 #      metrics scraped, unload
 #   5. forward_bench: prefill/decode on cuda:0 (torch) beside native cpu
-# Prints one summary table; finishes well under 8 minutes on an H100.
+#   2b. backend_test again with INGOT_CUDA_QUANT_KERNELS=all (ingot's fused kernels for
+#      every quantized representation)
+# Prints one summary table; finishes well under 8 minutes on an H100. The 7B-shaped
+# benchmark of the kernels is tests/gpu/bench_7b.sh (a second call: ~8 minutes).
 #   tests/gpu/run.sh [OUT_DIR]      (OUT_DIR: logs; default $OUT or /tmp/ingot-gpu)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,6 +40,12 @@ row "gpu" ok "$(head -1 "$LOGS/gpu.txt")"
 INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" > "$LOGS/backend_test.log" 2>&1
 rc=$?; row "backend_test cuda:0" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -E '^\[ backend \]' "$LOGS/backend_test.log" | head -1) $(grep -c '^\[ upload \]' "$LOGS/backend_test.log") uploads"
+# 2b. the same with every quantized weight on ingot's CUDA kernels (kernels/cuda), the
+# ones libtorch has int4/int8 kernels for included
+INGOT_CUDA_QUANT_KERNELS=all INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" \
+  > "$LOGS/backend_test_kernels.log" 2>&1
+rc=$?; row "backend_test cuda:0 ingot kernels" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
+  "$(grep -c 'ingot CUDA kernels' "$LOGS/backend_test_kernels.log") uploads kept quantized"
 
 # 3. a random-weight default-shaped model; greedy cuda:0 vs native cpu
 MODEL=$LOGS/smol-random.gguf

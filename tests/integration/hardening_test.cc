@@ -436,6 +436,38 @@ TEST_F(HardeningTest, Hardening13_S4_SaveOntoARootSaysSo) {
   EXPECT_THAT(s.error_message(), Not(HasSubstr("outside")));
 }
 
+// SaveModel's variants (quantized, then evaluated against the model) run off the
+// callback thread and stop when the call is cancelled, as EvaluateModel does: they
+// used to run to the end after the client had gone.
+TEST_F(HardeningTest, Hardening13_S7_SaveWithVariantsStopsWhenCancelled) {
+  auto stub = v1::ModelService::NewStub(channel());
+  const std::string dir = *root_ + "/s7-unified";
+  {
+    grpc::ClientContext context;
+    context.set_deadline(In(2));
+    v1::SaveModelRequest request;
+    request.set_name("default");
+    request.set_path(dir);
+    request.set_format("ingot");
+    request.set_evaluate(true);
+    request.set_evaluate_tokens(4096);  // the base model's evaluation alone is longer than 2 s
+    v1::SaveVariant* v = request.add_variants();
+    v->set_name("int8");
+    v->mutable_config()->set_preset(v1::QUANTIZATION_PRESET_TORCHAO_INT8);
+    v1::SaveModelResponse response;
+    EXPECT_EQ(stub->SaveModel(&context, request, &response).error_code(),
+              grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // one evaluation batch may finish
+  const double cpu0 = MetricValue(Metrics(), "process_cpu_seconds_total");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const double cpu1 = MetricValue(Metrics(), "process_cpu_seconds_total");
+  EXPECT_LT(cpu1 - cpu0, 0.5) << "the save went on after its call ended";
+  EXPECT_FALSE(fs::exists(dir + "/int8/README.md"));
+  EXPECT_EQ(Health(channel(), ""), HealthStatus::SERVING);
+  fs::remove_all(dir);
+}
+
 TEST_F(HardeningTest, Hardening13_S5_UnknownChatRoleIsRefusedNamingIt) {
   v1::GenerateRequest r = Greedy("default", "", 1);
   r.clear_prompt();

@@ -54,6 +54,8 @@ const std::vector<Rep>& Reps() {
       {"q8_0", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ8_0); }},
       {"q4_k", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_K); }},
       {"q6_k", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ6_K); }},
+      {"q5_k", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ5_K); }},
+      {"q3_k (no CUDA kernel)", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ3_K); }},
       {"hqq4/g64 (zero)", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeHqq(w, r, c, Params(4, 64)); }},
       {"hqq3/g64", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeHqq(w, r, c, Params(3, 64)); }},
       {"hqq2/g32", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeHqq(w, r, c, Params(2, 32)); }},
@@ -184,7 +186,8 @@ TEST_F(BackendTest, LinearMatchesDequantizedReference) {
       const std::vector<float> dense = DequantizeAll(w);
       std::vector<float> bias(rows);
       for (float& v : bias) v = nd(rng);
-      for (int64_t n : {1, 4, 17}) {
+      // Tokens: the CUDA GEMV's three widths (1, <= 4, <= 16) and its prefill path (> 16).
+      for (int64_t n : {1, 4, 9, 17}) {
         std::vector<float> x(static_cast<size_t>(n * cols));
         for (float& v : x) v = nd(rng) * 20.0f;
         if (rep.name == std::string("llm.int8")) x[3] = 9.0f;  // one outlier column

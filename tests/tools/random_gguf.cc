@@ -8,12 +8,18 @@
 //       the tensors a Llama GGUF of META's shapes has (token_embd Q8_0 tied, norms f32,
 //       linear layers in --type), weights ~ N(0, 0.02), norms ~ 1 + N(0, 0.1); written
 //       through ingot's own GGML quantizers
+//   ... --fill META.gguf OUT.gguf --shape llama2-7b [--type ...]
+//       META's vocabulary and chat template with Llama-2-7B's shapes (32 layers, 4096
+//       embd, 11008 ff, 32 heads; the vocabulary stays META's): the GPU benchmark's
+//       model. Each layer repeats the first one's random weights (a 7B model's 6.5 G
+//       normal draws would take minutes; speed does not depend on the values).
 //
 // Greedy text from such a model is noise, but every kernel and the forward pass run
 // as on the real one: tests/gpu/run.sh compares cuda:0 with the native CPU row on it.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -49,15 +55,26 @@ int Strip(const std::string& in, const std::string& out) {
   return s.ok() ? 0 : Fail(s.ToString());
 }
 
-int Fill(const std::string& in, const std::string& out, GgmlType type, uint32_t seed) {
+struct Shape {
+  int64_t n_layer = 0, d = 0, n_ff = 0, n_head = 0, n_head_kv = 0;
+};
+
+int Fill(const std::string& in, const std::string& out, GgmlType type, uint32_t seed, const Shape* shape) {
   auto file = gguf::File::Open(in);
   if (!file.ok()) return Fail(file.status().ToString());
   const gguf::File& f = **file;
   const std::string arch = f.GetStringOr("general.architecture", "llama");
   auto key = [&](const char* k) { return f.GetIntOr(absl::StrCat(arch, ".", k), 0); };
-  const int64_t n_layer = key("block_count"), d = key("embedding_length"), n_ff = key("feed_forward_length");
-  const int64_t n_head = key("attention.head_count");
-  const int64_t n_head_kv = key("attention.head_count_kv") > 0 ? key("attention.head_count_kv") : n_head;
+  int64_t n_layer = key("block_count"), d = key("embedding_length"), n_ff = key("feed_forward_length");
+  int64_t n_head = key("attention.head_count");
+  int64_t n_head_kv = key("attention.head_count_kv") > 0 ? key("attention.head_count_kv") : n_head;
+  if (shape != nullptr) {
+    n_layer = shape->n_layer;
+    d = shape->d;
+    n_ff = shape->n_ff;
+    n_head = shape->n_head;
+    n_head_kv = shape->n_head_kv;
+  }
   const int64_t hd = d / n_head;
   const gguf::Value* tokens = f.Find("tokenizer.ggml.tokens");
   if (n_layer <= 0 || d <= 0 || n_ff <= 0 || n_head <= 0 || tokens == nullptr) {
@@ -65,8 +82,17 @@ int Fill(const std::string& in, const std::string& out, GgmlType type, uint32_t 
   }
   const int64_t vocab = static_cast<int64_t>(tokens->ArraySize());
   gguf::Writer w;
+  const std::string shape_keys[] = {"block_count", "embedding_length", "feed_forward_length", "attention.head_count",
+                                    "attention.head_count_kv", "rope.dimension_count"};
   for (const auto& [k, value] : f.metadata()) {
-    if (k != "general.alignment") w.Add(k, value);
+    if (k == "general.alignment") continue;
+    bool reshaped = false;
+    for (const std::string& sk : shape_keys) reshaped |= shape != nullptr && k == arch + "." + sk;
+    if (!reshaped) w.Add(k, value);
+  }
+  if (shape != nullptr) {
+    const int64_t values[] = {n_layer, d, n_ff, n_head, n_head_kv, hd};
+    for (int i = 0; i < 6; ++i) w.AddUint32(arch + "." + shape_keys[i], static_cast<uint32_t>(values[i]));
   }
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.02f);
@@ -80,8 +106,15 @@ int Fill(const std::string& in, const std::string& out, GgmlType type, uint32_t 
     for (float& x : v) x = 1.0f + 5.0f * nd(rng);
     w.AddTensor(name, GgmlType::kF32, {d}, std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4));
   };
+  std::map<std::pair<int64_t, int64_t>, std::string> first;  // --shape: one draw per shape
   auto linear = [&](const std::string& name, int64_t rows, int64_t cols, GgmlType t) {
-    w.AddTensor(name, t, {cols, rows}, Quantize(t, random(rows, cols), rows, cols));
+    if (shape == nullptr || t != type) {
+      w.AddTensor(name, t, {cols, rows}, Quantize(t, random(rows, cols), rows, cols));
+      return;
+    }
+    std::string& q = first[{rows, cols}];
+    if (q.empty()) q = Quantize(t, random(rows, cols), rows, cols);
+    w.AddTensor(name, t, {cols, rows}, q);
   };
   linear("token_embd.weight", vocab, d, GgmlType::kQ8_0);
   norm("output_norm.weight");
@@ -115,19 +148,28 @@ int main(int argc, char** argv) {
   if (argc >= 4 && !std::strcmp(argv[1], "--fill")) {
     GgmlType type = GgmlType::kQ4_1;
     uint32_t seed = 1;
+    const ingot::Shape* shape = nullptr;
+    static const ingot::Shape kLlama2_7b = {32, 4096, 11008, 32, 32};
     for (int i = 4; i + 1 < argc; i += 2) {
       const std::string flag = argv[i], v = argv[i + 1];
       if (flag == "--seed") seed = static_cast<uint32_t>(std::atoi(v.c_str()));
+      if (flag == "--shape") {
+        if (v != "llama2-7b") {
+          std::fprintf(stderr, "random_gguf: --shape %s: only llama2-7b is known\n", v.c_str());
+          return 2;
+        }
+        shape = &kLlama2_7b;
+      }
       if (flag == "--type") {
         for (uint32_t t = 0; t < 40; ++t) {
           if (ingot::GetGgmlTypeTraits(t).supported && v == ingot::GetGgmlTypeTraits(t).name) type = static_cast<GgmlType>(t);
         }
       }
     }
-    return ingot::Fill(argv[2], argv[3], type, seed);
+    return ingot::Fill(argv[2], argv[3], type, seed, shape);
   }
   std::fprintf(stderr,
                "usage: random_gguf --strip MODEL.gguf META.gguf\n"
-               "       random_gguf --fill META.gguf OUT.gguf [--type q4_1] [--seed N]\n");
+               "       random_gguf --fill META.gguf OUT.gguf [--type q4_1] [--seed N] [--shape llama2-7b]\n");
   return 2;
 }

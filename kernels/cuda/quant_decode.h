@@ -1,0 +1,228 @@
+// Decoding ingot's quantized representations 32 weights at a time, written once for
+// both sides: nvcc compiles these as __host__ __device__ functions for the fused
+// dequantize-GEMV kernels (quant_gemv.cu), and the plain C++ build compiles the same
+// text for the CPU test (tests/kernels/cuda_decode_test.cc), which holds every decoder
+// to the CPU reference (LinearDequantizeRow) chunk by chunk. The index math of the GPU
+// kernels is therefore tested on machines without a GPU; only the launch, the warp
+// reduction and the memory traffic need one.
+//
+// A chunk is 32 consecutive input columns of one output row: one GGML block (Q4_0,
+// Q4_1, Q5_0, Q5_1, Q8_0), one 32-value sub-block of a 256-value K-quant super-block
+// (Q4_K, Q5_K, Q6_K), 32 codes of an affine k-bit row, or 32 codebook elements. Every
+// format here needs cols % 32 == 0.
+// Plain C++ with no CUDA headers outside __CUDACC__.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#define INGOT_HD __host__ __device__ __forceinline__
+#else
+#define INGOT_HD inline
+#endif
+
+namespace ingot::kernels::cuda {
+
+constexpr int kChunk = 32;
+
+enum class QuantFormat : uint8_t {
+  kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ8_0, kQ4_K, kQ5_K, kQ6_K,
+  kAffine,    // kernels/linear.h AffineMatrix (1-8 bits, f16 scale and zero/bias per group)
+  kCodebook,  // kernels/linear.h CodebookMatrix (NF4/FP4, plain or double-quantized absmax)
+};
+constexpr int kQuantFormatCount = 10;
+const char* QuantFormatName(QuantFormat f);
+
+// A weight as the kernels read it; every pointer is in the memory of the side that
+// decodes (device memory in a kernel, host memory in the CPU test).
+struct QuantView {
+  int64_t rows = 0, cols = 0;
+  size_t row_bytes = 0;         // GGML and affine rows
+  const uint8_t* data = nullptr;  // GGML blocks | affine codes | codebook codes
+  // kAffine
+  const uint16_t* scale = nullptr;  // f16, rows * (cols / group)
+  const uint16_t* zero = nullptr;   // f16, or null (zero 0)
+  int32_t bits = 4;
+  int64_t group = 0;
+  bool zero_is_bias = false;  // w = q * s + z (MLX) instead of (q - z) * s
+  // kCodebook
+  const float* book = nullptr;  // 16 values
+  const float* absmax = nullptr;
+  const uint8_t* absmax_code = nullptr;
+  const float* absmax_scale = nullptr;
+  const float* dmap = nullptr;  // 256 values
+  int64_t block = 64, absmax_block = 256;
+  float absmax_offset = 0.0f;
+};
+
+INGOT_HD float HalfBits(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {  // subnormal: normalize
+    int e = -1;
+    do {
+      ++e;
+      man <<= 1;
+    } while ((man & 0x400) == 0);
+    bits = sign | ((112 - e) << 23) | ((man & 0x3ff) << 13);
+  }
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+
+INGOT_HD uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+
+// Q4_K / Q5_K: the 6-bit (scale, min) pair j of a super-block's 12 packed bytes.
+INGOT_HD void ScaleMinK4(int j, const uint8_t* q, int& scale, int& min) {
+  if (j < 4) {
+    scale = q[j] & 63;
+    min = q[j + 4] & 63;
+  } else {
+    scale = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+    min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// out[0..32) = the weights of columns [32 c, 32 c + 32) of row r, in the same float
+// operations as the CPU reference (kernels/cpu/dequant_*ref.cc, qmatrix.cc).
+template <QuantFormat F>
+INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) {
+  const uint8_t* row = v.data + static_cast<size_t>(r) * v.row_bytes;
+  if constexpr (F == QuantFormat::kQ4_0 || F == QuantFormat::kQ4_1) {
+    constexpr int kBytes = F == QuantFormat::kQ4_0 ? 18 : 20;
+    const uint8_t* b = row + c * kBytes;
+    const float d = HalfBits(Load16(b));
+    if constexpr (F == QuantFormat::kQ4_0) {
+      for (int j = 0; j < 16; ++j) {
+        out[j] = ((b[2 + j] & 0x0f) - 8) * d;
+        out[j + 16] = ((b[2 + j] >> 4) - 8) * d;
+      }
+    } else {
+      const float m = HalfBits(Load16(b + 2));
+      for (int j = 0; j < 16; ++j) {
+        out[j] = (b[4 + j] & 0x0f) * d + m;
+        out[j + 16] = (b[4 + j] >> 4) * d + m;
+      }
+    }
+  } else if constexpr (F == QuantFormat::kQ5_0 || F == QuantFormat::kQ5_1) {
+    constexpr int kBytes = F == QuantFormat::kQ5_0 ? 22 : 24;
+    const uint8_t* b = row + c * kBytes;
+    const float d = HalfBits(Load16(b));
+    const int off = F == QuantFormat::kQ5_0 ? 2 : 4;
+    const float m = F == QuantFormat::kQ5_1 ? HalfBits(Load16(b + 2)) : 0.0f;
+    const uint32_t qh = b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (static_cast<uint32_t>(b[off + 3]) << 24);
+    const uint8_t* qs = b + off + 4;
+    for (int j = 0; j < 16; ++j) {
+      const int xh0 = ((qh >> j) << 4) & 0x10;
+      const int xh1 = (qh >> (j + 12)) & 0x10;
+      if constexpr (F == QuantFormat::kQ5_0) {
+        out[j] = (((qs[j] & 0x0f) | xh0) - 16) * d;
+        out[j + 16] = (((qs[j] >> 4) | xh1) - 16) * d;
+      } else {
+        out[j] = ((qs[j] & 0x0f) | xh0) * d + m;
+        out[j + 16] = ((qs[j] >> 4) | xh1) * d + m;
+      }
+    }
+  } else if constexpr (F == QuantFormat::kQ8_0) {
+    const uint8_t* b = row + c * 34;
+    const float d = HalfBits(Load16(b));
+    for (int j = 0; j < 32; ++j) out[j] = static_cast<int8_t>(b[2 + j]) * d;
+  } else if constexpr (F == QuantFormat::kQ4_K || F == QuantFormat::kQ5_K) {
+    // Super-block: d, dmin, 12 scale bytes, [Q5_K: 32 high-bit bytes], 128 nibble bytes.
+    constexpr int kBytes = F == QuantFormat::kQ4_K ? 144 : 176;
+    const uint8_t* b = row + (c / 8) * kBytes;
+    const int sub = static_cast<int>(c % 8);
+    const float d = HalfBits(Load16(b)), dmin = HalfBits(Load16(b + 2));
+    int sc, mn;
+    ScaleMinK4(sub, b + 4, sc, mn);
+    const float d1 = d * sc, m1 = dmin * mn;
+    const uint8_t* ql = b + (F == QuantFormat::kQ4_K ? 16 : 48) + 32 * (sub / 2);
+    const int shift = (sub & 1) * 4;
+    for (int l = 0; l < 32; ++l) {
+      int q = (ql[l] >> shift) & 0x0f;
+      if constexpr (F == QuantFormat::kQ5_K) q += (b[16 + l] & (1 << sub)) ? 16 : 0;
+      out[l] = d1 * q - m1;
+    }
+  } else if constexpr (F == QuantFormat::kQ6_K) {
+    // Super-block: ql[128], qh[64], scales[16] (int8), d. Sub-block sub of 32 values:
+    // half = sub / 4 (128 values each), quarter k = sub % 4.
+    const uint8_t* b = row + (c / 8) * 210;
+    const int sub = static_cast<int>(c % 8), half = sub / 4, k = sub % 4;
+    const float d = HalfBits(Load16(b + 208));
+    const uint8_t* ql = b + 64 * half + (k & 1) * 32;
+    const uint8_t* qh = b + 128 + 32 * half;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + 8 * half + 2 * k;
+    const int lshift = (k >> 1) * 4, hshift = 2 * k;
+    for (int l = 0; l < 32; ++l) {
+      const int q = (((ql[l] >> lshift) & 0x0f) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+      out[l] = d * sc[l / 16] * q;
+    }
+  } else if constexpr (F == QuantFormat::kAffine) {
+    // 32 codes of `bits` bits start at byte 4 * bits * c of the row (LSB first).
+    const uint8_t* p = row + 4 * v.bits * c;
+    const uint32_t mask = (1u << v.bits) - 1;
+    const int64_t col0 = c * kChunk, gpr = v.cols / v.group;
+    int64_t g = -1;
+    float s = 0, z = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int bit = j * v.bits, byte = bit >> 3, sh = bit & 7;
+      uint32_t word = p[byte];
+      if (sh + v.bits > 8) word |= static_cast<uint32_t>(p[byte + 1]) << 8;
+      const float q = static_cast<float>((word >> sh) & mask);
+      const int64_t gj = (col0 + j) / v.group;
+      if (gj != g) {
+        g = gj;
+        s = HalfBits(v.scale[r * gpr + g]);
+        z = v.zero != nullptr ? HalfBits(v.zero[r * gpr + g]) : 0.0f;
+      }
+      out[j] = v.zero_is_bias ? q * s + z : (q - z) * s;
+    }
+  } else if constexpr (F == QuantFormat::kCodebook) {
+    // Flattened element i = r * cols + 32 c + j; code byte i / 2, even i in the high nibble.
+    const int64_t i0 = r * v.cols + c * kChunk;
+    const uint8_t* codes = v.data + i0 / 2;
+    int64_t blk = -1;
+    float am = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int64_t b = (i0 + j) / v.block;
+      if (b != blk) {
+        blk = b;
+        am = v.absmax_code != nullptr
+                 ? v.dmap[v.absmax_code[b]] * v.absmax_scale[b / v.absmax_block] + v.absmax_offset
+                 : v.absmax[b];
+      }
+      const uint8_t byte = codes[j / 2];
+      out[j] = v.book[(j & 1) ? (byte & 15) : (byte >> 4)] * am;
+    }
+  }
+}
+
+// Bytes of a row in a GGML format (cols % 32 == 0, K-quants cols % 256 == 0).
+INGOT_HD int64_t GgmlRowBytes(QuantFormat f, int64_t cols) {
+  switch (f) {
+    case QuantFormat::kQ4_0: return cols / 32 * 18;
+    case QuantFormat::kQ4_1: return cols / 32 * 20;
+    case QuantFormat::kQ5_0: return cols / 32 * 22;
+    case QuantFormat::kQ5_1: return cols / 32 * 24;
+    case QuantFormat::kQ8_0: return cols / 32 * 34;
+    case QuantFormat::kQ4_K: return cols / 256 * 144;
+    case QuantFormat::kQ5_K: return cols / 256 * 176;
+    case QuantFormat::kQ6_K: return cols / 256 * 210;
+    default: return 0;
+  }
+}
+
+}  // namespace ingot::kernels::cuda
