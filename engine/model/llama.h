@@ -17,7 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/formats/layouts/layout.h"  // LinearLoad, LinearLoader
+#include "engine/formats/layouts/linear_load.h"
 #include "engine/model/kv_cache.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/qmatrix.h"

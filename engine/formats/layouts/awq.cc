@@ -26,23 +26,20 @@ absl::StatusOr<LinearLoad> ReadAwq(const Checkpoint& ck, const std::string& name
   ASSIGN_OR_RETURN(const TensorView* qzeros, Get(ck, name + ".qzeros", {groups, rows / 8}, {DType::kI32}));
   ASSIGN_OR_RETURN(const TensorView* scales, Get(ck, name + ".scales", {groups, rows}, {DType::kF16, DType::kF32, DType::kBF16}));
   QuantizedWeight qw;
-  const size_t row_bytes = static_cast<size_t>(cols / 2);
-  uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
-  uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
-  uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+  const AffineStorage st = AllocAffine(qw, rows, cols, 4, group);
+  uint8_t* q = st.q;
+  uint16_t *scale = st.scale, *zero = st.zero;
   std::vector<uint8_t> codes(cols);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       codes[c] = static_cast<uint8_t>(Code(*qweight, c, r, rows / 8, 4, false, kReverseOrder));
     }
-    PackCodes(codes.data(), cols, 4, q + r * row_bytes);
+    PackCodes(codes.data(), cols, 4, q + r * st.row_bytes);
     for (int64_t g = 0; g < groups; ++g) {
       scale[r * groups + g] = Fp32ToFp16(FloatAt(*scales, g * rows + r));
       zero[r * groups + g] = Fp32ToFp16(static_cast<float>(Code(*qzeros, g, r, rows / 8, 4, false, kReverseOrder)));
     }
   }
-  SetAffineView(qw, 4, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
-  qw.representation = absl::StrCat("affine4/g", group);
   return Own(std::move(qw));
 }
 

@@ -95,23 +95,19 @@ absl::StatusOr<LinearLoad> ReadGptq(const Checkpoint& ck, const std::string& nam
     qw.representation = "f16 (gptq act-order)";
     return Own(std::move(qw));
   }
-  const size_t row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
-  uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
-  uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+  const AffineStorage st = AllocAffine(qw, rows, cols, bits, group);
+  uint16_t *scale = st.scale, *zero = st.zero;
   std::vector<uint8_t> codes(cols);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < cols; ++j) {
       codes[j] = static_cast<uint8_t>(Code(*qweight, order[j], r, rows, bits, true, nullptr));
     }
-    PackCodes(codes.data(), cols, bits, q + r * row_bytes);
+    PackCodes(codes.data(), cols, bits, st.q + r * st.row_bytes);
     for (int64_t g = 0; g < groups; ++g) {
       scale[r * groups + g] = Fp32ToFp16(FloatAt(*scales, g * rows + r));
       zero[r * groups + g] = Fp32ToFp16(static_cast<float>(zero_of(g, r)));
     }
   }
-  SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
-  qw.representation = absl::StrCat("affine", bits, "/g", group);
   if (order_regrouped) {
     int32_t* input_order = qw.Alloc<int32_t>(static_cast<size_t>(cols));
     std::copy(order.begin(), order.end(), input_order);

@@ -69,28 +69,12 @@ absl::StatusOr<LinearLoad> ReadHqq(const Checkpoint& ck, const std::string& name
                                                    " groups per byte, not an HQQ bit width"));
   }
   QuantizedWeight qw;
-  const size_t row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  const int64_t gpr = cols / group;
-  uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
-  uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-  uint16_t* zero = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-  std::vector<uint8_t> codes(cols);
-  const uint8_t mask = static_cast<uint8_t>((1u << bits) - 1);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t gi = 0; gi < gpr; ++gi) {
-      const int64_t g = r * gpr + gi;
-      const int shift = 8 - bits * static_cast<int>(g / step + 1);
-      const uint8_t* src = wq->data + (g % step) * group;
-      for (int64_t j = 0; j < group; ++j) codes[gi * group + j] = (src[j] >> shift) & mask;
-    }
-    PackCodes(codes.data(), cols, bits, q + r * row_bytes);
-  }
+  const AffineStorage st = AllocAffine(qw, rows, cols, bits, group);
+  UnpackSlicedGroups(wq->data, step, group, rows, cols, bits, /*msb_first=*/true, st.q);
   for (int64_t g = 0; g < n_groups; ++g) {
-    scale[g] = Fp32ToFp16(FloatAt(*sc, g));
-    zero[g] = Fp32ToFp16(FloatAt(*ze, g));
+    st.scale[g] = Fp32ToFp16(FloatAt(*sc, g));
+    st.zero[g] = Fp32ToFp16(FloatAt(*ze, g));
   }
-  SetAffineView(qw, bits, rows, cols, group, kernels::ZeroKind::kZero, q, scale, zero);
-  qw.representation = absl::StrCat("affine", bits, "/g", group);
   return Own(std::move(qw));
 }
 

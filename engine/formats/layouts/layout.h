@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "engine/formats/layouts/linear_load.h"
 #include "engine/formats/tensor.h"
 #include "kernels/cpu/qmatrix.h"
 #include "kernels/ggml_types.h"
@@ -27,18 +28,6 @@ namespace ingot {
 
 class Checkpoint;
 struct CheckpointQuantConfig;
-
-// One linear layer as a checkpoint loader produced it (see LlamaModel::FromCheckpoint).
-struct LinearLoad {
-  kernels::Linear w;
-  std::string representation;  // "bf16", "nf4/b64+dq", "affine4/g128", ...
-  int64_t bytes = 0;
-  std::shared_ptr<const void> owner;  // storage the view points into (null: the checkpoint's)
-};
-// Builds the linear module `name` (HF naming: "model.layers.3.self_attn.q_proj",
-// "lm_head") of shape rows x cols from a checkpoint's tensors.
-using LinearLoader =
-    std::function<absl::StatusOr<LinearLoad>(const std::string& name, int64_t rows, int64_t cols)>;
 
 namespace formats {
 

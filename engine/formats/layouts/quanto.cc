@@ -39,21 +39,10 @@ absl::StatusOr<LinearLoad> ReadQuanto(const Checkpoint& ck, const std::string& n
                                                    Shape(data->shape), " for ", n_groups, " groups of ", group));
   }
   const size_t row_bytes = static_cast<size_t>((cols * bits + 7) / 8);
-  const int64_t gpr = cols / group;
   uint8_t* q = qw.Alloc<uint8_t>(row_bytes * rows);
   uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
   uint16_t* bias = qw.Alloc<uint16_t>(static_cast<size_t>(n_groups));
-  std::vector<uint8_t> codes(cols);
-  const uint8_t mask = static_cast<uint8_t>((1u << bits) - 1);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t gi = 0; gi < gpr; ++gi) {
-      const int64_t g = r * gpr + gi;
-      const uint8_t* src = data->data + (g % step) * group;
-      const int shift = bits * static_cast<int>(g / step);
-      for (int64_t j = 0; j < group; ++j) codes[gi * group + j] = (src[j] >> shift) & mask;
-    }
-    PackCodes(codes.data(), cols, bits, q + r * row_bytes);
-  }
+  UnpackSlicedGroups(data->data, step, group, rows, cols, bits, /*msb_first=*/false, q);
   for (int64_t g = 0; g < n_groups; ++g) {
     scale[g] = Fp32ToFp16(FloatAt(*sc, g));
     bias[g] = Fp32ToFp16(-FloatAt(*sh, g));
