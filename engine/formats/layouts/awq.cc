@@ -6,7 +6,6 @@
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
-namespace {
 
 // AutoAWQ GEMM: qweight (cols, rows*bits/32) int32 packed along the outputs in AWQ's
 // interleaved order, qzeros (groups, rows*bits/32), scales (groups, rows).
@@ -43,7 +42,7 @@ absl::StatusOr<LinearLoad> ReadAwq(const Checkpoint& ck, const std::string& name
   return Own(std::move(qw));
 }
 
-absl::Status Configure(ConfigSource src, const Json& j, const std::string& where, CheckpointQuantConfig* q) {
+absl::Status ConfigureAwq(ConfigSource src, const Json& j, const std::string& where, CheckpointQuantConfig* q) {
   if (src != ConfigSource::kHfConfig) {
     ReadSideSettings(j, q);
     return absl::OkStatus();
@@ -58,17 +57,4 @@ absl::Status Configure(ConfigSource src, const Json& j, const std::string& where
   return absl::OkStatus();
 }
 
-}  // namespace
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-// After GPTQ in the table: GPTQ's tensor names include AWQ's mark.
-const Layout kAwqLayout = {.name = "awq",
-                           .quant_method = "awq",
-                           .side_config = "quant_config.json",
-                           .tensor_marks = {".qweight", nullptr},
-                           .configure = layouts::Configure,
-                           .reader = layouts::PerModule<layouts::ReadAwq>};
-
-}  // namespace ingot::formats

@@ -11,7 +11,6 @@
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
-namespace {
 
 // bitsandbytes Params4bit as transformers serializes it: packed codes in `weight`,
 // absmax (u8 codes when nested), quant_map, nested_absmax/nested_quant_map and a JSON
@@ -99,6 +98,7 @@ absl::StatusOr<LinearLoad> ReadBnb8(const Checkpoint& ck, const std::string& nam
   return Int8Rows(*w, *scb, 127.0f, threshold);
 }
 
+namespace {
 
 // bitsandbytes as transformers serializes it.
 class BnbEncoder : public LayoutEncoder {
@@ -205,13 +205,15 @@ class BnbEncoder : public LayoutEncoder {
   std::vector<std::string> skip_;
 };
 
-absl::Status Configure(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
+}  // namespace
+
+absl::Status ConfigureBnb(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
   if (src == ConfigSource::kHfConfig) {
     if (BoolOr(j, "load_in_8bit", false)) {
-      q->layout = &kBnb8Layout;
+      q->layout = FindLayout("bitsandbytes-int8");
       q->bits = 8;
     } else {
-      q->layout = &kBnb4Layout;
+      q->layout = FindLayout("bitsandbytes-4bit");
       q->bits = 4;
       q->quant_type = StrOr(j, "bnb_4bit_quant_type", "fp4");
     }
@@ -221,28 +223,10 @@ absl::Status Configure(ConfigSource src, const Json& j, const std::string&, Chec
   ReadSideSettings(j, q);
   const Json& p = j.contains("weight_quant_params") && j["weight_quant_params"].is_object() ? j["weight_quant_params"] : j;
   q->quant_type = StrOr(p, "quant_type", StrOr(p, "bnb_4bit_quant_type", "nf4"));
-  if (q->bits == 8) q->layout = &kBnb8Layout;
+  if (q->bits == 8) q->layout = FindLayout("bitsandbytes-int8");
   return absl::OkStatus();
 }
 
-std::unique_ptr<LayoutEncoder> NewEncoder() { return std::make_unique<BnbEncoder>(); }
+std::unique_ptr<LayoutEncoder> NewBnbEncoder() { return std::make_unique<BnbEncoder>(); }
 
-}  // namespace
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-const Layout kBnb4Layout = {.name = "bitsandbytes-4bit",
-                            .quant_method = "bitsandbytes",
-                            .side_config = "quantization_config.json",
-                            .tensor_marks = {".weight.absmax", nullptr},
-                            .configure = layouts::Configure,
-                            .reader = layouts::PerModule<layouts::ReadBnb4>,
-                            .save_name = "bitsandbytes",
-                            .new_encoder = layouts::NewEncoder};
-// Found through the 4-bit row's configs (load_in_8bit, bits 8) or its own tensor names.
-const Layout kBnb8Layout = {.name = "bitsandbytes-int8",
-                            .tensor_marks = {".SCB", nullptr},
-                            .reader = layouts::PerModule<layouts::ReadBnb8>};
-
-}  // namespace ingot::formats

@@ -25,7 +25,6 @@
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
-namespace {
 
 // AutoGPTQ / GPTQModel: qweight (cols*bits/32, rows) int32, qzeros (groups,
 // rows*bits/32), scales (groups, rows) f16, g_idx (cols). gptq v1 stores zero - 1.
@@ -117,7 +116,7 @@ absl::StatusOr<LinearLoad> ReadGptq(const Checkpoint& ck, const std::string& nam
   return Own(std::move(qw));
 }
 
-absl::Status Configure(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
+absl::Status ConfigureGptq(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
   if (src != ConfigSource::kHfConfig) {
     ReadSideSettings(j, q);
     return absl::OkStatus();
@@ -128,6 +127,8 @@ absl::Status Configure(ConfigSource src, const Json& j, const std::string&, Chec
   q->desc_act = BoolOr(j, "desc_act", false);
   return absl::OkStatus();
 }
+
+namespace {
 
 // AutoGPTQ's v1 layout as auto-gptq (from_quantized) and transformers + optimum load it.
 class GptqEncoder : public LayoutEncoder {
@@ -261,20 +262,8 @@ absl::StatusOr<Json> GptqEncoder::Config() const {
               {"quant_method", "gptq"}};
 }
 
-std::unique_ptr<LayoutEncoder> NewEncoder() { return std::make_unique<GptqEncoder>(); }
-
 }  // namespace
+
+std::unique_ptr<LayoutEncoder> NewGptqEncoder() { return std::make_unique<GptqEncoder>(); }
+
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-const Layout kGptqLayout = {.name = "gptq",
-                            .quant_method = "gptq",
-                            .side_config = "quantize_config.json",
-                            .tensor_marks = {".qweight", ".g_idx"},
-                            .configure = layouts::Configure,
-                            .reader = layouts::PerModule<layouts::ReadGptq>,
-                            .save_name = "gptq",
-                            .new_encoder = layouts::NewEncoder};
-
-}  // namespace ingot::formats

@@ -28,7 +28,6 @@
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
-namespace {
 
 // HQQ (axis 1): W reshaped to (rows*cols/group, group) rows of one group each, packed
 // along that first dimension in 8/bits slices (slice i of `step` group rows sits at
@@ -78,10 +77,12 @@ absl::StatusOr<LinearLoad> ReadHqq(const Checkpoint& ck, const std::string& name
   return Own(std::move(qw));
 }
 
-absl::Status Configure(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
+absl::Status ConfigureHqq(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
   if (src != ConfigSource::kHfConfig) ReadSideSettings(j, q);
   return absl::OkStatus();
 }
+
+namespace {
 
 Json WeightQuantParams(int bits, int64_t group, bool round_zero) {
   return Json{{"nbits", bits},      {"group_size", group},      {"axis", 1},           {"channel_wise", true},
@@ -224,20 +225,8 @@ absl::StatusOr<Json> HqqEncoder::Config() const {
   return Json{{"quant_method", "hqq"}, {"quant_config", quant_config}, {"skip_modules", skip}};
 }
 
-std::unique_ptr<LayoutEncoder> NewEncoder() { return std::make_unique<HqqEncoder>(); }
-
 }  // namespace
+
+std::unique_ptr<LayoutEncoder> NewHqqEncoder() { return std::make_unique<HqqEncoder>(); }
+
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-const Layout kHqqLayout = {.name = "hqq",
-                           .quant_method = "hqq",
-                           .side_config = "hqq_config.json",
-                           .tensor_marks = {".W_q", nullptr},
-                           .configure = layouts::Configure,
-                           .reader = layouts::PerModule<layouts::ReadHqq>,
-                           .save_name = "hqq",
-                           .new_encoder = layouts::NewEncoder};
-
-}  // namespace ingot::formats

@@ -218,9 +218,11 @@ class IngotEncoder : public LayoutEncoder {
   Json modules_ = Json::object();  // quantization_config.json "modules"
 };
 
+}  // namespace
+
 // Modules stored dense are read as dense, keeping the representation name the entry
 // gives them.
-LinearLoader Reader(std::shared_ptr<const Checkpoint> ck) {
+LinearLoader IngotReader(std::shared_ptr<const Checkpoint> ck) {
   Json modules = Json::object();
   const Json j = Json::parse(ck->quant().json, nullptr, false);
   if (j.is_object() && j.contains("modules") && j["modules"].is_object()) modules = j["modules"];
@@ -237,9 +239,9 @@ LinearLoader Reader(std::shared_ptr<const Checkpoint> ck) {
   };
 }
 
-bool Claims(const Json& j) { return StrOr(j, "quant_method", "") == "ingot"; }
+bool IngotClaims(const Json& j) { return StrOr(j, "quant_method", "") == "ingot"; }
 
-absl::Status Configure(ConfigSource, const Json& j, const std::string& where, CheckpointQuantConfig*) {
+absl::Status ConfigureIngot(ConfigSource, const Json& j, const std::string& where, CheckpointQuantConfig*) {
   if (IntOr(j, "version", 0) != 1 || !j.contains("modules") || !j["modules"].is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": an ingot layout needs \"version\": 1 and a \"modules\" object"));
@@ -247,23 +249,6 @@ absl::Status Configure(ConfigSource, const Json& j, const std::string& where, Ch
   return absl::OkStatus();
 }
 
-std::unique_ptr<LayoutEncoder> NewEncoder() { return std::make_unique<IngotEncoder>(); }
+std::unique_ptr<LayoutEncoder> NewIngotEncoder() { return std::make_unique<IngotEncoder>(); }
 
-}  // namespace
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-// quantization_config.json is bitsandbytes' side file too: this row claims it only when
-// it names ingot.
-const Layout kIngotLayout = {.name = "ingot",
-                             .side_config = "quantization_config.json",
-                             .claims = layouts::Claims,
-                             .configure = layouts::Configure,
-                             .reader = layouts::Reader,
-                             .reads_dense = true,
-                             .save_name = "ingot",
-                             .new_encoder = layouts::NewEncoder,
-                             .exact = true};
-
-}  // namespace ingot::formats

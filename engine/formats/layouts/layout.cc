@@ -5,13 +5,58 @@
 
 namespace ingot::formats {
 
+namespace {
+
+// Every layout, one row each, in detection order (Checkpoint::Open walks them in this
+// order at each step). Tensor names: HQQ's W_q first, GPTQ before AWQ (GPTQ's names
+// include AWQ's mark). Side files: ingot before bitsandbytes (both name
+// quantization_config.json; ingot claims it only when it names ingot).
+const Layout kLayouts[] = {
+    {.name = "ingot", .side_config = "quantization_config.json", .claims = layouts::IngotClaims,
+     .configure = layouts::ConfigureIngot, .reader = layouts::IngotReader, .reads_dense = true,
+     .save_name = "ingot", .new_encoder = layouts::NewIngotEncoder, .exact = true},
+    {.name = "hqq", .quant_method = "hqq", .side_config = "hqq_config.json", .tensor_marks = {".W_q", nullptr},
+     .configure = layouts::ConfigureHqq, .reader = layouts::PerModule<layouts::ReadHqq>, .save_name = "hqq",
+     .new_encoder = layouts::NewHqqEncoder},
+    {.name = "gptq", .quant_method = "gptq", .side_config = "quantize_config.json",
+     .tensor_marks = {".qweight", ".g_idx"}, .configure = layouts::ConfigureGptq,
+     .reader = layouts::PerModule<layouts::ReadGptq>, .save_name = "gptq", .new_encoder = layouts::NewGptqEncoder},
+    {.name = "awq", .quant_method = "awq", .side_config = "quant_config.json", .tensor_marks = {".qweight", nullptr},
+     .configure = layouts::ConfigureAwq, .reader = layouts::PerModule<layouts::ReadAwq>},
+    {.name = "bitsandbytes-4bit", .quant_method = "bitsandbytes", .side_config = "quantization_config.json",
+     .tensor_marks = {".weight.absmax", nullptr}, .configure = layouts::ConfigureBnb,
+     .reader = layouts::PerModule<layouts::ReadBnb4>, .save_name = "bitsandbytes",
+     .new_encoder = layouts::NewBnbEncoder},
+    // Found through the 4-bit row's configs (load_in_8bit, bits 8) or its own tensor names.
+    {.name = "bitsandbytes-int8", .tensor_marks = {".SCB", nullptr}, .reader = layouts::PerModule<layouts::ReadBnb8>},
+    {.name = "mlx", .config_key = "quantization", .side_config = "mlx_config.json",
+     .tensor_marks = {".biases", nullptr}, .configure = layouts::ConfigureMlx,
+     .reader = layouts::PerModule<layouts::ReadMlx>, .save_name = "mlx", .new_encoder = layouts::NewMlxEncoder},
+    // A single .pth may carry the config inside ({"model_state_dict": ..., "quanto_config":
+    // {"weights": "qint4", ...}}); a directory may only have quanto_qmap.json.
+    {.name = "quanto", .quant_method = "quanto", .embedded_config = "quanto_config",
+     .side_marker = "quanto_qmap.json", .tensor_marks = {".weight._data", nullptr}, .marks_anywhere = true,
+     .configure = layouts::ConfigureQuanto, .reader = layouts::PerModule<layouts::ReadQuanto>},
+    {.name = "torchao", .quant_method = "torchao", .configure = layouts::ConfigureTorchao,
+     .reader = layouts::PerModule<layouts::ReadTorchao>},
+};
+
+}  // namespace
+
 const std::vector<const Layout*>& Layouts() {
-  // Detection order. Tensor names: GPTQ before AWQ (GPTQ's names include AWQ's mark).
-  // Side files: ingot before bitsandbytes (both name quantization_config.json).
-  static const std::vector<const Layout*> kLayouts = {&kIngotLayout, &kHqqLayout,  &kGptqLayout,
-                                                      &kAwqLayout,   &kBnb4Layout, &kBnb8Layout,
-                                                      &kMlxLayout,   &kQuantoLayout, &kTorchaoLayout};
-  return kLayouts;
+  static const std::vector<const Layout*> kRows = [] {
+    std::vector<const Layout*> rows;
+    for (const Layout& l : kLayouts) rows.push_back(&l);
+    return rows;
+  }();
+  return kRows;
+}
+
+const Layout* FindLayout(std::string_view name) {
+  for (const Layout& l : kLayouts) {
+    if (name == l.name) return &l;
+  }
+  return nullptr;
 }
 
 const Layout* FindSaveLayout(const std::string& save_name) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -130,8 +131,28 @@ struct Layout {
   bool exact = false;
 };
 
-// Every layout, in detection order (Checkpoint::Open walks them in this order per step).
+// Each codec's functions, one file each (engine/formats/layouts/<layout>.cc); the rows
+// that name them are in layout.cc.
+namespace layouts {
+using ConfigureFn = absl::Status(ConfigSource src, const Json& j, const std::string& where, CheckpointQuantConfig* q);
+using ReadFn = absl::StatusOr<LinearLoad>(const Checkpoint& ck, const std::string& name, int64_t rows, int64_t cols);
+ConfigureFn ConfigureAwq, ConfigureBnb, ConfigureGptq, ConfigureHqq, ConfigureIngot, ConfigureMlx, ConfigureQuanto,
+    ConfigureTorchao;
+ReadFn ReadAwq, ReadBnb4, ReadBnb8, ReadGptq, ReadHqq, ReadMlx, ReadQuanto, ReadTorchao;
+LinearLoader IngotReader(std::shared_ptr<const Checkpoint> ck);
+bool IngotClaims(const Json& j);
+std::unique_ptr<LayoutEncoder> NewBnbEncoder();
+std::unique_ptr<LayoutEncoder> NewGptqEncoder();
+std::unique_ptr<LayoutEncoder> NewHqqEncoder();
+std::unique_ptr<LayoutEncoder> NewIngotEncoder();
+std::unique_ptr<LayoutEncoder> NewMlxEncoder();
+}  // namespace layouts
+
+// Every layout, in detection order (the table in layout.cc; Checkpoint::Open walks it in
+// this order at each step).
 const std::vector<const Layout*>& Layouts();
+// By name ("bitsandbytes-int8"); nullptr if none.
+const Layout* FindLayout(std::string_view name);
 // "none" for a dense checkpoint.
 inline const char* LayoutName(const Layout* l) { return l == nullptr ? "none" : l->name; }
 // By SaveModel format name; nullptr if none.
@@ -175,17 +196,6 @@ inline DType DTypeOf(GgmlType t) {
 inline void LayoutWriter::AddDense(const std::string& name, const kernels::WeightMatrix& m) {
   Add(name + ".weight", DTypeOf(m.type), {m.rows, m.cols}, m.data);
 }
-
-// The rows, one per codec file.
-extern const Layout kIngotLayout;     // ingot.cc
-extern const Layout kHqqLayout;       // hqq.cc
-extern const Layout kGptqLayout;      // gptq.cc
-extern const Layout kAwqLayout;       // awq.cc
-extern const Layout kBnb4Layout;      // bitsandbytes.cc
-extern const Layout kBnb8Layout;      // bitsandbytes.cc
-extern const Layout kMlxLayout;       // mlx.cc
-extern const Layout kQuantoLayout;    // quanto.cc
-extern const Layout kTorchaoLayout;   // torchao.cc
 
 }  // namespace formats
 }  // namespace ingot

@@ -7,7 +7,6 @@
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
-namespace {
 
 // MLX: weight (rows, cols*bits/32) uint32 holding an LSB-first bitstream per row (the
 // kAffine layout, read in place), scales and biases (rows, cols/group); w = q*s + b.
@@ -37,7 +36,7 @@ absl::StatusOr<LinearLoad> ReadMlx(const Checkpoint& ck, const std::string& name
   return out;
 }
 
-absl::Status Configure(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
+absl::Status ConfigureMlx(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
   if (src != ConfigSource::kHfConfig) {
     ReadSideSettings(j, q);
     return absl::OkStatus();
@@ -46,6 +45,8 @@ absl::Status Configure(ConfigSource src, const Json& j, const std::string&, Chec
   q->group_size = IntOr(j, "group_size", 64);
   return absl::OkStatus();
 }
+
+namespace {
 
 // mlx-lm's layout.
 class MlxEncoder : public LayoutEncoder {
@@ -92,20 +93,8 @@ class MlxEncoder : public LayoutEncoder {
   Json per_module_ = Json::object();
 };
 
-std::unique_ptr<LayoutEncoder> NewEncoder() { return std::make_unique<MlxEncoder>(); }
-
 }  // namespace
+
+std::unique_ptr<LayoutEncoder> NewMlxEncoder() { return std::make_unique<MlxEncoder>(); }
+
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-const Layout kMlxLayout = {.name = "mlx",
-                           .config_key = "quantization",
-                           .side_config = "mlx_config.json",
-                           .tensor_marks = {".biases", nullptr},
-                           .configure = layouts::Configure,
-                           .reader = layouts::PerModule<layouts::ReadMlx>,
-                           .save_name = "mlx",
-                           .new_encoder = layouts::NewEncoder};
-
-}  // namespace ingot::formats

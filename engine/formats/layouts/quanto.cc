@@ -4,7 +4,6 @@
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
-namespace {
 
 // optimum-quanto: qint8 weight._data (rows, cols) int8 with per-row _scale, w = q*s;
 // qint4/qint2 grouped along the inputs: (n_groups, group) codes packed along the
@@ -52,25 +51,9 @@ absl::StatusOr<LinearLoad> ReadQuanto(const Checkpoint& ck, const std::string& n
   return Own(std::move(qw));
 }
 
-absl::Status Configure(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
+absl::Status ConfigureQuanto(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
   q->quant_type = StrOr(j, "weights", src == ConfigSource::kEmbedded ? "qint8" : "int8");
   return absl::OkStatus();
 }
 
-}  // namespace
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-// A single .pth may carry the config inside ({"model_state_dict": ..., "quanto_config":
-// {"weights": "qint4", ...}}); a directory may only have quanto_qmap.json.
-const Layout kQuantoLayout = {.name = "quanto",
-                              .quant_method = "quanto",
-                              .embedded_config = "quanto_config",
-                              .side_marker = "quanto_qmap.json",
-                              .tensor_marks = {".weight._data", nullptr},
-                              .marks_anywhere = true,
-                              .configure = layouts::Configure,
-                              .reader = layouts::PerModule<layouts::ReadQuanto>};
-
-}  // namespace ingot::formats

@@ -61,10 +61,8 @@ int32_t Code(const TensorView& t, int64_t i, int64_t j, int64_t width, int bits,
 void UnpackSlicedGroups(const uint8_t* packed, int64_t step, int64_t group, int64_t rows, int64_t cols, int bits,
                         bool msb_first, uint8_t* q);
 
-using ReadFn = absl::StatusOr<LinearLoad> (*)(const Checkpoint& ck, const std::string& name, int64_t rows,
-                                              int64_t cols);
 // A Layout::reader that reads each module with F and keeps the checkpoint alive.
-template <ReadFn F>
+template <ReadFn* F>
 LinearLoader PerModule(std::shared_ptr<const Checkpoint> ck) {
   return [ck](const std::string& name, int64_t rows, int64_t cols) { return F(*ck, name, rows, cols); };
 }

@@ -4,7 +4,6 @@
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
-namespace {
 
 // torchao's Int8Tensor as transformers 5 flattens it into safetensors (the tensor's
 // attributes as `<module>._weight_<attr>`, its class in the file's metadata):
@@ -32,7 +31,7 @@ absl::StatusOr<LinearLoad> ReadTorchao(const Checkpoint& ck, const std::string& 
 // ("int8_weight_only"). The int8 configs are read (the weight is an Int8Tensor either
 // way; the dynamic one also quantizes activations per token, which ingot's int8 path
 // does per block of 32); the int4 layouts are refused by name.
-absl::Status Configure(ConfigSource, const Json& j, const std::string& where, CheckpointQuantConfig* q) {
+absl::Status ConfigureTorchao(ConfigSource, const Json& j, const std::string& where, CheckpointQuantConfig* q) {
   std::string type;
   if (auto it = j.find("quant_type"); it != j.end()) {
     if (it->is_string()) {
@@ -63,14 +62,4 @@ absl::Status Configure(ConfigSource, const Json& j, const std::string& where, Ch
       "' is not supported (Int8WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig)"));
 }
 
-}  // namespace
 }  // namespace ingot::formats::layouts
-
-namespace ingot::formats {
-
-const Layout kTorchaoLayout = {.name = "torchao",
-                               .quant_method = "torchao",
-                               .configure = layouts::Configure,
-                               .reader = layouts::PerModule<layouts::ReadTorchao>};
-
-}  // namespace ingot::formats
