@@ -10,10 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/file_access.h"
+#include "engine/formats/file_format.h"
 #include "engine/formats/layouts/layout.h"
-#include "engine/formats/npz.h"
-#include "engine/formats/safetensors.h"
-#include "engine/formats/torch_pickle.h"
 #include "nlohmann/json.hpp"
 
 namespace ingot {
@@ -64,42 +62,6 @@ std::string FindWeights(const std::string& dir) {
   return found.size() == 1 ? found[0] : "";
 }
 
-// Plain values of a pickled config (str, numbers, bools, None, lists, dicts with str
-// keys) as JSON; anything else as its description.
-Json PickleToJson(const formats::PickleValue& v) {
-  using K = formats::PickleValue::Kind;
-  switch (v.kind()) {
-    case K::kNone: return nullptr;
-    case K::kBool: return *v.AsBool();
-    case K::kInt: return *v.AsInt();
-    case K::kFloat: return *v.AsDouble();
-    case K::kString: return *v.AsString();
-    case K::kList:
-    case K::kTuple: {
-      Json out = Json::array();
-      for (const formats::PickleValue* e : v.items()) out.push_back(PickleToJson(*e));
-      return out;
-    }
-    case K::kDict: {
-      Json out = Json::object();
-      for (const auto& [k, e] : v.entries()) {
-        if (k->AsString() != nullptr) out[*k->AsString()] = PickleToJson(*e);
-      }
-      return out;
-    }
-    default: return v.DebugString();
-  }
-}
-
-std::string ContainerOf(const std::string& file) {
-  if (absl::EndsWith(file, ".safetensors") || absl::EndsWith(file, ".index.json")) return "safetensors";
-  if (absl::EndsWith(file, ".npz")) return "npz";
-  if (absl::EndsWith(file, ".bin") || absl::EndsWith(file, ".pt") || absl::EndsWith(file, ".pth")) {
-    return "torch";
-  }
-  return "";
-}
-
 }  // namespace
 
 Checkpoint::~Checkpoint() = default;
@@ -123,44 +85,25 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     ck->dir_ = fs::path(path).parent_path().string();
     if (ck->dir_.empty()) ck->dir_ = ".";
   }
-  std::string container = ContainerOf(weights);
-  if (format == "safetensors" || format == "torch" || format == "npz") container = format;
-  if (container.empty()) {
+  const formats::FileFormat* container = formats::FindFileFormat(format);
+  if (container == nullptr || container->open == nullptr) container = formats::ContainerOfFile(weights);
+  if (container == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(weights, ": not a checkpoint format this build reads "
                                                    "(.safetensors, .bin/.pt/.pth, .npz, .gguf)"));
   }
-  ck->container_ = container;
-  if (container == "safetensors") {
-    ASSIGN_OR_RETURN(std::unique_ptr<formats::SafetensorsSet> set, formats::SafetensorsSet::Open(weights));
-    for (const formats::TensorView* t : set->tensors()) ck->tensors_.emplace(t->name, *t);
-    ck->owner_ = std::shared_ptr<formats::SafetensorsSet>(std::move(set));
-  } else if (container == "torch") {
-    ASSIGN_OR_RETURN(std::unique_ptr<formats::TorchCheckpoint> t, formats::TorchCheckpoint::Open(weights));
-    for (const formats::TensorView& v : t->FlattenTensors()) {
-      // HQQ's qmodel.pt and some trainers nest the state dict under "state_dict"/"model".
-      std::string name = v.name;
-      for (const char* prefix : {"state_dict.", "model_state_dict.", "module."}) {
-        if (absl::StartsWith(name, prefix)) name = name.substr(std::string(prefix).size());
-      }
-      formats::TensorView copy = v;
-      copy.name = name;
-      ck->tensors_.emplace(name, copy);
+  ck->container_ = container->name;
+  ASSIGN_OR_RETURN(formats::OpenedTensors opened, container->open(weights));
+  for (formats::TensorView& t : opened.tensors) ck->tensors_.emplace(t.name, std::move(t));
+  // A single .pth with a layout's config inside (Layout::embedded_config).
+  for (const formats::Layout* l : formats::Layouts()) {
+    if (l->embedded_config == nullptr || opened.pickled_config == nullptr || ck->embedded_layout_ != nullptr) continue;
+    if (std::string json = opened.pickled_config(l->embedded_config); !json.empty()) {
+      ck->embedded_quant_ = std::move(json);
+      ck->embedded_quant_where_ = absl::StrCat(weights, ": ", l->embedded_config);
+      ck->embedded_layout_ = l;
     }
-    // A single .pth with a layout's config inside (Layout::embedded_config).
-    for (const formats::Layout* l : formats::Layouts()) {
-      if (l->embedded_config == nullptr || ck->embedded_layout_ != nullptr) continue;
-      if (const formats::PickleValue* qc = t->root().Get(l->embedded_config); qc != nullptr && qc->is_dict()) {
-        ck->embedded_quant_ = PickleToJson(*qc).dump();
-        ck->embedded_quant_where_ = absl::StrCat(weights, ": ", l->embedded_config);
-        ck->embedded_layout_ = l;
-      }
-    }
-    ck->owner_ = std::shared_ptr<formats::TorchCheckpoint>(std::move(t));
-  } else {
-    ASSIGN_OR_RETURN(std::unique_ptr<formats::NpzFile> z, formats::NpzFile::Open(weights));
-    for (const formats::TensorView& v : z->tensors()) ck->tensors_.emplace(v.name, v);
-    ck->owner_ = std::shared_ptr<formats::NpzFile>(std::move(z));
   }
+  ck->owner_ = std::move(opened.owner);
   ReadText(ck->dir_ + "/config.json", &ck->config_json_);
   RETURN_IF_ERROR(ck->DetectQuantization());
   return ck;

@@ -3,11 +3,10 @@
 // the dry run sees what the load sees.
 #include "engine/runtime/load_open.h"
 
-#include <unistd.h>
-
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/file_access.h"
+#include "engine/formats/file_format.h"
 #include "engine/formats/gguf.h"
 #include "engine/formats/checkpoint.h"
 #include "engine/formats/layouts/layout.h"
@@ -15,18 +14,6 @@
 
 namespace ingot {
 namespace {
-
-// GGUF when asked, or (auto) when the file starts with the GGUF magic. The source was
-// checked to be a regular file or a directory (CheckSource) before.
-bool IsGguf(const LoadRequest& r) {
-  if (r.format == "gguf") return true;
-  if (r.format != "auto" && !r.format.empty()) return false;
-  absl::StatusOr<formats::OpenFile> file = formats::OpenRegularFile(r.source);
-  char magic[4] = {};
-  return file.ok() && ::pread(file->fd(), magic, 4, 0) == 4 && std::string(magic, 4) == "GGUF";
-}
-
-constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch", "npz"};
 
 absl::StatusOr<kernels::KvDtype> ParseKvDtype(const std::string& name) {
   if (name.empty() || name == "f16") return kernels::KvDtype::kF16;
@@ -57,11 +44,9 @@ absl::StatusOr<ValidatedLoad> ValidateLoad(const LoadRequest& request) {
   ValidatedLoad v;
   ASSIGN_OR_RETURN(v.device, kernels::ParseDevice(request.device));
   ASSIGN_OR_RETURN(v.backend, ChooseBackend(request.backend, v.device));
-  bool known_format = request.format.empty();
-  for (const char* f : kFormats) known_format |= request.format == f;
-  if (!known_format) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "format '", request.format, "' is not one of auto, gguf, hf, safetensors, torch, npz"));
+  if (!request.format.empty() && request.format != "auto" && formats::FindFileFormat(request.format) == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("format '", request.format, "' is not one of ", formats::LoadFormatNames()));
   }
   if (request.context_length < 0) {
     return absl::InvalidArgumentError(
@@ -84,7 +69,8 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
   auto loaded = std::make_shared<LoadedModel>();
   std::string format, quantization, note;
   std::unique_ptr<Tokenizer> tokenizer;
-  if (IsGguf(request)) {
+  // The source was checked to be a regular file or a directory (CheckSource) before.
+  if (formats::IsGguf(request.format, request.source)) {
     ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
     ASSIGN_OR_RETURN(VocabSpec vocab, VocabSpecFromGguf(*file));
     ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
