@@ -173,14 +173,14 @@ int CheckConfig(const Flags& flags) {
 // and every evaluation is cancelled: gRPC finds nothing left to cut. Returns when the
 // server is shut down.
 void Drain(const ServerConfig& config, grpc::Server* server, HttpServer* http, Engine* engine,
-           ModelServiceImpl* model_service, Metrics* metrics) {
+           BackgroundJobs* jobs, Metrics* metrics) {
   using Clock = std::chrono::system_clock;
   const auto drain = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(config.drain_seconds));
   const auto deadline = Clock::now() + drain;
   // Loads and quantizations make models this process is about to exit with: stopped
   // now. Streams and evaluations may finish until the margin below.
-  model_service->CancelBackground(ModelServiceImpl::Job::kModelChange);
+  jobs->Cancel(BackgroundJobs::Job::kModelChange);
   // Time for the final messages to be written and for background work to notice its
   // cancel (one batch of a calibration or evaluation pass, ~1 s on the 2-core VM)
   // before the deadline: 2 s, or a third of a shorter drain.
@@ -205,7 +205,7 @@ void Drain(const ServerConfig& config, grpc::Server* server, HttpServer* http, E
     spdlog::info("drain: ending the {} running generation(s) and cancelling background work "
                  "before the deadline", engine->RunningRequests(""));
     engine->CancelAllGenerations();
-    model_service->CancelBackground();
+    jobs->Cancel();
     lock.lock();
   }
   lock.unlock();
@@ -217,7 +217,7 @@ void Drain(const ServerConfig& config, grpc::Server* server, HttpServer* http, E
 // Waits for SIGHUP (reload) until SIGTERM/SIGINT, which starts the drain.
 void HandleSignals(const ServerConfig& config, grpc::Server* server, HttpServer* http,
                    grpc::HealthCheckServiceInterface* health, TlsReloader* tls, CallGuard* guard,
-                   Engine* engine, ModelServiceImpl* model_service, Metrics* metrics) {
+                   Engine* engine, BackgroundJobs* jobs, Metrics* metrics) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -256,7 +256,7 @@ void HandleSignals(const ServerConfig& config, grpc::Server* server, HttpServer*
                  config.drain_seconds);
     health->Shutdown();  // every service NOT_SERVING
     if (http != nullptr) http->StartDrain();  // 503 from now on
-    Drain(config, server, http, engine, model_service, metrics);
+    Drain(config, server, http, engine, jobs, metrics);
     return;
   }
 }
@@ -327,9 +327,12 @@ int Run(const Flags& flags) {
   }
   InstallCallGuard(guard.get());
 
-  ModelServiceImpl model_service(engine.get(), &metrics, threads);
+  // Loads, quantizations, evaluations and saves run here; joined when the server has
+  // stopped, before the services they report to go.
+  BackgroundJobs jobs;
+  ModelServiceImpl model_service(engine.get(), &metrics, &jobs, threads);
   GenerationServiceImpl generation_service(engine.get(), &metrics);
-  QuantizationServiceImpl quant_service(engine.get(), &metrics, &model_service);
+  QuantizationServiceImpl quant_service(engine.get(), &metrics, &jobs, &model_service);
   grpc::EnableDefaultHealthCheckService(true);
   // gRPC's health service has no protobuf descriptors of its own; touching ours links
   // them in, so reflection can describe grpc.health.v1.Health too.
@@ -391,11 +394,12 @@ int Run(const Flags& flags) {
   // The signals are blocked in every thread (see main); this one waits for them.
   std::thread signal_thread(
       [&] { HandleSignals(config, server.get(), http.get(), health, tls.get(), guard.get(), engine.get(),
-                          &model_service, &metrics); });
+                          &jobs, &metrics); });
   server->Wait();
   signal_thread.join();
   http.reset();
   server.reset();
+  jobs.Join();
   InstallCallGuard(nullptr);
   keeper.reset();
   spdlog::info("ingotd stopped");

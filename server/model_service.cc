@@ -1,7 +1,5 @@
 #include "server/model_service.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 
@@ -31,7 +29,7 @@ constexpr double kProgressStep = 0.01;
 // One LoadModel call: the engine load runs on a service-owned thread, which pushes
 // progress and closes the stream as its last act. A client's cancel does not stop the
 // load (the model stays registered, as documented in model.proto); the drain does
-// (CancelBackground), so shutdown never waits on a load.
+// (BackgroundJobs::Cancel), so shutdown never waits on a load.
 class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
  public:
   LoadReactor(ModelServiceImpl* service, grpc::CallbackServerContext* context,
@@ -46,8 +44,8 @@ class LoadReactor final : public QueuedWriter<v1::LoadModelResponse> {
     }
     name_ = converted->name;
     source_ = converted->source;
-    service_->RunInBackground([this, req = *std::move(converted)] { Run(req); }, cancel_,
-                              ModelServiceImpl::Job::kModelChange);
+    service_->jobs()->Run([this, req = *std::move(converted)] { Run(req); }, cancel_,
+                              BackgroundJobs::Job::kModelChange);
   }
 
  private:
@@ -163,37 +161,6 @@ class WatchReactor final : public QueuedWriter<v1::ModelEvent> {
 };
 
 
-// SaveModel's work on a background thread (see ModelServiceImpl::SaveModel).
-class SaveReactor final : public grpc::ServerUnaryReactor {
- public:
-  SaveReactor(ModelServiceImpl* service, SaveRequest request, std::string peer,
-              v1::SaveModelResponse* response) {
-    service->RunInBackground(
-        [this, engine = service->engine(), request = std::move(request), peer = std::move(peer),
-         response, cancel = cancel_] {
-          const auto start = std::chrono::steady_clock::now();
-          absl::StatusOr<SaveResult> saved = engine->SaveModel(request, cancel.get());
-          if (saved.ok()) {
-            response->set_path(request.path);
-            response->set_format(request.format);
-            response->set_bytes(saved->bytes);
-            for (const std::string& d : saved->directories) response->add_directories(d);
-            response->set_seconds(
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-            spdlog::info("save name={} path={} format={} variants={} bytes={} peer={}", request.name,
-                         request.path, request.format, request.variants.size(), saved->bytes, peer);
-          }
-          Finish(ToGrpcStatus(saved.status()));  // last touch: OnDone may delete this now
-        },
-        cancel_, ModelServiceImpl::Job::kResult);
-  }
-  void OnCancel() override { cancel_->store(true); }
-  void OnDone() override { delete this; }
-
- private:
-  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
-};
-
 }  // namespace
 
 std::vector<std::string> BuildFeatures() {
@@ -213,9 +180,10 @@ std::vector<std::string> BuildFeatures() {
   return features;
 }
 
-ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, int threads)
+ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, BackgroundJobs* jobs, int threads)
     : engine_(engine),
       metrics_(metrics),
+      jobs_(jobs),
       threads_(threads),
       start_time_unix_(std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
@@ -234,43 +202,7 @@ ModelServiceImpl::ModelServiceImpl(Engine* engine, Metrics* metrics, int threads
       nullptr);
 }
 
-ModelServiceImpl::~ModelServiceImpl() {
-  engine_->StopWatching(health_watch_);
-  std::lock_guard lock(workers_mu_);
-  for (Worker& w : workers_) w.thread.join();
-}
-
-void ModelServiceImpl::RunInBackground(std::function<void()> fn,
-                                       std::shared_ptr<std::atomic<bool>> cancel, Job job) {
-  std::lock_guard lock(workers_mu_);
-  if (cancel && cancelled_.count(job)) cancel->store(true);
-  // Reap threads that have finished so the list stays short.
-  std::erase_if(workers_, [](Worker& w) {
-    if (!w.done->load()) return false;
-    w.thread.join();
-    return true;
-  });
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  workers_.push_back(Worker{std::thread([fn = std::move(fn), done] {
-                              fn();
-                              // A job's scratch (quantization buffers, evaluation
-                              // workspaces) sits in this thread's malloc arena, which
-                              // glibc keeps when the thread ends: hand it back.
-                              malloc_trim(0);
-                              done->store(true);
-                            }),
-                            done, std::move(cancel), job});
-}
-
-void ModelServiceImpl::CancelBackground(std::optional<Job> kind) {
-  std::lock_guard lock(workers_mu_);
-  for (Job j : {Job::kModelChange, Job::kResult}) {
-    if (!kind || *kind == j) cancelled_.insert(j);
-  }
-  for (Worker& w : workers_) {
-    if (w.cancel && cancelled_.count(w.job)) w.cancel->store(true);
-  }
-}
+ModelServiceImpl::~ModelServiceImpl() { engine_->StopWatching(health_watch_); }
 
 void ModelServiceImpl::AttachHealth(grpc::HealthCheckServiceInterface* health) {
   health_.store(health);
@@ -341,7 +273,20 @@ grpc::ServerUnaryReactor* ModelServiceImpl::SaveModel(grpc::CallbackServerContex
   // (minutes for GPTQ/AWQ on a large model) and evaluated if asked, and the callback
   // threads must stay free for other calls. A cancelled call (client gone, deadline,
   // drain) stops the quantization or evaluation between layers.
-  return new SaveReactor(this, std::move(save), context->peer(), response);
+  return new BackgroundUnaryReactor(
+      jobs_, [engine = engine_, save = std::move(save), peer = context->peer(), response](const std::atomic<bool>* cancel) {
+        const auto start = std::chrono::steady_clock::now();
+        absl::StatusOr<SaveResult> saved = engine->SaveModel(save, cancel);
+        if (!saved.ok()) return saved.status();
+        response->set_path(save.path);
+        response->set_format(save.format);
+        response->set_bytes(saved->bytes);
+        for (const std::string& d : saved->directories) response->add_directories(d);
+        response->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        spdlog::info("save name={} path={} format={} variants={} bytes={} peer={}", save.name, save.path, save.format,
+                     save.variants.size(), saved->bytes, peer);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* ModelServiceImpl::ListModels(grpc::CallbackServerContext* context,

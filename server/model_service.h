@@ -1,8 +1,9 @@
-// ingot.v1.ModelService on the gRPC callback API. Loads run on their own threads
-// (never on a gRPC thread) and stream progress back.
+// ingot.v1.ModelService on the gRPC callback API. Loads and saves run as background
+// jobs (server/background.h; never on a gRPC thread) and loads stream progress back.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "engine/runtime/engine.h"
 #include "ingot/v1/model.grpc.pb.h"
+#include "server/background.h"
 #include "server/metrics.h"
 
 namespace ingot::server {
@@ -24,8 +26,9 @@ std::vector<std::string> BuildFeatures();
 
 class ModelServiceImpl final : public v1::ModelService::CallbackService {
  public:
-  ModelServiceImpl(Engine* engine, Metrics* metrics, int threads);
-  ~ModelServiceImpl() override;  // joins load threads
+  // Loads and saves run as `jobs` (which must outlive the calls' work: main joins it).
+  ModelServiceImpl(Engine* engine, Metrics* metrics, BackgroundJobs* jobs, int threads);
+  ~ModelServiceImpl() override;
 
   // Set once the gRPC server is built; model names are then published as health
   // services (SERVING while loaded).
@@ -57,35 +60,16 @@ class ModelServiceImpl final : public v1::ModelService::CallbackService {
 
   Engine* engine() const { return engine_; }
   Metrics* metrics() const { return metrics_; }
-  // What a background job makes: a model in this process (load, quantize), which
-  // the drain cancels as it starts since the process is about to exit with it; or a
-  // result for its caller (evaluate), which may finish until the drain's deadline.
-  enum class Job { kModelChange, kResult };
-  // Runs `fn` on a new thread owned by the service (joined at destruction). `cancel`
-  // (may be null) is the job's cancel flag: CancelBackground() sets it.
-  void RunInBackground(std::function<void()> fn, std::shared_ptr<std::atomic<bool>> cancel,
-                       Job job);
-  // Cancels the background jobs of `kind` (all of them when null), running or started
-  // later: the drain has begun, or its deadline is near.
-  void CancelBackground(std::optional<Job> kind = std::nullopt);
+  BackgroundJobs* jobs() const { return jobs_; }
 
  private:
-  struct Worker {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-    std::shared_ptr<std::atomic<bool>> cancel;
-    Job job;
-  };
-
   Engine* engine_;
   Metrics* metrics_;
+  BackgroundJobs* jobs_;
   int threads_;
   int64_t start_time_unix_;
   std::atomic<grpc::HealthCheckServiceInterface*> health_{nullptr};
   int health_watch_ = 0;  // Engine::WatchModels id
-  std::mutex workers_mu_;
-  std::vector<Worker> workers_;
-  std::set<Job> cancelled_;  // guarded by workers_mu_
 };
 
 }  // namespace ingot::server

@@ -35,8 +35,7 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
     req.device = request.device();
     req.calibration_text = request.calibration_text();
     peer_ = context->peer();
-    service_->models()->RunInBackground([this, req = std::move(req)] { Run(req); }, cancel_,
-                                        ModelServiceImpl::Job::kModelChange);
+    service_->jobs()->Run([this, req = std::move(req)] { Run(req); }, cancel_, BackgroundJobs::Job::kModelChange);
   }
 
   void OnCancel() override { cancel_->store(true); }
@@ -95,30 +94,7 @@ class QuantizeReactor final : public QueuedWriter<v1::QuantizeModelResponse> {
   QuantizationServiceImpl* service_;
   const Clock::time_point start_;
   std::string peer_;
-  // Set by the client's cancel, a broken stream or the drain (CancelBackground).
-  std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
-};
-
-// One EvaluateModel call. Evaluation takes seconds to minutes: it runs on a
-// service-owned thread, and the client's cancel, its deadline or the drain stop it
-// within one batch of tokens (the default reactor has no OnCancel, hence this class).
-class EvaluateReactor final : public grpc::ServerUnaryReactor {
- public:
-  EvaluateReactor(QuantizationServiceImpl* service, EvaluateRequest request,
-                  v1::EvaluateModelResponse* response) {
-    service->models()->RunInBackground(
-        [this, engine = service->engine(), request = std::move(request), response,
-         cancel = cancel_] {
-          absl::StatusOr<EvaluateResult> r = engine->EvaluateModel(request, cancel.get());
-          if (r.ok()) ToProto(*r, response);
-          Finish(ToGrpcStatus(r.status()));  // last touch: OnDone may delete this now
-        },
-        cancel_, ModelServiceImpl::Job::kResult);
-  }
-  void OnCancel() override { cancel_->store(true); }
-  void OnDone() override { delete this; }
-
- private:
+  // Set by the client's cancel, a broken stream or the drain (BackgroundJobs::Cancel).
   std::shared_ptr<std::atomic<bool>> cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -196,7 +172,14 @@ grpc::ServerUnaryReactor* QuantizationServiceImpl::EvaluateModel(
   const ServerConfig* config = InstalledConfig();
   const int64_t limit = config ? config->limits.max_evaluate_tokens : 0;
   if (limit > 0 && req.max_tokens == 0) req.max_tokens = static_cast<int32_t>(limit);
-  return new EvaluateReactor(this, std::move(req), response);
+  // Evaluation takes seconds to minutes: the client's cancel, its deadline or the drain
+  // stop it within one batch of tokens.
+  return new BackgroundUnaryReactor(jobs(), [engine = engine_, req = std::move(req), response](
+                                                  const std::atomic<bool>* cancel) {
+    absl::StatusOr<EvaluateResult> r = engine->EvaluateModel(req, cancel);
+    if (r.ok()) ToProto(*r, response);
+    return r.status();
+  });
 }
 
 grpc::ServerUnaryReactor* QuantizationServiceImpl::ListQuantizationMethods(

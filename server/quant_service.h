@@ -1,9 +1,10 @@
 // ingot.v1.QuantizationService on the gRPC callback API. Quantization and evaluation
-// run on threads owned by the model service (never on a gRPC thread).
+// run as background jobs (server/background.h; never on a gRPC thread).
 #pragma once
 
 #include "engine/runtime/engine.h"
 #include "ingot/v1/quantization.grpc.pb.h"
+#include "server/background.h"
 #include "server/metrics.h"
 #include "server/model_service.h"
 
@@ -11,8 +12,9 @@ namespace ingot::server {
 
 class QuantizationServiceImpl final : public v1::QuantizationService::CallbackService {
  public:
-  QuantizationServiceImpl(Engine* engine, Metrics* metrics, ModelServiceImpl* models)
-      : engine_(engine), metrics_(metrics), models_(models) {}
+  // `models` publishes the health of the models quantizations make.
+  QuantizationServiceImpl(Engine* engine, Metrics* metrics, BackgroundJobs* jobs, ModelServiceImpl* models)
+      : engine_(engine), metrics_(metrics), jobs_(jobs), models_(models) {}
 
   grpc::ServerWriteReactor<v1::QuantizeModelResponse>* QuantizeModel(
       grpc::CallbackServerContext* context, const v1::QuantizeModelRequest* request) override;
@@ -31,11 +33,13 @@ class QuantizationServiceImpl final : public v1::QuantizationService::CallbackSe
 
   Engine* engine() const { return engine_; }
   Metrics* metrics() const { return metrics_; }
+  BackgroundJobs* jobs() const { return jobs_; }
   ModelServiceImpl* models() const { return models_; }
 
  private:
   Engine* engine_;
   Metrics* metrics_;
+  BackgroundJobs* jobs_;
   ModelServiceImpl* models_;
 };
 

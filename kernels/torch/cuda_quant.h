@@ -1,7 +1,7 @@
-// A quantized weight kept on a CUDA device in its own representation (GGML blocks,
-// affine groups, NF4/FP4 codebook blocks), for the torch row's CUDA half
-// (torch_cuda.cc): the arrays copied as the host holds them and the kernels' view of
-// them. Included by the ATen translation units only.
+// The torch row's CUDA half (torch_cuda.cc) as the row sees it: a quantized weight kept
+// on a CUDA device in its own representation (GGML blocks, affine groups, NF4/FP4
+// codebook blocks: the arrays copied as the host holds them and the kernels' view of
+// them), and the paged KV kernels. Included by the ATen translation units only.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -28,5 +28,15 @@ at::Tensor QuantToBf16OnCuda(const CudaQuant& q, int index);
 // x (m, cols) on the weight's device -> (m, rows) bf16: the fused GEMV for m <= 16,
 // a bf16 tile + at::linear above.
 at::Tensor QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q);
+
+// ingot's paged KV kernels (kernels/cuda/paged_attention.cu).
+// Rows rows[i] (int64, device) of one layer's store (rows, row bytes) = Q8_0 of src row i.
+void StoreQ8_0RowsOnCuda(const at::Tensor& src, const at::Tensor& rows, const at::Tensor& layer_store);
+// out (n, n_head * head_dim) = attention of q (n, ...) over the layer's store k/v
+// (rows, width) in store_dtype (or Q8_0 bytes), token t over rows
+// ctx_rows[ctx_off[t] .. + ctx_len[t]).
+void PagedAttentionOnCuda(const at::Tensor& q, const at::Tensor& out, const at::Tensor& k, const at::Tensor& v,
+                          bool q8, at::ScalarType store_dtype, const at::Tensor& ctx_rows, const at::Tensor& ctx_off,
+                          const at::Tensor& ctx_len, int32_t n_head, int32_t n_head_kv, int32_t head_dim);
 
 }  // namespace ingot::kernels

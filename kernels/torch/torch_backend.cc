@@ -293,7 +293,11 @@ absl::StatusOr<Placed> UploadVector(const Device& device, const float* v, int64_
 // --- KV stores ---
 
 struct TorchKv {
-  at::Tensor k, v;  // (n_layer, n_blocks * block_tokens, kv_dim) in the store dtype
+  // (n_layer, n_blocks * block_tokens, width) in the store dtype: f32/f16 rows of kv_dim
+  // values, or (q8_0, CUDA only) bytes of Q8_0 blocks, width = KvRowBytes.
+  at::Tensor k, v;
+  int64_t width = 0;
+  bool q8 = false;
   KvSpec spec;
   int32_t n_blocks = 0;
   at::Device dev = at::kCPU;
@@ -302,13 +306,21 @@ struct TorchKv {
 
 absl::StatusOr<void*> NewKv(const Device& device, const KvSpec& spec) {
   if (absl::Status s = Available(device); !s.ok()) return s;
-  if (spec.dtype == KvDtype::kQ8_0) {
-    return absl::InvalidArgumentError("kv_cache_dtype q8_0 is served by backend native only (torch stores f32 or f16)");
+  const bool q8 = spec.dtype == KvDtype::kQ8_0;
+  if (q8 && device.kind != DeviceKind::kCuda) {
+    return absl::InvalidArgumentError(
+        "kv_cache_dtype q8_0 is served by backend native on cpu and by torch on cuda (ingot's paged attention "
+        "kernel); torch on cpu stores f32 or f16");
+  }
+  if (q8 && spec.kv_dim % 32 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_cache_dtype q8_0 needs kv_dim % 32 == 0 (kv_dim ", spec.kv_dim, ")"));
   }
   auto* kv = new TorchKv();
   kv->spec = spec;
   kv->dev = ToAt(device);
-  kv->dtype = spec.dtype == KvDtype::kF16 ? at::kHalf : at::kFloat;
+  kv->q8 = q8;
+  kv->dtype = q8 ? at::kByte : spec.dtype == KvDtype::kF16 ? at::kHalf : at::kFloat;
+  kv->width = q8 ? KvRowBytes(spec.dtype, spec.kv_dim) : spec.kv_dim;
   return kv;
 }
 
@@ -318,8 +330,8 @@ absl::StatusOr<int32_t> ReserveKv(void* p, int32_t blocks) {
   INGOT_TORCH_TRY("kv reserve", {
     const int64_t rows = static_cast<int64_t>(blocks) * kv->spec.block_tokens;
     auto opts = at::TensorOptions().device(kv->dev).dtype(kv->dtype);
-    at::Tensor k = at::empty({kv->spec.n_layer, rows, kv->spec.kv_dim}, opts);
-    at::Tensor v = at::empty({kv->spec.n_layer, rows, kv->spec.kv_dim}, opts);
+    at::Tensor k = at::empty({kv->spec.n_layer, rows, kv->width}, opts);
+    at::Tensor v = at::empty({kv->spec.n_layer, rows, kv->width}, opts);
     if (kv->n_blocks > 0) {
       const int64_t old = static_cast<int64_t>(kv->n_blocks) * kv->spec.block_tokens;
       k.narrow(1, 0, old).copy_(kv->k);
@@ -368,6 +380,10 @@ struct TorchWorkspace {
   at::Tensor cos, sin;        // (n, 1, rope_dim / 2) compute dtype
   std::vector<int32_t> pos;
   std::vector<Run> runs;
+  // ingot's paged attention kernel (CUDA): token t attends to store rows
+  // ctx_rows[ctx_off[t] .. + ctx_len[t]) (int32 on the device); defined when in use.
+  bool paged_kernel = false;
+  at::Tensor ctx_rows, ctx_off, ctx_len;
   at::Tensor B(Buf b, int64_t rows) { return buf[static_cast<int>(b)].narrow(0, 0, rows); }
   void Ensure(Buf b, int64_t rows) {
     at::Tensor& t = buf[static_cast<int>(b)];
@@ -430,6 +446,30 @@ absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const 
       idx.resize(r.last + 1);
       for (int32_t p = 0; p <= r.last; ++p) idx[p] = row(p);
       r.read = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(w.dev);
+    }
+    // ingot's paged attention on CUDA: for a q8_0 store (libtorch has no 8-bit
+    // attention), or every store with $INGOT_CUDA_ATTENTION=ingot.
+    w.paged_kernel = false;
+    if (w.dev.is_cuda()) {
+      const char* env = std::getenv("INGOT_CUDA_ATTENTION");
+      const bool want = env != nullptr && std::string(env) == "ingot";
+      for (const Run& r : w.runs) w.paged_kernel |= r.kv != nullptr && r.blocks != nullptr && (r.kv->q8 || want);
+    }
+    if (w.paged_kernel) {
+      std::vector<int32_t> rows, off(n), len(n);
+      for (const Run& r : w.runs) {
+        if (r.kv == nullptr || r.blocks == nullptr) continue;
+        const int32_t bt = r.kv->spec.block_tokens, base = static_cast<int32_t>(rows.size());
+        for (int32_t p = 0; p <= r.last; ++p) rows.push_back(r.blocks[p / bt] * bt + p % bt);
+        for (int64_t i = 0; i < r.len; ++i) {
+          off[r.t0 + i] = base;
+          len[r.t0 + i] = w.pos[r.t0 + i] + 1;
+        }
+      }
+      auto i32 = at::TensorOptions().dtype(at::kInt);
+      w.ctx_rows = at::tensor(rows, i32).to(w.dev);
+      w.ctx_off = at::tensor(off, i32).to(w.dev);
+      w.ctx_len = at::tensor(len, i32).to(w.dev);
     }
     return absl::OkStatus();
   })
@@ -518,9 +558,25 @@ absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
     at::Tensor out_all = w.B(Buf::kAttn, w.n);
     for (const Run& r : w.runs) {
       TorchKv& kv = *r.kv;
-      at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (rows, kv_dim)
-      ks.index_copy_(0, r.write, k_all.narrow(0, r.t0, r.len).to(kv.dtype));
-      vs.index_copy_(0, r.write, v_all.narrow(0, r.t0, r.len).to(kv.dtype));
+      at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (rows, width)
+#ifdef INGOT_WITH_CUDA
+      if (kv.q8) {
+        StoreQ8_0RowsOnCuda(k_all.narrow(0, r.t0, r.len), r.write, ks);
+        StoreQ8_0RowsOnCuda(v_all.narrow(0, r.t0, r.len), r.write, vs);
+      }
+#endif
+      if (!kv.q8) {
+        ks.index_copy_(0, r.write, k_all.narrow(0, r.t0, r.len).to(kv.dtype));
+        vs.index_copy_(0, r.write, v_all.narrow(0, r.t0, r.len).to(kv.dtype));
+      }
+      if (w.paged_kernel) {
+#ifdef INGOT_WITH_CUDA
+        PagedAttentionOnCuda(q_all.narrow(0, r.t0, r.len), out_all.narrow(0, r.t0, r.len), ks, vs, kv.q8, kv.dtype,
+                             w.ctx_rows, w.ctx_off.narrow(0, r.t0, r.len), w.ctx_len.narrow(0, r.t0, r.len), s.n_head,
+                             s.n_head_kv, static_cast<int32_t>(hd));
+        continue;
+#endif
+      }
       const int64_t len = r.last + 1;
       at::Tensor kr = ks.index_select(0, r.read).to(w.dtype), vr = vs.index_select(0, r.read).to(w.dtype);
       // (1, heads, tokens, head_dim)

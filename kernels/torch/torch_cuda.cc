@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 
+#include <cmath>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/qmatrix.h"
+#include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/quant_gemv.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/torch/cuda_quant.h"
@@ -136,6 +138,41 @@ at::Tensor QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q) {
                         c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
         "quantized GEMV kernel");
   return y;
+}
+
+void StoreQ8_0RowsOnCuda(const at::Tensor& src, const at::Tensor& rows, const at::Tensor& layer_store) {
+  c10::cuda::CUDAGuard guard(src.device().index());
+  const at::Tensor x = src.to(at::kBFloat16).contiguous();
+  Check(cuda::StoreQ8_0Rows(x.data_ptr(), static_cast<int32_t>(x.size(0)), static_cast<int32_t>(x.size(1)),
+                            rows.data_ptr<int64_t>(), layer_store.data_ptr<uint8_t>(), layer_store.size(1),
+                            c10::cuda::getCurrentCUDAStream(src.device().index()).stream()),
+        "q8_0 KV store kernel");
+}
+
+void PagedAttentionOnCuda(const at::Tensor& q, const at::Tensor& out, const at::Tensor& k, const at::Tensor& v,
+                          bool q8, at::ScalarType store_dtype, const at::Tensor& ctx_rows, const at::Tensor& ctx_off,
+                          const at::Tensor& ctx_len, int32_t n_head, int32_t n_head_kv, int32_t head_dim) {
+  c10::cuda::CUDAGuard guard(q.device().index());
+  const at::Tensor qb = q.to(at::kBFloat16).contiguous();
+  const bool direct = out.scalar_type() == at::kBFloat16 && out.is_contiguous();
+  at::Tensor o = direct ? out : at::empty(out.sizes(), qb.options());
+  cuda::PagedAttentionArgs a;
+  a.q = qb.data_ptr();
+  a.out = o.data_ptr();
+  a.k = static_cast<const uint8_t*>(k.data_ptr());
+  a.v = static_cast<const uint8_t*>(v.data_ptr());
+  a.row_bytes = k.size(1) * static_cast<int64_t>(k.element_size());
+  a.store = q8 ? cuda::KvStore::kQ8_0 : store_dtype == at::kHalf ? cuda::KvStore::kF16 : cuda::KvStore::kF32;
+  a.rows = ctx_rows.data_ptr<int32_t>();
+  a.ctx_off = ctx_off.data_ptr<int32_t>();
+  a.ctx_len = ctx_len.data_ptr<int32_t>();
+  a.n = static_cast<int32_t>(qb.size(0));
+  a.n_head = n_head;
+  a.n_head_kv = n_head_kv;
+  a.head_dim = head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  Check(cuda::PagedAttention(a, c10::cuda::getCurrentCUDAStream(q.device().index()).stream()), "paged attention kernel");
+  if (!direct) out.copy_(o);
 }
 
 }  // namespace ingot::kernels

@@ -17,6 +17,11 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 B=$ROOT/build-gpu-bundle
+# The bundle travels as an archive (scripts/gpu_bundle.sh); unpack it once.
+if [ ! -d "$B" ] && [ -f "$B.tar.xz" ]; then
+  tar xJf "$B.tar.xz" -C "$ROOT" 2>/dev/null ||
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$B.tar.xz" "$ROOT"
+fi
 LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
 shift || true
 TYPES=("$@")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the device seam, on a GPU host, over a copy of the tree with
-# build-gpu-bundle/ (scripts/gpu_bundle.sh) carried along:
+# build-gpu-bundle.tar.xz (scripts/gpu_bundle.sh) carried along; with the device tool:
+#   run(command="tests/gpu/run.sh $OUT", carry=["build-gpu-bundle.tar.xz"], timeout_s=600)
+# then, in a second call, tests/gpu/bench_7b.sh $OUT (the 7B-shaped kernel benchmark).
 #   1. the torch version (2.11.x, the libtorch the bundle was built against)
 #   2. backend_test on cuda:0: every representation x shape, and the step ops, against
 #      the native CPU references (tolerances in tests/kernels/backend_test.cc)
@@ -9,8 +11,8 @@
 #   4. ingotd serving that model on cuda:0 over gRPC: load, generate, info, the memory
 #      metrics scraped, unload
 #   5. forward_bench: prefill/decode on cuda:0 (torch) beside native cpu
-#   2b. backend_test again with INGOT_CUDA_QUANT_KERNELS=all (ingot's fused kernels for
-#      every quantized representation)
+#   2b. backend_test again with INGOT_CUDA_QUANT_KERNELS=all and INGOT_CUDA_ATTENTION=ingot
+#      (ingot's fused kernels for every quantized representation, its paged attention)
 # Prints one summary table; finishes well under 8 minutes on an H100. The 7B-shaped
 # benchmark of the kernels is tests/gpu/bench_7b.sh (a second call: ~8 minutes).
 #   tests/gpu/run.sh [OUT_DIR]      (OUT_DIR: logs; default $OUT or /tmp/ingot-gpu)
@@ -18,6 +20,11 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 B=$ROOT/build-gpu-bundle
+# The bundle travels as an archive (scripts/gpu_bundle.sh); unpack it once.
+if [ ! -d "$B" ] && [ -f "$B.tar.xz" ]; then
+  tar xJf "$B.tar.xz" -C "$ROOT" 2>/dev/null ||
+    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$B.tar.xz" "$ROOT"
+fi
 LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
 mkdir -p "$LOGS"
 declare -a ROWS
@@ -41,8 +48,9 @@ INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" > "$LOGS/bac
 rc=$?; row "backend_test cuda:0" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -E '^\[ backend \]' "$LOGS/backend_test.log" | head -1) $(grep -c '^\[ upload \]' "$LOGS/backend_test.log") uploads"
 # 2b. the same with every quantized weight on ingot's CUDA kernels (kernels/cuda), the
-# ones libtorch has int4/int8 kernels for included
-INGOT_CUDA_QUANT_KERNELS=all INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" \
+# ones libtorch has int4/int8 kernels for included, and ingot's paged attention kernel
+# for f32/f16 stores too (q8_0 stores always use it)
+INGOT_CUDA_QUANT_KERNELS=all INGOT_CUDA_ATTENTION=ingot INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" \
   > "$LOGS/backend_test_kernels.log" 2>&1
 rc=$?; row "backend_test cuda:0 ingot kernels" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -c 'ingot CUDA kernels' "$LOGS/backend_test_kernels.log") uploads kept quantized"

@@ -1,9 +1,12 @@
-// The CUDA kernels' decoders (kernels/cuda/quant_decode.h) on the CPU: the same source
-// nvcc compiles into the fused dequantize-GEMV kernels, held to the CPU reference
-// (LinearDequantizeRow) chunk by chunk for every representation the kernels serve, and
-// the GEMV's partition of a row over a warp's lanes replayed on the host. What is left
-// for a GPU (tests/gpu/run.sh: backend_test on cuda:0) is the launch, the shuffles and
-// the memory traffic.
+// The CUDA kernels' host-testable halves, on the CPU. The decoders of
+// kernels/cuda/quant_decode.h (the same source nvcc compiles into the fused
+// dequantize-GEMV kernels) against the CPU reference (LinearDequantizeRow) chunk by
+// chunk for every representation the kernels serve, and the GEMV's partition of a row
+// over a warp's lanes replayed; the paged attention kernel's lane functions
+// (paged_attention.h) replayed as a warp against exact softmax, and its Q8_0 store
+// against the native store's bytes. What is left for a GPU (tests/gpu/run.sh:
+// backend_test on cuda:0) is the launch, the shuffles and the memory traffic.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -14,6 +17,8 @@
 #include "engine/quant/quantizers.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/qmatrix.h"
+#include "kernels/cpu/quantize_ref.h"
+#include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/quant_decode.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/ggml_types.h"
@@ -218,6 +223,121 @@ TEST(CudaDecodeTest, RefusalsNameTheReason) {
   int64_t total = 0;
   for (int64_t b : a.bytes) total += b;
   EXPECT_EQ(total, nf4->view.bytes() - 4);  // Linear::bytes counts the f32 absmax offset too
+}
+
+}  // namespace
+}  // namespace ingot::kernels::cuda
+
+namespace ingot::kernels::cuda {
+namespace {
+
+// The paged attention kernel's warp replayed on the host with its own lane functions
+// (LaneDot, LaneUpdate, LaneFinish; kernels/cuda/paged_attention.h): each store dtype
+// as the native KV store writes it, rows scattered through a table, grouped-query
+// heads, against double-precision softmax over the CPU's decoded rows.
+TEST(CudaAttentionTest, WarpReplayMatchesExactSoftmaxInEveryStore) {
+  const int32_t n_head = 6, n_head_kv = 2;
+  for (int head_dim : {64, 96, 128}) {
+    const int32_t kvd = n_head_kv * head_dim, qd = n_head * head_dim;
+    for (KvStore store : {KvStore::kF32, KvStore::kF16, KvStore::kQ8_0}) {
+      SCOPED_TRACE("head_dim " + std::to_string(head_dim) + " store " + std::to_string(static_cast<int>(store)));
+      const int64_t row_bytes = store == KvStore::kF32 ? 4 * kvd : store == KvStore::kF16 ? 2 * kvd : kvd / 32 * 34;
+      const int32_t n_rows = 40;
+      std::mt19937 rng(static_cast<uint32_t>(head_dim * 3 + static_cast<int>(store)));
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      std::vector<uint8_t> k(n_rows * row_bytes), v(n_rows * row_bytes);
+      auto encode = [&](const float* x, uint8_t* row) {
+        if (store == KvStore::kF32) std::memcpy(row, x, 4 * kvd);
+        if (store == KvStore::kF16) GetQuantizeRowFn(GgmlType::kF16)(x, row, kvd);
+        if (store == KvStore::kQ8_0) QuantizeRowQ8_0Ref(x, row, kvd);
+      };
+      auto decode = [&](const uint8_t* row, std::vector<float>& out) {
+        out.resize(kvd);
+        const GgmlType t = store == KvStore::kF32 ? GgmlType::kF32 : store == KvStore::kF16 ? GgmlType::kF16 : GgmlType::kQ8_0;
+        GetGgmlTypeTraits(t).dequantize(row, out.data(), kvd);
+      };
+      std::vector<float> x(kvd);
+      for (int32_t r = 0; r < n_rows; ++r) {
+        for (float& f : x) f = nd(rng);
+        encode(x.data(), &k[r * row_bytes]);
+        for (float& f : x) f = nd(rng);
+        encode(x.data(), &v[r * row_bytes]);
+      }
+      // Two tokens: positions 0..32 and 0..6 of two sequences, rows out of order.
+      std::vector<int32_t> rows;
+      for (int p = 0; p < 33; ++p) rows.push_back((p * 7 + 3) % n_rows);
+      for (int p = 0; p < 7; ++p) rows.push_back(n_rows - 1 - p);
+      const int32_t off[2] = {0, 33}, len[2] = {33, 7};
+      std::vector<float> q(2 * qd);
+      for (float& f : q) f = nd(rng);
+      PagedAttentionArgs a;
+      a.k = k.data();
+      a.v = v.data();
+      a.row_bytes = row_bytes;
+      a.store = store;
+      a.rows = rows.data();
+      a.ctx_off = off;
+      a.ctx_len = len;
+      a.n = 2;
+      a.n_head = n_head;
+      a.n_head_kv = n_head_kv;
+      a.head_dim = head_dim;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      std::vector<float> kd, vd;
+      for (int t = 0; t < 2; ++t) {
+        for (int h = 0; h < n_head; ++h) {
+          const int kvh = h / (n_head / n_head_kv);
+          const float* qh = &q[t * qd + h * head_dim];
+          LaneState st[32];
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int e = 0; e < kMaxLaneDims; ++e) {
+              st[lane].q[e] = e < LaneDims(head_dim, lane) ? qh[lane + 32 * e] : 0.0f;
+              st[lane].acc[e] = 0.0f;
+            }
+          }
+          std::vector<double> s(len[t]);
+          double mx = -INFINITY;
+          for (int p = 0; p < len[t]; ++p) {
+            const int64_t r = rows[off[t] + p];
+            float dot = 0;
+            for (int lane = 0; lane < 32; ++lane) dot += LaneDot(st[lane], a, &k[r * row_bytes], kvh, lane);
+            for (int lane = 0; lane < 32; ++lane) LaneUpdate(st[lane], a, dot, &v[r * row_bytes], kvh, lane);
+            decode(&k[r * row_bytes], kd);
+            double exact = 0;
+            for (int i = 0; i < head_dim; ++i) exact += static_cast<double>(qh[i]) * kd[kvh * head_dim + i];
+            s[p] = exact / std::sqrt(static_cast<double>(head_dim));
+            mx = std::max(mx, s[p]);
+          }
+          double sum = 0;
+          for (double& e : s) sum += (e = std::exp(e - mx));
+          for (int i = 0; i < head_dim; ++i) {
+            double want = 0;
+            for (int p = 0; p < len[t]; ++p) {
+              decode(&v[rows[off[t] + p] * row_bytes], vd);
+              want += s[p] / sum * vd[kvh * head_dim + i];
+            }
+            const float got = LaneFinish(st[i % 32], i / 32);
+            ASSERT_NEAR(got, want, 2e-5) << "token " << t << " head " << h << " dim " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaAttentionTest, Q8_0StoreIsTheNativeStoresBytes) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (int trial = 0; trial < 200; ++trial) {
+    float x[32];
+    for (float& f : x) f = nd(rng);
+    if (trial == 0) std::fill(x, x + 32, 0.0f);
+    if (trial == 1) x[5] = 1e-8f;
+    uint8_t want[34], got[34];
+    QuantizeRowQ8_0Ref(x, want, 32);
+    QuantizeQ8_0Block(x, got, [](float d) { return Fp32ToFp16(d); });
+    ASSERT_EQ(std::memcmp(got, want, 34), 0) << "trial " << trial;
+  }
 }
 
 }  // namespace

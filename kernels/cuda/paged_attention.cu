@@ -1,0 +1,80 @@
+// nvcc -std=c++17 -arch=sm_90 -c paged_attention.cu (CMake: -DINGOT_CUDA=ON).
+// See paged_attention.h. Grid (n_head, n), one warp per block. A decode step of one
+// sequence is n_head warps: at batch 1 the GPU is mostly idle during attention for
+// short contexts, which is fine while the weights dominate; splitting long contexts over
+// several warps (flash-decoding) is the next step once run.sh shows attention matters.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/paged_attention.h"
+
+namespace ingot::kernels::cuda {
+namespace {
+
+__global__ void __launch_bounds__(32) PagedAttentionKernel(PagedAttentionArgs a) {
+  const int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x;
+  const int kvh = h / (a.n_head / a.n_head_kv);
+  const int64_t qd = static_cast<int64_t>(a.n_head) * a.head_dim;
+  const auto* q = static_cast<const __nv_bfloat16*>(a.q) + t * qd + static_cast<int64_t>(h) * a.head_dim;
+  LaneState st;
+  const int nd = LaneDims(a.head_dim, lane);
+#pragma unroll
+  for (int e = 0; e < kMaxLaneDims; ++e) {
+    st.q[e] = e < nd ? __bfloat162float(q[lane + 32 * e]) : 0.0f;
+    st.acc[e] = 0.0f;
+  }
+  const int32_t* rows = a.rows + a.ctx_off[t];
+  const int32_t len = a.ctx_len[t];
+  for (int32_t p = 0; p < len; ++p) {
+    const int64_t r = rows[p];
+    float dot = LaneDot(st, a, a.k + r * a.row_bytes, kvh, lane);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+    LaneUpdate(st, a, dot, a.v + r * a.row_bytes, kvh, lane);
+  }
+  auto* out = static_cast<__nv_bfloat16*>(a.out) + t * qd + static_cast<int64_t>(h) * a.head_dim;
+#pragma unroll
+  for (int e = 0; e < kMaxLaneDims; ++e) {
+    if (e < nd) out[lane + 32 * e] = __float2bfloat16(LaneFinish(st, e));
+  }
+}
+
+// One thread per (row, 32-value block).
+__global__ void StoreQ8_0Kernel(const __nv_bfloat16* src, int32_t n, int32_t kv_dim, const int64_t* rows,
+                                uint8_t* dst, int64_t row_bytes) {
+  const int32_t blocks = kv_dim / 32;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<int64_t>(n) * blocks) return;
+  const int64_t t = i / blocks, b = i % blocks;
+  float x[32];
+#pragma unroll
+  for (int j = 0; j < 32; ++j) x[j] = __bfloat162float(src[t * kv_dim + b * 32 + j]);
+  QuantizeQ8_0Block(x, dst + rows[t] * row_bytes + b * 34,
+                    [](float d) { return __half_as_ushort(__float2half_rn(d)); });
+}
+
+}  // namespace
+
+int PagedAttention(const PagedAttentionArgs& a, void* stream) {
+  if (a.head_dim > 32 * kMaxLaneDims || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0) {
+    return static_cast<int>(cudaErrorInvalidValue);
+  }
+  if (a.n == 0) return 0;
+  PagedAttentionKernel<<<dim3(a.n_head, a.n), 32, 0, static_cast<cudaStream_t>(stream)>>>(a);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int StoreQ8_0Rows(const void* src, int32_t n, int32_t kv_dim, const int64_t* rows, uint8_t* dst, int64_t row_bytes,
+                  void* stream) {
+  if (kv_dim % 32 != 0) return static_cast<int>(cudaErrorInvalidValue);
+  if (n == 0) return 0;
+  constexpr int kThreads = 128;
+  const int64_t work = static_cast<int64_t>(n) * (kv_dim / 32);
+  StoreQ8_0Kernel<<<static_cast<unsigned>((work + kThreads - 1) / kThreads), kThreads, 0,
+                    static_cast<cudaStream_t>(stream)>>>(static_cast<const __nv_bfloat16*>(src), n, kv_dim, rows, dst,
+                                                         row_bytes);
+  return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace ingot::kernels::cuda
