@@ -43,12 +43,7 @@ absl::StatusOr<LinearLoad> ReadAwq(const Checkpoint& ck, const std::string& name
 }
 
 absl::Status ConfigureAwq(ConfigSource src, const Json& j, const std::string& where, CheckpointQuantConfig* q) {
-  if (src != ConfigSource::kHfConfig) {
-    ReadSideSettings(j, q);
-    return absl::OkStatus();
-  }
-  q->bits = IntOr(j, "bits", 4);
-  q->group_size = IntOr(j, "group_size", 128);
+  if (!ReadSettings(src, j, /*default_group=*/128, q)) return absl::OkStatus();
   const std::string version = StrOr(j, "version", "gemm");
   if (version != "gemm" && version != "GEMM") {
     return absl::UnimplementedError(absl::StrCat(where, ": AWQ version '", version, "' is not supported (gemm)"));

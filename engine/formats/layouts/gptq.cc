@@ -117,12 +117,7 @@ absl::StatusOr<LinearLoad> ReadGptq(const Checkpoint& ck, const std::string& nam
 }
 
 absl::Status ConfigureGptq(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
-  if (src != ConfigSource::kHfConfig) {
-    ReadSideSettings(j, q);
-    return absl::OkStatus();
-  }
-  q->bits = IntOr(j, "bits", 4);
-  q->group_size = IntOr(j, "group_size", 128);
+  if (!ReadSettings(src, j, /*default_group=*/128, q)) return absl::OkStatus();
   q->sym = BoolOr(j, "sym", true);
   q->desc_act = BoolOr(j, "desc_act", false);
   return absl::OkStatus();

@@ -101,6 +101,16 @@ void ReadSideSettings(const Json& side, CheckpointQuantConfig* q) {
   q->desc_act = BoolOr(j, "desc_act", false);
 }
 
+bool ReadSettings(ConfigSource src, const Json& j, int32_t default_group, CheckpointQuantConfig* q) {
+  if (src != ConfigSource::kHfConfig) {
+    ReadSideSettings(j, q);
+    return false;
+  }
+  q->bits = IntOr(j, "bits", 4);
+  q->group_size = IntOr(j, "group_size", default_group);
+  return true;
+}
+
 int32_t IntOr(const Json& j, const char* key, int32_t def) {
   auto it = j.find(key);
   return it != j.end() && it->is_number_integer() ? it->get<int32_t>() : def;

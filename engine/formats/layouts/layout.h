@@ -169,6 +169,9 @@ LinearLoader LayoutLinearLoader(std::shared_ptr<const Checkpoint> checkpoint);
 // (bits / w_bit / nbits), group size (group_size / q_group_size), sym, desc_act, inside
 // "weight_quant_params" when there is one.
 void ReadSideSettings(const Json& j, CheckpointQuantConfig* q);
+// A side file's settings (ReadSideSettings), or config.json's quantization_config bits
+// (default 4) and group_size (default `default_group`); true for config.json.
+bool ReadSettings(ConfigSource src, const Json& j, int32_t default_group, CheckpointQuantConfig* q);
 
 // Typed JSON reads: a field of another type reads as absent.
 int32_t IntOr(const Json& j, const char* key, int32_t def);

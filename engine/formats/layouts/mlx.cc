@@ -37,12 +37,7 @@ absl::StatusOr<LinearLoad> ReadMlx(const Checkpoint& ck, const std::string& name
 }
 
 absl::Status ConfigureMlx(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
-  if (src != ConfigSource::kHfConfig) {
-    ReadSideSettings(j, q);
-    return absl::OkStatus();
-  }
-  q->bits = IntOr(j, "bits", 4);
-  q->group_size = IntOr(j, "group_size", 64);
+  ReadSettings(src, j, /*default_group=*/64, q);
   return absl::OkStatus();
 }
 
@@ -52,16 +47,15 @@ namespace {
 class MlxEncoder : public LayoutEncoder {
  public:
   absl::Status Add(LayoutWriter& w, const LinearToSave& m) override {
-    const std::string &name = m.name, &repr = m.repr;
-    const kernels::Linear& lin = m.lin;
-    if (IsFloatWeight(lin)) {
-      w.AddDense(name, lin.ggml);
+    const std::string& name = m.name;
+    if (IsFloatWeight(m.lin)) {
+      w.AddDense(name, m.lin.ggml);
       return absl::OkStatus();
     }
-    const kernels::AffineMatrix& a = lin.affine;
-    if (lin.kind != kernels::LinearKind::kAffine || a.zero_kind != kernels::ZeroKind::kBias || a.zero == nullptr ||
+    const kernels::AffineMatrix& a = m.lin.affine;
+    if (m.lin.kind != kernels::LinearKind::kAffine || a.zero_kind != kernels::ZeroKind::kBias || a.zero == nullptr ||
         (a.bits != 2 && a.bits != 4 && a.bits != 8) || (a.group != 32 && a.group != 64 && a.group != 128)) {
-      return NoForm(name, repr, "MLX", "quantize it with -m mlx (2, 4 or 8 bits, groups of 32, 64 or 128) first");
+      return NoForm(name, m.repr, "MLX", "quantize it with -m mlx (2, 4 or 8 bits, groups of 32, 64 or 128) first");
     }
     const int64_t g = a.groups_per_row();
     w.Add(name + ".weight", DType::kU32, {a.rows, a.cols * a.bits / 32}, a.q);
