@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/formats/layouts/linear_load.h"
 #include "engine/model/kv_cache.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/qmatrix.h"
@@ -27,18 +28,6 @@ namespace ingot {
 namespace gguf { class File; }
 class Checkpoint;
 struct VocabSpec;
-
-// One linear layer as a checkpoint loader produced it (see LlamaModel::FromCheckpoint).
-struct LinearLoad {
-  kernels::Linear w;
-  std::string representation;  // "bf16", "nf4/b64+dq", "affine4/g128", ...
-  int64_t bytes = 0;
-  std::shared_ptr<const void> owner;  // storage the view points into (null: the checkpoint's)
-};
-// Builds the linear module `name` (HF naming: "model.layers.3.self_attn.q_proj",
-// "lm_head") of shape rows x cols from a checkpoint's tensors.
-using LinearLoader =
-    std::function<absl::StatusOr<LinearLoad>(const std::string& name, int64_t rows, int64_t cols)>;
 
 enum class RopeStyle {
   kNormal,  // rotate adjacent pairs (x[2i], x[2i+1]); GGUF llama (Q/K rows permuted at conversion)

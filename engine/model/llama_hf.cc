@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/common/status.h"
-#include "engine/model/checkpoint.h"
+#include "engine/formats/checkpoint.h"
 #include "engine/model/llama.h"
 #include "kernels/ggml_types.h"
 #include "nlohmann/json.hpp"

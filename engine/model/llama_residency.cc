@@ -18,7 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/formats/gguf.h"
-#include "engine/model/checkpoint.h"
+#include "engine/formats/checkpoint.h"
 #include "engine/model/llama.h"
 
 namespace ingot {

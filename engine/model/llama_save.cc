@@ -1,5 +1,7 @@
-// ingot's own checkpoint layout: a Hugging Face style directory that loads back into
-// the same in-memory model, byte for byte, whatever each layer's representation is.
+// SaveCheckpoint: a Hugging Face style directory in one layout (a row of
+// engine/formats/layouts/layout.h; each layout's encoder is in its codec file there).
+// ingot's own layout loads back into the same in-memory model, byte for byte, whatever
+// each layer's representation is (layouts/ingot.cc):
 //
 //   config.json               transformers' keys for the architecture, plus
 //                             "ingot_rope_interleaved" when q/k rows are in GGUF order
@@ -27,11 +29,11 @@
 //                 listed in llm_int8_skip_modules
 //   mlx           mlx-lm's: affine groups with bias (2/4/8 bits, groups of 32/64/128) as
 //                 uint32 words + scales + biases; config.json "quantization"
-//   gptq          AutoGPTQ's v1 layout (llama_save_gptq.cc): affine zero groups with
+//   gptq          AutoGPTQ's v1 layout (layouts/gptq.cc): affine zero groups with
 //                 integer zeros (GPTQ, RTN-style methods; 2/3/4/8 bits) as qweight /
 //                 qzeros (zero - 1) / scales / g_idx + quantize_config.json; every
 //                 decoder linear quantized, lm_head dense
-//   hqq           transformers' HqqConfig layout (llama_save_hqq.cc): affine zero
+//   hqq           transformers' HqqConfig layout (layouts/hqq.cc): affine zero
 //                 groups, float zeros (HQQ, and the integer-zero methods; 1/2/4/8 bits)
 //                 as W_q packed hqq's way + scale/zero + encoded meta; dense linears in
 //                 skip_modules
@@ -47,10 +49,10 @@
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/safetensors.h"
-#include "engine/model/checkpoint.h"
+#include "engine/formats/checkpoint.h"
+#include "engine/formats/layouts/layout.h"
 #include "engine/model/llama.h"
 #include "engine/model/qk_rows.h"
-#include "engine/model/llama_save_layout.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/ggml_types.h"
 #include "kernels/cpu/qmatrix.h"
@@ -61,11 +63,12 @@ namespace {
 using Json = nlohmann::json;
 using formats::DType;
 using formats::TensorView;
-using save::IsFloatType;
-using save::IsFloatWeight;
-using save::LayoutWriter;
-using save::NoForm;
-using save::NothingQuantized;
+using formats::IsFloatType;
+using formats::Layout;
+using formats::LayoutEncoder;
+using formats::LayoutWriter;
+using formats::LinearToSave;
+using formats::NoForm;
 
 const char* HfArchitecture(const std::string& arch) {
   if (arch == "llama") return "LlamaForCausalLM";
@@ -84,70 +87,6 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
 }
 
 }  // namespace
-
-namespace save {
-
-void LayoutWriter::AddLinear(const std::string& name, const kernels::Linear& w, const std::string& repr) {
-  Json spec = {{"representation", repr}};
-  const std::string weight = name + ".weight";
-  switch (w.kind) {
-    case kernels::LinearKind::kGgml: {
-      const kernels::WeightMatrix& m = w.ggml;
-      if (IsFloatType(m.type)) {
-        AddDense(name, m);
-        // A plain HF tensor: an entry only to keep a representation name the dense
-        // loader would not give it.
-        if (repr != GetGgmlTypeTraits(m.type).name) modules_[name] = {{"representation", repr}};
-        return;
-      }
-      Add(weight, DType::kU8, {m.rows, static_cast<int64_t>(m.row_bytes)}, m.data);
-      spec["kind"] = "ggml";
-      spec["type"] = GetGgmlTypeTraits(m.type).name;
-      spec["type_id"] = static_cast<int>(m.type);
-      break;
-    }
-    case kernels::LinearKind::kAffine: {
-      const kernels::AffineMatrix& a = w.affine;
-      const int64_t g = a.groups_per_row();
-      Add(weight, DType::kU8, {a.rows, static_cast<int64_t>(a.row_bytes)}, a.q);
-      Add(name + ".scales", DType::kF16, {a.rows, g}, a.scale);
-      if (a.zero != nullptr) Add(name + ".zeros", DType::kF16, {a.rows, g}, a.zero);
-      spec["kind"] = "affine";
-      spec["bits"] = a.bits;
-      spec["cols"] = a.cols;
-      spec["group_size"] = a.group;
-      spec["zero"] = a.zero_kind == kernels::ZeroKind::kZero ? "zero" : "bias";
-      if (w.outlier_threshold > 0) spec["outlier_threshold"] = w.outlier_threshold;
-      if (w.input_order != nullptr) {
-        Add(name + ".input_order", DType::kI32, {a.cols}, w.input_order);
-        spec["input_order"] = true;
-      }
-      break;
-    }
-    case kernels::LinearKind::kCodebook: {
-      const kernels::CodebookMatrix& c = w.codebook;
-      const int64_t n = c.rows * c.cols, blocks = n / c.block;
-      Add(weight, DType::kU8, {n / 2}, c.codes);
-      spec["kind"] = "codebook";
-      spec["book"] = c.book == kernels::Codebook::kNF4 ? "nf4" : "fp4";
-      spec["rows"] = c.rows;
-      spec["cols"] = c.cols;
-      spec["block"] = c.block;
-      if (c.absmax_code == nullptr) {
-        Add(name + ".absmax", DType::kF32, {blocks}, c.absmax);
-      } else {
-        Add(name + ".absmax_code", DType::kU8, {blocks}, c.absmax_code);
-        Add(name + ".absmax_scale", DType::kF32, {(blocks + c.absmax_block - 1) / c.absmax_block}, c.absmax_scale);
-        spec["absmax_block"] = c.absmax_block;
-        spec["absmax_offset"] = c.absmax_offset;
-      }
-      break;
-    }
-  }
-  modules_[name] = std::move(spec);
-}
-
-}  // namespace save
 
 namespace {
 
@@ -197,150 +136,16 @@ kernels::Linear PermuteRows(const kernels::Linear& w, const std::vector<int64_t>
   return out;
 }
 
-// bitsandbytes as transformers serializes it.
-class BnbLayout {
- public:
-  absl::Status Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin, const std::string& repr) {
-    const std::string weight = name + ".weight";
-    constexpr const char* kHow = "quantize it with -m bitsandbytes (nf4, fp4 or 8-bit) first";
-    if (IsFloatWeight(lin)) {
-      w.AddDense(name, lin.ggml);
-      skip_.push_back(name);
-      return absl::OkStatus();
-    }
-    if (lin.kind == kernels::LinearKind::kCodebook) {
-      const kernels::CodebookMatrix& c = lin.codebook;
-      const char* type = c.book == kernels::Codebook::kNF4 ? "nf4" : "fp4";
-      RETURN_IF_ERROR(Mode(name, type));
-      const int64_t n = c.rows * c.cols, blocks = n / c.block;
-      w.Add(weight, DType::kU8, {n / 2, 1}, c.codes);
-      w.Add(weight + ".quant_map", DType::kF32, {16}, kernels::CodebookValues(c.book));
-      Json state = {{"quant_type", type}, {"blocksize", c.block}, {"dtype", "float32"}, {"shape", {c.rows, c.cols}}};
-      if (c.absmax_code != nullptr) {
-        w.Add(weight + ".absmax", DType::kU8, {blocks}, c.absmax_code);
-        w.Add(weight + ".nested_absmax", DType::kF32, {(blocks + c.absmax_block - 1) / c.absmax_block}, c.absmax_scale);
-        w.Add(weight + ".nested_quant_map", DType::kF32, {256}, kernels::DynamicMap());
-        state["nested_blocksize"] = c.absmax_block;
-        state["nested_dtype"] = "float32";
-        state["nested_offset"] = c.absmax_offset;
-        double_quant_ = true;
-      } else {
-        w.Add(weight + ".absmax", DType::kF32, {blocks}, c.absmax);
-      }
-      const std::string blob = state.dump();
-      w.Add(absl::StrCat(weight, ".quant_state.bitsandbytes__", type), DType::kU8,
-            {static_cast<int64_t>(blob.size())}, w.Keep(blob));
-      return absl::OkStatus();
-    }
-    if (lin.kind == kernels::LinearKind::kAffine) {
-      // LLM.int8 rows: (q - 128) * scale, scale = SCB / 127.
-      const kernels::AffineMatrix& a = lin.affine;
-      bool rows_of_128 = a.bits == 8 && a.group == a.cols && a.zero_kind == kernels::ZeroKind::kZero && a.zero != nullptr;
-      for (int64_t r = 0; rows_of_128 && r < a.rows; ++r) rows_of_128 = Fp16ToFp32(a.zero[r]) == 128.0f;
-      if (!rows_of_128) return NoForm(name, repr, "bitsandbytes", kHow);
-      RETURN_IF_ERROR(Mode(name, "int8"));
-      int8_t* q = w.KeepArray<int8_t>(static_cast<size_t>(a.rows * a.cols));
-      float* scb = w.KeepArray<float>(static_cast<size_t>(a.rows));
-      for (int64_t r = 0; r < a.rows; ++r) {
-        for (int64_t i = 0; i < a.cols; ++i) q[r * a.cols + i] = static_cast<int8_t>(a.q[r * a.row_bytes + i] - 128);
-        scb[r] = Fp16ToFp32(a.scale[r]) * 127.0f;
-      }
-      w.Add(weight, DType::kI8, {a.rows, a.cols}, q);
-      w.Add(name + ".SCB", DType::kF32, {a.rows}, scb);
-      static const uint8_t kRowFormat = 0;
-      w.Add(name + ".weight_format", DType::kU8, {}, &kRowFormat);
-      if (any_int8_ && threshold_ != lin.outlier_threshold) {
-        return absl::FailedPreconditionError(absl::StrCat("'", name, "' has LLM.int8 outlier threshold ",
-                                                          lin.outlier_threshold, ", earlier modules ", threshold_,
-                                                          "; a bitsandbytes checkpoint has one"));
-      }
-      threshold_ = lin.outlier_threshold;
-      any_int8_ = true;
-      return absl::OkStatus();
-    }
-    return NoForm(name, repr, "bitsandbytes", kHow);
-  }
-
-  absl::StatusOr<Json> Config() const {
-    if (mode_.empty()) return NothingQuantized();
-    const bool int8 = mode_ == "int8";
-    Json skip = Json::array();
-    for (const std::string& s : skip_) skip.push_back(s);
-    return Json{{"quant_method", "bitsandbytes"},
-                {"load_in_4bit", !int8},
-                {"load_in_8bit", int8},
-                {"bnb_4bit_quant_type", int8 ? "fp4" : mode_},
-                {"bnb_4bit_use_double_quant", double_quant_},
-                {"bnb_4bit_compute_dtype", "float32"},
-                {"bnb_4bit_quant_storage", "uint8"},
-                {"llm_int8_threshold", int8 ? threshold_ : 6.0f},  // transformers' default for 4-bit
-                {"llm_int8_has_fp16_weight", false},
-                {"llm_int8_skip_modules", skip_.empty() ? Json(nullptr) : skip}};
-  }
-
- private:
-  // One quantization per checkpoint, as transformers' config describes it.
-  absl::Status Mode(const std::string& name, const std::string& mode) {
-    if (mode_.empty()) mode_ = mode;
-    if (mode_ != mode) {
-      return absl::FailedPreconditionError(absl::StrCat("'", name, "' is ", mode, " but earlier modules are ", mode_,
-                                                        "; a bitsandbytes checkpoint has one quantization"));
-    }
-    return absl::OkStatus();
-  }
-  std::string mode_;
-  bool double_quant_ = false;
-  float threshold_ = 0.0f;
-  bool any_int8_ = false;
-  std::vector<std::string> skip_;
-};
-
-// mlx-lm's layout.
-class MlxLayout {
- public:
-  absl::Status Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin, const std::string& repr) {
-    if (IsFloatWeight(lin)) {
-      w.AddDense(name, lin.ggml);
-      return absl::OkStatus();
-    }
-    const kernels::AffineMatrix& a = lin.affine;
-    if (lin.kind != kernels::LinearKind::kAffine || a.zero_kind != kernels::ZeroKind::kBias || a.zero == nullptr ||
-        (a.bits != 2 && a.bits != 4 && a.bits != 8) || (a.group != 32 && a.group != 64 && a.group != 128)) {
-      return NoForm(name, repr, "MLX", "quantize it with -m mlx (2, 4 or 8 bits, groups of 32, 64 or 128) first");
-    }
-    const int64_t g = a.groups_per_row();
-    w.Add(name + ".weight", DType::kU32, {a.rows, a.cols * a.bits / 32}, a.q);
-    w.Add(name + ".scales", DType::kF16, {a.rows, g}, a.scale);
-    w.Add(name + ".biases", DType::kF16, {a.rows, g}, a.zero);
-    const Json q = {{"group_size", a.group}, {"bits", a.bits}};
-    if (global_.is_null()) global_ = q;
-    if (q != global_) per_module_[name] = q;
-    return absl::OkStatus();
-  }
-  absl::StatusOr<Json> Config() const {
-    if (global_.is_null()) return NothingQuantized();
-    Json q = global_;
-    q["mode"] = "affine";
-    for (const auto& [name, v] : per_module_.items()) q[name] = v;
-    return q;
-  }
-
- private:
-  Json global_;
-  Json per_module_ = Json::object();
-};
-
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabSpec& vocab, const std::string& dir,
                                                                     const std::string& layout) const {
   const LlamaConfig& c = config_;
-  const bool ingot = layout == "ingot", bnb = layout == "bitsandbytes", mlx = layout == "mlx";
-  const bool gptq = layout == "gptq", hqq = layout == "hqq";
-  if (!ingot && !bnb && !mlx && !gptq && !hqq) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("layout '", layout, "' is not ingot, bitsandbytes, mlx, gptq or hqq"));
+  const Layout* row = formats::FindSaveLayout(layout);
+  if (row == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("layout '", layout, "' is not ", formats::SaveLayoutNames()));
   }
+  const bool ingot = row->exact;
   const char* arch = HfArchitecture(c.architecture);
   if (arch == nullptr) {
     return absl::FailedPreconditionError(
@@ -402,32 +207,24 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
   if (vocab.eos_id >= 0) cfg["eos_token_id"] = vocab.eos_id;
 
   LayoutWriter w;
-  BnbLayout bnb_layout;
-  MlxLayout mlx_layout;
-  save::GptqLayout gptq_layout;
-  save::HqqLayout hqq_layout;
+  std::unique_ptr<LayoutEncoder> encoder = row->new_encoder();
   // `block`: a decoder layer's linear; `has_bias`: its bias is written with the layer.
   auto add_linear = [&](const std::string& name, const kernels::Linear& lin, const std::string& repr,
                         int64_t permute_heads, bool block, bool has_bias) -> absl::Status {
-    if (ingot) {
-      w.AddLinear(name, lin, repr);
-      return absl::OkStatus();
-    }
+    if (ingot) return encoder->Add(w, LinearToSave{.name = name, .lin = lin, .repr = repr});
     if (lin.input_order != nullptr) {
       return NoForm(name, repr, layout, "its columns are regrouped (GPTQ act-order); save it as ingot");
     }
     const kernels::Linear l = permute_heads > 0 ? PermuteRows(lin, QkRowOrder(permute_heads, c.head_dim, /*to_pairs=*/false), w) : lin;
-    if (bnb) return bnb_layout.Add(w, name, l, repr);
-    if (mlx) return mlx_layout.Add(w, name, l, repr);
-    if (gptq) return gptq_layout.Add(w, name, l, repr, block, has_bias);
-    return hqq_layout.Add(w, name, l, repr);
+    return encoder->Add(w, LinearToSave{.name = name, .lin = l, .repr = repr, .block = block, .has_bias = has_bias});
   };
   {
     kernels::Linear embd;
     embd.kind = kernels::LinearKind::kGgml;
     embd.ggml = token_embd_;
     if (ingot) {
-      w.AddLinear("model.embed_tokens", embd, GetGgmlTypeTraits(token_embd_.type).name);
+      const std::string embd_name = "model.embed_tokens", embd_repr = GetGgmlTypeTraits(token_embd_.type).name;
+      RETURN_IF_ERROR(encoder->Add(w, LinearToSave{.name = embd_name, .lin = embd, .repr = embd_repr}));
     } else if (IsFloatType(token_embd_.type)) {
       w.AddDense("model.embed_tokens", token_embd_);
     } else {
@@ -475,24 +272,8 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     add_bias(p + "self_attn.v_proj.bias", L.bv, 0);
   }
   std::map<std::string, std::string> metadata = {{"format", "pt"}, {"writer", "ingot"}};
-  if (bnb) {
-    ASSIGN_OR_RETURN(cfg["quantization_config"], bnb_layout.Config());
-  } else if (mlx) {
-    ASSIGN_OR_RETURN(cfg["quantization"], mlx_layout.Config());
-    cfg["quantization_config"] = cfg["quantization"];
-    metadata["format"] = "mlx";
-  } else if (gptq) {
-    ASSIGN_OR_RETURN(cfg["quantization_config"], gptq_layout.Config());
-    // auto-gptq reads quantize_config.json; transformers the config.json entry.
-    files["quantize_config.json"] = cfg["quantization_config"].dump(2);
-  } else if (hqq) {
-    ASSIGN_OR_RETURN(cfg["quantization_config"], hqq_layout.Config());
-  }
-
+  RETURN_IF_ERROR(encoder->Finish(&cfg, &files, &metadata));
   files["config.json"] = cfg.dump(2);
-  if (ingot && !w.modules().empty()) {
-    files["quantization_config.json"] = Json{{"quant_method", "ingot"}, {"version", 1}, {"modules", w.modules()}}.dump(1);
-  }
 
   // Everything goes into a fresh directory beside `dir`, renamed into place at the end:
   // no half-written directory, and nothing of an older one (shards, other tools'

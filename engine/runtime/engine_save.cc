@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/hf_cache.h"
+#include "engine/formats/layouts/layout.h"
 #include "engine/runtime/engine.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/scheduler.h"
@@ -19,12 +20,8 @@ namespace ingot {
 namespace {
 namespace fs = std::filesystem;
 
-bool IsLayout(const std::string& l) {
-  return l == "ingot" || l == "bitsandbytes" || l == "mlx" || l == "gptq" || l == "hqq";
-}
-
 absl::Status CheckLayout(const std::string& format, const std::string& field) {
-  if (format == "gguf" || IsLayout(format)) return absl::OkStatus();
+  if (format == "gguf" || formats::FindSaveLayout(format) != nullptr) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(field, ": format '", format,
                                                  "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx, gptq, hqq)"));
 }

@@ -10,25 +10,14 @@
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/file_access.h"
+#include "engine/formats/file_format.h"
 #include "engine/formats/gguf.h"
-#include "engine/model/checkpoint.h"
-#include "engine/quant/checkpoint_linear.h"
+#include "engine/formats/checkpoint.h"
+#include "engine/formats/layouts/layout.h"
 #include "engine/runtime/device.h"
 
 namespace ingot {
 namespace {
-
-// GGUF when asked, or (auto) when the file starts with the GGUF magic. The source was
-// checked to be a regular file or a directory (CheckSource) before.
-bool IsGguf(const LoadRequest& r) {
-  if (r.format == "gguf") return true;
-  if (r.format != "auto" && !r.format.empty()) return false;
-  absl::StatusOr<formats::OpenFile> file = formats::OpenRegularFile(r.source);
-  char magic[4] = {};
-  return file.ok() && ::pread(file->fd(), magic, 4, 0) == 4 && std::string(magic, 4) == "GGUF";
-}
-
-constexpr const char* kFormats[] = {"auto", "gguf", "hf", "safetensors", "torch", "npz"};
 
 absl::StatusOr<kernels::KvDtype> ParseKvDtype(const std::string& name) {
   if (name.empty() || name == "f16") return kernels::KvDtype::kF16;
@@ -143,11 +132,9 @@ absl::StatusOr<ValidatedLoad> ValidateLoad(const LoadRequest& request) {
   ValidatedLoad v;
   ASSIGN_OR_RETURN(v.device, kernels::ParseDevice(request.device));
   ASSIGN_OR_RETURN(v.backend, ChooseBackend(request.backend, v.device));
-  bool known_format = request.format.empty();
-  for (const char* f : kFormats) known_format |= request.format == f;
-  if (!known_format) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "format '", request.format, "' is not one of auto, gguf, hf, safetensors, torch, npz"));
+  if (!request.format.empty() && request.format != "auto" && formats::FindFileFormat(request.format) == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("format '", request.format, "' is not one of ", formats::LoadFormatNames()));
   }
   if (request.context_length < 0) {
     return absl::InvalidArgumentError(
@@ -199,7 +186,8 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
   auto loaded = std::make_shared<LoadedModel>();
   std::string format, quantization, note;
   std::unique_ptr<Tokenizer> tokenizer;
-  if (IsGguf(request)) {
+  // The source was checked to be a regular file or a directory (CheckSource) before.
+  if (formats::IsGguf(request.format, request.source)) {
     ASSIGN_OR_RETURN(std::unique_ptr<gguf::File> file, gguf::File::Open(request.source));
     ASSIGN_OR_RETURN(VocabSpec vocab, VocabSpecFromGguf(*file));
     ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
@@ -216,12 +204,12 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
     ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
     tensors_progress(0, "");
     ASSIGN_OR_RETURN(loaded->model,
-                     LlamaModel::FromCheckpoint(ck, quant::CheckpointLinearLoader(ck), tensors_progress));
+                     LlamaModel::FromCheckpoint(ck, formats::LayoutLinearLoader(ck), tensors_progress));
     const CheckpointQuantConfig& q = ck->quant();
     format = ck->container();
-    if (q.method != CheckpointQuant::kNone) {
-      format = absl::StrCat(format, "/", CheckpointQuantName(q.method));
-      quantization = absl::StrCat(CheckpointQuantName(q.method), q.bits > 0 ? absl::StrCat(" bits=", q.bits) : "",
+    if (q.layout != nullptr) {
+      format = absl::StrCat(format, "/", q.layout->name);
+      quantization = absl::StrCat(q.layout->name, q.bits > 0 ? absl::StrCat(" bits=", q.bits) : "",
                                   q.group_size > 0 ? absl::StrCat(" group_size=", q.group_size) : "",
                                   q.quant_type.empty() ? "" : " quant_type=" + q.quant_type);
       note = absl::StrCat("quantization as saved with the checkpoint (", q.where, ")");

@@ -9,9 +9,9 @@
 
 #include "engine/formats/gguf.h"
 #include "engine/formats/npz.h"
-#include "engine/model/checkpoint.h"
+#include "engine/formats/checkpoint.h"
 #include "engine/model/llama.h"
-#include "engine/quant/checkpoint_linear.h"
+#include "engine/formats/layouts/layout.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/quant/model_util.h"
@@ -82,7 +82,7 @@ TEST(CheckpointQuanto, SinglePthCarriesItsConfig) {
   auto ck = Checkpoint::Open(DataDir() + "/quanto-int4-pth", "auto");
   ASSERT_TRUE(ck.ok()) << ck.status();
   EXPECT_EQ((*ck)->container(), "torch");
-  EXPECT_EQ((*ck)->quant().method, CheckpointQuant::kQuanto);
+  EXPECT_STREQ(formats::LayoutName((*ck)->quant().layout), "quanto");
   EXPECT_EQ((*ck)->quant().quant_type, "qint4");
   EXPECT_NE((*ck)->quant().where.find("model.pth: quanto_config"), std::string::npos) << (*ck)->quant().where;
   EXPECT_NE((*ck)->Find("model.layers.0.mlp.up_proj.weight._scale"), nullptr);
@@ -100,7 +100,7 @@ TEST(CheckpointHqq, HqqConfigJsonNamesTheQuantization) {
   auto without = LoadHf(src);
   ASSERT_TRUE(with.ok() && without.ok()) << with.status() << without.status();
   const CheckpointQuantConfig& q = with->checkpoint->quant();
-  EXPECT_EQ(q.method, CheckpointQuant::kHqq);
+  EXPECT_STREQ(formats::LayoutName(q.layout), "hqq");
   EXPECT_EQ(q.bits, 4);
   EXPECT_EQ(q.group_size, 64);
   EXPECT_NE(q.where.find("hqq_config.json"), std::string::npos) << q.where;

@@ -9,9 +9,9 @@
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
-#include "engine/model/checkpoint.h"
+#include "engine/formats/checkpoint.h"
 #include "engine/model/llama.h"
-#include "engine/quant/checkpoint_linear.h"
+#include "engine/formats/layouts/layout.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace ingot::testing_util {
@@ -44,7 +44,7 @@ inline absl::StatusOr<HfModel> LoadHf(const std::string& dir) {
   HfModel out;
   out.checkpoint = std::move(*opened);
   const Checkpoint& ck = *out.checkpoint;
-  auto model = LlamaModel::FromCheckpoint(out.checkpoint, quant::CheckpointLinearLoader(out.checkpoint), nullptr);
+  auto model = LlamaModel::FromCheckpoint(out.checkpoint, formats::LayoutLinearLoader(out.checkpoint), nullptr);
   if (!model.ok()) return model.status();
   out.model = std::move(*model);
   auto vocab = VocabSpecFromHfDir([&](const char* f) { return ck.ReadSibling(f); }, dir);

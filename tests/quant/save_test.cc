@@ -252,7 +252,7 @@ TEST(SaveIngot, PeerExportsLoadBackAndTheToolsAgree) {
     ASSERT_TRUE(files.ok()) << files.status();
     auto back = LoadHf(dir);
     ASSERT_TRUE(back.ok()) << back.status();
-    EXPECT_STREQ(CheckpointQuantName(back->checkpoint->quant().method), e.quantization);
+    EXPECT_STREQ(formats::LayoutName(back->checkpoint->quant().layout), e.quantization);
     const std::vector<float> a = Logits(*q->model, tokens), b = Logits(*back->model, tokens);
     ASSERT_EQ(a.size(), b.size());
     size_t differ = 0;
@@ -312,7 +312,7 @@ TEST(SaveIngot, GptqAndHqqExportsReloadIdentical) {
     ASSERT_TRUE(files.ok()) << files.status();
     auto back = LoadHf(dir);
     ASSERT_TRUE(back.ok()) << back.status();
-    EXPECT_STREQ(CheckpointQuantName(back->checkpoint->quant().method), k.layout);
+    EXPECT_STREQ(formats::LayoutName(back->checkpoint->quant().layout), k.layout);
     const std::vector<float> a = Logits(*q->model, kTokens), b = Logits(*back->model, kTokens);
     ASSERT_EQ(a.size(), b.size());
     size_t differ = 0;
@@ -402,7 +402,7 @@ TEST(SaveIngot, OverwriteLeavesNothingOfTheOldDirectory) {
   EXPECT_FALSE(fs::exists(dir + ".ingot-replaced"));
   auto back = LoadHf(dir);
   ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->checkpoint->quant().method, CheckpointQuant::kIngot);
+  EXPECT_STREQ(formats::LayoutName(back->checkpoint->quant().layout), "ingot");
   EXPECT_EQ(Logits(*back->model, kTokens), Logits(*q->model, kTokens));
   fs::remove_all(dir);
 }

@@ -55,17 +55,7 @@ AffineStorage AllocAffine(QuantizedWeight& out, int64_t rows, int64_t cols, int3
   s.scale = out.Alloc<uint16_t>(static_cast<size_t>(rows * s.groups));
   s.zero = out.Alloc<uint16_t>(static_cast<size_t>(rows * s.groups));
   out.view = kernels::Linear{};
-  out.view.kind = kernels::LinearKind::kAffine;
-  kernels::AffineMatrix& m = out.view.affine;
-  m.bits = bits;
-  m.rows = rows;
-  m.cols = cols;
-  m.group = group;
-  m.zero_kind = kernels::ZeroKind::kZero;
-  m.row_bytes = s.row_bytes;
-  m.q = s.q;
-  m.scale = s.scale;
-  m.zero = s.zero;
+  SetAffineView(out, bits, rows, cols, group, kernels::ZeroKind::kZero, s.q, s.scale, s.zero);
   out.representation = "affine" + std::to_string(bits) + "/g" + std::to_string(group);
   return s;
 }

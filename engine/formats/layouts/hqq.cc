@@ -1,4 +1,4 @@
-// SaveCheckpoint layout "hqq": transformers' HqqConfig serialization (save_pretrained of
+// HQQ: transformers' HqqConfig serialization (save_pretrained of
 // a model quantized with HqqConfig, hqq 0.2.8's HQQLinear.state_dict with
 // encoded_state_dict), what from_pretrained rebuilds HQQLinear from. Per quantized
 // linear P (O outputs, I inputs, groups of G along the inputs, axis 1, b bits):
@@ -16,14 +16,71 @@
 // methods too). 3 bits are refused: hqq packs them in 32-bit words ("3bit_32"), which
 // ingot's loader does not read back. Dense linears keep .weight and are listed in
 // skip_modules (lm_head always is, unless it is quantized).
+// Read: that layout, and hqq's own qmodel.pt (the same tensors nested under each
+// module's dict); axis 1 with 8/4/2/1-bit byte packing.
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <vector>
 
-#include "engine/model/llama_save_layout.h"
-#include "kernels/ggml_types.h"
+#include "absl/strings/str_cat.h"
+#include "engine/common/status.h"
+#include "engine/formats/layouts/read_util.h"
 
-namespace ingot::save {
-using formats::DType;
+namespace ingot::formats::layouts {
+
+// HQQ (axis 1): W reshaped to (rows*cols/group, group) rows of one group each, packed
+// along that first dimension in 8/bits slices (slice i of `step` group rows sits at
+// bit 8 - bits*(i+1)); scale and zero (n_groups, 1); w = (q - zero) * scale. The
+// native qmodel.pt nests the same tensors under each module's dict, the transformers
+// layout flattens them; bits and group size follow from the shapes in both.
+absl::StatusOr<LinearLoad> ReadHqq(const Checkpoint& ck, const std::string& name, int64_t rows, int64_t cols) {
+  const std::string p = ck.Find(name + ".W_q") != nullptr ? name + "." : name + ".weight.";
+  ASSIGN_OR_RETURN(const TensorView* wq, Get(ck, p + "W_q", {}, {DType::kU8, DType::kI32}));
+  ASSIGN_OR_RETURN(const TensorView* sc, Get(ck, p + "scale", {}, {DType::kF16, DType::kF32, DType::kBF16}));
+  ASSIGN_OR_RETURN(const TensorView* ze, Get(ck, p + "zero", {}, {DType::kF16, DType::kF32, DType::kBF16}));
+  if (wq->dtype != DType::kU8) {
+    return absl::UnimplementedError(absl::StrCat(ck.path(), ": '", p, "W_q' uses HQQ's 32-bit packing "
+                                                 "(3-bit), which this build does not load"));
+  }
+  if (sc->shape.size() != 2 || sc->shape[1] != 1 || sc->shape != ze->shape) {
+    return absl::UnimplementedError(absl::StrCat(ck.path(), ": '", p, "scale' has shape ", Shape(sc->shape),
+                                                 "; only HQQ axis=1 (n_groups, 1) is supported"));
+  }
+  const int64_t n_groups = sc->shape[0];
+  if (n_groups <= 0 || (rows * cols) % n_groups != 0 || wq->shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "scale' of ", n_groups,
+                                                   " groups does not fit ", rows, " x ", cols));
+  }
+  const int64_t group = rows * cols / n_groups;
+  const int64_t step = wq->shape[0];
+  if (cols % group != 0 || wq->shape[1] != group || n_groups % step != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "W_q' has shape ", Shape(wq->shape),
+                                                   " for ", n_groups, " groups of ", group));
+  }
+  const int64_t slices = n_groups / step;
+  int bits = 0;
+  for (int b : {8, 4, 2, 1}) {
+    if (8 / b == slices) bits = b;
+  }
+  if (bits == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "W_q' packs ", slices,
+                                                   " groups per byte, not an HQQ bit width"));
+  }
+  QuantizedWeight qw;
+  const AffineStorage st = AllocAffine(qw, rows, cols, bits, group);
+  UnpackSlicedGroups(wq->data, step, group, rows, cols, bits, /*msb_first=*/true, st.q);
+  for (int64_t g = 0; g < n_groups; ++g) {
+    st.scale[g] = Fp32ToFp16(FloatAt(*sc, g));
+    st.zero[g] = Fp32ToFp16(FloatAt(*ze, g));
+  }
+  return Own(std::move(qw));
+}
+
+absl::Status ConfigureHqq(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {
+  if (src != ConfigSource::kHfConfig) ReadSideSettings(j, q);
+  return absl::OkStatus();
+}
 
 namespace {
 
@@ -40,10 +97,26 @@ std::string Tag(const std::string& name) {
   return prev == std::string::npos ? name : name.substr(prev + 1);
 }
 
-}  // namespace
+// transformers' HqqConfig serialization (save_pretrained of a model quantized with
+// HqqConfig).
+class HqqEncoder : public LayoutEncoder {
+ public:
+  absl::Status Add(LayoutWriter& w, const LinearToSave& m) override;
+  absl::Status Finish(Json* config, std::map<std::string, std::string>*, std::map<std::string, std::string>*) override {
+    ASSIGN_OR_RETURN((*config)["quantization_config"], Config());
+    return absl::OkStatus();
+  }
 
-absl::Status HqqLayout::Add(LayoutWriter& w, const std::string& name, const kernels::Linear& lin,
-                            const std::string& repr) {
+ private:
+  absl::StatusOr<Json> Config() const;
+
+  std::map<std::string, Json> params_;  // module -> weight_quant_params
+  std::vector<std::string> skip_;       // dense linears
+};
+
+absl::Status HqqEncoder::Add(LayoutWriter& w, const LinearToSave& m) {
+  const std::string &name = m.name, &repr = m.repr;
+  const kernels::Linear& lin = m.lin;
   if (IsFloatWeight(lin)) {
     w.AddDense(name, lin.ggml);
     skip_.push_back(name);
@@ -117,7 +190,7 @@ absl::Status HqqLayout::Add(LayoutWriter& w, const std::string& name, const kern
   return absl::OkStatus();
 }
 
-absl::StatusOr<Json> HqqLayout::Config() const {
+absl::StatusOr<Json> HqqEncoder::Config() const {
   if (params_.empty()) return NothingQuantized();
   auto quant = [](const Json& weight) {
     return Json{{"weight_quant_params", weight},
@@ -152,4 +225,8 @@ absl::StatusOr<Json> HqqLayout::Config() const {
   return Json{{"quant_method", "hqq"}, {"quant_config", quant_config}, {"skip_modules", skip}};
 }
 
-}  // namespace ingot::save
+}  // namespace
+
+std::unique_ptr<LayoutEncoder> NewHqqEncoder() { return std::make_unique<HqqEncoder>(); }
+
+}  // namespace ingot::formats::layouts

@@ -16,23 +16,11 @@
 
 namespace ingot {
 
-// How the checkpoint's linear weights are stored.
-enum class CheckpointQuant {
-  kNone,        // f32 / f16 / bf16
-  kBnb4,        // bitsandbytes 4-bit (nf4 / fp4, optional nested absmax)
-  kBnb8,        // bitsandbytes LLM.int8 (int8 weight + SCB)
-  kHqq,         // HQQ W_q + meta (scale, zero)
-  kGptq,        // AutoGPTQ / GPTQModel qweight, qzeros, scales, g_idx
-  kAwq,         // AutoAWQ GEMM qweight, qzeros, scales
-  kMlx,         // MLX weight (uint32), scales, biases
-  kQuanto,      // optimum-quanto _data / _scale (/ _shift)
-  kTorchao,     // torchao Int8Tensor as transformers 5 saves it: _weight_qdata / _weight_scale / _weight_zero_point
-  kIngot,       // ingot's own layout (LlamaModel::SaveCheckpoint): each module as it was in memory
-};
-const char* CheckpointQuantName(CheckpointQuant q);
+namespace formats { struct Layout; }
 
 struct CheckpointQuantConfig {
-  CheckpointQuant method = CheckpointQuant::kNone;
+  // The tool's layout (engine/formats/layouts/layout.h); null: f32 / f16 / bf16.
+  const formats::Layout* layout = nullptr;
   int32_t bits = 0;
   int32_t group_size = 0;
   bool sym = false;             // GPTQ
@@ -74,6 +62,7 @@ class Checkpoint {
   std::shared_ptr<void> owner_;  // the container reader
   std::string embedded_quant_;  // a quantization config pickled with the tensors (JSON)
   std::string embedded_quant_where_;
+  const formats::Layout* embedded_layout_ = nullptr;  // whose config that is
   std::map<std::string, formats::TensorView, std::less<>> tensors_;
 };
 
