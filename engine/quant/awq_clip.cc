@@ -13,7 +13,8 @@
 // see); the caller does the same.
 //
 // Cost: 10 shrinks x rows x cols x tokens multiply-adds, one GEMM per group and shrink
-// (rows x group) x (group x tokens); for a 1536 x 576 weight and 256 samples, 2.3 GFLOP.
+// (rows x group) x (group x tokens); for a 1536 x 576 weight and 256 samples, 2.3 G
+// multiply-adds (SmolLM2-135M, v/o/gate/up/down of 30 layers: about 240 G).
 #include <algorithm>
 #include <cmath>
 #include <limits>
