@@ -129,11 +129,13 @@ def check(name, hf_dir=None, n_head=None, n_head_kv=None):
     return worst
 
 
-def llama_cpp_logits(name):
-    """llama.cpp's logits for the reference tokens on <name>/model.gguf."""
-    from llama_cpp import Llama
+def llama_cpp_logits(name, f32_kv=False):
+    """llama.cpp's logits for the reference tokens on <name>/model.gguf (K/V cache in
+    llama.cpp's default f16, or in f32 with f32_kv)."""
+    from llama_cpp import GGML_TYPE_F32, Llama
+    kv = {"type_k": GGML_TYPE_F32, "type_v": GGML_TYPE_F32} if f32_kv else {}
     llm = Llama(model_path=gguf_path(name), n_ctx=64, n_batch=64, n_ubatch=64,
-                n_threads=1, n_threads_batch=1, logits_all=True, verbose=False)
+                n_threads=1, n_threads_batch=1, logits_all=True, verbose=False, **kv)
     ids = c.tokens()
     lc_ids = llm.tokenize(c.TOKENS_TEXT.encode(), add_bos=False, special=False)
     assert lc_ids[:len(ids)] == ids, (lc_ids, ids)
@@ -160,11 +162,15 @@ def logits(seeds_only=False):
         if not os.path.exists(gguf_path(name)):
             sys.exit(f"{gguf_path(name)} is missing: tests/reference/regenerate_seeds.sh "
                      "smollm3_gguf converts it")
-        out = llama_cpp_logits(name)
+        # K/V in f32: with llama.cpp's default f16 cache these logits (up to ~46) move
+        # by 1e-2 from transformers', which would hide a real difference.
+        out = llama_cpp_logits(name, f32_kv=True)
         # The transformers logits of the checkpoint converted (gen_seeds.py).
         hf = np.load(os.path.join(c.OUT, src, "logits.npy"))
         c.write_reference(os.path.join(c.OUT, name), "llama-cpp-python", out, kind=kind,
-                          forward=forward, notes=notes, share_dense=False,
+                          forward=forward.replace("1 thread", "1 thread, type_k = type_v = "
+                                                  "GGML_TYPE_F32"),
+                          notes=notes, share_dense=False,
                           converter=f"convert_hf_to_gguf.py --outtype {outtype} of ../{src} "
                                     f"from the llama.cpp vendored in {converter}",
                           transformers_logits_file=f"../{src}/logits.npy",
