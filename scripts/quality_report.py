@@ -59,6 +59,11 @@ ROWS = [
     ("gptq 4 g64", ["-m", "gptq", "-b", "4", "-g", "64"]),
     ("gptq 3 g64", ["-m", "gptq", "-b", "3", "-g", "64"]),
     ("awq 4 g64", ["-m", "awq", "-b", "4", "-g", "64"]),
+    # AutoAWQ's defaults are duo scaling and the clipping search; without them, the
+    # llm-awq scale search alone (ingot's AWQ before both landed).
+    ("awq 4 g64 no clip", ["-m", "awq", "-b", "4", "-g", "64", "--option", "clip=false"]),
+    ("awq 4 g64 no duo, no clip", ["-m", "awq", "-b", "4", "-g", "64", "--option", "duo_scaling=false",
+                                   "--option", "clip=false"]),
 ]
 
 

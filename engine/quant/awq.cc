@@ -1,15 +1,17 @@
 // AWQ's activation-aware scale search (Lin et al. 2023), as AutoAWQ 0.2.9's
-// AwqQuantizer._compute_best_scale runs it with duo_scaling = False (the original
-// llm-awq formulation): for ratio = i / n_grid, i in [0, n_grid),
-//   s = clamp(x_mean^ratio, min 1e-4);  s /= sqrt(max(s) * min(s));  inf/nan -> 1
+// AwqQuantizer._compute_best_scale runs it: for ratio = i / n_grid, i in [0, n_grid),
+//   duo_scaling (AutoAWQ's default):
+//     s = clamp(x_mean^ratio / (w_mean^(1 - ratio) + 1e-4), min 1e-4)
+//     with w_mean the mean over all rows of the weights sharing the input of
+//     |w| / (max |w| of its group + 1e-6)
+//   duo_scaling = False (the original llm-awq formulation):
+//     s = clamp(x_mean^ratio, min 1e-4)
+//   s /= sqrt(max(s) * min(s));  inf/nan -> 1
 //   loss(s) = mean over outputs and samples of (W X - Q(W diag(s)) diag(s)^-1 X)^2
-// with Q AutoAWQ's pseudo_quantize_tensor (asymmetric: min/max of the group without 0,
-// scale = max(max - min, 1e-5) / maxq, zero = clamp(-round(min / scale), 0, maxq);
-// symmetric: scale = max(absmax, 1e-5) / (2^(b-1) - 1), q in [-2^(b-1), 2^(b-1) - 1]),
-// and keeps the first s of least loss (ratio 0 gives s = 1, plain round-to-nearest).
+// with Q AutoAWQ's pseudo_quantize_tensor (awq_internal.h), and keeps the first s of
+// least loss (without duo scaling, ratio 0 gives s = 1, plain round-to-nearest).
 // The loss is evaluated as || X D^T ||^2 with D = W - Q(W s)/s, one GEMM per weight and
-// ratio over the calibration samples. AutoAWQ's clipping search (apply_clip) is not
-// part of this function.
+// ratio over the calibration samples. AutoAWQ's clipping search is awq_clip.cc.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -17,36 +19,10 @@
 
 #include "absl/strings/str_format.h"
 #include "engine/quant/affine_internal.h"
+#include "engine/quant/awq_internal.h"
 
 namespace ingot::quant {
 namespace {
-
-// AutoAWQ's pseudo_quantize_tensor over one group of n values, in place.
-__attribute__((always_inline)) inline void AwqPseudoQuantize(float* w, int64_t n, int32_t bits,
-                                                             bool zero_point) {
-  if (zero_point) {
-    float lo = w[0], hi = w[0];
-    for (int64_t i = 1; i < n; ++i) {
-      lo = std::min(lo, w[i]);
-      hi = std::max(hi, w[i]);
-    }
-    const float max_int = static_cast<float>((1 << bits) - 1);
-    const float scale = std::max(hi - lo, 1e-5f) / max_int;
-    const float zero = std::clamp(-std::nearbyint(lo / scale), 0.0f, max_int);
-    for (int64_t i = 0; i < n; ++i) {
-      w[i] = (std::clamp(std::nearbyint(w[i] / scale) + zero, 0.0f, max_int) - zero) * scale;
-    }
-  } else {
-    float amax = 0.0f;
-    for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(w[i]));
-    const float max_int = static_cast<float>((1 << (bits - 1)) - 1);
-    const float min_int = -static_cast<float>(1 << (bits - 1));
-    const float scale = std::max(amax, 1e-5f) / max_int;
-    for (int64_t i = 0; i < n; ++i) {
-      w[i] = std::clamp(std::nearbyint(w[i] / scale), min_int, max_int) * scale;
-    }
-  }
-}
 
 // d = w - Q(w s) / s for one row of cols values (the quantization error of AWQ's recipe).
 // Compiled for AVX2 as well: the rounding and divisions dominate when not vectorized.
@@ -54,8 +30,31 @@ __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("O3"))) void
     const float* w, const float* s, float* d, int64_t cols, int64_t group, int32_t bits,
     bool zero_point) {
   for (int64_t c = 0; c < cols; ++c) d[c] = w[c] * s[c];
-  for (int64_t g = 0; g < cols; g += group) AwqPseudoQuantize(d + g, group, bits, zero_point);
+  for (int64_t g = 0; g < cols; g += group) awq::PseudoQuantize(d + g, group, bits, zero_point);
   for (int64_t c = 0; c < cols; ++c) d[c] = w[c] - d[c] / s[c];
+}
+
+// Duo scaling's weight statistic: per input column, the mean over every row of the
+// weights of |w| / (max |w| of the row's group + 1e-6) (AutoAWQ's w_mean, f32).
+std::vector<float> GroupNormalizedWeightMean(const std::vector<WeightRef>& weights, int64_t cols,
+                                             int64_t group) {
+  std::vector<double> sum(static_cast<size_t>(cols), 0.0);
+  int64_t total_rows = 0;
+  for (const WeightRef& ref : weights) {
+    for (int64_t r = 0; r < ref.rows; ++r) {
+      const float* row = ref.w + r * cols;
+      for (int64_t g = 0; g < cols; g += group) {
+        float amax = 0.0f;
+        for (int64_t c = g; c < g + group; ++c) amax = std::max(amax, std::fabs(row[c]));
+        const float denom = amax + 1e-6f;
+        for (int64_t c = g; c < g + group; ++c) sum[c] += std::fabs(row[c]) / denom;
+      }
+    }
+    total_rows += ref.rows;
+  }
+  std::vector<float> mean(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) mean[c] = static_cast<float>(sum[c] / total_rows);
+  return mean;
 }
 
 absl::Status CheckAwqInputs(const std::vector<WeightRef>& weights, int64_t cols,
@@ -118,16 +117,24 @@ absl::StatusOr<std::vector<float>> AwqSearchScales(const std::vector<WeightRef>&
   for (int64_t t = 0; t < n_samples; ++t) {
     for (int64_t c = 0; c < cols; ++c) xt[c * n_samples + t] = x[t * cols + c];
   }
+  const std::vector<float> w_mean =
+      params.awq_duo_scaling ? GroupNormalizedWeightMean(weights, cols, group) : std::vector<float>();
   std::vector<float> s(static_cast<size_t>(cols)), best(static_cast<size_t>(cols), 1.0f);
   std::vector<float> d(static_cast<size_t>(max_rows * cols));  // (rows, cols) W - Q(Ws)/s
   std::vector<float> e(static_cast<size_t>(max_rows * n_samples));  // (rows, n_samples) D X^T
   double best_loss = std::numeric_limits<double>::infinity();
   for (int32_t step = 0; step < params.awq_grid; ++step) {
-    const float ratio = static_cast<float>(static_cast<double>(step) / params.awq_grid);
+    const double ratio_d = static_cast<double>(step) / params.awq_grid;
+    const float ratio = static_cast<float>(ratio_d);
+    const float w_exp = static_cast<float>(1.0 - ratio_d);  // Python's 1 - ratio, then f32
     float s_max = -std::numeric_limits<float>::infinity();
     float s_min = std::numeric_limits<float>::infinity();
     for (int64_t c = 0; c < cols; ++c) {
-      s[c] = std::max(std::pow(calib.act_abs_mean[c], ratio), 1e-4f);
+      // In f32 as AutoAWQ computes them (x_mean in the calibration dtype, here f32).
+      const float x_pow = std::pow(calib.act_abs_mean[c], ratio);
+      s[c] = std::max(params.awq_duo_scaling ? x_pow / (std::pow(w_mean[c], w_exp) + 1e-4f)
+                                             : x_pow,
+                      1e-4f);
       s_max = std::max(s_max, s[c]);
       s_min = std::min(s_min, s[c]);
     }

@@ -214,7 +214,9 @@ const std::vector<MethodRow>& MethodTable() {
        .description = "AWQ: activation-aware scaled affine groups from calibration text",
        .bits = {4}, .default_bits = 4,
        .group_sizes = {32, 64, 128}, .default_group = 128,
-       .options = {Int("grid", 1, 100, [](MethodParams& p, double v) { p.awq_grid = static_cast<int32_t>(v); })},
+       .options = {Int("grid", 1, 100, [](MethodParams& p, double v) { p.awq_grid = static_cast<int32_t>(v); }),
+                   Bool("duo_scaling", [](MethodParams& p, double v) { p.awq_duo_scaling = v != 0; }),
+                   Bool("clip", [](MethodParams& p, double v) { p.awq_clip = v != 0; })},
        .calibration = Calibration::kInputScales,
        .fallback = "hqq",
        .quantize = WithParams<QuantizeAffineRtn>,  // scales folded in by QuantizeLlama

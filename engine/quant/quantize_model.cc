@@ -200,6 +200,7 @@ absl::StatusOr<QuantizedWeight> QuantizeOne(const ModulePlan& plan, const float*
 struct Work {
   size_t index;  // into modules / plans
   std::vector<float> w;
+  std::vector<float> awq_s;  // AWQ: the scales w's columns were multiplied by (empty: none)
 };
 
 }  // namespace
@@ -307,12 +308,12 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
       // AWQ scales a layer's modules together, so they are dequantized up front; the
       // rest are dequantized by the worker that quantizes them, so that memory holds
       // one f32 module per worker, not the whole dense model.
-      work.push_back({i, awq ? Dequantize(source.linear(refs[i])) : std::vector<float>()});
+      work.push_back({i, awq ? Dequantize(source.linear(refs[i])) : std::vector<float>(), {}});
     }
     if (awq) {
       // AWQ: per layer, scales for (q,k,v), (gate,up) and down, folded into the op that
-      // produces each input. o_proj is scaled only without GQA (v rows map 1:1 to o's
-      // input), as AutoAWQ does.
+      // produces each input. o_proj is not scaled (AutoAWQ scales it through v's rows,
+      // and only without GQA). The clipping search runs per module on the workers.
       for (int32_t l = first; l < last; ++l) {
         auto find = [&](LinearSlot s) -> Work* {
           for (Work& wk : work) {
@@ -360,6 +361,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
             for (int64_t r = 0; r < rows; ++r) {
               for (int64_t k = 0; k < cols; ++k) wk->w[r * cols + k] *= s[k];
             }
+            wk->awq_s = s;
           }
         }
       }
@@ -388,6 +390,27 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
           }
           const CalibrationStats* calib =
               collector && refs[i].layer >= 0 ? &collector->Stats(refs[i].layer, SiteOf(refs[i].slot)) : nullptr;
+          // AWQ's clipping search, after every scale of the layer is applied (the worker
+          // owns this module's scaled weights), on all modules but q/k as AutoAWQ.
+          const ModulePlan& plan = plans[i];
+          if (plan.method->calibration == Calibration::kInputScales && plan.params.awq_clip &&
+              calib != nullptr && calib->n_samples > 0 && refs[i].slot != LinearSlot::kQ &&
+              refs[i].slot != LinearSlot::kK) {
+            absl::StatusOr<std::vector<float>> max_val =
+                AwqSearchClip(work[k].w.data(), modules[i].rows, modules[i].cols, *calib,
+                              work[k].awq_s, plan.params);
+            if (max_val.ok()) {
+              AwqApplyClip(work[k].w.data(), modules[i].rows, modules[i].cols,
+                           plan.params.group_size, *max_val);
+            } else {
+              std::lock_guard<std::mutex> lock(mu);
+              if (failure.ok()) {
+                failure = absl::Status(max_val.status().code(),
+                                       absl::StrCat("module ", modules[i].name, ": ", max_val.status().message()));
+              }
+              return;
+            }
+          }
           absl::StatusOr<QuantizedWeight> q =
               QuantizeOne(plans[i], weights, modules[i].rows, modules[i].cols, calib);
           std::lock_guard<std::mutex> lock(mu);

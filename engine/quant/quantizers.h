@@ -49,6 +49,10 @@ struct MethodParams {
   bool gptq_true_sequential = true;
   // AWQ
   int32_t awq_grid = 20;
+  // Scales from both the activations' and the weights' magnitudes (AutoAWQ's default).
+  bool awq_duo_scaling = true;
+  // The clipping search on every scaled module but q/k (AutoAWQ's apply_clip, default on).
+  bool awq_clip = true;
 };
 
 // What calibration text produced for one linear layer's input (GPTQ, AWQ).
@@ -96,7 +100,8 @@ absl::StatusOr<QuantizedWeight> QuantizeGptq(const float* w, int64_t rows, int64
                                              const MethodParams& params);
 // AWQ's activation-aware scale search for linears that share one input (q/k/v,
 // gate/up, down): returns s (cols) minimizing || sum_i W_i X - Q(W_i diag(s)) diag(1/s) X ||
-// over s = act_abs_mean^alpha (alpha on a grid of params.awq_grid points). The caller
+// over s = act_abs_mean^alpha (alpha on a grid of params.awq_grid points; with
+// params.awq_duo_scaling, act_abs_mean^alpha / mean normalised |w|^(1-alpha)). The caller
 // multiplies the weights' columns by s, quantizes them with QuantizeAffineRtn and divides
 // the op producing the input (a norm's weight, up's rows) by s.
 struct WeightRef {
@@ -106,6 +111,18 @@ struct WeightRef {
 absl::StatusOr<std::vector<float>> AwqSearchScales(const std::vector<WeightRef>& weights,
                                                    int64_t cols, const CalibrationStats& calib,
                                                    const MethodParams& params);
+// AWQ's clipping search (AutoAWQ's _compute_best_clip) for one weight already multiplied
+// by the scales s (cols; empty: no scaling): per output row and group, the max |w| among
+// max|w| * (1 - i/20), i < 10, of least mean squared output error over the calibration
+// samples divided by s (every max(1, n_samples / 512)-th), quantizing the clamped group
+// with AutoAWQ's pseudo-quantizer. Returns the max |w| per (row, group), row-major.
+absl::StatusOr<std::vector<float>> AwqSearchClip(const float* w, int64_t rows, int64_t cols,
+                                                 const CalibrationStats& calib,
+                                                 const std::vector<float>& s,
+                                                 const MethodParams& params);
+// Clamps each group of w (rows, cols) to [-max_val, max_val] of its (row, group).
+void AwqApplyClip(float* w, int64_t rows, int64_t cols, int64_t group_size,
+                  const std::vector<float>& max_val);
 // Dense f32/f16/bf16 copy (method NONE): a GGML-typed Linear.
 absl::StatusOr<QuantizedWeight> QuantizeDense(const float* w, int64_t rows, int64_t cols,
                                               GgmlType type);

@@ -1,5 +1,6 @@
-// Helpers for the affine-group quantizer tests (rtn_test, gptq_test, awq_test): the
-// golden data of tests/reference/gen_quant_gptq.py and a plain decoder of kAffine.
+// Helpers for the affine-group quantizer tests (rtn_test, gptq_test, awq_test,
+// awq_clip_test): the golden data of tests/reference/gen_quant_gptq.py and
+// gen_quant_awq.py, and a plain decoder of kAffine.
 #pragma once
 
 #include <cmath>
@@ -17,30 +18,37 @@
 
 namespace ingot::quant::testing {
 
-inline std::string GptqDataPath(const std::string& name) {
-  return ::ingot::testing::SourcePath("tests/data/quant/gptq/" + name);
+// tests/data/quant/<dir>/: gptq (tests/reference/gen_quant_gptq.py: RTN, GPTQ, AWQ
+// without duo scaling) or awq (gen_quant_awq.py: AWQ duo scaling and clipping).
+inline std::string QuantDataPath(const std::string& name, const std::string& dir = "gptq") {
+  return ::ingot::testing::SourcePath("tests/data/quant/" + dir + "/" + name);
 }
 
-inline nlohmann::json LoadGptqIndex() {
-  std::ifstream f(GptqDataPath("index.json"));
-  EXPECT_TRUE(f.good()) << "missing " << GptqDataPath("index.json")
-                        << "; regenerate with tests/reference/gen_quant_gptq.py";
+inline std::string GptqDataPath(const std::string& name) { return QuantDataPath(name); }
+
+inline nlohmann::json LoadQuantIndex(const std::string& dir) {
+  std::ifstream f(QuantDataPath("index.json", dir));
+  EXPECT_TRUE(f.good()) << "missing " << QuantDataPath("index.json", dir)
+                        << "; regenerate with tests/reference/gen_quant_" << dir << ".py";
   return nlohmann::json::parse(f);
 }
 
+inline nlohmann::json LoadGptqIndex() { return LoadQuantIndex("gptq"); }
+
 // A raw little-endian array of T (this machine is little-endian).
 template <typename T>
-std::vector<T> LoadRaw(const std::string& name, size_t count) {
+std::vector<T> LoadRaw(const std::string& name, size_t count, const std::string& dir = "gptq") {
   std::vector<T> v(count);
-  std::ifstream f(GptqDataPath(name), std::ios::binary);
-  EXPECT_TRUE(f.good()) << "missing " << GptqDataPath(name);
+  std::ifstream f(QuantDataPath(name, dir), std::ios::binary);
+  EXPECT_TRUE(f.good()) << "missing " << QuantDataPath(name, dir);
   f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(count * sizeof(T)));
   EXPECT_EQ(static_cast<size_t>(f.gcount()), count * sizeof(T)) << name;
   return v;
 }
 
-inline std::vector<float> LoadF16AsF32(const std::string& name, size_t count) {
-  const std::vector<uint16_t> h = LoadRaw<uint16_t>(name, count);
+inline std::vector<float> LoadF16AsF32(const std::string& name, size_t count,
+                                       const std::string& dir = "gptq") {
+  const std::vector<uint16_t> h = LoadRaw<uint16_t>(name, count, dir);
   std::vector<float> out(count);
   for (size_t i = 0; i < count; ++i) out[i] = Fp16ToFp32(h[i]);
   return out;

@@ -240,6 +240,54 @@ TEST(CheckpointGguf, LogitsMatchLlamaCpp) {
   }
 }
 
+// SmolLM3 as llama.cpp's own convert_hf_to_gguf.py writes it from smollm3-f32
+// (tests/reference/gen_seeds.py smollm3_gguf): arch smollm3 with no NoPE key (llama.cpp's
+// smollm3 skips RoPE in every 4th layer), q/k rows permuted, tied output (no
+// output.weight), the tokenizer as GGUF metadata. ingot's logits on the file against
+// transformers' on the checkpoint converted and llama.cpp's on the file (f32 throughout:
+// llama.cpp ran with an f32 K/V cache; its default f16 one moves these logits by 1e-2).
+TEST(CheckpointGguf, LlamaCppConvertedSmolLm3MatchesTransformersAndLlamaCpp) {
+  const std::string hf_dir = DataDir() + "/smollm3-f32";
+  std::ifstream in(hf_dir + "/reference.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  auto file = gguf::File::Open(DataDir() + "/gguf-smollm3-f32/model.gguf");
+  ASSERT_TRUE(file.ok()) << file.status();
+  // The converter's tokenizer metadata reads back as the checkpoint's tokenizer.
+  auto spec = VocabSpecFromGguf(**file);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto hf = LoadHf(hf_dir);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  EXPECT_EQ(spec->tokens, hf->vocab.tokens);
+  EXPECT_EQ(spec->merges, hf->vocab.merges);
+  EXPECT_EQ(spec->chat_template, hf->vocab.chat_template);
+  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const LlamaConfig& c = (*model)->config();
+  EXPECT_EQ(c.architecture, "smollm3");
+  EXPECT_EQ(c.nope_layers, (std::vector<uint8_t>{0, 0, 0, 1}));
+  EXPECT_EQ(c.rope_base, 50000.0f);
+  EXPECT_TRUE(c.tied_output);
+  const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
+  const std::vector<float> got = Logits(**model, tokens);
+  std::ifstream lin(DataDir() + "/gguf-smollm3-f32/reference.json");
+  ASSERT_TRUE(lin.good());
+  const nlohmann::json lref = nlohmann::json::parse(lin);
+  EXPECT_EQ(lref["tool"], "llama-cpp-python");
+  EXPECT_EQ(lref["tokens"].get<std::vector<int32_t>>(), tokens);
+  for (const std::string& path : {hf_dir + "/logits.npy", DataDir() + "/gguf-smollm3-f32/logits.npy"}) {
+    SCOPED_TRACE(path);
+    auto npy = formats::NpzFile::Open(path);
+    ASSERT_TRUE(npy.ok()) << npy.status();
+    const formats::TensorView& want = (*npy)->tensors()[0];
+    ASSERT_EQ(static_cast<int64_t>(got.size()), want.numel());
+    const float* w = reinterpret_cast<const float*>(want.data);
+    float max_d = 0;
+    for (size_t i = 0; i < got.size(); ++i) max_d = std::max(max_d, std::fabs(got[i] - w[i]));
+    EXPECT_LE(max_d, 1e-4f);
+  }
+}
+
 // A quantized representation without a GGUF type is refused, naming the layer.
 TEST(CheckpointExport, NonGgufRepresentationIsRefused) {
   auto hf = LoadHf(DataDir() + "/bnb-nf4");

@@ -9,11 +9,9 @@
 
 Both are CUDA packages whose top-level __init__ pulls in model code (and, for auto-gptq,
 an older transformers); only the pure-torch modules above are imported, without running
-the packages' __init__ (see import_peers). Install them into .venv-quant without their
-dependencies:
-  .venv-quant/bin/pip install --no-deps auto-gptq==0.7.1
-  .venv-quant/bin/pip install --no-deps --no-build-isolation autoawq==0.2.9
-and run `.venv-quant/bin/python tests/reference/gen_quant_gptq.py`.
+the packages' __init__ (see import_peers). tests/reference/regenerate_quant.sh gptq
+installs them into .venv-quant without their dependencies (requirements-quant-nodeps.txt)
+and runs this script.
 
 Writes into tests/data/quant/gptq/ (raw little-endian arrays + index.json):
   rtn_w.f32            RTN weight (rows, cols)

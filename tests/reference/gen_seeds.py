@@ -4,6 +4,11 @@ tools themselves (run through tests/reference/regenerate_seeds.sh, in .venv-seed
   smollm3-f32/   a tiny random SmolLM3ForCausalLM (4 layers, so layer 3 is a NoPE layer
                  under the default no_rope_layer_interval of 4; GQA; tied embeddings) saved
                  by transformers, with transformers' logits on the 16 reference tokens.
+  gguf-smollm3-f32/  smollm3-f32 converted by llama.cpp's own convert_hf_to_gguf.py
+                 (--outtype f32; the llama.cpp vendored in the pinned llama-cpp-python,
+                 unpacked by llama_cpp_converter.sh), checked tensor by tensor against the
+                 safetensors; llama.cpp's logits for it come from `gen_formats_gguf.py
+                 --logits` in .venv-ref (regenerate_seeds.sh runs both).
   torchao-*/     the tiny random Llama of tests/data/formats (base "llama"), quantized the
                  way the SmolLM3 seed pipeline does it (transformers' TorchAoConfig around
                  a torchao config, then save_pretrained), with torchao's own logits.
@@ -91,7 +96,22 @@ def gen_hf_cache():
     gen_hf_cache.main()
 
 
-FAMILIES = {"smollm3": gen_smollm3, "torchao": gen_torchao, "hf_cache": gen_hf_cache}
+def gen_smollm3_gguf():
+    import gen_formats_gguf as g
+    # The converter's own gguf-py, for reading the file back (as the converter wrote it).
+    sys.path.insert(0, os.path.join(g.CONVERTER, "gguf-py"))
+    for name, outtype, src, _ in g.SEED_CASES:
+        g.convert(os.path.join(c.OUT, src), name, outtype)
+        with open(os.path.join(c.OUT, src, "config.json")) as f:
+            cfg = json.load(f)
+        g.check(name, os.path.join(c.OUT, src), cfg["num_attention_heads"],
+                cfg["num_key_value_heads"])
+        print(f"  {name}: {os.path.getsize(g.gguf_path(name))} bytes; every tensor equals "
+              f"{src}'s", flush=True)
+
+
+FAMILIES = {"smollm3": gen_smollm3, "smollm3_gguf": gen_smollm3_gguf, "torchao": gen_torchao,
+            "hf_cache": gen_hf_cache}
 
 
 def main(argv):

@@ -12,7 +12,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=.venv-formats
 REF=.venv-ref
-CACHE=tests/reference/.cache
 PIP=(--quiet --disable-pip-version-check)
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -29,18 +28,7 @@ for f in "${families[@]}"; do [ "$f" = gguf ] && want_gguf=1; done
 
 if [ $want_gguf = 1 ]; then
   # llama.cpp's converter, from the same llama-cpp-python release as .venv-ref.
-  lcpp=$(sed -n 's/^llama-cpp-python==//p' tests/reference/requirements.txt)
-  conv=$CACHE/llama.cpp
-  if [ "$(cat "$conv/VERSION" 2>/dev/null)" != "llama-cpp-python $lcpp" ]; then
-    mkdir -p "$CACHE/sdist"
-    "$VENV/bin/pip" download "${PIP[@]}" --no-deps --no-binary :all: \
-      "llama-cpp-python==$lcpp" -d "$CACHE/sdist"
-    rm -rf "$conv" && mkdir -p "$conv"
-    top=llama_cpp_python-$lcpp/vendor/llama.cpp
-    tar xzf "$CACHE/sdist/llama_cpp_python-$lcpp.tar.gz" -C "$conv" --strip-components=3 \
-      "$top/convert_hf_to_gguf.py" "$top/conversion" "$top/gguf-py"
-    echo "llama-cpp-python $lcpp" > "$conv/VERSION"
-  fi
+  tests/reference/llama_cpp_converter.sh "$VENV/bin/pip"
   if [ ! -x "$REF/bin/python" ]; then
     python3 -m venv "$REF"
   fi

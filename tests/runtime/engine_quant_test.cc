@@ -4,6 +4,7 @@
 // and every refusal with its code.
 #include <atomic>
 #include <cmath>
+#include <iostream>
 #include <map>
 
 #include "engine/runtime/engine.h"
@@ -143,6 +144,17 @@ TEST_F(EngineQuantTest, CalibratedMethodsOnOneLayer) {
     EXPECT_EQ(r->skipped_modules, 30 * 7 - 7 + 1);
     const EvaluateResult e = Eval("c", "src");
     EXPECT_LT(e.mean_kl, 0.05);
+    ASSERT_OK(engine_->UnloadModel("c"));
+    if (std::string(method) != "awq") continue;
+    // AWQ's backend options reach the searches: llm-awq's scale search alone (no duo
+    // scaling, no clipping) quantizes the layer differently, and also well.
+    c.backend_options = {{"duo_scaling", "false"}, {"clip", "false"}};
+    ASSERT_OK(Quantize("c", c));
+    const EvaluateResult plain = Eval("c", "src");
+    EXPECT_LT(plain.mean_kl, 0.05);
+    EXPECT_NE(plain.mean_kl, e.mean_kl);
+    std::cout << "AWQ layer 0: KL " << e.mean_kl << " (duo scaling + clip), " << plain.mean_kl
+              << " (neither)\n";
     ASSERT_OK(engine_->UnloadModel("c"));
   }
 }
