@@ -485,6 +485,9 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
     s.seed = seq.seed + static_cast<uint64_t>(i);
     if (m.prefix_cache) s.prompt_ready = ready_flag;  // without it nothing can be shared
     s.leader = i == 0;
+    // The prompt's logprobs are the same for every completion: the leader computes
+    // them (the others share its blocks) and completion 0's first message has them.
+    if (i > 0) s.sampling.prompt_logprobs = -1;
     s.callbacks.on_chunk = [group, i](GenerationChunk c) {
       c.index = i;
       std::lock_guard<std::mutex> lock(group->mu);
@@ -498,6 +501,7 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
         last.text = std::exchange(c.text, {});
         last.token_ids = std::exchange(c.token_ids, {});
         last.logprobs = std::exchange(c.logprobs, {});
+        last.prompt_logprobs = std::exchange(c.prompt_logprobs, {});
         last.finish_reason = c.finish_reason;
         group->callbacks.on_chunk(std::move(last));
         if (i == 0) {
