@@ -540,7 +540,7 @@ std::vector<std::string> ValidateConfig(const ServerConfig& c, bool check_files)
     }
     if (m.source.empty()) {
       problems.push_back(absl::StrCat(m.origin, ".source: required"));
-    } else if (!m.revision.empty() || formats::LooksLikeHfRepoId(m.source)) {
+    } else if (formats::IsHfRepoSource(m.source, m.revision)) {
       // A Hugging Face repository id: found in the cache (the engine checks its files
       // against the roots when it loads them).
       if (check_files) {

@@ -351,7 +351,7 @@ grpc::Status Admit(grpc::CallbackServerContext* context, const v1::LoadModelRequ
   if (g == nullptr) return grpc::Status::OK;
   // A Hugging Face repository id is resolved in the cache by the engine, whose file
   // checks then hold the snapshot's files (and their blobs) to the roots.
-  const bool hub_id = !request.revision().empty() || formats::LooksLikeHfRepoId(request.source());
+  const bool hub_id = formats::IsHfRepoSource(request.source(), request.revision());
   if (grpc::Status s = hub_id ? grpc::Status::OK : g->AdmitPath(context, kMethod, "source", request.source(), false);
       !s.ok()) {
     return s;

@@ -80,6 +80,16 @@ bool LooksLikeHfRepoId(const std::string& source) {
   return true;
 }
 
+bool IsHfRepoSource(const std::string& source, const std::string& revision) {
+  return !revision.empty() || LooksLikeHfRepoId(source);
+}
+
+bool IsVariantName(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
+  return name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
+         std::string::npos;
+}
+
 absl::StatusOr<std::string> ResolveHfCache(const std::string& cache_dir, const std::string& repo_id,
                                            const std::string& revision_in) {
   const std::vector<absl::string_view> parts = absl::StrSplit(repo_id, '/');

@@ -21,6 +21,14 @@ std::string HfCacheDir(const std::string& configured);
 // not exist on disk and has the characters and shape of an id.
 bool LooksLikeHfRepoId(const std::string& source);
 
+// Whether a load names a cache entry: any source given with a revision, or one that
+// LooksLikeHfRepoId. The one test every caller (engine, plan, limits, config) asks.
+bool IsHfRepoSource(const std::string& source, const std::string& revision);
+
+// Whether `name` may be a unified repository's variant (a subdirectory SaveModel writes
+// and LoadModel.variant names): 1-64 characters of [A-Za-z0-9._-], not "." or "..".
+bool IsVariantName(const std::string& name);
+
 // The snapshot directory of `repo_id` at `revision` (a branch or tag under refs/, or a
 // 40-hex commit; empty = "main") in `cache_dir`; a snapshot holding no config.json but
 // exactly one .gguf file resolves to that file. INVALID_ARGUMENT for a malformed id or

@@ -48,6 +48,14 @@ enum class RopeStyle {
 // SmolLM3 in GGUF: llama.cpp fixes its NoPE step at 4 (no metadata key carries it).
 inline constexpr int32_t kSmolLm3NopeStep = 4;
 
+// The NoPE pattern "every `step`-th layer" (layers step-1, 2*step-1, ... skip RoPE), as
+// SmolLM3's no_rope_layer_interval and llama.cpp's smollm3 define it.
+inline std::vector<uint8_t> NopeLayersEvery(int32_t n_layer, int64_t step) {
+  std::vector<uint8_t> nope(static_cast<size_t>(n_layer), 0);
+  for (int32_t l = 0; l < n_layer; ++l) nope[static_cast<size_t>(l)] = (l + 1) % step == 0 ? 1 : 0;
+  return nope;
+}
+
 struct LlamaConfig {
   std::string architecture;  // "llama", "qwen2", ...
   int32_t n_layer = 0;

@@ -33,11 +33,7 @@ absl::Status LlamaModel::ExportGguf(const VocabSpec& vocab, const std::string& p
   }
   if (!c.nope_layers.empty()) {
     // GGUF carries no NoPE pattern: llama.cpp's smollm3 assumes every 4th layer.
-    bool step4 = c.architecture == "smollm3";
-    for (int32_t l = 0; l < c.n_layer && step4; ++l) {
-      step4 = (c.nope_layers[l] != 0) == ((l + 1) % kSmolLm3NopeStep == 0);
-    }
-    if (!step4) {
+    if (c.architecture != "smollm3" || c.nope_layers != NopeLayersEvery(c.n_layer, kSmolLm3NopeStep)) {
       return absl::FailedPreconditionError(
           "this model's NoPE layers are not every 4th layer, the only pattern GGUF (llama.cpp's smollm3) can express");
     }

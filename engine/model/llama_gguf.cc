@@ -152,8 +152,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
   if (arch == "smollm3") {
     // llama.cpp writes no key for SmolLM3's NoPE layers: it fixes the step at 4 (layers
     // with (il + 1) % 4 == 0 skip RoPE), and so does ingot.
-    c.nope_layers.resize(static_cast<size_t>(c.n_layer));
-    for (int32_t l = 0; l < c.n_layer; ++l) c.nope_layers[l] = (l + 1) % kSmolLm3NopeStep == 0 ? 1 : 0;
+    c.nope_layers = NopeLayersEvery(c.n_layer, kSmolLm3NopeStep);
   }
 
   Builder b(f);

@@ -59,7 +59,7 @@ absl::Status SmolLm3Layers(const std::string& dir, const Json& cfg, LlamaConfig*
       return absl::InvalidArgumentError(absl::StrCat(dir, "/config.json: no_rope_layer_interval ", interval,
                                                      " must be positive"));
     }
-    for (int32_t l = 0; l < c->n_layer; ++l) c->nope_layers[l] = (l + 1) % interval == 0 ? 1 : 0;
+    c->nope_layers = NopeLayersEvery(c->n_layer, interval);
   }
   if (auto sw = cfg.find("use_sliding_window"); sw != cfg.end() && sw->is_boolean() && sw->get<bool>()) {
     return absl::UnimplementedError(

@@ -201,15 +201,13 @@ absl::StatusOr<LoadRequest> Engine::ResolveSource(const LoadRequest& request) co
   out.variant.clear();
   // A repository id (or any source with a revision) is a snapshot in the Hugging Face
   // cache: resolved offline, then loaded as that directory (or GGUF file).
-  if (!request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+  if (formats::IsHfRepoSource(request.source, request.revision)) {
     ASSIGN_OR_RETURN(out.source,
                      formats::ResolveHfCache(formats::HfCacheDir(options_.hf_cache), request.source, request.revision));
   }
   // A unified repository's variant is a subdirectory of it (SaveModel with variants).
   if (const std::string& v = request.variant; !v.empty()) {
-    if (v.size() > 64 || v == "." || v == ".." ||
-        v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
-            std::string::npos) {
+    if (!formats::IsVariantName(v)) {
       return absl::InvalidArgumentError(absl::StrCat("variant: '", v, "' must be 1-64 characters of [A-Za-z0-9._-]"));
     }
     out.source += "/" + v;
@@ -220,7 +218,7 @@ absl::StatusOr<LoadRequest> Engine::ResolveSource(const LoadRequest& request) co
 absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& request,
                                             const std::function<void(const LoadProgress&)>& progress,
                                             const std::atomic<bool>* cancel) {
-  if (!request.variant.empty() || !request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+  if (!request.variant.empty() || formats::IsHfRepoSource(request.source, request.revision)) {
     ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(request));
     return LoadModel(resolved, progress, cancel);
   }

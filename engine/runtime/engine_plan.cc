@@ -16,7 +16,7 @@ namespace ingot {
 
 absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& request) const {
   // A repository id or a variant is planned as the directory a load would resolve it to.
-  if (!request.variant.empty() || !request.revision.empty() || formats::LooksLikeHfRepoId(request.source)) {
+  if (!request.variant.empty() || formats::IsHfRepoSource(request.source, request.revision)) {
     ASSIGN_OR_RETURN(LoadRequest resolved, ResolveSource(request));
     return PlanLoad(resolved);
   }

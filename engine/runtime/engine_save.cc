@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
+#include "engine/formats/hf_cache.h"
 #include "engine/runtime/engine.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/scheduler.h"
@@ -26,14 +27,6 @@ absl::Status CheckLayout(const std::string& format, const std::string& field) {
   if (format == "gguf" || IsLayout(format)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(field, ": format '", format,
                                                  "' is not one ingot writes (gguf, ingot, bitsandbytes, mlx, gptq, hqq)"));
-}
-
-bool VariantName(const std::string& n) {
-  if (n.empty() || n.size() > 64 || n == "." || n == "..") return false;
-  for (char c : n) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
-  }
-  return true;
 }
 
 ModelCardInfo CardOf(const ModelInfo& info, const std::string& title, const std::string& layout) {
@@ -93,7 +86,7 @@ absl::StatusOr<SaveResult> Engine::SaveModel(const SaveRequest& request, const s
   for (size_t i = 0; i < request.variants.size(); ++i) {
     const SaveVariant& v = request.variants[i];
     const std::string field = absl::StrCat("variants[", i, "]");
-    if (!VariantName(v.name)) {
+    if (!formats::IsVariantName(v.name)) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ".name: '", v.name, "' must be 1-64 characters of [A-Za-z0-9._-]"));
     }

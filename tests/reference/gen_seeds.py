@@ -42,25 +42,9 @@ def smollm3_model():
 
 
 def write_reference(dst, tool, logits, base, forward, notes=None):
-    """reference.json + logits.npy as gen_formats_common writes them, comparing with the
-    committed dense logits of `base` when the base is a shared one."""
-    logits = np.ascontiguousarray(logits, dtype=np.float32)
-    assert logits.shape == (c.N_TOKENS, c.VOCAB_SIZE), logits.shape
-    assert np.isfinite(logits).all()
-    np.save(os.path.join(dst, "logits.npy"), logits)
-    ref = {"tool": tool, "version": c.version(tool), "tokens": c.tokens(), "logits_file": "logits.npy",
-           "base_model": base, "forward": forward}
-    dense_path = os.path.join(c.OUT, f"dense_logits-{base}.npy")
-    if os.path.exists(dense_path):
-        dense = np.load(dense_path)
-        ref["dense_logits_file"] = "../" + os.path.basename(dense_path)
-        ref["max_abs_diff_vs_dense"] = float(np.abs(logits - dense).max())
-        ref["argmax_agreement_vs_dense"] = float((logits.argmax(1) == dense.argmax(1)).mean())
-    if notes:
-        ref["notes"] = notes
-    with open(os.path.join(dst, "reference.json"), "w") as f:
-        f.write(json.dumps(ref, indent=1) + "\n")
-    print(f"  {os.path.basename(dst)}: {ref.get('max_abs_diff_vs_dense', '-')} from dense", flush=True)
+    """gen_formats_common's, reading the committed dense logits of `base` (when it is a
+    shared base) instead of recomputing them with this venv's transformers."""
+    c.write_reference(dst, tool, logits, kind=base, forward=forward, notes=notes, share_dense=False)
 
 
 def gen_smollm3():
