@@ -76,7 +76,8 @@ std::vector<std::string> Prompts() {
 // 64 sequences in a pool of 9 blocks of 16 tokens (one 128-token context and a block),
 // each growing past its first block: requests wait for blocks, running ones are
 // preempted and recomputed, and every sequence still ends with exactly the tokens it
-// gets alone (greedy).
+// gets alone (greedy). Half of them ask for prompt logprobs: those come once, with the
+// values the sequence gets alone, however often it was preempted.
 TEST_F(ServingTest, SixtyFourSequencesInATooSmallPoolEndAsTheyDoAlone) {
   constexpr int kTokens = 16;
   ASSERT_OK(Load("alone", 128, 0, 1));
@@ -89,20 +90,42 @@ TEST_F(ServingTest, SixtyFourSequencesInATooSmallPoolEndAsTheyDoAlone) {
 
   const std::vector<std::string> prompts = Prompts();
   std::vector<GenerateRequest> alone_requests;
-  for (const std::string& p : prompts) alone_requests.push_back(Greedy("alone", p, kTokens));
+  for (const std::string& p : prompts) {
+    alone_requests.push_back(Greedy("alone", p, kTokens));
+    alone_requests.back().sampling.prompt_logprobs = 2;
+  }
   std::vector<std::vector<int32_t>> want;
+  std::vector<std::vector<TokenLogprob>> want_prompt;
   for (const GenerateRequest& r : alone_requests) {  // one at a time
     auto c = RunAll({r});
     ASSERT_OK(c[0]->status);
     want.push_back(c[0]->ids);
+    want_prompt.push_back(c[0]->prompt_logprobs);
+    ASSERT_EQ(c[0]->prompt_logprobs.size(), static_cast<size_t>(c[0]->final.prompt_tokens - 1));
   }
   std::vector<GenerateRequest> requests;
-  for (int i = 0; i < 64; ++i) requests.push_back(Greedy("tight", prompts[i % prompts.size()], kTokens));
+  for (int i = 0; i < 64; ++i) {
+    requests.push_back(Greedy("tight", prompts[i % prompts.size()], kTokens));
+    if (i % 2 == 0) requests.back().sampling.prompt_logprobs = 2;
+  }
   auto got = RunAll(requests);
   for (int i = 0; i < 64; ++i) {
     SCOPED_TRACE(absl::StrCat("sequence ", i, ": ", prompts[i % prompts.size()]));
     ASSERT_OK(got[i]->status);
     EXPECT_EQ(got[i]->ids, want[i % prompts.size()]);
+    if (i % 2 == 1) {
+      EXPECT_EQ(got[i]->prompt_logprob_chunks, 0);
+      continue;
+    }
+    EXPECT_EQ(got[i]->prompt_logprob_chunks, 1);
+    const std::vector<TokenLogprob>& w = want_prompt[i % prompts.size()];
+    ASSERT_EQ(got[i]->prompt_logprobs.size(), w.size());
+    for (size_t k = 0; k < w.size(); ++k) {
+      EXPECT_EQ(got[i]->prompt_logprobs[k].token_id, w[k].token_id);
+      // Batched with other sequences the sums run in another order: close, not equal.
+      EXPECT_NEAR(got[i]->prompt_logprobs[k].logprob, w[k].logprob, 1e-3);
+      ASSERT_EQ(got[i]->prompt_logprobs[k].top.size(), 2u);
+    }
   }
   absl::StatusOr<ModelInfo> after = engine_->GetModel("tight");
   ASSERT_OK(after);
