@@ -170,6 +170,42 @@ TEST_F(ServingTest, ASharedPrefixIsComputedOnce) {
   EXPECT_EQ(info->kv_blocks_used, 0) << "finished sequences hold no blocks";
 }
 
+// The block size is an engine option (ingotd --kv-block-tokens): with blocks of 32 the
+// pool, the prefix cache (whole 32-token blocks) and attention over the blocks give the
+// tokens that blocks of 16 give.
+TEST_F(ServingTest, BlocksOf32ServeWhatBlocksOf16Do) {
+  EngineOptions options;
+  options.threads = 2;
+  options.kv_block_tokens = 32;
+  Engine engine32(options);
+  LoadRequest r;
+  r.name = "b32";
+  r.source = DefaultModelPath();
+  r.context_length = 1024;
+  absl::StatusOr<ModelInfo> info = engine32.LoadModel(r, nullptr);
+  ASSERT_OK(info);
+  EXPECT_EQ(info->kv_block_tokens, 32);
+  ASSERT_OK(Load("b16", 1024, 0, 8));
+  std::string prefix = "You are a careful assistant. Answer briefly and cite the rule you used.";
+  while (prefix.size() < 1400) prefix += " Rules: be kind, be exact, and never guess a number you cannot check.";
+  int round = 0;
+  for (const char* question : {"what is two plus two?", "name a colour of the sky."}) {
+    GenerateRequest g = Greedy("b32", prefix + "\nQuestion: " + question + "\nAnswer:", 12);
+    Collector c32;
+    ASSERT_OK(engine32.Generate(g, c32.Callbacks()));
+    c32.Wait();
+    ASSERT_OK(c32.status);
+    g.model = "b16";
+    auto c16 = RunAll({g});
+    ASSERT_OK(c16[0]->status);
+    EXPECT_EQ(c32.ids, c16[0]->ids) << question;
+    EXPECT_EQ(c32.final.cached_prompt_tokens % 32, 0);
+    if (++round == 2) {
+      EXPECT_GE(c32.final.cached_prompt_tokens, 288) << "the prefix's blocks of 32 were reused";
+    }
+  }
+}
+
 // n completions: each samples as a single request with seed + i does, the prompt is
 // computed once (the others take its blocks from the prefix cache), and the usage
 // counts the prompt once and every completion's tokens.
