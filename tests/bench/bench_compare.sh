@@ -21,7 +21,8 @@
 # Environment (defaults): MODEL (models/SmolLM2-135M-Instruct.Q4_1.gguf), THREADS (2),
 # ROUNDS (7), PROMPT_TOKENS (512), GEN_TOKENS (128), INGOT_PORT (50873), INGOTD and
 # INGOT (build them), LLAMA_BENCH (built beside llama-server by build_llama_server.sh),
-# INGOTD_ARGS (extra ingotd flags).
+# INGOTD_ARGS (extra ingotd flags), LLAMA_ARGS (extra llama-bench flags: `--poll 0`
+# makes its threads sleep instead of spin between ops, which matters on a busy machine).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -73,8 +74,11 @@ run_ingot() {  # $1 = runs to keep (0: warm-up only)
     --runs "$runs" --warmup 0 --json
 }
 run_llama() {  # prompt processing, then decode at the prompt's depth: two JSON arrays
-  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -r 1 -p "$PROMPT_TOKENS" -n 0 -o jsonl 2>>"$OUT/llama-bench.log"
-  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -r 1 -p 0 -n "$GEN_TOKENS" -d "$PROMPT_TOKENS" -o jsonl \
+  # shellcheck disable=SC2086
+  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -r 1 -p "$PROMPT_TOKENS" -n 0 ${LLAMA_ARGS:-} -o jsonl \
+    2>>"$OUT/llama-bench.log"
+  # shellcheck disable=SC2086
+  "$LLAMA_BENCH" -m "$MODEL" -t "$THREADS" -r 1 -p 0 -n "$GEN_TOKENS" -d "$PROMPT_TOKENS" ${LLAMA_ARGS:-} -o jsonl \
     2>>"$OUT/llama-bench.log"
 }
 
@@ -97,7 +101,7 @@ ingot_rev=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
 git diff --quiet HEAD 2>/dev/null || ingot_rev+=+dirty
 {
   echo "# ingot bench vs llama-bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p'))"
-  echo "command: ROUNDS=$ROUNDS PROMPT_TOKENS=$PROMPT_TOKENS GEN_TOKENS=$GEN_TOKENS THREADS=$THREADS tests/bench/bench_compare.sh"
+  echo "command: ROUNDS=$ROUNDS PROMPT_TOKENS=$PROMPT_TOKENS GEN_TOKENS=$GEN_TOKENS THREADS=$THREADS${LLAMA_ARGS:+ LLAMA_ARGS='$LLAMA_ARGS'} tests/bench/bench_compare.sh"
   echo "model: $MODEL; ingotd: $INGOTD ($ingot_rev); llama-bench: llama.cpp $(cat "$(dirname "$LLAMA_BENCH")/../COMMIT" 2>/dev/null || echo '?')"
   sed 's/^/- /' "$OUT/uptime.txt"
   python3 - "$OUT" "$ROUNDS" "$PROMPT_TOKENS" "$GEN_TOKENS" <<'EOF'
