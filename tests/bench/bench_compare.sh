@@ -101,7 +101,8 @@ ingot_rev=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
 git diff --quiet HEAD 2>/dev/null || ingot_rev+=+dirty
 {
   echo "# ingot bench vs llama-bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p'))"
-  echo "command: ROUNDS=$ROUNDS PROMPT_TOKENS=$PROMPT_TOKENS GEN_TOKENS=$GEN_TOKENS THREADS=$THREADS${LLAMA_ARGS:+ LLAMA_ARGS='$LLAMA_ARGS'} tests/bench/bench_compare.sh"
+  llama_args=${LLAMA_ARGS:+ LLAMA_ARGS=\"$LLAMA_ARGS\"}
+  echo "command: ROUNDS=$ROUNDS PROMPT_TOKENS=$PROMPT_TOKENS GEN_TOKENS=$GEN_TOKENS THREADS=$THREADS$llama_args tests/bench/bench_compare.sh"
   echo "model: $MODEL; ingotd: $INGOTD ($ingot_rev); llama-bench: llama.cpp $(cat "$(dirname "$LLAMA_BENCH")/../COMMIT" 2>/dev/null || echo '?')"
   sed 's/^/- /' "$OUT/uptime.txt"
   python3 - "$OUT" "$ROUNDS" "$PROMPT_TOKENS" "$GEN_TOKENS" <<'EOF'

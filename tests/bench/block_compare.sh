@@ -78,7 +78,7 @@ measure() {  # $1 = index into blocks, $2 = round
 echo "uptime before: $(uptime)" | tee "$OUT/uptime.txt" >&2
 for r in $(seq "$ROUNDS"); do
   order=("${!blocks[@]}")
-  (( r % 2 == 0 )) && order=($(printf '%s\n' "${order[@]}" | tac))
+  (( r % 2 == 0 )) && mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
   for i in "${order[@]}"; do measure "$i" "$r"; done
   echo "round $r done ($(cut -d, -f3- <<<"$(uptime)"))" >&2
 done
