@@ -50,6 +50,7 @@ struct SamplingFlags {
   std::vector<std::pair<int32_t, float>> logit_bias;
   std::vector<int32_t> stop_token_ids;
   int logprobs = -1;  // -1: off; N >= 0: the chosen token's and the top N alternatives'
+  int prompt_logprobs = -1;  // the same for every prompt token after the first
   int completions = 1;  // SamplingParams.n
   // Output constraint (at most one): GBNF text, JSON Schema text, any JSON object.
   std::string grammar, json_schema;

@@ -69,6 +69,7 @@ void SamplingFlags::ApplyTo(v1::GenerateRequest* request) const {
     request->set_logprobs(true);
     request->set_top_logprobs(logprobs);
   }
+  if (prompt_logprobs >= 0) request->set_prompt_logprobs(prompt_logprobs);
 }
 
 int ReportError(const grpc::Status& status) {

@@ -48,6 +48,7 @@ struct SamplingOptions {
   std::vector<std::string> logit_bias;
   std::vector<int32_t> stop_token_ids;
   int logprobs = -1;
+  int prompt_logprobs = -1;
   int completions = 1;
   std::string grammar_file, json_schema_file;
   bool json_object = false;
@@ -72,6 +73,9 @@ struct SamplingOptions {
         ->allow_extra_args(false);
     cmd->add_option("--logprobs", logprobs,
                     "Log-probability of each token and of the N most likely at each step (0-20)");
+    cmd->add_option("--prompt-logprobs", prompt_logprobs,
+                    "Log-probability of each prompt token and of the N most likely at its position "
+                    "(0-20; in --json output, on the first event)");
     cmd->add_option("--completions", completions,
                     "Completions of the prompt (OpenAI's n, 1-16), sharing the prompt's KV blocks");
     AddConstraint(cmd, &grammar_file, &json_schema_file, &json_object);
@@ -95,6 +99,7 @@ struct SamplingOptions {
     }
     f.stop_token_ids = stop_token_ids;
     f.logprobs = logprobs;
+    f.prompt_logprobs = prompt_logprobs;
     f.completions = completions;
     f.stop = stop;
     ReadConstraint(grammar_file, json_schema_file, json_object, &f);

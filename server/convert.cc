@@ -167,6 +167,7 @@ absl::StatusOr<GenerateRequest> FromProto(const v1::GenerateRequest& request) {
   if (s.top_logprobs > 0 && !s.logprobs) {
     return absl::InvalidArgumentError("top_logprobs: needs logprobs: true");
   }
+  if (request.has_prompt_logprobs()) s.prompt_logprobs = request.prompt_logprobs();
   s.stop.assign(request.stop().begin(), request.stop().end());
   for (size_t i = 0; i < s.stop.size(); ++i) {
     if (s.stop[i].empty()) {
@@ -324,20 +325,24 @@ void ToProto(const LoadProgress& progress, v1::LoadProgress* out) {
   out->set_detail(SanitizeUtf8(progress.detail));
 }
 
+namespace {
+void ToProto(const TokenLogprob& lp, v1::TokenLogprob* out) {
+  out->set_token_id(lp.token_id);
+  out->set_logprob(lp.logprob);
+  for (const auto& [id, v] : lp.top) {
+    v1::TokenLogprob::Top* t = out->add_top();
+    t->set_token_id(id);
+    t->set_logprob(v);
+  }
+}
+}  // namespace
+
 void ToProto(const GenerationChunk& chunk, v1::GenerateResponse* out) {
   out->set_index(chunk.index);
   out->set_text(SanitizeUtf8(chunk.text));
   out->mutable_token_ids()->Add(chunk.token_ids.begin(), chunk.token_ids.end());
-  for (const TokenLogprob& lp : chunk.logprobs) {
-    v1::TokenLogprob* p = out->add_logprobs();
-    p->set_token_id(lp.token_id);
-    p->set_logprob(lp.logprob);
-    for (const auto& [id, v] : lp.top) {
-      v1::TokenLogprob::Top* t = p->add_top();
-      t->set_token_id(id);
-      t->set_logprob(v);
-    }
-  }
+  for (const TokenLogprob& lp : chunk.logprobs) ToProto(lp, out->add_logprobs());
+  for (const TokenLogprob& lp : chunk.prompt_logprobs) ToProto(lp, out->add_prompt_logprobs());
   out->set_finish_reason(ToProto(chunk.finish_reason));
   if (!chunk.final) return;
   v1::Usage* usage = out->mutable_usage();

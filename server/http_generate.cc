@@ -65,6 +65,7 @@ struct Call {
   bool client_gone = false;
   int http_status = 200;
   bool recorded = false;
+  int32_t echo_first_token = 0;  // the prompt's first token, for echo with logprobs
 
   bool chat() const { return endpoint == Endpoint::kChat; }
 
@@ -161,6 +162,21 @@ bool StreamEvents(const std::shared_ptr<Call>& call, httplib::DataSink& sink) {
     return false;
   };
   const int n = c.request.generate.sampling.n;
+  // Echo: each completion's first event is the prompt (with its logprobs, which come
+  // on completion 0's first chunk).
+  std::vector<bool> echoed(n, !c.request.echo);
+  std::vector<TokenLogprob> prompt_logprobs;
+  auto echo = [&](const GenerationChunk& chunk) {
+    if (!chunk.prompt_logprobs.empty()) prompt_logprobs = chunk.prompt_logprobs;
+    if (chunk.index < 0 || chunk.index >= n || echoed[chunk.index]) return true;
+    echoed[chunk.index] = true;
+    GenerationChunk e;
+    e.index = chunk.index;
+    e.text = c.request.generate.prompt;
+    if (c.request.logprobs) e.logprobs = http::EchoLogprobs(c.echo_first_token, prompt_logprobs);
+    return write(SseEvent(http::StreamChunk(c.endpoint, c.meta, e, false, c.request.logprobs,
+                                            c.request.include_usage, text_of)));
+  };
   if (c.chat()) {
     for (int i = 0; i < n; ++i) {
       GenerationChunk role;
@@ -186,13 +202,18 @@ bool StreamEvents(const std::shared_ptr<Call>& call, httplib::DataSink& sink) {
     if (!x.chunks.empty()) {
       GenerationChunk chunk = std::move(x.chunks.front());
       x.chunks.pop_front();
+      lock.unlock();
+      if (!echo(chunk)) {
+        lock.lock();
+        break;
+      }
       // Tokens that end inside a character carry no text yet: nothing to send unless
       // their logprobs were asked for.
       if (chunk.text.empty() && chunk.finish_reason == FinishReason::kNone &&
           !(c.request.logprobs && !chunk.logprobs.empty())) {
+        lock.lock();
         continue;
       }
-      lock.unlock();
       const bool ok = write(SseEvent(http::StreamChunk(c.endpoint, c.meta, chunk, false, c.request.logprobs,
                                                        c.request.include_usage, text_of)));
       lock.lock();
@@ -209,6 +230,7 @@ bool StreamEvents(const std::shared_ptr<Call>& call, httplib::DataSink& sink) {
       if (n == 1) {  // the text and finish reason of the one completion
         GenerationChunk last = final;
         last.index = 0;
+        echo(last);
         write(SseEvent(http::StreamChunk(c.endpoint, c.meta, last, false, c.request.logprobs,
                                          c.request.include_usage, text_of)));
       }
@@ -232,7 +254,9 @@ void Assemble(Call& c, const Exchange& x, int* status, std::string* body) {
   }
   const int n = c.request.generate.sampling.n;
   std::vector<http::Choice> choices(n);
+  std::vector<TokenLogprob> prompt_logprobs;  // completion 0's first chunk has them
   auto add = [&](const GenerationChunk& chunk) {
+    if (!chunk.prompt_logprobs.empty()) prompt_logprobs = chunk.prompt_logprobs;
     if (chunk.index < 0 || chunk.index >= n) return;
     http::Choice& ch = choices[chunk.index];
     ch.text += chunk.text;
@@ -242,6 +266,14 @@ void Assemble(Call& c, const Exchange& x, int* status, std::string* body) {
   };
   for (const GenerationChunk& chunk : x.chunks) add(chunk);
   if (n == 1) add(x.final);
+  if (c.request.echo) {
+    const std::vector<TokenLogprob> echoed =
+        c.request.logprobs ? http::EchoLogprobs(c.echo_first_token, prompt_logprobs) : std::vector<TokenLogprob>{};
+    for (http::Choice& ch : choices) {
+      ch.text = c.request.generate.prompt + ch.text;
+      ch.logprobs.insert(ch.logprobs.begin(), echoed.begin(), echoed.end());
+    }
+  }
   *status = 200;
   *body = http::Dump(http::CompletionResponse(c.endpoint, c.meta, choices, x.final, c.request.logprobs,
                                               c.TextOf()));
@@ -281,6 +313,11 @@ void HandleGenerate(HttpServer* server, bool chat, const httplib::Request& req, 
     if (absl::Status s = guard->CheckGenerateLimits(g.model, g.sampling.max_tokens, g.prompt, texts); !s.ok()) {
       return Refuse(c, res, s);
     }
+  }
+  if (c.request.echo && c.request.logprobs) {
+    absl::StatusOr<TokenizeResult> ids = server->engine()->Tokenize(g.model, g.prompt, true, true);
+    if (!ids.ok()) return Refuse(c, res, ids.status());
+    if (!ids->ids.empty()) c.echo_first_token = ids->ids[0];
   }
 
   std::shared_ptr<Exchange> x = c.exchange;

@@ -90,7 +90,8 @@ absl::Status RefuseUnsupported(const json& body, Endpoint endpoint) {
       return InvalidParam(key, absl::StrCat("'", key, "' is not supported by ingot"));
     }
   }
-  if (auto it = body.find("echo"); it != body.end() && it->is_boolean() && it->get<bool>()) {
+  if (auto it = body.find("echo"); endpoint == Endpoint::kChat && it != body.end() && it->is_boolean() &&
+                                   it->get<bool>()) {
     return InvalidParam("echo", "echo: true is not supported by ingot");
   }
   if (auto it = body.find("best_of"); it != body.end() && !it->is_null() &&
@@ -284,10 +285,15 @@ json CompletionLogprobs(const std::vector<TokenLogprob>& lps, const TokenText& t
   for (const TokenLogprob& lp : lps) {
     const std::string token = text_of(lp.token_id);
     tokens.push_back(token);
-    token_logprobs.push_back(lp.logprob);
-    json alternatives = json::object();
-    for (const auto& [id, v] : lp.top) alternatives[text_of(id)] = v;
-    top.push_back(std::move(alternatives));
+    if (std::isnan(lp.logprob)) {  // an echoed prompt's first token
+      token_logprobs.push_back(nullptr);
+      top.push_back(nullptr);
+    } else {
+      token_logprobs.push_back(lp.logprob);
+      json alternatives = json::object();
+      for (const auto& [id, v] : lp.top) alternatives[text_of(id)] = v;
+      top.push_back(std::move(alternatives));
+    }
     offsets.push_back(offset);
     offset += token.size();
   }
@@ -452,6 +458,10 @@ absl::StatusOr<OpenAiRequest> ParseRequest(Endpoint endpoint, absl::string_view 
     p.top_logprobs = top;
   }
   out.logprobs = p.logprobs;
+  if (endpoint == Endpoint::kCompletions) {
+    if (absl::Status s = ReadBool(body, "echo", &out.echo); !s.ok()) return s;
+    if (out.echo && p.logprobs) p.prompt_logprobs = p.top_logprobs;
+  }
 
   if (absl::Status s = ReadBool(body, "stream", &out.stream); !s.ok()) return s;
   if (auto it = body.find("stream_options"); it != body.end() && !it->is_null()) {
@@ -468,6 +478,17 @@ absl::StatusOr<OpenAiRequest> ParseRequest(Endpoint endpoint, absl::string_view 
   // The engine's ranges, checked before any work; ParamOf maps its field names.
   // (The constraint itself is compiled by the engine, which names what it refuses.)
   if (absl::Status s = ValidateSamplingParams(p); !s.ok()) return s;
+  return out;
+}
+
+std::vector<TokenLogprob> EchoLogprobs(int32_t first_token, const std::vector<TokenLogprob>& prompt_logprobs) {
+  std::vector<TokenLogprob> out;
+  out.reserve(prompt_logprobs.size() + 1);
+  TokenLogprob first;
+  first.token_id = first_token;
+  first.logprob = std::numeric_limits<float>::quiet_NaN();
+  out.push_back(std::move(first));
+  out.insert(out.end(), prompt_logprobs.begin(), prompt_logprobs.end());
   return out;
 }
 

@@ -7,10 +7,10 @@
 // Accepted: model, prompt (one string) or messages (string content or text parts),
 // max_tokens / max_completion_tokens, temperature, top_p, n, stop, seed,
 // presence_penalty, frequency_penalty, logit_bias, logprobs (completions: 0-5 top
-// tokens; chat: true with top_logprobs 0-20), stream, stream_options.include_usage,
+// tokens; chat: true with top_logprobs 0-20), completions' echo, stream, stream_options.include_usage,
 // response_format ({type: text | json_object | json_schema}), user (ignored), and
 // ingot's extensions top_k, min_p, repetition_penalty. Refused with 400 naming the
-// parameter: what ingot cannot honour (tools, functions, suffix, echo, best_of > 1,
+// parameter: what ingot cannot honour (tools, functions, suffix, chat's echo, best_of > 1,
 // several prompts, token-id prompts) rather than silently ignored.
 #pragma once
 
@@ -35,6 +35,10 @@ struct OpenAiRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool logprobs = false;       // answer with logprobs (sampling.logprobs is set too)
+  // Completions' echo: each choice's text starts with the prompt; with logprobs its
+  // logprobs start with the prompt's tokens (sampling.prompt_logprobs is set too), the
+  // first one's value null.
+  bool echo = false;
 };
 
 // Parses and validates a request body (ValidateSamplingParams included).
@@ -80,6 +84,11 @@ struct ResponseMeta {
   int64_t created = 0;  // unix seconds
   std::string model;
 };
+
+// With echo and logprobs: the prompt's entries for the front of a choice's logprobs,
+// from the engine's prompt logprobs (prompt tokens 1..n-1) and the prompt's first
+// token, whose logprob is NaN (null in the answer: it has no context).
+std::vector<TokenLogprob> EchoLogprobs(int32_t first_token, const std::vector<TokenLogprob>& prompt_logprobs);
 
 // The non-streamed answer: choices in index order and the usage of the final chunk.
 nlohmann::json CompletionResponse(Endpoint endpoint, const ResponseMeta& meta,

@@ -59,6 +59,7 @@ struct Flags {
   std::vector<std::string> models;  // NAME=PATH
   std::string model_device = "cpu", model_backend = "auto";  // for the --model preloads
   int64_t memory_budget_bytes = 0;
+  int kv_block_tokens = 16;  // a flag only: a serving knob under measurement, not config
   CLI::Option* listen = nullptr;
   CLI::Option* metrics_listen = nullptr;
   CLI::Option* http_listen = nullptr;
@@ -298,6 +299,7 @@ int Run(const Flags& flags) {
   // (engine/formats/file_access.h), each file of a checkpoint directory included.
   formats::SetReadRoots(config.model_roots);
   options.hf_cache = config.hf_cache;
+  options.kv_block_tokens = flags.kv_block_tokens;
   auto engine = std::make_unique<Engine>(options);
   Metrics metrics([e = engine.get()] { return Snapshot(*e); });
   // Evictions, load and unload durations; the sink leaves before `metrics` does.
@@ -478,6 +480,9 @@ int main(int argc, char** argv) {
   flags.drain_seconds = app.add_option("--drain-seconds", v.drain_seconds,
                                        "On SIGTERM/SIGINT, seconds running streams get to finish")
                             ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-block-tokens", flags.kv_block_tokens,
+                 "Positions per paged-KV block of every model (the prefix cache shares whole blocks)")
+      ->capture_default_str()->check(CLI::Range(1, 256));
   CLI11_PARSE(app, argc, argv);
   if (!flags.check_config_file.empty()) return ingot::server::CheckConfig(flags);
   return ingot::server::Run(flags);

@@ -63,8 +63,6 @@ bool IsNameChar(char c) {
          c == '.' || c == '_' || c == ':' || c == '-';
 }
 
-constexpr int32_t kKvBlockTokens = 16;  // measured: tests/bench/README.md (serving)
-
 }  // namespace
 
 absl::Status PlaceModel(const kernels::Backend& backend, const kernels::Device& device, LoadedModel* loaded) {
@@ -124,17 +122,19 @@ absl::Status ValidateModelName(absl::string_view name, absl::string_view field) 
 Engine::Engine(EngineOptions options)
     : options_(options), registry_(std::make_unique<Registry>()) {
   if (options_.threads <= 0) options_.threads = DefaultThreads();
+  if (options_.kv_block_tokens <= 0) options_.kv_block_tokens = 16;
   pool_ = std::make_unique<kernels::ThreadPool>(options_.threads);
 }
 
 Engine::~Engine() { registry_->Shutdown(); }
 
 Engine::KvPlan Engine::PlanKv(const LoadedModel& loaded) const {
-  const kernels::KvSpec spec = loaded.model->KvShape(loaded.kv_dtype, kKvBlockTokens);
+  const int32_t bt = options_.kv_block_tokens;
+  const kernels::KvSpec spec = loaded.model->KvShape(loaded.kv_dtype, bt);
   const int64_t budget = loaded.kv_cache_bytes > 0 ? loaded.kv_cache_bytes : options_.kv_cache_bytes;
   // One full served context always fits (a request that fits the context never waits
   // forever), plus a block for a preempted sequence's next token.
-  const int32_t min_blocks = (loaded.context_length + kKvBlockTokens - 1) / kKvBlockTokens + 1;
+  const int32_t min_blocks = (loaded.context_length + bt - 1) / bt + 1;
   const int64_t want = std::max<int64_t>(min_blocks, budget / spec.BlockBytes());
   KvPlan plan;
   plan.blocks = static_cast<int32_t>(std::min<int64_t>(want, 1 << 24));
@@ -160,9 +160,9 @@ absl::Status Engine::AdmitBytes(const std::string& name, const std::string& what
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Engine::StartScheduler(const std::shared_ptr<LoadedModel>& loaded) {
   const LlamaModel& model = *loaded->model;
-  const kernels::KvSpec spec = model.KvShape(loaded->kv_dtype, kKvBlockTokens);
+  const kernels::KvSpec spec = model.KvShape(loaded->kv_dtype, options_.kv_block_tokens);
   const int32_t n_blocks = PlanKv(*loaded).blocks;
-  absl::StatusOr<std::shared_ptr<KvPool>> kv = model.NewKvPool(spec.dtype, n_blocks, kKvBlockTokens);
+  absl::StatusOr<std::shared_ptr<KvPool>> kv = model.NewKvPool(spec.dtype, n_blocks, spec.block_tokens);
   if (!kv.ok()) {
     return absl::Status(kv.status().code(), absl::StrCat("KV pool of ", n_blocks, " blocks (",
                                                          static_cast<int64_t>(n_blocks) * spec.BlockBytes(),
@@ -520,6 +520,9 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
     s.seed = seq.seed + static_cast<uint64_t>(i);
     if (m.prefix_cache) s.prompt_ready = ready_flag;  // without it nothing can be shared
     s.leader = i == 0;
+    // The prompt's logprobs are the same for every completion: the leader computes
+    // them (the others share its blocks) and completion 0's first message has them.
+    if (i > 0) s.sampling.prompt_logprobs = -1;
     s.callbacks.on_chunk = [group, i](GenerationChunk c) {
       c.index = i;
       std::lock_guard<std::mutex> lock(group->mu);
@@ -533,6 +536,7 @@ absl::StatusOr<std::shared_ptr<GenerationHandle>> Engine::Generate(GenerateReque
         last.text = std::exchange(c.text, {});
         last.token_ids = std::exchange(c.token_ids, {});
         last.logprobs = std::exchange(c.logprobs, {});
+        last.prompt_logprobs = std::exchange(c.prompt_logprobs, {});
         last.finish_reason = c.finish_reason;
         group->callbacks.on_chunk(std::move(last));
         if (i == 0) {

@@ -71,6 +71,9 @@ struct EngineOptions {
   // KV pool per model when the load names none (LoadRequest.kv_cache_bytes); raised
   // to hold at least one full served context.
   int64_t kv_cache_bytes = int64_t{256} << 20;
+  // Positions per paged-KV block of every model (the prefix cache shares whole blocks);
+  // <= 0: 16. Measured 16 against 32 in docs/decode-profile.md.
+  int32_t kv_block_tokens = 16;
   // Hugging Face cache for sources given as repository ids; empty: HF_HUB_CACHE,
   // HF_HOME/hub, ~/.cache/huggingface/hub.
   std::string hf_cache;
@@ -340,6 +343,12 @@ struct SamplingParams {
   // at that step (0-20).
   bool logprobs = false;
   int32_t top_logprobs = 0;
+  // Log-probability of each prompt token after the first, given the tokens before it,
+  // with the prompt_logprobs most likely tokens at each position (0-20); -1 = off.
+  // Computed in prefill (a logits row per prompt position), so such a request reads
+  // its prompt itself: it takes no blocks from the prefix cache (it still publishes
+  // its own).
+  int32_t prompt_logprobs = -1;
   // Completions of the prompt (1-16); completion i samples with seed + i and shares the
   // prompt's KV blocks.
   int32_t n = 1;
@@ -373,6 +382,9 @@ struct GenerationChunk {
   std::string text;               // complete UTF-8 characters only
   std::vector<int32_t> token_ids; // tokens produced since the previous chunk
   std::vector<TokenLogprob> logprobs;  // one per token_ids entry, when asked for
+  // With SamplingParams.prompt_logprobs, once, on the first chunk: one per prompt
+  // token after the first (entry i is prompt token i + 1).
+  std::vector<TokenLogprob> prompt_logprobs;
   // Final chunk only (with n > 1 also a completion's last non-final chunk):
   bool final = false;
   FinishReason finish_reason = FinishReason::kNone;

@@ -71,6 +71,10 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (p.top_logprobs < 0 || p.top_logprobs > 20) {
     return absl::InvalidArgumentError(absl::StrCat("top_logprobs must be in [0, 20], got ", p.top_logprobs));
   }
+  if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt_logprobs must be in [0, 20] (or unset), got ", p.prompt_logprobs));
+  }
   return absl::OkStatus();
 }
 

@@ -33,6 +33,16 @@ struct Scheduler::Sequence {
   std::string held;             // decoded text not yet sent (could start a stop string)
   std::vector<int32_t> held_ids;
   std::vector<TokenLogprob> held_logprobs;  // parallel to held_ids when logprobs are asked for
+  // With sampling.prompt_logprobs: prompt token i + 1's logprob from position i's
+  // logits, kept across preemption (positions already here are not asked for again),
+  // sent with the first chunk.
+  std::vector<TokenLogprob> prompt_logprobs;
+  bool prompt_logprobs_sent = false;
+  // Prompt positions whose logits are still wanted: [prompt_logprobs.size(), end).
+  int32_t PromptLogitsEnd() const {
+    if (req.sampling.prompt_logprobs < 0 || prompt_logprobs_sent) return 0;
+    return static_cast<int32_t>(req.prompt.size()) - 1;
+  }
   double start_time_s = 0;      // admitted
   double first_token_s = 0;
   double last_token_s = 0;
@@ -196,8 +206,14 @@ bool Scheduler::Reserve(Sequence& s, int32_t keep_free) {
   // Shared blocks: at most (n - 1) / bt, so the last token is always computed (its
   // logits give the next token).
   uint64_t parent = 0;
+  // Prompt logprobs need the logits of every prompt position not yet seen, so those
+  // positions are computed, not taken from the cache.
+  int32_t shareable = n - 1;
+  if (s.PromptLogitsEnd() > static_cast<int32_t>(s.prompt_logprobs.size())) {
+    shareable = std::min<int32_t>(shareable, static_cast<int32_t>(s.prompt_logprobs.size()));
+  }
   if (options_.prefix_cache) {
-    for (int32_t i = 0; (i + 1) * bt <= n - 1; ++i) {
+    for (int32_t i = 0; (i + 1) * bt <= shareable; ++i) {
       absl::Span<const int32_t> block(s.tokens.data() + static_cast<size_t>(i) * bt, bt);
       const uint64_t hash = KvPool::ChainHash(parent, block);
       const int32_t b = kv_->Lookup(hash, parent, block);
@@ -306,7 +322,13 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
     }
   }
   std::vector<BatchToken> batch;
-  std::vector<Sequence*> with_logits;  // in batch order
+  // Logits rows in batch order: rows[r] is the sequence whose token has row r, with
+  // the prompt position when the row is for a prompt logprob, -1 for the sampling row.
+  struct LogitsRow {
+    Sequence* seq;
+    int32_t prompt_pos;
+  };
+  std::vector<LogitsRow> rows;
   // Tokens still to read before the next sample (0 while decoding).
   auto remaining_prompt = [](const Sequence* s) {
     return std::max<int32_t>(0, static_cast<int32_t>(s->tokens.size()) - s->n_past - 1);
@@ -341,12 +363,14 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
       prefill_budget -= count;
       prefill_tokens += count;
     }
+    const int32_t lp_begin = static_cast<int32_t>(s.prompt_logprobs.size()), lp_end = s.PromptLogitsEnd();
     for (int32_t i = 0; i < count; ++i) {
       const int32_t pos = s.n_past + i;
       const bool last = i == count - 1 && pos + 1 == static_cast<int32_t>(s.tokens.size());
-      batch.push_back({s.tokens[pos], pos, &s.cache, last});
+      const bool prompt_row = !last && pos >= lp_begin && pos < lp_end;
+      batch.push_back({s.tokens[pos], pos, &s.cache, last || prompt_row});
+      if (last || prompt_row) rows.push_back({&s, last ? -1 : pos});
     }
-    if (batch.back().want_logits) with_logits.push_back(&s);
     s.n_past += count;
     stepped.push_back(&s);
   }
@@ -379,9 +403,17 @@ void Scheduler::Step(std::vector<std::unique_ptr<Sequence>>& active) {
     average(prefill_token_s_, std::max(took - fixed_step_s_, 0.1 * took) / prefill_tokens);
   }
   const int32_t vocab = model_->model->config().vocab_size;
-  for (size_t i = 0; i < with_logits.size(); ++i) {
-    Sequence& s = *with_logits[i];
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Sequence& s = *rows[i].seq;
     absl::Span<float> row(logits_.data() + i * vocab, vocab);
+    if (const int32_t pos = rows[i].prompt_pos; pos >= 0) {
+      // Rows come in position order from prompt_logprobs.size() on (what a preempted
+      // sequence had is kept and not asked for again).
+      if (pos == static_cast<int32_t>(s.prompt_logprobs.size())) {
+        s.prompt_logprobs.push_back(LogprobsOf(row, s.req.prompt[pos + 1], s.req.sampling.prompt_logprobs));
+      }
+      continue;
+    }
     // Logprobs are of the model's own distribution: kept before the sampler's
     // penalties and bias change the row.
     const bool want_logprobs = s.req.sampling.logprobs;
@@ -460,7 +492,15 @@ void Scheduler::Emit(Sequence& s, int32_t token, double now, std::optional<Token
   s.held_ids.clear();
   chunk.logprobs = std::move(s.held_logprobs);
   s.held_logprobs.clear();
+  TakePromptLogprobs(s, chunk);
   s.req.callbacks.on_chunk(std::move(chunk));
+}
+
+void Scheduler::TakePromptLogprobs(Sequence& s, GenerationChunk& chunk) {
+  if (s.req.sampling.prompt_logprobs < 0 || s.prompt_logprobs_sent) return;
+  chunk.prompt_logprobs = std::move(s.prompt_logprobs);
+  s.prompt_logprobs.clear();
+  s.prompt_logprobs_sent = true;
 }
 
 void Scheduler::Fail(Sequence& s, const absl::Status& status) {
@@ -477,6 +517,7 @@ void Scheduler::Finish(Sequence& s, FinishReason reason, double now) {
   if (reason != FinishReason::kStop) chunk.text += s.decoder.Flush();
   chunk.token_ids = std::move(s.held_ids);
   chunk.logprobs = std::move(s.held_logprobs);
+  TakePromptLogprobs(s, chunk);
   chunk.prompt_tokens = static_cast<int32_t>(s.req.prompt.size());
   chunk.completion_tokens = s.generated;
   if (s.generated > 0) {

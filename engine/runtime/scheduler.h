@@ -131,6 +131,8 @@ class Scheduler {
   void PublishBlocks(Sequence& s);
   void Step(std::vector<std::unique_ptr<Sequence>>& active);
   void Emit(Sequence& seq, int32_t token, double now, std::optional<TokenLogprob> logprob);
+  // Moves the prompt's logprobs into the sequence's first chunk (once).
+  void TakePromptLogprobs(Sequence& s, GenerationChunk& chunk);
   // Ends a sequence's hold on the scheduler: done, blocks released, counts updated.
   void Retire(Sequence& s);
   void Fail(Sequence& s, const absl::Status& status);

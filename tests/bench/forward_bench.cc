@@ -2,7 +2,9 @@
 // isolates the model's compute from the server. Usage:
 //   forward_bench MODEL.gguf [--threads N] [--prompt N] [--gen N] [--runs N]
 //                 [--backend native|torch] [--device cpu|cuda:N] [--batch N]
-// Prints per-run tokens/s and the medians. --batch N decodes N sequences together (each
+//                 [--kv f32|f16|q8_0] [--block-tokens N]
+// Prints per-run tokens/s and the medians. --kv and --block-tokens shape the paged KV
+// store (default f32 in blocks of 16; ingotd serves f16 by default). --batch N decodes N sequences together (each
 // step is N token rows, one per sequence, as the scheduler batches running streams):
 // prefill is each sequence's prompt in turn, decode tok/s counts all N streams.
 #include <algorithm>
@@ -30,16 +32,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   int threads = 1, prompt = 128, gen = 64, runs = 5, n_seq = 1;
-  std::string backend = "native", device = "cpu";
+  int block_tokens = 16;
+  std::string backend = "native", device = "cpu", kv = "f32";
   for (int i = 2; i + 1 < argc; i += 2) {
     const int v = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--backend")) backend = argv[i + 1];
     if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
+    if (!std::strcmp(argv[i], "--kv")) kv = argv[i + 1];
     if (!std::strcmp(argv[i], "--threads")) threads = v;
     else if (!std::strcmp(argv[i], "--prompt")) prompt = v;
     else if (!std::strcmp(argv[i], "--gen")) gen = v;
     else if (!std::strcmp(argv[i], "--runs")) runs = v;
     else if (!std::strcmp(argv[i], "--batch")) n_seq = std::max(1, v);
+    else if (!std::strcmp(argv[i], "--block-tokens")) block_tokens = v;
   }
   auto file = ingot::gguf::File::Open(argv[1]);
   if (!file.ok()) { std::fprintf(stderr, "%s\n", file.status().ToString().c_str()); return 1; }
@@ -50,6 +55,9 @@ int main(int argc, char** argv) {
   auto dev = ingot::kernels::ParseDevice(device);
   if (be == nullptr || !dev.ok()) { std::fprintf(stderr, "unknown backend or device\n"); return 1; }
   if (auto st = m.Place(*be, *dev); !st.ok()) { std::fprintf(stderr, "%s\n", st.ToString().c_str()); return 1; }
+  using ingot::kernels::KvDtype;
+  if (kv != "f32" && kv != "f16" && kv != "q8_0") { std::fprintf(stderr, "--kv: f32, f16 or q8_0\n"); return 2; }
+  const KvDtype kv_dtype = kv == "f16" ? KvDtype::kF16 : kv == "q8_0" ? KvDtype::kQ8_0 : KvDtype::kF32;
   ingot::kernels::ThreadPool pool(threads);
   ingot::ForwardWorkspace ws;
   std::vector<float> logits;
@@ -58,7 +66,9 @@ int main(int argc, char** argv) {
   for (int r = 0; r < runs + 1; ++r) {
     std::vector<std::unique_ptr<ingot::KvCache>> caches;
     for (int s = 0; s < n_seq; ++s) {
-      caches.push_back(m.NewKvCache());
+      auto kv_pool = m.NewKvPool(kv_dtype, 0, block_tokens);  // growable, private
+      if (!kv_pool.ok()) { std::fprintf(stderr, "%s\n", kv_pool.status().ToString().c_str()); return 1; }
+      caches.push_back(std::make_unique<ingot::KvCache>(*std::move(kv_pool)));
       if (!caches.back()->Reserve(prompt + gen).ok()) return 1;
     }
     std::vector<int> next(n_seq);
@@ -89,6 +99,7 @@ int main(int argc, char** argv) {
     std::printf("run %d: prefill %.1f tok/s, decode %.1f tok/s\n", r, p, d);
   }
   std::printf("%s on %s, ", backend.c_str(), device.c_str());
+  std::printf("KV %s in blocks of %d, ", kv.c_str(), block_tokens);
   std::printf("threads %d, %d sequence(s): prefill %.1f tok/s, decode %.1f tok/s (median of %d)\n", threads,
               n_seq, Median(pre), Median(dec), runs);
   return 0;

@@ -86,6 +86,37 @@ def test_completion_stop_and_logprobs(client):
     assert all(b > a for a, b in zip(lp.text_offset, lp.text_offset[1:]))
 
 
+def test_completion_echo_with_logprobs(client, server):
+    plain = client.completions.create(model="default", prompt=COUNTING_PROMPT, max_tokens=4, temperature=0,
+                                      logprobs=2)
+    r = client.completions.create(model="default", prompt=COUNTING_PROMPT, max_tokens=4, temperature=0,
+                                  logprobs=2, echo=True)
+    c = r.choices[0]
+    assert c.text == COUNTING_PROMPT + plain.choices[0].text
+    lp, tail = c.logprobs, plain.choices[0].logprobs
+    n_prompt = r.usage.prompt_tokens
+    assert len(lp.tokens) == n_prompt + len(tail.tokens)
+    assert "".join(lp.tokens[:n_prompt]) == COUNTING_PROMPT
+    # The prompt's first token has no context: null; the others are <= 0 with 2 alternatives.
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    for value, top in zip(lp.token_logprobs[1:n_prompt], lp.top_logprobs[1:n_prompt]):
+        assert value <= 0
+        assert len(top) == 2
+        assert value <= max(top.values()) + 1e-5
+    # The generated part is the plain request's.
+    assert lp.tokens[n_prompt:] == tail.tokens
+    assert lp.token_logprobs[n_prompt:] == pytest.approx(tail.token_logprobs, abs=1e-4)
+    assert lp.text_offset[0] == 0 and lp.text_offset[n_prompt] == len(COUNTING_PROMPT)
+
+    # Streamed: the first event is the prompt with its logprobs, then the completion.
+    events = list(client.completions.create(model="default", prompt=COUNTING_PROMPT, max_tokens=4,
+                                            temperature=0, logprobs=2, echo=True, stream=True))
+    assert events[0].choices[0].text == COUNTING_PROMPT
+    assert len(events[0].choices[0].logprobs.tokens) == n_prompt
+    assert events[0].choices[0].logprobs.token_logprobs[0] is None
+    assert "".join(e.choices[0].text for e in events if e.choices) == c.text
+
+
 def test_chat_completion(client):
     r = chat(client, "What is the capital of France? Answer in one word.", max_tokens=16, temperature=0)
     assert r.object == "chat.completion"
@@ -285,7 +316,8 @@ def test_raw_errors_with_curl(server):
             ("/chat/completions", "{not json", 400, "body"),
             ("/completions", json.dumps({"model": "default", "prompt": ["a", "b"]}), 400, "prompt"),
             ("/completions", json.dumps({"model": "default"}), 400, "prompt"),
-            ("/completions", json.dumps({"model": "default", "prompt": "x", "echo": True}), 400, "echo"),
+            ("/chat/completions", json.dumps({"model": "default", "messages": [{"role": "user", "content": "x"}],
+                                              "echo": True}), 400, "echo"),
             ("/nothing", "{}", 404, None)]:
         code, err = post(path, data)
         assert (code, err["param"]) == (status, param), (path, data, err)

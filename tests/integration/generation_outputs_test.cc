@@ -1,5 +1,6 @@
-// Sampling outputs over gRPC and the CLI: logprobs with top alternatives, penalties,
-// logit bias and stop token ids reach the engine and come back in GenerateResponse.
+// Sampling outputs over gRPC and the CLI: logprobs with top alternatives (of generated
+// and of prompt tokens), penalties, logit bias and stop token ids reach the engine and
+// come back in GenerateResponse.
 #include <cmath>
 
 #include "absl/strings/str_split.h"
@@ -83,6 +84,70 @@ TEST_F(IngotdTest, LogprobsPenaltiesBiasAndStopIdsOverGrpc) {
     }
   }
   EXPECT_EQ(with_logprobs, 4) << cli.out;
+}
+
+// Prompt logprobs come on the first message only, one per prompt token after the first
+// (the prompt's own token ids, as Tokenize gives them), each with its top N; the values
+// themselves are checked against the model's logits in tests/runtime/engine_test.cc.
+TEST_F(IngotdTest, PromptLogprobsOverGrpcAndCli) {
+  const std::string prompt = "The three primary colors are red, yellow and";
+  v1::GenerateRequest r = Greedy("default", prompt, 3);
+  r.set_prompt_logprobs(2);
+  auto stub = v1::GenerationService::NewStub(channel());
+  v1::TokenizeResponse tokens;
+  {
+    grpc::ClientContext context;
+    v1::TokenizeRequest t;
+    t.set_model("default");
+    t.set_text(prompt);
+    ASSERT_TRUE(stub->Tokenize(&context, t, &tokens).ok());
+  }
+  ASSERT_GT(tokens.ids_size(), 3);
+  grpc::ClientContext context;
+  context.set_deadline(In(120));
+  auto reader = stub->Generate(&context, r);
+  v1::GenerateResponse response;
+  int messages = 0;
+  while (reader->Read(&response)) {
+    if (messages++ > 0) {
+      EXPECT_EQ(response.prompt_logprobs_size(), 0) << "message " << messages;
+      continue;
+    }
+    ASSERT_EQ(response.prompt_logprobs_size(), tokens.ids_size() - 1);
+    for (int i = 0; i < response.prompt_logprobs_size(); ++i) {
+      const v1::TokenLogprob& lp = response.prompt_logprobs(i);
+      EXPECT_EQ(lp.token_id(), tokens.ids(i + 1));
+      EXPECT_LE(lp.logprob(), 0.0f);
+      ASSERT_EQ(lp.top_size(), 2);
+      EXPECT_LE(lp.logprob(), lp.top(0).logprob() + 1e-6f) << "the top one is the most likely";
+      EXPECT_LE(lp.top(1).logprob(), lp.top(0).logprob());
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(response.usage().prompt_tokens(), tokens.ids_size());
+  EXPECT_EQ(response.usage().cached_prompt_tokens(), 0) << "the prompt is read in full";
+  // Out of range: INVALID_ARGUMENT naming the field.
+  v1::GenerateRequest bad = Greedy("default", "Hi", 2);
+  bad.set_prompt_logprobs(21);
+  Generation e = Generate(channel(), bad);
+  EXPECT_EQ(e.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(e.status.error_message(), HasSubstr("prompt_logprobs"));
+
+  // The CLI: --prompt-logprobs N puts them on the first --json event.
+  CommandResult cli = RunCommand({Cli(), "--server", server_->address(), "generate", "default", prompt,
+                                  "-n", "2", "--greedy", "--json", "--prompt-logprobs", "1"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  std::vector<int> sizes;
+  for (const std::string& line : std::vector<std::string>(absl::StrSplit(cli.out, '\n', absl::SkipEmpty()))) {
+    const nlohmann::json event = nlohmann::json::parse(line);
+    sizes.push_back(event.contains("prompt_logprobs") ? static_cast<int>(event["prompt_logprobs"].size()) : 0);
+    if (sizes.size() == 1 && sizes[0] > 0) {
+      EXPECT_EQ(event["prompt_logprobs"][0]["top"].size(), 1u) << line;
+    }
+  }
+  ASSERT_FALSE(sizes.empty());
+  EXPECT_EQ(sizes[0], tokens.ids_size() - 1) << cli.out;
+  for (size_t i = 1; i < sizes.size(); ++i) EXPECT_EQ(sizes[i], 0) << cli.out;
 }
 
 }  // namespace

@@ -359,6 +359,94 @@ TEST_F(EngineTest, LogprobsAreTheModelsLogSoftmax) {
   }
 }
 
+// Prompt logprobs are the log-softmax of the model's logits at each prompt position:
+// recomputed here by one forward pass over the prompt with every position's logits and
+// compared to 1e-4, with the top-4 alternatives. The prompt's blocks are in the prefix
+// cache first (a plain request hits them); a prompt-logprobs request reads the whole
+// prompt anyway (cached_prompt_tokens 0), and with n = 2 the values come once.
+TEST_F(EngineTest, PromptLogprobsAreTheModelsLogSoftmax) {
+  const std::string prompt =
+      "You are a careful assistant. Answer in one short sentence, and say when you do not "
+      "know. Question: which planet in the solar system has the most moons, and how many "
+      "were known at the last count?";
+  for (int i = 0; i < 2; ++i) {
+    Collector plain;
+    ASSERT_OK(engine_->Generate(Greedy(prompt, 1), plain.Callbacks()));
+    plain.Wait();
+    ASSERT_OK(plain.status);
+    if (i == 1) EXPECT_GT(plain.final.cached_prompt_tokens, 0) << "the prompt's blocks are cached";
+  }
+  GenerateRequest r = Greedy(prompt, 2);
+  r.sampling.prompt_logprobs = 4;
+  Collector c;
+  ASSERT_OK(engine_->Generate(r, c.Callbacks()));
+  c.Wait();
+  ASSERT_OK(c.status);
+  EXPECT_EQ(c.final.cached_prompt_tokens, 0);
+  EXPECT_EQ(c.prompt_logprob_chunks, 1);
+  auto toks = engine_->Tokenize("smol", prompt, true, true);
+  ASSERT_OK(toks);
+  const std::vector<int32_t>& ids = toks->ids;
+  ASSERT_GT(ids.size(), 40u);
+  ASSERT_EQ(static_cast<int>(ids.size()), c.final.prompt_tokens);
+  ASSERT_EQ(c.prompt_logprobs.size(), ids.size() - 1);
+
+  auto file = gguf::File::Open(DefaultModelPath());
+  ASSERT_OK(file);
+  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  ASSERT_OK(model);
+  kernels::ThreadPool pool(2);
+  ForwardWorkspace ws;
+  auto kv_pool = (*model)->NewKvPool(kernels::KvDtype::kF16, 0);
+  ASSERT_OK(kv_pool);
+  KvCache cache(*kv_pool);
+  ASSERT_OK(cache.Reserve(static_cast<int32_t>(ids.size())));
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < ids.size(); ++i) batch.push_back({ids[i], static_cast<int32_t>(i), &cache, true});
+  std::vector<float> logits;
+  ASSERT_OK((*model)->Forward(batch, pool, ws, &logits));
+  const size_t vocab = logits.size() / ids.size();
+  for (size_t pos = 0; pos + 1 < ids.size(); ++pos) {
+    const float* row = logits.data() + pos * vocab;
+    double mx = row[0];
+    for (size_t v = 0; v < vocab; ++v) mx = std::max<double>(mx, row[v]);
+    double sum = 0;
+    for (size_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - mx);
+    const double lse = mx + std::log(sum);
+    const TokenLogprob& got = c.prompt_logprobs[pos];
+    EXPECT_EQ(got.token_id, ids[pos + 1]) << "entry " << pos << " is prompt token " << pos + 1;
+    EXPECT_NEAR(got.logprob, row[ids[pos + 1]] - lse, 1e-4) << "position " << pos;
+    ASSERT_EQ(got.top.size(), 4u);
+    EXPECT_EQ(got.top[0].first, std::max_element(row, row + vocab) - row);
+    for (size_t k = 0; k < got.top.size(); ++k) {
+      EXPECT_NEAR(got.top[k].second, row[got.top[k].first] - lse, 1e-4);
+      if (k > 0) {
+        EXPECT_LE(got.top[k].second, got.top[k - 1].second);
+      }
+    }
+  }
+
+  // Two completions: the prompt's logprobs come once, on one chunk, the same values.
+  r.sampling.n = 2;
+  Collector two;
+  ASSERT_OK(engine_->Generate(r, two.Callbacks()));
+  two.Wait();
+  ASSERT_OK(two.status);
+  EXPECT_EQ(two.prompt_logprob_chunks, 1);
+  ASSERT_EQ(two.prompt_logprobs.size(), c.prompt_logprobs.size());
+  for (size_t i = 0; i < c.prompt_logprobs.size(); ++i) {
+    EXPECT_EQ(two.prompt_logprobs[i].token_id, c.prompt_logprobs[i].token_id);
+    EXPECT_NEAR(two.prompt_logprobs[i].logprob, c.prompt_logprobs[i].logprob, 1e-4) << i;
+  }
+  EXPECT_EQ(two.ids_by_index[0], two.ids_by_index[1]) << "greedy completions agree";
+
+  GenerateRequest bad = Greedy(prompt, 2);
+  bad.sampling.prompt_logprobs = 21;
+  Collector unused;
+  EXPECT_THAT(engine_->Generate(bad, unused.Callbacks()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prompt_logprobs")));
+}
+
 // Penalties, bias and stop ids change greedy decoding as their definitions say.
 TEST_F(EngineTest, PenaltiesBiasAndStopTokenIds) {
   const std::string prompt = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,";

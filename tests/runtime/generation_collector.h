@@ -23,6 +23,8 @@ struct Collector {
   std::map<int, FinishReason> finish_by_index;
   GenerationChunk final;
   std::vector<TokenLogprob> logprobs;
+  std::vector<TokenLogprob> prompt_logprobs;
+  int prompt_logprob_chunks = 0;  // chunks that carried prompt logprobs (at most one)
   int chunks = 0;
 
   GenerationCallbacks Callbacks() {
@@ -33,6 +35,7 @@ struct Collector {
               ids_by_index[c.index].insert(ids_by_index[c.index].end(), c.token_ids.begin(), c.token_ids.end());
               if (c.finish_reason != FinishReason::kNone) finish_by_index[c.index] = c.finish_reason;
               logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
+              TakePrompt(c);
               ++chunks;
               cv.notify_all();
             },
@@ -42,10 +45,16 @@ struct Collector {
               text += c.text;
               ids.insert(ids.end(), c.token_ids.begin(), c.token_ids.end());
               logprobs.insert(logprobs.end(), c.logprobs.begin(), c.logprobs.end());
+              TakePrompt(c);
               final = c;
               done = true;
               cv.notify_all();
             }};
+  }
+  void TakePrompt(const GenerationChunk& c) {
+    if (c.prompt_logprobs.empty()) return;
+    prompt_logprobs.insert(prompt_logprobs.end(), c.prompt_logprobs.begin(), c.prompt_logprobs.end());
+    ++prompt_logprob_chunks;
   }
   void Wait() {
     std::unique_lock<std::mutex> l(mu);

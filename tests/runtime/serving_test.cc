@@ -76,7 +76,8 @@ std::vector<std::string> Prompts() {
 // 64 sequences in a pool of 9 blocks of 16 tokens (one 128-token context and a block),
 // each growing past its first block: requests wait for blocks, running ones are
 // preempted and recomputed, and every sequence still ends with exactly the tokens it
-// gets alone (greedy).
+// gets alone (greedy). Half of them ask for prompt logprobs: those come once, with the
+// values the sequence gets alone, however often it was preempted.
 TEST_F(ServingTest, SixtyFourSequencesInATooSmallPoolEndAsTheyDoAlone) {
   constexpr int kTokens = 16;
   ASSERT_OK(Load("alone", 128, 0, 1));
@@ -89,20 +90,42 @@ TEST_F(ServingTest, SixtyFourSequencesInATooSmallPoolEndAsTheyDoAlone) {
 
   const std::vector<std::string> prompts = Prompts();
   std::vector<GenerateRequest> alone_requests;
-  for (const std::string& p : prompts) alone_requests.push_back(Greedy("alone", p, kTokens));
+  for (const std::string& p : prompts) {
+    alone_requests.push_back(Greedy("alone", p, kTokens));
+    alone_requests.back().sampling.prompt_logprobs = 2;
+  }
   std::vector<std::vector<int32_t>> want;
+  std::vector<std::vector<TokenLogprob>> want_prompt;
   for (const GenerateRequest& r : alone_requests) {  // one at a time
     auto c = RunAll({r});
     ASSERT_OK(c[0]->status);
     want.push_back(c[0]->ids);
+    want_prompt.push_back(c[0]->prompt_logprobs);
+    ASSERT_EQ(c[0]->prompt_logprobs.size(), static_cast<size_t>(c[0]->final.prompt_tokens - 1));
   }
   std::vector<GenerateRequest> requests;
-  for (int i = 0; i < 64; ++i) requests.push_back(Greedy("tight", prompts[i % prompts.size()], kTokens));
+  for (int i = 0; i < 64; ++i) {
+    requests.push_back(Greedy("tight", prompts[i % prompts.size()], kTokens));
+    if (i % 2 == 0) requests.back().sampling.prompt_logprobs = 2;
+  }
   auto got = RunAll(requests);
   for (int i = 0; i < 64; ++i) {
     SCOPED_TRACE(absl::StrCat("sequence ", i, ": ", prompts[i % prompts.size()]));
     ASSERT_OK(got[i]->status);
     EXPECT_EQ(got[i]->ids, want[i % prompts.size()]);
+    if (i % 2 == 1) {
+      EXPECT_EQ(got[i]->prompt_logprob_chunks, 0);
+      continue;
+    }
+    EXPECT_EQ(got[i]->prompt_logprob_chunks, 1);
+    const std::vector<TokenLogprob>& w = want_prompt[i % prompts.size()];
+    ASSERT_EQ(got[i]->prompt_logprobs.size(), w.size());
+    for (size_t k = 0; k < w.size(); ++k) {
+      EXPECT_EQ(got[i]->prompt_logprobs[k].token_id, w[k].token_id);
+      // Batched with other sequences the sums run in another order: close, not equal.
+      EXPECT_NEAR(got[i]->prompt_logprobs[k].logprob, w[k].logprob, 1e-3);
+      ASSERT_EQ(got[i]->prompt_logprobs[k].top.size(), 2u);
+    }
   }
   absl::StatusOr<ModelInfo> after = engine_->GetModel("tight");
   ASSERT_OK(after);
@@ -145,6 +168,42 @@ TEST_F(ServingTest, ASharedPrefixIsComputedOnce) {
   EXPECT_EQ(info->prefix_cache_query_tokens, prompt_tokens + fb.prompt_tokens);
   EXPECT_GT(info->kv_blocks_cached, 0);
   EXPECT_EQ(info->kv_blocks_used, 0) << "finished sequences hold no blocks";
+}
+
+// The block size is an engine option (ingotd --kv-block-tokens): with blocks of 32 the
+// pool, the prefix cache (whole 32-token blocks) and attention over the blocks give the
+// tokens that blocks of 16 give.
+TEST_F(ServingTest, BlocksOf32ServeWhatBlocksOf16Do) {
+  EngineOptions options;
+  options.threads = 2;
+  options.kv_block_tokens = 32;
+  Engine engine32(options);
+  LoadRequest r;
+  r.name = "b32";
+  r.source = DefaultModelPath();
+  r.context_length = 1024;
+  absl::StatusOr<ModelInfo> info = engine32.LoadModel(r, nullptr);
+  ASSERT_OK(info);
+  EXPECT_EQ(info->kv_block_tokens, 32);
+  ASSERT_OK(Load("b16", 1024, 0, 8));
+  std::string prefix = "You are a careful assistant. Answer briefly and cite the rule you used.";
+  while (prefix.size() < 1400) prefix += " Rules: be kind, be exact, and never guess a number you cannot check.";
+  int round = 0;
+  for (const char* question : {"what is two plus two?", "name a colour of the sky."}) {
+    GenerateRequest g = Greedy("b32", prefix + "\nQuestion: " + question + "\nAnswer:", 12);
+    Collector c32;
+    ASSERT_OK(engine32.Generate(g, c32.Callbacks()));
+    c32.Wait();
+    ASSERT_OK(c32.status);
+    g.model = "b16";
+    auto c16 = RunAll({g});
+    ASSERT_OK(c16[0]->status);
+    EXPECT_EQ(c32.ids, c16[0]->ids) << question;
+    EXPECT_EQ(c32.final.cached_prompt_tokens % 32, 0);
+    if (++round == 2) {
+      EXPECT_GE(c32.final.cached_prompt_tokens, 288) << "the prefix's blocks of 32 were reused";
+    }
+  }
 }
 
 // n completions: each samples as a single request with seed + i does, the prompt is

@@ -82,6 +82,17 @@ TEST(HttpOpenAiTest, DefaultsAndContentParts) {
   EXPECT_EQ(completion->generate.sampling.max_tokens, 16);  // OpenAI's completions default
   EXPECT_TRUE(completion->generate.sampling.logprobs);
   EXPECT_EQ(completion->generate.sampling.top_logprobs, 2);
+  EXPECT_FALSE(completion->echo);
+  EXPECT_EQ(completion->generate.sampling.prompt_logprobs, -1);
+  // echo with logprobs asks the engine for the prompt's logprobs with as many alternatives.
+  auto echo = Completion({{"echo", true}, {"logprobs", 3}});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_TRUE(echo->echo);
+  EXPECT_EQ(echo->generate.sampling.prompt_logprobs, 3);
+  echo = Completion({{"echo", true}});
+  ASSERT_TRUE(echo.ok()) << echo.status();
+  EXPECT_TRUE(echo->echo);
+  EXPECT_EQ(echo->generate.sampling.prompt_logprobs, -1) << "no logprobs: the prompt's text only";
 }
 
 TEST(HttpOpenAiTest, ResponseFormatBecomesTheConstraint) {
@@ -142,7 +153,8 @@ TEST(HttpOpenAiTest, EveryRefusalNamesItsParameter) {
             std::make_pair(std::string("prompt"), 400));
   EXPECT_EQ(Refusal(Completion({{"logprobs", 6}}), Endpoint::kCompletions),
             std::make_pair(std::string("logprobs"), 400));
-  EXPECT_EQ(Refusal(Completion({{"echo", true}}), Endpoint::kCompletions),
+  EXPECT_EQ(Refusal(Chat({{"echo", true}})), std::make_pair(std::string("echo"), 400));
+  EXPECT_EQ(Refusal(Completion({{"echo", "yes"}}), Endpoint::kCompletions),
             std::make_pair(std::string("echo"), 400));
   EXPECT_EQ(Refusal(ParseRequest(Endpoint::kChat, "{not json")), std::make_pair(std::string("body"), 400));
 }
@@ -209,6 +221,18 @@ TEST(HttpOpenAiTest, ResponseAndChunkShapes) {
   EXPECT_EQ(completion["choices"][0]["text"], "Hello");
   EXPECT_EQ(completion["choices"][0]["logprobs"]["text_offset"], json({0, 2}));
   EXPECT_EQ(completion["choices"][0]["logprobs"]["top_logprobs"][0]["llo"], -1.5f);
+  // Echo: the prompt's first token has no logprob (null), the others theirs.
+  Choice echoed = choice;
+  echoed.text = "HeHello";
+  std::vector<TokenLogprob> front = EchoLogprobs(1, {TokenLogprob{2, -3.0f, {{1, -0.1f}}}});
+  echoed.logprobs.insert(echoed.logprobs.begin(), front.begin(), front.end());
+  json e = CompletionResponse(Endpoint::kCompletions, meta, {echoed}, final, true, text_of);
+  const json& elp = e["choices"][0]["logprobs"];
+  EXPECT_EQ(elp["tokens"], json({"He", "llo", "He", "llo"}));
+  EXPECT_EQ(elp["token_logprobs"], json({nullptr, -3.0f, -0.5f, -0.25f}));
+  EXPECT_TRUE(elp["top_logprobs"][0].is_null());
+  EXPECT_EQ(elp["top_logprobs"][1]["He"], -0.1f);
+  EXPECT_EQ(elp["text_offset"], json({0, 2, 5, 7}));
 
   GenerationChunk piece;
   piece.index = 1;
