@@ -276,7 +276,7 @@ TEST_F(ServingTest, KvDtypesStoreWhatTheySayAndBadOnesAreRefused) {
     r.context_length = 128;
     r.kv_cache_dtype = "q8_0";
     EXPECT_THAT(engine_->LoadModel(r, nullptr),
-                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("q8_0 is served by backend native only")));
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("q8_0 is served by backend native on cpu and by torch on cuda")));
   }
   EXPECT_OK(engine_->GetModel("f16")) << "a refused load takes nothing already loaded";
 }
