@@ -15,22 +15,12 @@
 #   tests/gpu/bench_7b.sh [OUT_DIR] [TYPES...]   (default types: f16 q4_0 q8_0 q4_K q6_K)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
-B=$ROOT/build-gpu-bundle
-# The bundle travels as an archive (scripts/gpu_bundle.sh); unpack it once.
-if [ ! -d "$B" ] && [ -f "$B.tar.xz" ]; then
-  tar xJf "$B.tar.xz" -C "$ROOT" 2>/dev/null ||
-    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$B.tar.xz" "$ROOT"
-fi
+source tests/gpu/env.sh
 LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
 shift || true
 TYPES=("$@")
 [ ${#TYPES[@]} -eq 0 ] && TYPES=(f16 q4_0 q8_0 q4_K q6_K)
 mkdir -p "$LOGS"
-TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
-SITE=$(dirname "$TORCH_DIR")
-NV=$(ls -d "$SITE"/nvidia/*/lib 2>/dev/null | tr '\n' ':')
-export LD_LIBRARY_PATH="$B/lib:$TORCH_DIR/lib:$NV${LD_LIBRARY_PATH:-}"
 WORK=${INGOT_BENCH_DIR:-/tmp/ingot-7b}
 mkdir -p "$WORK"
 

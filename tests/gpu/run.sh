@@ -18,26 +18,12 @@
 #   tests/gpu/run.sh [OUT_DIR]      (OUT_DIR: logs; default $OUT or /tmp/ingot-gpu)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
-B=$ROOT/build-gpu-bundle
-# The bundle travels as an archive (scripts/gpu_bundle.sh); unpack it once.
-if [ ! -d "$B" ] && [ -f "$B.tar.xz" ]; then
-  tar xJf "$B.tar.xz" -C "$ROOT" 2>/dev/null ||
-    python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" "$B.tar.xz" "$ROOT"
-fi
+source tests/gpu/env.sh
 LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
 mkdir -p "$LOGS"
 declare -a ROWS
 row() { ROWS+=("$(printf '%-34s %-6s %s' "$1" "$2" "$3")"); }
 
-TORCH_DIR=$(python3 -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
-TORCH_VER=$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null)
-if [ -z "$TORCH_DIR" ] || [[ "$TORCH_VER" != 2.11.* ]]; then
-  echo "run.sh: torch 2.11.x is needed (found '${TORCH_VER:-none}')"; exit 2
-fi
-SITE=$(dirname "$TORCH_DIR")
-NV=$(ls -d "$SITE"/nvidia/*/lib 2>/dev/null | tr '\n' ':')
-export LD_LIBRARY_PATH="$B/lib:$TORCH_DIR/lib:$NV${LD_LIBRARY_PATH:-}"
 export INGOT_TEST_SOURCE_DIR=$ROOT
 row "torch" ok "$TORCH_VER at $TORCH_DIR"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$LOGS/gpu.txt" 2>&1

@@ -37,6 +37,7 @@
 #include "nlohmann/json.hpp"
 #include "ingot/v1/quantization.grpc.pb.h"
 #include "tests/integration/ingotd_process.h"
+#include "tests/integration/default_hf_fixture.h"
 #include "tests/integration/integration_fixture.h"
 
 namespace ingot::testing {
@@ -44,7 +45,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string HfPython() { return SourcePath(".venv-hf/bin/python"); }
 
 Json Golden() {
   std::ifstream in(SourcePath("tests/data/formats/default_hf/greedy.json"));
@@ -88,31 +88,11 @@ v1::QuantizationConfig GgufOwnTypes(const gguf::File& original, std::string* blo
   return q;
 }
 
-class DefaultHfTest : public IngotdTest {
+class DefaultHfTest : public DefaultHfDirTest {
  protected:
-  // One server (IngotdTest's, "default" = the GGUF) and one made directory for the suite.
-  static void SetUpTestSuite() {
-    IngotdTest::SetUpTestSuite();
-    if (!std::filesystem::exists(DefaultModelPath()) || !std::filesystem::exists(HfPython())) return;
-    tmp_ = MakeTempDir();
-    const auto t0 = std::chrono::steady_clock::now();
-    made_ = RunCommand({HfPython(), SourcePath("tests/reference/make_hf_from_gguf.py"), DefaultModelPath(),
-                        tmp_ + "/hf"});
-    std::printf("[ made ] %s in %.1f s\n", tmp_.c_str(),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  static void TearDownTestSuite() {
-    if (!tmp_.empty()) std::filesystem::remove_all(tmp_);
-    tmp_.clear();
-    IngotdTest::TearDownTestSuite();
-  }
   void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(DefaultModelPath()))
-        << DefaultModelPath() << " is missing: run scripts/setup.sh (or scripts/fetch_model.sh)";
-    ASSERT_TRUE(std::filesystem::exists(HfPython()))
-        << HfPython() << " is missing: run tests/reference/setup_hf_tools.sh (scripts/setup.sh does)";
-    IngotdTest::SetUp();
-    ASSERT_EQ(made_.exit_code, 0) << "make_hf_from_gguf.py failed:\n" << made_.out << made_.err;
+    DefaultHfDirTest::SetUp();
+    if (HasFatalFailure()) return;
     golden_ = Golden();
     ASSERT_FALSE(golden_.is_discarded()) << "tests/data/formats/default_hf/greedy.json does not parse";
   }
@@ -130,8 +110,6 @@ class DefaultHfTest : public IngotdTest {
     }
     IngotdTest::TearDown();
   }
-
-  static std::string Dir() { return tmp_ + "/hf"; }
 
   // LoadModel of the made directory; `quantization` may be empty.
   v1::ModelInfo LoadHf(const std::string& name, const v1::QuantizationConfig* quantization = nullptr) {
@@ -207,13 +185,8 @@ class DefaultHfTest : public IngotdTest {
   static constexpr int kEvalTokens = 128;
   std::unique_ptr<gguf::File> original_;
   std::string block_type_, head_type_;
-  static std::string tmp_;
-  static CommandResult made_;
   Json golden_;
 };
-
-std::string DefaultHfTest::tmp_;
-CommandResult DefaultHfTest::made_;
 
 std::string Join(const std::vector<int32_t>& ids) {
   std::string s;

@@ -18,12 +18,12 @@
 
 #include "gtest/gtest.h"
 #include "tests/integration/ingotd_process.h"
+#include "tests/integration/default_hf_fixture.h"
 #include "tests/integration/integration_fixture.h"
 
 namespace ingot::testing {
 namespace {
 
-std::string HfPython() { return SourcePath(".venv-hf/bin/python"); }
 
 // kB of a /proc/PID/status line ("VmRSS:", "VmHWM:"), or -1.
 int64_t StatusKb(pid_t pid, const std::string& key) {
@@ -47,31 +47,8 @@ bool ResetPeak(pid_t pid) {
   return static_cast<bool>(out);
 }
 
-class LoadingTest : public IngotdTest {
+class LoadingTest : public DefaultHfDirTest {
  protected:
-  static void SetUpTestSuite() {
-    IngotdTest::SetUpTestSuite();
-    if (!std::filesystem::exists(DefaultModelPath()) || !std::filesystem::exists(HfPython())) return;
-    tmp_ = MakeTempDir();
-    made_ = RunCommand({HfPython(), SourcePath("tests/reference/make_hf_from_gguf.py"), DefaultModelPath(),
-                        tmp_ + "/hf"});
-  }
-  static void TearDownTestSuite() {
-    if (!tmp_.empty()) std::filesystem::remove_all(tmp_);
-    tmp_.clear();
-    IngotdTest::TearDownTestSuite();
-  }
-  void SetUp() override {
-    ASSERT_TRUE(std::filesystem::exists(DefaultModelPath()))
-        << DefaultModelPath() << " is missing: run scripts/setup.sh (or scripts/fetch_model.sh)";
-    ASSERT_TRUE(std::filesystem::exists(HfPython()))
-        << HfPython() << " is missing: run tests/reference/setup_hf_tools.sh (scripts/setup.sh does)";
-    IngotdTest::SetUp();
-    ASSERT_EQ(made_.exit_code, 0) << "make_hf_from_gguf.py failed:\n" << made_.out << made_.err;
-  }
-
-  static std::string Dir() { return tmp_ + "/hf"; }
-
   v1::LoadModelRequest HfRequest(const std::string& name, v1::LoadingStrategy strategy) {
     v1::LoadModelRequest req;
     req.set_name(name);
@@ -82,12 +59,7 @@ class LoadingTest : public IngotdTest {
     return req;
   }
 
-  static std::string tmp_;
-  static CommandResult made_;
 };
-
-std::string LoadingTest::tmp_;
-CommandResult LoadingTest::made_;
 
 // Weights that can be read in place: every tensor kind but the norms (copied to f32
 // vectors when the model is built).
