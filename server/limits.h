@@ -16,10 +16,8 @@
 // main installs one CallGuard for the process; with none installed every call is
 // admitted (in-process tests of the services).
 //
-// Also here: ModelKeeper, the models of the config (loaded at start, quantized when
-// configured, with their pinned / keep_alive policy, which the engine's registry
-// enforces) and the return of evictable ones: unloaded after keep_alive idle or under
-// memory pressure, loaded again by the next request that names them, as Ollama does.
+// The models of the config and the return of evicted ones are server/model_keeper.h's;
+// admission asks it (EnsureLoaded) before a call uses a model.
 #pragma once
 
 #include <chrono>
@@ -41,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "server/config.h"
+#include "server/model_keeper.h"
 
 namespace google::protobuf {
 class Message;
@@ -61,35 +60,6 @@ namespace ingot::server {
 
 class Metrics;
 class TokenAuthenticator;
-
-class ModelKeeper {
- public:
-  ModelKeeper(Engine* engine, Metrics* metrics, std::vector<ModelConfig> models);
-  ~ModelKeeper();
-
-  // Loads (and quantizes) every configured model in order; the first failure is
-  // returned naming the model's entry.
-  absl::Status LoadAll();
-  // Told when a model is loaded or unloaded here (health service).
-  void SetHealthHook(std::function<void(const std::string&, bool)> hook);
-
-  // An evictable configured model that is not loaded is loaded again; the caller
-  // waits (concurrent callers share the one load). OK for any other name.
-  absl::Status EnsureLoaded(const std::string& model);
-
- private:
-  using Clock = std::chrono::steady_clock;
-  absl::Status LoadOne(const ModelConfig& m);
-  const ModelConfig* Find(const std::string& name) const;
-
-  Engine* engine_;
-  Metrics* metrics_;
-  const std::vector<ModelConfig> models_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::set<std::string> loading_;
-  std::function<void(const std::string&, bool)> health_hook_;
-};
 
 class CallGuard {
  public:
