@@ -7,7 +7,7 @@
 #include "absl/status/statusor.h"
 #include "engine/grammar/gbnf.h"
 #include "engine/grammar/matcher.h"
-#include "engine/runtime/engine.h"
+#include "engine/runtime/api.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace ingot {

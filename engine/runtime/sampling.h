@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "engine/runtime/engine.h"
+#include "engine/runtime/api.h"
 
 namespace ingot {
 

@@ -39,7 +39,7 @@
 #include "absl/status/status.h"
 #include "engine/grammar/matcher.h"
 #include "engine/model/llama.h"
-#include "engine/runtime/engine.h"
+#include "engine/runtime/api.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace ingot {
