@@ -4,13 +4,18 @@
 // fused kernels of kernels/cuda (quant_gemv.cu). No GPU needed to compile or load:
 // c10::cuda::device_count() is 0 without a driver.
 #include <ATen/ATen.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <iterator>
+#include <memory>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -24,6 +29,7 @@
 #include "kernels/cuda/quant_gemv.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/torch/cuda_quant.h"
+#include "kernels/torch/torch_row.h"
 
 namespace ingot::kernels {
 
@@ -174,5 +180,189 @@ void PagedAttentionOnCuda(const at::Tensor& q, const at::Tensor& out, const at::
   Check(cuda::PagedAttention(a, c10::cuda::getCurrentCUDAStream(q.device().index()).stream()), "paged attention kernel");
   if (!direct) out.copy_(o);
 }
+
+// --- CUDA graphs of decode steps (torch_row.h says which steps and how) ---
+
+// A workspace's own stream (a capture cannot run on the legacy default stream) and its
+// recordings by token count, all in one memory pool: their temporaries are dead between
+// replays, and replays never overlap.
+struct CudaGraphs {
+  int index = 0;
+  c10::cuda::CUDAStream stream;
+  c10::MempoolId_t pool;
+  std::map<int, std::unique_ptr<at::cuda::CUDAGraph>> graphs;
+  explicit CudaGraphs(int i)
+      : index(i),
+        stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, static_cast<c10::DeviceIndex>(i))),
+        pool(at::cuda::graph_pool_handle()) {}
+};
+
+namespace {
+
+std::atomic<int64_t> graphs_captured{0}, graphs_replayed{0}, graphs_failed{0};
+
+// Ends a capture whose recording is not wanted and drops it (an invalidated capture
+// throws from capture_end: dropped all the same).
+void AbortCapture(CudaGraphs& g, int slot) {
+  auto it = g.graphs.find(slot);
+  if (it == g.graphs.end()) return;
+  try {
+    it->second->capture_end();
+  } catch (const std::exception&) {
+    (void)cudaGetLastError();
+  }
+  g.graphs.erase(it);
+}
+
+void DropAllGraphs(TorchWorkspace& w) {
+  if (w.graphs) w.graphs->graphs.clear();
+  std::fill(std::begin(w.gin.seen), std::end(w.gin.seen), 0);
+}
+
+}  // namespace
+
+GraphCounts TorchCudaGraphCounts() {
+  GraphCounts c;
+  c.captured = graphs_captured.load();
+  c.replayed = graphs_replayed.load();
+  c.failed = graphs_failed.load();
+  return c;
+}
+
+void GraphStepStart(TorchWorkspace& w) {
+  c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+  if (!w.graphs) {
+    // The model's weights were uploaded on the default stream, which the pool's
+    // (non-blocking) streams do not wait for: let them land first.
+    c10::cuda::device_synchronize();
+    w.graphs = std::make_shared<CudaGraphs>(w.device.index);
+  }
+  c10::cuda::setCurrentCUDAStream(w.graphs->stream);
+  if (w.mode == TorchWorkspace::Mode::kCapture) AbortCapture(*w.graphs, static_cast<int>(w.n));
+}
+
+bool IsGraphStep(const TorchWorkspace& w) {
+  const int64_t n = w.n;
+  if (!w.dev.is_cuda() || n < 1 || n > kMaxGraphTokens || static_cast<int64_t>(w.runs.size()) != n) return false;
+  const TorchKv* kv = w.runs[0].kv;
+  if (kv == nullptr || kv->n_blocks == 0) return false;
+  for (const TorchRun& r : w.runs) {
+    if (r.kv != kv || r.blocks == nullptr) return false;
+  }
+  const StepShape& s = w.shape;
+  return s.head_dim <= 32 * cuda::kMaxLaneDims && s.n_head_kv > 0 && s.n_head % s.n_head_kv == 0;
+}
+
+
+// The fixed tensors a recording reads: rope angles, the store row each token writes,
+// and the rows each attends over.
+void GraphInputsIn(TorchWorkspace& w, const float* rope_cos, const float* rope_sin) {
+  GraphInputs& g = w.gin;
+  const TorchKv& kv = *w.runs[0].kv;
+  const int64_t n = w.n, half = w.shape.rope_dim / 2;
+  const int64_t store_rows = static_cast<int64_t>(kv.n_blocks) * kv.spec.block_tokens;
+  if (g.store_id != kv.id || g.k != kv.k.data_ptr() || g.v != kv.v.data_ptr() || !g.cos.defined() ||
+      g.cos.size(2) != half || g.cos.scalar_type() != w.dtype) {
+    DropAllGraphs(w);
+    g.store_id = kv.id;
+    g.k = kv.k.data_ptr();
+    g.v = kv.v.data_ptr();
+    g.epoch = w.epoch;
+    const auto on = at::TensorOptions().device(w.dev);
+    g.cos = at::empty({kMaxGraphTokens, 1, half}, on.dtype(w.dtype));
+    g.sin = at::empty({kMaxGraphTokens, 1, half}, on.dtype(w.dtype));
+    g.write = at::empty({kMaxGraphTokens}, on.dtype(at::kLong));
+    g.ctx_rows = at::empty({kMaxGraphTokens * store_rows}, on.dtype(at::kInt));
+    g.ctx_off = at::empty({kMaxGraphTokens}, on.dtype(at::kInt));
+    g.ctx_len = at::empty({kMaxGraphTokens}, on.dtype(at::kInt));
+  }
+  if (g.epoch != w.epoch) {  // a step buffer moved: every recording points at the old one
+    DropAllGraphs(w);
+    g.epoch = w.epoch;
+  }
+  g.cos.narrow(0, 0, n).copy_(HostF32(rope_cos, {n, 1, half}));
+  g.sin.narrow(0, 0, n).copy_(HostF32(rope_sin, {n, 1, half}));
+  w.cos = g.cos.narrow(0, 0, n);
+  w.sin = g.sin.narrow(0, 0, n);
+  const int32_t bt = kv.spec.block_tokens;
+  std::vector<int64_t> write(n);
+  std::vector<int32_t> rows, off(n), len(n);
+  for (int64_t t = 0; t < n; ++t) {
+    const int32_t* blocks = w.runs[t].blocks;
+    const int32_t p = w.pos[t];
+    write[t] = static_cast<int64_t>(blocks[p / bt]) * bt + p % bt;
+    off[t] = static_cast<int32_t>(rows.size());
+    len[t] = p + 1;
+    for (int32_t q = 0; q <= p; ++q) rows.push_back(blocks[q / bt] * bt + q % bt);
+  }
+  const auto i32 = at::TensorOptions().dtype(at::kInt);
+  g.write.narrow(0, 0, n).copy_(at::tensor(write, at::TensorOptions().dtype(at::kLong)));
+  g.ctx_rows.narrow(0, 0, static_cast<int64_t>(rows.size())).copy_(at::tensor(rows, i32));
+  g.ctx_off.narrow(0, 0, n).copy_(at::tensor(off, i32));
+  g.ctx_len.narrow(0, 0, n).copy_(at::tensor(len, i32));
+}
+
+absl::Status GraphLayersBegin(TorchWorkspace& w) {
+  const int slot = static_cast<int>(w.n);
+  if (w.graphs->graphs.count(slot) != 0) {
+    w.mode = TorchWorkspace::Mode::kReplay;
+    return absl::OkStatus();
+  }
+  if (w.gin.seen[slot] < kGraphWarmup) {  // eager first: cuBLAS handles, lazily loaded kernels
+    ++w.gin.seen[slot];
+    return absl::OkStatus();
+  }
+  try {
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+    CudaGraphs& g = *w.graphs;
+    g.graphs.erase(slot);
+    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    // Thread-local: other threads (other models' steps, loads) may use the GPU meanwhile.
+    graph->capture_begin(g.pool, cudaStreamCaptureModeThreadLocal);
+    g.graphs[slot] = std::move(graph);
+    w.mode = TorchWorkspace::Mode::kCapture;
+    w.capture_failed = false;
+  } catch (const std::exception&) {
+    ++graphs_failed;
+    w.graphs_on = false;  // this step and the workspace's later ones run eagerly
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GraphLayersEnd(TorchWorkspace& w) {
+  const TorchWorkspace::Mode mode = w.mode;
+  w.mode = TorchWorkspace::Mode::kEager;
+  const int slot = static_cast<int>(w.n);
+  if (mode == TorchWorkspace::Mode::kCapture) {
+    std::string why = w.capture_error;
+    if (w.capture_failed) {
+      AbortCapture(*w.graphs, slot);
+    } else {
+      try {
+        c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+        w.graphs->graphs.at(slot)->capture_end();  // and instantiates
+        ++graphs_captured;
+      } catch (const std::exception& e) {
+        w.graphs->graphs.erase(slot);
+        why = std::string(TorchError("graph capture", e).message());
+      }
+    }
+    if (!w.graphs->graphs.count(slot) != 0) {
+      ++graphs_failed;
+      w.graphs_on = false;
+      return absl::AbortedError(absl::StrCat("CUDA graph of a ", w.n, "-token step not recorded (", why,
+                                             "): the step runs again without graphs, as will this workspace's next"));
+    }
+  }
+  if (mode != TorchWorkspace::Mode::kEager) {
+    INGOT_TORCH_TRY("graph replay", {
+      c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+      w.graphs->graphs.at(slot)->replay();
+      ++graphs_replayed;
+    })
+  }
+  return absl::OkStatus();
+}
+
 
 }  // namespace ingot::kernels
