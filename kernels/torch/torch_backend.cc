@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -276,6 +277,9 @@ absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
       }
     }
     p.bytes = Bytes(t->w) + Bytes(t->scale) + Bytes(t->sz) + Bytes(t->order) + (t->quant ? t->quant->bytes : 0);
+#ifdef INGOT_WITH_CUDA
+    if (t->cuda) SyncCurrentStream(device.index);  // a step may run on another thread's stream
+#endif
     p.handle = std::move(t);
     return p;
   })
@@ -286,6 +290,9 @@ absl::StatusOr<Placed> UploadVector(const Device& device, const float* v, int64_
   INGOT_TORCH_TRY("upload", {
     auto t = std::make_shared<TorchVector>();
     t->v = HostF32(v, {n}).to(ToAt(device), ComputeDtype(device)).clone();
+#ifdef INGOT_WITH_CUDA
+    if (device.kind == DeviceKind::kCuda) SyncCurrentStream(device.index);
+#endif
     Placed p;
     p.representation = DtypeName(ComputeDtype(device));
     p.bytes = Bytes(t->v);
@@ -368,7 +375,12 @@ void* NewWorkspace(const Device& device) {
 #endif
   return w;
 }
-void FreeWorkspace(void* ws) { delete static_cast<TorchWorkspace*>(ws); }
+void FreeWorkspace(void* ws) {
+#ifdef INGOT_WITH_CUDA
+  GraphWorkspaceFree(W(ws));
+#endif
+  delete static_cast<TorchWorkspace*>(ws);
+}
 
 absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const float* rope_cos,
                    const float* rope_sin, const StepToken* tokens, int64_t n) {
@@ -475,7 +487,8 @@ absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_j
     for (int j = 0; j < n_jobs; ++j) {
       const LinearJob& job = jobs[j];
       const auto* t = static_cast<const TorchLinear*>(job.placed);
-      if (t == nullptr) return absl::InternalError("torch linear: weight was not uploaded to this backend");
+      // Thrown, not returned: inside a capture it must end the recording (StepError).
+      if (t == nullptr) throw std::runtime_error("weight was not uploaded to this backend");
       at::Tensor x = w.B(job.in, rows);
       if (t->order.defined()) x = x.index_select(1, t->order);
       at::Tensor y;
@@ -489,7 +502,7 @@ absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_j
           y = QuantLinearOnCuda(x, *t->quant);
           break;
 #else
-          return absl::InternalError("torch linear: a CUDA-kept weight in a build without CUDA");
+          throw std::runtime_error("a CUDA-kept weight in a build without CUDA");
 #endif
         case TorchLinear::Kind::kInt4: {
           const at::Tensor xb = x.to(at::kBFloat16).contiguous();

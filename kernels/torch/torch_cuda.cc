@@ -4,7 +4,10 @@
 // fused kernels of kernels/cuda (quant_gemv.cu). No GPU needed to compile or load:
 // c10::cuda::device_count() is 0 without a driver.
 #include <ATen/ATen.h>
+#include <ATen/core/CachingHostAllocator.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -183,35 +186,97 @@ void PagedAttentionOnCuda(const at::Tensor& q, const at::Tensor& out, const at::
 
 // --- CUDA graphs of decode steps (torch_row.h says which steps and how) ---
 
-// A workspace's own stream (a capture cannot run on the legacy default stream) and its
-// recordings by token count, all in one memory pool: their temporaries are dead between
-// replays, and replays never overlap.
+namespace {
+
+// The calling thread's own stream on cuda:index, made once and kept for the thread's
+// life: a capture cannot run on the legacy default stream, and a stream of c10's shared
+// pool may be handed to another thread too, whose work would then land in the capture.
+c10::cuda::CUDAStream ThreadStream(int index) {
+  thread_local std::map<int, cudaStream_t> streams;
+  cudaStream_t& s = streams[index];
+  if (s == nullptr) {
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
+    C10_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  }
+  return c10::cuda::getStreamFromExternal(s, static_cast<c10::DeviceIndex>(index));
+}
+
+// at::cuda::CUDAGraph with whether its capture ended (capture_end may throw before).
+struct Graph : at::cuda::CUDAGraph {
+  bool capture_ended() const { return capture_ended_; }
+};
+
+}  // namespace
+
+// A workspace's recordings by token count on its thread's stream, all in one memory
+// pool: their temporaries are dead between replays, and replays never overlap. The pool
+// is held from construction to destruction, so that dropping every recording (a store
+// or buffer change) does not free it under the next capture.
 struct CudaGraphs {
   int index = 0;
   c10::cuda::CUDAStream stream;
   c10::MempoolId_t pool;
-  std::map<int, std::unique_ptr<at::cuda::CUDAGraph>> graphs;
-  explicit CudaGraphs(int i)
-      : index(i),
-        stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, static_cast<c10::DeviceIndex>(i))),
-        pool(at::cuda::graph_pool_handle()) {}
+  std::map<int, std::unique_ptr<Graph>> graphs;
+  explicit CudaGraphs(int i) : index(i), stream(ThreadStream(i)), pool(at::cuda::graph_pool_handle()) {
+    c10::cuda::CUDACachingAllocator::createOrIncrefPool(static_cast<c10::DeviceIndex>(i), pool);
+  }
+  ~CudaGraphs() {
+    graphs.clear();
+    try {
+      c10::cuda::CUDACachingAllocator::releasePool(static_cast<c10::DeviceIndex>(index), pool);
+    } catch (const std::exception&) {
+    }
+  }
 };
 
 namespace {
 
 std::atomic<int64_t> graphs_captured{0}, graphs_replayed{0}, graphs_failed{0};
 
-// Ends a capture whose recording is not wanted and drops it (an invalidated capture
-// throws from capture_end: dropped all the same).
-void AbortCapture(CudaGraphs& g, int slot) {
+// Ends the capture of `slot` on the right device and stream (capture_end checks both)
+// and instantiates it; on failure drops it and puts back what capture_end left undone
+// when it threw before ending (the stream's capture, the allocators' routing into the
+// pool), then rethrows.
+void EndCapture(CudaGraphs& g, int slot) {
+  c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(g.index));
+  c10::cuda::setCurrentCUDAStream(g.stream);
   auto it = g.graphs.find(slot);
-  if (it == g.graphs.end()) return;
+  if (it == g.graphs.end()) throw std::runtime_error("no capture under way");
   try {
     it->second->capture_end();
   } catch (const std::exception&) {
+    const bool ended = it->second->capture_ended();
+    g.graphs.erase(it);
+    if (!ended) {
+      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(g.stream.stream(), &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
+        cudaGraph_t partial = nullptr;
+        if (cudaStreamEndCapture(g.stream.stream(), &partial) == cudaSuccess && partial != nullptr) {
+          cudaGraphDestroy(partial);
+        }
+      }
+      try {
+        c10::cuda::CUDACachingAllocator::endAllocateToPool(static_cast<c10::DeviceIndex>(g.index), g.pool);
+      } catch (const std::exception&) {
+      }
+      try {
+        at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(g.pool);
+      } catch (const std::exception&) {
+      }
+    }
     (void)cudaGetLastError();
+    throw;
   }
-  g.graphs.erase(it);
+}
+
+// Ends a capture whose recording is not wanted and drops it.
+void AbortCapture(CudaGraphs& g, int slot) {
+  if (g.graphs.count(slot) == 0) return;
+  try {
+    EndCapture(g, slot);
+  } catch (const std::exception&) {
+  }
+  g.graphs.erase(slot);
 }
 
 void DropAllGraphs(TorchWorkspace& w) {
@@ -232,13 +297,24 @@ GraphCounts TorchCudaGraphCounts() {
 void GraphStepStart(TorchWorkspace& w) {
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
   if (!w.graphs) {
-    // The model's weights were uploaded on the default stream, which the pool's
-    // (non-blocking) streams do not wait for: let them land first.
-    c10::cuda::device_synchronize();
     w.graphs = std::make_shared<CudaGraphs>(w.device.index);
+    // Work queued on the legacy default stream (which this non-blocking stream does not
+    // wait for) comes first. Not a device synchronize: that would invalidate another
+    // thread's capture.
+    at::cuda::CUDAEvent queued;
+    queued.record(c10::cuda::getDefaultCUDAStream(static_cast<c10::DeviceIndex>(w.device.index)));
+    queued.block(w.graphs->stream);
   }
   c10::cuda::setCurrentCUDAStream(w.graphs->stream);
   if (w.mode == TorchWorkspace::Mode::kCapture) AbortCapture(*w.graphs, static_cast<int>(w.n));
+}
+
+void GraphWorkspaceFree(TorchWorkspace& w) {
+  if (w.graphs && w.mode == TorchWorkspace::Mode::kCapture) AbortCapture(*w.graphs, static_cast<int>(w.n));
+}
+
+void SyncCurrentStream(int index) {
+  c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(index)).synchronize();
 }
 
 bool IsGraphStep(const TorchWorkspace& w) {
@@ -261,12 +337,14 @@ void GraphInputsIn(TorchWorkspace& w, const float* rope_cos, const float* rope_s
   const TorchKv& kv = *w.runs[0].kv;
   const int64_t n = w.n, half = w.shape.rope_dim / 2;
   const int64_t store_rows = static_cast<int64_t>(kv.n_blocks) * kv.spec.block_tokens;
-  if (g.store_id != kv.id || g.k != kv.k.data_ptr() || g.v != kv.v.data_ptr() || !g.cos.defined() ||
+  if (g.store_id != kv.id || g.k != kv.k.data_ptr() || g.v != kv.v.data_ptr() || g.n_blocks != kv.n_blocks ||
+      !g.cos.defined() ||
       g.cos.size(2) != half || g.cos.scalar_type() != w.dtype) {
     DropAllGraphs(w);
     g.store_id = kv.id;
     g.k = kv.k.data_ptr();
     g.v = kv.v.data_ptr();
+    g.n_blocks = kv.n_blocks;
     g.epoch = w.epoch;
     const auto on = at::TensorOptions().device(w.dev);
     g.cos = at::empty({kMaxGraphTokens, 1, half}, on.dtype(w.dtype));
@@ -315,8 +393,9 @@ absl::Status GraphLayersBegin(TorchWorkspace& w) {
   try {
     c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
     CudaGraphs& g = *w.graphs;
+    c10::cuda::setCurrentCUDAStream(g.stream);
     g.graphs.erase(slot);
-    auto graph = std::make_unique<at::cuda::CUDAGraph>();
+    auto graph = std::make_unique<Graph>();
     // Thread-local: other threads (other models' steps, loads) may use the GPU meanwhile.
     graph->capture_begin(g.pool, cudaStreamCaptureModeThreadLocal);
     g.graphs[slot] = std::move(graph);
@@ -339,15 +418,13 @@ absl::Status GraphLayersEnd(TorchWorkspace& w) {
       AbortCapture(*w.graphs, slot);
     } else {
       try {
-        c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
-        w.graphs->graphs.at(slot)->capture_end();  // and instantiates
+        EndCapture(*w.graphs, slot);  // and instantiates
         ++graphs_captured;
       } catch (const std::exception& e) {
-        w.graphs->graphs.erase(slot);
         why = std::string(TorchError("graph capture", e).message());
       }
     }
-    if (!w.graphs->graphs.count(slot) != 0) {
+    if (w.graphs->graphs.count(slot) == 0) {
       ++graphs_failed;
       w.graphs_on = false;
       return absl::AbortedError(absl::StrCat("CUDA graph of a ", w.n, "-token step not recorded (", why,
@@ -357,6 +434,7 @@ absl::Status GraphLayersEnd(TorchWorkspace& w) {
   if (mode != TorchWorkspace::Mode::kEager) {
     INGOT_TORCH_TRY("graph replay", {
       c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+      c10::cuda::setCurrentCUDAStream(w.graphs->stream);
       w.graphs->graphs.at(slot)->replay();
       ++graphs_replayed;
     })

@@ -74,6 +74,7 @@ struct GraphInputs {
   uint64_t store_id = 0;
   const void* k = nullptr;
   const void* v = nullptr;
+  int32_t n_blocks = 0;  // with k and v: a regrown store at a reused address is another store
   int64_t epoch = -1;
   at::Tensor cos, sin;                     // (kMaxGraphTokens, 1, rope_dim / 2)
   at::Tensor write;                        // (kMaxGraphTokens) int64: store row of each token
@@ -145,5 +146,10 @@ void GraphInputsIn(TorchWorkspace& w, const float* rope_cos, const float* rope_s
 // The row's layers_begin / layers_end on CUDA.
 absl::Status GraphLayersBegin(TorchWorkspace& w);
 absl::Status GraphLayersEnd(TorchWorkspace& w);
+// A capture left open when the workspace goes (an op's error ended its step) ends here.
+void GraphWorkspaceFree(TorchWorkspace& w);
+// Waits for the calling thread's current stream on cuda:index: uploads finish before the
+// weights are handed to a step, whichever stream that runs on.
+void SyncCurrentStream(int index);
 
 }  // namespace ingot::kernels
