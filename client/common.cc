@@ -1,25 +1,28 @@
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <iostream>
+#include <tuple>
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/client.h"
 #include "server/status.h"
 
 namespace ingot::client {
 
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
+namespace {
+
+// The file a TLS flag names into *out; "" or the flag and the reason.
+std::string ReadFlagFile(const char* flag, const std::string& path, std::string* out) {
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) return absl::StrCat(flag, ": ", bytes.status().message());
+  *out = *std::move(bytes);
+  return "";
 }
+
+}  // namespace
 
 std::string Connection::Connect() {
   grpc::ChannelArguments args;
@@ -27,9 +30,12 @@ std::string Connection::Connect() {
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (!tls_ca.empty() || !tls_cert.empty()) {
     grpc::SslCredentialsOptions ssl;
-    if (!tls_ca.empty() && !ReadFile(tls_ca, &ssl.pem_root_certs)) return "cannot read --tls-ca " + tls_ca;
-    if (!tls_cert.empty() && !ReadFile(tls_cert, &ssl.pem_cert_chain)) return "cannot read --tls-cert " + tls_cert;
-    if (!tls_key.empty() && !ReadFile(tls_key, &ssl.pem_private_key)) return "cannot read --tls-key " + tls_key;
+    for (auto [flag, path, out] : {std::tuple{"--tls-ca", &tls_ca, &ssl.pem_root_certs},
+                                   std::tuple{"--tls-cert", &tls_cert, &ssl.pem_cert_chain},
+                                   std::tuple{"--tls-key", &tls_key, &ssl.pem_private_key}}) {
+      if (path->empty()) continue;
+      if (std::string problem = ReadFlagFile(flag, *path, out); !problem.empty()) return problem;
+    }
     if (ssl.pem_cert_chain.empty() != ssl.pem_private_key.empty()) return "--tls-cert and --tls-key go together";
     creds = grpc::SslCredentials(ssl);
   }

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <string>
+#include <tuple>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
@@ -24,11 +26,15 @@ void AddConstraint(CLI::App* cmd, std::string* grammar, std::string* schema, boo
 
 void ReadConstraint(const std::string& grammar, const std::string& schema, bool object,
                     ingot::client::SamplingFlags* f) {
-  if (!grammar.empty() && !ingot::client::ReadFile(grammar, &f->grammar)) {
-    std::fprintf(stderr, "warning: cannot read --grammar %s\n", grammar.c_str());
-  }
-  if (!schema.empty() && !ingot::client::ReadFile(schema, &f->json_schema)) {
-    std::fprintf(stderr, "warning: cannot read --json-schema %s\n", schema.c_str());
+  for (auto [flag, path, out] : {std::tuple{"--grammar", &grammar, &f->grammar},
+                                 std::tuple{"--json-schema", &schema, &f->json_schema}}) {
+    if (path->empty()) continue;
+    absl::StatusOr<std::string> text = ingot::ReadFile(*path);
+    if (text.ok()) {
+      *out = *std::move(text);
+    } else {
+      std::fprintf(stderr, "warning: %s: %s\n", flag, std::string(text.status().message()).c_str());
+    }
   }
   f->has_grammar = !grammar.empty();
   f->has_json_schema = !schema.empty();
