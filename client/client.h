@@ -17,6 +17,10 @@
 
 namespace ingot::client {
 
+// The file a flag names into *out (nothing when `path` is empty): "" or why not,
+// "<flag>: cannot read '<path>' (<strerror>)".
+std::string ReadFlagFile(const char* flag, const std::string& path, std::string* out);
+
 struct Connection {
   std::string server = "127.0.0.1:50051";
   double timeout_s = 0;  // per call; 0 = none

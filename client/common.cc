@@ -1,7 +1,6 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <tuple>
 
 #include <google/protobuf/util/json_util.h>
 
@@ -12,17 +11,13 @@
 
 namespace ingot::client {
 
-namespace {
-
-// The file a TLS flag names into *out; "" or the flag and the reason.
 std::string ReadFlagFile(const char* flag, const std::string& path, std::string* out) {
+  if (path.empty()) return "";
   absl::StatusOr<std::string> bytes = ReadFile(path);
   if (!bytes.ok()) return absl::StrCat(flag, ": ", bytes.status().message());
   *out = *std::move(bytes);
   return "";
 }
-
-}  // namespace
 
 std::string Connection::Connect() {
   grpc::ChannelArguments args;
@@ -30,12 +25,10 @@ std::string Connection::Connect() {
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (!tls_ca.empty() || !tls_cert.empty()) {
     grpc::SslCredentialsOptions ssl;
-    for (auto [flag, path, out] : {std::tuple{"--tls-ca", &tls_ca, &ssl.pem_root_certs},
-                                   std::tuple{"--tls-cert", &tls_cert, &ssl.pem_cert_chain},
-                                   std::tuple{"--tls-key", &tls_key, &ssl.pem_private_key}}) {
-      if (path->empty()) continue;
-      if (std::string problem = ReadFlagFile(flag, *path, out); !problem.empty()) return problem;
-    }
+    std::string problem = ReadFlagFile("--tls-ca", tls_ca, &ssl.pem_root_certs);
+    if (problem.empty()) problem = ReadFlagFile("--tls-cert", tls_cert, &ssl.pem_cert_chain);
+    if (problem.empty()) problem = ReadFlagFile("--tls-key", tls_key, &ssl.pem_private_key);
+    if (!problem.empty()) return problem;
     if (ssl.pem_cert_chain.empty() != ssl.pem_private_key.empty()) return "--tls-cert and --tls-key go together";
     creds = grpc::SslCredentials(ssl);
   }

@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
-#include <tuple>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
@@ -26,15 +25,9 @@ void AddConstraint(CLI::App* cmd, std::string* grammar, std::string* schema, boo
 
 void ReadConstraint(const std::string& grammar, const std::string& schema, bool object,
                     ingot::client::SamplingFlags* f) {
-  for (auto [flag, path, out] : {std::tuple{"--grammar", &grammar, &f->grammar},
-                                 std::tuple{"--json-schema", &schema, &f->json_schema}}) {
-    if (path->empty()) continue;
-    absl::StatusOr<std::string> text = ingot::ReadFile(*path);
-    if (text.ok()) {
-      *out = *std::move(text);
-    } else {
-      std::fprintf(stderr, "warning: %s: %s\n", flag, std::string(text.status().message()).c_str());
-    }
+  for (const std::string& problem : {ingot::client::ReadFlagFile("--grammar", grammar, &f->grammar),
+                                     ingot::client::ReadFlagFile("--json-schema", schema, &f->json_schema)}) {
+    if (!problem.empty()) std::fprintf(stderr, "warning: %s\n", problem.c_str());
   }
   f->has_grammar = !grammar.empty();
   f->has_json_schema = !schema.empty();

@@ -97,10 +97,10 @@ int RunQuantize(Connection& conn, QuantizeFlags flags) {
   request.set_target(flags.target);
   request.set_device(flags.device);
   *request.mutable_config() = c;
-  if (!flags.calibration_text_file.empty()) {
-    absl::StatusOr<std::string> text = ReadFile(flags.calibration_text_file);
-    if (!text.ok()) return Usage(std::string(text.status().message()));
-    *request.mutable_calibration_text() = *std::move(text);
+  if (std::string problem = ReadFlagFile("--calibration-text", flags.calibration_text_file,
+                                         request.mutable_calibration_text());
+      !problem.empty()) {
+    return Usage(problem);
   }
   auto context = conn.NewContext();
   auto reader = stub->QuantizeModel(context.get(), request);
@@ -139,10 +139,9 @@ int RunEval(Connection& conn, const EvalFlags& flags) {
   request.set_context_length(flags.context_length);
   request.set_max_tokens(flags.max_tokens);
   request.set_reference_model(flags.reference);
-  if (!flags.text_file.empty()) {
-    absl::StatusOr<std::string> text = ReadFile(flags.text_file);
-    if (!text.ok()) return Usage(std::string(text.status().message()));
-    *request.mutable_text() = *std::move(text);
+  if (std::string problem = ReadFlagFile("--text-file", flags.text_file, request.mutable_text());
+      !problem.empty()) {
+    return Usage(problem);
   }
   auto stub = v1::QuantizationService::NewStub(conn.channel);
   auto context = conn.NewContext();
