@@ -114,6 +114,45 @@ absl::Status PickleMachine::PushGlobal(const std::string& module, const std::str
   return absl::OkStatus();
 }
 
+// The operand of LONG (a decimal line), BININT (i32), BININT1 (u8), BININT2 (u16),
+// LONG1 (u8 length) or LONG4 (i32 length) and the little-endian bytes.
+absl::StatusOr<int64_t> PickleMachine::IntOperand(uint8_t op) {
+  switch (op) {
+    case 'L': {
+      ASSIGN_OR_RETURN(std::string s, ReadLine());
+      return ParseDecimal(s);
+    }
+    case 'J': return Read<int32_t>();
+    case 'K': return Read<uint8_t>();
+    case 'M': return Read<uint16_t>();
+    case 0x8a: {
+      ASSIGN_OR_RETURN(uint8_t n, Read<uint8_t>());
+      return ReadLong(n);
+    }
+    default: {  // 0x8b
+      ASSIGN_OR_RETURN(int32_t n, Read<int32_t>());
+      if (n < 0) return Error("negative LONG4 length");
+      return ReadLong(static_cast<uint64_t>(n));
+    }
+  }
+}
+
+// The memo index operand of PUT/GET (a decimal line), BINPUT/BINGET (u8) or
+// LONG_BINPUT/LONG_BINGET (u32).
+absl::StatusOr<uint64_t> PickleMachine::MemoIndex(uint8_t op) {
+  if (op == 'p' || op == 'g') {
+    ASSIGN_OR_RETURN(std::string s, ReadLine());
+    ASSIGN_OR_RETURN(int64_t i, ParseDecimal(s));
+    return static_cast<uint64_t>(i);
+  }
+  if (op == 'q' || op == 'h') {
+    ASSIGN_OR_RETURN(uint8_t i, Read<uint8_t>());
+    return i;
+  }
+  ASSIGN_OR_RETURN(uint32_t i, Read<uint32_t>());
+  return i;
+}
+
 absl::Status PickleMachine::SetItems(PickleValue* dict, const std::vector<PickleValue*>& kv) {
   if (dict->kind_ != Kind::kDict) {
     return Error(absl::StrCat("SETITEM(S) on a ", PickleValue::KindName(dict->kind_)));
@@ -293,37 +332,8 @@ absl::Status PickleMachine::Run() {
         }
         break;
       }
-      case 'L': {  // LONG (text)
-        ASSIGN_OR_RETURN(std::string s, ReadLine());
-        ASSIGN_OR_RETURN(int64_t v, ParseDecimal(s));
-        stack_.push_back(NewInt(v));
-        break;
-      }
-      case 'J': {
-        ASSIGN_OR_RETURN(int32_t v, Read<int32_t>());
-        stack_.push_back(NewInt(v));
-        break;
-      }
-      case 'K': {
-        ASSIGN_OR_RETURN(uint8_t v, Read<uint8_t>());
-        stack_.push_back(NewInt(v));
-        break;
-      }
-      case 'M': {
-        ASSIGN_OR_RETURN(uint16_t v, Read<uint16_t>());
-        stack_.push_back(NewInt(v));
-        break;
-      }
-      case 0x8a: {  // LONG1
-        ASSIGN_OR_RETURN(uint8_t n, Read<uint8_t>());
-        ASSIGN_OR_RETURN(int64_t v, ReadLong(n));
-        stack_.push_back(NewInt(v));
-        break;
-      }
-      case 0x8b: {  // LONG4
-        ASSIGN_OR_RETURN(int32_t n, Read<int32_t>());
-        if (n < 0) return Error("negative LONG4 length");
-        ASSIGN_OR_RETURN(int64_t v, ReadLong(static_cast<uint64_t>(n)));
+      case 'L': case 'J': case 'K': case 'M': case 0x8a: case 0x8b: {
+        ASSIGN_OR_RETURN(int64_t v, IntOperand(op));
         stack_.push_back(NewInt(v));
         break;
       }
@@ -450,36 +460,14 @@ absl::Status PickleMachine::Run() {
         RETURN_IF_ERROR(SetItems(d, kv));
         break;
       }
-      case 'p': {  // PUT (text)
-        ASSIGN_OR_RETURN(std::string s, ReadLine());
-        ASSIGN_OR_RETURN(int64_t i, ParseDecimal(s));
-        RETURN_IF_ERROR(Memo(static_cast<uint64_t>(i)));
-        break;
-      }
-      case 'q': {
-        ASSIGN_OR_RETURN(uint8_t i, Read<uint8_t>());
-        RETURN_IF_ERROR(Memo(i));
-        break;
-      }
-      case 'r': {
-        ASSIGN_OR_RETURN(uint32_t i, Read<uint32_t>());
+      case 'p': case 'q': case 'r': {  // PUT (text), BINPUT, LONG_BINPUT
+        ASSIGN_OR_RETURN(uint64_t i, MemoIndex(op));
         RETURN_IF_ERROR(Memo(i));
         break;
       }
       case 0x94: RETURN_IF_ERROR(Memo(memo_.size())); break;  // MEMOIZE
-      case 'g': {  // GET (text)
-        ASSIGN_OR_RETURN(std::string s, ReadLine());
-        ASSIGN_OR_RETURN(int64_t i, ParseDecimal(s));
-        RETURN_IF_ERROR(Recall(static_cast<uint64_t>(i)));
-        break;
-      }
-      case 'h': {
-        ASSIGN_OR_RETURN(uint8_t i, Read<uint8_t>());
-        RETURN_IF_ERROR(Recall(i));
-        break;
-      }
-      case 'j': {
-        ASSIGN_OR_RETURN(uint32_t i, Read<uint32_t>());
+      case 'g': case 'h': case 'j': {  // GET (text), BINGET, LONG_BINGET
+        ASSIGN_OR_RETURN(uint64_t i, MemoIndex(op));
         RETURN_IF_ERROR(Recall(i));
         break;
       }

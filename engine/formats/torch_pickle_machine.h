@@ -199,6 +199,8 @@ class PickleMachine {
 
   // torch_pickle_machine.cc: globals, containers and the plain callables.
   absl::Status PushGlobal(const std::string& module, const std::string& name);
+  absl::StatusOr<int64_t> IntOperand(uint8_t op);
+  absl::StatusOr<uint64_t> MemoIndex(uint8_t op);
   absl::Status Memo(uint64_t index) {
     ASSIGN_OR_RETURN(PickleValue* v, Top());
     memo_[index] = v;
