@@ -13,11 +13,13 @@
 #include "ingot/v1/generation.grpc.pb.h"
 #include "ingot/v1/model.grpc.pb.h"
 #include "ingot/v1/quantization.grpc.pb.h"
+#include "engine/common/read_file.h"
 
 namespace ingot::client {
 
-// The whole file at `path` into *out; false when it cannot be read.
-bool ReadFile(const std::string& path, std::string* out);
+// The file a flag names into *out (nothing when `path` is empty): "" or why not,
+// "<flag>: cannot read '<path>' (<strerror>)".
+std::string ReadFlagFile(const char* flag, const std::string& path, std::string* out);
 
 struct Connection {
   std::string server = "127.0.0.1:50051";

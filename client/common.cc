@@ -1,24 +1,22 @@
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <iostream>
 
 #include <google/protobuf/util/json_util.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/client.h"
 #include "server/status.h"
 
 namespace ingot::client {
 
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
+std::string ReadFlagFile(const char* flag, const std::string& path, std::string* out) {
+  if (path.empty()) return "";
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) return absl::StrCat(flag, ": ", bytes.status().message());
+  *out = *std::move(bytes);
+  return "";
 }
 
 std::string Connection::Connect() {
@@ -27,9 +25,10 @@ std::string Connection::Connect() {
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (!tls_ca.empty() || !tls_cert.empty()) {
     grpc::SslCredentialsOptions ssl;
-    if (!tls_ca.empty() && !ReadFile(tls_ca, &ssl.pem_root_certs)) return "cannot read --tls-ca " + tls_ca;
-    if (!tls_cert.empty() && !ReadFile(tls_cert, &ssl.pem_cert_chain)) return "cannot read --tls-cert " + tls_cert;
-    if (!tls_key.empty() && !ReadFile(tls_key, &ssl.pem_private_key)) return "cannot read --tls-key " + tls_key;
+    std::string problem = ReadFlagFile("--tls-ca", tls_ca, &ssl.pem_root_certs);
+    if (problem.empty()) problem = ReadFlagFile("--tls-cert", tls_cert, &ssl.pem_cert_chain);
+    if (problem.empty()) problem = ReadFlagFile("--tls-key", tls_key, &ssl.pem_private_key);
+    if (!problem.empty()) return problem;
     if (ssl.pem_cert_chain.empty() != ssl.pem_private_key.empty()) return "--tls-cert and --tls-key go together";
     creds = grpc::SslCredentials(ssl);
   }

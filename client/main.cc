@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
@@ -24,11 +25,9 @@ void AddConstraint(CLI::App* cmd, std::string* grammar, std::string* schema, boo
 
 void ReadConstraint(const std::string& grammar, const std::string& schema, bool object,
                     ingot::client::SamplingFlags* f) {
-  if (!grammar.empty() && !ingot::client::ReadFile(grammar, &f->grammar)) {
-    std::fprintf(stderr, "warning: cannot read --grammar %s\n", grammar.c_str());
-  }
-  if (!schema.empty() && !ingot::client::ReadFile(schema, &f->json_schema)) {
-    std::fprintf(stderr, "warning: cannot read --json-schema %s\n", schema.c_str());
+  for (const std::string& problem : {ingot::client::ReadFlagFile("--grammar", grammar, &f->grammar),
+                                     ingot::client::ReadFlagFile("--json-schema", schema, &f->json_schema)}) {
+    if (!problem.empty()) std::fprintf(stderr, "warning: %s\n", problem.c_str());
   }
   f->has_grammar = !grammar.empty();
   f->has_json_schema = !schema.empty();

@@ -2,9 +2,7 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -99,9 +97,10 @@ int RunQuantize(Connection& conn, QuantizeFlags flags) {
   request.set_target(flags.target);
   request.set_device(flags.device);
   *request.mutable_config() = c;
-  if (!flags.calibration_text_file.empty() &&
-      !ReadFile(flags.calibration_text_file, request.mutable_calibration_text())) {
-    return Usage("cannot read " + flags.calibration_text_file);
+  if (std::string problem = ReadFlagFile("--calibration-text", flags.calibration_text_file,
+                                         request.mutable_calibration_text());
+      !problem.empty()) {
+    return Usage(problem);
   }
   auto context = conn.NewContext();
   auto reader = stub->QuantizeModel(context.get(), request);
@@ -140,8 +139,9 @@ int RunEval(Connection& conn, const EvalFlags& flags) {
   request.set_context_length(flags.context_length);
   request.set_max_tokens(flags.max_tokens);
   request.set_reference_model(flags.reference);
-  if (!flags.text_file.empty() && !ReadFile(flags.text_file, request.mutable_text())) {
-    return Usage("cannot read " + flags.text_file);
+  if (std::string problem = ReadFlagFile("--text-file", flags.text_file, request.mutable_text());
+      !problem.empty()) {
+    return Usage(problem);
   }
   auto stub = v1::QuantizationService::NewStub(conn.channel);
   auto context = conn.NewContext();

@@ -2,15 +2,14 @@
 
 #include <openssl/crypto.h>
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "engine/common/read_file.h"
 
 namespace ingot::server {
 namespace {
@@ -84,14 +83,12 @@ absl::StatusOr<std::vector<TokenEntry>> ParseTokens(absl::string_view text, absl
 absl::StatusOr<std::vector<TokenEntry>> LoadTokens(const AuthConfig& auth) {
   std::string text;
   if (!auth.tokens_file.empty()) {
-    std::ifstream in(auth.tokens_file, std::ios::binary);
-    if (!in) {
-      return absl::InvalidArgumentError(absl::StrCat("auth.tokens_file: cannot read '",
-                                                     auth.tokens_file, "'"));
+    absl::StatusOr<std::string> bytes = ReadFile(auth.tokens_file);
+    if (!bytes.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth.tokens_file: ", bytes.status().message()));
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
+    text = *std::move(bytes);
   }
   std::vector<TokenEntry> tokens;
   if (!text.empty()) {

@@ -4,11 +4,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -16,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "engine/common/read_file.h"
 #include "engine/formats/file_access.h"
 #include "engine/formats/hf_cache.h"
 #include "engine/quant/presets.h"
@@ -496,14 +495,12 @@ ServerConfig ParseConfig(absl::string_view yaml, absl::string_view origin,
 }
 
 ServerConfig LoadConfigFile(const std::string& path, std::vector<std::string>* problems) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    problems->push_back(absl::StrCat(path, ": cannot read the config file (", std::strerror(errno), ")"));
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    problems->push_back(absl::StrCat("config file: ", text.status().message()));
     return ServerConfig{};
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseConfig(ss.str(), path, problems);
+  return ParseConfig(*text, path, problems);
 }
 
 std::map<std::string, std::string> IngotEnvironment() {

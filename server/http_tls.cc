@@ -7,12 +7,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/common/read_file.h"
 #include "server/tls.h"
 
 namespace ingot::server {
@@ -25,11 +24,9 @@ struct StoreFree { void operator()(X509_STORE* s) const { X509_STORE_free(s); } 
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 
 absl::StatusOr<std::string> Read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read '", path, "'"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) return absl::InvalidArgumentError(bytes.status().message());
+  return bytes;
 }
 
 std::vector<X509Ptr> Certificates(const std::string& pem) {

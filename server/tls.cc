@@ -14,7 +14,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -22,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/common/read_file.h"
 
 namespace ingot::server {
 namespace {
@@ -35,14 +35,9 @@ using X509Ptr = std::unique_ptr<X509, X509Free>;
 
 // The bytes of the file a config key names, or the problem.
 absl::StatusOr<std::string> ReadPem(const std::string& key, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(key, ": cannot read '", path, "' (", std::strerror(errno), ")"));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  absl::StatusOr<std::string> pem = ReadFile(path);
+  if (!pem.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", pem.status().message()));
+  return pem;
 }
 
 // Every certificate in a PEM bundle (none: an error naming the file).

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 #include <vector>
 
@@ -14,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "engine/common/read_file.h"
 
 namespace ingot::formats {
 namespace {
@@ -113,11 +112,9 @@ absl::StatusOr<std::string> ResolveHfCache(const std::string& cache_dir, const s
   std::string commit = revision;
   if (!IsCommit(revision)) {
     const std::string ref = repo_dir + "/refs/" + revision;
-    std::ifstream in(ref);
-    std::stringstream text;
-    text << in.rdbuf();
-    commit = std::string(absl::StripAsciiWhitespace(text.str()));
-    if (!in || !IsCommit(commit)) {
+    absl::StatusOr<std::string> text = ReadFile(ref);
+    if (text.ok()) commit = std::string(absl::StripAsciiWhitespace(*text));
+    if (!text.ok() || !IsCommit(commit)) {
       return absl::NotFoundError(absl::StrCat("'", repo_id, "' has no revision '", revision,
                                               "' in the Hugging Face cache (", ref, " is missing or not a commit)"));
     }

@@ -213,6 +213,10 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
                                   q.group_size > 0 ? absl::StrCat(" group_size=", q.group_size) : "",
                                   q.quant_type.empty() ? "" : " quant_type=" + q.quant_type);
       note = absl::StrCat("quantization as saved with the checkpoint (", q.where, ")");
+      if (q.layout->load_note != nullptr) {
+        const std::string converted = q.layout->load_note(*ck);
+        if (!converted.empty()) absl::StrAppend(&note, "; ", converted);
+      }
     }
   }
   if (tokenizer->vocab_size() > loaded->model->config().vocab_size) {

@@ -42,7 +42,7 @@ ABSL_LIBS=$(pkg-config --libs absl_status absl_statusor absl_strings absl_str_fo
 declare -A SOURCES=(
   [safetensors]="engine/formats/safetensors.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
   [npz]="engine/formats/npz.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
-  [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
+  [torch_pickle]="engine/formats/torch_pickle.cc engine/formats/torch_pickle_machine.cc engine/formats/torch_pickle_value.cc engine/formats/zip.cc engine/formats/mapped_file.cc engine/formats/file_access.cc"
   [gguf]="engine/formats/gguf.cc engine/formats/mapped_file.cc engine/formats/file_access.cc kernels/ggml_types.cc kernels/cpu/dequant_ref.cc kernels/cpu/dequant_k_ref.cc"
   [grammar]="engine/grammar/gbnf_parser.cc engine/grammar/grammar.cc engine/grammar/matcher.cc engine/grammar/json_schema.cc engine/grammar/json_schema_terms.cc engine/grammar/json_schema_pattern.cc engine/tokenizer/unicode.cc"
 )

@@ -42,17 +42,21 @@ TEST_F(IngotdTest, LoadsHuggingFaceLayoutsAndSavesGguf) {
     const char* dir;
     const char* format;        // ModelInfo.format
     const char* quantization;  // substring of ModelInfo.quantization ("" = none)
+    const char* note = "";     // substring of ModelInfo.quantization_note
   };
   for (const Case& c : {Case{"hf-f32", "safetensors", ""}, Case{"hf-bin", "torch", ""},
                         Case{"bnb-nf4", "safetensors/bitsandbytes-4bit", "quant_type=nf4"},
                         Case{"gptq-4bit-g32", "safetensors/gptq", "bits=4 group_size=32"},
-                        Case{"hqq-4bit-g64", "torch/hqq", "hqq"}}) {
+                        Case{"hqq-4bit-g64", "torch/hqq", "hqq"},
+                        // Groups across outputs: read as f16, and the note says so.
+                        Case{"hqq-4bit-g64-axis0", "torch/hqq", "hqq", "dequantized at load to f16"}}) {
     SCOPED_TRACE(c.dir);
     LoadResult r = Load(channel(), c.dir, FormatsDir() + "/" + c.dir);
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
     const v1::ModelInfo& info = r.messages.back().model();
     EXPECT_EQ(info.format(), c.format);
     EXPECT_THAT(info.quantization(), HasSubstr(c.quantization));
+    EXPECT_THAT(info.quantization_note(), HasSubstr(c.note));
     EXPECT_EQ(info.architecture(), "llama");
     EXPECT_EQ(GreedyIds(channel(), c.dir).size(), 8u);
     Unload(stub.get(), c.dir);

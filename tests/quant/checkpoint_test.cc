@@ -3,6 +3,7 @@
 // ingot's representations and give the tool's own logits on the same tokens.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -75,6 +76,44 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   EXPECT_LE(max_d, v.max_abs) << v.dir << ": max |logit| " << max_ref;
   EXPECT_GE(argmax_same, static_cast<int>(tokens.size()) - 1) << v.dir;
   RecordProperty("max_abs_diff", std::to_string(max_d));
+}
+
+// HQQ axis=0 (groups down the columns of the reshaped weight, which ingot's affine groups
+// cannot hold) is dequantized at load: the f16 weights are hqq's own
+// HQQLinear.dequantize() to the bit (dequantized.npz: k_proj, whose 32 outputs are fewer
+// than a group of 64, and down_proj), and the load says what it did.
+TEST(CheckpointHqq, Axis0IsDequantizedToHqqsOwnWeights) {
+  const std::string dir = DataDir() + "/hqq-4bit-g64-axis0";
+  auto ck = Checkpoint::Open(dir, "auto");
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  const formats::Layout* layout = (*ck)->quant().layout;
+  ASSERT_STREQ(formats::LayoutName(layout), "hqq");
+  std::shared_ptr<const Checkpoint> shared(std::move(*ck));
+  const LinearLoader load = formats::LayoutLinearLoader(shared);
+  auto want = formats::NpzFile::Open(dir + "/dequantized.npz");
+  ASSERT_TRUE(want.ok()) << want.status();
+  ASSERT_EQ((*want)->tensors().size(), 2u);
+  for (const formats::TensorView& w : (*want)->tensors()) {
+    ASSERT_EQ(w.dtype, formats::DType::kF16) << w.name;
+    auto got = load(w.name, w.shape[0], w.shape[1]);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->w.kind, kernels::LinearKind::kGgml) << w.name;
+    ASSERT_EQ(got->w.ggml.type, GgmlType::kF16) << w.name;
+    EXPECT_EQ(got->representation, "f16");
+    int64_t differ = 0;
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      differ += std::memcmp(got->w.ggml.data + 2 * i, w.data + 2 * i, 2) != 0;
+    }
+    EXPECT_EQ(differ, 0) << w.name << ": of " << w.numel() << " weights";
+  }
+  ASSERT_NE(layout->load_note, nullptr);
+  const std::string note = layout->load_note(*shared);
+  EXPECT_NE(note.find("hqq axis=0: the groups of 14 linears"), std::string::npos) << note;
+  EXPECT_NE(note.find("dequantized at load to f16"), std::string::npos) << note;
+  // Axis 1 keeps hqq's codes: nothing to say.
+  auto axis1 = Checkpoint::Open(DataDir() + "/hqq-4bit-g64", "auto");
+  ASSERT_TRUE(axis1.ok()) << axis1.status();
+  EXPECT_EQ(layout->load_note(**axis1), "");
 }
 
 // The single-.pth quanto layout names its quantization inside the pickle.
@@ -313,6 +352,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // mlx-lm runs this one in bf16: 0.13 from the dense model by itself.
                       Variant{"mlx-8bit-g64", 0.2f}, Variant{"hqq-4bit-g64", 0.1f},
                       Variant{"hqq-4bit-g64-hf", 0.1f}, Variant{"hqq-2bit-g32", 0.1f},
+                      // axis=0, dequantized to f16 at load: held to hf-f16's bound (no
+                      // activation quantization on f16 weights).
+                      Variant{"hqq-4bit-g64-axis0", 1e-2f},
                       Variant{"quanto-int8", 0.1f}, Variant{"quanto-int4", 0.08f}, Variant{"quanto-int4-pth", 0.08f},
                       // torchao int8: its weight-only forward keeps f32 activations, ingot's
                       // int8 path quantizes them to 8-bit blocks (as for quanto int8); the

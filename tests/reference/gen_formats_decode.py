@@ -54,10 +54,13 @@ def hqq_unpack(w_q, nbits):
     return np.concatenate([(w_q >> (8 - nbits * (i + 1))) & mask for i in range(per)], axis=0)
 
 
-def hqq(w_q, scale, zero, nbits, group_size, shape):
-    """axis=1: the weight is cut row-major into rows of group_size; scale/zero per row."""
+def hqq(w_q, scale, zero, nbits, group_size, shape, axis=1):
+    """axis=1: the weight is cut row-major into rows of group_size; scale/zero [G, 1] per
+    row. axis=0: the row-major weight is reshaped to [group_size, G]; group k is column k
+    (elements k, k + G, k + 2G, ... of the flattened weight); scale/zero [1, G]."""
     q = hqq_unpack(w_q, nbits).astype(np.float32)
-    assert q.shape == (shape[0] * shape[1] // group_size, group_size)
+    n = shape[0] * shape[1] // group_size
+    assert q.shape == ((n, group_size) if axis == 1 else (group_size, n)), q.shape
     return ((q - zero) * scale).reshape(shape)
 
 

@@ -17,17 +17,84 @@
 // ingot's loader does not read back. Dense linears keep .weight and are listed in
 // skip_modules (lm_head always is, unless it is quantized).
 // Read: that layout, and hqq's own qmodel.pt (the same tensors nested under each
-// module's dict); axis 1 with 8/4/2/1-bit byte packing.
+// module's dict); 8/4/2/1-bit byte packing, axis 1 and axis 0. Axis 0 (hqq's
+// Quantizer.quantize default; BaseQuantizeConfig(axis=0)) reshapes the row-major weight
+// to (G, n): group k is column k, i.e. the weights k, k + n, k + 2n, ... of the
+// flattened weight (n = O*I/G), which run down the output features (and wrap across
+// rows when O < G); W_q is (G/(8/b), n) packed the same way, scale/zero are (1, n).
+// ingot's kAffine groups run along a row's inputs, so an axis-0 linear is dequantized
+// at load into an f16 matrix, the float16 arithmetic of hqq's own dequantize()
+// (Quantizer.dequantize with compute_dtype float16), and the load says so (ConfigureHqq's
+// note).
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
+namespace {
+
+// The bit width of `slices` codes per byte; 0 when none.
+int BitsForSlices(int64_t slices) {
+  for (int b : {8, 4, 2, 1}) {
+    if (8 / b == slices) return b;
+  }
+  return 0;
+}
+
+// Axis 0 (see the top): codes (G, n) packed along the first dimension, `step` rows per
+// slice, slice s at bit 8 - b*(s+1); w[f] = (q - zero[k]) * scale[k] for flat index
+// f = r*n + k, each step rounded to f16 as hqq's float16 dequantize() rounds it.
+absl::StatusOr<LinearLoad> ReadHqqAxis0(const Checkpoint& ck, const std::string& p, const TensorView& wq,
+                                        const TensorView& sc, const TensorView& ze, int64_t rows, int64_t cols) {
+  const int64_t n = sc.shape[1];
+  if (n <= 0 || (rows * cols) % n != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "scale' of ", n,
+                                                   " axis-0 groups does not fit ", rows, " x ", cols));
+  }
+  const int64_t group = rows * cols / n;
+  const int64_t step = wq.shape[0];
+  const int bits = step > 0 && group % step == 0 ? BitsForSlices(group / step) : 0;
+  if (wq.shape[1] != n || bits == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "W_q' has shape ", Shape(wq.shape),
+                                                   " for ", n, " axis-0 groups of ", group));
+  }
+  std::vector<float> scale(static_cast<size_t>(n)), zero(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) {
+    scale[k] = Fp16ToFp32(Fp32ToFp16(FloatAt(sc, k)));
+    zero[k] = Fp16ToFp32(Fp32ToFp16(FloatAt(ze, k)));
+  }
+  QuantizedWeight qw;
+  uint16_t* w = qw.Alloc<uint16_t>(static_cast<size_t>(rows * cols));  // f16 (rows, cols)
+  const int mask = (1 << bits) - 1;
+  for (int64_t r = 0; r < group; ++r) {
+    const uint8_t* packed = wq.data + (r % step) * n;
+    const int shift = 8 - bits * static_cast<int>(r / step + 1);
+    for (int64_t k = 0; k < n; ++k) {
+      const float q = static_cast<float>((packed[k] >> shift) & mask);
+      // An f32 op rounded to f16 is the correctly rounded f16 op (24 >= 2*11 + 2 bits),
+      // which is what torch's float16 ops give on the CPU.
+      const float centered = Fp16ToFp32(Fp32ToFp16(q - zero[k]));
+      w[r * n + k] = Fp32ToFp16(centered * scale[k]);
+    }
+  }
+  kernels::Linear& v = qw.view;
+  v.kind = kernels::LinearKind::kGgml;
+  v.ggml.type = GgmlType::kF16;
+  v.ggml.rows = rows;
+  v.ggml.cols = cols;
+  v.ggml.row_bytes = static_cast<size_t>(cols) * sizeof(uint16_t);
+  v.ggml.data = reinterpret_cast<const uint8_t*>(w);
+  qw.representation = "f16";
+  return Own(std::move(qw));
+}
+
+}  // namespace
 
 // HQQ (axis 1): W reshaped to (rows*cols/group, group) rows of one group each, packed
 // along that first dimension in 8/bits slices (slice i of `step` group rows sits at
@@ -43,10 +110,13 @@ absl::StatusOr<LinearLoad> ReadHqq(const Checkpoint& ck, const std::string& name
     return absl::UnimplementedError(absl::StrCat(ck.path(), ": '", p, "W_q' uses HQQ's 32-bit packing "
                                                  "(3-bit), which this build does not load"));
   }
-  if (sc->shape.size() != 2 || sc->shape[1] != 1 || sc->shape != ze->shape) {
-    return absl::UnimplementedError(absl::StrCat(ck.path(), ": '", p, "scale' has shape ", Shape(sc->shape),
-                                                 "; only HQQ axis=1 (n_groups, 1) is supported"));
+  if (sc->shape.size() != 2 || (sc->shape[0] != 1 && sc->shape[1] != 1) || sc->shape != ze->shape ||
+      wq->shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "scale' and 'zero' have shapes ",
+                                                   Shape(sc->shape), " and ", Shape(ze->shape),
+                                                   "; HQQ stores (n_groups, 1) for axis 1, (1, n_groups) for axis 0"));
   }
+  if (sc->shape[1] != 1) return ReadHqqAxis0(ck, p, *wq, *sc, *ze, rows, cols);
   const int64_t n_groups = sc->shape[0];
   if (n_groups <= 0 || (rows * cols) % n_groups != 0 || wq->shape.size() != 2) {
     return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "scale' of ", n_groups,
@@ -59,10 +129,7 @@ absl::StatusOr<LinearLoad> ReadHqq(const Checkpoint& ck, const std::string& name
                                                    " for ", n_groups, " groups of ", group));
   }
   const int64_t slices = n_groups / step;
-  int bits = 0;
-  for (int b : {8, 4, 2, 1}) {
-    if (8 / b == slices) bits = b;
-  }
+  const int bits = BitsForSlices(slices);
   if (bits == 0) {
     return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "W_q' packs ", slices,
                                                    " groups per byte, not an HQQ bit width"));
@@ -75,6 +142,20 @@ absl::StatusOr<LinearLoad> ReadHqq(const Checkpoint& ck, const std::string& name
     st.zero[g] = Fp32ToFp16(FloatAt(*ze, g));
   }
   return Own(std::move(qw));
+}
+
+std::string HqqLoadNote(const Checkpoint& ck) {
+  // Axis-0 linears: a W_q beside a scale of shape (1, n > 1).
+  int64_t linears = 0;
+  for (const std::string& name : ck.TensorNames()) {
+    if (!absl::EndsWith(name, ".W_q")) continue;
+    const TensorView* sc = ck.Find(name.substr(0, name.size() - 3) + "scale");
+    if (sc != nullptr && sc->shape.size() == 2 && sc->shape[0] == 1 && sc->shape[1] > 1) ++linears;
+  }
+  if (linears == 0) return "";
+  return absl::StrCat("hqq axis=0: the groups of ", linears, " linears run along the output features, which ",
+                      "ingot's affine groups (along the inputs) cannot hold; they are dequantized at load to f16 ",
+                      "(as hqq's own float16 dequantize computes them), 16 bits a weight");
 }
 
 absl::Status ConfigureHqq(ConfigSource src, const Json& j, const std::string&, CheckpointQuantConfig* q) {

@@ -123,6 +123,10 @@ struct Layout {
   // before it is asked, unless `reads_dense`.
   LinearLoader (*reader)(std::shared_ptr<const Checkpoint> ck) = nullptr;
   bool reads_dense = false;
+  // What the reader does to this checkpoint other than keep the tool's own
+  // representation (a variant it converts at load), for the load's quantization note;
+  // "" when nothing. Null: never converts.
+  std::string (*load_note)(const Checkpoint& ck) = nullptr;
   // The SaveModel format that writes this layout ("bitsandbytes"); nullptr: not written.
   const char* save_name = nullptr;
   std::unique_ptr<LayoutEncoder> (*new_encoder)() = nullptr;
@@ -139,6 +143,7 @@ using ReadFn = absl::StatusOr<LinearLoad>(const Checkpoint& ck, const std::strin
 ConfigureFn ConfigureAwq, ConfigureBnb, ConfigureGptq, ConfigureHqq, ConfigureIngot, ConfigureMlx, ConfigureQuanto,
     ConfigureTorchao;
 ReadFn ReadAwq, ReadBnb4, ReadBnb8, ReadGptq, ReadHqq, ReadMlx, ReadQuanto, ReadTorchao;
+std::string HqqLoadNote(const Checkpoint& ck);
 LinearLoader IngotReader(std::shared_ptr<const Checkpoint> ck);
 bool IngotClaims(const Json& j);
 std::unique_ptr<LayoutEncoder> NewBnbEncoder();
