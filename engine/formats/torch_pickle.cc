@@ -73,8 +73,12 @@ constexpr GlobalRow kCallables[] = {
     {"torch.Tensor", Global::kValue},
     {"torch.nn.parameter.Parameter", Global::kValue},
     {"torch._utils._rebuild_wrapper_subclass", Global::kRebuildWrapperSubclass},
-    // torchao 0.18's CPU int4 weight (engine/formats/layouts/torchao.cc reads its state).
+    // torchao 0.18's weights whose state is tensors and plain values only
+    // (engine/formats/layouts/torchao.cc reads them): the CPU int4 one and the
+    // weight-only int8 one (the dynamic int8 one also pickles its activation settings
+    // as objects, and is refused by their names).
     {"torchao.prototype.quantization.int4.Int4OpaqueTensor", Global::kWrapperSubclass},
+    {"torchao.quantization.Int8Tensor", Global::kWrapperSubclass},
 };
 
 // Storage classes in persistent ids; nullopt dtype: untyped (bytes) or unsupported.

@@ -472,7 +472,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // torchao int8: its weight-only forward keeps f32 activations, ingot's
                       // int8 path quantizes them to 8-bit blocks (as for quanto int8); the
                       // dynamic config quantizes each token to int8 in torchao too.
-                      Variant{"torchao-int8wo", 0.08f}, Variant{"torchao-int8dq", 0.1f}),
+                      Variant{"torchao-int8wo", 0.08f}, Variant{"torchao-int8dq", 0.1f},
+                      // The same int8 weight-only model pickled by torch.save (Int8Tensor as
+                      // a wrapper subclass whose state holds qdata/scale/zero_point).
+                      Variant{"torchao-int8wo-bin", 0.08f}),
     [](const auto& info) {
       std::string n = info.param.dir;
       for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';

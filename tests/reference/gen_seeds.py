@@ -93,6 +93,8 @@ def gen_torchao():
         write_reference(dst, "torchao", c.hf_logits(back), "llama",
                         f"transformers {c.version('transformers')} + torchao forward in float32 of "
                         f"TorchAoConfig({what}), loaded back from this directory")
+        if name == "torchao-int8wo":
+            pickled_variant(model, name + "-bin", what)
 
 
 
@@ -165,24 +167,19 @@ def _int4_pack(out):
 
 def _int4_model():
     from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
-    from transformers import AutoConfig, AutoModelForCausalLM, TorchAoConfig
+    from transformers import AutoModelForCausalLM, TorchAoConfig
     _check_capability(INT4_MODEL_CAPABILITY)
     group = 32
-    dst = c.variant_dir(f"torchao-int4-g{group}")
+    what = f"PrototypeInt4WeightOnlyConfig(group_size={group})"
     model = AutoModelForCausalLM.from_pretrained(
         c.base_dir("llama"), dtype=torch.float32,
         quantization_config=TorchAoConfig(PrototypeInt4WeightOnlyConfig(group_size=group)))
-    model.config.save_pretrained(dst)
-    model.generation_config.save_pretrained(dst)
-    torch.save(model.state_dict(), os.path.join(dst, "pytorch_model.bin"))
-    c.hf_tokenizer().save_pretrained(dst)
-    # Loaded back the only way this form loads: an empty model, the pickle, assign=True.
-    cfg = AutoConfig.from_pretrained(dst)
-    del cfg.quantization_config
-    back = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    state = torch.load(os.path.join(dst, "pytorch_model.bin"), weights_only=True)
-    back.load_state_dict(state, assign=True, strict=True)
-    back.eval()
+    dst = os.path.join(c.OUT, f"torchao-int4-g{group}")
+    back = pickled_variant(model, f"torchao-int4-g{group}", what,
+                           notes="dequantized.npz: layer 0's q/k/gate/down weights as torchao's "
+                                 "CPU kernel (_weight_int4pack_mm_for_cpu on the identity) "
+                                 "computes them",
+                           aten_cpu_capability=torch.backends.cpu.get_cpu_capability())
     # torchao's own dequantization: its CPU kernel applied to the identity.
     deq = {}
     for name, mod in back.named_modules():
@@ -196,18 +193,40 @@ def _int4_model():
         wt = torch.ops.aten._weight_int4pack_mm_for_cpu(eye, w.qdata, group, w.scale_and_zero)
         deq[name] = wt.t().contiguous().numpy()
         assert np.array_equal(deq[name], torch.nn.functional.linear(eye, w).t().numpy()), name
-    assert len(deq) == 7 * cfg.num_hidden_layers, sorted(deq)
+    assert len(deq) == 7 * back.config.num_hidden_layers, sorted(deq)
     # 64 rows (one AVX-512 block), 32 (a short one), 128 (two), 128 inputs.
     keep = ("self_attn.q_proj", "self_attn.k_proj", "mlp.gate_proj", "mlp.down_proj")
     np.savez(os.path.join(dst, "dequantized.npz"),
              **{f"model.layers.0.{m}": deq[f"model.layers.0.{m}"] for m in keep})
+
+
+def pickled_variant(model, name, what, notes=None, **extra):
+    """The same quantized model as torch.save pickles it (transformers 5.25's save_pretrained
+    writes only safetensors: safe_serialization=False is silently ignored): config.json
+    beside pytorch_model.bin, each torchao weight a _rebuild_wrapper_subclass of its class
+    with its attributes as state. Loaded back as torchao's serialization docs do it (an
+    unquantized model, torch.load(weights_only=True), load_state_dict(assign=True)).
+    Returns the model loaded back."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    dst = c.variant_dir(name)
+    model.config.save_pretrained(dst)
+    model.generation_config.save_pretrained(dst)
+    torch.save(model.state_dict(), os.path.join(dst, "pytorch_model.bin"))
+    c.hf_tokenizer().save_pretrained(dst)
+    cfg = AutoConfig.from_pretrained(dst)
+    del cfg.quantization_config
+    back = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    state = torch.load(os.path.join(dst, "pytorch_model.bin"), weights_only=True)
+    back.load_state_dict(state, assign=True, strict=True)
+    back.eval()
+    w = back.model.layers[0].self_attn.q_proj.weight
+    assert type(w) is type(model.model.layers[0].self_attn.q_proj.weight), type(w)
     write_reference(dst, "torchao", c.hf_logits(back), "llama",
                     f"transformers {c.version('transformers')} + torchao forward in float32 of "
-                    f"TorchAoConfig(PrototypeInt4WeightOnlyConfig(group_size={group})), loaded "
-                    "back from this directory with torch.load + load_state_dict(assign=True)",
-                    notes="dequantized.npz: layer 0's q/k/gate/down weights as torchao's CPU kernel "
-                          "(_weight_int4pack_mm_for_cpu on the identity) computes them",
-                    aten_cpu_capability=torch.backends.cpu.get_cpu_capability())
+                    f"TorchAoConfig({what}), loaded back from this directory with torch.load + "
+                    "load_state_dict(assign=True)", notes=notes, **extra)
+    return back
+
 
 def gen_hf_cache():
     import gen_hf_cache

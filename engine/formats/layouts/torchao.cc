@@ -131,20 +131,21 @@ absl::StatusOr<LinearLoad> ReadTorchaoInt4(const Checkpoint& ck, const std::stri
 }  // namespace
 
 // torchao's Int8Tensor as transformers 5 flattens it into safetensors (the tensor's
-// attributes as `<module>._weight_<attr>`, its class in the file's metadata):
+// attributes as `<module>._weight_<attr>`, its class in the file's metadata) or torch.save
+// pickles it (`<module>.weight.<attr>`, see Attr):
 // _weight_qdata (rows, cols) int8, _weight_scale and _weight_zero_point (rows, G) for G
 // groups of cols / G inputs (PerRow: G = 1); w = (q - zero_point) * scale. Stored as
 // kAffine 8-bit codes q + 128 with zero 128 + zero_point (ingot's int8/row when G = 1).
 absl::StatusOr<LinearLoad> ReadTorchao(const Checkpoint& ck, const std::string& name, int64_t rows, int64_t cols) {
   if (ck.quant().bits == 4) return ReadTorchaoInt4(ck, name, rows, cols);
-  const std::string p = name + "._weight_";
-  ASSIGN_OR_RETURN(const TensorView* q8, Get(ck, p + "qdata", {rows, cols}, {DType::kI8}));
-  ASSIGN_OR_RETURN(const TensorView* sc, Get(ck, p + "scale", {}, {DType::kF32, DType::kF16, DType::kBF16}));
-  const TensorView* zp = ck.Find(p + "zero_point");
+  const std::string scale_name = Attr(ck, name, "scale");
+  ASSIGN_OR_RETURN(const TensorView* q8, Get(ck, Attr(ck, name, "qdata"), {rows, cols}, {DType::kI8}));
+  ASSIGN_OR_RETURN(const TensorView* sc, Get(ck, scale_name, {}, {DType::kF32, DType::kF16, DType::kBF16}));
+  const TensorView* zp = ck.Find(Attr(ck, name, "zero_point"));
   const int64_t n_groups = sc->numel();
   if (sc->shape.empty() || sc->shape[0] != rows || n_groups % rows != 0 || cols % (n_groups / rows) != 0 ||
       (zp != nullptr && (zp->numel() != n_groups || zp->dtype != DType::kI8))) {
-    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "scale' has shape ", Shape(sc->shape),
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", scale_name, "' has shape ", Shape(sc->shape),
                                                    zp != nullptr ? absl::StrCat(" and zero_point ", Shape(zp->shape)) : "",
                                                    ", which do not group a ", rows, " x ", cols, " int8 weight"));
   }
