@@ -57,16 +57,20 @@ void UnpackInt4Cpu(const uint8_t* packed, int64_t n, int64_t k, Int4CpuPacking p
     uint8_t* dst = codes + b0 * k;  // (nb, k)
     for (int64_t c = 0; c < k; ++c) {
       const uint8_t* row = src + c * nb / 2;  // nb / 2 bytes of column c
-      auto put = [&](int64_t r, uint8_t v) { dst[r * k + c] = v; };
+      // Byte j holds rows lo(j) (low nibble) and hi(j) (high nibble) of the block.
+      auto put = [&](int64_t j, int64_t lo, int64_t hi) {
+        dst[lo * k + c] = row[j] & 15;
+        dst[hi * k + c] = row[j] >> 4;
+      };
       if (nb == block && p == Int4CpuPacking::kAvx512) {
         for (int64_t d = 0; d < 16; ++d) {
-          put(d, row[d] & 15), put(d + 32, row[d] >> 4);
-          put(d + 16, row[16 + d] & 15), put(d + 48, row[16 + d] >> 4);
+          put(d, d, d + 32);
+          put(16 + d, d + 16, d + 48);
         }
       } else if (nb == block && p == Int4CpuPacking::kAvx2) {
-        for (int64_t d = 0; d < 16; ++d) put(d, row[d] & 15), put(d + 16, row[d] >> 4);
+        for (int64_t d = 0; d < 16; ++d) put(d, d, d + 16);
       } else {
-        for (int64_t j = 0; j < nb / 2; ++j) put(2 * j, row[j] & 15), put(2 * j + 1, row[j] >> 4);
+        for (int64_t j = 0; j < nb / 2; ++j) put(j, 2 * j, 2 * j + 1);
       }
     }
   }
