@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "engine/formats/gguf.h"
@@ -40,6 +41,25 @@ struct Variant {
   float max_abs;
 };
 
+// Sets $ATEN_CPU_CAPABILITY (the int4 packing torchao.cc reads with) for one scope.
+class ScopedAtenCapability {
+ public:
+  explicit ScopedAtenCapability(const std::string& v) {
+    if (const char* old = std::getenv("ATEN_CPU_CAPABILITY")) old_ = old;
+    setenv("ATEN_CPU_CAPABILITY", v.c_str(), 1);
+  }
+  ~ScopedAtenCapability() {
+    if (old_.empty()) {
+      unsetenv("ATEN_CPU_CAPABILITY");
+    } else {
+      setenv("ATEN_CPU_CAPABILITY", old_.c_str(), 1);
+    }
+  }
+
+ private:
+  std::string old_;
+};
+
 class CheckpointTest : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(CheckpointTest, LogitsMatchTheTool) {
@@ -48,6 +68,9 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   ASSERT_TRUE(fs::exists(dir + "/reference.json")) << dir << " (run tests/reference/regenerate_formats.sh)";
   std::ifstream in(dir + "/reference.json");
   nlohmann::json ref = nlohmann::json::parse(in);
+  // torchao's CPU int4 codes are packed as ATen packs them on the generating machine.
+  std::optional<ScopedAtenCapability> capability;
+  if (ref.contains("aten_cpu_capability")) capability.emplace(ref["aten_cpu_capability"].get<std::string>());
   auto hf = LoadHf(dir);
   ASSERT_TRUE(hf.ok()) << hf.status();
   const LlamaModel* model = hf->model.get();
@@ -148,25 +171,6 @@ TEST(CheckpointTorchao, Int4ConfigIsRefusedByName) {
   EXPECT_EQ(ck.status().code(), absl::StatusCode::kUnimplemented) << ck.status();
   EXPECT_NE(ck.status().message().find("Int4WeightOnlyConfig"), std::string::npos) << ck.status();
 }
-
-// Sets $ATEN_CPU_CAPABILITY (the int4 packing torchao.cc reads with) for one scope.
-class ScopedAtenCapability {
- public:
-  explicit ScopedAtenCapability(const std::string& v) {
-    if (const char* old = std::getenv("ATEN_CPU_CAPABILITY")) old_ = old;
-    setenv("ATEN_CPU_CAPABILITY", v.c_str(), 1);
-  }
-  ~ScopedAtenCapability() {
-    if (old_.empty()) {
-      unsetenv("ATEN_CPU_CAPABILITY");
-    } else {
-      setenv("ATEN_CPU_CAPABILITY", old_.c_str(), 1);
-    }
-  }
-
- private:
-  std::string old_;
-};
 
 // ATen's _convert_weight_to_int4pack_for_cpu under each CPU capability (torch 2.15,
 // tests/reference/gen_seeds.py torchao_int4): the same codes unpack from each packing,
@@ -475,7 +479,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Variant{"torchao-int8wo", 0.08f}, Variant{"torchao-int8dq", 0.1f},
                       // The same int8 weight-only model pickled by torch.save (Int8Tensor as
                       // a wrapper subclass whose state holds qdata/scale/zero_point).
-                      Variant{"torchao-int8wo-bin", 0.08f}),
+                      Variant{"torchao-int8wo-bin", 0.08f},
+                      // torchao's CPU int4 with HQQ's qparams, packed under AVX-512 (the
+                      // vector's aten_cpu_capability, which this test sets).
+                      Variant{"torchao-int4-g64-hqq", 0.08f}),
     [](const auto& info) {
       std::string n = info.param.dir;
       for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';

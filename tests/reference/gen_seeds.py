@@ -139,8 +139,10 @@ def gen_torchao_int4():
 
     ATen packs the codes differently per CPU capability (AVX-512: 64-row blocks, AVX2:
     32-row blocks, otherwise pairs of rows), and the file does not record which: the
-    model vector is packed under INT4_MODEL_CAPABILITY (in reference.json), and
-    torchao-int4-pack.npz holds ATen's packing of fixed codes under each capability."""
+    model vectors are packed under INT4_MODEL_CAPABILITY (in reference.json), and
+    torchao-int4-pack.npz holds ATen's packing of fixed codes under each capability.
+    Vectors: torchao-int4-g32 (TINYGEMM qparams, with torchao's dequantized weights) and
+    torchao-int4-g64-hqq (HQQ's qparams, the same tensor and kernel)."""
     pack = {}
     for cap in INT4_CAPABILITIES:
         out = os.path.join(c.CACHE, f"int4-pack-{cap}.npz")
@@ -167,6 +169,7 @@ def _int4_pack(out):
 
 def _int4_model():
     from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
+    from torchao.quantization.quantize_.workflows import Int4ChooseQParamsAlgorithm
     from transformers import AutoModelForCausalLM, TorchAoConfig
     _check_capability(INT4_MODEL_CAPABILITY)
     group = 32
@@ -198,6 +201,17 @@ def _int4_model():
     keep = ("self_attn.q_proj", "self_attn.k_proj", "mlp.gate_proj", "mlp.down_proj")
     np.savez(os.path.join(dst, "dequantized.npz"),
              **{f"model.layers.0.{m}": deq[f"model.layers.0.{m}"] for m in keep})
+    # HQQ's qparams in the same tensor: scale and zero come from HQQ's solver, the codes
+    # are packed and multiplied by the same kernel, so they mean the same.
+    group = 64
+    what = (f"PrototypeInt4WeightOnlyConfig(group_size={group}, "
+            "int4_choose_qparams_algorithm=Int4ChooseQParamsAlgorithm.HQQ)")
+    model = AutoModelForCausalLM.from_pretrained(
+        c.base_dir("llama"), dtype=torch.float32,
+        quantization_config=TorchAoConfig(PrototypeInt4WeightOnlyConfig(
+            group_size=group, int4_choose_qparams_algorithm=Int4ChooseQParamsAlgorithm.HQQ)))
+    pickled_variant(model, f"torchao-int4-g{group}-hqq", what,
+                    aten_cpu_capability=torch.backends.cpu.get_cpu_capability())
 
 
 def pickled_variant(model, name, what, notes=None, **extra):

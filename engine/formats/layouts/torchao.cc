@@ -162,7 +162,7 @@ absl::StatusOr<LinearLoad> ReadTorchao(const Checkpoint& ck, const std::string& 
 // ("int8_weight_only"). The int8 configs are read (the weight is an Int8Tensor either
 // way; the dynamic one also quantizes activations per token, which ingot's int8 path
 // does per block of 32), and PrototypeInt4WeightOnlyConfig (Int4OpaqueTensor, TINYGEMM
-// qparams); other int4 configs are refused by name.
+// or HQQ qparams); other int4 configs are refused by name.
 absl::Status ConfigureTorchao(ConfigSource, const Json& j, const std::string& where, CheckpointQuantConfig* q) {
   std::string type;
   const Json* data = nullptr;  // the config class's fields
@@ -200,10 +200,13 @@ absl::Status ConfigureTorchao(ConfigSource, const Json& j, const std::string& wh
       auto d = algo->find("_data");
       if (d != algo->end()) algo = &*d;
     }
-    if (algo != nullptr && !(algo->is_string() && absl::AsciiStrToUpper(algo->get<std::string>()) == "TINYGEMM")) {
+    // The algorithm only chooses scale and zero: the stored tensor and the kernel that
+    // applies it are the same for both.
+    const std::string name = algo != nullptr && algo->is_string() ? absl::AsciiStrToUpper(algo->get<std::string>()) : "";
+    if (algo != nullptr && name != "TINYGEMM" && name != "HQQ") {
       return absl::UnimplementedError(absl::StrCat(
           where, ": torchao PrototypeInt4WeightOnlyConfig with int4_choose_qparams_algorithm ", algo->dump(),
-          " is not supported (TINYGEMM)"));
+          " is not supported (TINYGEMM, HQQ)"));
     }
     q->quant_type = type;
     q->bits = 4;
