@@ -12,7 +12,7 @@ namespace ingot::formats::layouts {
 
 // ATen's CPU capabilities as they pack int4 codes. Codes w[n][k] in 0..15 of an (N, K)
 // weight go to (N, K/2) bytes in blocks of B rows (B = 64 for AVX-512, else 32); block
-// b of nb = min(B, N - b*B) rows is nb*K/2 bytes, row k of it nb/2 bytes, holding:
+// b of nb = min(B, N - b*B) rows is nb*K/2 bytes, input k's nb/2 of them holding:
 //   kDefault, and any block shorter than B: byte j = w[2j] | w[2j+1] << 4
 //   kAvx2 (full blocks of 32):            byte d = w[d] | w[d+16] << 4           d < 16
 //   kAvx512 (full blocks of 64):          byte d = w[d] | w[d+32] << 4,
