@@ -39,8 +39,16 @@ constexpr GlobalRow kCallables[] = {
     {"torch.Size", Global::kSize},
     {"torch.device", Global::kDevice},
     {"_codecs.encode", Global::kCodecsEncode},
+    {"torch.serialization._get_layout", Global::kGetLayout},
     {"torch.Tensor", Global::kValue},
     {"torch.nn.parameter.Parameter", Global::kValue},
+    {"torch._utils._rebuild_wrapper_subclass", Global::kRebuildWrapperSubclass},
+    // torchao 0.18's weights whose state is tensors and plain values only
+    // (engine/formats/layouts/torchao.cc reads them): the CPU int4 one and the
+    // weight-only int8 one (the dynamic int8 one also pickles its activation settings
+    // as objects, and is refused by their names).
+    {"torchao.prototype.quantization.int4.Int4OpaqueTensor", Global::kWrapperSubclass},
+    {"torchao.quantization.Int8Tensor", Global::kWrapperSubclass},
 };
 
 }  // namespace
@@ -227,6 +235,15 @@ absl::StatusOr<PickleValue*> PickleMachine::Call(PickleValue* callable, PickleVa
       if (a.size() < 3 || a[0]->kind_ != Kind::kTensor) return bad_args();
       return const_cast<PickleValue*>(a[0]);
     case Global::kRebuildFromTypeV2: {
+      // An allowed wrapper subclass: its state dict stands for it (args only describe
+      // the wrapper: class, dtype, size, stride, offset, layout, device).
+      if (a.size() == 4 && a[0]->kind_ == Kind::kGlobal && a[1]->kind_ == Kind::kGlobal &&
+          *ClassifyGlobal(a[1]->s_) == Global::kWrapperSubclass) {
+        if (*ClassifyGlobal(a[0]->s_) != Global::kRebuildWrapperSubclass || a[3]->kind_ != Kind::kDict) {
+          return bad_args();
+        }
+        return const_cast<PickleValue*>(a[3]);
+      }
       // (func, type, args, state): func(*args), with func a tensor rebuild (not
       // this function again: no recursion) and type a tensor class.
       if (a.size() != 4 || a[0]->kind_ != Kind::kGlobal || a[1]->kind_ != Kind::kGlobal ||
@@ -270,8 +287,13 @@ absl::StatusOr<PickleValue*> PickleMachine::Call(PickleValue* callable, PickleVa
       if (!Utf8ToLatin1(a[0]->s_, bytes)) return bad_args();
       return NewString(Kind::kBytes, std::move(bytes));
     }
+    case Global::kGetLayout:  // _get_layout("torch.strided"): the name stands for it
+      if (a.size() != 1 || a[0]->kind_ != Kind::kString) return bad_args();
+      return const_cast<PickleValue*>(a[0]);
     case Global::kValue:
     case Global::kStorage:
+    case Global::kRebuildWrapperSubclass:  // only ever _rebuild_from_type_v2's func
+    case Global::kWrapperSubclass:
       break;
   }
   return Error(absl::StrCat(callable->s_, " is not callable here"));

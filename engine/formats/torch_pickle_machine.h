@@ -39,9 +39,13 @@ inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size
 enum class Global {
   kOrderedDict, kSet, kRebuildTensor, kRebuildTensorV2, kRebuildTensorV3,
   kRebuildParameter, kRebuildParameterWithState, kRebuildFromTypeV2, kSize, kDevice,
-  kCodecsEncode,
+  kCodecsEncode, kGetLayout,
   kValue,    // a dtype or a tensor class: only ever an argument
   kStorage,  // a storage class: only inside persistent ids
+  // A tensor subclass without storage of its own (torch.utils._python_dispatch wrapper):
+  // pickled as _rebuild_from_type_v2(_rebuild_wrapper_subclass, Class, (...), state) and
+  // read as its state dict, so its tensor attributes list as NAME.<attr>.
+  kRebuildWrapperSubclass, kWrapperSubclass,
 };
 
 // The allow-list: the global's kind, or nullopt when it is not allowed

@@ -506,6 +506,51 @@ TEST(TorchCheckpointTest, HandWrittenPickles) {
   }
 }
 
+// torchao's weights pickle as _rebuild_from_type_v2(_rebuild_wrapper_subclass, Class,
+// (...), state) (tests/data/formats/torchao-int4-g32, torch.save by torch 2.15): an
+// allow-listed class reads as its state dict, so its tensors list as NAME.weight.<attr>.
+// Anything else about such a call is refused, and classes off the list stay unknown.
+TEST(TorchCheckpointTest, TorchaoWrapperSubclassReadsAsItsState) {
+  using namespace std::string_literals;
+  auto ck = TorchCheckpoint::Open(SourcePath("tests/data/formats/torchao-int4-g32/pytorch_model.bin"));
+  ASSERT_OK(ck);
+  const std::string w = "model.layers.0.self_attn.q_proj.weight";
+  const TensorView* qdata = (*ck)->FindTensor(w + ".qdata");
+  const TensorView* sz = (*ck)->FindTensor(w + ".scale_and_zero");
+  ASSERT_TRUE(qdata != nullptr && sz != nullptr);
+  EXPECT_EQ(qdata->dtype, DType::kU8);
+  EXPECT_EQ(qdata->shape, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(sz->dtype, DType::kF32);
+  EXPECT_EQ(sz->shape, (std::vector<int64_t>{2, 64, 2}));
+  EXPECT_EQ((*ck)->FindTensor(w), nullptr);
+  EXPECT_NE((*ck)->FindTensor("model.embed_tokens.weight"), nullptr);
+
+  struct Case {
+    std::string pkl;
+    std::string message;
+  };
+  const std::string v2 = "ctorch._tensor\n_rebuild_from_type_v2\n("s;
+  const Case cases[] = {
+      // An allowed class rebuilt by a tensor rebuild, or with a state that is not a dict.
+      {v2 + "ctorch._utils\n_rebuild_tensor_v2\nctorchao.prototype.quantization.int4\nInt4OpaqueTensor\n)}tR."s,
+       "torch._tensor._rebuild_from_type_v2 called with"},
+      {v2 + "ctorch._utils\n_rebuild_wrapper_subclass\nctorchao.quantization\nInt8Tensor\n)]tR."s,
+       "torch._tensor._rebuild_from_type_v2 called with"},
+      // A wrapper subclass rebuild of a plain tensor class.
+      {v2 + "ctorch._utils\n_rebuild_wrapper_subclass\nctorch\nTensor\n)}tR."s,
+       "torch._tensor._rebuild_from_type_v2 called with"},
+      {"ctorch._utils\n_rebuild_wrapper_subclass\n)R."s, "_rebuild_wrapper_subclass is not callable"},
+      {"ctorchao.dtypes\nAffineQuantizedTensor\n."s, "pickle references 'torchao.dtypes.AffineQuantizedTensor'"},
+      {"ctorch.serialization\n_get_layout\nK\x01\x85R."s, "_get_layout called with (1,)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    const std::string p = PickleArchive(c.pkl);
+    EXPECT_THAT(TorchCheckpoint::Open(p),
+                StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr(p), HasSubstr(c.message))));
+  }
+}
+
 TEST(TorchCheckpointTest, ShortLongsAndTextOpcodes) {
   // LONG1 of 9 bytes whose top byte is sign extension; INT/LONG text; GET text.
   const std::string pkl = std::string("(\x8a\x09\xff\xff\xff\xff\xff\xff\xff\x7f\x00", 12) +

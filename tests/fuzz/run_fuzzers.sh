@@ -94,17 +94,25 @@ seed() {
     done
   fi
   if [ "$t" = torch_pickle ] && command -v python3 >/dev/null; then
-    python3 - "$dir" <<'EOF'
+    python3 - "$dir" "$data" <<'EOF'
 import os, sys, zipfile
-d = sys.argv[1]
+d, data = sys.argv[1], sys.argv[2]
+def extract(p, out):
+    with zipfile.ZipFile(p) as z:
+        for e in z.namelist():
+            if e.endswith("/data.pkl"):
+                with open(out, "wb") as f:
+                    f.write(z.read(e))
 for n in os.listdir(d):
     p = os.path.join(d, n)
     if n.endswith(".pt") and zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            for e in z.namelist():
-                if e.endswith("/data.pkl"):
-                    with open(p[:-3] + ".pkl", "wb") as f:
-                        f.write(z.read(e))
+        extract(p, p[:-3] + ".pkl")
+# The pickles of the larger archives too (torchao's wrapper subclasses, ...).
+for root, _, files in os.walk(data):
+    for n in files:
+        p = os.path.join(root, n)
+        if n.endswith(".bin") and zipfile.is_zipfile(p):
+            extract(p, os.path.join(d, os.path.relpath(p, data).replace("/", "_")[:-4] + ".pkl"))
 EOF
   fi
 }

@@ -49,7 +49,11 @@ TEST_F(IngotdTest, LoadsHuggingFaceLayoutsAndSavesGguf) {
                         Case{"gptq-4bit-g32", "safetensors/gptq", "bits=4 group_size=32"},
                         Case{"hqq-4bit-g64", "torch/hqq", "hqq"},
                         // Groups across outputs: read as f16, and the note says so.
-                        Case{"hqq-4bit-g64-axis0", "torch/hqq", "hqq", "dequantized at load to f16"}}) {
+                        Case{"hqq-4bit-g64-axis0", "torch/hqq", "hqq", "dequantized at load to f16"},
+                        // torchao's CPU int4 and int8 weight-only, pickled by torch.save.
+                        Case{"torchao-int4-g32", "torch/torchao",
+                             "bits=4 group_size=32 quant_type=PrototypeInt4WeightOnlyConfig"},
+                        Case{"torchao-int8wo-bin", "torch/torchao", "quant_type=Int8WeightOnlyConfig"}}) {
     SCOPED_TRACE(c.dir);
     LoadResult r = Load(channel(), c.dir, FormatsDir() + "/" + c.dir);
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();

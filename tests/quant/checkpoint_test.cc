@@ -3,9 +3,11 @@
 // ingot's representations and give the tool's own logits on the same tokens.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "engine/formats/gguf.h"
@@ -13,6 +15,8 @@
 #include "engine/formats/checkpoint.h"
 #include "engine/model/llama.h"
 #include "engine/formats/layouts/layout.h"
+#include "engine/formats/layouts/torchao.h"
+#include "kernels/cpu/qmatrix.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/quant/model_util.h"
@@ -38,6 +42,25 @@ struct Variant {
   float max_abs;
 };
 
+// Sets $ATEN_CPU_CAPABILITY (the int4 packing torchao.cc reads with) for one scope.
+class ScopedAtenCapability {
+ public:
+  explicit ScopedAtenCapability(const std::string& v) {
+    if (const char* old = std::getenv("ATEN_CPU_CAPABILITY")) old_ = old;
+    setenv("ATEN_CPU_CAPABILITY", v.c_str(), 1);
+  }
+  ~ScopedAtenCapability() {
+    if (old_.empty()) {
+      unsetenv("ATEN_CPU_CAPABILITY");
+    } else {
+      setenv("ATEN_CPU_CAPABILITY", old_.c_str(), 1);
+    }
+  }
+
+ private:
+  std::string old_;
+};
+
 class CheckpointTest : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(CheckpointTest, LogitsMatchTheTool) {
@@ -46,6 +69,9 @@ TEST_P(CheckpointTest, LogitsMatchTheTool) {
   ASSERT_TRUE(fs::exists(dir + "/reference.json")) << dir << " (run tests/reference/regenerate_formats.sh)";
   std::ifstream in(dir + "/reference.json");
   nlohmann::json ref = nlohmann::json::parse(in);
+  // torchao's CPU int4 codes are packed as ATen packs them on the generating machine.
+  std::optional<ScopedAtenCapability> capability;
+  if (ref.contains("aten_cpu_capability")) capability.emplace(ref["aten_cpu_capability"].get<std::string>());
   auto hf = LoadHf(dir);
   ASSERT_TRUE(hf.ok()) << hf.status();
   const LlamaModel* model = hf->model.get();
@@ -183,6 +209,139 @@ TEST(CheckpointTorchao, Int4ConfigIsRefusedByName) {
   ASSERT_FALSE(ck.ok());
   EXPECT_EQ(ck.status().code(), absl::StatusCode::kUnimplemented) << ck.status();
   EXPECT_NE(ck.status().message().find("Int4WeightOnlyConfig"), std::string::npos) << ck.status();
+}
+
+// ATen's _convert_weight_to_int4pack_for_cpu under each CPU capability (torch 2.15,
+// tests/reference/gen_seeds.py torchao_int4): the same codes unpack from each packing,
+// full blocks and the pairwise tails (80 rows = 64 + 16; 48 < 64) alike.
+TEST(CheckpointTorchao, Int4CpuPackingAsAtenWritesIt) {
+  auto npz = formats::NpzFile::Open(DataDir() + "/torchao-int4-pack.npz");
+  ASSERT_TRUE(npz.ok()) << npz.status();
+  int checked = 0;
+  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{80, 64}, {48, 32}}) {
+    const std::string shape = std::to_string(n) + "x" + std::to_string(k);
+    const formats::TensorView* codes = (*npz)->Find("codes_" + shape);
+    ASSERT_NE(codes, nullptr) << shape;
+    ASSERT_EQ(codes->shape, (std::vector<int64_t>{n, k}));
+    for (const char* cap : {"default", "avx2", "avx512"}) {
+      SCOPED_TRACE(std::string(cap) + " " + shape);
+      const formats::TensorView* packed = (*npz)->Find(std::string(cap) + "_packed_" + shape);
+      ASSERT_NE(packed, nullptr);
+      ASSERT_EQ(packed->shape, (std::vector<int64_t>{n, k / 2}));
+      formats::layouts::Int4CpuPacking p;
+      ASSERT_TRUE(formats::layouts::ParseInt4CpuPacking(cap, &p));
+      std::vector<uint8_t> got(static_cast<size_t>(n * k));
+      formats::layouts::UnpackInt4Cpu(packed->data, n, k, p, got.data());
+      EXPECT_EQ(got, std::vector<uint8_t>(codes->data, codes->data + n * k));
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 6);
+  // The three packings differ on these codes: reading with the wrong one is visible.
+  const formats::TensorView* a = (*npz)->Find("avx2_packed_80x64");
+  const formats::TensorView* b = (*npz)->Find("avx512_packed_80x64");
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  EXPECT_NE(std::vector<uint8_t>(a->data, a->data + a->nbytes), std::vector<uint8_t>(b->data, b->data + b->nbytes));
+  {
+    ScopedAtenCapability env("AVX2");
+    EXPECT_EQ(formats::layouts::DetectInt4CpuPacking(), formats::layouts::Int4CpuPacking::kAvx2);
+  }
+}
+
+// torchao 0.18's CPU int4 (PrototypeInt4WeightOnlyConfig -> Int4OpaqueTensor), pickled by
+// torch.save since save_pretrained cannot write it: the config is read from config.json,
+// each weight from the pickle's wrapper-subclass state (qdata, scale_and_zero), unpacked
+// as ATen packed it on the generating machine (reference.json's aten_cpu_capability).
+// Weights against torchao's own kernel on the identity; logits against torchao's forward.
+TEST(CheckpointTorchao, Int4OpaqueTensorPickleMatchesTorchao) {
+  const std::string dir = DataDir() + "/torchao-int4-g32";
+  std::ifstream in(dir + "/reference.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  ScopedAtenCapability env(ref["aten_cpu_capability"].get<std::string>());
+  auto ck = Checkpoint::Open(dir, "auto");
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  EXPECT_EQ((*ck)->container(), "torch");
+  const CheckpointQuantConfig& q = (*ck)->quant();
+  EXPECT_STREQ(formats::LayoutName(q.layout), "torchao");
+  EXPECT_EQ(q.quant_type, "PrototypeInt4WeightOnlyConfig");
+  EXPECT_EQ(q.bits, 4);
+  EXPECT_EQ(q.group_size, 32);
+  std::shared_ptr<const Checkpoint> shared(std::move(*ck));
+  const LinearLoader load = q.layout->reader(shared);
+  auto npz = formats::NpzFile::Open(dir + "/dequantized.npz");
+  ASSERT_TRUE(npz.ok()) << npz.status();
+  ASSERT_EQ((*npz)->tensors().size(), 4u);
+  for (const formats::TensorView& want : (*npz)->tensors()) {
+    SCOPED_TRACE(want.name);
+    const int64_t rows = want.shape[0], cols = want.shape[1];
+    auto lin = load(want.name, rows, cols);
+    ASSERT_TRUE(lin.ok()) << lin.status();
+    EXPECT_EQ(lin->representation, "affine4/g32");
+    ASSERT_EQ(lin->w.kind, kernels::LinearKind::kAffine);
+    // torchao computes (q - 8) * scale + zero in f32; ingot keeps scale and bias = zero -
+    // 8 * scale in f16 (2^-11 relative each): bound each group by its own f32 qparams.
+    const formats::TensorView* sz = shared->Find(want.name + ".weight.scale_and_zero");
+    ASSERT_NE(sz, nullptr);
+    const float* szf = reinterpret_cast<const float*>(sz->data);
+    const float* w = reinterpret_cast<const float*>(want.data);
+    std::vector<float> row(static_cast<size_t>(cols));
+    float worst = 0;  // max |ingot - torchao| / bound
+    for (int64_t r = 0; r < rows; ++r) {
+      kernels::LinearDequantizeRow(lin->w, r, row.data());
+      for (int64_t c = 0; c < cols; ++c) {
+        const float s = szf[((c / 32) * rows + r) * 2], z = szf[((c / 32) * rows + r) * 2 + 1];
+        const float bound = (15.0f * std::fabs(s) + std::fabs(z - 8.0f * s)) * 0x1p-11f + 1e-7f;
+        worst = std::max(worst, std::fabs(row[c] - w[r * cols + c]) / bound);
+      }
+    }
+    EXPECT_LE(worst, 1.0f);
+    RecordProperty("dequant_error_over_bound_" + want.name, std::to_string(worst));
+  }
+
+  auto hf = LoadHf(dir);
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
+  const std::vector<float> logits = Logits(*hf->model, tokens);
+  auto lnpy = formats::NpzFile::Open(dir + "/logits.npy");
+  ASSERT_TRUE(lnpy.ok()) << lnpy.status();
+  const formats::TensorView& want = (*lnpy)->tensors()[0];
+  ASSERT_EQ(static_cast<int64_t>(logits.size()), want.numel());
+  const float* wl = reinterpret_cast<const float*>(want.data);
+  float max_d = 0;
+  for (size_t i = 0; i < logits.size(); ++i) max_d = std::max(max_d, std::fabs(logits[i] - wl[i]));
+  // torchao runs this forward in f32; ingot quantizes activations to 8-bit blocks, as for
+  // torchao int8 weight-only (0.08 there), against 0.66 that int4 itself moves the logits.
+  EXPECT_LE(max_d, 0.08f);
+  RecordProperty("max_abs_diff", std::to_string(max_d));
+}
+
+// Read with the wrong packing, the same file gives other weights: the packing matters
+// and the test above would see a misread.
+TEST(CheckpointTorchao, Int4WrongPackingIsVisible) {
+  const std::string dir = DataDir() + "/torchao-int4-g32";
+  std::ifstream in(dir + "/reference.json");
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  ASSERT_EQ(ref["aten_cpu_capability"], "AVX512");
+  ScopedAtenCapability env("avx2");
+  auto ck = Checkpoint::Open(dir, "auto");
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  std::shared_ptr<const Checkpoint> shared(std::move(*ck));
+  auto lin = shared->quant().layout->reader(shared)("model.layers.0.self_attn.q_proj", 64, 64);
+  ASSERT_TRUE(lin.ok()) << lin.status();
+  auto npz = formats::NpzFile::Open(dir + "/dequantized.npz");
+  ASSERT_TRUE(npz.ok()) << npz.status();
+  const formats::TensorView* want = (*npz)->Find("model.layers.0.self_attn.q_proj");
+  ASSERT_NE(want, nullptr);
+  std::vector<float> row(64);
+  float max_d = 0;
+  for (int64_t r = 0; r < 64; ++r) {
+    kernels::LinearDequantizeRow(lin->w, r, row.data());
+    for (int64_t c = 0; c < 64; ++c) {
+      max_d = std::max(max_d, std::fabs(row[c] - reinterpret_cast<const float*>(want->data)[r * 64 + c]));
+    }
+  }
+  EXPECT_GT(max_d, 0.01f);
 }
 
 // HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
@@ -359,7 +518,13 @@ INSTANTIATE_TEST_SUITE_P(
                       // torchao int8: its weight-only forward keeps f32 activations, ingot's
                       // int8 path quantizes them to 8-bit blocks (as for quanto int8); the
                       // dynamic config quantizes each token to int8 in torchao too.
-                      Variant{"torchao-int8wo", 0.08f}, Variant{"torchao-int8dq", 0.1f}),
+                      Variant{"torchao-int8wo", 0.08f}, Variant{"torchao-int8dq", 0.1f},
+                      // The same int8 weight-only model pickled by torch.save (Int8Tensor as
+                      // a wrapper subclass whose state holds qdata/scale/zero_point).
+                      Variant{"torchao-int8wo-bin", 0.08f},
+                      // torchao's CPU int4 with HQQ's qparams, packed under AVX-512 (the
+                      // vector's aten_cpu_capability, which this test sets).
+                      Variant{"torchao-int4-g64-hqq", 0.08f}),
     [](const auto& info) {
       std::string n = info.param.dir;
       for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';

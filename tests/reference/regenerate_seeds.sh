@@ -4,9 +4,10 @@
 # requirements-seeds.txt, in .venv-seeds. CPU only; a few minutes once the venv exists
 # (torch is a large download). smollm3_gguf also converts with llama.cpp's
 # convert_hf_to_gguf.py (llama_cpp_converter.sh) and takes llama.cpp's logits in .venv-ref
-# (llama-cpp-python, built from source the first time: ~10 minutes).
+# (llama-cpp-python, built from source the first time: ~10 minutes). torchao_int4 needs an
+# AVX-512 CPU (it records ATen's int4 packing under each CPU capability).
 #   tests/reference/regenerate_seeds.sh              everything
-#   tests/reference/regenerate_seeds.sh smollm3      some (smollm3 smollm3_gguf torchao hf_cache)
+#   tests/reference/regenerate_seeds.sh smollm3      some (smollm3 smollm3_gguf torchao torchao_int4 hf_cache)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=.venv-seeds

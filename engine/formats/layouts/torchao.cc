@@ -1,24 +1,155 @@
-// torchao's Int8Tensor as transformers 5 saves it (read only).
+// torchao's tensor subclasses as checkpoints hold them (read only): Int8Tensor as
+// transformers 5 saves it, and the CPU int4 Int4OpaqueTensor as torch.save pickles it.
+#include "engine/formats/layouts/torchao.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/layouts/read_util.h"
 
 namespace ingot::formats::layouts {
 
+const char* Int4CpuPackingName(Int4CpuPacking p) {
+  switch (p) {
+    case Int4CpuPacking::kDefault: return "default";
+    case Int4CpuPacking::kAvx2: return "avx2";
+    case Int4CpuPacking::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+bool ParseInt4CpuPacking(std::string_view name, Int4CpuPacking* out) {
+  const std::string n = absl::AsciiStrToLower(absl::string_view(name.data(), name.size()));
+  for (Int4CpuPacking p : {Int4CpuPacking::kDefault, Int4CpuPacking::kAvx2, Int4CpuPacking::kAvx512}) {
+    if (n == Int4CpuPackingName(p)) {
+      *out = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+Int4CpuPacking DetectInt4CpuPacking() {
+  Int4CpuPacking best = Int4CpuPacking::kDefault;
+#if defined(__x86_64__) || defined(__i386__)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
+    best = Int4CpuPacking::kAvx512;
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    best = Int4CpuPacking::kAvx2;
+  }
+#endif
+  Int4CpuPacking named;
+  const char* env = std::getenv("ATEN_CPU_CAPABILITY");
+  if (env != nullptr && ParseInt4CpuPacking(env, &named)) return named;
+  return best;
+}
+
+void UnpackInt4Cpu(const uint8_t* packed, int64_t n, int64_t k, Int4CpuPacking p, uint8_t* codes) {
+  const int64_t block = p == Int4CpuPacking::kAvx512 ? 64 : 32;
+  for (int64_t b0 = 0; b0 < n; b0 += block) {
+    const int64_t nb = std::min(block, n - b0);
+    const uint8_t* src = packed + b0 * k / 2;
+    uint8_t* dst = codes + b0 * k;  // (nb, k)
+    for (int64_t c = 0; c < k; ++c) {
+      const uint8_t* row = src + c * nb / 2;  // nb / 2 bytes of column c
+      // Byte j holds rows lo(j) (low nibble) and hi(j) (high nibble) of the block.
+      auto put = [&](int64_t j, int64_t lo, int64_t hi) {
+        dst[lo * k + c] = row[j] & 15;
+        dst[hi * k + c] = row[j] >> 4;
+      };
+      if (nb == block && p == Int4CpuPacking::kAvx512) {
+        for (int64_t d = 0; d < 16; ++d) {
+          put(d, d, d + 32);
+          put(16 + d, d + 16, d + 48);
+        }
+      } else if (nb == block && p == Int4CpuPacking::kAvx2) {
+        for (int64_t d = 0; d < 16; ++d) put(d, d, d + 16);
+      } else {
+        for (int64_t j = 0; j < nb / 2; ++j) put(j, 2 * j, 2 * j + 1);
+      }
+    }
+  }
+}
+
+namespace {
+
+// A subclass attribute under either name it is stored by: transformers' safetensors
+// flattening (`<module>._weight_<attr>`) or a torch.save pickle, whose wrapper subclass
+// reads as its attribute dict (`<module>.weight.<attr>`, engine/formats/torch_pickle.cc).
+std::string Attr(const Checkpoint& ck, const std::string& name, const char* attr) {
+  std::string flat = absl::StrCat(name, "._weight_", attr);
+  if (ck.Find(flat) != nullptr) return flat;
+  std::string pickled = absl::StrCat(name, ".weight.", attr);
+  return ck.Find(pickled) != nullptr ? pickled : flat;
+}
+
+// Int4OpaqueTensor (torchao.prototype.quantization.int4, PrototypeInt4WeightOnlyConfig's
+// CPU weight, tinygemm's math): qdata (rows, cols/2) uint8 codes packed by
+// _convert_weight_to_int4pack_for_cpu (torchao.h), scale_and_zero (cols/G, rows, 2) with
+// [g][r] = {scale, zero}; w = (q - 8) * scale + zero. Stored as kAffine 4-bit kBias, bias
+// = zero - 8 * scale, scale and bias rounded to f16 once (as ingot's own TORCHAO_INT4).
+absl::StatusOr<LinearLoad> ReadTorchaoInt4(const Checkpoint& ck, const std::string& name, int64_t rows,
+                                           int64_t cols) {
+  const int64_t group = ck.quant().group_size;
+  if (group <= 0 || cols % group != 0 || rows % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", name, "' of ", rows, " x ", cols,
+                                                   " does not fit torchao int4 groups of ", group));
+  }
+  for (const char* da8w4 : {"qzeros", "compensation"}) {
+    if (ck.Find(Attr(ck, name, da8w4)) != nullptr) {
+      return absl::UnimplementedError(absl::StrCat(
+          ck.path(), ": '", name, "' is an Int4OpaqueTensor of the int8-activation (da8w4) form; only the "
+          "weight-only one (PrototypeInt4WeightOnlyConfig) is read"));
+    }
+  }
+  const int64_t groups = cols / group;
+  ASSIGN_OR_RETURN(const TensorView* packed, Get(ck, Attr(ck, name, "qdata"), {rows, cols / 2}, {DType::kU8}));
+  ASSIGN_OR_RETURN(const TensorView* sz, Get(ck, Attr(ck, name, "scale_and_zero"), {groups, rows, 2},
+                                             {DType::kF32, DType::kF16, DType::kBF16}));
+  const Int4CpuPacking packing = DetectInt4CpuPacking();
+  std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
+  UnpackInt4Cpu(packed->data, rows, cols, packing, codes.data());
+  QuantizedWeight qw;
+  const size_t row_bytes = static_cast<size_t>(cols / 2);
+  uint8_t* q = qw.Alloc<uint8_t>(static_cast<size_t>(rows) * row_bytes);
+  uint16_t* scale = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+  uint16_t* bias = qw.Alloc<uint16_t>(static_cast<size_t>(rows * groups));
+  for (int64_t r = 0; r < rows; ++r) {
+    PackCodes(codes.data() + r * cols, cols, 4, q + r * row_bytes);
+    for (int64_t g = 0; g < groups; ++g) {
+      const float s = FloatAt(*sz, (g * rows + r) * 2), z = FloatAt(*sz, (g * rows + r) * 2 + 1);
+      scale[r * groups + g] = Fp32ToFp16(s);
+      bias[r * groups + g] = Fp32ToFp16(z - 8.0f * s);
+    }
+  }
+  SetAffineView(qw, 4, rows, cols, group, kernels::ZeroKind::kBias, q, scale, bias);
+  qw.representation = absl::StrCat("affine4/g", group);
+  return Own(std::move(qw));
+}
+
+}  // namespace
+
 // torchao's Int8Tensor as transformers 5 flattens it into safetensors (the tensor's
-// attributes as `<module>._weight_<attr>`, its class in the file's metadata):
+// attributes as `<module>._weight_<attr>`, its class in the file's metadata) or torch.save
+// pickles it (`<module>.weight.<attr>`, see Attr):
 // _weight_qdata (rows, cols) int8, _weight_scale and _weight_zero_point (rows, G) for G
 // groups of cols / G inputs (PerRow: G = 1); w = (q - zero_point) * scale. Stored as
 // kAffine 8-bit codes q + 128 with zero 128 + zero_point (ingot's int8/row when G = 1).
 absl::StatusOr<LinearLoad> ReadTorchao(const Checkpoint& ck, const std::string& name, int64_t rows, int64_t cols) {
-  const std::string p = name + "._weight_";
-  ASSIGN_OR_RETURN(const TensorView* q8, Get(ck, p + "qdata", {rows, cols}, {DType::kI8}));
-  ASSIGN_OR_RETURN(const TensorView* sc, Get(ck, p + "scale", {}, {DType::kF32, DType::kF16, DType::kBF16}));
-  const TensorView* zp = ck.Find(p + "zero_point");
+  if (ck.quant().bits == 4) return ReadTorchaoInt4(ck, name, rows, cols);
+  const std::string scale_name = Attr(ck, name, "scale");
+  ASSIGN_OR_RETURN(const TensorView* q8, Get(ck, Attr(ck, name, "qdata"), {rows, cols}, {DType::kI8}));
+  ASSIGN_OR_RETURN(const TensorView* sc, Get(ck, scale_name, {}, {DType::kF32, DType::kF16, DType::kBF16}));
+  const TensorView* zp = ck.Find(Attr(ck, name, "zero_point"));
   const int64_t n_groups = sc->numel();
   if (sc->shape.empty() || sc->shape[0] != rows || n_groups % rows != 0 || cols % (n_groups / rows) != 0 ||
       (zp != nullptr && (zp->numel() != n_groups || zp->dtype != DType::kI8))) {
-    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", p, "scale' has shape ", Shape(sc->shape),
+    return absl::InvalidArgumentError(absl::StrCat(ck.path(), ": '", scale_name, "' has shape ", Shape(sc->shape),
                                                    zp != nullptr ? absl::StrCat(" and zero_point ", Shape(zp->shape)) : "",
                                                    ", which do not group a ", rows, " x ", cols, " int8 weight"));
   }
@@ -30,9 +161,11 @@ absl::StatusOr<LinearLoad> ReadTorchao(const Checkpoint& ck, const std::string& 
 // {...}}}, transformers 4.5x+/5) or, from older releases, a string
 // ("int8_weight_only"). The int8 configs are read (the weight is an Int8Tensor either
 // way; the dynamic one also quantizes activations per token, which ingot's int8 path
-// does per block of 32); the int4 layouts are refused by name.
+// does per block of 32), and PrototypeInt4WeightOnlyConfig (Int4OpaqueTensor, TINYGEMM
+// or HQQ qparams); other int4 configs are refused by name.
 absl::Status ConfigureTorchao(ConfigSource, const Json& j, const std::string& where, CheckpointQuantConfig* q) {
   std::string type;
+  const Json* data = nullptr;  // the config class's fields
   if (auto it = j.find("quant_type"); it != j.end()) {
     if (it->is_string()) {
       type = it->get<std::string>();
@@ -41,6 +174,7 @@ absl::Status ConfigureTorchao(ConfigSource, const Json& j, const std::string& wh
       if (cfg == nullptr && it->size() == 1) cfg = &it->begin().value();
       if (cfg != nullptr && cfg->is_object() && cfg->contains("_type") && (*cfg)["_type"].is_string()) {
         type = (*cfg)["_type"].get<std::string>();
+        if (auto d = cfg->find("_data"); d != cfg->end() && d->is_object()) data = &*d;
       }
       if (it->size() > 1) {
         return absl::UnimplementedError(absl::StrCat(
@@ -57,9 +191,35 @@ absl::Status ConfigureTorchao(ConfigSource, const Json& j, const std::string& wh
       return absl::OkStatus();
     }
   }
+  if (type == "PrototypeInt4WeightOnlyConfig") {
+    static const Json kNone = Json::object();
+    const Json& fields = data != nullptr ? *data : kNone;
+    const Json* algo = nullptr;
+    if (auto a = fields.find("int4_choose_qparams_algorithm"); a != fields.end()) algo = &*a;
+    if (algo != nullptr && algo->is_object()) {
+      auto d = algo->find("_data");
+      if (d != algo->end()) algo = &*d;
+    }
+    // The algorithm only chooses scale and zero: the stored tensor and the kernel that
+    // applies it are the same for both.
+    const std::string name = algo != nullptr && algo->is_string() ? absl::AsciiStrToUpper(algo->get<std::string>()) : "";
+    if (algo != nullptr && name != "TINYGEMM" && name != "HQQ") {
+      return absl::UnimplementedError(absl::StrCat(
+          where, ": torchao PrototypeInt4WeightOnlyConfig with int4_choose_qparams_algorithm ", algo->dump(),
+          " is not supported (TINYGEMM, HQQ)"));
+    }
+    q->quant_type = type;
+    q->bits = 4;
+    q->group_size = IntOr(fields, "group_size", 128);
+    return absl::OkStatus();
+  }
+  // Int4WeightOnlyConfig's packings are made only on CUDA, XPU or NPU by torchao 0.18 (plain and
+  // preshuffled need the CUDA-only mslk package), so no checkpoint of theirs has been read here.
   return absl::UnimplementedError(absl::StrCat(
       where, ": torchao quant_type '", type.empty() ? std::string("(missing)") : type,
-      "' is not supported (Int8WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig)"));
+      "' is not supported (Int8WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig, and for int4 "
+      "PrototypeInt4WeightOnlyConfig, torchao 0.18's CPU form; Int4WeightOnlyConfig's packings are made "
+      "only on CUDA/XPU/NPU and have no test vector)"));
 }
 
 }  // namespace ingot::formats::layouts
