@@ -106,6 +106,21 @@ def median_bench(server, model, runs):
     return b["median_prefill_tokens_per_second"], b["median_decode_tokens_per_second"]
 
 
+def speed(server, args, model):
+    """prefill, decode tok/s; None, None with --no-speed."""
+    return (None, None) if args.no_speed else median_bench(server, model, args.bench_runs)
+
+
+def fmt_speed(v):
+    return "—" if v is None else f"{v:.1f}"
+
+
+def weight_bytes(info):
+    """Bytes of every weight tensor (all kinds); not bytes_resident, which counts the
+    KV pool too (a loaded model has one, a quantized copy gets its own when served)."""
+    return sum(int(k["bytes"]) for k in info["tensor_kinds"])
+
+
 def kinds_bytes(info):
     linear = sum(int(k["bytes"]) for k in info["tensor_kinds"] if k["kind"] in ("attention", "mlp"))
     params = sum(int(k["parameters"]) for k in info["tensor_kinds"] if k["kind"] in ("attention", "mlp"))
@@ -130,12 +145,12 @@ def quality_source_row(server, args, rows, flush):
     src_info = json.loads(server.cli(["info", "src", "--json"]).strip())["model"]
     lin, params, other, rep = kinds_bytes(src_info)
     ev = server.cli(["eval", "src", "--max-tokens", str(args.eval_tokens), "--json"], parse=True)
-    pre, dec = median_bench(server, "src", args.bench_runs)
-    rows.insert(0, {"label": "source (Q4_1 file)", "repr": rep, "bytes": int(src_info["bytes_resident"]),
+    pre, dec = speed(server, args, "src")
+    rows.insert(0, {"label": "source (Q4_1 file)", "repr": rep, "bytes": weight_bytes(src_info),
                     "linear_bytes": lin, "bpw": 8.0 * lin / params, "ppl": ev["perplexity"], "kl": 0.0,
                     "top1": 1.0, "quantize_s": 0.0, "prefill": pre, "decode": dec, "other": other})
     flush()
-    print(f"source: ppl {ev['perplexity']:.3f}, decode {dec:.1f} tok/s", file=sys.stderr)
+    print(f"source: ppl {ev['perplexity']:.3f}, decode {fmt_speed(dec)} tok/s", file=sys.stderr)
 
 
 def quality_row(server, args, rows, flush, label, flags):
@@ -150,17 +165,17 @@ def quality_row(server, args, rows, flush, label, flags):
     lin, params, other, rep = kinds_bytes(info)
     ev = server.cli(["eval", "q", "--reference", "src", "--max-tokens", str(args.eval_tokens), "--json"],
                     parse=True)
-    pre, dec = median_bench(server, "q", args.bench_runs)
+    pre, dec = speed(server, args, "q")
     server.cli(["unload", "q"])
     # proto3 JSON leaves out zeros: a lossless requantization has KL 0.
     row = {"label": label, "flags": " ".join(flags), "repr": rep, "method_used": q.get("method_used"),
-           "bytes": int(info["bytes_resident"]), "linear_bytes": lin, "bpw": 8.0 * lin / params,
+           "bytes": weight_bytes(info), "linear_bytes": lin, "bpw": 8.0 * lin / params,
            "ppl": ev["perplexity"], "kl": ev.get("mean_kl", 0.0), "top1": ev.get("top1_agreement", 0.0),
            "quantize_s": q["seconds"], "prefill": pre, "decode": dec, "other": other, "note": q.get("note", "")}
     rows.append(row)
     flush()
     print(f"{label}: {rep} bpw {row['bpw']:.3f} ppl {row['ppl']:.3f} kl {row['kl']:.4f} "
-          f"quantize {row['quantize_s']:.1f}s decode {dec:.1f}", file=sys.stderr)
+          f"quantize {row['quantize_s']:.1f}s decode {fmt_speed(dec)}", file=sys.stderr)
 
 
 def peer_rows(args, tmp):
@@ -206,6 +221,14 @@ def fmt_bytes(n):
     return f"{n / 2**20:.1f} MiB"
 
 
+def command_flags(args):
+    """The options of the run that made a report, as the command line gave them."""
+    flags = [f for f, on in (("--no-peer", args.no_peer), ("--no-speed", args.no_speed)) if on]
+    if args.eval_tokens != 2048:
+        flags.append(f"--eval-tokens {args.eval_tokens}")
+    return "".join(" " + f for f in flags)
+
+
 def write_markdown(path, args, rows, peers, started):
     cpu = "unknown"
     try:
@@ -216,7 +239,7 @@ def write_markdown(path, args, rows, peers, started):
     lines = [
         "# Quantization quality and speed of the default model",
         "",
-        f"Made by `bash scripts/quality_report.sh` on {started:%Y-%m-%d} "
+        f"Made by `bash scripts/quality_report.sh{command_flags(args)}` on {started:%Y-%m-%d} "
         f"({os.cpu_count()} cores, {cpu}, {platform.system()}); ingotd with --threads {args.threads}.",
         "",
         "Every row quantizes the loaded default model (SmolLM2-135M-Instruct) with ingot's own",
@@ -227,11 +250,15 @@ def write_markdown(path, args, rows, peers, started):
         "are relative to that Q4_1 model, not to the f16 original. The output head and the",
         "embedding stay as loaded (Q8_0, tied; skipped by default, as transformers does).",
         "",
-        "- bytes: resident bytes of the whole model (all kinds); bits/weight: of the quantized",
+        "- bytes: the weights of the whole model (all kinds); bits/weight: of the quantized",
         "  linear layers only (attention + MLP, scales, zeros and codebooks included).",
         "- KL: mean KL(source || quantized) of next-token distributions; top-1: how often both",
         "  models' most likely next token agree.",
-        f"- decode / prefill: `ingot bench` medians of {args.bench_runs} runs (128-token prompt, 64 generated, greedy).",
+        (f"- decode / prefill: `ingot bench` medians of {args.bench_runs} runs (128-token prompt, 64 generated, greedy)."
+         if not args.no_speed else
+         "- decode / prefill: not measured in this run (`--no-speed`: the machine was shared with other builds,\n"
+         "  so speeds would not compare between rows; the quality columns do not depend on the load). Current\n"
+         "  speed figures: the README's serving table and docs/decode-profile.md; quantize s is this run's."),
         "- docs/quality-notes.md explains what is out of line (written by hand for one run).",
         "",
         "| method | representation | bytes | bits/weight | perplexity | KL | top-1 | quantize s | prefill tok/s | decode tok/s |",
@@ -243,8 +270,8 @@ def write_markdown(path, args, rows, peers, started):
             continue
         lines.append(
             f"| {r['label']} | {r['repr']} | {fmt_bytes(r['bytes'])} | {r['bpw']:.3f} | {r['ppl']:.3f} | "
-            f"{r['kl']:.4f} | {100 * r['top1']:.1f}% | {r['quantize_s']:.1f} | {r['prefill']:.1f} | "
-            f"{r['decode']:.1f} |")
+            f"{r['kl']:.4f} | {100 * r['top1']:.1f}% | {r['quantize_s']:.1f} | {fmt_speed(r['prefill'])} | "
+            f"{fmt_speed(r['decode'])} |")
     if peers:
         lines += [
             "",
@@ -263,6 +290,10 @@ def write_markdown(path, args, rows, peers, started):
             lines.append(
                 f"| {p['file']} | {p['threads']} | {p['ingot_prefill']:.1f} | {p['peer_prefill']:.1f} | "
                 f"{p['ingot_decode']:.1f} | {p['peer_decode']:.1f} | {p['ingot_decode'] / p['peer_decode']:.2f}x |")
+    elif args.no_peer:
+        lines += ["", "Against llama.cpp: `tests/bench/bench_compare.sh` (single stream, `ingot bench` against",
+                  "llama-bench) and `tests/bench/serve_compare.sh` (N streams against llama-server); their",
+                  "latest figures are in the README and docs/decode-profile.md."]
     lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -281,6 +312,8 @@ def main():
     ap.add_argument("--peer-rounds", type=int, default=3)
     ap.add_argument("--resume", action="store_true",
                     help="keep the rows (and llama.cpp comparison) already in --json-out; run the rest")
+    ap.add_argument("--no-speed", action="store_true",
+                    help="quality columns only: no `ingot bench` per row (for a run on a busy machine)")
     args = ap.parse_args()
     started = datetime.datetime.now()
     rows, peers = [], []
