@@ -35,9 +35,9 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
     plan.device = valid.device.Name();
     plan.backend = valid.backend->name;
     plan.format = opened.format;
-    plan.parameter_count = loaded.model->parameter_count();
+    plan.parameter_count = loaded.model->weights().parameter_count;
     plan.context_length = loaded.context_length;
-    plan.weight_bytes = loaded.model->weight_bytes();
+    plan.weight_bytes = loaded.model->weights().weight_bytes;
     if (request.quantization && !opened.quantization.empty()) {
       plan.warnings.push_back(absl::StrCat("the checkpoint is saved quantized (", opened.quantization,
                                            "); the request's ", request.quantization->method,
