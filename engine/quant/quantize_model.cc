@@ -205,24 +205,23 @@ struct Work {
 
 }  // namespace
 
-std::vector<ModuleInfo> ModulesOf(const LlamaModel& model) {
+std::vector<ModuleInfo> ModulesOf(const LlamaWeights& weights) {
   std::vector<ModuleInfo> out;
-  for (const LinearModuleRef& m : model.weights().LinearModules()) {
+  for (const LinearModuleRef& m : weights.LinearModules()) {
     out.push_back({m.name, m.gguf_name, m.kind, m.rows, m.cols});
   }
   return out;
 }
 
-int64_t EstimateQuantizedBytes(const LlamaModel& source, const QuantizationConfig& config) {
+int64_t EstimateQuantizedBytes(const LlamaWeights& source, const QuantizationConfig& config) {
   const std::vector<ModuleInfo> modules = ModulesOf(source);
   const std::vector<ModulePlan> plans = PlanModules(config, modules);
-  const LlamaWeights& sw = source.weights();
-  int64_t total = sw.weight_bytes;
-  const std::vector<LinearModuleRef> refs = sw.LinearModules();
+  int64_t total = source.weight_bytes;
+  const std::vector<LinearModuleRef> refs = source.LinearModules();
   for (size_t i = 0; i < modules.size(); ++i) {
     if (plans[i].method == nullptr) continue;
-    const bool tied_head = refs[i].layer < 0 && sw.config.tied_output;
-    if (!tied_head) total -= sw.linear(refs[i]).bytes();
+    const bool tied_head = refs[i].layer < 0 && source.config.tied_output;
+    if (!tied_head) total -= source.linear(refs[i]).bytes();
     total += static_cast<int64_t>(EstimateBitsPerWeight(plans[i], modules[i].rows, modules[i].cols) /
                                   8.0 * static_cast<double>(modules[i].rows * modules[i].cols));
   }
@@ -235,7 +234,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
   const auto t0 = Clock::now();
   const LlamaWeights& sw = source.weights();
   const std::vector<LinearModuleRef> refs = sw.LinearModules();
-  const std::vector<ModuleInfo> modules = ModulesOf(source);
+  const std::vector<ModuleInfo> modules = ModulesOf(sw);
   const std::vector<ModulePlan> plans = PlanModules(config, modules);
   const LlamaConfig& c = sw.config;
   QuantizeOutcome outcome;

@@ -46,7 +46,7 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
       ASSIGN_OR_RETURN(quant::DeviceCaps caps, ResolveDevice(plan.device));
       ASSIGN_OR_RETURN(quant::FallbackResult fb, quant::ApplyFallback(*request.quantization, caps));
       if (!fb.note.empty()) plan.warnings.push_back(fb.note);
-      plan.weight_bytes = quant::EstimateQuantizedBytes(*loaded.model, fb.config);
+      plan.weight_bytes = quant::EstimateQuantizedBytes(loaded.model->weights(), fb.config);
     }
     if (valid.backend->name != std::string("native")) {
       plan.warnings.push_back(absl::StrCat("backend ", valid.backend->name,
