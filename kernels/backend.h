@@ -161,6 +161,16 @@ struct Backend {
   // lives elsewhere). Valid until the next call on this workspace.
   absl::StatusOr<const float*> (*read_rows)(void* ws, Buf b, int64_t rows, std::vector<float>* scratch);
 
+  // --- recording a step's layers (optional: null on rows without it) ---
+  // After begin, when every layer's ops will follow with no read_rows/write_rows before
+  // layers_end (no observer): the row may record them once per step shape and replay
+  // the recording in later steps (the torch row on CUDA: CUDA graphs of decode steps,
+  // $INGOT_CUDA_GRAPHS=1). Between the two calls the ops may only be recorded or
+  // skipped; layers_end runs (or replays) them. ABORTED from layers_end: the recording
+  // failed and nothing ran; the caller runs the step again from begin without them.
+  absl::Status (*layers_begin)(void* ws);
+  absl::Status (*layers_end)(void* ws);
+
   // --- KV stores (one paged store per model and device, shared by its sequences) ---
   // An empty store (no blocks yet); INVALID_ARGUMENT when the row cannot hold the
   // spec's dtype or shape.
@@ -185,6 +195,13 @@ const std::vector<const Backend*>& Backends();
 const Backend* FindBackend(std::string_view name);
 // Whether this binary was built with the CUDA half of the torch row (-DINGOT_CUDA=ON).
 bool BuiltWithCuda();
+// Steps the torch row has replayed from a CUDA graph, and graphs it has captured, in
+// this process (0 without the torch row or CUDA): how tests and benchmarks see that
+// $INGOT_CUDA_GRAPHS took effect.
+struct GraphCounts {
+  int64_t captured = 0, replayed = 0, failed = 0;
+};
+GraphCounts CudaGraphCounts();
 // The ingot native row (always built).
 const Backend& NativeBackend();
 

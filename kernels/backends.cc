@@ -5,8 +5,17 @@
 namespace ingot::kernels {
 
 #ifdef INGOT_WITH_TORCH
-const Backend& TorchBackend();  // kernels/torch/torch_backend.cc
+const Backend& TorchBackend();        // kernels/torch/torch_backend.cc
+GraphCounts TorchCudaGraphCounts();  // likewise
 #endif
+
+GraphCounts CudaGraphCounts() {
+#ifdef INGOT_WITH_TORCH
+  return TorchCudaGraphCounts();
+#else
+  return {};
+#endif
+}
 
 const std::vector<const Backend*>& Backends() {
   static const std::vector<const Backend*> rows = {

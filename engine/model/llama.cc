@@ -140,6 +140,11 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
   }
   void* w = ws.backend.For(be, placement_.device);
   RETURN_IF_ERROR(be.begin(w, shape, ws.x.data(), ws.rope_cos.data(), ws.rope_sin.data(), ws.tokens.data(), n));
+  // Without an observer no host read comes between the layers: the row may record them
+  // (CUDA graphs) and replay the recording; if that fails it ran nothing, and the
+  // layers run again from begin without it.
+  const bool record = observer == nullptr && be.layers_begin != nullptr;
+  if (record) RETURN_IF_ERROR(be.layers_begin(w));
   auto observe = [&](int32_t l, LinearInput site, Buf b, int64_t cols) -> absl::Status {
     if (observer == nullptr) return absl::OkStatus();
     ASSIGN_OR_RETURN(const float* x, be.read_rows(w, b, n, &ws.backend.scratch()));
@@ -147,46 +152,63 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
     return absl::OkStatus();
   };
   static const Placement::Layer kNoLayer;
-  for (int32_t l = 0; l < c.n_layer; ++l) {
-    const LlamaLayer& L = weights_.layers[l];
-    const Placement::Layer& P = placed ? placement_.layers[l] : kNoLayer;
-    auto job = [&](int s, Buf in, Buf out, const std::vector<float>* bias = nullptr,
-                   const kernels::Placed* bias_placed = nullptr) {
-      LinearJob j;
-      j.w = &L.w[s];
-      j.placed = P.w[s].handle.get();
-      j.bias = bias != nullptr && !bias->empty() ? bias->data() : nullptr;
-      j.bias_placed = j.bias != nullptr ? bias_placed->handle.get() : nullptr;
-      j.in = in;
-      j.out = out;
-      return j;
-    };
-    constexpr int kQ = 0, kK = 1, kV = 2, kO = 3, kGate = 4, kUp = 5, kDown = 6;
-    RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.attn_norm.data(), P.attn_norm.handle.get(), c.rms_eps));
-    RETURN_IF_ERROR(observe(l, LinearInput::kAttnIn, Buf::kXn, d));
-    const LinearJob qkv[3] = {job(kQ, Buf::kXn, Buf::kQ, &L.bq, &P.bq), job(kK, Buf::kXn, Buf::kK, &L.bk, &P.bk),
-                              job(kV, Buf::kXn, Buf::kV, &L.bv, &P.bv)};
-    RETURN_IF_ERROR(be.linear(w, pool, qkv, 3, n));
-    if (c.UsesRope(l)) RETURN_IF_ERROR(be.rope(w));
-    RETURN_IF_ERROR(be.attention(w, pool, l));
-    RETURN_IF_ERROR(observe(l, LinearInput::kAttnOut, Buf::kAttn, c.q_dim()));
-    const LinearJob o = job(kO, Buf::kAttn, Buf::kProj);
-    RETURN_IF_ERROR(be.linear(w, pool, &o, 1, n));
-    RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
+  bool stopped = false;  // the observer stopped the pass after a layer
+  auto run_layers = [&]() -> absl::Status {
+    for (int32_t l = 0; l < c.n_layer; ++l) {
+      const LlamaLayer& L = weights_.layers[l];
+      const Placement::Layer& P = placed ? placement_.layers[l] : kNoLayer;
+      auto job = [&](int s, Buf in, Buf out, const std::vector<float>* bias = nullptr,
+                     const kernels::Placed* bias_placed = nullptr) {
+        LinearJob j;
+        j.w = &L.w[s];
+        j.placed = P.w[s].handle.get();
+        j.bias = bias != nullptr && !bias->empty() ? bias->data() : nullptr;
+        j.bias_placed = j.bias != nullptr ? bias_placed->handle.get() : nullptr;
+        j.in = in;
+        j.out = out;
+        return j;
+      };
+      constexpr int kQ = 0, kK = 1, kV = 2, kO = 3, kGate = 4, kUp = 5, kDown = 6;
+      RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.attn_norm.data(), P.attn_norm.handle.get(), c.rms_eps));
+      RETURN_IF_ERROR(observe(l, LinearInput::kAttnIn, Buf::kXn, d));
+      const LinearJob qkv[3] = {job(kQ, Buf::kXn, Buf::kQ, &L.bq, &P.bq), job(kK, Buf::kXn, Buf::kK, &L.bk, &P.bk),
+                                job(kV, Buf::kXn, Buf::kV, &L.bv, &P.bv)};
+      RETURN_IF_ERROR(be.linear(w, pool, qkv, 3, n));
+      if (c.UsesRope(l)) RETURN_IF_ERROR(be.rope(w));
+      RETURN_IF_ERROR(be.attention(w, pool, l));
+      RETURN_IF_ERROR(observe(l, LinearInput::kAttnOut, Buf::kAttn, c.q_dim()));
+      const LinearJob o = job(kO, Buf::kAttn, Buf::kProj);
+      RETURN_IF_ERROR(be.linear(w, pool, &o, 1, n));
+      RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
 
-    RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.ffn_norm.data(), P.ffn_norm.handle.get(), c.rms_eps));
-    RETURN_IF_ERROR(observe(l, LinearInput::kMlpIn, Buf::kXn, d));
-    const LinearJob gate_up[2] = {job(kGate, Buf::kXn, Buf::kGate), job(kUp, Buf::kXn, Buf::kUp)};
-    RETURN_IF_ERROR(be.linear(w, pool, gate_up, 2, n));
-    RETURN_IF_ERROR(be.swiglu(w));
-    RETURN_IF_ERROR(observe(l, LinearInput::kMlpDown, Buf::kGate, c.n_ff));
-    const LinearJob down = job(kDown, Buf::kGate, Buf::kProj);
-    RETURN_IF_ERROR(be.linear(w, pool, &down, 1, n));
-    RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
-    if (observer != nullptr && observer->StopAfterLayer() == l) {
-      logits->clear();
-      return absl::OkStatus();
+      RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.ffn_norm.data(), P.ffn_norm.handle.get(), c.rms_eps));
+      RETURN_IF_ERROR(observe(l, LinearInput::kMlpIn, Buf::kXn, d));
+      const LinearJob gate_up[2] = {job(kGate, Buf::kXn, Buf::kGate), job(kUp, Buf::kXn, Buf::kUp)};
+      RETURN_IF_ERROR(be.linear(w, pool, gate_up, 2, n));
+      RETURN_IF_ERROR(be.swiglu(w));
+      RETURN_IF_ERROR(observe(l, LinearInput::kMlpDown, Buf::kGate, c.n_ff));
+      const LinearJob down = job(kDown, Buf::kGate, Buf::kProj);
+      RETURN_IF_ERROR(be.linear(w, pool, &down, 1, n));
+      RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
+      if (observer != nullptr && observer->StopAfterLayer() == l) {
+        stopped = true;
+        return absl::OkStatus();
+      }
     }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(run_layers());
+  if (record) {
+    if (absl::Status s = be.layers_end(w); absl::IsAborted(s)) {
+      RETURN_IF_ERROR(be.begin(w, shape, ws.x.data(), ws.rope_cos.data(), ws.rope_sin.data(), ws.tokens.data(), n));
+      RETURN_IF_ERROR(run_layers());
+    } else {
+      RETURN_IF_ERROR(s);
+    }
+  }
+  if (stopped) {
+    logits->clear();
+    return absl::OkStatus();
   }
 
   // Logits only for the tokens that want them (the last prompt token, decode tokens).

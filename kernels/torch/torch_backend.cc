@@ -18,9 +18,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +30,7 @@
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/ggml_types.h"
 #include "kernels/torch/cuda_quant.h"
+#include "kernels/torch/torch_row.h"
 #include "kernels/torch/weight_only_layout.h"
 
 namespace ingot::kernels {
@@ -39,16 +42,6 @@ absl::StatusOr<MemoryStats> CudaMemory(int index);
 absl::Status CudaSynchronize(int index);
 #endif
 
-namespace {
-
-// Runs the statements (which return) and turns an ATen exception into a Status.
-#define INGOT_TORCH_TRY(what, ...)     \
-  try {                                \
-    __VA_ARGS__                        \
-  } catch (const std::exception& e) {  \
-    return TorchError(what, e);        \
-  }
-
 absl::Status TorchError(const char* what, const std::exception& e) {
   std::string msg = e.what();
   // ATen appends a C++ backtrace after the first line; the first line says what failed.
@@ -58,6 +51,22 @@ absl::Status TorchError(const char* what, const std::exception& e) {
   }
   return absl::InternalError(absl::StrCat("torch ", what, ": ", msg));
 }
+
+absl::Status StepError(TorchWorkspace& w, const char* what, const std::exception& e) {
+  if (w.mode == TorchWorkspace::Mode::kCapture) {
+    w.capture_failed = true;
+    w.capture_error = std::string(TorchError(what, e).message());
+    return absl::OkStatus();
+  }
+  return TorchError(what, e);
+}
+
+uint64_t NextStoreId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
+
+namespace {
 
 at::Device ToAt(const Device& d) {
   return d.kind == DeviceKind::kCuda ? at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(d.index))
@@ -134,10 +143,6 @@ struct TorchVector {
 };
 
 int64_t Bytes(const at::Tensor& t) { return t.defined() ? static_cast<int64_t>(t.nbytes()) : 0; }
-
-at::Tensor HostF32(const float* data, std::vector<int64_t> shape) {
-  return at::from_blob(const_cast<float*>(data), shape, at::TensorOptions().dtype(at::kFloat));
-}
 
 // tinygemm's CUDA packing takes innerKTiles in {2, 4, 8} with cols % (16 * innerKTiles) == 0.
 int InnerKTiles(int64_t cols) {
@@ -272,6 +277,9 @@ absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
       }
     }
     p.bytes = Bytes(t->w) + Bytes(t->scale) + Bytes(t->sz) + Bytes(t->order) + (t->quant ? t->quant->bytes : 0);
+#ifdef INGOT_WITH_CUDA
+    if (t->cuda) SyncCurrentStream(device.index);  // a step may run on another thread's stream
+#endif
     p.handle = std::move(t);
     return p;
   })
@@ -282,6 +290,9 @@ absl::StatusOr<Placed> UploadVector(const Device& device, const float* v, int64_
   INGOT_TORCH_TRY("upload", {
     auto t = std::make_shared<TorchVector>();
     t->v = HostF32(v, {n}).to(ToAt(device), ComputeDtype(device)).clone();
+#ifdef INGOT_WITH_CUDA
+    if (device.kind == DeviceKind::kCuda) SyncCurrentStream(device.index);
+#endif
     Placed p;
     p.representation = DtypeName(ComputeDtype(device));
     p.bytes = Bytes(t->v);
@@ -291,18 +302,6 @@ absl::StatusOr<Placed> UploadVector(const Device& device, const float* v, int64_
 }
 
 // --- KV stores ---
-
-struct TorchKv {
-  // (n_layer, n_blocks * block_tokens, width) in the store dtype: f32/f16 rows of kv_dim
-  // values, or (q8_0, CUDA only) bytes of Q8_0 blocks, width = KvRowBytes.
-  at::Tensor k, v;
-  int64_t width = 0;
-  bool q8 = false;
-  KvSpec spec;
-  int32_t n_blocks = 0;
-  at::Device dev = at::kCPU;
-  at::ScalarType dtype = at::kFloat;
-};
 
 absl::StatusOr<void*> NewKv(const Device& device, const KvSpec& spec) {
   if (absl::Status s = Available(device); !s.ok()) return s;
@@ -362,37 +361,6 @@ int64_t KvBytes(const void* p) {
 
 // --- a step ---
 
-struct Run {  // consecutive tokens of one sequence
-  int64_t t0 = 0, len = 0;
-  TorchKv* kv = nullptr;
-  const int32_t* blocks = nullptr;
-  int32_t last = 0;         // highest position of the run
-  at::Tensor write, read;   // store rows of the run's tokens, of positions 0..last
-};
-
-struct TorchWorkspace {
-  Device device;
-  at::Device dev = at::kCPU;
-  at::ScalarType dtype = at::kFloat;
-  StepShape shape;
-  int64_t n = 0, m = 0;
-  at::Tensor buf[kBufCount];  // (capacity rows, cols)
-  at::Tensor cos, sin;        // (n, 1, rope_dim / 2) compute dtype
-  std::vector<int32_t> pos;
-  std::vector<Run> runs;
-  // ingot's paged attention kernel (CUDA): token t attends to store rows
-  // ctx_rows[ctx_off[t] .. + ctx_len[t]) (int32 on the device); defined when in use.
-  bool paged_kernel = false;
-  at::Tensor ctx_rows, ctx_off, ctx_len;
-  at::Tensor B(Buf b, int64_t rows) { return buf[static_cast<int>(b)].narrow(0, 0, rows); }
-  void Ensure(Buf b, int64_t rows) {
-    at::Tensor& t = buf[static_cast<int>(b)];
-    if (!t.defined() || t.size(0) < rows) {
-      t = at::empty({rows, shape.Cols(b)}, at::TensorOptions().device(dev).dtype(dtype));
-    }
-  }
-};
-
 TorchWorkspace& W(void* ws) { return *static_cast<TorchWorkspace*>(ws); }
 
 void* NewWorkspace(const Device& device) {
@@ -400,43 +368,71 @@ void* NewWorkspace(const Device& device) {
   w->device = device;
   w->dev = ToAt(device);
   w->dtype = ComputeDtype(device);
+#ifdef INGOT_WITH_CUDA
+  const char* graphs = std::getenv("INGOT_CUDA_GRAPHS");
+  w->graphs_on = device.kind == DeviceKind::kCuda && graphs != nullptr &&
+                 (std::string(graphs) == "1" || std::string(graphs) == "on");
+#endif
   return w;
 }
-void FreeWorkspace(void* ws) { delete static_cast<TorchWorkspace*>(ws); }
+void FreeWorkspace(void* ws) {
+#ifdef INGOT_WITH_CUDA
+  GraphWorkspaceFree(W(ws));
+#endif
+  delete static_cast<TorchWorkspace*>(ws);
+}
 
 absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const float* rope_cos,
                    const float* rope_sin, const StepToken* tokens, int64_t n) {
   TorchWorkspace& w = W(ws);
   INGOT_TORCH_TRY("begin", {
+#ifdef INGOT_WITH_CUDA
+    if (w.graphs_on) GraphStepStart(w);
+#endif
+    w.mode = TorchWorkspace::Mode::kEager;
+    w.capture_failed = false;
     if (shape.n_embd != w.shape.n_embd || shape.n_ff != w.shape.n_ff || shape.q_dim() != w.shape.q_dim() ||
         shape.kv_dim() != w.shape.kv_dim() || shape.vocab != w.shape.vocab) {
       for (at::Tensor& t : w.buf) t = at::Tensor();
+      ++w.epoch;
     }
     w.shape = shape;
     w.n = n;
-    for (int b = 0; b < kBufCount; ++b) {
-      if (static_cast<Buf>(b) != Buf::kHidden && static_cast<Buf>(b) != Buf::kLogits) w.Ensure(static_cast<Buf>(b), n);
-    }
-    w.B(Buf::kX, n).copy_(HostF32(x_host, {n, shape.n_embd}));
-    const int64_t half = shape.rope_dim / 2;
-    w.cos = HostF32(rope_cos, {n, 1, half}).to(w.dev, w.dtype);
-    w.sin = HostF32(rope_sin, {n, 1, half}).to(w.dev, w.dtype);
     w.pos.resize(n);
     w.runs.clear();
     for (int64_t t = 0; t < n; ++t) {
       w.pos[t] = tokens[t].pos;
       auto* kv = static_cast<TorchKv*>(tokens[t].kv);
       if (!w.runs.empty() && w.runs.back().kv == kv && w.runs.back().blocks == tokens[t].blocks) {
-        Run& r = w.runs.back();
+        TorchRun& r = w.runs.back();
         r.last = std::max(r.last, tokens[t].pos);
         ++r.len;
       } else {
-        w.runs.push_back(Run{t, 1, kv, tokens[t].blocks, tokens[t].pos});
+        w.runs.push_back(TorchRun{t, 1, kv, tokens[t].blocks, tokens[t].pos});
       }
     }
+    w.graph_step = false;
+#ifdef INGOT_WITH_CUDA
+    w.graph_step = w.graphs_on && IsGraphStep(w);
+#endif
+    // Graph steps of every size share one allocation of the step buffers.
+    const int64_t cap = w.graph_step ? kMaxGraphTokens : n;
+    for (int b = 0; b < kBufCount; ++b) {
+      if (static_cast<Buf>(b) != Buf::kHidden && static_cast<Buf>(b) != Buf::kLogits) w.Ensure(static_cast<Buf>(b), cap);
+    }
+    w.B(Buf::kX, n).copy_(HostF32(x_host, {n, shape.n_embd}));
+#ifdef INGOT_WITH_CUDA
+    if (w.graph_step) {
+      GraphInputsIn(w, rope_cos, rope_sin);
+      return absl::OkStatus();
+    }
+#endif
+    const int64_t half = shape.rope_dim / 2;
+    w.cos = HostF32(rope_cos, {n, 1, half}).to(w.dev, w.dtype);
+    w.sin = HostF32(rope_sin, {n, 1, half}).to(w.dev, w.dtype);
     // Store rows through the block tables: written rows per token, read rows 0..last.
     std::vector<int64_t> idx;
-    for (Run& r : w.runs) {
+    for (TorchRun& r : w.runs) {
       if (r.kv == nullptr || r.blocks == nullptr) continue;  // a step without attention (tests)
       const int32_t bt = r.kv->spec.block_tokens;
       auto row = [&](int32_t p) { return static_cast<int64_t>(r.blocks[p / bt]) * bt + p % bt; };
@@ -453,11 +449,11 @@ absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const 
     if (w.dev.is_cuda()) {
       const char* env = std::getenv("INGOT_CUDA_ATTENTION");
       const bool want = env != nullptr && std::string(env) == "ingot";
-      for (const Run& r : w.runs) w.paged_kernel |= r.kv != nullptr && r.blocks != nullptr && (r.kv->q8 || want);
+      for (const TorchRun& r : w.runs) w.paged_kernel |= r.kv != nullptr && r.blocks != nullptr && (r.kv->q8 || want);
     }
     if (w.paged_kernel) {
       std::vector<int32_t> rows, off(n), len(n);
-      for (const Run& r : w.runs) {
+      for (const TorchRun& r : w.runs) {
         if (r.kv == nullptr || r.blocks == nullptr) continue;
         const int32_t bt = r.kv->spec.block_tokens, base = static_cast<int32_t>(rows.size());
         for (int32_t p = 0; p <= r.last; ++p) rows.push_back(r.blocks[p / bt] * bt + p % bt);
@@ -477,7 +473,7 @@ absl::Status Begin(void* ws, const StepShape& shape, const float* x_host, const 
 
 absl::Status RmsNorm(void* ws, Buf in, Buf out, int64_t rows, const float*, const void* w_placed, float eps) {
   TorchWorkspace& w = W(ws);
-  INGOT_TORCH_TRY("rms_norm", {
+  INGOT_TORCH_STEP(w, "rms_norm", {
     const at::Tensor& weight = static_cast<const TorchVector*>(w_placed)->v;
     w.B(out, rows).copy_(at::rms_norm(w.B(in, rows), {w.shape.n_embd}, weight, static_cast<double>(eps)));
     return absl::OkStatus();
@@ -487,11 +483,12 @@ absl::Status RmsNorm(void* ws, Buf in, Buf out, int64_t rows, const float*, cons
 absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_jobs, int64_t rows) {
   TorchWorkspace& w = W(ws);
   if (w.dev.is_cpu()) SetThreads(pool.size());
-  INGOT_TORCH_TRY("linear", {
+  INGOT_TORCH_STEP(w, "linear", {
     for (int j = 0; j < n_jobs; ++j) {
       const LinearJob& job = jobs[j];
       const auto* t = static_cast<const TorchLinear*>(job.placed);
-      if (t == nullptr) return absl::InternalError("torch linear: weight was not uploaded to this backend");
+      // Thrown, not returned: inside a capture it must end the recording (StepError).
+      if (t == nullptr) throw std::runtime_error("weight was not uploaded to this backend");
       at::Tensor x = w.B(job.in, rows);
       if (t->order.defined()) x = x.index_select(1, t->order);
       at::Tensor y;
@@ -505,7 +502,7 @@ absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_j
           y = QuantLinearOnCuda(x, *t->quant);
           break;
 #else
-          return absl::InternalError("torch linear: a CUDA-kept weight in a build without CUDA");
+          throw std::runtime_error("a CUDA-kept weight in a build without CUDA");
 #endif
         case TorchLinear::Kind::kInt4: {
           const at::Tensor xb = x.to(at::kBFloat16).contiguous();
@@ -542,7 +539,7 @@ void RotateHeads(TorchWorkspace& w, Buf b, int32_t heads) {
 
 absl::Status RopeOp(void* ws) {
   TorchWorkspace& w = W(ws);
-  INGOT_TORCH_TRY("rope", {
+  INGOT_TORCH_STEP(w, "rope", {
     RotateHeads(w, Buf::kQ, w.shape.n_head);
     RotateHeads(w, Buf::kK, w.shape.n_head_kv);
     return absl::OkStatus();
@@ -551,12 +548,29 @@ absl::Status RopeOp(void* ws) {
 
 absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
   TorchWorkspace& w = W(ws);
-  INGOT_TORCH_TRY("attention", {
+  INGOT_TORCH_STEP(w, "attention", {
     const StepShape& s = w.shape;
     const int64_t hd = s.head_dim;
     at::Tensor q_all = w.B(Buf::kQ, w.n), k_all = w.B(Buf::kK, w.n), v_all = w.B(Buf::kV, w.n);
     at::Tensor out_all = w.B(Buf::kAttn, w.n);
-    for (const Run& r : w.runs) {
+#ifdef INGOT_WITH_CUDA
+    if (w.graph_step) {  // every token its own sequence in one store: one store, one kernel
+      TorchKv& kv = *w.runs[0].kv;
+      at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);
+      const at::Tensor write = w.gin.write.narrow(0, 0, w.n);
+      if (kv.q8) {
+        StoreQ8_0RowsOnCuda(k_all, write, ks);
+        StoreQ8_0RowsOnCuda(v_all, write, vs);
+      } else {
+        ks.index_copy_(0, write, k_all.to(kv.dtype));
+        vs.index_copy_(0, write, v_all.to(kv.dtype));
+      }
+      PagedAttentionOnCuda(q_all, out_all, ks, vs, kv.q8, kv.dtype, w.gin.ctx_rows, w.gin.ctx_off.narrow(0, 0, w.n),
+                           w.gin.ctx_len.narrow(0, 0, w.n), s.n_head, s.n_head_kv, static_cast<int32_t>(hd));
+      return absl::OkStatus();
+    }
+#endif
+    for (const TorchRun& r : w.runs) {
       TorchKv& kv = *r.kv;
       at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (rows, width)
 #ifdef INGOT_WITH_CUDA
@@ -600,7 +614,7 @@ absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
 
 absl::Status Add(void* ws, Buf y, Buf x, int64_t rows) {
   TorchWorkspace& w = W(ws);
-  INGOT_TORCH_TRY("add", {
+  INGOT_TORCH_STEP(w, "add", {
     w.B(y, rows).add_(w.B(x, rows));
     return absl::OkStatus();
   })
@@ -608,7 +622,7 @@ absl::Status Add(void* ws, Buf y, Buf x, int64_t rows) {
 
 absl::Status SwiGluOp(void* ws) {
   TorchWorkspace& w = W(ws);
-  INGOT_TORCH_TRY("swiglu", {
+  INGOT_TORCH_STEP(w, "swiglu", {
     at::Tensor g = w.B(Buf::kGate, w.n);
     at::silu_(g);
     g.mul_(w.B(Buf::kUp, w.n));
@@ -616,8 +630,16 @@ absl::Status SwiGluOp(void* ws) {
   })
 }
 
+// Host traffic cannot be part of a recording (layers_begin promised there is none).
+absl::Status NotRecording(const TorchWorkspace& w, const char* what) {
+  if (w.mode == TorchWorkspace::Mode::kEager) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("torch ", what, " between layers_begin and layers_end (a recorded step has no host traffic)"));
+}
+
 absl::Status GatherRows(void* ws, Buf in, Buf out, const int64_t* rows, int64_t m) {
   TorchWorkspace& w = W(ws);
+  if (absl::Status s = NotRecording(w, "gather_rows"); !s.ok()) return s;
   INGOT_TORCH_TRY("gather", {
     w.m = m;
     w.Ensure(out, std::max<int64_t>(m, 1));
@@ -631,6 +653,7 @@ absl::Status GatherRows(void* ws, Buf in, Buf out, const int64_t* rows, int64_t 
 
 absl::Status WriteRows(void* ws, Buf b, const float* host, int64_t rows) {
   TorchWorkspace& w = W(ws);
+  if (absl::Status s = NotRecording(w, "write_rows"); !s.ok()) return s;
   INGOT_TORCH_TRY("write", {
     w.Ensure(b, rows);
     w.B(b, rows).copy_(HostF32(host, {rows, w.shape.Cols(b)}));
@@ -640,6 +663,7 @@ absl::Status WriteRows(void* ws, Buf b, const float* host, int64_t rows) {
 
 absl::StatusOr<const float*> ReadRows(void* ws, Buf b, int64_t rows, std::vector<float>* scratch) {
   TorchWorkspace& w = W(ws);
+  if (absl::Status s = NotRecording(w, "read_rows"); !s.ok()) return s;
   INGOT_TORCH_TRY("read", {
     at::Tensor t = w.B(b, rows);
     if (w.dev.is_cpu() && w.dtype == at::kFloat && t.is_contiguous()) return t.data_ptr<float>();
@@ -648,6 +672,22 @@ absl::StatusOr<const float*> ReadRows(void* ws, Buf b, int64_t rows, std::vector
     std::memcpy(scratch->data(), host.data_ptr<float>(), scratch->size() * sizeof(float));
     return scratch->data();
   })
+}
+
+// Recording a step's layers: CUDA graphs (torch_cuda.cc); nothing on the CPU.
+absl::Status LayersBegin(void* ws) {
+#ifdef INGOT_WITH_CUDA
+  if (W(ws).graph_step && W(ws).graphs_on) return GraphLayersBegin(W(ws));
+#endif
+  return absl::OkStatus();
+}
+
+absl::Status LayersEnd(void* ws) {
+#ifdef INGOT_WITH_CUDA
+  return GraphLayersEnd(W(ws));
+#else
+  return absl::OkStatus();
+#endif
 }
 
 absl::StatusOr<MemoryStats> Memory(const Device& device) {
@@ -685,6 +725,8 @@ const Backend kTorch = {
     .gather_rows = GatherRows,
     .write_rows = WriteRows,
     .read_rows = ReadRows,
+    .layers_begin = LayersBegin,
+    .layers_end = LayersEnd,
     .new_kv = NewKv,
     .reserve_kv = ReserveKv,
     .copy_kv_block = CopyKvBlock,
@@ -697,5 +739,9 @@ const Backend kTorch = {
 }  // namespace
 
 const Backend& TorchBackend() { return kTorch; }
+
+#ifndef INGOT_WITH_CUDA
+GraphCounts TorchCudaGraphCounts() { return {}; }
+#endif
 
 }  // namespace ingot::kernels

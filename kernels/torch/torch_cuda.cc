@@ -4,13 +4,21 @@
 // fused kernels of kernels/cuda (quant_gemv.cu). No GPU needed to compile or load:
 // c10::cuda::device_count() is 0 without a driver.
 #include <ATen/ATen.h>
+#include <ATen/core/CachingHostAllocator.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <iterator>
+#include <memory>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -24,6 +32,7 @@
 #include "kernels/cuda/quant_gemv.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/torch/cuda_quant.h"
+#include "kernels/torch/torch_row.h"
 
 namespace ingot::kernels {
 
@@ -174,5 +183,264 @@ void PagedAttentionOnCuda(const at::Tensor& q, const at::Tensor& out, const at::
   Check(cuda::PagedAttention(a, c10::cuda::getCurrentCUDAStream(q.device().index()).stream()), "paged attention kernel");
   if (!direct) out.copy_(o);
 }
+
+// --- CUDA graphs of decode steps (torch_row.h says which steps and how) ---
+
+namespace {
+
+// The calling thread's own stream on cuda:index, made once and kept for the thread's
+// life: a capture cannot run on the legacy default stream, and a stream of c10's shared
+// pool may be handed to another thread too, whose work would then land in the capture.
+c10::cuda::CUDAStream ThreadStream(int index) {
+  thread_local std::map<int, cudaStream_t> streams;
+  cudaStream_t& s = streams[index];
+  if (s == nullptr) {
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
+    C10_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  }
+  return c10::cuda::getStreamFromExternal(s, static_cast<c10::DeviceIndex>(index));
+}
+
+// at::cuda::CUDAGraph with whether its capture ended (capture_end may throw before).
+struct Graph : at::cuda::CUDAGraph {
+  bool capture_ended() const { return capture_ended_; }
+};
+
+}  // namespace
+
+// A workspace's recordings by token count on its thread's stream, all in one memory
+// pool: their temporaries are dead between replays, and replays never overlap. The pool
+// is held from construction to destruction, so that dropping every recording (a store
+// or buffer change) does not free it under the next capture.
+struct CudaGraphs {
+  int index = 0;
+  c10::cuda::CUDAStream stream;
+  c10::MempoolId_t pool;
+  std::map<int, std::unique_ptr<Graph>> graphs;
+  explicit CudaGraphs(int i) : index(i), stream(ThreadStream(i)), pool(at::cuda::graph_pool_handle()) {
+    c10::cuda::CUDACachingAllocator::createOrIncrefPool(static_cast<c10::DeviceIndex>(i), pool);
+  }
+  ~CudaGraphs() {
+    graphs.clear();
+    try {
+      c10::cuda::CUDACachingAllocator::releasePool(static_cast<c10::DeviceIndex>(index), pool);
+    } catch (const std::exception&) {
+    }
+  }
+};
+
+namespace {
+
+std::atomic<int64_t> graphs_captured{0}, graphs_replayed{0}, graphs_failed{0};
+
+// Ends the capture of `slot` on the right device and stream (capture_end checks both)
+// and instantiates it; on failure drops it and puts back what capture_end left undone
+// when it threw before ending (the stream's capture, the allocators' routing into the
+// pool), then rethrows.
+void EndCapture(CudaGraphs& g, int slot) {
+  c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(g.index));
+  c10::cuda::setCurrentCUDAStream(g.stream);
+  auto it = g.graphs.find(slot);
+  if (it == g.graphs.end()) throw std::runtime_error("no capture under way");
+  try {
+    it->second->capture_end();
+  } catch (const std::exception&) {
+    const bool ended = it->second->capture_ended();
+    g.graphs.erase(it);
+    if (!ended) {
+      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(g.stream.stream(), &st) == cudaSuccess && st != cudaStreamCaptureStatusNone) {
+        cudaGraph_t partial = nullptr;
+        if (cudaStreamEndCapture(g.stream.stream(), &partial) == cudaSuccess && partial != nullptr) {
+          cudaGraphDestroy(partial);
+        }
+      }
+      try {
+        c10::cuda::CUDACachingAllocator::endAllocateToPool(static_cast<c10::DeviceIndex>(g.index), g.pool);
+      } catch (const std::exception&) {
+      }
+      try {
+        at::getHostAllocator(at::kCUDA)->end_allocate_to_pool(g.pool);
+      } catch (const std::exception&) {
+      }
+    }
+    (void)cudaGetLastError();
+    throw;
+  }
+}
+
+// Ends a capture whose recording is not wanted and drops it.
+void AbortCapture(CudaGraphs& g, int slot) {
+  if (g.graphs.count(slot) == 0) return;
+  try {
+    EndCapture(g, slot);
+  } catch (const std::exception&) {
+  }
+  g.graphs.erase(slot);
+}
+
+void DropAllGraphs(TorchWorkspace& w) {
+  if (w.graphs) w.graphs->graphs.clear();
+  std::fill(std::begin(w.gin.seen), std::end(w.gin.seen), 0);
+}
+
+}  // namespace
+
+GraphCounts TorchCudaGraphCounts() {
+  GraphCounts c;
+  c.captured = graphs_captured.load();
+  c.replayed = graphs_replayed.load();
+  c.failed = graphs_failed.load();
+  return c;
+}
+
+void GraphStepStart(TorchWorkspace& w) {
+  c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+  if (!w.graphs) {
+    w.graphs = std::make_shared<CudaGraphs>(w.device.index);
+    // Work queued on the legacy default stream (which this non-blocking stream does not
+    // wait for) comes first. Not a device synchronize: that would invalidate another
+    // thread's capture.
+    at::cuda::CUDAEvent queued;
+    queued.record(c10::cuda::getDefaultCUDAStream(static_cast<c10::DeviceIndex>(w.device.index)));
+    queued.block(w.graphs->stream);
+  }
+  c10::cuda::setCurrentCUDAStream(w.graphs->stream);
+  if (w.mode == TorchWorkspace::Mode::kCapture) AbortCapture(*w.graphs, static_cast<int>(w.n));
+}
+
+void GraphWorkspaceFree(TorchWorkspace& w) {
+  if (w.graphs && w.mode == TorchWorkspace::Mode::kCapture) AbortCapture(*w.graphs, static_cast<int>(w.n));
+}
+
+void SyncCurrentStream(int index) {
+  c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(index)).synchronize();
+}
+
+bool IsGraphStep(const TorchWorkspace& w) {
+  const int64_t n = w.n;
+  if (!w.dev.is_cuda() || n < 1 || n > kMaxGraphTokens || static_cast<int64_t>(w.runs.size()) != n) return false;
+  const TorchKv* kv = w.runs[0].kv;
+  if (kv == nullptr || kv->n_blocks == 0) return false;
+  for (const TorchRun& r : w.runs) {
+    if (r.kv != kv || r.blocks == nullptr) return false;
+  }
+  const StepShape& s = w.shape;
+  return s.head_dim <= 32 * cuda::kMaxLaneDims && s.n_head_kv > 0 && s.n_head % s.n_head_kv == 0;
+}
+
+
+// The fixed tensors a recording reads: rope angles, the store row each token writes,
+// and the rows each attends over.
+void GraphInputsIn(TorchWorkspace& w, const float* rope_cos, const float* rope_sin) {
+  GraphInputs& g = w.gin;
+  const TorchKv& kv = *w.runs[0].kv;
+  const int64_t n = w.n, half = w.shape.rope_dim / 2;
+  const int64_t store_rows = static_cast<int64_t>(kv.n_blocks) * kv.spec.block_tokens;
+  if (g.store_id != kv.id || g.k != kv.k.data_ptr() || g.v != kv.v.data_ptr() || g.n_blocks != kv.n_blocks ||
+      !g.cos.defined() ||
+      g.cos.size(2) != half || g.cos.scalar_type() != w.dtype) {
+    DropAllGraphs(w);
+    g.store_id = kv.id;
+    g.k = kv.k.data_ptr();
+    g.v = kv.v.data_ptr();
+    g.n_blocks = kv.n_blocks;
+    g.epoch = w.epoch;
+    const auto on = at::TensorOptions().device(w.dev);
+    g.cos = at::empty({kMaxGraphTokens, 1, half}, on.dtype(w.dtype));
+    g.sin = at::empty({kMaxGraphTokens, 1, half}, on.dtype(w.dtype));
+    g.write = at::empty({kMaxGraphTokens}, on.dtype(at::kLong));
+    g.ctx_rows = at::empty({kMaxGraphTokens * store_rows}, on.dtype(at::kInt));
+    g.ctx_off = at::empty({kMaxGraphTokens}, on.dtype(at::kInt));
+    g.ctx_len = at::empty({kMaxGraphTokens}, on.dtype(at::kInt));
+  }
+  if (g.epoch != w.epoch) {  // a step buffer moved: every recording points at the old one
+    DropAllGraphs(w);
+    g.epoch = w.epoch;
+  }
+  g.cos.narrow(0, 0, n).copy_(HostF32(rope_cos, {n, 1, half}));
+  g.sin.narrow(0, 0, n).copy_(HostF32(rope_sin, {n, 1, half}));
+  w.cos = g.cos.narrow(0, 0, n);
+  w.sin = g.sin.narrow(0, 0, n);
+  const int32_t bt = kv.spec.block_tokens;
+  std::vector<int64_t> write(n);
+  std::vector<int32_t> rows, off(n), len(n);
+  for (int64_t t = 0; t < n; ++t) {
+    const int32_t* blocks = w.runs[t].blocks;
+    const int32_t p = w.pos[t];
+    write[t] = static_cast<int64_t>(blocks[p / bt]) * bt + p % bt;
+    off[t] = static_cast<int32_t>(rows.size());
+    len[t] = p + 1;
+    for (int32_t q = 0; q <= p; ++q) rows.push_back(blocks[q / bt] * bt + q % bt);
+  }
+  const auto i32 = at::TensorOptions().dtype(at::kInt);
+  g.write.narrow(0, 0, n).copy_(at::tensor(write, at::TensorOptions().dtype(at::kLong)));
+  g.ctx_rows.narrow(0, 0, static_cast<int64_t>(rows.size())).copy_(at::tensor(rows, i32));
+  g.ctx_off.narrow(0, 0, n).copy_(at::tensor(off, i32));
+  g.ctx_len.narrow(0, 0, n).copy_(at::tensor(len, i32));
+}
+
+absl::Status GraphLayersBegin(TorchWorkspace& w) {
+  const int slot = static_cast<int>(w.n);
+  if (w.graphs->graphs.count(slot) != 0) {
+    w.mode = TorchWorkspace::Mode::kReplay;
+    return absl::OkStatus();
+  }
+  if (w.gin.seen[slot] < kGraphWarmup) {  // eager first: cuBLAS handles, lazily loaded kernels
+    ++w.gin.seen[slot];
+    return absl::OkStatus();
+  }
+  try {
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+    CudaGraphs& g = *w.graphs;
+    c10::cuda::setCurrentCUDAStream(g.stream);
+    g.graphs.erase(slot);
+    auto graph = std::make_unique<Graph>();
+    // Thread-local: other threads (other models' steps, loads) may use the GPU meanwhile.
+    graph->capture_begin(g.pool, cudaStreamCaptureModeThreadLocal);
+    g.graphs[slot] = std::move(graph);
+    w.mode = TorchWorkspace::Mode::kCapture;
+    w.capture_failed = false;
+  } catch (const std::exception&) {
+    ++graphs_failed;
+    w.graphs_on = false;  // this step and the workspace's later ones run eagerly
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GraphLayersEnd(TorchWorkspace& w) {
+  const TorchWorkspace::Mode mode = w.mode;
+  w.mode = TorchWorkspace::Mode::kEager;
+  const int slot = static_cast<int>(w.n);
+  if (mode == TorchWorkspace::Mode::kCapture) {
+    std::string why = w.capture_error;
+    if (w.capture_failed) {
+      AbortCapture(*w.graphs, slot);
+    } else {
+      try {
+        EndCapture(*w.graphs, slot);  // and instantiates
+        ++graphs_captured;
+      } catch (const std::exception& e) {
+        why = std::string(TorchError("graph capture", e).message());
+      }
+    }
+    if (w.graphs->graphs.count(slot) == 0) {
+      ++graphs_failed;
+      w.graphs_on = false;
+      return absl::AbortedError(absl::StrCat("CUDA graph of a ", w.n, "-token step not recorded (", why,
+                                             "): the step runs again without graphs, as will this workspace's next"));
+    }
+  }
+  if (mode != TorchWorkspace::Mode::kEager) {
+    INGOT_TORCH_TRY("graph replay", {
+      c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(w.device.index));
+      c10::cuda::setCurrentCUDAStream(w.graphs->stream);
+      w.graphs->graphs.at(slot)->replay();
+      ++graphs_replayed;
+    })
+  }
+  return absl::OkStatus();
+}
+
 
 }  // namespace ingot::kernels

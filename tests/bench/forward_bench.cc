@@ -64,12 +64,15 @@ int main(int argc, char** argv) {
   std::vector<float> logits;
   std::vector<double> pre, dec;
   const int64_t vocab = m.config().vocab_size;
+  // One pool for every sequence, as ingotd keeps one per model (a CUDA graph step
+  // needs its tokens in one store); each run's caches give their blocks back.
+  const int32_t per_seq = (prompt + gen + block_tokens - 1) / block_tokens;
+  auto kv_pool = m.NewKvPool(kv_dtype, per_seq * n_seq, block_tokens);
+  if (!kv_pool.ok()) { std::fprintf(stderr, "%s\n", kv_pool.status().ToString().c_str()); return 1; }
   for (int r = 0; r < runs + 1; ++r) {
     std::vector<std::unique_ptr<ingot::KvCache>> caches;
     for (int s = 0; s < n_seq; ++s) {
-      auto kv_pool = m.NewKvPool(kv_dtype, 0, block_tokens);  // growable, private
-      if (!kv_pool.ok()) { std::fprintf(stderr, "%s\n", kv_pool.status().ToString().c_str()); return 1; }
-      caches.push_back(std::make_unique<ingot::KvCache>(*std::move(kv_pool)));
+      caches.push_back(std::make_unique<ingot::KvCache>(*kv_pool));
       if (!caches.back()->Reserve(prompt + gen).ok()) return 1;
     }
     std::vector<int> next(n_seq);

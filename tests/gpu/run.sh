@@ -10,7 +10,8 @@
 #      shapes, greedy on cuda:0 vs native cpu, teacher-forced
 #   4. ingotd serving that model on cuda:0 over gRPC: load, generate, info, the memory
 #      metrics scraped, unload
-#   5. forward_bench: prefill/decode on cuda:0 (torch) beside native cpu
+#   5. forward_bench: prefill/decode on cuda:0 (torch) beside native cpu; 5b. decode with
+#      and without CUDA graphs ($INGOT_CUDA_GRAPHS), batch 1 and 16
 #   2b. backend_test again with INGOT_CUDA_QUANT_KERNELS=all and INGOT_CUDA_ATTENTION=ingot
 #      (ingot's fused kernels for every quantized representation, its paged attention)
 # Prints one summary table; finishes well under 8 minutes on an H100. The 7B-shaped
@@ -76,6 +77,17 @@ for cfg in "torch cuda:0" "native cpu"; do
   timeout 120 "$B/bin/forward_bench" "$MODEL" --backend "$1" --device "$2" --threads 8 --prompt 128 --gen 64 --runs 5 \
     > "$LOGS/bench_$1.txt" 2>&1
   row "forward_bench $1:$2" "$([ $? = 0 ] && echo ok || echo FAIL)" "$(tail -1 "$LOGS/bench_$1.txt")"
+done
+# 5b. decode steps without and with CUDA graphs (INGOT_CUDA_GRAPHS=1 records each batch
+# size's decode step once and replays it; both with ingot's paged attention, which the
+# graphs use), batch 1 and 16, alternated
+for batch in 1 16; do
+  for graphs in 0 1; do
+    INGOT_CUDA_ATTENTION=ingot INGOT_CUDA_GRAPHS=$graphs timeout 120 "$B/bin/forward_bench" "$MODEL" --backend torch \
+      --device cuda:0 --threads 8 --prompt 128 --gen 64 --runs 5 --batch $batch > "$LOGS/bench_graphs${graphs}_b$batch.txt" 2>&1
+    row "forward_bench cuda graphs=$graphs b$batch" "$([ $? = 0 ] && echo ok || echo FAIL)" \
+      "$(tail -1 "$LOGS/bench_graphs${graphs}_b$batch.txt")"
+  done
 done
 
 echo

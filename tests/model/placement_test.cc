@@ -16,6 +16,7 @@
 #include "engine/quant/quantizers.h"
 #include "kernels/torch/weight_only_layout.h"
 #include "gtest/gtest.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/thread_pool.h"
 #include "nlohmann/json.hpp"
 #include "tests/quant/model_util.h"
@@ -199,6 +200,102 @@ TEST(Placement, DefaultModelGreedyOnTorchCpuAgreesWithNative) {
   // so they differ by more than either differs from the exact forward.
   EXPECT_LE(median, OnGpu() ? 2e-2 : 1e-2);
   EXPECT_LE(disagreements, steps / 20);
+}
+
+// CUDA graphs: with $INGOT_CUDA_GRAPHS=1 a decode step of every batch size is run
+// eagerly twice, then recorded once and replayed from then on (torch_row.h). Three
+// sequences share one pool and decode teacher-forced (each step's token fixed, so the two
+// runs see the same inputs) at batch sizes 3, 2 and 1, with a prefill between that grows
+// the step buffers (which drops the recordings); the logits of the replayed steps must be
+// those of the same steps run eagerly through the same kernels (ingot's paged attention,
+// $INGOT_CUDA_ATTENTION=ingot), and the counters must show graphs were captured and
+// replayed. CUDA only: tests/gpu/run.sh runs it on cuda:0.
+TEST(Placement, CudaGraphStepsMatchEagerSteps) {
+  if (Torch() == nullptr || !OnGpu()) GTEST_SKIP() << "needs the torch row on a CUDA device (tests/gpu/run.sh)";
+  if (!std::filesystem::exists(DefaultModelPath())) GTEST_SKIP() << "no model at " << DefaultModelPath();
+  auto file = gguf::File::Open(DefaultModelPath());
+  ASSERT_TRUE(file.ok());
+  auto model = testing_util::GgufModel(std::move(*file));
+  ASSERT_TRUE(model.ok());
+  ASSERT_TRUE((*model)->Place(*Torch(), TestDevice()).ok());
+  kernels::ThreadPool pool(2);
+  setenv("INGOT_CUDA_ATTENTION", "ingot", 1);
+  const int vocab = (*model)->config().vocab_size;
+  // One run of the schedule: every step's logits, in order.
+  auto run = [&](bool graphs) {
+    if (graphs) {
+      setenv("INGOT_CUDA_GRAPHS", "1", 1);
+    } else {
+      unsetenv("INGOT_CUDA_GRAPHS");
+    }
+    std::vector<std::vector<float>> out;
+    auto kv = (*model)->NewKvPool(kernels::KvDtype::kF16, 64);
+    EXPECT_TRUE(kv.ok());
+    if (!kv.ok()) return out;
+    ForwardWorkspace ws;  // its backend workspace reads $INGOT_CUDA_GRAPHS when made
+    std::vector<std::unique_ptr<KvCache>> caches;
+    std::vector<int32_t> pos;
+    for (int s = 0; s < 3; ++s) {
+      caches.push_back(std::make_unique<KvCache>(*kv));
+      EXPECT_TRUE(caches.back()->Reserve(200).ok());
+      pos.push_back(0);
+    }
+    auto step = [&](std::vector<BatchToken> batch) {
+      std::vector<float> logits;
+      EXPECT_TRUE((*model)->Forward(batch, pool, ws, &logits).ok());
+      out.push_back(std::move(logits));
+    };
+    auto decode = [&](int seqs, int steps) {
+      for (int k = 0; k < steps; ++k) {
+        std::vector<BatchToken> batch;
+        for (int s = 0; s < seqs; ++s) {
+          batch.push_back({(17 * s + 31 * pos[s] + 5) % vocab, pos[s], caches[s].get(), true});
+          ++pos[s];
+        }
+        step(batch);
+      }
+    };
+    auto prefill = [&](int s, int tokens) {
+      std::vector<BatchToken> batch;
+      for (int t = 0; t < tokens; ++t) {
+        batch.push_back({(13 * s + 7 * t + 1) % vocab, pos[s], caches[s].get(), t + 1 == tokens});
+        ++pos[s];
+      }
+      step(batch);
+    };
+    for (int s = 0; s < 3; ++s) prefill(s, 5);
+    decode(3, 6);      // 2 eager, 1 recorded, 3 replayed
+    decode(2, 5);
+    prefill(2, 40);    // grows the step buffers: the recordings are dropped
+    decode(3, 5);
+    decode(1, 5);
+    return out;
+  };
+  const kernels::GraphCounts before = kernels::CudaGraphCounts();
+  const std::vector<std::vector<float>> eager = run(false);
+  const kernels::GraphCounts mid = kernels::CudaGraphCounts();
+  const std::vector<std::vector<float>> graphed = run(true);
+  const kernels::GraphCounts after = kernels::CudaGraphCounts();
+  unsetenv("INGOT_CUDA_GRAPHS");
+  unsetenv("INGOT_CUDA_ATTENTION");
+  EXPECT_EQ(mid.replayed, before.replayed) << "graphs were used with $INGOT_CUDA_GRAPHS unset";
+  EXPECT_EQ(after.failed, mid.failed) << "a recording failed (see the step's ABORTED message)";
+  // Recorded: 3-, 2-, 3- (again, after the prefill) and 1-token steps.
+  EXPECT_EQ(after.captured - mid.captured, 4);
+  // Replayed: every decode step after the warm-up ones, the recording's own run included.
+  EXPECT_EQ(after.replayed - mid.replayed, (6 - 2) + (5 - 2) + (5 - 2) + (5 - 2));
+  ASSERT_EQ(eager.size(), graphed.size());
+  double worst = 0;
+  for (size_t i = 0; i < eager.size(); ++i) {
+    ASSERT_EQ(eager[i].size(), graphed[i].size()) << "step " << i;
+    if (eager[i].empty()) continue;
+    worst = std::max(worst, Nmse(graphed[i], eager[i]));
+  }
+  std::printf("[ placement ] CUDA graphs: %zu steps, %lld recorded, %lld replayed; logits NMSE vs eager worst %.2e\n",
+              eager.size(), static_cast<long long>(after.captured - mid.captured),
+              static_cast<long long>(after.replayed - mid.replayed), worst);
+  // The same kernels on the same inputs; only cuBLAS may pick another algorithm under capture.
+  EXPECT_LE(worst, 1e-6);
 }
 
 }  // namespace
