@@ -7,11 +7,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "engine/common/status.h"
-#include "engine/formats/gguf.h"
 
 namespace ingot {
 
@@ -20,7 +19,14 @@ using kernels::Linear;
 using kernels::LinearJob;
 using kernels::ThreadPool;
 
+LlamaModel::LlamaModel(LlamaWeights weights) : weights_(std::move(weights)) {}
+
 LlamaModel::~LlamaModel() = default;
+
+LlamaWeights& LlamaModel::mutable_weights() {
+  placement_ = Placement{};  // the uploaded copies would be stale
+  return weights_;
+}
 
 const kernels::Backend& LlamaModel::backend() const {
   return placement_.backend != nullptr ? *placement_.backend : kernels::NativeBackend();
@@ -28,9 +34,9 @@ const kernels::Backend& LlamaModel::backend() const {
 
 kernels::KvSpec LlamaModel::KvShape(kernels::KvDtype dtype, int32_t block_tokens) const {
   kernels::KvSpec spec;
-  spec.n_layer = config_.n_layer;
-  spec.kv_dim = config_.kv_dim();
-  spec.head_dim = config_.head_dim;
+  spec.n_layer = weights_.config.n_layer;
+  spec.kv_dim = weights_.config.kv_dim();
+  spec.head_dim = weights_.config.head_dim;
   spec.block_tokens = block_tokens;
   spec.dtype = dtype;
   return spec;
@@ -68,9 +74,9 @@ absl::Status LlamaModel::Place(const kernels::Backend& backend, const kernels::D
     p.bytes += out->bytes;
     return absl::OkStatus();
   };
-  p.layers.resize(layers_.size());
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const LlamaLayer& L = layers_[l];
+  p.layers.resize(weights_.layers.size());
+  for (size_t l = 0; l < weights_.layers.size(); ++l) {
+    const LlamaLayer& L = weights_.layers[l];
     Placement::Layer& P = p.layers[l];
     for (int s = 0; s < kLinearSlots; ++s) {
       RETURN_IF_ERROR(lin(L.w[s], absl::StrCat("model.layers.", l, ".", kHfLinearNames[s]), &P.w[s]));
@@ -81,20 +87,20 @@ absl::Status LlamaModel::Place(const kernels::Backend& backend, const kernels::D
     RETURN_IF_ERROR(vec(L.bk, &P.bk));
     RETURN_IF_ERROR(vec(L.bv, &P.bv));
   }
-  RETURN_IF_ERROR(lin(output_, "lm_head", &p.output));
-  RETURN_IF_ERROR(vec(output_norm_, &p.output_norm));
+  RETURN_IF_ERROR(lin(weights_.output, "lm_head", &p.output));
+  RETURN_IF_ERROR(vec(weights_.output_norm, &p.output_norm));
   placement_ = std::move(p);
   return absl::OkStatus();
 }
 
 void LlamaModel::Embed(int32_t token, float* out) const {
-  const auto& traits = GetGgmlTypeTraits(token_embd_.type);
-  traits.dequantize(token_embd_.Row(token), out, token_embd_.cols);
+  const auto& traits = GetGgmlTypeTraits(weights_.token_embd.type);
+  traits.dequantize(weights_.token_embd.Row(token), out, weights_.token_embd.cols);
 }
 
 absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPool& pool, ForwardWorkspace& ws,
                                  std::vector<float>* logits, ForwardObserver* observer) const {
-  const LlamaConfig& c = config_;
+  const LlamaConfig& c = weights_.config;
   const kernels::Backend& be = backend();
   const bool placed = placement_.backend != nullptr;
   const int64_t n = static_cast<int64_t>(batch.size());
@@ -122,7 +128,7 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
     Embed(batch[t].token, ws.x.data() + t * d);
     const float pos = static_cast<float>(batch[t].pos) / c.rope_linear_factor;
     for (int32_t i = 0; i < half; ++i) {
-      const float theta = pos * inv_freq_[i];
+      const float theta = pos * weights_.inv_freq[i];
       ws.rope_cos[t * half + i] = std::cos(theta);
       ws.rope_sin[t * half + i] = std::sin(theta);
     }
@@ -149,7 +155,7 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
   bool stopped = false;  // the observer stopped the pass after a layer
   auto run_layers = [&]() -> absl::Status {
     for (int32_t l = 0; l < c.n_layer; ++l) {
-      const LlamaLayer& L = layers_[l];
+      const LlamaLayer& L = weights_.layers[l];
       const Placement::Layer& P = placed ? placement_.layers[l] : kNoLayer;
       auto job = [&](int s, Buf in, Buf out, const std::vector<float>* bias = nullptr,
                      const kernels::Placed* bias_placed = nullptr) {
@@ -214,10 +220,10 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
   logits->resize(static_cast<size_t>(m) * c.vocab_size);
   if (m == 0) return absl::OkStatus();
   RETURN_IF_ERROR(be.gather_rows(w, Buf::kX, Buf::kHidden, rows.data(), m));
-  RETURN_IF_ERROR(be.rms_norm(w, Buf::kHidden, Buf::kHidden, m, output_norm_.data(),
+  RETURN_IF_ERROR(be.rms_norm(w, Buf::kHidden, Buf::kHidden, m, weights_.output_norm.data(),
                               placement_.output_norm.handle.get(), c.rms_eps));
   LinearJob head;
-  head.w = &output_;
+  head.w = &weights_.output;
   head.placed = placement_.output.handle.get();
   head.in = Buf::kHidden;
   head.out = Buf::kLogits;
@@ -225,136 +231,6 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
   ASSIGN_OR_RETURN(const float* out, be.read_rows(w, Buf::kLogits, m, &ws.backend.scratch()));
   std::memcpy(logits->data(), out, sizeof(float) * m * c.vocab_size);
   return absl::OkStatus();
-}
-
-std::vector<LinearModuleRef> LlamaModel::LinearModules() const {
-  std::vector<LinearModuleRef> out;
-  for (int32_t l = 0; l < config_.n_layer; ++l) {
-    for (int s = 0; s < kLinearSlots; ++s) {
-      LinearModuleRef m;
-      m.name = absl::StrCat("model.layers.", l, ".", kHfLinearNames[s]);
-      m.gguf_name = absl::StrCat("blk.", l, ".", kGgufLinearNames[s]);
-      m.kind = s <= static_cast<int>(LinearSlot::kO) ? "attention" : "mlp";
-      m.layer = l;
-      m.slot = static_cast<LinearSlot>(s);
-      m.rows = layers_[l].w[s].rows();
-      m.cols = layers_[l].w[s].cols();
-      out.push_back(std::move(m));
-    }
-  }
-  LinearModuleRef head;
-  head.name = "lm_head";
-  head.gguf_name = "output";
-  head.kind = "output";
-  head.rows = output_.rows();
-  head.cols = output_.cols();
-  out.push_back(std::move(head));
-  return out;
-}
-
-const Linear& LlamaModel::linear(const LinearModuleRef& m) const {
-  if (m.layer < 0) return output_;
-  return layers_[m.layer].w[static_cast<int>(m.slot)];
-}
-
-std::unique_ptr<LlamaModel> LlamaModel::Clone() const {
-  std::unique_ptr<LlamaModel> copy(new LlamaModel());
-  copy->file_ = file_;
-  copy->checkpoint_ = checkpoint_;
-  copy->owners_ = owners_;
-  copy->config_ = config_;
-  copy->token_embd_ = token_embd_;
-  copy->output_ = output_;
-  copy->output_repr_ = output_repr_;
-  copy->output_bytes_ = output_bytes_;
-  copy->output_norm_ = output_norm_;
-  copy->rope_freqs_ = rope_freqs_;
-  copy->inv_freq_ = inv_freq_;
-  copy->layers_ = layers_;
-  copy->parameter_count_ = parameter_count_;
-  copy->weight_bytes_ = weight_bytes_;
-  copy->summary_ = summary_;
-  copy->placement_ = placement_;
-  return copy;
-}
-
-void LlamaModel::SetLinear(const LinearModuleRef& m, const Linear& w, std::string representation,
-                           int64_t bytes, std::shared_ptr<const void> owner) {
-  if (owner) owners_.push_back(std::move(owner));
-  placement_ = Placement{};  // the uploaded copy is stale: back to native until placed again
-  if (m.layer < 0) {
-    output_ = w;
-    output_repr_ = std::move(representation);
-    output_bytes_ = bytes;
-    config_.tied_output = false;
-    return;
-  }
-  LlamaLayer& L = layers_[m.layer];
-  const int s = static_cast<int>(m.slot);
-  L.w[s] = w;
-  L.repr[s] = std::move(representation);
-  L.bytes[s] = bytes;
-}
-
-std::vector<float>* LlamaModel::MutableNorm(int32_t layer, bool ffn) {
-  placement_ = Placement{};
-  return ffn ? &layers_[layer].ffn_norm : &layers_[layer].attn_norm;
-}
-
-void LlamaModel::RefreshSummary() {
-  struct Acc {
-    TensorSummary s;
-    std::vector<std::string> reprs;
-  };
-  std::vector<Acc> kinds;
-  auto add = [&](const std::string& kind, const std::string& repr, int64_t params, int64_t bytes) {
-    Acc* acc = nullptr;
-    for (Acc& a : kinds) {
-      if (a.s.kind == kind) acc = &a;
-    }
-    if (acc == nullptr) {
-      kinds.push_back({});
-      acc = &kinds.back();
-      acc->s.kind = kind;
-    }
-    acc->s.tensors += 1;
-    acc->s.parameters += params;
-    acc->s.bytes += bytes;
-    if (std::find(acc->reprs.begin(), acc->reprs.end(), repr) == acc->reprs.end()) acc->reprs.push_back(repr);
-  };
-  const int64_t embd_params = token_embd_.rows * token_embd_.cols;
-  add("embedding", GetGgmlTypeTraits(token_embd_.type).name, embd_params,
-      static_cast<int64_t>(token_embd_.row_bytes) * token_embd_.rows);
-  if (!config_.tied_output) add("output", output_repr_, output_.rows() * output_.cols(), output_bytes_);
-  auto add_vec = [&](const std::string& kind, const std::vector<float>& v) {
-    if (!v.empty()) add(kind, "f32", static_cast<int64_t>(v.size()), static_cast<int64_t>(v.size()) * 4);
-  };
-  add_vec("norm", output_norm_);
-  add_vec("norm", rope_freqs_);
-  for (const LlamaLayer& L : layers_) {
-    add_vec("norm", L.attn_norm);
-    add_vec("norm", L.ffn_norm);
-    add_vec("attention", L.bq);
-    add_vec("attention", L.bk);
-    add_vec("attention", L.bv);
-    for (int s = 0; s < kLinearSlots; ++s) {
-      add(s <= static_cast<int>(LinearSlot::kO) ? "attention" : "mlp", L.repr[s],
-          L.w[s].rows() * L.w[s].cols(), L.bytes[s]);
-    }
-  }
-  summary_.clear();
-  parameter_count_ = 0;
-  weight_bytes_ = 0;
-  for (Acc& a : kinds) {
-    // "f32" for biases is noise next to the weights' representation.
-    if (a.reprs.size() > 1) a.reprs.erase(std::remove(a.reprs.begin(), a.reprs.end(), "f32"), a.reprs.end());
-    a.s.representation = absl::StrJoin(a.reprs, "+");
-    parameter_count_ += a.s.parameters;
-    weight_bytes_ += a.s.bytes;
-    summary_.push_back(a.s);
-  }
-  std::sort(summary_.begin(), summary_.end(),
-            [](const TensorSummary& a, const TensorSummary& b) { return a.kind < b.kind; });
 }
 
 }  // namespace ingot

@@ -205,22 +205,22 @@ struct Work {
 
 }  // namespace
 
-std::vector<ModuleInfo> ModulesOf(const LlamaModel& model) {
+std::vector<ModuleInfo> ModulesOf(const LlamaWeights& weights) {
   std::vector<ModuleInfo> out;
-  for (const LinearModuleRef& m : model.LinearModules()) {
+  for (const LinearModuleRef& m : weights.LinearModules()) {
     out.push_back({m.name, m.gguf_name, m.kind, m.rows, m.cols});
   }
   return out;
 }
 
-int64_t EstimateQuantizedBytes(const LlamaModel& source, const QuantizationConfig& config) {
+int64_t EstimateQuantizedBytes(const LlamaWeights& source, const QuantizationConfig& config) {
   const std::vector<ModuleInfo> modules = ModulesOf(source);
   const std::vector<ModulePlan> plans = PlanModules(config, modules);
-  int64_t total = source.weight_bytes();
+  int64_t total = source.weight_bytes;
   const std::vector<LinearModuleRef> refs = source.LinearModules();
   for (size_t i = 0; i < modules.size(); ++i) {
     if (plans[i].method == nullptr) continue;
-    const bool tied_head = refs[i].layer < 0 && source.config().tied_output;
+    const bool tied_head = refs[i].layer < 0 && source.config.tied_output;
     if (!tied_head) total -= source.linear(refs[i]).bytes();
     total += static_cast<int64_t>(EstimateBitsPerWeight(plans[i], modules[i].rows, modules[i].cols) /
                                   8.0 * static_cast<double>(modules[i].rows * modules[i].cols));
@@ -232,13 +232,19 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
                                               const QuantizationConfig& config,
                                               const QuantizeOptions& options) {
   const auto t0 = Clock::now();
-  const std::vector<LinearModuleRef> refs = source.LinearModules();
-  const std::vector<ModuleInfo> modules = ModulesOf(source);
+  const LlamaWeights& sw = source.weights();
+  const std::vector<LinearModuleRef> refs = sw.LinearModules();
+  const std::vector<ModuleInfo> modules = ModulesOf(sw);
   const std::vector<ModulePlan> plans = PlanModules(config, modules);
-  const LlamaConfig& c = source.config();
+  const LlamaConfig& c = sw.config;
   QuantizeOutcome outcome;
-  outcome.model = source.Clone();
+  // The new model over a copy of the weights (sharing every buffer); modules are
+  // replaced in the copy. It runs on native cpu until the caller places it; until its
+  // first edit it equals the source, which calibrates then on the source's device.
+  outcome.model = std::make_unique<LlamaModel>(sw);
   LlamaModel& target = *outcome.model;
+  LlamaWeights& edited = target.mutable_weights();
+  bool target_edited = false;
 
   bool needs_calibration = false, needs_hessian = false, awq = false, true_sequential = false;
   int32_t total = 0;
@@ -288,8 +294,9 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
     if (needs_calibration) {
       report("calibrate", absl::StrCat("layers ", first, "-", last - 1), config.method);
       collector = std::make_unique<Collector>(first, last, needs_hessian, 256, options.workers);
-      RETURN_IF_ERROR(RunCalibration(true_sequential ? target : source, options.calibration_tokens,
-                                     options.calibration_window, *calib_pool, *collector, options.cancel));
+      const LlamaModel& observed = true_sequential && target_edited ? target : source;
+      RETURN_IF_ERROR(RunCalibration(observed, options.calibration_tokens, options.calibration_window, *calib_pool,
+                                     *collector, options.cancel));
       // Finish the statistics here; workers only read them.
       for (int32_t l = first; l < last; ++l) {
         for (int s = 0; s < kSites; ++s) collector->Stats(l, static_cast<LinearInput>(s));
@@ -308,7 +315,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
       // AWQ scales a layer's modules together, so they are dequantized up front; the
       // rest are dequantized by the worker that quantizes them, so that memory holds
       // one f32 module per worker, not the whole dense model.
-      work.push_back({i, awq ? Dequantize(source.linear(refs[i])) : std::vector<float>(), {}});
+      work.push_back({i, awq ? Dequantize(sw.linear(refs[i])) : std::vector<float>(), {}});
     }
     if (awq) {
       // AWQ: per layer, scales for (q,k,v), (gate,up) and down, folded into the op that
@@ -353,7 +360,8 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
               for (int64_t k = 0; k < c.n_embd; ++k) up->w[r * c.n_embd + k] /= s[r];
             }
           } else {
-            std::vector<float>* norm = target.MutableNorm(l, g.site == LinearInput::kMlpIn);
+            std::vector<float>* norm = edited.MutableNorm(l, g.site == LinearInput::kMlpIn);
+            target_edited = true;
             for (int64_t k = 0; k < cols; ++k) (*norm)[k] /= s[k];
           }
           for (Work* wk : members) {
@@ -385,7 +393,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
           const size_t i = work[k].index;
           const float* weights = work[k].w.data();
           if (work[k].w.empty()) {
-            DequantizeInto(source.linear(refs[i]), &scratch);
+            DequantizeInto(sw.linear(refs[i]), &scratch);
             weights = scratch.data();
           }
           const CalibrationStats* calib =
@@ -422,7 +430,8 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
             return;
           }
           auto owned = std::make_shared<QuantizedWeight>(std::move(*q));
-          target.SetLinear(refs[i], owned->view, owned->representation, owned->bytes(), owned);
+          edited.SetLinear(refs[i], owned->view, owned->representation, owned->bytes(), owned);
+          target_edited = true;
           work[k].w = {};
           ++done;
           report("quantize", modules[i].name, plans[i].method->name);
@@ -435,7 +444,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
     outcome.quantized_modules = done;
     if (c.n_layer == 0) break;
   }
-  target.RefreshSummary();
+  edited.RefreshSummary();
   outcome.seconds = Since(t0);
   report("done", "", config.method);
   return outcome;

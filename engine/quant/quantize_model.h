@@ -16,7 +16,8 @@
 
 namespace ingot::quant {
 
-std::vector<ModuleInfo> ModulesOf(const LlamaModel& model);
+// The linear modules of `weights` as the planner and validation see them.
+std::vector<ModuleInfo> ModulesOf(const LlamaWeights& weights);
 
 struct QuantizeOptions {
   int workers = 1;                          // modules quantized in parallel
@@ -41,7 +42,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
 
 // Bytes the quantized model's weights will take (embeddings, norms and skipped modules
 // as they are now, the rest at the plan's bits per weight).
-int64_t EstimateQuantizedBytes(const LlamaModel& source, const QuantizationConfig& config);
+int64_t EstimateQuantizedBytes(const LlamaWeights& source, const QuantizationConfig& config);
 
 // The calibration text shipped with ingot (engine/quant/data/calibration.txt).
 std::string_view ShippedCalibrationText();

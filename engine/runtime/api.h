@@ -26,8 +26,8 @@
 namespace ingot {
 
 // How a load makes the checkpoint's weights resident (LoadRequest.loading_strategy;
-// LlamaModel::CopyMappedWeights does the copying). Measured on the default model's f32
-// Hugging Face directory in docs/loading.md.
+// CopyMappedWeights in engine/model/residency.h does the copying). Measured on the
+// default model's f32 Hugging Face directory in docs/loading.md.
 enum class LoadingStrategy : uint8_t {
   kDefault,        // the server's model_defaults.loading_strategy (unified_memory unless configured)
   kFull,           // every weight copied into the process's memory, `loading_workers` at a time;

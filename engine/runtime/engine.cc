@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "engine/common/status.h"
 #include "engine/formats/hf_cache.h"
+#include "engine/model/residency.h"
 #include "engine/runtime/constraint.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/load_open.h"
@@ -277,7 +278,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& given,
     // loading, which admits its own estimate): the weights as mapped plus the KV pool.
     const bool quantize_here = request.quantization && quantization.empty();
     if (!quantize_here) {
-      const int64_t bytes = loaded->model->weight_bytes() + PlanKv(*loaded).bytes;
+      const int64_t bytes = loaded->model->weights().weight_bytes + PlanKv(*loaded).bytes;
       RETURN_IF_ERROR(check_max_memory(bytes));
       RETURN_IF_ERROR(AdmitBytes(request.name, what, device.Name(), bytes, 0, {}, true));
     }
@@ -286,7 +287,7 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& given,
     if (request.loading_strategy == LoadingStrategy::kUnifiedMemory) {
       report("prefault", 0.8, "");
       RETURN_IF_ERROR(cancelled());
-      loaded->model->PrefaultMappedWeights();
+      PrefaultMappedWeights(loaded->model->weights());
     }
     loaded->tokenizer = std::move(tokenizer);
 
@@ -297,12 +298,12 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& given,
     info.quantization = quantization;
     info.quantization_note = note;
     info.architecture = c.architecture;
-    info.parameter_count = loaded->model->parameter_count();
+    info.parameter_count = loaded->model->weights().parameter_count;
     info.device = device.Name();
-    for (const auto& s : loaded->model->tensor_summary()) {
+    for (const auto& s : loaded->model->weights().summary) {
       info.tensor_kinds.push_back({s.kind, s.representation, s.tensors, s.parameters, s.bytes});
     }
-    info.weight_bytes = loaded->model->weight_bytes();
+    info.weight_bytes = loaded->model->weights().weight_bytes;
     info.bytes_resident = info.weight_bytes;
     info.context_length = ctx;
     info.vocab_size = c.vocab_size;
@@ -337,12 +338,12 @@ absl::StatusOr<ModelInfo> Engine::LoadModel(const LoadRequest& given,
     RETURN_IF_ERROR(cancelled());
     if (request.loading_strategy == LoadingStrategy::kFull || request.loading_strategy == LoadingStrategy::kLowMemory) {
       const bool low = request.loading_strategy == LoadingStrategy::kLowMemory;
-      RETURN_IF_ERROR(loaded->model->CopyMappedWeights(
-          low ? 1 : workers, low, [&](double f, const std::string& module) { report("copy", 0.9 + 0.07 * f, module); }));
+      RETURN_IF_ERROR(CopyMappedWeights(
+          &loaded->model->mutable_weights(), low ? 1 : workers, low, [&](double f, const std::string& module) { report("copy", 0.9 + 0.07 * f, module); }));
     }
     ModelInfo& li = loaded->info;
     li.loading_strategy = LoadingStrategyName(request.loading_strategy);
-    li.file_backed_bytes = loaded->model->MappedWeightBytes();
+    li.file_backed_bytes = MappedWeightBytes(loaded->model->weights());
     li.dtype = valid.dtype;
     li.max_memory_bytes = max_memory;
     li.offload_to_cpu = offload;

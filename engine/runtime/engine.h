@@ -52,8 +52,8 @@ class Engine {
   int WatchModels(std::function<void(const ModelEvent&)> sink, std::vector<ModelInfo>* snapshot);
   void StopWatching(int id);
   // Writes model `name` to `path` in `format` ("gguf": one file; "ingot", "bitsandbytes",
-  // "mlx", "gptq", "hqq": a directory, LlamaModel::SaveCheckpoint); returns the bytes
-  // written.
+  // "mlx", "gptq", "hqq": a directory, SaveCheckpoint in engine/model/save.h); returns
+  // the bytes written.
   absl::StatusOr<int64_t> SaveModel(const std::string& name, const std::string& path,
                                     const std::string& format, bool overwrite);
   // The same with variants (a unified repository) and model cards; quantizing the

@@ -35,9 +35,9 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
     plan.device = valid.device.Name();
     plan.backend = valid.backend->name;
     plan.format = opened.format;
-    plan.parameter_count = loaded.model->parameter_count();
+    plan.parameter_count = loaded.model->weights().parameter_count;
     plan.context_length = loaded.context_length;
-    plan.weight_bytes = loaded.model->weight_bytes();
+    plan.weight_bytes = loaded.model->weights().weight_bytes;
     if (request.quantization && !opened.quantization.empty()) {
       plan.warnings.push_back(absl::StrCat("the checkpoint is saved quantized (", opened.quantization,
                                            "); the request's ", request.quantization->method,
@@ -46,7 +46,7 @@ absl::StatusOr<LoadPlan> Engine::PlanLoad(const LoadRequest& given) const {
       ASSIGN_OR_RETURN(quant::DeviceCaps caps, ResolveDevice(plan.device));
       ASSIGN_OR_RETURN(quant::FallbackResult fb, quant::ApplyFallback(*request.quantization, caps));
       if (!fb.note.empty()) plan.warnings.push_back(fb.note);
-      plan.weight_bytes = quant::EstimateQuantizedBytes(*loaded.model, fb.config);
+      plan.weight_bytes = quant::EstimateQuantizedBytes(loaded.model->weights(), fb.config);
     }
     if (valid.backend->name != std::string("native")) {
       plan.warnings.push_back(absl::StrCat("backend ", valid.backend->name,

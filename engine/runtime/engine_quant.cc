@@ -41,7 +41,7 @@ absl::StatusOr<std::vector<quant::ConfigProblem>> Engine::ValidateQuantization(
   ASSIGN_OR_RETURN(quant::DeviceCaps caps, Caps(device));
   if (model.empty()) return quant::ValidateQuantization(config, caps, nullptr);
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
-  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(*ready.model->model);
+  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(ready.model->model->weights());
   return quant::ValidateQuantization(config, caps, &modules);
 }
 
@@ -54,13 +54,13 @@ absl::StatusOr<quant::PresetRecommendation> Engine::RecommendQuantization(
     return absl::FailedPreconditionError(absl::StrCat("device ", caps.name, " is unavailable: ", caps.reason));
   }
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
-  const LlamaModel& m = *ready.model->model;
-  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(m);
+  const LlamaWeights& w = ready.model->model->weights();
+  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(w);
   // What quantization leaves alone: everything but the layers' linear modules (the
   // head is skipped by every recommended config, tied or not).
-  int64_t fixed = m.weight_bytes();
-  for (const LinearModuleRef& ref : m.LinearModules()) {
-    if (ref.layer >= 0) fixed -= m.linear(ref).bytes();
+  int64_t fixed = w.weight_bytes;
+  for (const LinearModuleRef& ref : w.LinearModules()) {
+    if (ref.layer >= 0) fixed -= w.linear(ref).bytes();
   }
   if (purpose) return quant::RecommendPreset(modules, fixed, caps, budget_bytes, *purpose);
   quant::PresetRecommendation out;
@@ -119,13 +119,13 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
   }
   ASSIGN_OR_RETURN(quant::FallbackResult fb, quant::ApplyFallback(request.config, caps));
   const quant::QuantizationConfig& config = fb.config;
-  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(*source->model);
+  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(source->model->weights());
   RETURN_IF_ERROR(quant::ProblemsToStatus(quant::ValidateQuantization(config, caps, &modules)));
 
   // Memory: the new weights (estimated) and the new model's KV pool, by the one
   // admission rule. In place, the source's bytes leave once its streams finish; a
   // source being quantized is never evicted for its own result.
-  const int64_t estimate = quant::EstimateQuantizedBytes(*source->model, config);
+  const int64_t estimate = quant::EstimateQuantizedBytes(source->model->weights(), config);
   const int64_t credit = replaces_source ? registry_->Get(target).value_or(ModelInfo{}).bytes_resident : 0;
   if (absl::Status admitted = AdmitBytes(
           target, absl::StrCat("quantizing '", request.source, "' with ", quant::FindMethod(config.method)->name),
@@ -177,11 +177,11 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
     info = source->info;
     info.name = target;
     info.tensor_kinds.clear();
-    for (const auto& s : loaded->model->tensor_summary()) {
+    for (const auto& s : loaded->model->weights().summary) {
       info.tensor_kinds.push_back({s.kind, s.representation, s.tensors, s.parameters, s.bytes});
     }
-    info.parameter_count = loaded->model->parameter_count();
-    info.weight_bytes = loaded->model->weight_bytes();
+    info.parameter_count = loaded->model->weights().parameter_count;
+    info.weight_bytes = loaded->model->weights().weight_bytes;
     info.bytes_resident = info.weight_bytes;
     info.kv_cache_bytes = 0;
     info.quantization = Describe(config);

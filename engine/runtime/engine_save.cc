@@ -1,7 +1,7 @@
-// SaveModel: one GGUF file, or a directory in a layout (LlamaModel::SaveCheckpoint) with
-// its model card; with variants, a unified repository as the SmolLM3 seed pipeline
-// publishes one: the model at the root and each variant, quantized from it without being
-// published, in a subdirectory of its own.
+// SaveModel: one GGUF file (ExportGguf), or a directory in a layout (SaveCheckpoint;
+// both in engine/model/save.h) with its model card; with variants, a unified repository
+// as the SmolLM3 seed pipeline publishes one: the model at the root and each variant,
+// quantized from it without being published, in a subdirectory of its own.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +12,7 @@
 #include "engine/common/status.h"
 #include "engine/formats/hf_cache.h"
 #include "engine/formats/layouts/layout.h"
+#include "engine/model/save.h"
 #include "engine/runtime/engine.h"
 #include "engine/runtime/registry.h"
 #include "engine/runtime/scheduler.h"
@@ -55,7 +56,7 @@ absl::StatusOr<int64_t> Engine::SaveModel(const std::string& name, const std::st
 absl::StatusOr<int64_t> Engine::SaveDirectory(const LoadedModel& model, const std::string& path,
                                               const std::string& layout, ModelCardInfo card) const {
   const VocabSpec& vocab = model.tokenizer->spec();
-  ASSIGN_OR_RETURN(std::vector<std::string> files, model.model->SaveCheckpoint(vocab, path, layout));
+  ASSIGN_OR_RETURN(std::vector<std::string> files, SaveCheckpoint(model.model->weights(), vocab, path, layout));
   const std::string readme = path + "/README.md";
   {
     std::ofstream out(readme, std::ios::binary | std::ios::trunc);
@@ -112,7 +113,7 @@ absl::StatusOr<SaveResult> Engine::SaveModel(const SaveRequest& request, const s
   return CatchExceptions("saving " + request.name, [&]() -> absl::StatusOr<SaveResult> {
     SaveResult out;
     if (gguf) {
-      RETURN_IF_ERROR(base->model->ExportGguf(base->tokenizer->spec(), path));
+      RETURN_IF_ERROR(ExportGguf(base->model->weights(), base->tokenizer->spec(), path));
       out.bytes = static_cast<int64_t>(fs::file_size(path));
       out.directories.push_back(path);
       return out;

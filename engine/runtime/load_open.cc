@@ -14,6 +14,7 @@
 #include "engine/formats/gguf.h"
 #include "engine/formats/checkpoint.h"
 #include "engine/formats/layouts/layout.h"
+#include "engine/model/load.h"
 #include "engine/runtime/device.h"
 
 namespace ingot {
@@ -192,7 +193,8 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
     ASSIGN_OR_RETURN(VocabSpec vocab, VocabSpecFromGguf(*file));
     ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
     tensors_progress(0, "");
-    ASSIGN_OR_RETURN(loaded->model, LlamaModel::FromGguf(std::move(file), tensors_progress));
+    ASSIGN_OR_RETURN(LlamaWeights model_weights, LoadGgufWeights(std::move(file), tensors_progress));
+    loaded->model = std::make_unique<LlamaModel>(std::move(model_weights));
     format = "gguf";
   } else {
     ASSIGN_OR_RETURN(const std::string weights, WeightsPath(request));
@@ -203,8 +205,9 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpoint(const LoadRequest& request,
                      VocabSpecFromHfDir([&](const char* f) { return ck->ReadSibling(f); }, ck->dir()));
     ASSIGN_OR_RETURN(tokenizer, Tokenizer::Create(std::move(vocab)));
     tensors_progress(0, "");
-    ASSIGN_OR_RETURN(loaded->model,
-                     LlamaModel::FromCheckpoint(ck, formats::LayoutLinearLoader(ck), tensors_progress));
+    ASSIGN_OR_RETURN(LlamaWeights model_weights,
+                     LoadCheckpointWeights(ck, formats::LayoutLinearLoader(ck), tensors_progress));
+    loaded->model = std::make_unique<LlamaModel>(std::move(model_weights));
     const CheckpointQuantConfig& q = ck->quant();
     format = ck->container();
     if (q.layout != nullptr) {

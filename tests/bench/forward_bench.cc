@@ -18,6 +18,7 @@
 
 #include "engine/formats/gguf.h"
 #include "engine/model/llama.h"
+#include "engine/model/load.h"
 
 namespace {
 double Median(std::vector<double> v) {
@@ -48,9 +49,9 @@ int main(int argc, char** argv) {
   }
   auto file = ingot::gguf::File::Open(argv[1]);
   if (!file.ok()) { std::fprintf(stderr, "%s\n", file.status().ToString().c_str()); return 1; }
-  auto model = ingot::LlamaModel::FromGguf(std::move(*file), nullptr);
-  if (!model.ok()) { std::fprintf(stderr, "%s\n", model.status().ToString().c_str()); return 1; }
-  auto& m = **model;
+  auto weights = ingot::LoadGgufWeights(std::move(*file), nullptr);
+  if (!weights.ok()) { std::fprintf(stderr, "%s\n", weights.status().ToString().c_str()); return 1; }
+  ingot::LlamaModel m(std::move(*weights));
   const ingot::kernels::Backend* be = ingot::kernels::FindBackend(backend);
   auto dev = ingot::kernels::ParseDevice(device);
   if (be == nullptr || !dev.ok()) { std::fprintf(stderr, "unknown backend or device\n"); return 1; }

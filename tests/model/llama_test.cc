@@ -17,6 +17,7 @@
 #include "absl/types/span.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tests/quant/model_util.h"
 #include "tests/test_util.h"
 
 namespace ingot {
@@ -43,7 +44,7 @@ class LlamaTest : public ::testing::Test {
     auto tok = Tokenizer::Create(*vocab);
     ASSERT_OK(tok);
     tokenizer_ = std::move(*tok).release();
-    auto m = LlamaModel::FromGguf(std::move(*f), nullptr);
+    auto m = testing_util::GgufModel(std::move(*f));
     ASSERT_OK(m);
     model_ = std::move(*m).release();
     pool_ = new kernels::ThreadPool(2);
@@ -88,7 +89,7 @@ TEST_F(LlamaTest, ConfigFromMetadata) {
   EXPECT_TRUE(c.tied_output);
   EXPECT_FLOAT_EQ(c.rope_base, 100000.0f);
   // 134.5 M parameters (HF reports 134,515,008 for SmolLM2-135M).
-  EXPECT_EQ(model_->parameter_count(), 134515008);
+  EXPECT_EQ(model_->weights().parameter_count, 134515008);
 }
 
 TEST_F(LlamaTest, LogitsMatchLlamaCppAtEveryPosition) {

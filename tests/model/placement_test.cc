@@ -56,15 +56,15 @@ double Nmse(const std::vector<float>& got, const std::vector<float>& want) {
 // exact f32 dot products (no activation quantization), the reference the torch row is
 // held to.
 std::unique_ptr<LlamaModel> DenseCopy(const LlamaModel& m) {
-  std::unique_ptr<LlamaModel> copy = m.Clone();
-  for (const LinearModuleRef& ref : m.LinearModules()) {
-    const std::vector<float> w = kernels::DequantizeAll(m.linear(ref));
+  LlamaWeights dense = m.weights();
+  for (const LinearModuleRef& ref : dense.LinearModules()) {
+    const std::vector<float> w = kernels::DequantizeAll(dense.linear(ref));
     auto q = quant::QuantizeDense(w.data(), ref.rows, ref.cols, GgmlType::kF32);
     EXPECT_TRUE(q.ok());
     auto owner = std::make_shared<quant::QuantizedWeight>(std::move(*q));
-    copy->SetLinear(ref, owner->view, "f32", owner->bytes(), owner);
+    dense.SetLinear(ref, owner->view, "f32", owner->bytes(), owner);
   }
-  return copy;
+  return std::make_unique<LlamaModel>(std::move(dense));
 }
 
 TEST(Placement, TinyCheckpointsOnTorchCpuMatchNative) {
@@ -105,8 +105,9 @@ TEST(Placement, ReplacingAWeightReturnsTheModelToNative) {
   auto hf = LoadHf(FormatsDataDir() + "/hf-f32");
   ASSERT_TRUE(hf.ok());
   ASSERT_TRUE(hf->model->Place(*Torch(), kernels::Device{}).ok());
-  const auto modules = hf->model->LinearModules();
-  hf->model->SetLinear(modules[0], hf->model->linear(modules[0]), "f32", 0, nullptr);
+  LlamaWeights& w = hf->model->mutable_weights();
+  const auto modules = w.LinearModules();
+  w.SetLinear(modules[0], w.linear(modules[0]), "f32", 0, nullptr);
   EXPECT_STREQ(hf->model->backend().name, "native");
   EXPECT_EQ(hf->model->NewKvCache()->backend().name, std::string("native"));
 }
@@ -129,7 +130,7 @@ TEST(Placement, DefaultModelGreedyOnTorchCpuAgreesWithNative) {
   if (!std::filesystem::exists(DefaultModelPath())) GTEST_SKIP() << "default model missing";
   auto fa = gguf::File::Open(DefaultModelPath()), fb = gguf::File::Open(DefaultModelPath());
   ASSERT_TRUE(fa.ok() && fb.ok());
-  auto native = LlamaModel::FromGguf(std::move(*fa), nullptr), torch = LlamaModel::FromGguf(std::move(*fb), nullptr);
+  auto native = testing_util::GgufModel(std::move(*fa)), torch = testing_util::GgufModel(std::move(*fb));
   ASSERT_TRUE(native.ok() && torch.ok());
   ASSERT_TRUE((*torch)->Place(*Torch(), TestDevice()).ok());
   kernels::ThreadPool pool(2);
@@ -214,7 +215,7 @@ TEST(Placement, CudaGraphStepsMatchEagerSteps) {
   if (!std::filesystem::exists(DefaultModelPath())) GTEST_SKIP() << "no model at " << DefaultModelPath();
   auto file = gguf::File::Open(DefaultModelPath());
   ASSERT_TRUE(file.ok());
-  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  auto model = testing_util::GgufModel(std::move(*file));
   ASSERT_TRUE(model.ok());
   ASSERT_TRUE((*model)->Place(*Torch(), TestDevice()).ok());
   kernels::ThreadPool pool(2);

@@ -14,6 +14,7 @@
 #include "engine/formats/npz.h"
 #include "engine/formats/checkpoint.h"
 #include "engine/model/llama.h"
+#include "engine/model/save.h"
 #include "engine/formats/layouts/layout.h"
 #include "engine/formats/layouts/torchao.h"
 #include "kernels/cpu/qmatrix.h"
@@ -344,7 +345,7 @@ TEST(CheckpointTorchao, Int4WrongPackingIsVisible) {
   EXPECT_GT(max_d, 0.01f);
 }
 
-// HF checkpoint -> ExportGguf -> FromGguf: the same logits (q/k rows permuted to
+// HF checkpoint -> ExportGguf -> LoadGgufWeights: the same logits (q/k rows permuted to
 // llama.cpp's order on the way out, the rope style switched back on the way in).
 TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
   for (const char* v : {"hf-f32", "hf-f16", "qwen2-f32", "llama-tied", "smollm3-f32"}) {
@@ -355,7 +356,7 @@ TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
     const LlamaModel* model = hf->model.get();
     const VocabSpec* vocab = &hf->vocab;
     const std::string out = ::testing::TempDir() + "/export_" + v + ".gguf";
-    ASSERT_TRUE(model->ExportGguf(*vocab, out).ok());
+    ASSERT_TRUE(ExportGguf(model->weights(), *vocab, out).ok());
     auto file = gguf::File::Open(out);
     ASSERT_TRUE(file.ok()) << file.status();
     auto back_vocab = VocabSpecFromGguf(**file);
@@ -363,7 +364,7 @@ TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
     EXPECT_EQ(back_vocab->tokens, vocab->tokens);
     EXPECT_EQ(back_vocab->merges, vocab->merges);
     EXPECT_EQ(back_vocab->chat_template, vocab->chat_template);
-    auto back = LlamaModel::FromGguf(std::move(*file), nullptr);
+    auto back = testing_util::GgufModel(std::move(*file));
     ASSERT_TRUE(back.ok()) << back.status();
     const std::vector<int32_t> tokens = {5, 17, 99, 3, 250, 41, 7, 180};
     const std::vector<float> a = Logits(*model, tokens), b = Logits(**back, tokens);
@@ -387,7 +388,7 @@ TEST(CheckpointExport, LlamaCppAgreesOnTheExport) {
   const LlamaModel* model = hf->model.get();
   const VocabSpec* vocab = &hf->vocab;
   const std::string out = ::testing::TempDir() + "/export_llama_cpp_check.gguf";
-  ASSERT_TRUE(model->ExportGguf(*vocab, out).ok());
+  ASSERT_TRUE(ExportGguf(model->weights(), *vocab, out).ok());
   auto file = gguf::File::Open(out);
   ASSERT_TRUE(file.ok()) << file.status();
   auto spec = VocabSpecFromGguf(**file);
@@ -396,7 +397,7 @@ TEST(CheckpointExport, LlamaCppAgreesOnTheExport) {
   ASSERT_TRUE(tok.ok()) << tok.status();
   std::vector<int32_t> ids = (*tok)->Encode(ref["prompt"].get<std::string>(), false, false);
   EXPECT_EQ(ids, ref["prompt_tokens"].get<std::vector<int32_t>>());
-  auto back = LlamaModel::FromGguf(std::move(*file), nullptr);
+  auto back = testing_util::GgufModel(std::move(*file));
   ASSERT_TRUE(back.ok()) << back.status();
   std::vector<int32_t> greedy;
   const int64_t n_vocab = (*back)->config().vocab_size;
@@ -423,7 +424,7 @@ TEST(CheckpointGguf, LogitsMatchLlamaCpp) {
     const nlohmann::json ref = nlohmann::json::parse(in);
     auto file = gguf::File::Open(d + "/model.gguf");
     ASSERT_TRUE(file.ok()) << file.status();
-    auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+    auto model = testing_util::GgufModel(std::move(*file));
     ASSERT_TRUE(model.ok()) << model.status();
     const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
     auto npy = formats::NpzFile::Open(d + "/logits.npy");
@@ -459,7 +460,7 @@ TEST(CheckpointGguf, LlamaCppConvertedSmolLm3MatchesTransformersAndLlamaCpp) {
   EXPECT_EQ(spec->tokens, hf->vocab.tokens);
   EXPECT_EQ(spec->merges, hf->vocab.merges);
   EXPECT_EQ(spec->chat_template, hf->vocab.chat_template);
-  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  auto model = testing_util::GgufModel(std::move(*file));
   ASSERT_TRUE(model.ok()) << model.status();
   const LlamaConfig& c = (*model)->config();
   EXPECT_EQ(c.architecture, "smollm3");
@@ -494,7 +495,7 @@ TEST(CheckpointExport, NonGgufRepresentationIsRefused) {
   VocabSpec vocab;
   vocab.model = "gpt2";
   vocab.tokens = {"a"};
-  const absl::Status s = model->ExportGguf(vocab, ::testing::TempDir() + "/nf4.gguf");
+  const absl::Status s = ExportGguf(model->weights(), vocab, ::testing::TempDir() + "/nf4.gguf");
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("blk.0.attn_q.weight"), std::string::npos) << s;
   EXPECT_NE(s.message().find("nf4"), std::string::npos) << s;

@@ -1,5 +1,6 @@
-// Shared by the checkpoint tests: the format vectors' directory, a model's logits on a
-// token sequence, and a Hugging Face style directory opened as LoadModel opens it.
+// Shared by the model and checkpoint tests: the format vectors' directory, a model's
+// logits on a token sequence, and a GGUF file or a Hugging Face style directory opened
+// as LoadModel opens it (engine/model/load.h, then the model over the weights).
 #pragma once
 
 #include <memory>
@@ -10,7 +11,10 @@
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "engine/formats/checkpoint.h"
+#include "engine/common/status.h"
+#include "engine/formats/gguf.h"
 #include "engine/model/llama.h"
+#include "engine/model/load.h"
 #include "engine/formats/layouts/layout.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -32,6 +36,12 @@ inline std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>
   return logits;
 }
 
+// The model over a GGUF file's weights (on native cpu).
+inline absl::StatusOr<std::unique_ptr<LlamaModel>> GgufModel(std::unique_ptr<gguf::File> file) {
+  ASSIGN_OR_RETURN(LlamaWeights weights, LoadGgufWeights(std::move(file), nullptr));
+  return std::make_unique<LlamaModel>(std::move(weights));
+}
+
 // A Hugging Face directory as LoadModel opens it: checkpoint, model, vocabulary.
 struct HfModel {
   std::shared_ptr<const Checkpoint> checkpoint;
@@ -44,9 +54,9 @@ inline absl::StatusOr<HfModel> LoadHf(const std::string& dir) {
   HfModel out;
   out.checkpoint = std::move(*opened);
   const Checkpoint& ck = *out.checkpoint;
-  auto model = LlamaModel::FromCheckpoint(out.checkpoint, formats::LayoutLinearLoader(out.checkpoint), nullptr);
-  if (!model.ok()) return model.status();
-  out.model = std::move(*model);
+  auto weights = LoadCheckpointWeights(out.checkpoint, formats::LayoutLinearLoader(out.checkpoint), nullptr);
+  if (!weights.ok()) return weights.status();
+  out.model = std::make_unique<LlamaModel>(std::move(*weights));
   auto vocab = VocabSpecFromHfDir([&](const char* f) { return ck.ReadSibling(f); }, dir);
   if (!vocab.ok()) return vocab.status();
   out.vocab = std::move(*vocab);

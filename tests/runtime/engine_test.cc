@@ -18,6 +18,7 @@
 #include "kernels/cpu/thread_pool.h"
 #include "nlohmann/json.hpp"
 #include "tests/runtime/generation_collector.h"
+#include "tests/quant/model_util.h"
 #include "tests/test_util.h"
 
 namespace ingot {
@@ -324,7 +325,7 @@ TEST_F(EngineTest, LogprobsAreTheModelsLogSoftmax) {
   ASSERT_EQ(static_cast<int>(toks->ids.size()), c.final.prompt_tokens);
   auto file = gguf::File::Open(DefaultModelPath());
   ASSERT_OK(file);
-  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  auto model = testing_util::GgufModel(std::move(*file));
   ASSERT_OK(model);
   kernels::ThreadPool pool(2);
   ForwardWorkspace ws;
@@ -393,7 +394,7 @@ TEST_F(EngineTest, PromptLogprobsAreTheModelsLogSoftmax) {
 
   auto file = gguf::File::Open(DefaultModelPath());
   ASSERT_OK(file);
-  auto model = LlamaModel::FromGguf(std::move(*file), nullptr);
+  auto model = testing_util::GgufModel(std::move(*file));
   ASSERT_OK(model);
   kernels::ThreadPool pool(2);
   ForwardWorkspace ws;

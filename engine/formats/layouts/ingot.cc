@@ -20,7 +20,7 @@
 namespace ingot::formats::layouts {
 namespace {
 
-// ingot's own layout (LlamaModel::SaveCheckpoint): the module's entry in
+// ingot's own layout (SaveCheckpoint, engine/model/save.h): the module's entry in
 // quantization_config.json names its representation; the tensors are that
 // representation's arrays, used in place.
 absl::StatusOr<LinearLoad> ReadIngot(const Checkpoint& ck, const Json& modules, const std::string& name, int64_t rows,

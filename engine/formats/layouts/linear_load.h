@@ -1,6 +1,6 @@
-// One linear layer as a checkpoint layout's reader hands it to the model builder
-// (LlamaModel::FromCheckpoint): small on purpose, so engine/model sees only this of the
-// layouts (engine/formats/layouts/layout.h has the rows).
+// One linear layer as a checkpoint layout's reader hands it to the weights loader
+// (LoadCheckpointWeights, engine/model/load.h): small on purpose, so engine/model sees
+// only this of the layouts (engine/formats/layouts/layout.h has the rows).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// GGUF export: llama.cpp's tensor names and metadata keys, the tokenizer as
+// ExportGguf (save.h): llama.cpp's tensor names and metadata keys, the tokenizer as
 // tokenizer.ggml.*, weights in their GGML types as they are in memory. Models read
 // from Hugging Face layouts rotate q/k halves (NEOX); llama.cpp's llama architecture
 // expects the interleaved order, so those rows are permuted as convert_hf_to_gguf does.
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/common/status.h"
 #include "engine/formats/gguf.h"
-#include "engine/model/llama.h"
+#include "engine/model/save.h"
 #include "engine/model/qk_rows.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -25,8 +25,8 @@ std::string Floats(const std::vector<float>& v) {
 
 }  // namespace
 
-absl::Status LlamaModel::ExportGguf(const VocabSpec& vocab, const std::string& path) const {
-  const LlamaConfig& c = config_;
+absl::Status ExportGguf(const LlamaWeights& weights, const VocabSpec& vocab, const std::string& path) {
+  const LlamaConfig& c = weights.config;
   const bool permute = c.rope_style == RopeStyle::kNeox && c.architecture != "qwen2";
   if (c.rope_style == RopeStyle::kNormal && c.architecture == "qwen2") {
     return absl::FailedPreconditionError("qwen2 with interleaved rope cannot be written as GGUF");
@@ -128,12 +128,12 @@ absl::Status LlamaModel::ExportGguf(const VocabSpec& vocab, const std::string& p
                            : Floats(v);
     w.AddTensor(name, GgmlType::kF32, {static_cast<int64_t>(v.size())}, std::move(data));
   };
-  add_matrix("token_embd.weight", token_embd_, 0);
-  add_vector("output_norm.weight", output_norm_, 0);
-  if (!c.tied_output) RETURN_IF_ERROR(add_linear("output.weight", output_, output_repr_, 0));
-  if (!rope_freqs_.empty()) add_vector("rope_freqs.weight", rope_freqs_, 0);
+  add_matrix("token_embd.weight", weights.token_embd, 0);
+  add_vector("output_norm.weight", weights.output_norm, 0);
+  if (!c.tied_output) RETURN_IF_ERROR(add_linear("output.weight", weights.output, weights.output_repr, 0));
+  if (!weights.rope_freqs.empty()) add_vector("rope_freqs.weight", weights.rope_freqs, 0);
   for (int32_t l = 0; l < c.n_layer; ++l) {
-    const LlamaLayer& L = layers_[l];
+    const LlamaLayer& L = weights.layers[l];
     const std::string p = absl::StrCat("blk.", l, ".");
     add_vector(p + "attn_norm.weight", L.attn_norm, 0);
     add_vector(p + "ffn_norm.weight", L.ffn_norm, 0);

@@ -1,4 +1,4 @@
-// SaveCheckpoint: a Hugging Face style directory in one layout (a row of
+// SaveCheckpoint (save.h): a Hugging Face style directory in one layout (a row of
 // engine/formats/layouts/layout.h; each layout's encoder is in its codec file there).
 // ingot's own layout loads back into the same in-memory model, byte for byte, whatever
 // each layer's representation is (layouts/ingot.cc):
@@ -51,7 +51,7 @@
 #include "engine/formats/safetensors.h"
 #include "engine/formats/checkpoint.h"
 #include "engine/formats/layouts/layout.h"
-#include "engine/model/llama.h"
+#include "engine/model/save.h"
 #include "engine/model/qk_rows.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/ggml_types.h"
@@ -138,9 +138,9 @@ kernels::Linear PermuteRows(const kernels::Linear& w, const std::vector<int64_t>
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabSpec& vocab, const std::string& dir,
-                                                                    const std::string& layout) const {
-  const LlamaConfig& c = config_;
+absl::StatusOr<std::vector<std::string>> SaveCheckpoint(const LlamaWeights& weights, const VocabSpec& vocab,
+                                                        const std::string& dir, const std::string& layout) {
+  const LlamaConfig& c = weights.config;
   const Layout* row = formats::FindSaveLayout(layout);
   if (row == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("layout '", layout, "' is not ", formats::SaveLayoutNames()));
@@ -155,15 +155,15 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     return absl::FailedPreconditionError(absl::StrCat("partial rotary (", c.rope_dim, " of ", c.head_dim,
                                                       " features) has no config form"));
   }
-  if (!ingot && !rope_freqs_.empty()) {
+  if (!ingot && !weights.rope_freqs.empty()) {
     return absl::FailedPreconditionError("per-dimension rope frequencies have no transformers config form here");
   }
   // The tokenizer first: it is what can fail, before anything is written.
   std::map<std::string, std::string> files;
-  if (checkpoint_ != nullptr && !checkpoint_->ReadSibling("tokenizer.json").empty()) {
+  if (weights.checkpoint != nullptr && !weights.checkpoint->ReadSibling("tokenizer.json").empty()) {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
                           "special_tokens_map.json", "chat_template.jinja"}) {
-      std::string text = checkpoint_->ReadSibling(f);
+      std::string text = weights.checkpoint->ReadSibling(f);
       if (!text.empty()) files[f] = std::move(text);
     }
   } else {
@@ -219,30 +219,31 @@ absl::StatusOr<std::vector<std::string>> LlamaModel::SaveCheckpoint(const VocabS
     return encoder->Add(w, LinearToSave{.name = name, .lin = l, .repr = repr, .block = block, .has_bias = has_bias});
   };
   {
+    const kernels::WeightMatrix& te = weights.token_embd;
     kernels::Linear embd;
     embd.kind = kernels::LinearKind::kGgml;
-    embd.ggml = token_embd_;
+    embd.ggml = te;
     if (ingot) {
-      const std::string embd_name = "model.embed_tokens", embd_repr = GetGgmlTypeTraits(token_embd_.type).name;
+      const std::string embd_name = "model.embed_tokens", embd_repr = GetGgmlTypeTraits(te.type).name;
       RETURN_IF_ERROR(encoder->Add(w, LinearToSave{.name = embd_name, .lin = embd, .repr = embd_repr}));
-    } else if (IsFloatType(token_embd_.type)) {
-      w.AddDense("model.embed_tokens", token_embd_);
+    } else if (IsFloatType(te.type)) {
+      w.AddDense("model.embed_tokens", te);
     } else {
       // GGML blocks have no form in these layouts: the values, exactly, in f32.
-      float* e = w.KeepArray<float>(static_cast<size_t>(token_embd_.rows * token_embd_.cols));
-      const GgmlTypeTraits& t = GetGgmlTypeTraits(token_embd_.type);
-      for (int64_t r = 0; r < token_embd_.rows; ++r) t.dequantize(token_embd_.Row(r), e + r * token_embd_.cols, token_embd_.cols);
-      w.Add("model.embed_tokens.weight", DType::kF32, {token_embd_.rows, token_embd_.cols}, e);
+      float* e = w.KeepArray<float>(static_cast<size_t>(te.rows * te.cols));
+      const GgmlTypeTraits& t = GetGgmlTypeTraits(te.type);
+      for (int64_t r = 0; r < te.rows; ++r) t.dequantize(te.Row(r), e + r * te.cols, te.cols);
+      w.Add("model.embed_tokens.weight", DType::kF32, {te.rows, te.cols}, e);
     }
   }
-  w.AddVector("model.norm.weight", output_norm_);
-  if (!c.tied_output) RETURN_IF_ERROR(add_linear("lm_head", output_, output_repr_, 0, false, false));
+  w.AddVector("model.norm.weight", weights.output_norm);
+  if (!c.tied_output) RETURN_IF_ERROR(add_linear("lm_head", weights.output, weights.output_repr, 0, false, false));
   if (ingot) {
-    w.AddVector("ingot.rope.inv_freq", inv_freq_);
-    w.AddVector("ingot.rope.freqs", rope_freqs_);
+    w.AddVector("ingot.rope.inv_freq", weights.inv_freq);
+    w.AddVector("ingot.rope.freqs", weights.rope_freqs);
   }
   for (int32_t l = 0; l < c.n_layer; ++l) {
-    const LlamaLayer& L = layers_[l];
+    const LlamaLayer& L = weights.layers[l];
     const std::string p = absl::StrCat("model.layers.", l, ".");
     w.AddVector(p + "input_layernorm.weight", L.attn_norm);
     w.AddVector(p + "post_attention_layernorm.weight", L.ffn_norm);

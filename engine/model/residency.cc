@@ -1,7 +1,4 @@
-// How a LlamaModel's weights are resident (LoadRequest.loading_strategy): read in place
-// from the checkpoint's mapping (file-backed pages, shared with the page cache), or
-// copied into anonymous memory the model owns, all at once or one module at a time with
-// each module's file pages released after its copy.
+// How a model's weights are resident (residency.h).
 //
 // Only weights in a GGML layout (dense f32/f16/bf16 and GGUF blocks: one contiguous
 // buffer) and the token embedding are considered; other representations (affine groups,
@@ -19,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/formats/gguf.h"
 #include "engine/formats/checkpoint.h"
-#include "engine/model/llama.h"
+#include "engine/model/residency.h"
 
 namespace ingot {
 namespace {
@@ -70,16 +67,16 @@ struct CopyJob {
 
 }  // namespace
 
-int64_t LlamaModel::MappedWeightBytes() const {
-  const std::vector<Range> ranges = TensorRanges(file_.get(), checkpoint_.get());
+int64_t MappedWeightBytes(const LlamaWeights& weights) {
+  const std::vector<Range> ranges = TensorRanges(weights.gguf.get(), weights.checkpoint.get());
   if (ranges.empty()) return 0;
   std::map<const uint8_t*, int64_t> seen;  // a tied head counts once
   auto add = [&](const kernels::WeightMatrix& w) {
     if (w.data != nullptr && InRanges(ranges, w.data)) seen[w.data] = static_cast<int64_t>(w.row_bytes) * w.rows;
   };
-  add(token_embd_);
-  if (output_.kind == kernels::LinearKind::kGgml) add(output_.ggml);
-  for (const LlamaLayer& l : layers_) {
+  add(weights.token_embd);
+  if (weights.output.kind == kernels::LinearKind::kGgml) add(weights.output.ggml);
+  for (const LlamaLayer& l : weights.layers) {
     for (const kernels::Linear& w : l.w) {
       if (w.kind == kernels::LinearKind::kGgml) add(w.ggml);
     }
@@ -89,8 +86,8 @@ int64_t LlamaModel::MappedWeightBytes() const {
   return n;
 }
 
-void LlamaModel::PrefaultMappedWeights() const {
-  const std::vector<Range> ranges = TensorRanges(file_.get(), checkpoint_.get());
+void PrefaultMappedWeights(const LlamaWeights& weights) {
+  const std::vector<Range> ranges = TensorRanges(weights.gguf.get(), weights.checkpoint.get());
   const long page = sysconf(_SC_PAGESIZE);
   uint8_t sink = 0;
   auto touch = [&](const kernels::WeightMatrix& w) {
@@ -100,21 +97,21 @@ void LlamaModel::PrefaultMappedWeights() const {
       sink ^= static_cast<const volatile uint8_t*>(w.data)[off];
     }
   };
-  for (const LlamaLayer& l : layers_) {
+  for (const LlamaLayer& l : weights.layers) {
     for (const kernels::Linear& w : l.w) {
       if (w.kind == kernels::LinearKind::kGgml) touch(w.ggml);
     }
   }
-  if (output_.kind == kernels::LinearKind::kGgml) touch(output_.ggml);
+  if (weights.output.kind == kernels::LinearKind::kGgml) touch(weights.output.ggml);
   (void)sink;
 }
 
-absl::Status LlamaModel::CopyMappedWeights(int workers, bool release_each,
-                                           const std::function<void(double, const std::string&)>& progress) {
+absl::Status CopyMappedWeights(LlamaWeights* weights, int workers, bool release_each,
+                               const std::function<void(double, const std::string&)>& progress) {
   if (release_each && workers != 1) {
     return absl::InternalError("CopyMappedWeights: releasing each module's pages needs one worker");
   }
-  const std::vector<Range> ranges = TensorRanges(file_.get(), checkpoint_.get());
+  const std::vector<Range> ranges = TensorRanges(weights->gguf.get(), weights->checkpoint.get());
   std::vector<CopyJob> jobs;
   std::map<const uint8_t*, size_t> job_of;
   auto add = [&](const std::string& name, kernels::WeightMatrix* w) {
@@ -123,11 +120,11 @@ absl::Status LlamaModel::CopyMappedWeights(int workers, bool release_each,
     if (fresh) jobs.push_back(CopyJob{name, w->data, w->row_bytes * static_cast<size_t>(w->rows), {}});
     jobs[it->second].views.push_back(&w->data);
   };
-  add("token_embd", &token_embd_);
-  if (output_.kind == kernels::LinearKind::kGgml) add("output", &output_.ggml);
-  for (size_t l = 0; l < layers_.size(); ++l) {
+  add("token_embd", &weights->token_embd);
+  if (weights->output.kind == kernels::LinearKind::kGgml) add("output", &weights->output.ggml);
+  for (size_t l = 0; l < weights->layers.size(); ++l) {
     for (int s = 0; s < kLinearSlots; ++s) {
-      kernels::Linear& w = layers_[l].w[s];
+      kernels::Linear& w = weights->layers[l].w[s];
       if (w.kind == kernels::LinearKind::kGgml) add(absl::StrCat("blk.", l, ".", kGgufLinearNames[s]), &w.ggml);
     }
   }
@@ -171,10 +168,9 @@ absl::Status LlamaModel::CopyMappedWeights(int workers, bool release_each,
   }
   for (size_t i = 0; i < jobs.size(); ++i) {
     for (const uint8_t** view : jobs[i].views) *view = static_cast<const uint8_t*>(buffers[i].get());
-    owners_.push_back(std::move(buffers[i]));
+    weights->owners.push_back(std::move(buffers[i]));
     if (!release_each) ReleasePages(jobs[i].src, jobs[i].bytes);
   }
-  placement_ = Placement{};  // any placement read the old views
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
-// Builds a LlamaModel from a Hugging Face style checkpoint (config.json + tensors named
-// as transformers names them). Dense embeddings in f32/f16/bf16 stay in the mapping;
-// every linear layer comes from the caller's LinearLoader.
+// LoadCheckpointWeights (load.h): a model's weights from a Hugging Face style checkpoint
+// (config.json + tensors named as transformers names them). Dense embeddings in
+// f32/f16/bf16 stay in the mapping; every linear layer comes from the caller's
+// LinearLoader (a layout row's reader).
 #include <cmath>
 #include <cstring>
 
@@ -8,7 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/common/status.h"
 #include "engine/formats/checkpoint.h"
-#include "engine/model/llama.h"
+#include "engine/model/load.h"
 #include "kernels/ggml_types.h"
 #include "nlohmann/json.hpp"
 
@@ -154,9 +155,8 @@ GgmlType GgmlOf(DType d) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
-    std::shared_ptr<const Checkpoint> checkpoint, const LinearLoader& loader,
-    const std::function<void(double fraction, const std::string& detail)>& progress) {
+absl::StatusOr<LlamaWeights> LoadCheckpointWeights(std::shared_ptr<const Checkpoint> checkpoint,
+                                                   const LinearLoader& loader, const WeightsProgress& progress) {
   const Checkpoint& ck = *checkpoint;
   if (ck.config_json().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(ck.dir(), ": config.json is missing"));
@@ -181,8 +181,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
         "' is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, SmolLM3ForCausalLM)"));
   }
   HfBuilder b(ck, cfg);
-  auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
-  LlamaConfig& c = model->config_;
+  LlamaWeights weights;
+  LlamaConfig& c = weights.config;
   c.architecture = arch->name;
   c.rope_style = RopeStyle::kNeox;  // transformers keeps q/k unpermuted: rotate halves
   ASSIGN_OR_RETURN(c.n_layer, b.Int("num_hidden_layers"));
@@ -226,9 +226,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
     if (on && sw->get<int64_t>() < c.context_length) c.context_length = static_cast<int32_t>(sw->get<int64_t>());
   }
 
-  model->inv_freq_.resize(c.rope_dim / 2);
+  weights.inv_freq.resize(c.rope_dim / 2);
   for (int32_t i = 0; i < c.rope_dim / 2; ++i) {
-    model->inv_freq_[i] = std::pow(c.rope_base, -2.0f * static_cast<float>(i) / static_cast<float>(c.rope_dim));
+    weights.inv_freq[i] = std::pow(c.rope_base, -2.0f * static_cast<float>(i) / static_cast<float>(c.rope_dim));
   }
   const Json* scaling = rope_params;
   if (auto it = cfg.find("rope_scaling"); scaling == nullptr && it != cfg.end() && it->is_object()) scaling = &*it;
@@ -254,9 +254,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
       const double lo = num("low_freq_factor", 1.0), hi = num("high_freq_factor", 4.0);
       const double old_ctx = num("original_max_position_embeddings", 8192.0);
       const double lo_wl = old_ctx / lo, hi_wl = old_ctx / hi;
-      model->rope_freqs_.resize(c.rope_dim / 2);
+      weights.rope_freqs.resize(c.rope_dim / 2);
       for (int32_t i = 0; i < c.rope_dim / 2; ++i) {
-        const double f = model->inv_freq_[i], wl = 2 * M_PI / f;
+        const double f = weights.inv_freq[i], wl = 2 * M_PI / f;
         double scaled = f;
         if (wl > lo_wl) {
           scaled = f / factor;
@@ -264,8 +264,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
           const double smooth = (old_ctx / wl - lo) / (hi - lo);
           scaled = (1 - smooth) * f / factor + smooth * f;
         }
-        model->rope_freqs_[i] = static_cast<float>(f / scaled);
-        model->inv_freq_[i] = static_cast<float>(scaled);
+        weights.rope_freqs[i] = static_cast<float>(f / scaled);
+        weights.inv_freq[i] = static_cast<float>(scaled);
       }
     } else if (type != "default") {
       return absl::UnimplementedError(absl::StrCat(ck.dir(), "/config.json: rope_scaling type '", type,
@@ -275,8 +275,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
 
   // ingot's own layout saves the rotary frequencies as they were computed.
   if (ck.Find("ingot.rope.inv_freq") != nullptr) {
-    ASSIGN_OR_RETURN(model->inv_freq_, b.Vector("ingot.rope.inv_freq", c.rope_dim / 2, false));
-    ASSIGN_OR_RETURN(model->rope_freqs_, b.Vector("ingot.rope.freqs", c.rope_dim / 2, true));
+    ASSIGN_OR_RETURN(weights.inv_freq, b.Vector("ingot.rope.inv_freq", c.rope_dim / 2, false));
+    ASSIGN_OR_RETURN(weights.rope_freqs, b.Vector("ingot.rope.freqs", c.rope_dim / 2, true));
   }
 
   // Embedding: a dense (vocab, n_embd) matrix the GGML row kernels read in place. A
@@ -294,7 +294,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
                                                        Shape(e->shape), ", expected [", c.vocab_size, ", ", d, "]"));
       }
       c.vocab_size = static_cast<int32_t>(e->shape[0]);  // padded vocabularies count
-      kernels::WeightMatrix& w = model->token_embd_;
+      kernels::WeightMatrix& w = weights.token_embd;
       w.type = GgmlOf(e->dtype);
       w.rows = c.vocab_size;
       w.cols = d;
@@ -305,8 +305,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
     }
     if (!dense && quantized_embd.w.kind == kernels::LinearKind::kGgml) {
       // GGML blocks (ingot's layout of a GGUF model): looked up in place, as from GGUF.
-      model->token_embd_ = quantized_embd.w.ggml;
-      if (quantized_embd.owner) model->owners_.push_back(std::move(quantized_embd.owner));
+      weights.token_embd = quantized_embd.w.ggml;
+      if (quantized_embd.owner) weights.owners.push_back(std::move(quantized_embd.owner));
       quantized_embd = LinearLoad();
     } else if (!dense) {
       auto storage = std::make_shared<std::vector<uint16_t>>(static_cast<size_t>(c.vocab_size) * d);
@@ -315,16 +315,16 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
         kernels::LinearDequantizeRow(quantized_embd.w, r, row.data());
         for (int64_t i = 0; i < d; ++i) (*storage)[r * d + i] = Fp32ToFp16(row[i]);
       }
-      kernels::WeightMatrix& w = model->token_embd_;
+      kernels::WeightMatrix& w = weights.token_embd;
       w.type = GgmlType::kF16;
       w.rows = c.vocab_size;
       w.cols = d;
       w.row_bytes = static_cast<size_t>(d) * 2;
       w.data = reinterpret_cast<const uint8_t*>(storage->data());
-      model->owners_.push_back(std::move(storage));
+      weights.owners.push_back(std::move(storage));
     }
   }
-  ASSIGN_OR_RETURN(model->output_norm_, b.Vector("model.norm.weight", d, false));
+  ASSIGN_OR_RETURN(weights.output_norm, b.Vector("model.norm.weight", d, false));
   const bool tie = b.BoolOr("tie_word_embeddings", false);
   const bool has_head = ck.Find("lm_head.weight") != nullptr || ck.Find("lm_head.qweight") != nullptr ||
                         ck.Find("lm_head.W_q") != nullptr || ck.Find("lm_head.weight._data") != nullptr;
@@ -338,29 +338,29 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
     c.tied_output = true;
     if (quantized_embd.bytes > 0) {
       c.tied_output = false;  // the head keeps its own (quantized) storage
-      model->output_ = quantized_embd.w;
-      model->output_repr_ = quantized_embd.representation;
-      model->output_bytes_ = quantized_embd.bytes;
-      if (quantized_embd.owner) model->owners_.push_back(std::move(quantized_embd.owner));
+      weights.output = quantized_embd.w;
+      weights.output_repr = quantized_embd.representation;
+      weights.output_bytes = quantized_embd.bytes;
+      if (quantized_embd.owner) weights.owners.push_back(std::move(quantized_embd.owner));
     } else {
-      model->output_.kind = kernels::LinearKind::kGgml;
-      model->output_.ggml = model->token_embd_;
-      model->output_repr_ = GetGgmlTypeTraits(model->token_embd_.type).name;
-      model->output_bytes_ = static_cast<int64_t>(model->token_embd_.row_bytes) * model->token_embd_.rows;
+      weights.output.kind = kernels::LinearKind::kGgml;
+      weights.output.ggml = weights.token_embd;
+      weights.output_repr = GetGgmlTypeTraits(weights.token_embd.type).name;
+      weights.output_bytes = static_cast<int64_t>(weights.token_embd.row_bytes) * weights.token_embd.rows;
     }
   } else {
     ASSIGN_OR_RETURN(LinearLoad head, loader("lm_head", c.vocab_size, d));
-    model->output_ = head.w;
-    model->output_repr_ = head.representation;
-    model->output_bytes_ = head.bytes;
-    if (head.owner) model->owners_.push_back(std::move(head.owner));
+    weights.output = head.w;
+    weights.output_repr = head.representation;
+    weights.output_bytes = head.bytes;
+    if (head.owner) weights.owners.push_back(std::move(head.owner));
   }
 
   const int64_t shapes[kLinearSlots][2] = {{qd, d}, {kvd, d}, {kvd, d}, {d, qd},
                                            {c.n_ff, d}, {c.n_ff, d}, {d, c.n_ff}};
-  model->layers_.resize(c.n_layer);
+  weights.layers.resize(c.n_layer);
   for (int32_t l = 0; l < c.n_layer; ++l) {
-    LlamaLayer& L = model->layers_[l];
+    LlamaLayer& L = weights.layers[l];
     const std::string p = absl::StrCat("model.layers.", l, ".");
     ASSIGN_OR_RETURN(L.attn_norm, b.Vector(p + "input_layernorm.weight", d, false));
     ASSIGN_OR_RETURN(L.ffn_norm, b.Vector(p + "post_attention_layernorm.weight", d, false));
@@ -374,16 +374,16 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromCheckpoint(
       L.w[s] = lin.w;
       L.repr[s] = std::move(lin.representation);
       L.bytes[s] = lin.bytes;
-      if (lin.owner) model->owners_.push_back(std::move(lin.owner));
+      if (lin.owner) weights.owners.push_back(std::move(lin.owner));
     }
     ASSIGN_OR_RETURN(L.bq, b.Vector(p + "self_attn.q_proj.bias", qd, !c.attn_bias));
     ASSIGN_OR_RETURN(L.bk, b.Vector(p + "self_attn.k_proj.bias", kvd, !c.attn_bias));
     ASSIGN_OR_RETURN(L.bv, b.Vector(p + "self_attn.v_proj.bias", kvd, !c.attn_bias));
     if (progress) progress(static_cast<double>(l + 1) / c.n_layer, absl::StrCat("layer ", l + 1, "/", c.n_layer));
   }
-  model->checkpoint_ = std::move(checkpoint);
-  model->RefreshSummary();
-  return model;
+  weights.checkpoint = std::move(checkpoint);
+  weights.RefreshSummary();
+  return weights;
 }
 
 }  // namespace ingot

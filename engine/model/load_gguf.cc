@@ -1,4 +1,5 @@
-// Builds a LlamaModel from GGUF metadata and tensors (zero-copy over the mapping).
+// LoadGgufWeights (load.h): a model's weights from GGUF metadata and tensors, as views
+// into the mapping (nothing copied).
 #include <cmath>
 #include <map>
 
@@ -6,7 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/common/status.h"
 #include "engine/formats/gguf.h"
-#include "engine/model/llama.h"
+#include "engine/model/load.h"
 
 namespace ingot {
 namespace {
@@ -104,9 +105,7 @@ absl::StatusOr<int32_t> RequiredInt(const gguf::File& f, const std::string& key)
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
-    std::unique_ptr<gguf::File> file,
-    const std::function<void(double fraction, const std::string& detail)>& progress) {
+absl::StatusOr<LlamaWeights> LoadGgufWeights(std::unique_ptr<gguf::File> file, const WeightsProgress& progress) {
   const gguf::File& f = *file;
   ASSIGN_OR_RETURN(std::string arch, f.GetString("general.architecture"));
   const ArchRow* row = nullptr;
@@ -117,8 +116,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
     return absl::UnimplementedError(absl::StrCat(
         f.path(), ": architecture '", arch, "' is not supported (supported: llama, mistral, qwen2, smollm3)"));
   }
-  auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
-  LlamaConfig& c = model->config_;
+  LlamaWeights weights;
+  LlamaConfig& c = weights.config;
   c.architecture = arch;
   c.rope_style = row->rope_style;
   const std::string p = arch + ".";
@@ -161,8 +160,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
     return absl::InvalidArgumentError(absl::StrCat(f.path(), ": missing 2-D tensor 'token_embd.weight'"));
   }
   c.vocab_size = static_cast<int32_t>(embd->dims[1]);
-  ASSIGN_OR_RETURN(model->token_embd_, b.Matrix("token_embd.weight", c.vocab_size, c.n_embd, "embedding"));
-  ASSIGN_OR_RETURN(model->output_norm_, b.Vector("output_norm.weight", c.n_embd, false, "norm"));
+  ASSIGN_OR_RETURN(weights.token_embd, b.Matrix("token_embd.weight", c.vocab_size, c.n_embd, "embedding"));
+  ASSIGN_OR_RETURN(weights.output_norm, b.Vector("output_norm.weight", c.n_embd, false, "norm"));
   auto as_linear = [](const kernels::WeightMatrix& w) {
     kernels::Linear lin;
     lin.kind = kernels::LinearKind::kGgml;
@@ -174,30 +173,30 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
   };
   auto bytes = [](const kernels::WeightMatrix& w) { return static_cast<int64_t>(w.row_bytes) * w.rows; };
   {
-    kernels::WeightMatrix out_w = model->token_embd_;
+    kernels::WeightMatrix out_w = weights.token_embd;
     if (f.FindTensor("output.weight") != nullptr) {
       ASSIGN_OR_RETURN(out_w, b.Matrix("output.weight", c.vocab_size, c.n_embd, "output"));
     } else {
       c.tied_output = true;
     }
-    model->output_ = as_linear(out_w);
-    model->output_repr_ = repr(out_w);
-    model->output_bytes_ = bytes(out_w);
+    weights.output = as_linear(out_w);
+    weights.output_repr = repr(out_w);
+    weights.output_bytes = bytes(out_w);
   }
   ASSIGN_OR_RETURN(std::vector<float> freq_factors,
                    b.Vector("rope_freqs.weight", c.rope_dim / 2, true, "norm"));
-  model->rope_freqs_ = freq_factors;
-  model->inv_freq_.resize(c.rope_dim / 2);
+  weights.rope_freqs = freq_factors;
+  weights.inv_freq.resize(c.rope_dim / 2);
   for (int32_t i = 0; i < c.rope_dim / 2; ++i) {
     float inv = std::pow(c.rope_base, -2.0f * static_cast<float>(i) / static_cast<float>(c.rope_dim));
     if (!freq_factors.empty()) inv /= freq_factors[i];
-    model->inv_freq_[i] = inv;
+    weights.inv_freq[i] = inv;
   }
 
   const int64_t d = c.n_embd, qd = c.q_dim(), kvd = c.kv_dim();
-  model->layers_.resize(c.n_layer);
+  weights.layers.resize(c.n_layer);
   for (int32_t l = 0; l < c.n_layer; ++l) {
-    LlamaLayer& L = model->layers_[l];
+    LlamaLayer& L = weights.layers[l];
     const std::string n = absl::StrCat("blk.", l, ".");
     ASSIGN_OR_RETURN(L.attn_norm, b.Vector(n + "attn_norm.weight", d, false, "norm"));
     const int64_t shapes[kLinearSlots][2] = {{qd, d}, {kvd, d}, {kvd, d}, {d, qd},
@@ -217,9 +216,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::FromGguf(
     ASSIGN_OR_RETURN(L.ffn_norm, b.Vector(n + "ffn_norm.weight", d, false, "norm"));
     if (progress) progress(static_cast<double>(l + 1) / c.n_layer, absl::StrCat("layer ", l + 1, "/", c.n_layer));
   }
-  model->file_ = std::move(file);
-  model->RefreshSummary();
-  return model;
+  weights.gguf = std::move(file);
+  weights.RefreshSummary();
+  return weights;
 }
 
 }  // namespace ingot
