@@ -31,13 +31,11 @@ Writes into tests/data/quant/awq/ (raw little-endian arrays + index.json):
                           pairs whose best two shrinks are within 1e-3 of each other
 """
 import importlib
-import importlib.util
 import json
 import os
-import sys
-import types
 
 import numpy as np
+import peer_imports
 import torch
 import torch.nn as nn
 
@@ -47,20 +45,8 @@ OUT = os.path.join(ROOT, "tests", "data", "quant", "awq")
 
 def import_awq():
     """awq.quantize.quantizer, imported without the package's __init__."""
-    spec = importlib.util.find_spec("awq")
-    base = spec.submodule_search_locations[0]
-    for name, path in (("awq", base), ("awq.quantize", os.path.join(base, "quantize")),
-                       ("awq.utils", os.path.join(base, "utils")),
-                       ("awq.modules", os.path.join(base, "modules"))):
-        mod = types.ModuleType(name)
-        mod.__path__ = [path]
-        sys.modules[name] = mod
-    # awq.utils.calib_data imports `datasets` at module level; the calibration loader
-    # is not used here.
-    if importlib.util.find_spec("datasets") is None:
-        ds = types.ModuleType("datasets")
-        ds.load_dataset = None
-        sys.modules["datasets"] = ds
+    peer_imports.stub_packages("awq", ["quantize", "utils", "modules"])
+    peer_imports.stub_datasets()
     return importlib.import_module("awq.quantize.quantizer")
 
 

@@ -33,13 +33,11 @@ Writes into tests/data/quant/gptq/ (raw little-endian arrays + index.json):
                        can tell a real disagreement from a near-tie)
 """
 import importlib
-import importlib.util
 import json
 import os
-import sys
-import types
 
 import numpy as np
+import peer_imports
 import torch
 import torch.nn as nn
 
@@ -49,24 +47,13 @@ OUT = os.path.join(ROOT, "tests", "data", "quant", "gptq")
 
 def import_peers():
     """The peers' algorithm modules, imported without their packages' __init__."""
-    spec = importlib.util.find_spec("auto_gptq")
-    base = spec.submodule_search_locations[0]
-    for name, path in (("auto_gptq", base), ("auto_gptq.quantization",
-                                             os.path.join(base, "quantization"))):
-        mod = types.ModuleType(name)
-        mod.__path__ = [path]
-        sys.modules[name] = mod
+    peer_imports.stub_packages("auto_gptq", ["quantization"])
     gptq = importlib.import_module("auto_gptq.quantization.gptq")
     quantizer = importlib.import_module("auto_gptq.quantization.quantizer")
     # fasterquant() ends with torch.cuda.synchronize(), which needs a GPU; on the CPU
     # there is nothing to wait for.
     torch.cuda.synchronize = lambda *a, **k: None
-    # awq.utils.calib_data imports `datasets` at module level; the calibration loader
-    # is not used here.
-    if importlib.util.find_spec("datasets") is None:
-        ds = types.ModuleType("datasets")
-        ds.load_dataset = None
-        sys.modules["datasets"] = ds
+    peer_imports.stub_datasets()
     awq = importlib.import_module("awq.quantize.quantizer")
     return gptq, quantizer, awq
 
