@@ -64,7 +64,7 @@ std::vector<float>* LlamaWeights::MutableNorm(int32_t layer, bool ffn) {
 
 void LlamaWeights::RefreshSummary() {
   struct Acc {
-    TensorSummary s;
+    TensorKindInfo s;
     std::vector<std::string> reprs;
   };
   std::vector<Acc> kinds;
@@ -115,7 +115,7 @@ void LlamaWeights::RefreshSummary() {
     summary.push_back(a.s);
   }
   std::sort(summary.begin(), summary.end(),
-            [](const TensorSummary& a, const TensorSummary& b) { return a.kind < b.kind; });
+            [](const TensorKindInfo& a, const TensorKindInfo& b) { return a.kind < b.kind; });
 }
 
 }  // namespace ingot

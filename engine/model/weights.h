@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/model/module.h"
 #include "kernels/linear.h"
 
 namespace ingot {
@@ -67,9 +68,7 @@ struct LlamaConfig {
   int32_t q_dim() const { return n_head * head_dim; }
 };
 
-// The linear layers of a block, in the order LinearModules() lists them.
-enum class LinearSlot : int8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
-constexpr int kLinearSlots = 7;
+constexpr int kLinearSlots = 7;  // LinearSlot's values (engine/model/module.h)
 // Each slot's module name inside a layer, as transformers ("self_attn.q_proj") and as
 // llama.cpp ("attn_q") name it.
 inline constexpr const char* kHfLinearNames[kLinearSlots] = {"self_attn.q_proj", "self_attn.k_proj",
@@ -88,22 +87,6 @@ struct LlamaLayer {
   int64_t bytes[kLinearSlots] = {};
   std::vector<float> bq, bk, bv;  // empty unless attn_bias
   std::vector<float> ffn_norm;    // (n_embd)
-};
-
-// A linear module as quantization and users name it.
-struct LinearModuleRef {
-  std::string name;       // HF style: "model.layers.3.self_attn.q_proj", "lm_head"
-  std::string gguf_name;  // "blk.3.attn_q", "output"
-  std::string kind;       // "attention", "mlp", "output"
-  int32_t layer = -1;     // -1 for the output head
-  LinearSlot slot = LinearSlot::kQ;
-  int64_t rows = 0, cols = 0;
-};
-
-struct TensorSummary {
-  std::string kind;            // "attention", "mlp", "embedding", "output", "norm"
-  std::string representation;  // GGML type names, '+'-joined when mixed
-  int64_t tensors = 0, parameters = 0, bytes = 0;
 };
 
 // A copy shares the file mapping and every owned buffer (all held by shared_ptr) and
@@ -127,7 +110,7 @@ struct LlamaWeights {
   std::vector<std::shared_ptr<const void>> owners;
 
   // Filled by RefreshSummary: per kind (sorted by kind), and the totals.
-  std::vector<TensorSummary> summary;
+  std::vector<TensorKindInfo> summary;
   int64_t parameter_count = 0;
   int64_t weight_bytes = 0;
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/device.h"
+#include "engine/model/module.h"
 #include "engine/quant/method.h"
 #include "engine/quant/quantizers.h"
 #include "kernels/ggml_types.h"
@@ -59,19 +60,11 @@ struct ConfigProblem {
   bool precondition = false;  // the device, not the request, is at fault
 };
 
-// The linear modules of a model, as quantization sees them.
-struct ModuleInfo {
-  std::string name;       // HF style: "model.layers.3.self_attn.q_proj", "lm_head"
-  std::string gguf_name;  // "blk.3.attn_q", "output"
-  std::string kind;       // "attention", "mlp", "output"
-  int64_t rows = 0, cols = 0;
-};
-
 // Every problem with `config` for `device` (and, when given, the model's modules: group
 // sizes dividing rows, globs matching something). Empty: valid.
 std::vector<ConfigProblem> ValidateQuantization(const QuantizationConfig& config,
                                                 const DeviceCaps& device,
-                                                const std::vector<ModuleInfo>* modules = nullptr);
+                                                const std::vector<LinearModuleRef>* modules = nullptr);
 // INVALID_ARGUMENT (or FAILED_PRECONDITION for device problems) listing the problems.
 absl::Status ProblemsToStatus(const std::vector<ConfigProblem>& problems);
 
@@ -94,7 +87,7 @@ struct ModulePlan {
 };
 // Resolves defaults, overrides and skips for each module (config already validated).
 std::vector<ModulePlan> PlanModules(const QuantizationConfig& config,
-                                    const std::vector<ModuleInfo>& modules);
+                                    const std::vector<LinearModuleRef>& modules);
 
 // Bits per weight a plan costs for a (rows, cols) matrix, from the representation's
 // layout (codes + scales/zeros/absmax).
@@ -110,9 +103,9 @@ struct Recommendation {
 };
 // Bytes of the model's weights under `config` (plans per module; skipped modules and
 // everything not a layer's linear are in `fixed_bytes`).
-int64_t EstimateConfigBytes(const QuantizationConfig& config, const std::vector<ModuleInfo>& modules,
+int64_t EstimateConfigBytes(const QuantizationConfig& config, const std::vector<LinearModuleRef>& modules,
                             int64_t fixed_bytes);
-absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<ModuleInfo>& modules,
+absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<LinearModuleRef>& modules,
                                                      int64_t fixed_bytes,
                                                      const DeviceCaps& device,
                                                      int64_t budget_bytes);
@@ -120,7 +113,7 @@ absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<ModuleInf
 // Glob match for module names: '*' any run, '?' one char. A pattern matches a module
 // when it matches the whole HF or GGUF name, or a dotted suffix of it
 // ("down_proj", "self_attn.*", "layers.0.*", "blk.0.*").
-bool ModuleMatches(const std::string& pattern, const ModuleInfo& module);
+bool ModuleMatches(const std::string& pattern, const LinearModuleRef& module);
 
 struct QuantizeProgress {
   std::string stage;   // "calibrate", "quantize", "done"

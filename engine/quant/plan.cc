@@ -42,17 +42,17 @@ bool MatchesName(const std::string& pattern, const std::string& name) {
 
 }  // namespace
 
-bool ModuleMatches(const std::string& pattern, const ModuleInfo& module) {
+bool ModuleMatches(const std::string& pattern, const LinearModuleRef& module) {
   return MatchesName(pattern, module.name) || MatchesName(pattern, module.gguf_name);
 }
 
 std::vector<ModulePlan> PlanModules(const QuantizationConfig& config,
-                                    const std::vector<ModuleInfo>& modules) {
+                                    const std::vector<LinearModuleRef>& modules) {
   const std::vector<std::string> skips = config.skip_modules.value_or(std::vector<std::string>{"lm_head"});
   const MethodRow* base_row = FindMethod(config.method);
   std::vector<ModulePlan> plans(modules.size());
   for (size_t i = 0; i < modules.size(); ++i) {
-    const ModuleInfo& m = modules[i];
+    const LinearModuleRef& m = modules[i];
     ModulePlan& plan = plans[i];
     internal::Choice c = internal::BaseChoice(config, base_row);
     bool skip = false;
@@ -128,7 +128,7 @@ double EstimateBitsPerWeight(const ModulePlan& plan, int64_t rows, int64_t cols)
   return static_cast<double>(p.bits) + 32.0 / group;
 }
 
-int64_t EstimateConfigBytes(const QuantizationConfig& config, const std::vector<ModuleInfo>& modules,
+int64_t EstimateConfigBytes(const QuantizationConfig& config, const std::vector<LinearModuleRef>& modules,
                             int64_t fixed_bytes) {
   const std::vector<ModulePlan> plans = PlanModules(config, modules);
   double bytes = static_cast<double>(fixed_bytes);
@@ -140,7 +140,7 @@ int64_t EstimateConfigBytes(const QuantizationConfig& config, const std::vector<
   return static_cast<int64_t>(bytes);
 }
 
-absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<ModuleInfo>& modules,
+absl::StatusOr<Recommendation> RecommendQuantization(const std::vector<LinearModuleRef>& modules,
                                                      int64_t fixed_bytes,
                                                      const DeviceCaps& device,
                                                      int64_t budget_bytes) {

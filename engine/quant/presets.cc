@@ -99,7 +99,7 @@ const char* PurposeName(Purpose p) {
   return "?";
 }
 
-absl::StatusOr<PresetRecommendation> RecommendPreset(const std::vector<ModuleInfo>& modules, int64_t fixed_bytes,
+absl::StatusOr<PresetRecommendation> RecommendPreset(const std::vector<LinearModuleRef>& modules, int64_t fixed_bytes,
                                                      const DeviceCaps& device, int64_t budget_bytes,
                                                      Purpose purpose) {
   PresetRecommendation out;

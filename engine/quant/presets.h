@@ -46,7 +46,7 @@ struct PresetRecommendation {
   std::string preset;
   std::vector<std::string> steps;
 };
-absl::StatusOr<PresetRecommendation> RecommendPreset(const std::vector<ModuleInfo>& modules, int64_t fixed_bytes,
+absl::StatusOr<PresetRecommendation> RecommendPreset(const std::vector<LinearModuleRef>& modules, int64_t fixed_bytes,
                                                      const DeviceCaps& device, int64_t budget_bytes,
                                                      Purpose purpose);
 

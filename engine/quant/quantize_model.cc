@@ -205,19 +205,11 @@ struct Work {
 
 }  // namespace
 
-std::vector<ModuleInfo> ModulesOf(const LlamaWeights& weights) {
-  std::vector<ModuleInfo> out;
-  for (const LinearModuleRef& m : weights.LinearModules()) {
-    out.push_back({m.name, m.gguf_name, m.kind, m.rows, m.cols});
-  }
-  return out;
-}
-
 int64_t EstimateQuantizedBytes(const LlamaWeights& source, const QuantizationConfig& config) {
-  const std::vector<ModuleInfo> modules = ModulesOf(source);
+  const std::vector<LinearModuleRef> modules = source.LinearModules();
   const std::vector<ModulePlan> plans = PlanModules(config, modules);
   int64_t total = source.weight_bytes;
-  const std::vector<LinearModuleRef> refs = source.LinearModules();
+  const std::vector<LinearModuleRef>& refs = modules;
   for (size_t i = 0; i < modules.size(); ++i) {
     if (plans[i].method == nullptr) continue;
     const bool tied_head = refs[i].layer < 0 && source.config.tied_output;
@@ -234,7 +226,7 @@ absl::StatusOr<QuantizeOutcome> QuantizeLlama(const LlamaModel& source,
   const auto t0 = Clock::now();
   const LlamaWeights& sw = source.weights();
   const std::vector<LinearModuleRef> refs = sw.LinearModules();
-  const std::vector<ModuleInfo> modules = ModulesOf(sw);
+  const std::vector<LinearModuleRef>& modules = refs;
   const std::vector<ModulePlan> plans = PlanModules(config, modules);
   const LlamaConfig& c = sw.config;
   QuantizeOutcome outcome;

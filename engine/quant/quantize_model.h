@@ -16,8 +16,6 @@
 
 namespace ingot::quant {
 
-// The linear modules of `weights` as the planner and validation see them.
-std::vector<ModuleInfo> ModulesOf(const LlamaWeights& weights);
 
 struct QuantizeOptions {
   int workers = 1;                          // modules quantized in parallel

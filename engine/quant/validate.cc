@@ -134,7 +134,7 @@ using internal::Choice;
 
 std::vector<ConfigProblem> ValidateQuantization(const QuantizationConfig& config,
                                                 const DeviceCaps& device,
-                                                const std::vector<ModuleInfo>* modules) {
+                                                const std::vector<LinearModuleRef>* modules) {
   std::vector<ConfigProblem> problems;
   const std::vector<std::string> names = MethodNames();
   if (!device.available) {
@@ -210,7 +210,7 @@ std::vector<ConfigProblem> ValidateQuantization(const QuantizationConfig& config
     const std::vector<std::string> skips = config.skip_modules.value_or(std::vector<std::string>{"lm_head"});
     for (size_t i = 0; i < skips.size(); ++i) {
       bool hit = false;
-      for (const ModuleInfo& m : *modules) hit |= ModuleMatches(skips[i], m);
+      for (const LinearModuleRef& m : *modules) hit |= ModuleMatches(skips[i], m);
       if (!hit) {
         problems.push_back({absl::StrCat("skip_modules[", i, "]"),
                             absl::StrCat("\"", skips[i], "\" matches no module of this model"),
@@ -219,7 +219,7 @@ std::vector<ConfigProblem> ValidateQuantization(const QuantizationConfig& config
     }
     for (size_t i = 0; i < config.layer_overrides.size(); ++i) {
       bool hit = false;
-      for (const ModuleInfo& m : *modules) hit |= ModuleMatches(config.layer_overrides[i].pattern, m);
+      for (const LinearModuleRef& m : *modules) hit |= ModuleMatches(config.layer_overrides[i].pattern, m);
       if (!hit) {
         problems.push_back({absl::StrCat("layer_overrides[", i, "].pattern"),
                             absl::StrCat("\"", config.layer_overrides[i].pattern, "\" matches no module of this model"),
@@ -231,7 +231,7 @@ std::vector<ConfigProblem> ValidateQuantization(const QuantizationConfig& config
       int mismatches = 0;
       for (size_t i = 0; i < modules->size(); ++i) {
         const ModulePlan& p = plans[i];
-        const ModuleInfo& m = (*modules)[i];
+        const LinearModuleRef& m = (*modules)[i];
         if (p.method == nullptr) continue;
         const std::string name = p.method->name;
         const bool ggml = p.method->ggml_type != nullptr;

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/model/model_card.h"
+#include "engine/model/module.h"
 #include "engine/quant/config.h"
 #include "engine/quant/presets.h"
 #include "engine/tokenizer/chat_template.h"
@@ -79,16 +80,6 @@ struct EngineOptions {
 // only in events: the model's memory has been freed.
 enum class ModelState { kLoading, kReady, kUnloading, kFailed, kGone };
 const char* ModelStateName(ModelState s);
-
-// Resident bytes and representation of one kind of tensor ("attention", "mlp",
-// "embedding", "output", "norm").
-struct TensorKindInfo {
-  std::string kind;
-  std::string representation;  // GGUF type name ("q4_1", "q8_0", "f32") or a mix "q4_1+q6_k"
-  int64_t tensors = 0;
-  int64_t parameters = 0;
-  int64_t bytes = 0;
-};
 
 struct ModelInfo {
   std::string name;

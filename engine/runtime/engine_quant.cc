@@ -41,7 +41,7 @@ absl::StatusOr<std::vector<quant::ConfigProblem>> Engine::ValidateQuantization(
   ASSIGN_OR_RETURN(quant::DeviceCaps caps, Caps(device));
   if (model.empty()) return quant::ValidateQuantization(config, caps, nullptr);
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
-  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(ready.model->model->weights());
+  const std::vector<LinearModuleRef> modules = ready.model->model->weights().LinearModules();
   return quant::ValidateQuantization(config, caps, &modules);
 }
 
@@ -55,7 +55,7 @@ absl::StatusOr<quant::PresetRecommendation> Engine::RecommendQuantization(
   }
   ASSIGN_OR_RETURN(Registry::Ready ready, registry_->Find(model));
   const LlamaWeights& w = ready.model->model->weights();
-  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(w);
+  const std::vector<LinearModuleRef> modules = w.LinearModules();
   // What quantization leaves alone: everything but the layers' linear modules (the
   // head is skipped by every recommended config, tied or not).
   int64_t fixed = w.weight_bytes;
@@ -119,7 +119,7 @@ absl::StatusOr<Engine::Quantized> Engine::QuantizeLoaded(
   }
   ASSIGN_OR_RETURN(quant::FallbackResult fb, quant::ApplyFallback(request.config, caps));
   const quant::QuantizationConfig& config = fb.config;
-  const std::vector<quant::ModuleInfo> modules = quant::ModulesOf(source->model->weights());
+  const std::vector<LinearModuleRef> modules = source->model->weights().LinearModules();
   RETURN_IF_ERROR(quant::ProblemsToStatus(quant::ValidateQuantization(config, caps, &modules)));
 
   // Memory: the new weights (estimated) and the new model's KV pool, by the one

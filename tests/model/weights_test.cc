@@ -56,7 +56,7 @@ TEST(LlamaWeights, ACopyIsEditedWithoutTouchingTheOriginal) {
   ASSERT_OK(loaded);
   const LlamaWeights& original = *loaded;
   ASSERT_TRUE(original.config.tied_output);
-  const std::vector<TensorSummary> summary = original.summary;
+  const std::vector<TensorKindInfo> summary = original.summary;
   const std::vector<float> logits = LogitsOf(original);
   const std::vector<LinearModuleRef> refs = original.LinearModules();
   ASSERT_EQ(refs.size(), static_cast<size_t>(original.config.n_layer) * kLinearSlots + 1);

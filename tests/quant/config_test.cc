@@ -19,8 +19,8 @@ using ::testing::HasSubstr;
 using ::ingot::testing::StatusIs;
 
 // The modules of a 2-layer SmolLM-shaped model.
-std::vector<ModuleInfo> Modules() {
-  std::vector<ModuleInfo> out;
+std::vector<LinearModuleRef> Modules() {
+  std::vector<LinearModuleRef> out;
   const char* hf[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                       "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
   const char* gg[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
@@ -224,7 +224,7 @@ TEST(Plan, DefaultsSkipsGlobsAndOverrides) {
 }
 
 TEST(Glob, MatchesNamesSuffixesAndComponentRuns) {
-  const ModuleInfo m{"model.layers.12.mlp.down_proj", "blk.12.ffn_down", "mlp", 576, 1536};
+  const LinearModuleRef m{"model.layers.12.mlp.down_proj", "blk.12.ffn_down", "mlp", 576, 1536};
   for (const char* yes : {"down_proj", "mlp.down_proj", "*.down_proj", "layers.12", "layers.1?.*",
                           "blk.12.*", "ffn_down", "model.layers.12.mlp.down_proj", "*"}) {
     EXPECT_TRUE(ModuleMatches(yes, m)) << yes;
@@ -276,7 +276,7 @@ TEST(Recommend, PicksTheBestThatFits) {
 // (TORCHAO_INT4's tinygemm math and the GGUF types included), in any case.
 TEST(Presets, EachMapsOntoAMethodThatValidates) {
   // Dimensions every preset's groups divide (SmolLM2's 576 does not divide 128 or 256).
-  std::vector<ModuleInfo> modules;
+  std::vector<LinearModuleRef> modules;
   for (const auto& [name, rows, cols] : {std::tuple<const char*, int64_t, int64_t>{"self_attn.q_proj", 1024, 1024},
                                          {"mlp.up_proj", 2816, 1024}, {"mlp.down_proj", 1024, 2816}}) {
     modules.push_back({std::string("model.layers.0.") + name, "", "attention", rows, cols});
