@@ -244,6 +244,8 @@ TEST_F(RegistryTest, BudgetEvictionPinningKeepAliveAndFailure) {
   Generation on_failed = Generate(channel, Greedy("f", "Hello", 2));
   EXPECT_EQ(on_failed.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   ASSERT_TRUE(Unload(channel, "f").ok());
+  // The stream delivers the transition after UnloadModel has answered.
+  ASSERT_TRUE(WaitFor([&] { return watch.Saw("f", v1::MODEL_STATE_GONE); }));
   EXPECT_THAT(watch.Of("f"), ElementsAre("LOADING/load_request", "FAILED/load_failed", "GONE/unload_request"));
 
   // GetServerInfo: the budget, what is used and free, and the models on the device.
