@@ -80,6 +80,20 @@ inline std::vector<float> Dequantize(const kernels::AffineMatrix& m) {
   return out;
 }
 
+// The calibration inputs of an AWQ vector as the peer saw them: `x` (tokens, cols) f16
+// samples and the per-column mean |x| under `mean_key`, from the index's `dir`.
+inline CalibrationStats AwqInputsFromIndex(const nlohmann::json& a, const std::string& mean_key,
+                                           const std::string& dir) {
+  const int64_t cols = a["cols"], tokens = a["tokens"];
+  CalibrationStats calib;
+  calib.cols = cols;
+  calib.samples = LoadF16AsF32(a["x"], tokens * cols, dir);
+  calib.n_samples = tokens;
+  calib.tokens = tokens;
+  calib.act_abs_mean = LoadRaw<float>(a[mean_key], cols, dir);
+  return calib;
+}
+
 // sum over tokens of x x^T in double (the CalibrationStats definition).
 inline CalibrationStats StatsFromInputs(const std::vector<float>& x, int64_t tokens,
                                         int64_t cols) {

@@ -18,6 +18,7 @@
 namespace ingot::quant {
 namespace {
 
+using ::ingot::quant::testing::AwqInputsFromIndex;
 using ::ingot::quant::testing::CorrelatedInputs;
 using ::ingot::quant::testing::Dequantize;
 using ::ingot::quant::testing::LoadF16AsF32;
@@ -28,13 +29,8 @@ using ::ingot::quant::testing::StatsFromInputs;
 
 TEST(AwqClipTest, MatchesAutoAwqClip) {
   const nlohmann::json a = LoadQuantIndex("awq");
-  const int64_t cols = a["cols"], tokens = a["tokens"];
-  CalibrationStats calib;
-  calib.cols = cols;
-  calib.samples = LoadF16AsF32(a["x"], tokens * cols, "awq");
-  calib.n_samples = tokens;
-  calib.tokens = tokens;
-  calib.act_abs_mean = LoadRaw<float>(a["x_mean"], cols, "awq");
+  const int64_t cols = a["cols"];
+  const CalibrationStats calib = AwqInputsFromIndex(a, "x_mean", "awq");
   ASSERT_GE(a["cases"].size(), 4u);
   int64_t total_clipped = 0, total_groups = 0;
   for (const nlohmann::json& c : a["cases"]) {

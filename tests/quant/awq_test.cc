@@ -18,6 +18,7 @@
 namespace ingot::quant {
 namespace {
 
+using ::ingot::quant::testing::AwqInputsFromIndex;
 using ::ingot::quant::testing::CorrelatedInputs;
 using ::ingot::quant::testing::Dequantize;
 using ::ingot::quant::testing::LoadF16AsF32;
@@ -30,16 +31,11 @@ using ::ingot::quant::testing::StatsFromInputs;
 TEST(AwqTest, MatchesAutoAwqScales) {
   const nlohmann::json index = LoadGptqIndex();
   const nlohmann::json& a = index["awq"];
-  const int64_t cols = a["cols"], tokens = a["tokens"];
+  const int64_t cols = a["cols"];
   const int64_t r0 = a["rows"][0], r1 = a["rows"][1];
   const std::vector<float> w0 = LoadRaw<float>(a["w"][0], r0 * cols);
   const std::vector<float> w1 = LoadRaw<float>(a["w"][1], r1 * cols);
-  CalibrationStats calib;
-  calib.cols = cols;
-  calib.samples = LoadF16AsF32(a["x"], tokens * cols);
-  calib.n_samples = tokens;
-  calib.tokens = tokens;
-  calib.act_abs_mean = LoadRaw<float>(a["act_abs_mean"], cols);
+  const CalibrationStats calib = AwqInputsFromIndex(a, "act_abs_mean", "gptq");
   ASSERT_GE(a["cases"].size(), 3u);
   for (const nlohmann::json& c : a["cases"]) {
     SCOPED_TRACE(c["name"].get<std::string>());
@@ -72,16 +68,11 @@ TEST(AwqTest, MatchesAutoAwqScales) {
 // and a few input channels large.
 TEST(AwqTest, MatchesAutoAwqDuoScales) {
   const nlohmann::json a = LoadQuantIndex("awq");
-  const int64_t cols = a["cols"], tokens = a["tokens"];
+  const int64_t cols = a["cols"];
   const int64_t r0 = a["rows"][0], r1 = a["rows"][1];
   const std::vector<float> w0 = LoadRaw<float>(a["w"][0], r0 * cols, "awq");
   const std::vector<float> w1 = LoadRaw<float>(a["w"][1], r1 * cols, "awq");
-  CalibrationStats calib;
-  calib.cols = cols;
-  calib.samples = LoadF16AsF32(a["x"], tokens * cols, "awq");
-  calib.n_samples = tokens;
-  calib.tokens = tokens;
-  calib.act_abs_mean = LoadRaw<float>(a["x_mean"], cols, "awq");
+  const CalibrationStats calib = AwqInputsFromIndex(a, "x_mean", "awq");
   ASSERT_GE(a["cases"].size(), 4u);
   std::set<int> best_indices;
   for (const nlohmann::json& c : a["cases"]) {
