@@ -306,6 +306,23 @@ TEST_F(EngineTest, ErrorsNameTheProblem) {
 namespace ingot {
 namespace {
 
+// log(sum exp(row)) over n logits, in double.
+double LogSumExp(const float* row, size_t n) {
+  double mx = row[0];
+  for (size_t v = 0; v < n; ++v) mx = std::max<double>(mx, row[v]);
+  double sum = 0;
+  for (size_t v = 0; v < n; ++v) sum += std::exp(row[v] - mx);
+  return mx + std::log(sum);
+}
+
+// Each alternative's logprob is its log-softmax (to 1e-4), most likely first.
+void ExpectTopAreLogSoftmax(const TokenLogprob& got, const float* row, double lse) {
+  for (size_t k = 0; k < got.top.size(); ++k) {
+    EXPECT_NEAR(got.top[k].second, row[got.top[k].first] - lse, 1e-4);
+    if (k > 0) EXPECT_LE(got.top[k].second, got.top[k - 1].second);
+  }
+}
+
 // Logprobs are the log-softmax of the model's own logits: recomputed here by running
 // the same model over prompt + generated tokens (prefill, then one token per step, as
 // the scheduler does) and compared to 1e-4, with the top-5 alternatives.
@@ -342,20 +359,13 @@ TEST_F(EngineTest, LogprobsAreTheModelsLogSoftmax) {
   int32_t pos = static_cast<int32_t>(toks->ids.size());
   for (size_t step = 0; step < c.ids.size(); ++step) {
     ASSERT_OK((*model)->Forward(batch, pool, ws, &logits));
-    double mx = logits[0];
-    for (float l : logits) mx = std::max<double>(mx, l);
-    double sum = 0;
-    for (float l : logits) sum += std::exp(l - mx);
-    const double lse = mx + std::log(sum);
+    const double lse = LogSumExp(logits.data(), logits.size());
     const TokenLogprob& got = c.logprobs[step];
     EXPECT_EQ(got.token_id, c.ids[step]);
     EXPECT_NEAR(got.logprob, logits[c.ids[step]] - lse, 1e-4) << "step " << step;
     ASSERT_EQ(got.top.size(), 5u);
     EXPECT_EQ(got.top[0].first, c.ids[step]) << "greedy picks the most likely token";
-    for (size_t k = 0; k < got.top.size(); ++k) {
-      EXPECT_NEAR(got.top[k].second, logits[got.top[k].first] - lse, 1e-4);
-      if (k > 0) EXPECT_LE(got.top[k].second, got.top[k - 1].second);
-    }
+    ExpectTopAreLogSoftmax(got, logits.data(), lse);
     batch = {{c.ids[step], pos++, &cache, true}};
   }
 }
@@ -409,22 +419,13 @@ TEST_F(EngineTest, PromptLogprobsAreTheModelsLogSoftmax) {
   const size_t vocab = logits.size() / ids.size();
   for (size_t pos = 0; pos + 1 < ids.size(); ++pos) {
     const float* row = logits.data() + pos * vocab;
-    double mx = row[0];
-    for (size_t v = 0; v < vocab; ++v) mx = std::max<double>(mx, row[v]);
-    double sum = 0;
-    for (size_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - mx);
-    const double lse = mx + std::log(sum);
+    const double lse = LogSumExp(row, vocab);
     const TokenLogprob& got = c.prompt_logprobs[pos];
     EXPECT_EQ(got.token_id, ids[pos + 1]) << "entry " << pos << " is prompt token " << pos + 1;
     EXPECT_NEAR(got.logprob, row[ids[pos + 1]] - lse, 1e-4) << "position " << pos;
     ASSERT_EQ(got.top.size(), 4u);
     EXPECT_EQ(got.top[0].first, std::max_element(row, row + vocab) - row);
-    for (size_t k = 0; k < got.top.size(); ++k) {
-      EXPECT_NEAR(got.top[k].second, row[got.top[k].first] - lse, 1e-4);
-      if (k > 0) {
-        EXPECT_LE(got.top[k].second, got.top[k - 1].second);
-      }
-    }
+    ExpectTopAreLogSoftmax(got, row, lse);
   }
 
   // Two completions: the prompt's logprobs come once, on one chunk, the same values.
