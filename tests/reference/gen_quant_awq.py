@@ -56,27 +56,6 @@ def save(name, arr):
     return name
 
 
-class SharedInput(nn.Module):
-    """Linears that read one input; the output is their outputs side by side (the loss
-    AutoAWQ takes over module2inspect)."""
-
-    def __init__(self, linears):
-        super().__init__()
-        self.norm = nn.Identity()  # the op that would absorb 1/s
-        self.linears = nn.ModuleList(linears)
-
-    def forward(self, x):
-        return torch.cat([fc(x) for fc in self.linears], dim=-1)
-
-    def state_dict(self, *args, **kwargs):
-        # _compute_best_scale keeps the original weights as {k: v.cpu()} of this and
-        # then multiplies the live weights in place (fc.weight.mul_): on the GPU, where
-        # AutoAWQ runs, .cpu() is a copy; on the CPU it is the same tensor, and the first
-        # grid point (which with duo scaling is not s = 1) would overwrite the
-        # "original" every later grid point restores. Copies, as on the GPU.
-        return {k: v.clone() for k, v in super().state_dict(*args, **kwargs).items()}
-
-
 def quantizer(awq_mod, bits, group, sym):
     aq = awq_mod.AwqQuantizer.__new__(awq_mod.AwqQuantizer)  # skip model loading
     aq.w_bit, aq.group_size, aq.zero_point = bits, group, not sym
@@ -130,7 +109,7 @@ def main():
         with torch.no_grad():
             for fc, w in zip(fcs, ws):
                 fc.weight.copy_(w)
-        block = SharedInput(fcs)
+        block = peer_imports.SharedInput(fcs)
         aq = quantizer(awq_mod, bits, group, sym)
         losses = []
         compute_loss = aq._compute_loss

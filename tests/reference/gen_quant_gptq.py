@@ -161,19 +161,6 @@ def gptq_cases(gptq_mod, index):
             "zero": save(name + ".zero.f32", zero.numpy())})
 
 
-class SharedInput(nn.Module):
-    """Linears that read one input; the output is their outputs side by side (the loss
-    AutoAWQ takes over module2inspect)."""
-
-    def __init__(self, linears):
-        super().__init__()
-        self.norm = nn.Identity()  # the op that would absorb 1/s
-        self.linears = nn.ModuleList(linears)
-
-    def forward(self, x):
-        return torch.cat([fc(x) for fc in self.linears], dim=-1)
-
-
 def awq_cases(awq_mod, index):
     g = torch.Generator().manual_seed(777)
     cols, tokens = 256, 128
@@ -191,7 +178,7 @@ def awq_cases(awq_mod, index):
         with torch.no_grad():
             fcs[0].weight.copy_(w0)
             fcs[1].weight.copy_(w1)
-        block = SharedInput(fcs)
+        block = peer_imports.SharedInput(fcs)
         aq = awq_mod.AwqQuantizer.__new__(awq_mod.AwqQuantizer)  # skip model loading
         aq.w_bit, aq.group_size, aq.zero_point = bits, group, not sym
         aq.duo_scaling = False
