@@ -109,7 +109,11 @@ void CpuKvStore::Reserve(int32_t blocks) {
 void CpuKvStore::Store(const float* x, uint8_t* row) const {
   switch (spec.dtype) {
     case KvDtype::kF32: std::memcpy(row, x, row_bytes); return;
-    case KvDtype::kF16: QuantizeRowF16Ref(x, row, spec.kv_dim); return;
+    case KvDtype::kF16:
+      if (!internal::CpuHasAvx2() || !internal::F32ToF16Avx2(x, reinterpret_cast<uint16_t*>(row), spec.kv_dim)) {
+        QuantizeRowF16Ref(x, row, spec.kv_dim);
+      }
+      return;
     case KvDtype::kQ8_0: QuantizeRowQ8_0Ref(x, row, spec.kv_dim); return;
   }
 }

@@ -11,6 +11,9 @@ namespace ingot::kernels::internal {
 // kernels/cpu/kv_avx2.cc: KV rows to f32 (n a multiple of 8 / of 32).
 void F16ToF32Avx2(const uint16_t* x, float* out, int64_t n);
 void Q8_0ToF32Avx2(const BlockQ8_0* x, float* out, int64_t n);
+// f32 to f16 rounded to nearest even, as QuantizeRowF16Ref; false (out undefined) when x
+// holds a NaN, whose f16 the reference spells its own way.
+bool F32ToF16Avx2(const float* x, uint16_t* out, int64_t n);
 
 // kernels/cpu/ops_avx2.cc
 void SwiGluAvx2(float* gate, const float* up, int64_t n);

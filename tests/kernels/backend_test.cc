@@ -22,6 +22,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/qmatrix.h"
+#include "kernels/cpu/quantize_ref.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/torch/weight_only_layout.h"
@@ -571,6 +572,34 @@ TEST(CpuOps, AttentionTilesMatchAloneAndReference) {
         }
       }
     }
+  }
+}
+
+// An f16 KV store writes the reference's bits (F16C where the CPU has it): normal,
+// subnormal, halfway, overflowing and signed-zero values, and rows with a NaN.
+TEST(CpuOps, KvStoreF16MatchesReference) {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> exponent(-30.0f, 18.0f);
+  KvSpec spec;
+  spec.n_layer = 1;
+  spec.kv_dim = 203;  // an 8-float tail of 3
+  spec.head_dim = 7;
+  spec.block_tokens = 16;
+  spec.dtype = KvDtype::kF16;
+  CpuKvStore kv(spec);
+  kv.Reserve(1);
+  for (int trial = 0; trial < 64; ++trial) {
+    std::vector<float> x(spec.kv_dim);
+    for (float& f : x) f = ((rng() & 1) ? -1.0f : 1.0f) * std::exp2(exponent(rng));
+    x[0] = -0.0f;
+    x[1] = 65520.0f;                 // halfway to the next f16 past 65504: rounds to inf
+    x[2] = 1.0f + std::exp2(-11.0f);  // halfway between two f16s: to even
+    x[3] = std::exp2(-24.0f) * 1.5f;  // subnormal halfway
+    if (trial % 4 == 3) x[rng() % x.size()] = std::nanf("");
+    std::vector<uint8_t> want(kv.row_bytes);
+    QuantizeRowF16Ref(x.data(), want.data(), spec.kv_dim);
+    kv.Store(x.data(), kv.Row(0, 0, 0, 0));
+    ASSERT_EQ(std::memcmp(kv.Row(0, 0, 0, 0), want.data(), want.size()), 0) << "trial " << trial;
   }
 }
 
