@@ -18,18 +18,22 @@
 namespace ingot::kernels {
 
 void RmsNorm(const float* x, const float* w, float* out, int64_t n, int64_t d, float eps) {
-  constexpr int64_t kLanes = 16;  // independent partial sums: a loop the compiler vectorizes
+  // As ggml's rms_norm: float squares summed in double, mean and scale in float. Summed in
+  // 8 independent lanes (a loop the compiler vectorizes); in double the order changes the
+  // sum by ~1e-16 relative, so the float scale is ggml's.
+  constexpr int64_t kLanes = 8;
   const int64_t whole = d - d % kLanes;
   for (int64_t t = 0; t < n; ++t) {
     const float* xt = x + t * d;
-    float part[kLanes] = {};
+    double part[kLanes] = {};
     for (int64_t i = 0; i < whole; i += kLanes) {
-      for (int64_t l = 0; l < kLanes; ++l) part[l] += xt[i + l] * xt[i + l];
+      for (int64_t l = 0; l < kLanes; ++l) part[l] += static_cast<double>(xt[i + l] * xt[i + l]);
     }
-    float ss = 0;
-    for (float p : part) ss += p;
-    for (int64_t i = whole; i < d; ++i) ss += xt[i] * xt[i];
-    const float scale = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
+    double ss = 0;
+    for (double p : part) ss += p;
+    for (int64_t i = whole; i < d; ++i) ss += static_cast<double>(xt[i] * xt[i]);
+    const float mean = static_cast<float>(ss / static_cast<double>(d));
+    const float scale = 1.0f / std::sqrt(mean + eps);
     float* ot = out + t * d;
     for (int64_t i = 0; i < d; ++i) ot[i] = xt[i] * scale * w[i];
   }
