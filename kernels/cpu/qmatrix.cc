@@ -342,7 +342,9 @@ void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride,
   }
   if (w.kind == LinearKind::kAffine) {
     bool tiled = true;
-    if (level >= CpuLevel::kAvx512Vnni && internal::AffineTokensAvx512Vnni(w.affine)) {
+    if (level >= CpuLevel::kAmx && n_tok >= internal::kAmxMinTokens && internal::AffineTokensAvx512Vnni(w.affine)) {
+      internal::AffineDotTokensAmx(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    } else if (level >= CpuLevel::kAvx512Vnni && internal::AffineTokensAvx512Vnni(w.affine)) {
       internal::AffineDotTokensAvx512Vnni(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
     } else if (level >= CpuLevel::kAvx2 && internal::AffineTokensAvx2(w.affine)) {
       internal::AffineDotTokensAvx2(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);

@@ -117,17 +117,18 @@ struct DotKernel {
   VecDotFn avx2;  // one row, one token; nullptr: the reference is used
   internal::DotTokensFn avx2_tiles;  // any number of token rows, 8 weight rows per tile
   internal::DotTokensFn avx512vnni;  // any number of token rows, 16 weight rows per tile
+  internal::DotTokensFn amx;         // the same tile with AMX-INT8
 };
 
 const DotKernel kDotKernels[] = {
     {GgmlType::kQ4_0, ActType::kQ8_0, internal::VecDotQ4_0Q8_0Ref, internal::VecDotQ4_0Q8_0Avx2,
-     internal::DotTokensQ4_0Avx2, internal::DotTokensQ4_0Avx512Vnni},
+     internal::DotTokensQ4_0Avx2, internal::DotTokensQ4_0Avx512Vnni, internal::DotTokensQ4_0Amx},
     {GgmlType::kQ4_1, ActType::kQ8_1, internal::VecDotQ4_1Q8_1Ref, internal::VecDotQ4_1Q8_1Avx2,
-     internal::DotTokensQ4_1Avx2, internal::DotTokensQ4_1Avx512Vnni},
-    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr, nullptr},
-    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr, nullptr},
+     internal::DotTokensQ4_1Avx2, internal::DotTokensQ4_1Avx512Vnni, internal::DotTokensQ4_1Amx},
+    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr, nullptr, nullptr},
+    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr, nullptr, nullptr},
     {GgmlType::kQ8_0, ActType::kQ8_0, internal::VecDotQ8_0Q8_0Ref, internal::VecDotQ8_0Q8_0Avx2,
-     internal::DotTokensQ8_0Avx2, internal::DotTokensQ8_0Avx512Vnni},
+     internal::DotTokensQ8_0Avx2, internal::DotTokensQ8_0Avx512Vnni, internal::DotTokensQ8_0Amx},
 };
 
 const DotKernel* FindKernel(GgmlType t) {
@@ -286,6 +287,10 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
   const DotKernel* k = FindKernel(w.type);
   if (level == CpuLevel::kRef) {
     for (int64_t t = 0; t < n_tok; ++t) DotRowsRef(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1);
+    return;
+  }
+  if (level >= CpuLevel::kAmx && n_tok >= internal::kAmxMinTokens && k != nullptr && k->amx != nullptr) {
+    k->amx(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
     return;
   }
   if (level >= CpuLevel::kAvx512Vnni && k != nullptr && k->avx512vnni != nullptr) {

@@ -49,6 +49,16 @@ void DotTokensQ4_1Avx512Vnni(const WeightMatrix& w, const uint8_t* x, size_t x_s
                              int64_t y_stride, int64_t r0, int64_t r1);
 void DotTokensQ8_0Avx512Vnni(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
                              int64_t y_stride, int64_t r0, int64_t r1);
+// The same 16-row tile with AMX-INT8 (tile_amx.h): equal to the VNNI kernels bit for bit.
+void DotTokensQ4_0Amx(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                      int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ4_1Amx(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                      int64_t y_stride, int64_t r0, int64_t r1);
+void DotTokensQ8_0Amx(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                      int64_t y_stride, int64_t r0, int64_t r1);
+// From this many tokens on, the AMX tile beats the VNNI one (measured: see
+// kernels/cpu/tile_amx.h); below it the dispatch keeps VNNI.
+constexpr int64_t kAmxMinTokens = 4;
 float DotF32Avx2(const float* a, const float* b, int64_t n);
 float DotHalfF32Avx2(const uint16_t* w, const float* x, int64_t n, bool bf16);
 void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);

@@ -529,7 +529,7 @@ TEST_P(QMatrixLevelTest, TokensMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, QMatrixLevelTest,
-                         ::testing::Values(CpuLevel::kRef, CpuLevel::kAvx2, CpuLevel::kAvx512Vnni),
+                         ::testing::Values(CpuLevel::kRef, CpuLevel::kAvx2, CpuLevel::kAvx512Vnni, CpuLevel::kAmx),
                          [](const ::testing::TestParamInfo<CpuLevel>& info) {
                            return std::string(CpuLevelName(info.param));
                          });
