@@ -289,12 +289,12 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
     for (int64_t t = 0; t < n_tok; ++t) DotRowsRef(w, x_act + t * x_stride, y + t * y_stride + r0, r0, r1);
     return;
   }
-  if (level >= CpuLevel::kAmx && n_tok >= internal::kAmxMinTokens && k != nullptr && k->amx != nullptr) {
-    k->amx(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
-    return;
-  }
   if (level >= CpuLevel::kAvx512Vnni && k != nullptr && k->avx512vnni != nullptr) {
-    k->avx512vnni(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    const int64_t amx = level >= CpuLevel::kAmx && k->amx != nullptr ? internal::AmxTokens(n_tok) : 0;
+    if (amx > 0) k->amx(w, x_act, x_stride, amx, y, y_stride, r0, r1);
+    if (amx < n_tok) {
+      k->avx512vnni(w, x_act + amx * x_stride, x_stride, n_tok - amx, y + amx * y_stride, y_stride, r0, r1);
+    }
     return;
   }
   if (k != nullptr && k->avx2_tiles != nullptr) {

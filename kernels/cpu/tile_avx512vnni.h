@@ -116,13 +116,19 @@ INGOT_ALWAYS_INLINE __m512i Broadcast4(const int8_t* p) {
 
 // The VNNI product of one unpacked block with a token's activation block: eight vpdpbusd
 // with the token's dword k broadcast from memory (Tiles' default Dot; tile_amx.h has the
-// AMX one). Begin / End bracket a call, Block runs once per block for all NT tokens,
-// Token gives token t's 16 int32 row sums.
+// AMX one). Tiles calls, for b = 0 .. nb - 1 + kLag: Block(u, token 0's codes of block
+// min(b, nb - 1), stride, b, nb) after unpacking block b (when b < nb) into u; then for
+// block s = b - kLag (when s >= 0) Scale / Offset (its d and c) and Token(u, t, token t's
+// codes of block s, s), token t's 16 int32 row sums. kLag = 0: block b is u itself.
+// Begin / End bracket a call.
 struct VnniDot {
+  static constexpr int64_t kLag = 0;
   static INGOT_ALWAYS_INLINE void Begin() {}
   static INGOT_ALWAYS_INLINE void End() {}
-  INGOT_ALWAYS_INLINE void Block(const Unpacked&, const int8_t*, size_t) {}
-  INGOT_ALWAYS_INLINE __m512i Token(const Unpacked& u, int, const int8_t* qx) const {
+  INGOT_ALWAYS_INLINE void Block(const Unpacked&, const int8_t*, size_t, int64_t, int64_t) {}
+  INGOT_ALWAYS_INLINE __m512 Scale(const Unpacked& u, int64_t) const { return u.d; }
+  INGOT_ALWAYS_INLINE __m512 Offset(const Unpacked& u, int64_t) const { return u.c; }
+  INGOT_ALWAYS_INLINE __m512i Token(const Unpacked& u, int, const int8_t* qx, int64_t) const {
     // Two chains of four: a lone token's latency.
     __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -164,27 +170,38 @@ void Tiles(const typename F::Matrix& w, const uint8_t* x, size_t xs, float* y, i
     __m512 acc[NT];
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      for (int64_t l = b * lines_per_block; l < std::min(next_lines, (b + 1) * lines_per_block); ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T0);
-      }
-      Unpacked u;
-      F::Unpack(tile, b, b == nb - 1, &u);
-      dots.Block(u, reinterpret_cast<const A*>(x)[b].qs, xs);
+    // Block b's scales (d, c: its Unpacked's) applied to each token's sums.
+    auto scale = [&](int64_t b, const Unpacked& u, __m512 d, __m512 c) __attribute__((always_inline)) {
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
         const uint8_t* xt = x + static_cast<size_t>(t) * xs;
         const int8_t* qx = reinterpret_cast<const A*>(xt)[b].qs;
         const float* sc = reinterpret_cast<const float*>(xt + scales);
-        __m512i dot = dots.Token(u, t, qx);
+        __m512i dot = dots.Token(u, t, qx, b);
         if constexpr (F::kOffset128) {
           const int32_t* sums = reinterpret_cast<const int32_t*>(sc + 2 * nb);
           dot = _mm512_sub_epi32(dot, _mm512_slli_epi32(_mm512_set1_epi32(sums[b]), 7));
         }
-        const __m512 dd = _mm512_mul_ps(u.d, _mm512_set1_ps(sc[b]));
+        const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(sc[b]));
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dd, acc[t]);
-        acc[t] = _mm512_fmadd_ps(u.c, _mm512_set1_ps(sc[nb + b]), acc[t]);
+        acc[t] = _mm512_fmadd_ps(c, _mm512_set1_ps(sc[nb + b]), acc[t]);
       }
+    };
+    Unpacked u;
+    for (int64_t b = 0; b < nb + D::kLag; ++b) {
+      if (b < nb) {
+        for (int64_t l = b * lines_per_block; l < std::min(next_lines, (b + 1) * lines_per_block); ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T0);
+        }
+        F::Unpack(tile, b, b == nb - 1, &u);
+      }
+      // Block b - kLag's sums are ready (the AMX tile unit works on later blocks); they
+      // are read before Block's tile stores, which the loads could not pass.
+      if (b >= D::kLag) {
+        const int64_t s = b - D::kLag;
+        scale(s, u, dots.Scale(u, s), dots.Offset(u, s));
+      }
+      dots.Block(u, reinterpret_cast<const A*>(x)[std::min(b, nb - 1)].qs, xs, b, nb);
     }
     const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
 #pragma GCC unroll 16
