@@ -1,5 +1,6 @@
 // KV rows to f32 for attention: f16 through F16C, Q8_0 blocks through AVX2. n is a
-// multiple of 8 (f16) or of 32 (Q8_0): a head's slice of a row.
+// multiple of 8 (f16) or of 32 (Q8_0): a head's slice of a row. And f32 rows into an
+// f16 store through F16C.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -25,6 +26,21 @@ void Q8_0ToF32Avx2(const BlockQ8_0* x, float* out, int64_t n) {
       _mm256_storeu_ps(out + b * kQK8_0 + j, _mm256_mul_ps(v, d));
     }
   }
+}
+
+bool F32ToF16Avx2(const float* x, uint16_t* out, int64_t n) {
+  __m256 nan = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) {
+    if (x[i] != x[i]) return false;
+    out[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+  }
+  return _mm256_movemask_ps(nan) == 0;
 }
 
 }  // namespace ingot::kernels::internal

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_features.h"
 
 namespace ingot::kernels {
 
@@ -57,8 +58,13 @@ struct CpuKvStore {
 // Attention of n tokens over their own sequences' KV, layer `layer`: token t reads
 // positions 0..pos[t] of its sequence (block table blocks[t] in store kv[t]; keys and
 // values of the step already stored there). q (n, n_head * head_dim) -> out (n, n_head
-// * head_dim); head h reads kv head h / (n_head / n_head_kv). One (token, kv head)
-// pair per work item: its rows are read once for every query head of the group.
+// * head_dim); head h reads kv head h / (n_head / n_head_kv).
+//
+// Work items are (tile, kv head): a tile is up to 16 consecutive tokens of one sequence
+// (a decode batch has one per sequence, a prompt chunk several), so each key and value
+// row is decoded once for all the tile's query heads. Positions go 16 at a time through
+// an online softmax (running max, sum and output per query head). A token's output does
+// not depend on the other tokens of the batch: the same arithmetic runs for it alone.
 struct AttentionArgs {
   const float* q = nullptr;
   float* out = nullptr;
@@ -69,6 +75,8 @@ struct AttentionArgs {
   int32_t layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
 };
 void Attention(const AttentionArgs& a, ThreadPool& pool);
+// At `level` (kRef: plain loops; kAvx2 and above: AVX2 + F16C) where the CPU has it.
+void Attention(const AttentionArgs& a, ThreadPool& pool, CpuLevel level);
 // Plain loops, double-precision softmax, rows decoded by the GGML reference
 // dequantizers; single-threaded.
 void AttentionRef(const AttentionArgs& a);

@@ -9,6 +9,7 @@
 // INGOT_BACKEND_TEST_DEVICES="cuda:0" restricts the devices (run.sh uses it).
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -21,6 +22,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/qmatrix.h"
+#include "kernels/cpu/quantize_ref.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/torch/weight_only_layout.h"
@@ -497,6 +499,107 @@ TEST(CpuOps, FastMatchesReference) {
         for (size_t i = 0; i < o2.size(); ++i) ASSERT_NEAR(o2[i], f32_out[i], tol);
       }
     }
+  }
+}
+
+// The tiled attention on a mixed batch: a prompt chunk of 37 tokens (three tiles), one
+// decode token and a chunk of 5, in every store dtype and head size (64: the tiled AVX2
+// path; 80: its 8-float tails; 36: the plain loops), at both levels. Against the double
+// reference, and each token run alone must give the very same bits as in the batch:
+// a sequence's tokens must not depend on what it was batched with.
+TEST(CpuOps, AttentionTilesMatchAloneAndReference) {
+  ThreadPool pool(2);
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct Run {
+    int32_t len, first, n;  // a sequence of len positions; tokens first..first+n-1 attend
+  };
+  const Run runs[3] = {{40, 3, 37}, {70, 69, 1}, {17, 12, 5}};
+  for (int32_t hd : {64, 80, 36}) {
+    const int32_t heads = 6, kv_heads = 2;
+    for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kQ8_0}) {
+      if (dtype == KvDtype::kQ8_0 && hd % 32 != 0) continue;
+      SCOPED_TRACE(std::string(KvDtypeName(dtype)) + " hd " + std::to_string(hd));
+      KvSpec spec;
+      spec.n_layer = 1;
+      spec.kv_dim = kv_heads * hd;
+      spec.head_dim = hd;
+      spec.block_tokens = 16;
+      spec.dtype = dtype;
+      CpuKvStore kv(spec);
+      kv.Reserve(20);
+      std::vector<std::vector<int32_t>> tables(3);
+      int32_t next_block = 19;  // blocks handed out downwards, interleaved across sequences
+      std::vector<float> row(spec.kv_dim);
+      for (int s = 0; s < 3; ++s) {
+        for (int32_t b = 0; b < (runs[s].len + 15) / 16; ++b) tables[s].push_back(next_block--);
+        for (int32_t p = 0; p < runs[s].len; ++p) {
+          for (int kind = 0; kind < 2; ++kind) {
+            for (float& f : row) f = nd(rng);
+            kv.Store(row.data(), kv.At(tables[s].data(), 0, kind, p));
+          }
+        }
+      }
+      std::vector<int32_t> pos;
+      std::vector<CpuKvStore*> stores;
+      std::vector<const int32_t*> tabs;
+      for (int s = 0; s < 3; ++s) {
+        for (int32_t i = 0; i < runs[s].n; ++i) {
+          pos.push_back(runs[s].first + i);
+          stores.push_back(&kv);
+          tabs.push_back(tables[s].data());
+        }
+      }
+      const int64_t n = static_cast<int64_t>(pos.size());
+      const int64_t qd = int64_t{heads} * hd;
+      std::vector<float> q(n * qd), ref(n * qd);
+      for (float& f : q) f = nd(rng);
+      AttentionArgs args{q.data(), ref.data(), pos.data(), stores.data(), tabs.data(), n, 0, heads, kv_heads, hd};
+      AttentionRef(args);
+      for (CpuLevel level : {CpuLevel::kRef, CpuLevel::kAvx2}) {
+        if (!CpuHasLevel(level)) continue;
+        SCOPED_TRACE(CpuLevelName(level));
+        std::vector<float> batch(n * qd), alone(qd);
+        args.out = batch.data();
+        Attention(args, pool, level);
+        for (size_t i = 0; i < batch.size(); ++i) ASSERT_NEAR(batch[i], ref[i], 1e-5f) << i;
+        for (int64_t t = 0; t < n; ++t) {
+          AttentionArgs one{q.data() + t * qd, alone.data(), &pos[t], &stores[t], &tabs[t], 1, 0, heads,
+                            kv_heads, hd};
+          Attention(one, pool, level);
+          ASSERT_EQ(std::memcmp(alone.data(), batch.data() + t * qd, alone.size() * sizeof(float)), 0)
+              << "token " << t << " at " << pos[t];
+        }
+      }
+    }
+  }
+}
+
+// An f16 KV store writes the reference's bits (F16C where the CPU has it): normal,
+// subnormal, halfway, overflowing and signed-zero values, and rows with a NaN.
+TEST(CpuOps, KvStoreF16MatchesReference) {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> exponent(-30.0f, 18.0f);
+  KvSpec spec;
+  spec.n_layer = 1;
+  spec.kv_dim = 203;  // an 8-float tail of 3
+  spec.head_dim = 7;
+  spec.block_tokens = 16;
+  spec.dtype = KvDtype::kF16;
+  CpuKvStore kv(spec);
+  kv.Reserve(1);
+  for (int trial = 0; trial < 64; ++trial) {
+    std::vector<float> x(spec.kv_dim);
+    for (float& f : x) f = ((rng() & 1) ? -1.0f : 1.0f) * std::exp2(exponent(rng));
+    x[0] = -0.0f;
+    x[1] = 65520.0f;                 // halfway to the next f16 past 65504: rounds to inf
+    x[2] = 1.0f + std::exp2(-11.0f);  // halfway between two f16s: to even
+    x[3] = std::exp2(-24.0f) * 1.5f;  // subnormal halfway
+    if (trial % 4 == 3) x[rng() % x.size()] = std::nanf("");
+    std::vector<uint8_t> want(kv.row_bytes);
+    QuantizeRowF16Ref(x.data(), want.data(), spec.kv_dim);
+    kv.Store(x.data(), kv.Row(0, 0, 0, 0));
+    ASSERT_EQ(std::memcmp(kv.Row(0, 0, 0, 0), want.data(), want.size()), 0) << "trial " << trial;
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "tests/test_util.h"
@@ -21,6 +22,28 @@ TEST(SamplingTest, GreedyIsArgmax) {
   auto l = Logits();
   EXPECT_EQ(s.Sample(absl::MakeSpan(l), {}), 1);
   EXPECT_EQ(ArgMax(std::vector<float>{2, 5, 5, 1}), 1);  // ties: lowest id
+}
+
+// ArgMax against a plain first-index scan on rows of every length around its 16-lane
+// blocks, with the maximum in the blocks and in the tail, ties in different lanes, and
+// NaNs (which never win).
+TEST(SamplingTest, ArgMaxMatchesPlainScan) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(-3, 3);
+  for (size_t n : {1, 2, 15, 16, 17, 31, 32, 33, 100, 49152}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> v(n);
+      for (float& f : v) f = static_cast<float>(small(rng));  // many ties
+      if (trial % 3 == 1) v[rng() % n] = std::nanf("");
+      if (trial % 5 == 2) v[n - 1] = 100.0f;  // the tail holds the maximum
+      int32_t want = -1;
+      for (size_t i = 0; i < n; ++i) {
+        if (!std::isnan(v[i]) && (want < 0 || v[i] > v[want])) want = static_cast<int32_t>(i);
+      }
+      if (want < 0) want = 0;
+      ASSERT_EQ(ArgMax(v), want) << "n " << n << " trial " << trial;
+    }
+  }
 }
 
 TEST(SamplingTest, SameSeedSameDraws) {
