@@ -22,10 +22,12 @@
 //
 // Napkin math, 16 tokens: the 128 vpdpbusd + 64 broadcasts of a block become ~1 TDPBSUD
 // (16 cycles), two tile loads (24 rows), a tile store (16 rows) and 16 row loads; the
-// unpack (~45 uops) and the scale ops (~4 per token) stay. Measured here (matmul_bench,
-// L2-resident weights, with the tile ops removed the AMX loop runs ~1.7x faster) the
-// tile work does not overlap the vector work well: 16 tokens gain only 3-11% over VNNI,
-// 10-14 tokens 6-18%, and below 9 tokens AMX loses (quant_dot_internal.h: kAmxMinTokens).
+// unpack (~45 uops) and the scale ops (~4 per token) stay. Measured on this VM (Sapphire
+// Rapids under KVM) the tile work does not overlap the vector work well (with the tile
+// ops removed the AMX loop runs ~1.7x faster): per 16-row call (matmul_bench) 16 tokens
+// gain 3-11% over VNNI, 10-14 tokens 6-18%, below 9 tokens AMX loses
+// (quant_dot_internal.h: kAmxMinTokens); whole matrices at 16 tokens (qmatrix_bench)
+// gain 8-16%.
 #pragma once
 
 #include <immintrin.h>
