@@ -56,10 +56,11 @@ void DotTokensQ4_1Amx(const WeightMatrix& w, const uint8_t* x, size_t x_stride, 
                       int64_t y_stride, int64_t r0, int64_t r1);
 void DotTokensQ8_0Amx(const WeightMatrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
                       int64_t y_stride, int64_t r0, int64_t r1);
-// The AMX tile beats the VNNI one for a group (of at most 16 tokens) from 9 tokens on
-// (matmul_bench, default model, per weight row at 8 / 9 / 12 / 16 tokens: AMX 3-10% slower,
-// 0-9% / 8-15% / 3-11% faster; at 1-4 tokens 15-45% slower): n_tok = 16 q + r runs its
-// 16 q tokens, and the r rest when r >= 9, on AMX; the results are the same either way.
+// The AMX tile beats the VNNI one for a group (of at most 16 tokens) from about 9 tokens
+// on (matmul_bench, default model, time per weight row, AMX against VNNI: 16 tokens
+// 12-21% less, 12 tokens 2-8% less, 8-9 tokens the same within noise, 6 mixed, 1-4
+// tokens 15-45% more): n_tok = 16 q + r runs its 16 q tokens, and the r rest when
+// r >= 9, on AMX; the results are the same either way.
 constexpr int64_t kAmxMinTokens = 9;
 inline int64_t AmxTokens(int64_t n_tok) {
   const int64_t rest = n_tok % 16;

@@ -16,18 +16,21 @@
 //
 // A tile load cannot take data from the vector stores in flight, and loads after a tile
 // store wait for it, so the blocks are pipelined over Tiles' steps: block b is unpacked
-// and its B stored in step b, multiplied in step b + 1, its C stored in step b + 3 (its
-// product long done) and its sums read in step b + 4. Three sets of tiles rotate so
-// that consecutive blocks do not wait on each other's registers.
+// and its B stored in step b (right away, so the 8 weight vectors do not stay live
+// beside the 16 accumulators: 6% faster), multiplied in step b + 1, its C stored in
+// step b + 3 (its product long done) and its sums read in step b + 4, before that step's
+// tile store. Three sets of tiles rotate so that consecutive blocks do not wait on each
+// other's registers.
 //
 // Napkin math, 16 tokens: the 128 vpdpbusd + 64 broadcasts of a block become ~1 TDPBSUD
 // (16 cycles), two tile loads (24 rows), a tile store (16 rows) and 16 row loads; the
 // unpack (~45 uops) and the scale ops (~4 per token) stay. Measured on this VM (Sapphire
 // Rapids under KVM) the tile work does not overlap the vector work well (with the tile
-// ops removed the AMX loop runs ~1.7x faster): per 16-row call (matmul_bench) 16 tokens
-// gain 3-11% over VNNI, 10-14 tokens 6-18%, below 9 tokens AMX loses
-// (quant_dot_internal.h: kAmxMinTokens); whole matrices at 16 tokens (qmatrix_bench)
-// gain 8-16%.
+// ops removed the AMX loop runs ~1.7x faster): per 16-row call (matmul_bench, default
+// model) 16 tokens take 12-21% less time than VNNI for the Q4_1 layers and ~5% less for
+// the Q8_0 head, 12 tokens 2-8% less, 8-9 tokens about the same, fewer tokens more
+// (quant_dot_internal.h: kAmxMinTokens); whole 576 x 1536 matrices at 16 tokens
+// (qmatrix_bench) 16-20% less.
 #pragma once
 
 #include <immintrin.h>
@@ -83,7 +86,16 @@ struct Dot {
   static constexpr int64_t kLag = 4;
   static constexpr int kRing = 8;
 
-  INGOT_ALWAYS_INLINE void Block(const Unpacked& u, const int8_t* qx0, size_t xs, int64_t b, int64_t nb) {
+  // Block b's weights and coefficients, right after its unpack (frees u's registers).
+  INGOT_ALWAYS_INLINE void Stage(const Unpacked& u, const int8_t* qx0, int64_t b) {
+    const int p = static_cast<int>(b % kRing);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(bw[p][k], u.q[k]);
+    _mm512_store_ps(d[p], u.d);
+    _mm512_store_ps(c[p], u.c);
+    qx[p] = qx0;
+  }
+  INGOT_ALWAYS_INLINE void Block(const Unpacked&, const int8_t*, size_t xs, int64_t b, int64_t nb) {
     const int64_t m = b - kMulLag;  // the block multiplied now
     // First the product of the block multiplied two steps ago (done by now): later loads
     // wait for an earlier tile store.
@@ -94,14 +106,6 @@ struct Dot {
         case 1: _tile_stored(3, out, 64); break;
         default: _tile_stored(6, out, 64); break;
       }
-    }
-    if (b < nb) {
-      const int p = static_cast<int>(b % kRing);
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm512_store_si512(bw[p][k], u.q[k]);
-      _mm512_store_ps(d[p], u.d);
-      _mm512_store_ps(c[p], u.c);
-      qx[p] = qx0;
     }
     // GCC 12's tileloadd asm names only the address, not the memory it reads: without
     // this the stores to bw may be dropped or moved past it.

@@ -116,15 +116,16 @@ INGOT_ALWAYS_INLINE __m512i Broadcast4(const int8_t* p) {
 
 // The VNNI product of one unpacked block with a token's activation block: eight vpdpbusd
 // with the token's dword k broadcast from memory (Tiles' default Dot; tile_amx.h has the
-// AMX one). Tiles calls, for b = 0 .. nb - 1 + kLag: Block(u, token 0's codes of block
-// min(b, nb - 1), stride, b, nb) after unpacking block b (when b < nb) into u; then for
-// block s = b - kLag (when s >= 0) Scale / Offset (its d and c) and Token(u, t, token t's
-// codes of block s, s), token t's 16 int32 row sums. kLag = 0: block b is u itself.
-// Begin / End bracket a call.
+// AMX one). Tiles calls, for b = 0 .. nb - 1 + kLag: when b < nb, Stage(u, token 0's
+// codes of block b, b) right after unpacking block b into u; then for block s = b - kLag
+// (when s >= 0) Scale / Offset (its d and c) and Token(u, t, token t's codes of block s,
+// s), token t's 16 int32 row sums; then Block(u, token 0's codes of block min(b, nb - 1),
+// stride, b, nb). kLag = 0: block s is u itself. Begin / End bracket a call.
 struct VnniDot {
   static constexpr int64_t kLag = 0;
   static INGOT_ALWAYS_INLINE void Begin() {}
   static INGOT_ALWAYS_INLINE void End() {}
+  INGOT_ALWAYS_INLINE void Stage(const Unpacked&, const int8_t*, int64_t) {}
   INGOT_ALWAYS_INLINE void Block(const Unpacked&, const int8_t*, size_t, int64_t, int64_t) {}
   INGOT_ALWAYS_INLINE __m512 Scale(const Unpacked& u, int64_t) const { return u.d; }
   INGOT_ALWAYS_INLINE __m512 Offset(const Unpacked& u, int64_t) const { return u.c; }
@@ -194,6 +195,7 @@ void Tiles(const typename F::Matrix& w, const uint8_t* x, size_t xs, float* y, i
           _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T0);
         }
         F::Unpack(tile, b, b == nb - 1, &u);
+        dots.Stage(u, reinterpret_cast<const A*>(x)[b].qs, b);
       }
       // Block b - kLag's sums are ready (the AMX tile unit works on later blocks); they
       // are read before Block's tile stores, which the loads could not pass.
