@@ -55,19 +55,23 @@ void MatMul(ThreadPool& pool, const MatMulJob* jobs, size_t nj, int64_t n, std::
   // eight claims per thread, never less than one chunk.
   const int64_t claim = std::max<int64_t>(1, chunk_start[nj] / (8 * pool.size()));
   pool.ParallelFor(chunk_start[nj], claim, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
+    for (int64_t c = c0; c < c1;) {
       size_t j = 0;
       while (chunk_start[j + 1] <= c) ++j;
+      // The claim's chunks of one job are consecutive rows: one call for all of them (a
+      // call has a fixed cost, e.g. the AMX kernels' check of the tile configuration).
+      const int64_t c_end = std::min(c1, chunk_start[j + 1]);
       const MatMulJob& job = jobs[j];
       const int64_t r0 = (c - chunk_start[j]) * kGrain;
       const int64_t rows = job.w->rows();
-      const int64_t r1 = std::min(rows, r0 + kGrain);
+      const int64_t r1 = std::min(rows, (c_end - chunk_start[j]) * kGrain);
       LinearDotRowsTokens(*job.w, act[j], act_row_bytes[j], n, job.y, rows, r0, r1);
       if (job.bias != nullptr) {
         for (int64_t t = 0; t < n; ++t) {
           for (int64_t r = r0; r < r1; ++r) job.y[t * rows + r] += job.bias[r];
         }
       }
+      c = c_end;
     }
   });
 }

@@ -84,5 +84,8 @@ void AffineDotTokensAvx2(const AffineMatrix& a, const uint8_t* x, size_t x_strid
 bool AffineTokensAvx512Vnni(const AffineMatrix& a);
 void AffineDotTokensAvx512Vnni(const AffineMatrix& a, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
                                int64_t y_stride, int64_t r0, int64_t r1);
+// The AVX-512 one with AMX-INT8 (same matrices as AffineTokensAvx512Vnni, same results).
+void AffineDotTokensAmx(const AffineMatrix& a, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                        int64_t y_stride, int64_t r0, int64_t r1);
 
 }  // namespace ingot::kernels::internal

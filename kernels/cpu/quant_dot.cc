@@ -117,17 +117,18 @@ struct DotKernel {
   VecDotFn avx2;  // one row, one token; nullptr: the reference is used
   internal::DotTokensFn avx2_tiles;  // any number of token rows, 8 weight rows per tile
   internal::DotTokensFn avx512vnni;  // any number of token rows, 16 weight rows per tile
+  internal::DotTokensFn amx;         // the same tile with AMX-INT8
 };
 
 const DotKernel kDotKernels[] = {
     {GgmlType::kQ4_0, ActType::kQ8_0, internal::VecDotQ4_0Q8_0Ref, internal::VecDotQ4_0Q8_0Avx2,
-     internal::DotTokensQ4_0Avx2, internal::DotTokensQ4_0Avx512Vnni},
+     internal::DotTokensQ4_0Avx2, internal::DotTokensQ4_0Avx512Vnni, internal::DotTokensQ4_0Amx},
     {GgmlType::kQ4_1, ActType::kQ8_1, internal::VecDotQ4_1Q8_1Ref, internal::VecDotQ4_1Q8_1Avx2,
-     internal::DotTokensQ4_1Avx2, internal::DotTokensQ4_1Avx512Vnni},
-    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr, nullptr},
-    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr, nullptr},
+     internal::DotTokensQ4_1Avx2, internal::DotTokensQ4_1Avx512Vnni, internal::DotTokensQ4_1Amx},
+    {GgmlType::kQ5_0, ActType::kQ8_0, internal::VecDotQ5_0Q8_0Ref, nullptr, nullptr, nullptr, nullptr},
+    {GgmlType::kQ5_1, ActType::kQ8_1, internal::VecDotQ5_1Q8_1Ref, nullptr, nullptr, nullptr, nullptr},
     {GgmlType::kQ8_0, ActType::kQ8_0, internal::VecDotQ8_0Q8_0Ref, internal::VecDotQ8_0Q8_0Avx2,
-     internal::DotTokensQ8_0Avx2, internal::DotTokensQ8_0Avx512Vnni},
+     internal::DotTokensQ8_0Avx2, internal::DotTokensQ8_0Avx512Vnni, internal::DotTokensQ8_0Amx},
 };
 
 const DotKernel* FindKernel(GgmlType t) {
@@ -289,7 +290,11 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
     return;
   }
   if (level >= CpuLevel::kAvx512Vnni && k != nullptr && k->avx512vnni != nullptr) {
-    k->avx512vnni(w, x_act, x_stride, n_tok, y, y_stride, r0, r1);
+    const int64_t amx = level >= CpuLevel::kAmx && k->amx != nullptr ? internal::AmxTokens(n_tok) : 0;
+    if (amx > 0) k->amx(w, x_act, x_stride, amx, y, y_stride, r0, r1);
+    if (amx < n_tok) {
+      k->avx512vnni(w, x_act + amx * x_stride, x_stride, n_tok - amx, y + amx * y_stride, y_stride, r0, r1);
+    }
     return;
   }
   if (k != nullptr && k->avx2_tiles != nullptr) {

@@ -44,7 +44,7 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
 void DotRowsRef(const WeightMatrix& w, const void* x_act, float* y, int64_t r0, int64_t r1);
 void PrepareActivationsRef(ActType act, const float* x, int64_t cols, void* out);
 
-// The best level's name (CpuLevelName(BestCpuLevel())): "avx512vnni", "avx2" or "ref".
+// The best level's name (CpuLevelName(BestCpuLevel())): "amx", "avx512vnni", "avx2" or "ref".
 const char* DotImplementation();
 
 // f32 helpers used by attention and norms.

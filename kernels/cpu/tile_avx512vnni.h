@@ -114,18 +114,49 @@ INGOT_ALWAYS_INLINE __m512i Broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+// The VNNI product of one unpacked block with a token's activation block: eight vpdpbusd
+// with the token's dword k broadcast from memory (Tiles' default Dot; tile_amx.h has the
+// AMX one). Tiles calls, for b = 0 .. nb - 1 + kLag: when b < nb, Stage(u, token 0's
+// codes of block b, b) right after unpacking block b into u; then for block s = b - kLag
+// (when s >= 0) Scale / Offset (its d and c) and Token(u, t, token t's codes of block s,
+// s), token t's 16 int32 row sums; then Block(u, token 0's codes of block min(b, nb - 1),
+// stride, b, nb). kLag = 0: block s is u itself. Begin / End bracket a call.
+struct VnniDot {
+  static constexpr int64_t kLag = 0;
+  static INGOT_ALWAYS_INLINE void Begin() {}
+  static INGOT_ALWAYS_INLINE void End() {}
+  INGOT_ALWAYS_INLINE void Stage(const Unpacked&, const int8_t*, int64_t) {}
+  INGOT_ALWAYS_INLINE void Block(const Unpacked&, const int8_t*, size_t, int64_t, int64_t) {}
+  INGOT_ALWAYS_INLINE __m512 Scale(const Unpacked& u, int64_t) const { return u.d; }
+  INGOT_ALWAYS_INLINE __m512 Offset(const Unpacked& u, int64_t) const { return u.c; }
+  INGOT_ALWAYS_INLINE __m512i Token(const Unpacked& u, int, const int8_t* qx, int64_t) const {
+    // Two chains of four: a lone token's latency.
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 8; k += 2) {
+      s0 = _mm512_dpbusd_epi32(s0, u.q[k], Broadcast4(qx + 4 * k));
+      s1 = _mm512_dpbusd_epi32(s1, u.q[k + 1], Broadcast4(qx + 4 * k + 4));
+    }
+    return _mm512_add_epi32(s0, s1);
+  }
+};
+
 // Rows [r0, r1) of a matrix in format F against NT consecutive prepared token rows at x
 // (stride xs) -> y[t * ys + r]. F provides:
 //   Matrix, ActBlock (BlockQ8_0 / BlockQ8_1), kOffset128 (acc takes - 128 * sum q_x),
 //   Tile F::Begin(const Matrix&, int64_t first_row, int rows)  (rows past `rows` repeat
 //       the last one), void F::Unpack(Tile&, int64_t block, bool last_block, Unpacked*),
 //   F::Rows / Blocks / RowBytes / RowPtr (for the prefetch of the next tile).
-template <class F, int NT>
+// D (VnniDot or amx::Dot<NT>) computes the integer sums; the float ops that apply the
+// scales are the same, in the same order, for every D, so the paths agree bit for bit.
+template <class F, int NT, class D = VnniDot>
 void Tiles(const typename F::Matrix& w, const uint8_t* x, size_t xs, float* y, int64_t ys, int64_t r0,
            int64_t r1) {
   using A = typename F::ActBlock;
   const int64_t nb = F::Blocks(w);
   const size_t scales = ActivationScalesOffset(nb, sizeof(A));
+  D::Begin();
+  D dots;
   for (int64_t rt = r0; rt < r1; rt += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, r1 - rt));
     typename F::Tile tile = F::Begin(w, rt, n);
@@ -140,51 +171,63 @@ void Tiles(const typename F::Matrix& w, const uint8_t* x, size_t xs, float* y, i
     __m512 acc[NT];
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      for (int64_t l = b * lines_per_block; l < std::min(next_lines, (b + 1) * lines_per_block); ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T0);
-      }
-      Unpacked u;
-      F::Unpack(tile, b, b == nb - 1, &u);
+    // Block b's scales (d, c: its Unpacked's) applied to each token's sums.
+    auto scale = [&](int64_t b, const Unpacked& u, __m512 d, __m512 c) __attribute__((always_inline)) {
 #pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
         const uint8_t* xt = x + static_cast<size_t>(t) * xs;
         const int8_t* qx = reinterpret_cast<const A*>(xt)[b].qs;
         const float* sc = reinterpret_cast<const float*>(xt + scales);
-        // Two chains of four: a lone token's latency.
-        __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int k = 0; k < 8; k += 2) {
-          s0 = _mm512_dpbusd_epi32(s0, u.q[k], Broadcast4(qx + 4 * k));
-          s1 = _mm512_dpbusd_epi32(s1, u.q[k + 1], Broadcast4(qx + 4 * k + 4));
-        }
-        __m512i dot = _mm512_add_epi32(s0, s1);
+        __m512i dot = dots.Token(u, t, qx, b);
         if constexpr (F::kOffset128) {
           const int32_t* sums = reinterpret_cast<const int32_t*>(sc + 2 * nb);
           dot = _mm512_sub_epi32(dot, _mm512_slli_epi32(_mm512_set1_epi32(sums[b]), 7));
         }
-        const __m512 dd = _mm512_mul_ps(u.d, _mm512_set1_ps(sc[b]));
+        const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(sc[b]));
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), dd, acc[t]);
-        acc[t] = _mm512_fmadd_ps(u.c, _mm512_set1_ps(sc[nb + b]), acc[t]);
+        acc[t] = _mm512_fmadd_ps(c, _mm512_set1_ps(sc[nb + b]), acc[t]);
       }
+    };
+    Unpacked u;
+    for (int64_t b = 0; b < nb + D::kLag; ++b) {
+      if (b < nb) {
+        for (int64_t l = b * lines_per_block; l < std::min(next_lines, (b + 1) * lines_per_block); ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), _MM_HINT_T0);
+        }
+        F::Unpack(tile, b, b == nb - 1, &u);
+        dots.Stage(u, reinterpret_cast<const A*>(x)[b].qs, b);
+      }
+      // Block b - kLag's sums are ready (the AMX tile unit works on later blocks); they
+      // are read before Block's tile stores, which the loads could not pass.
+      if (b >= D::kLag) {
+        const int64_t s = b - D::kLag;
+        scale(s, u, dots.Scale(u, s), dots.Offset(u, s));
+      }
+      dots.Block(u, reinterpret_cast<const A*>(x)[std::min(b, nb - 1)].qs, xs, b, nb);
     }
     const __mmask16 keep = static_cast<__mmask16>((1u << n) - 1);
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ys + rt, keep, acc[t]);
   }
+  D::End();
 }
+
+// VnniDot for any token count (DotTokens' default D).
+template <int>
+using AnyVnniDot = VnniDot;
 
 // Tokens in groups of 16 (16 accumulators + 8 weight vectors + the coefficients fit the
 // 32 zmm registers; one pass of 16 measured ~15% faster than two of 8), the rest in one
-// group of its own size.
-template <class F>
+// group of its own size. D<n>: the Dot for n tokens.
+template <class F, template <int> class D = AnyVnniDot>
 void DotTokens(const typename F::Matrix& w, const uint8_t* x, size_t xs, int64_t n_tok, float* y, int64_t ys,
                int64_t r0, int64_t r1) {
   using Fn = void (*)(const typename F::Matrix&, const uint8_t*, size_t, float*, int64_t, int64_t, int64_t);
-  static constexpr Fn kByCount[17] = {nullptr,       Tiles<F, 1>,  Tiles<F, 2>,  Tiles<F, 3>,  Tiles<F, 4>,
-                                      Tiles<F, 5>,   Tiles<F, 6>,  Tiles<F, 7>,  Tiles<F, 8>,  Tiles<F, 9>,
-                                      Tiles<F, 10>,  Tiles<F, 11>, Tiles<F, 12>, Tiles<F, 13>, Tiles<F, 14>,
-                                      Tiles<F, 15>,  Tiles<F, 16>};
+  static constexpr Fn kByCount[17] = {
+      nullptr,           Tiles<F, 1, D<1>>,   Tiles<F, 2, D<2>>,   Tiles<F, 3, D<3>>,   Tiles<F, 4, D<4>>,
+      Tiles<F, 5, D<5>>, Tiles<F, 6, D<6>>,   Tiles<F, 7, D<7>>,   Tiles<F, 8, D<8>>,   Tiles<F, 9, D<9>>,
+      Tiles<F, 10, D<10>>, Tiles<F, 11, D<11>>, Tiles<F, 12, D<12>>, Tiles<F, 13, D<13>>, Tiles<F, 14, D<14>>,
+      Tiles<F, 15, D<15>>, Tiles<F, 16, D<16>>};
   for (int64_t t = 0; t < n_tok; t += 16) {
     const int64_t n = std::min<int64_t>(16, n_tok - t);
     kByCount[n](w, x + t * xs, xs, y + t * ys, ys, r0, r1);

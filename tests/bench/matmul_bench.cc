@@ -5,8 +5,10 @@
 // they do in a decode step, not from a warm L2. Configurations are alternated within
 // each repetition so that drift on a shared machine hits them alike; medians printed.
 //   build/bin/matmul_bench [MODEL.gguf] [--reps N] [--tokens 1,4,8,16] [--warm]
+//                          [--levels avx512vnni,amx]
 // --warm: only layer 0's tensors, each run twice and the second timed (L2-resident
-// weights, except the head): the kernels' compute alone.
+// weights, except the head): the kernels' compute alone. --levels: the CPU levels to
+// compare (default: the best one), alternated like the token counts.
 // Columns: ns per weight row per step (all tokens), ns per row per token, and the
 // ratio of a token's cost to the single-token cost (1.0 = no gain from batching).
 #include <algorithm>
@@ -42,7 +44,7 @@ struct Case {
   std::vector<Linear> ws;  // the same tensor of every layer
   Linear w;
   std::vector<int> tokens;
-  std::vector<std::vector<double>> ns;  // per token count, per repetition
+  std::vector<std::vector<double>> ns;  // per (level, token count), per repetition
   std::vector<uint8_t> xa;
   size_t stride = 0;
   std::vector<float> y;
@@ -55,9 +57,24 @@ int main(int argc, char** argv) {
   int reps = 31;
   std::vector<int> tokens = {1, 4, 8, 16};
   bool warm = false;
+  std::vector<CpuLevel> levels = {BestCpuLevel()};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::atoi(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--levels") && i + 1 < argc) {
+      levels.clear();
+      const std::string list = std::string(argv[++i]) + ",";
+      for (size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos; at = comma + 1) {
+        const std::string name = list.substr(at, comma - at);
+        bool found = false;
+        for (CpuLevel l : {CpuLevel::kRef, CpuLevel::kAvx2, CpuLevel::kAvx512Vnni, CpuLevel::kAmx}) {
+          if (name == CpuLevelName(l) && CpuHasLevel(l)) levels.push_back(l), found = true;
+        }
+        if (!found) {
+          std::fprintf(stderr, "unknown level or not on this CPU: %s\n", name.c_str());
+          return 1;
+        }
+      }
     } else if (!std::strcmp(argv[i], "--warm")) {
       warm = true;
     } else if (!std::strcmp(argv[i], "--tokens") && i + 1 < argc) {
@@ -105,7 +122,7 @@ int main(int argc, char** argv) {
                   GetGgmlTypeTraits(c.w.ggml.type).name);
     c.name = label;
     c.tokens = tokens;
-    c.ns.resize(tokens.size());
+    c.ns.resize(levels.size() * tokens.size());
     const ActivationSpec spec = LinearActivation(c.w);
     const int64_t cols = c.w.cols();
     c.stride = LinearActivationBytes(spec, cols);
@@ -118,39 +135,45 @@ int main(int argc, char** argv) {
     c.y.resize(static_cast<size_t>(c.w.rows()) * max_tok);
     cases.push_back(std::move(c));
   }
-  auto run = [](Case& c, int n_tok) {
+  auto run = [](Case& c, int n_tok, CpuLevel level) {
     for (const Linear& w : c.ws) {
       const int64_t rows = w.rows();
       for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-        LinearDotRowsTokens(w, c.xa.data(), c.stride, n_tok, c.y.data(), rows, r0, std::min(rows, r0 + 16));
+        LinearDotRowsTokens(w, c.xa.data(), c.stride, n_tok, c.y.data(), rows, r0, std::min(rows, r0 + 16), level);
       }
     }
   };
   for (auto& c : cases) {
-    for (int n : c.tokens) run(c, n);  // warm
+    for (CpuLevel l : levels) {
+      for (int n : c.tokens) run(c, n, l);  // warm
+    }
   }
   for (int rep = 0; rep < reps; ++rep) {
     for (auto& c : cases) {
-      for (size_t i = 0; i < c.tokens.size(); ++i) {
-        if (warm) run(c, c.tokens[i]);
+      for (size_t i = 0; i < c.ns.size(); ++i) {
+        const int n = c.tokens[i % c.tokens.size()];
+        const CpuLevel l = levels[i / c.tokens.size()];
+        if (warm) run(c, n, l);
         const double t0 = ThreadNs();
-        run(c, c.tokens[i]);
+        run(c, n, l);
         c.ns[i].push_back(ThreadNs() - t0);
       }
     }
   }
-  std::printf("impl %s, one thread, median of %d, ns per weight row\n", LinearImplementation(), reps);
-  std::printf("%-48s %6s %12s %12s %8s %9s\n", "tensor", "tokens", "ns/row/step", "ns/row/tok", "vs 1 tok",
-              "GMAC/s");
+  std::printf("one thread, median of %d, ns per weight row\n", reps);
+  std::printf("%-48s %-10s %6s %12s %12s %8s %9s\n", "tensor", "level", "tokens", "ns/row/step", "ns/row/tok",
+              "vs 1 tok", "GMAC/s");
   for (auto& c : cases) {
     double one = 0;
-    for (size_t i = 0; i < c.tokens.size(); ++i) {
+    for (size_t i = 0; i < c.ns.size(); ++i) {
+      const int n = c.tokens[i % c.tokens.size()];
+      if (i % c.tokens.size() == 0) one = 0;
       const double step = Median(c.ns[i]) / static_cast<double>(c.w.rows() * c.ws.size());
-      const double per_tok = step / c.tokens[i];
-      if (c.tokens[i] == 1) one = per_tok;
+      const double per_tok = step / n;
+      if (n == 1) one = per_tok;
       const double gmacs = static_cast<double>(c.w.cols()) / per_tok;
-      std::printf("%-48s %6d %12.1f %12.2f %8.2f %9.1f\n", c.name.c_str(), c.tokens[i], step, per_tok,
-                  one > 0 ? per_tok / one : 0.0, gmacs);
+      std::printf("%-48s %-10s %6d %12.1f %12.2f %8.2f %9.1f\n", c.name.c_str(),
+                  CpuLevelName(levels[i / c.tokens.size()]), n, step, per_tok, one > 0 ? per_tok / one : 0.0, gmacs);
     }
   }
   return 0;

@@ -1,6 +1,8 @@
 // Micro-benchmark of the qmatrix kernels against ggml Q4_1 (quant_dot.h), one thread,
 // median of repetitions of thread CPU time. Built as bin/qmatrix_bench:
 //   build/bin/qmatrix_bench [rows] [cols]
+// Last columns: ns per row and token at 16 tokens for the AVX-512 VNNI and AMX paths
+// (where the CPU has them), alternated; medians.
 #include <algorithm>
 #include <ctime>
 #include <cstdio>
@@ -56,19 +58,36 @@ void Report(const char* name, const Linear& w, int reps) {
   std::normal_distribution<float> normal(0, 1);
   const ActivationSpec spec = LinearActivation(w);
   const size_t stride = LinearActivationBytes(spec, cols);
-  std::vector<uint8_t> xa(stride * 4);
+  constexpr int kMaxTok = 16;
+  std::vector<uint8_t> xa(stride * kMaxTok);
   std::vector<float> x(cols);
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < kMaxTok; ++t) {
     for (auto& v : x) v = normal(rng);
     LinearPrepare(spec, x.data(), cols, xa.data() + t * stride);
   }
-  std::vector<float> y(rows * 4);
+  std::vector<float> y(rows * kMaxTok);
   const double one = MedianNs([&] { LinearDotRows(w, xa.data(), y.data(), 0, rows); }, reps);
   const double four = MedianNs(
       [&] { LinearDotRowsTokens(w, xa.data(), stride, 4, y.data(), rows, 0, rows); }, reps);
-  std::printf("%-28s %8.1f ns/row %6.2f GB/s | 4 tokens: %8.1f ns/row/token  (%.3f bits/w)\n",
-              name, one / rows, w.bytes() / one, four / rows / 4,
-              8.0 * w.bytes() / (rows * cols));
+  std::printf("%-28s %8.1f ns/row %6.2f GB/s | 4 tokens: %8.1f ns/row/token  (%.3f bits/w)", name, one / rows,
+              w.bytes() / one, four / rows / 4, 8.0 * w.bytes() / (rows * cols));
+  // 16 tokens at the AVX-512 VNNI and AMX levels, alternated, where the CPU has them.
+  std::vector<CpuLevel> levels;
+  for (CpuLevel l : {CpuLevel::kAvx512Vnni, CpuLevel::kAmx}) {
+    if (CpuHasLevel(l)) levels.push_back(l);
+  }
+  std::vector<std::vector<double>> ns(levels.size());
+  for (int rep = 0; rep < 9; ++rep) {
+    for (size_t i = 0; i < levels.size(); ++i) {
+      ns[i].push_back(MedianNs(
+          [&] { LinearDotRowsTokens(w, xa.data(), stride, kMaxTok, y.data(), rows, 0, rows, levels[i]); }, 5));
+    }
+  }
+  for (size_t i = 0; i < levels.size(); ++i) {
+    std::sort(ns[i].begin(), ns[i].end());
+    std::printf(" | 16 tokens %s: %6.2f", CpuLevelName(levels[i]), ns[i][ns[i].size() / 2] / rows / kMaxTok);
+  }
+  std::printf("\n");
 }
 
 }  // namespace

@@ -231,7 +231,7 @@ TEST_P(QuantDotLevelTest, TokensMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Levels, QuantDotLevelTest,
-                         ::testing::Values(CpuLevel::kRef, CpuLevel::kAvx2, CpuLevel::kAvx512Vnni),
+                         ::testing::Values(CpuLevel::kRef, CpuLevel::kAvx2, CpuLevel::kAvx512Vnni, CpuLevel::kAmx),
                          [](const ::testing::TestParamInfo<CpuLevel>& info) {
                            return std::string(CpuLevelName(info.param));
                          });
