@@ -216,7 +216,8 @@ def test_response_format_refusals(client):
             "name": "x", "schema": {"oneOf": [{"type": "integer"}, {"type": "string"}]}}})
     assert e.value.param == "response_format"
     assert "oneOf" in e.value.message
-    r = chat(client, "Give a JSON object.", max_tokens=256, temperature=0, response_format={"type": "json_object"})
+    r = chat(client, 'Reply with exactly this JSON object: {"city": "Paris", "country": "France"}', max_tokens=256,
+             temperature=0, response_format={"type": "json_object"})
     assert r.choices[0].finish_reason == "stop", r.choices[0]
     assert isinstance(json.loads(r.choices[0].message.content), dict)
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 
@@ -370,8 +371,15 @@ TEST(CheckpointExport, GgufRoundTripKeepsLogits) {
     const std::vector<float> a = Logits(*model, tokens), b = Logits(**back, tokens);
     ASSERT_EQ(a.size(), b.size());
     float max_d = 0;
-    for (size_t i = 0; i < a.size(); ++i) max_d = std::max(max_d, std::fabs(a[i] - b[i]));
-    EXPECT_LE(max_d, 1e-5f);  // rope's two orders round differently in f32
+    float max_a = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      max_d = std::max(max_d, std::fabs(a[i] - b[i]));
+      max_a = std::max(max_a, std::fabs(a[i]));
+    }
+    // The two rope orders permute the head features, so every q.k sum runs in another
+    // order and rounds differently in f32: a few ulps of the largest logit (measured 1.2
+    // to 2.5 ulps on these models, whose logits reach 3.4 to 51), bounded at 8.
+    EXPECT_LE(max_d, 8 * std::numeric_limits<float>::epsilon() * max_a);
   }
 }
 
