@@ -421,6 +421,17 @@ TEST_F(BackendTest, StepOpsMatchReferences) {
   }
 }
 
+// A KV store shape for the attention tests: blocks of 16 positions.
+KvSpec AttentionKvSpec(KvDtype dtype, int32_t layers, int32_t kv_heads, int32_t hd) {
+  KvSpec spec;
+  spec.n_layer = layers;
+  spec.kv_dim = kv_heads * hd;
+  spec.head_dim = hd;
+  spec.block_tokens = 16;
+  spec.dtype = dtype;
+  return spec;
+}
+
 // The native row's kernels against their references on ragged shapes.
 TEST(CpuOps, FastMatchesReference) {
   ThreadPool pool(2);
@@ -466,12 +477,7 @@ TEST(CpuOps, FastMatchesReference) {
     std::vector<float> f32_out;
     for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kQ8_0}) {
       SCOPED_TRACE(std::string(KvDtypeName(dtype)) + " len " + std::to_string(len));
-      KvSpec spec;
-      spec.n_layer = 2;
-      spec.kv_dim = kv_heads * hd;
-      spec.head_dim = hd;
-      spec.block_tokens = 16;
-      spec.dtype = dtype;
+      const KvSpec spec = AttentionKvSpec(dtype, 2, kv_heads, hd);
       CpuKvStore kv(spec);
       const int32_t nb = (len + 15) / 16;
       kv.Reserve(nb + 1);
@@ -520,12 +526,7 @@ TEST(CpuOps, AttentionTilesMatchAloneAndReference) {
     for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kQ8_0}) {
       if (dtype == KvDtype::kQ8_0 && hd % 32 != 0) continue;
       SCOPED_TRACE(std::string(KvDtypeName(dtype)) + " hd " + std::to_string(hd));
-      KvSpec spec;
-      spec.n_layer = 1;
-      spec.kv_dim = kv_heads * hd;
-      spec.head_dim = hd;
-      spec.block_tokens = 16;
-      spec.dtype = dtype;
+      const KvSpec spec = AttentionKvSpec(dtype, 1, kv_heads, hd);
       CpuKvStore kv(spec);
       kv.Reserve(20);
       std::vector<std::vector<int32_t>> tables(3);
