@@ -10,7 +10,6 @@
 #include <new>
 
 #include "kernels/cpu/ops_internal.h"
-#include "kernels/cpu/quant_dot.h"
 #include "kernels/cpu/quant_dot_internal.h"
 #include "kernels/cpu/quantize_ref.h"
 #include "kernels/cpu/thread_pool.h"
@@ -236,7 +235,6 @@ void AttendTile(const AttentionArgs& a, const QueryTile& tile, int32_t kvh, bool
   const CpuKvStore& kv = *a.kv[tile.t0];
   const int32_t* blocks = a.blocks[tile.t0];
   const KvDtype dtype = kv.spec.dtype;
-  const bool fast = avx2;
   w.k.resize(static_cast<size_t>(kAttendPositions) * hd);
   w.v.resize(w.k.size());
   w.q.resize(nq);
@@ -277,8 +275,8 @@ void AttendTile(const AttentionArgs& a, const QueryTile& tile, int32_t kvh, bool
     }
     for (int32_t j = 0; j < kAttendPositions; ++j) {
       if (j < np) {
-        krow[j] = DecodeRow(dtype, kv.At(blocks, a.layer, 0, p0 + j), head, w.k.data() + j * hd, hd, fast);
-        vrow[j] = DecodeRow(dtype, kv.At(blocks, a.layer, 1, p0 + j), head, w.v.data() + j * hd, hd, fast);
+        krow[j] = DecodeRow(dtype, kv.At(blocks, a.layer, 0, p0 + j), head, w.k.data() + j * hd, hd, avx2);
+        vrow[j] = DecodeRow(dtype, kv.At(blocks, a.layer, 1, p0 + j), head, w.v.data() + j * hd, hd, avx2);
       } else {
         krow[j] = krow[0];
         vrow[j] = vrow[0];

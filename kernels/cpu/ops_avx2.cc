@@ -26,9 +26,6 @@ void SwiGluAvx2(float* gate, const float* up, int64_t n) {
   for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-}  // namespace ingot::kernels::internal
-
-namespace ingot::kernels::internal {
 namespace {
 
 // Eight dot products of q (hd floats, NC ymm chunks of it from `first`) with eight key

@@ -12,7 +12,7 @@
 namespace ingot::kernels {
 namespace internal {
 
-// Called per DotF32 / AxpyF32 (attention): one cached flag, not BestCpuLevel()'s guard.
+// Called per DotF32 row and per KV row: one cached flag, not BestCpuLevel()'s guard.
 bool CpuHasAvx2() {
   static const bool has = BestCpuLevel() >= CpuLevel::kAvx2;
   return has;
@@ -346,11 +346,6 @@ float DotF32(const float* a, const float* b, int64_t n) {
   float s = 0;
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
-}
-
-void AxpyF32(float a, const float* x, float* y, int64_t n) {
-  if (internal::CpuHasAvx2()) return internal::AxpyF32Avx2(a, x, y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 }  // namespace ingot::kernels

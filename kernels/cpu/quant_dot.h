@@ -47,8 +47,7 @@ void PrepareActivationsRef(ActType act, const float* x, int64_t cols, void* out)
 // The best level's name (CpuLevelName(BestCpuLevel())): "amx", "avx512vnni", "avx2" or "ref".
 const char* DotImplementation();
 
-// f32 helpers used by attention and norms.
+// The f32 dot of the dense (f32) weight rows.
 float DotF32(const float* a, const float* b, int64_t n);
-void AxpyF32(float a, const float* x, float* y, int64_t n);  // y += a * x
 
 }  // namespace ingot::kernels

@@ -200,15 +200,6 @@ float DotHalfF32Avx2(const uint16_t* w, const float* x, int64_t n, bool bf16) {
   return s;
 }
 
-void AxpyF32Avx2(float a, const float* x, float* y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += a * x[i];
-}
-
 namespace {
 
 // Quantizes 32 floats to int8 with scale amax/127; returns the scale and writes qs.

@@ -68,7 +68,6 @@ inline int64_t AmxTokens(int64_t n_tok) {
 }
 float DotF32Avx2(const float* a, const float* b, int64_t n);
 float DotHalfF32Avx2(const uint16_t* w, const float* x, int64_t n, bool bf16);
-void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
 void QuantizeRowQ8_0Avx2(const float* x, BlockQ8_0* y, int64_t n);
 void QuantizeRowQ8_1Avx2(const float* x, BlockQ8_1* y, int64_t n);
 
