@@ -343,12 +343,9 @@ void LinearDotRowsTokens(const Linear& w, const uint8_t* x_act, size_t x_stride,
   if (w.kind == LinearKind::kAffine) {
     bool tiled = true;
     if (level >= CpuLevel::kAvx512Vnni && internal::AffineTokensAvx512Vnni(w.affine)) {
-      const int64_t amx = level >= CpuLevel::kAmx ? internal::AmxTokens(n_tok) : 0;
-      if (amx > 0) internal::AffineDotTokensAmx(w.affine, x_act, x_stride, amx, y, y_stride, r0, r1);
-      if (amx < n_tok) {
-        internal::AffineDotTokensAvx512Vnni(w.affine, x_act + amx * x_stride, x_stride, n_tok - amx,
-                                            y + amx * y_stride, y_stride, r0, r1);
-      }
+      internal::DotTokensAmxThenVnni<AffineMatrix>(
+          level >= CpuLevel::kAmx ? internal::AffineDotTokensAmx : nullptr, internal::AffineDotTokensAvx512Vnni,
+          w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
     } else if (level >= CpuLevel::kAvx2 && internal::AffineTokensAvx2(w.affine)) {
       internal::AffineDotTokensAvx2(w.affine, x_act, x_stride, n_tok, y, y_stride, r0, r1);
     } else {

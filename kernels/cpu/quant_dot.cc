@@ -290,11 +290,8 @@ void DotRowsTokens(const WeightMatrix& w, const uint8_t* x_act, size_t x_stride,
     return;
   }
   if (level >= CpuLevel::kAvx512Vnni && k != nullptr && k->avx512vnni != nullptr) {
-    const int64_t amx = level >= CpuLevel::kAmx && k->amx != nullptr ? internal::AmxTokens(n_tok) : 0;
-    if (amx > 0) k->amx(w, x_act, x_stride, amx, y, y_stride, r0, r1);
-    if (amx < n_tok) {
-      k->avx512vnni(w, x_act + amx * x_stride, x_stride, n_tok - amx, y + amx * y_stride, y_stride, r0, r1);
-    }
+    internal::DotTokensAmxThenVnni<WeightMatrix>(level >= CpuLevel::kAmx ? k->amx : nullptr, k->avx512vnni, w,
+                                                 x_act, x_stride, n_tok, y, y_stride, r0, r1);
     return;
   }
   if (k != nullptr && k->avx2_tiles != nullptr) {

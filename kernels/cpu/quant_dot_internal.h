@@ -66,6 +66,20 @@ inline int64_t AmxTokens(int64_t n_tok) {
   const int64_t rest = n_tok % 16;
   return n_tok - rest + (rest >= kAmxMinTokens ? rest : 0);
 }
+// The 16-row tile's split, for GGML blocks and affine groups alike: AmxTokens(n_tok)
+// token rows on `amx` (nullptr: none), the rest on `vnni`.
+template <class Matrix>
+using TileTokensFn = void (*)(const Matrix& w, const uint8_t* x, size_t x_stride, int64_t n_tok, float* y,
+                              int64_t y_stride, int64_t r0, int64_t r1);
+template <class Matrix>
+void DotTokensAmxThenVnni(TileTokensFn<Matrix> amx, TileTokensFn<Matrix> vnni, const Matrix& w, const uint8_t* x,
+                          size_t x_stride, int64_t n_tok, float* y, int64_t y_stride, int64_t r0, int64_t r1) {
+  const int64_t on_amx = amx != nullptr ? AmxTokens(n_tok) : 0;
+  if (on_amx > 0) amx(w, x, x_stride, on_amx, y, y_stride, r0, r1);
+  if (on_amx < n_tok) {
+    vnni(w, x + on_amx * x_stride, x_stride, n_tok - on_amx, y + on_amx * y_stride, y_stride, r0, r1);
+  }
+}
 float DotF32Avx2(const float* a, const float* b, int64_t n);
 float DotHalfF32Avx2(const uint16_t* w, const float* x, int64_t n, bool bf16);
 void QuantizeRowQ8_0Avx2(const float* x, BlockQ8_0* y, int64_t n);
