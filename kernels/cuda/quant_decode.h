@@ -85,6 +85,38 @@ INGOT_HD float HalfBits(uint16_t h) {
 
 INGOT_HD uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
+// out[0..N) = p[0..N). On the device with the widest loads the alignment allows: 16-byte
+// vectors when p is 16-byte aligned (N % 16 == 0), else 16-bit words when it is even
+// (N even), else bytes; the host copies bytes. The same bytes either way: the decoders
+// below read them from `out`, so the CPU test holds the device's arithmetic to the
+// reference and only the load instruction differs.
+template <int N>
+INGOT_HD void LoadBytes(const uint8_t* p, uint8_t* out) {
+#if defined(__CUDA_ARCH__)
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  if (N % 16 == 0 && (addr & 15) == 0) {
+#pragma unroll
+    for (int k = 0; k < N / 16; ++k) {
+      const uint4 v = reinterpret_cast<const uint4*>(p)[k];
+      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int i = 0; i < 16; ++i) out[16 * k + i] = static_cast<uint8_t>(w[i / 4] >> (8 * (i % 4)));
+    }
+    return;
+  }
+  if (N % 2 == 0 && (addr & 1) == 0) {
+#pragma unroll
+    for (int k = 0; k < N / 2; ++k) {
+      const uint16_t h = reinterpret_cast<const uint16_t*>(p)[k];
+      out[2 * k] = static_cast<uint8_t>(h);
+      out[2 * k + 1] = static_cast<uint8_t>(h >> 8);
+    }
+    return;
+  }
+#endif
+  for (int k = 0; k < N; ++k) out[k] = p[k];
+}
+
 // Q4_K / Q5_K: the 6-bit (scale, min) pair j of a super-block's 12 packed bytes.
 INGOT_HD void ScaleMinK4(int j, const uint8_t* q, int& scale, int& min) {
   if (j < 4) {
@@ -105,16 +137,18 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
     constexpr int kBytes = F == QuantFormat::kQ4_0 ? 18 : 20;
     const uint8_t* b = row + c * kBytes;
     const float d = HalfBits(Load16(b));
+    uint8_t qs[16];
+    LoadBytes<16>(b + (F == QuantFormat::kQ4_0 ? 2 : 4), qs);
     if constexpr (F == QuantFormat::kQ4_0) {
       for (int j = 0; j < 16; ++j) {
-        out[j] = ((b[2 + j] & 0x0f) - 8) * d;
-        out[j + 16] = ((b[2 + j] >> 4) - 8) * d;
+        out[j] = ((qs[j] & 0x0f) - 8) * d;
+        out[j + 16] = ((qs[j] >> 4) - 8) * d;
       }
     } else {
       const float m = HalfBits(Load16(b + 2));
       for (int j = 0; j < 16; ++j) {
-        out[j] = (b[4 + j] & 0x0f) * d + m;
-        out[j + 16] = (b[4 + j] >> 4) * d + m;
+        out[j] = (qs[j] & 0x0f) * d + m;
+        out[j + 16] = (qs[j] >> 4) * d + m;
       }
     }
   } else if constexpr (F == QuantFormat::kQ5_0 || F == QuantFormat::kQ5_1) {
@@ -139,7 +173,9 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
   } else if constexpr (F == QuantFormat::kQ8_0) {
     const uint8_t* b = row + c * 34;
     const float d = HalfBits(Load16(b));
-    for (int j = 0; j < 32; ++j) out[j] = static_cast<int8_t>(b[2 + j]) * d;
+    uint8_t qs[32];
+    LoadBytes<32>(b + 2, qs);
+    for (int j = 0; j < 32; ++j) out[j] = static_cast<int8_t>(qs[j]) * d;
   } else if constexpr (F == QuantFormat::kQ4_K || F == QuantFormat::kQ5_K) {
     // Super-block: d, dmin, 12 scale bytes, [Q5_K: 32 high-bit bytes], 128 nibble bytes.
     constexpr int kBytes = F == QuantFormat::kQ4_K ? 144 : 176;
@@ -173,6 +209,29 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
   } else if constexpr (F == QuantFormat::kAffine) {
     // 32 codes of `bits` bits start at byte 4 * bits * c of the row (LSB first).
     const uint8_t* p = row + 4 * v.bits * c;
+    if ((v.bits == 4 || v.bits == 8) && v.group % kChunk == 0) {
+      // The common forms (4-bit and 8-bit codes, groups of whole chunks): one group per
+      // chunk, whole-byte codes read 16 bytes at a time; the same float operations as
+      // the general loop below.
+      const int64_t g = c * kChunk / v.group, gpr = v.cols / v.group;
+      const float s = HalfBits(v.scale[r * gpr + g]);
+      const float z = v.zero != nullptr ? HalfBits(v.zero[r * gpr + g]) : 0.0f;
+      uint8_t b[32];
+      if (v.bits == 4) {
+        LoadBytes<16>(p, b);
+        for (int j = 15; j >= 0; --j) {  // in place, from the top: byte j -> codes 2j, 2j + 1
+          b[2 * j + 1] = b[j] >> 4;
+          b[2 * j] = b[j] & 0x0f;
+        }
+      } else {
+        LoadBytes<32>(p, b);
+      }
+      for (int j = 0; j < 32; ++j) {
+        const float q = static_cast<float>(b[j]);
+        out[j] = v.zero_is_bias ? q * s + z : (q - z) * s;
+      }
+      return;
+    }
     const uint32_t mask = (1u << v.bits) - 1;
     const int64_t col0 = c * kChunk, gpr = v.cols / v.group;
     int64_t g = -1;
@@ -194,6 +253,21 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
     // Flattened element i = r * cols + 32 c + j; code byte i / 2, even i in the high nibble.
     const int64_t i0 = r * v.cols + c * kChunk;
     const uint8_t* codes = v.data + i0 / 2;
+    if (v.block % kChunk == 0) {
+      // Blocks of whole chunks (bitsandbytes' 64 and up): one absmax per chunk, the 16
+      // code bytes read at once.
+      const int64_t b = i0 / v.block;
+      const float am = v.absmax_code != nullptr
+                           ? v.dmap[v.absmax_code[b]] * v.absmax_scale[b / v.absmax_block] + v.absmax_offset
+                           : v.absmax[b];
+      uint8_t bytes[16];
+      LoadBytes<16>(codes, bytes);
+      for (int j = 0; j < 16; ++j) {
+        out[2 * j] = v.book[bytes[j] >> 4] * am;
+        out[2 * j + 1] = v.book[bytes[j] & 15] * am;
+      }
+      return;
+    }
     int64_t blk = -1;
     float am = 0;
     for (int j = 0; j < 32; ++j) {

@@ -37,7 +37,10 @@ std::string QuantFormatFor(const Linear& w, QuantFormat* f) {
           return absl::StrCat(GetGgmlTypeTraits(w.ggml.type).name, " has no CUDA kernel");
       }
     case LinearKind::kAffine:
-      if (w.outlier_threshold > 0) return "LLM.int8 outlier columns have no CUDA kernel";
+      // LLM.int8 rows (outlier_threshold > 0) too: the split exists to keep large
+      // activations out of the int8 activation blocks of the integer path. The kernels
+      // multiply bf16 activations by the exactly decoded weight, which is the outlier
+      // columns' own path, so every column takes it and there is nothing to split.
       if (w.affine.bits < 1 || w.affine.bits > 8 || w.affine.group <= 0 || w.affine.cols % w.affine.group != 0) {
         return absl::StrCat("affine ", w.affine.bits, "-bit groups of ", w.affine.group, " are not a kernel layout");
       }

@@ -22,8 +22,9 @@ cd "$(dirname "$0")/../.."
 source tests/gpu/env.sh
 LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
 mkdir -p "$LOGS"
-declare -a ROWS
-row() { ROWS+=("$(printf '%-34s %-6s %s' "$1" "$2" "$3")"); }
+# Each row lands in summary.txt as it is made (a caller's timeout keeps what ran).
+: > "$LOGS/summary.txt"
+row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3" >> "$LOGS/summary.txt"; }
 
 export INGOT_TEST_SOURCE_DIR=$ROOT
 row "torch" ok "$TORCH_VER at $TORCH_DIR"
@@ -92,6 +93,6 @@ done
 
 echo
 echo "=== ingot GPU checks (tests/gpu/run.sh) ==="
-printf '%s\n' "${ROWS[@]}" | tee "$LOGS/summary.txt"
+cat "$LOGS/summary.txt"
 grep -q -E ' FAIL ' "$LOGS/summary.txt" && exit 1
 exit 0

@@ -63,6 +63,9 @@ std::vector<Rep> Reps() {
   reps.push_back({"torchao int8/row", 576, [](const float* w, int64_t r, int64_t c) {
                     return quant::QuantizeTorchaoInt8(w, r, c, false, Params(8, 0));
                   }});
+  reps.push_back({"llm.int8", 576, [](const float* w, int64_t r, int64_t c) {
+                    return quant::QuantizeBnbInt8(w, r, c, Params(8, 0));
+                  }});
   reps.push_back({"nf4/b64+dq", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeBnb4(w, r, c, Params(4, 64)); }});
   reps.push_back({"fp4/b32", 576, [](const float* w, int64_t r, int64_t c) {
                     MethodParams p = Params(4, 32);
@@ -213,9 +216,17 @@ TEST(CudaDecodeTest, RefusalsNameTheReason) {
   ASSERT_TRUE(q3.ok());
   QuantFormat f{};
   EXPECT_EQ(QuantFormatFor(q3->view, &f), "q3_K has no CUDA kernel");
+  // LLM.int8 rows are 8-bit affine rows to the kernels: bf16 activations take every
+  // column through the exact path that the CPU keeps for the outlier columns.
   auto int8 = quant::QuantizeBnbInt8(wf.data(), 16, 256, Params(8, 0));
   ASSERT_TRUE(int8.ok());
-  EXPECT_EQ(QuantFormatFor(int8->view, &f), "LLM.int8 outlier columns have no CUDA kernel");
+  ASSERT_GT(int8->view.outlier_threshold, 0.0f);
+  EXPECT_EQ(QuantFormatFor(int8->view, &f), "");
+  EXPECT_EQ(f, QuantFormat::kAffine);
+  std::vector<float> odd(16 * 100, 0.01f);
+  auto a4 = quant::QuantizeAffineRtn(odd.data(), 16, 100, Params(4, 20));
+  ASSERT_TRUE(a4.ok());
+  EXPECT_EQ(QuantFormatFor(a4->view, &f), "cols 100 is not a multiple of 32");
   // The arrays an upload copies are the weight's bytes (codebook tables are shared).
   auto nf4 = quant::QuantizeBnb4(wf.data(), 16, 256, Params(4, 64));
   ASSERT_TRUE(nf4.ok());
