@@ -25,14 +25,28 @@
 #   q4_0          tinygemm (auto) vs ingot's kernel (all)
 #   BNB_INT8      LLM.int8 rows (ingot's kernel)
 #   q8_0 q4_K q6_K   ingot's kernels
-# Not here: llama.cpp's CUDA build (not carried: the note says why).
+#   llama.cpp     q4_0 and q8_0 through llama.cpp's own CUDA llama-bench, when
+#                 .bench/llama-cuda.tar.xz (tests/gpu/build_llama_cuda.sh) travelled
 #   tests/gpu/bench_7b.sh [OUT_DIR]
 # $BENCH_DEADLINE_S (default 420): no new row starts after that many seconds, and a
 # running one gets 60 s past it; the table is rewritten after every row.
 # $BENCH_ROWS: a subset, e.g. "torch NONE TORCHAO_INT4 q4_0".
+# BENCH_DRY_RUN=1: the whole script on a CPU machine, before a lease is spent on it:
+# tiny shapes (random_gguf --shape mini), the CPU build's binaries (build/bin), the torch
+# row on cpu, no bandwidth; every row, parse and table as on the GPU host.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-source tests/gpu/env.sh
+if [ "${BENCH_DRY_RUN:-0}" = 1 ]; then
+  ROOT=$PWD
+  B=$ROOT/build-dry-run
+  mkdir -p "$B"
+  ln -sfn "$ROOT/${INGOT_BUILD_DIR:-build}/bin" "$B/bin"
+  [ -f "$B/smol-meta.gguf" ] || "$B/bin/random_gguf" --strip models/SmolLM2-135M-Instruct.Q4_1.gguf "$B/smol-meta.gguf"
+  SHAPE=mini DEVICE=cpu THREADS=2
+else
+  source tests/gpu/env.sh
+  SHAPE=llama2-7b DEVICE=cuda:0 THREADS=16
+fi
 LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
 mkdir -p "$LOGS"
 WORK=${INGOT_BENCH_DIR:-/tmp/ingot-7b}
@@ -41,12 +55,14 @@ DEADLINE=$(( SECONDS + ${BENCH_DEADLINE_S:-420} ))
 ROWS_WANTED=${BENCH_ROWS:-"NONE TORCHAO_INT4 TORCHAO_INT8 BNB_NF4 MLX_INT4 torch q4_0 BNB_INT8 q8_0 q4_K q6_K"}
 RUNS=${BENCH_RUNS:-3}
 PLAN="128:128:1,128:64:16,512:1:1"
-GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+GPU=${GPU:-"no GPU (dry run)"}
 TABLE=$LOGS/bench7b_summary.txt
 : > "$LOGS/bench7b_rows.txt"
 
 # Device copy bandwidth (read + write bytes / time), median of 10 copies of 1 GiB.
-BW=$(python3 - <<'PY'
+BW=1
+[ "$DEVICE" = cpu ] || BW=$(python3 - <<'PY'
 import torch, statistics
 x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
 for _ in range(3): y.copy_(x)
@@ -63,7 +79,7 @@ row_timeout() { local t=$(( DEADLINE + 60 - SECONDS )); [ $t -gt 300 ] && t=300;
 wanted() { [[ " $ROWS_WANTED " == *" $1 "* ]] && [ $SECONDS -lt $DEADLINE ]; }
 model_for() {  # type -> the file, made once
   local t=$1 f=$WORK/llama7b-$1.gguf
-  [ -f "$f" ] || "$B/bin/random_gguf" --fill "$B/smol-meta.gguf" "$f" --shape llama2-7b --type "$t" --seed 7 \
+  [ -f "$f" ] || "$B/bin/random_gguf" --fill "$B/smol-meta.gguf" "$f" --shape "$SHAPE" --type "$t" --seed 7 \
     >> "$LOGS/bench7b_gen.txt" 2>&1
   echo "$f"
 }
@@ -72,7 +88,7 @@ model_for() {  # type -> the file, made once
 ingot_rows() {
   local label=$1 model=$2 modes=$3
   shift 3
-  timeout "$(row_timeout)" "$B/bin/forward_bench" "$model" --backend torch --device cuda:0 --threads 16 --kv f16 \
+  timeout "$(row_timeout)" "$B/bin/forward_bench" "$model" --backend torch --device "$DEVICE" --threads "$THREADS" --kv f16 \
     --runs "$RUNS" --plan "$PLAN" --modes "$modes" "$@" > "$LOGS/bench7b_$label.txt" 2>&1
   local rc=$?
   python3 - "$label" "$LOGS/bench7b_$label.txt" "$rc" >> "$LOGS/bench7b_rows.txt" <<'PY'
@@ -100,6 +116,36 @@ for mode, r in rows.items():
 PY
 }
 
+# llama.cpp's CUDA llama-bench on the same file, when tests/gpu/build_llama_cuda.sh's
+# archive travelled: pp512, and tg128 at depth 128 (128 new tokens after 128 in the
+# cache, as ingot's b1 entry), -ngl 99, no FlashAttention (not in that build). No
+# batch-16 row: llama-bench decodes one sequence.
+LLAMA_BENCH=
+if [ -f "$ROOT/.bench/llama-cuda.tar.xz" ]; then
+  tar xJf "$ROOT/.bench/llama-cuda.tar.xz" -C "$WORK" 2>/dev/null && LLAMA_BENCH=$WORK/llama-cuda/llama-bench
+fi
+llama_row() {
+  [ -n "$LLAMA_BENCH" ] && [ $SECONDS -lt $DEADLINE ] || return 0
+  local t=$1 model=$WORK/llama7b-$1.gguf
+  timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" -ngl 99 -fa 0 -p 512 -n 0 -r 3 -o jsonl \
+    > "$LOGS/bench7b_llama_$t.txt" 2>&1
+  timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" -ngl 99 -fa 0 -p 0 -n 128 -d 128 -r 3 -o jsonl \
+    >> "$LOGS/bench7b_llama_$t.txt" 2>&1
+  python3 - "$t" "$LOGS/bench7b_llama_$t.txt" "$model" >> "$LOGS/bench7b_rows.txt" <<'PY'
+import json, os, sys
+t, path, model = sys.argv[1:4]
+pre = dec = ""
+for line in open(path):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    if r.get("n_prompt") == 512 and r.get("n_gen") == 0: pre = f"{r['avg_ts']:.1f}"
+    if r.get("n_gen") == 128: dec = f"{r['avg_ts']:.1f}"
+print("\t".join([f"{t} llama.cpp", "cuda", "ggml blocks", dec, "", pre, str(os.path.getsize(model)), "", ""]))
+PY
+}
+
 table() {
 python3 - "$LOGS/bench7b_rows.txt" "$BW" "$GPU" "$LOGS/bench7b_torch.txt" > "$TABLE" <<'PY'
 import os, sys
@@ -117,7 +163,7 @@ for line in open(rows_path):
         continue
     label, mode, form, b1, b16, pre, nbytes, qs, err = f
     gb = int(nbytes) / 1e9 if nbytes else 0
-    pct = f"{100 * float(b1) * gb / bw:.0f}%" if b1 and gb else "-"
+    pct = f"{100 * float(b1) * gb / bw:.0f}%" if b1 and gb and bw > 1 else "-"
     print(f"{label:<14} {mode:<7} {form:<22} {b1 or 'FAIL':>8} {b16 or 'FAIL':>8} {pre or 'FAIL':>8} {gb:6.2f} {pct:>5}  {qs} {err}")
 PY
 }
@@ -126,12 +172,19 @@ F16=
 for row in $ROWS_WANTED; do
   wanted "$row" || continue
   case $row in
-    torch) timeout "$(row_timeout)" python3 tests/gpu/torch_7b.py --reps 20 > "$LOGS/bench7b_torch.txt" 2>&1 ;;
+    torch)
+      if [ "$DEVICE" = cpu ]; then
+        python3 -c 'import torch' 2> /dev/null && python3 tests/gpu/torch_7b.py --device cpu --small --layers 1 --reps 2 \
+          > "$LOGS/bench7b_torch.txt" 2>&1
+      else
+        timeout "$(row_timeout)" python3 tests/gpu/torch_7b.py --reps 20 > "$LOGS/bench7b_torch.txt" 2>&1
+      fi ;;
     NONE) [ -n "$F16" ] || F16=$(model_for f16); ingot_rows "$row" "$F16" auto ;;
     TORCHAO_INT4 | TORCHAO_INT8 | MLX_INT4)
       [ -n "$F16" ] || F16=$(model_for f16); ingot_rows "$row" "$F16" auto,all --quantize "$row" ;;
     BNB_NF4 | BNB_INT8) [ -n "$F16" ] || F16=$(model_for f16); ingot_rows "$row" "$F16" all --quantize "$row" ;;
-    q4_0) ingot_rows "$row" "$(model_for "$row")" auto,all ;;
+    q4_0) ingot_rows "$row" "$(model_for "$row")" auto,all; llama_row "$row" ;;
+    q8_0) ingot_rows "$row" "$(model_for "$row")" auto; llama_row "$row" ;;
     *) ingot_rows "$row" "$(model_for "$row")" auto ;;
   esac
   table

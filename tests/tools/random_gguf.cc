@@ -13,6 +13,8 @@
 //       embd, 11008 ff, 32 heads; the vocabulary stays META's): the GPU benchmark's
 //       model. Each layer repeats the first one's random weights (a 7B model's 6.5 G
 //       normal draws would take minutes; speed does not depend on the values).
+//       --shape mini: 2 layers, 512 embd, 1024 ff, 8 heads (a dry run of the benchmark
+//       script on a CPU machine).
 //
 // Greedy text from such a model is noise, but every kernel and the forward pass run
 // as on the real one: tests/gpu/run.sh compares cuda:0 with the native CPU row on it.
@@ -150,15 +152,18 @@ int main(int argc, char** argv) {
     uint32_t seed = 1;
     const ingot::Shape* shape = nullptr;
     static const ingot::Shape kLlama2_7b = {32, 4096, 11008, 32, 32};
+    // A dry run's stand-in for it (tests/gpu/bench_7b.sh BENCH_DRY_RUN=1): every
+    // dimension a multiple of 256, so every type and group size the benchmark uses fits.
+    static const ingot::Shape kMini = {2, 512, 1024, 8, 8};
     for (int i = 4; i + 1 < argc; i += 2) {
       const std::string flag = argv[i], v = argv[i + 1];
       if (flag == "--seed") seed = static_cast<uint32_t>(std::atoi(v.c_str()));
       if (flag == "--shape") {
-        if (v != "llama2-7b") {
-          std::fprintf(stderr, "random_gguf: --shape %s: only llama2-7b is known\n", v.c_str());
+        if (v != "llama2-7b" && v != "mini") {
+          std::fprintf(stderr, "random_gguf: --shape %s: llama2-7b or mini\n", v.c_str());
           return 2;
         }
-        shape = &kLlama2_7b;
+        shape = v == "mini" ? &kMini : &kLlama2_7b;
       }
       if (flag == "--type") {
         for (uint32_t t = 0; t < 40; ++t) {
@@ -170,6 +175,6 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr,
                "usage: random_gguf --strip MODEL.gguf META.gguf\n"
-               "       random_gguf --fill META.gguf OUT.gguf [--type q4_1] [--seed N] [--shape llama2-7b]\n");
+               "       random_gguf --fill META.gguf OUT.gguf [--type q4_1] [--seed N] [--shape llama2-7b|mini]\n");
   return 2;
 }
