@@ -1,7 +1,7 @@
 """torchao 0.18's CUDA int4 weight (Int4WeightOnlyConfig(int4_packing_format=
 "tile_packed_to_4d") -> Int4TilePackedTo4dTensor), made by torchao itself on cuda:0.
-Run by tests/gpu/torchao_int4.sh on the GPU host (torch 2.11, no network, no
-transformers, maybe no numpy or safetensors: only torch is needed here); its output is
+Run by tests/gpu/torchao_int4.sh on the GPU host (torch 2.11, no network; only torch is
+needed here, numpy, safetensors and transformers are used when present); its output is
 turned into tests/data/formats/torchao-int4-tile-g32 by gen_torchao_int4_tile.py on a CPU.
 
 Input: the float32 tiny Llama of tests/data/formats/hf-f32/model.safetensors (the base
@@ -18,6 +18,7 @@ Writes into OUT/ (nothing else is touched):
   g<G>/config_dict.json         torchao's config_to_dict(config) (transformers'
                                 quantization_config.quant_type.default)
   g<G>/pytorch_model.bin        torch.save(state_dict), weights moved to CPU
+  g<G>/pickled_q_proj.bin       torch.save of layer 0's q_proj weight alone
   g<G>/model.safetensors        torchao's flatten_tensor_state_dict + safetensors
                                 save_file, with metadata {"format": "pt", ...} as
                                 transformers 5 writes it; when the safetensors package is
@@ -30,6 +31,10 @@ Writes into OUT/ (nothing else is touched):
                                 subclass (bf16 in, bf16 out), "codes": uint8 (N, K) torchao's
                                 own tinygemm codes of the padded weight (recomputed with its
                                 quant primitives), "dequantize": w.dequantize() if it exists}}
+  g32/hf/, g32/hf_logits.pt     only when transformers is there (the GPU image has 5.17)
+                                and time allows: save_pretrained of hf-f32 loaded with
+                                TorchAoConfig(config) on cuda:0, and its forward's logits
+                                (torchao's own bf16 forward) on the 16 reference tokens
   pack_check.pt                 ATen's CUDA _convert_weight_to_int4pack of fixed codes
                                 (gen_torchao_int4_tile_pack.SHAPES): {"codes_..": uint8,
                                 "packed_..": int32}, to compare with ingot's emulation
@@ -247,6 +252,10 @@ def main(argv):
                         np.array_equal(emu.emulate(codes.numpy().astype(np.uint8), 8), real))
                 info["checks"][f"g{g}/{mod}: linear(eye) == int4pack_mm(eye)"] = bool(torch.equal(via_linear, deq))
         torch.save(state, os.path.join(gdir, "pytorch_model.bin"))
+        # One weight alone, for the committed vector (the whole pickle is ~750 KB, most
+        # of it K padded to 1024).
+        one = "model.layers.0.self_attn.q_proj.weight"
+        torch.save({one: state[one]}, os.path.join(gdir, "pickled_q_proj.bin"))
         torch.save(ref, os.path.join(gdir, "reference.pt"))
         if np is not None:
             save_npz(os.path.join(gdir, "reference.npz"),
@@ -267,7 +276,39 @@ def main(argv):
     info["all_checks_pass"] = all(info["checks"].values())
     with open(os.path.join(out, "info.json"), "w") as f:
         json.dump(info, f, indent=1)
+    # Last, and only if there is time and transformers (the GPU image has 5.17): the
+    # checkpoint as a user makes it (TorchAoConfig + save_pretrained) and torchao's own
+    # forward's logits (bf16, on cuda:0). Extra evidence, not needed for the vector.
+    if time.time() - T0 < 45:
+        try:
+            transformers_pass(out, configs[32], dev, info)
+        except Exception as e:
+            info["transformers_error"] = repr(e)[:2000]
+        info["timings"]["transformers_s"] = round(time.time() - T0, 2)
+        with open(os.path.join(out, "info.json"), "w") as f:
+            json.dump(info, f, indent=1)
     print(json.dumps({k: v for k, v in info.items() if k != "weights"}, indent=1))
+
+
+def transformers_pass(out, cfg, dev, info):
+    """g32/hf/: save_pretrained of hf-f32 loaded with TorchAoConfig(cfg) on cuda:0, and
+    g32/hf_logits.pt: its forward's logits on the 16 reference tokens."""
+    import transformers
+    from transformers import AutoModelForCausalLM, TorchAoConfig
+    info["transformers"] = transformers.__version__
+    src = os.path.dirname(BASE)
+    with open(os.path.join(src, "reference.json")) as f:
+        tokens = json.load(f)["tokens"]
+    placed = {"device_map": str(dev)} if dev.type == "cuda" else {}  # device_map needs accelerate
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16, quantization_config=TorchAoConfig(cfg),
+                                                 **placed).eval()
+    w = model.model.layers[0].self_attn.q_proj.weight
+    info["transformers_weight_class"] = type(w).__name__
+    with torch.no_grad():
+        logits = model(torch.tensor([tokens], device=dev), use_cache=False).logits[0].float().cpu()
+    torch.save({"tokens": tokens, "logits": logits}, os.path.join(out, "g32", "hf_logits.pt"))
+    model.save_pretrained(os.path.join(out, "g32", "hf"))
+    info["transformers_saved"] = sorted(os.listdir(os.path.join(out, "g32", "hf")))
 
 
 if __name__ == "__main__":

@@ -87,9 +87,8 @@ Int4TileSlot Int4TileAt(int64_t n, int64_t k, int64_t k_padded, int inner_k_tile
   return {word, static_cast<int>(4 * j)};
 }
 
-void UnpackInt4Tile(const uint8_t* packed, int64_t n_padded, int64_t k_padded, int inner_k_tiles, int64_t rows,
-                    int64_t cols, uint8_t* codes) {
-  (void)n_padded;  // the layout of a row does not depend on how many rows follow
+void UnpackInt4Tile(const uint8_t* packed, int64_t k_padded, int inner_k_tiles, int64_t rows, int64_t cols,
+                    uint8_t* codes) {
   for (int64_t n = 0; n < rows; ++n) {
     for (int64_t k = 0; k < cols; ++k) {
       const Int4TileSlot s = Int4TileAt(n, k, k_padded, inner_k_tiles);
@@ -193,13 +192,9 @@ absl::StatusOr<LinearLoad> ReadTorchaoInt4Tile(const Checkpoint& ck, const std::
   ASSIGN_OR_RETURN(const TensorView* sz, Get(ck, Attr(ck, name, "scale_and_zero"), {k_padded / group, n_padded, 2},
                                              {DType::kBF16, DType::kF16, DType::kF32}));
   std::vector<uint8_t> codes(static_cast<size_t>(rows * cols));
-  UnpackInt4Tile(packed->data, n_padded, k_padded, inner, rows, cols, codes.data());
+  UnpackInt4Tile(packed->data, k_padded, inner, rows, cols, codes.data());
   return Int4TinygemmGroups(codes.data(), *sz, n_padded, rows, cols, group);
 }
-
-}  // namespace
-
-namespace {
 
 // A torchao enum field of a serialized config: {"_type": "Int4PackingFormat", "_data":
 // "TILE_PACKED_TO_4D"} (ConfigJSONEncoder writes an enum's name) or a plain string

@@ -61,8 +61,9 @@ struct Int4TileSlot {
 Int4TileSlot Int4TileAt(int64_t n, int64_t k, int64_t k_padded, int inner_k_tiles);
 // The packed int32 tensor (n_padded/8, k_padded/(I*16), 32, I/2), as little-endian bytes
 // (may be unaligned) -> codes (rows, cols) row-major, the top-left corner of the
-// (n_padded, k_padded) matrix it packs. rows <= n_padded, cols <= k_padded.
-void UnpackInt4Tile(const uint8_t* packed, int64_t n_padded, int64_t k_padded, int inner_k_tiles, int64_t rows,
-                    int64_t cols, uint8_t* codes);
+// (n_padded, k_padded) matrix it packs. rows <= n_padded, cols <= k_padded (checked by
+// the caller).
+void UnpackInt4Tile(const uint8_t* packed, int64_t k_padded, int inner_k_tiles, int64_t rows, int64_t cols,
+                    uint8_t* codes);
 
 }  // namespace ingot::formats::layouts
