@@ -210,12 +210,13 @@ def main(argv):
             summary["forms"] = "pytorch_model.bin and model.safetensors hold the same tensors"
         ref = torch.load(os.path.join(gsrc, "reference.pt"), weights_only=True)
         np.savez(os.path.join(dst, "dequantized.npz"),
-                 **{f"model.layers.0.{m}": ref[f"model.layers.0.{m}"]["dequantized"].numpy() for m in KEEP})
+                 **{f"model.layers.0.{m}": np.ascontiguousarray(ref[f"model.layers.0.{m}"]["dequantized"].numpy())
+                    for m in KEEP})
         lin = {}
         for m in KEEP:
             r = ref[f"model.layers.0.{m}"]
-            lin[f"x_model.layers.0.{m}"] = r["x"].numpy()
-            lin[f"y_model.layers.0.{m}"] = r["y"].numpy()
+            lin[f"x_model.layers.0.{m}"] = np.ascontiguousarray(r["x"].numpy())
+            lin[f"y_model.layers.0.{m}"] = np.ascontiguousarray(r["y"].numpy())
         np.savez(os.path.join(dst, "linear.npz"), **lin)
         with open(os.path.join(FORMATS, "hf-f32", "reference.json")) as f:
             tokens = json.load(f)["tokens"]

@@ -223,8 +223,8 @@ def main(argv):
                 qdata, sz = w.qdata, w.scale_and_zero
                 n_pad, k_pad = qdata.shape[0] * 8, qdata.shape[1] * qdata.shape[3] * 2 * 16
                 eye = torch.eye(k_pad, dtype=torch.bfloat16, device=dev)
-                deq = torch.ops.aten._weight_int4pack_mm(eye, qdata, g, sz)[:k, :n].t().float().cpu()
-                via_linear = F.linear(torch.eye(k, dtype=torch.bfloat16, device=dev), w).t().float().cpu()
+                deq = torch.ops.aten._weight_int4pack_mm(eye, qdata, g, sz)[:k, :n].t().contiguous().float().cpu()
+                via_linear = F.linear(torch.eye(k, dtype=torch.bfloat16, device=dev), w).t().contiguous().float().cpu()
                 x = torch.randn(4, k, generator=gen).to(torch.bfloat16)
                 y = F.linear(x.to(dev), w).float().cpu()
                 # torchao's own codes of the padded weight, as from_hp computes them.
