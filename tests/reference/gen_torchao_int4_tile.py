@@ -115,7 +115,9 @@ def check(src, info):
             z = np.repeat(sz[:, :n, 1].T, g, axis=1)[:, :k]
             want = bf16_round((codes[:n, :k].astype(np.float32) - 8) * s + z)
             d = np.abs(want - r["dequantized"].numpy())
-            worst = max(worst, float((d / (np.abs(want) * 2 ** -8 + 1e-6)).max()))
+            # the kernel rounds one bf16 fma, this f32 then bf16: at most 1 ulp apart
+            # (2^-7 relative at worst)
+            worst = max(worst, float((d / (np.abs(want) * 2 ** -7 + 1e-6)).max()))
         summary[f"g{g}"] = (f"{len(ref)} weights: qdata == emulate(torchao's codes); dequantized vs "
                             f"bf16((q-8)*s+z): worst {worst:.3g} bf16 ulps")
         assert worst <= 1.0, summary[f"g{g}"]
