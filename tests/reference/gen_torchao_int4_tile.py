@@ -39,7 +39,8 @@ pickled and flattened forms hold the same tensors.
 
   python3 tests/reference/gen_torchao_int4_tile.py DEVICE_OUT [--out DIR] [--allow-rehearsal]
 DEVICE_OUT: the folder holding torchao_int4.tgz (the device tool's files_at) or one it was
-unpacked into. Needs torch, numpy and transformers (.venv-seeds: requirements-seeds.txt).
+unpacked into. Needs torch, numpy, transformers and torchao (to unpickle the weights), as
+.venv-seeds has them (requirements-seeds.txt).
 --allow-rehearsal accepts the output of `torchao_int4.sh OUT --rehearse-cpu` (the CPU
 stand-ins), for testing this script; write that to another --out, never to the vector.
 """

@@ -170,7 +170,15 @@ absl::StatusOr<LinearLoad> ReadTorchaoInt4(const Checkpoint& ck, const std::stri
 // ATen's CUDA _convert_weight_to_int4pack(., 8): qdata int32 (N/8, K/128, 32, 4)
 // (UnpackInt4Tile), scale_and_zero bf16 (K/G, N, 2) with [g][r] = {scale, zero}, w =
 // (q - 8) * scale + zero. Attributes block_size [1, G] and the unpadded shape; the
-// optional act_pre_scale (activations multiplied by it first) is not read.
+// optional act_pre_scale (activations multiplied by it first) is not read. Stored by
+// torch.save as _rebuild_wrapper_subclass with its __dict__ as state (qdata,
+// scale_and_zero, block_size, act_pre_scale), and by torchao's flatten_tensor_state_dict
+// (torchao/prototype/safetensors/safetensors_support.py; the class is in
+// safetensors_utils.py's ALLOWED_TENSORS_SUBCLASSES), which transformers 5's
+// save_pretrained calls, as `<module>._weight_qdata` / `_weight_scale_and_zero` with
+// metadata `<module>.weight` = {"_type": "Int4TilePackedTo4dTensor", "_data":
+// {"block_size": [1, G], "shape": [rows, cols]}, "_tensor_data_names": [...]} (not read:
+// the config says the class). Both seen on a CPU rehearsal of tests/gpu/torchao_int4.sh.
 absl::StatusOr<LinearLoad> ReadTorchaoInt4Tile(const Checkpoint& ck, const std::string& name, int64_t rows,
                                                int64_t cols) {
   const int64_t group = ck.quant().group_size;
