@@ -44,10 +44,12 @@ constexpr GlobalRow kCallables[] = {
     {"torch.nn.parameter.Parameter", Global::kValue},
     {"torch._utils._rebuild_wrapper_subclass", Global::kRebuildWrapperSubclass},
     // torchao 0.18's weights whose state is tensors and plain values only
-    // (engine/formats/layouts/torchao.cc reads them): the CPU int4 one and the
-    // weight-only int8 one (the dynamic int8 one also pickles its activation settings
-    // as objects, and is refused by their names).
+    // (engine/formats/layouts/torchao.cc reads them): the CPU int4 one, the CUDA int4
+    // one (qdata, scale_and_zero, block_size, act_pre_scale; its class sets __module__ to
+    // torchao.quantization) and the weight-only int8 one (the dynamic int8 one also
+    // pickles its activation settings as objects, and is refused by their names).
     {"torchao.prototype.quantization.int4.Int4OpaqueTensor", Global::kWrapperSubclass},
+    {"torchao.quantization.Int4TilePackedTo4dTensor", Global::kWrapperSubclass},
     {"torchao.quantization.Int8Tensor", Global::kWrapperSubclass},
 };
 

@@ -536,6 +536,10 @@ TEST(TorchCheckpointTest, TorchaoWrapperSubclassReadsAsItsState) {
        "torch._tensor._rebuild_from_type_v2 called with"},
       {v2 + "ctorch._utils\n_rebuild_wrapper_subclass\nctorchao.quantization\nInt8Tensor\n)]tR."s,
        "torch._tensor._rebuild_from_type_v2 called with"},
+      // The CUDA int4 class is on the list (its misuse is refused as a call, not as an
+      // unknown global); tests/quant/torchao_tile_test.cc reads a real one.
+      {v2 + "ctorch._utils\n_rebuild_tensor_v2\nctorchao.quantization\nInt4TilePackedTo4dTensor\n)}tR."s,
+       "torch._tensor._rebuild_from_type_v2 called with"},
       // A wrapper subclass rebuild of a plain tensor class.
       {v2 + "ctorch._utils\n_rebuild_wrapper_subclass\nctorch\nTensor\n)}tR."s,
        "torch._tensor._rebuild_from_type_v2 called with"},
