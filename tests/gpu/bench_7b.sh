@@ -177,7 +177,16 @@ for row in $ROWS_WANTED; do
         python3 -c 'import torch' 2> /dev/null && python3 tests/gpu/torch_7b.py --device cpu --small --layers 1 --reps 2 \
           > "$LOGS/bench7b_torch.txt" 2>&1
       else
-        timeout "$(row_timeout)" python3 tests/gpu/torch_7b.py --reps 20 > "$LOGS/bench7b_torch.txt" 2>&1
+        # torchao's own rows when its wheel travelled (.bench/wheels, unzipped: it needs
+        # no dependency the host lacks)
+        TAO=
+        WHEEL=$(ls "$ROOT"/.bench/wheels/torchao-*.whl 2>/dev/null | head -1)
+        if [ -n "$WHEEL" ]; then
+          TAO=$WORK/torchao-site
+          python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$WHEEL" "$TAO"
+        fi
+        PYTHONPATH="$TAO${PYTHONPATH:+:$PYTHONPATH}" timeout "$(row_timeout)" python3 tests/gpu/torch_7b.py --reps 20 \
+          > "$LOGS/bench7b_torch.txt" 2>&1
       fi ;;
     NONE) [ -n "$F16" ] || F16=$(model_for f16); ingot_rows "$row" "$F16" auto ;;
     TORCHAO_INT4 | TORCHAO_INT8 | MLX_INT4)

@@ -1,46 +1,63 @@
 #!/usr/bin/env bash
 # Everything a GPU session has to run, as ONE device call sized to the lease (15 minutes
-# of device time per session, the machine's start included; one command at most 10):
-#   scripts/gpu_bundle.sh                       (here, on the CPU machine: the binaries)
-#   cp /path/to/torchao-0.18.0-*.whl .bench/wheels/   (optional: torchao's rows and the
-#                                                issue-18 vector; tests/gpu/torchao_int4.sh)
-#   run(command="tests/gpu/session.sh $OUT", carry=["build-gpu-bundle.tar.xz", ".bench/wheels"],
-#       timeout_s=600)
+# of device time per session, the machine's start included; one command at most 10).
+# Here, first (no GPU needed):
+#   scripts/gpu_bundle.sh                          the CUDA binaries -> build-gpu-bundle.tar.xz
+#   mkdir -p .bench/wheels && pip download torchao==0.18.0 --no-deps -d .bench/wheels
+#   tests/gpu/build_llama_cuda.sh                  (optional, ~1 h of CPU: llama.cpp's row)
+#   BENCH_DRY_RUN=1 tests/gpu/bench_7b.sh /tmp/dry (optional: the benchmark script on a CPU)
+# Then:
+#   run(command="tests/gpu/session.sh $OUT", timeout_s=600,
+#       carry=["build-gpu-bundle.tar.xz", ".bench/wheels", ".bench/llama-cuda.tar.xz"])
 # In priority order, each step under its own timeout and all under $SESSION_DEADLINE_S
-# (default 540 s, so the logs come back inside the call's 600):
-#   1. tests/gpu/run.sh (at most $RUN_SH_LIMIT_S, default 240 s): correctness on cuda:0 (backend table with torch's and with
-#      ingot's kernels, the placement test, ingotd over gRPC with its metrics), the small
-#      model's speed and CUDA graphs on/off
+# (default 540 s, so the files come back inside the call's 600):
+#   1. tests/gpu/run.sh (at most $RUN_SH_LIMIT_S, default 240 s): correctness on cuda:0
+#      (backend table with torch's and with ingot's kernels, the placement test with the
+#      CUDA graph test, ingotd over gRPC with its metrics), the small model's speed and
+#      CUDA graphs on/off
 #   2. tests/gpu/torchao_int4.sh when the torchao wheel travelled: torchao's CUDA-only
-#      int4 checkpoint (issue 18's vector), back in $OUT
+#      int4 checkpoint (issue 18's vector: torchao_int4.tgz; then, here,
+#      tests/reference/gen_torchao_int4_tile.py FILES_AT)
 #   3. tests/gpu/bench_7b.sh with what time is left: the 7B-shaped table (issue 16)
-# Everything lands in $OUT as it is made (summary.txt, bench7b_summary.txt, logs), so
-# a step cut short still returns what ran before it.
+# The device tool brings back at most 8 files, so $OUT gets: summary.txt (step 1's
+# table), bench7b_summary.txt, torchao_int4.tgz, session.txt and logs.tgz (every log),
+# rewritten after each step: a step cut short still returns what ran before it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
-mkdir -p "$LOGS"
+OUT_DIR=${1:-${OUT:-/tmp/ingot-gpu}}
+mkdir -p "$OUT_DIR"
+W=$(mktemp -d /tmp/ingot-gpu-logs.XXXXXX)
 START=$SECONDS
 BUDGET=${SESSION_DEADLINE_S:-540}
 left() { echo $(( BUDGET - (SECONDS - START) )); }
-echo "session: $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" | tee "$LOGS/session.txt"
+note() { echo "$*" | tee -a "$OUT_DIR/session.txt"; }
+pack() {
+  cp "$W/summary.txt" "$W/bench7b_summary.txt" "$OUT_DIR/" 2>/dev/null
+  tar czf "$OUT_DIR/logs.tgz" -C "$W" . 2>/dev/null
+}
+: > "$OUT_DIR/session.txt"
+note "session: $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)," \
+  "$(nproc) CPUs, budget ${BUDGET} s"
 
-timeout "${RUN_SH_LIMIT_S:-240}" tests/gpu/run.sh "$LOGS" > "$LOGS/run_sh.txt" 2>&1
-echo "run.sh: exit $? after $(( SECONDS - START )) s" | tee -a "$LOGS/session.txt"
+timeout "${RUN_SH_LIMIT_S:-240}" tests/gpu/run.sh "$W" > "$W/run_sh.txt" 2>&1
+note "run.sh: exit $? after $(( SECONDS - START )) s"
+pack
 
-if ls .bench/wheels/torchao-*.whl > /dev/null 2>&1 && [ -x tests/gpu/torchao_int4.sh ] && [ "$(left)" -gt 150 ]; then
-  timeout 120 tests/gpu/torchao_int4.sh "$LOGS" > "$LOGS/torchao_int4_sh.txt" 2>&1
-  echo "torchao_int4.sh: exit $? after $(( SECONDS - START )) s" | tee -a "$LOGS/session.txt"
-  # torchao's own rows in the torch table need it importable
-  TORCHAO_DIR=$(ls -d /tmp/ingot-torchao 2>/dev/null)
-  [ -n "$TORCHAO_DIR" ] && export PYTHONPATH="$TORCHAO_DIR${PYTHONPATH:+:$PYTHONPATH}"
+if ls .bench/wheels/torchao-*.whl > /dev/null 2>&1 && [ "$(left)" -gt 150 ]; then
+  mkdir -p "$W/torchao"
+  timeout 130 tests/gpu/torchao_int4.sh "$W/torchao" > "$W/torchao_int4_sh.txt" 2>&1
+  note "torchao_int4.sh: exit $? after $(( SECONDS - START )) s"
+  mv "$W/torchao/torchao_int4.tgz" "$OUT_DIR/" 2>/dev/null
+  pack
 fi
 
 if [ "$(left)" -gt 90 ]; then
-  BENCH_DEADLINE_S=$(( $(left) - 100 )) timeout $(( $(left) - 10 )) tests/gpu/bench_7b.sh "$LOGS" \
-    > "$LOGS/bench_7b_sh.txt" 2>&1
-  echo "bench_7b.sh: exit $? after $(( SECONDS - START )) s" | tee -a "$LOGS/session.txt"
+  # bench_7b rewrites its table after every row; it starts no row in its last 100 s
+  BENCH_DEADLINE_S=$(( $(left) - 100 )) timeout $(( $(left) - 10 )) tests/gpu/bench_7b.sh "$W" \
+    > "$W/bench_7b_sh.txt" 2>&1
+  note "bench_7b.sh: exit $? after $(( SECONDS - START )) s"
 fi
+pack
 echo
-cat "$LOGS/summary.txt" "$LOGS/bench7b_summary.txt" 2>/dev/null
-cat "$LOGS/session.txt"
+cat "$W/summary.txt" "$W/bench7b_summary.txt" 2>/dev/null
+cat "$OUT_DIR/session.txt"

@@ -172,8 +172,9 @@ def main():
     ap.add_argument("--small", action="store_true", help="1/16 of every dimension (smoke test)")
     a = ap.parse_args()
     device = torch.device(a.device)
-    div = 16 if a.small else 1
-    shapes = [(n // div, k // div) for n, k in SHAPES] * a.layers + [(a.vocab // div, 4096 // div)]
+    def dim(x):  # --small: 1/16, rounded up to a multiple of 256 (the int4 groups divide it)
+        return -(-x // 16 // 256) * 256 if a.small else x
+    shapes = [(dim(n), dim(k)) for n, k in SHAPES] * a.layers + [(dim(a.vocab), dim(4096))]
     bw = copy_bandwidth(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}; copy bandwidth {bw:.0f} GB/s; {a.layers} layers + head, "
@@ -188,7 +189,7 @@ def main():
                 except ImportError:
                     print(f"{row:<24} skipped: torchao is not installed here")
                     continue
-                if device.type != "cuda":
+                if device.type != "cuda" and "int4" in row:
                     print(f"{row:<24} skipped: torchao's int4 tile packing needs CUDA")
                     continue
                 made = TorchaoLayers(row, shapes, device, gen)
