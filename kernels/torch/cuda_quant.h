@@ -25,9 +25,11 @@ struct CudaQuant {
 std::string UploadQuantOnCuda(const Linear& w, int index, CudaQuant* out);
 // The weight expanded to a bf16 (rows, cols) tensor on its device.
 at::Tensor QuantToBf16OnCuda(const CudaQuant& q, int index);
-// x (m, cols) on the weight's device -> (m, rows) bf16: the fused GEMV for m <= 16,
-// a bf16 tile + at::linear above.
-at::Tensor QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q);
+// out (m, rows) = x (m, cols) . W^T on the weight's device: the fused GEMV for m <= 16,
+// a bf16 tile + a GEMM above. out is written in place when it is a bf16 matrix with
+// unit column stride (the step's buffers: no copy kernel after each linear layer), else
+// through a temporary.
+void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor& out);
 
 // ingot's paged KV kernels (kernels/cuda/paged_attention.cu).
 // Rows rows[i] (int64, device) of one layer's store (rows, row bytes) = Q8_0 of src row i.

@@ -491,15 +491,24 @@ absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_j
       if (t == nullptr) throw std::runtime_error("weight was not uploaded to this backend");
       at::Tensor x = w.B(job.in, rows);
       if (t->order.defined()) x = x.index_select(1, t->order);
+      // The dense and ingot-kernel paths write the step's buffer in place (one kernel
+      // per layer, not a GEMM and a copy); libtorch's int8/int4 ops have no out= form.
+      at::Tensor out = w.B(job.out, rows);
       at::Tensor y;
       switch (t->kind) {
-        case TorchLinear::Kind::kDense: y = at::linear(x, t->w); break;
+        case TorchLinear::Kind::kDense:
+          if (x.scalar_type() == t->w.scalar_type() && out.scalar_type() == t->w.scalar_type()) {
+            at::mm_out(out, x, t->w.t());
+          } else {
+            y = at::linear(x, t->w);
+          }
+          break;
         case TorchLinear::Kind::kInt8:
           y = at::_weight_int8pack_mm(x.to(at::kBFloat16).contiguous(), t->w, t->scale);
           break;
         case TorchLinear::Kind::kQuant:
 #ifdef INGOT_WITH_CUDA
-          y = QuantLinearOnCuda(x, *t->quant);
+          QuantLinearOnCuda(x, *t->quant, out);
           break;
 #else
           throw std::runtime_error("a CUDA-kept weight in a build without CUDA");
@@ -511,8 +520,12 @@ absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_j
           break;
         }
       }
-      if (job.bias_placed != nullptr) y.add_(static_cast<const TorchVector*>(job.bias_placed)->v);
-      w.B(job.out, rows).copy_(y);
+      if (y.defined()) {
+        if (job.bias_placed != nullptr) y.add_(static_cast<const TorchVector*>(job.bias_placed)->v);
+        out.copy_(y);
+      } else if (job.bias_placed != nullptr) {
+        out.add_(static_cast<const TorchVector*>(job.bias_placed)->v);
+      }
     }
     return absl::OkStatus();
   })

@@ -134,19 +134,22 @@ at::Tensor QuantToBf16OnCuda(const CudaQuant& q, int index) {
   return out;
 }
 
-at::Tensor QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q) {
+void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor& out) {
   c10::cuda::CUDAGuard guard(x.device().index());
   const at::Tensor xb = x.to(at::kBFloat16).contiguous();
   const int64_t m = xb.size(0);
+  const bool direct = out.scalar_type() == at::kBFloat16 && out.dim() == 2 && out.size(0) == m &&
+                      out.size(1) == q.view.rows && out.stride(1) == 1;
+  at::Tensor y = direct ? out : at::empty({m, q.view.rows}, xb.options());
   if (m > cuda::kMaxGemvTokens) {
     // Prefill: the weight expanded to a bf16 tile for cuBLAS, then dropped.
-    return at::linear(xb, QuantToBf16OnCuda(q, x.device().index()));
+    at::mm_out(y, xb, QuantToBf16OnCuda(q, x.device().index()).t());
+  } else {
+    Check(cuda::QuantGemv(q.format, q.view, xb.data_ptr(), q.view.cols, static_cast<int>(m), y.data_ptr(), y.stride(0),
+                          c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
+          "quantized GEMV kernel");
   }
-  at::Tensor y = at::empty({m, q.view.rows}, xb.options());
-  Check(cuda::QuantGemv(q.format, q.view, xb.data_ptr(), q.view.cols, static_cast<int>(m), y.data_ptr(), q.view.rows,
-                        c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
-        "quantized GEMV kernel");
-  return y;
+  if (!direct) out.copy_(y);
 }
 
 void StoreQ8_0RowsOnCuda(const at::Tensor& src, const at::Tensor& rows, const at::Tensor& layer_store) {
