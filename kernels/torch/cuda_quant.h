@@ -31,6 +31,16 @@ at::Tensor QuantToBf16OnCuda(const CudaQuant& q, int index);
 // through a temporary.
 void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor& out);
 
+// The step's small ops as one kernel each (kernels/cuda/step_ops.cu), on bf16 matrices
+// with unit column stride; false (nothing done) for anything else, which the caller then
+// runs through libtorch. $INGOT_CUDA_STEP_OPS=torch turns them off (the A/B of
+// tests/gpu/run.sh).
+bool CudaStepOpsEnabled();
+bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out, float eps);
+bool RopeOnCuda(const at::Tensor& q, int32_t n_head, const at::Tensor& k, int32_t n_head_kv, int32_t head_dim,
+                int32_t rope_dim, bool neox, const at::Tensor& cos, const at::Tensor& sin);
+bool SwiGluOnCuda(const at::Tensor& gate, const at::Tensor& up);
+
 // ingot's paged KV kernels (kernels/cuda/paged_attention.cu).
 // Rows rows[i] (int64, device) of one layer's store (rows, row bytes) = Q8_0 of src row i.
 void StoreQ8_0RowsOnCuda(const at::Tensor& src, const at::Tensor& rows, const at::Tensor& layer_store);

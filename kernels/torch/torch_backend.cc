@@ -475,6 +475,9 @@ absl::Status RmsNorm(void* ws, Buf in, Buf out, int64_t rows, const float*, cons
   TorchWorkspace& w = W(ws);
   INGOT_TORCH_STEP(w, "rms_norm", {
     const at::Tensor& weight = static_cast<const TorchVector*>(w_placed)->v;
+#ifdef INGOT_WITH_CUDA
+    if (RmsNormOnCuda(w.B(in, rows), weight, w.B(out, rows), eps)) return absl::OkStatus();
+#endif
     w.B(out, rows).copy_(at::rms_norm(w.B(in, rows), {w.shape.n_embd}, weight, static_cast<double>(eps)));
     return absl::OkStatus();
   })
@@ -553,6 +556,13 @@ void RotateHeads(TorchWorkspace& w, Buf b, int32_t heads) {
 absl::Status RopeOp(void* ws) {
   TorchWorkspace& w = W(ws);
   INGOT_TORCH_STEP(w, "rope", {
+#ifdef INGOT_WITH_CUDA
+    const StepShape& s = w.shape;
+    if (RopeOnCuda(w.B(Buf::kQ, w.n), s.n_head, w.B(Buf::kK, w.n), s.n_head_kv, s.head_dim, s.rope_dim, s.rope_neox,
+                   w.cos, w.sin)) {
+      return absl::OkStatus();
+    }
+#endif
     RotateHeads(w, Buf::kQ, w.shape.n_head);
     RotateHeads(w, Buf::kK, w.shape.n_head_kv);
     return absl::OkStatus();
@@ -637,6 +647,9 @@ absl::Status SwiGluOp(void* ws) {
   TorchWorkspace& w = W(ws);
   INGOT_TORCH_STEP(w, "swiglu", {
     at::Tensor g = w.B(Buf::kGate, w.n);
+#ifdef INGOT_WITH_CUDA
+    if (SwiGluOnCuda(g, w.B(Buf::kUp, w.n))) return absl::OkStatus();
+#endif
     at::silu_(g);
     g.mul_(w.B(Buf::kUp, w.n));
     return absl::OkStatus();

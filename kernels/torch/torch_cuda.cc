@@ -30,6 +30,7 @@
 #include "kernels/cpu/qmatrix.h"
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/quant_gemv.h"
+#include "kernels/cuda/step_ops.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/torch/cuda_quant.h"
 #include "kernels/torch/torch_row.h"
@@ -150,6 +151,68 @@ void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor
           "quantized GEMV kernel");
   }
   if (!direct) out.copy_(y);
+}
+
+namespace {
+
+bool Bf16Rows(const at::Tensor& t) {
+  return t.is_cuda() && t.scalar_type() == at::kBFloat16 && t.dim() == 2 && t.stride(1) == 1;
+}
+
+}  // namespace
+
+bool CudaStepOpsEnabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("INGOT_CUDA_STEP_OPS");
+    return env == nullptr || std::string(env) != "torch";
+  }();
+  return on;
+}
+
+bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out, float eps) {
+  if (!CudaStepOpsEnabled() || !Bf16Rows(x) || !Bf16Rows(out) || x.sizes() != out.sizes() ||
+      weight.scalar_type() != at::kBFloat16 || !weight.is_contiguous() || weight.numel() != x.size(1)) {
+    return false;
+  }
+  c10::cuda::CUDAGuard guard(x.device().index());
+  Check(cuda::RmsNormBf16(x.data_ptr(), x.stride(0), weight.data_ptr(), out.data_ptr(), out.stride(0), x.size(0),
+                          x.size(1), eps, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
+        "rms_norm kernel");
+  return true;
+}
+
+bool RopeOnCuda(const at::Tensor& q, int32_t n_head, const at::Tensor& k, int32_t n_head_kv, int32_t head_dim,
+                int32_t rope_dim, bool neox, const at::Tensor& cos, const at::Tensor& sin) {
+  // cos/sin: (n, 1, rope_dim / 2), rows contiguous
+  const int64_t half = rope_dim / 2;
+  auto table_ok = [&](const at::Tensor& t) {
+    return t.is_cuda() && t.scalar_type() == at::kBFloat16 && t.dim() == 3 && t.size(0) == q.size(0) &&
+           t.size(2) == half && t.stride(2) == 1 && t.stride(0) == cos.stride(0);
+  };
+  if (!CudaStepOpsEnabled() || !Bf16Rows(q) || !Bf16Rows(k) || q.size(0) != k.size(0) ||
+      q.size(1) < static_cast<int64_t>(n_head) * head_dim || k.size(1) < static_cast<int64_t>(n_head_kv) * head_dim ||
+      rope_dim > head_dim || !table_ok(cos) || !table_ok(sin)) {
+    return false;
+  }
+  c10::cuda::CUDAGuard guard(q.device().index());
+  Check(cuda::RopeBf16(q.data_ptr(), q.stride(0), n_head, k.data_ptr(), k.stride(0), n_head_kv, q.size(0), head_dim,
+                       rope_dim, neox, cos.data_ptr(), sin.data_ptr(), cos.stride(0),
+                       c10::cuda::getCurrentCUDAStream(q.device().index()).stream()),
+        "rope kernel");
+  return true;
+}
+
+bool SwiGluOnCuda(const at::Tensor& gate, const at::Tensor& up) {
+  if (!CudaStepOpsEnabled() || !gate.is_cuda() || gate.scalar_type() != at::kBFloat16 ||
+      up.scalar_type() != at::kBFloat16 || !gate.is_contiguous() || !up.is_contiguous() ||
+      gate.sizes() != up.sizes()) {
+    return false;
+  }
+  c10::cuda::CUDAGuard guard(gate.device().index());
+  Check(cuda::SwiGluBf16(gate.data_ptr(), up.data_ptr(), gate.numel(),
+                         c10::cuda::getCurrentCUDAStream(gate.device().index()).stream()),
+        "swiglu kernel");
+  return true;
 }
 
 void StoreQ8_0RowsOnCuda(const at::Tensor& src, const at::Tensor& rows, const at::Tensor& layer_store) {

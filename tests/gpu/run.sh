@@ -4,8 +4,8 @@
 #   run(command="tests/gpu/run.sh $OUT", carry=["build-gpu-bundle.tar.xz"], timeout_s=600)
 # then, in a second call, tests/gpu/bench_7b.sh $OUT (the 7B-shaped kernel benchmark).
 #   1. the torch version (2.11.x, the libtorch the bundle was built against)
-#   2. backend_test on cuda:0: every representation x shape, and the step ops, against
-#      the native CPU references (tolerances in tests/kernels/backend_test.cc)
+#   2. backend_test on cuda:0: every representation x shape, and the step ops (libtorch's
+#      here), against the native CPU references (tolerances in tests/kernels/backend_test.cc)
 #   3. placement_test on cuda:0's model: a random-weight model of the default model's
 #      shapes, greedy on cuda:0 vs native cpu, teacher-forced
 #   4. ingotd serving that model on cuda:0 over gRPC: load, generate, info, the memory
@@ -13,7 +13,8 @@
 #   5. forward_bench: prefill/decode on cuda:0 (torch) beside native cpu; 5b. decode with
 #      and without CUDA graphs ($INGOT_CUDA_GRAPHS), batch 1 and 16
 #   2b. backend_test again with INGOT_CUDA_QUANT_KERNELS=all and INGOT_CUDA_ATTENTION=ingot
-#      (ingot's fused kernels for every quantized representation, its paged attention)
+#      (ingot's fused kernels for every quantized representation, its paged attention,
+#      its fused rms_norm/rope/swiglu)
 # Prints one summary table; finishes well under 8 minutes on an H100. The 7B-shaped
 # benchmark of the kernels is tests/gpu/bench_7b.sh (a second call: ~8 minutes).
 #   tests/gpu/run.sh [OUT_DIR]      (OUT_DIR: logs; default $OUT or /tmp/ingot-gpu)
@@ -32,12 +33,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > 
 row "gpu" ok "$(head -1 "$LOGS/gpu.txt")"
 
 # 2. backend table on cuda:0
-INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" > "$LOGS/backend_test.log" 2>&1
-rc=$?; row "backend_test cuda:0" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
+# (with libtorch's own step ops: $INGOT_CUDA_STEP_OPS=torch; 2b runs ingot's fused ones)
+INGOT_CUDA_STEP_OPS=torch INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" \
+  > "$LOGS/backend_test.log" 2>&1
+rc=$?; row "backend_test cuda:0 torch ops" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -E '^\[ backend \]' "$LOGS/backend_test.log" | head -1) $(grep -c '^\[ upload \]' "$LOGS/backend_test.log") uploads"
 # 2b. the same with every quantized weight on ingot's CUDA kernels (kernels/cuda), the
-# ones libtorch has int4/int8 kernels for included, and ingot's paged attention kernel
-# for f32/f16 stores too (q8_0 stores always use it)
+# ones libtorch has int4/int8 kernels for included, ingot's paged attention kernel for
+# f32/f16 stores too (q8_0 stores always use it), and its fused step ops (the default:
+# kernels/cuda/step_ops.cu)
 INGOT_CUDA_QUANT_KERNELS=all INGOT_CUDA_ATTENTION=ingot INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" \
   > "$LOGS/backend_test_kernels.log" 2>&1
 rc=$?; row "backend_test cuda:0 ingot kernels" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \

@@ -16,11 +16,13 @@
 
 #include "engine/quant/quantizers.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/qmatrix.h"
 #include "kernels/cpu/quantize_ref.h"
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/quant_decode.h"
 #include "kernels/cuda/quant_view.h"
+#include "kernels/cuda/step_ops.h"
 #include "kernels/ggml_types.h"
 
 namespace ingot::kernels::cuda {
@@ -348,6 +350,64 @@ TEST(CudaAttentionTest, Q8_0StoreIsTheNativeStoresBytes) {
     QuantizeRowQ8_0Ref(x, want, 32);
     QuantizeQ8_0Block(x, got, [](float d) { return Fp32ToFp16(d); });
     ASSERT_EQ(std::memcmp(got, want, 34), 0) << "trial " << trial;
+  }
+}
+
+// The step ops' kernels (step_ops.cu) as their threads compute, over whole buffers,
+// against the CPU references: rope's pair index math in both layouts with a partial
+// rope (q and k head counts differ as with GQA), SwiGLU's value and RMSNorm's scale.
+TEST(CudaStepOpsTest, ThreadMathMatchesCpuReferences) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t n = 5;
+  const int32_t heads = 3, head_dim = 16, rope_dim = 12, half = rope_dim / 2;
+  std::vector<float> cos(n * half), sin(n * half);
+  for (int64_t i = 0; i < n * half; ++i) {
+    const float angle = 0.37f * static_cast<float>(i);
+    cos[i] = std::cos(angle);
+    sin[i] = std::sin(angle);
+  }
+  for (bool neox : {false, true}) {
+    std::vector<float> x(n * heads * head_dim);
+    for (float& v : x) v = nd(rng);
+    std::vector<float> want = x, got = x;
+    RopeRef(want.data(), cos.data(), sin.data(), n, heads, head_dim, rope_dim, neox);
+    // RopeKernel: one thread per (token, head, pair)
+    for (int64_t t = 0; t < n; ++t) {
+      for (int32_t h = 0; h < heads; ++h) {
+        for (int32_t pair = 0; pair < half; ++pair) {
+          float* v = got.data() + (t * heads + h) * head_dim;
+          int32_t a, c;
+          RopePairDims(pair, half, neox, &a, &c);
+          float na, nc;
+          RopeRotate(v[a], v[c], cos[t * half + pair], sin[t * half + pair], &na, &nc);
+          v[a] = na;
+          v[c] = nc;
+        }
+      }
+    }
+    for (size_t i = 0; i < x.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i], 1e-5f * (1.0f + std::fabs(want[i]))) << (neox ? "neox " : "gguf ") << i;
+    }
+  }
+  std::vector<float> gate(300), up(300);
+  for (float& v : gate) v = 4.0f * nd(rng);
+  for (float& v : up) v = nd(rng);
+  std::vector<float> want = gate;
+  SwiGluRef(want.data(), up.data(), static_cast<int64_t>(gate.size()));
+  for (size_t i = 0; i < gate.size(); ++i) EXPECT_EQ(SwiGluValue(gate[i], up[i]), want[i]) << i;
+  const int64_t rows = 3, cols = 576;
+  std::vector<float> xs(rows * cols), w(cols), ref(rows * cols);
+  for (float& v : xs) v = nd(rng);
+  for (float& v : w) v = 1.0f + 0.1f * nd(rng);
+  RmsNormRef(xs.data(), w.data(), ref.data(), rows, cols, 1e-5f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float ss = 0.0f;  // the block's f32 sum of squares
+    for (int64_t c = 0; c < cols; ++c) ss = std::fma(xs[r * cols + c], xs[r * cols + c], ss);
+    const float k = RmsNormScale(ss, cols, 1e-5f);
+    for (int64_t c = 0; c < cols; ++c) {
+      EXPECT_NEAR(xs[r * cols + c] * k * w[c], ref[r * cols + c], 1e-5f * (1.0f + std::fabs(ref[r * cols + c])));
+    }
   }
 }
 
