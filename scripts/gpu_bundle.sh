@@ -31,6 +31,10 @@ for b in "${BINS[@]}"; do ldd "build-cuda/bin/$b"; done | awk '$3 ~ /^\// {print
 strip --strip-unneeded "$OUT"/lib/* 2>/dev/null || true
 build/bin/random_gguf --strip models/SmolLM2-135M-Instruct.Q4_1.gguf "$OUT/smol-meta.gguf" 2>/dev/null ||
   build-cuda/bin/random_gguf --strip models/SmolLM2-135M-Instruct.Q4_1.gguf "$OUT/smol-meta.gguf"
+# The tree the binaries were built from: a bundle older than the code is the first thing
+# tests/gpu/session.sh reports.
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!build-gpu-bundle*' || echo '+uncommitted')" \
+  > "$OUT/REVISION"
 # What travels is the archive (the binaries compress ~4x): carry build-gpu-bundle.tar.xz;
 # run.sh and bench_7b.sh unpack it on the host when the folder is not there.
 rm -f "$OUT.tar.xz"

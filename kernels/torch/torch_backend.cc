@@ -154,14 +154,22 @@ int InnerKTiles(int64_t cols) {
 
 // Which quantized weights on CUDA stay in their representation for ingot's fused
 // kernels (kernels/cuda/quant_gemv.cu), from $INGOT_CUDA_QUANT_KERNELS:
-//   auto (default)  those libtorch has no kernel for (instead of a bf16 copy)
+//   auto (default)  those libtorch has no good kernel for: everything but tinygemm's
+//                   int4 forms. Int8 rows too: libtorch 2.11's CUDA _weight_int8pack_mm
+//                   is a one-thread-per-output loop over K (aten/src/ATen/native/cuda/
+//                   int8mm.cu), far from the bandwidth a decode step needs
+//   torch           libtorch's int4 (tinygemm) and int8 (int8pack) kernels where they
+//                   take the weight, ingot's for the rest (the benchmark's baseline)
 //   all             every one the kernels serve, ahead of tinygemm int4 / int8pack
 //   off             none: expanded to bf16 on the GPU at upload
-enum class QuantKernels { kAuto, kAll, kOff };
+enum class QuantKernels { kAuto, kTorch, kAll, kOff };
 QuantKernels QuantKernelsMode() {
   const char* env = std::getenv("INGOT_CUDA_QUANT_KERNELS");
   const std::string v = env != nullptr ? env : "";
-  return v == "all" ? QuantKernels::kAll : v == "off" ? QuantKernels::kOff : QuantKernels::kAuto;
+  return v == "all"     ? QuantKernels::kAll
+         : v == "off"   ? QuantKernels::kOff
+         : v == "torch" ? QuantKernels::kTorch
+                        : QuantKernels::kAuto;
 }
 
 absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
@@ -204,7 +212,9 @@ absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
     Int8Layout i8;
     Int4Layout i4;
     std::string int8_reason;
-    if (mode == QuantKernels::kAll && keep_quantized()) {
+    // 8-bit affine rows (torchao int8 weight-only, LLM.int8): ingot's kernel in auto.
+    const bool int8_rows = w.kind == LinearKind::kAffine && w.affine.bits == 8;
+    if ((mode == QuantKernels::kAll || (mode == QuantKernels::kAuto && int8_rows)) && keep_quantized()) {
       // served by the fused kernels
     } else if (int8_reason = ToInt8Layout(w, &i8); int8_reason.empty()) {
       t->kind = TorchLinear::Kind::kInt8;
@@ -251,7 +261,7 @@ absl::StatusOr<Placed> UploadLinear(const Device& device, const Linear& w) {
         if (t->w.data_ptr() == host.data_ptr()) t->w = t->w.clone();  // never alias the mapping
         if (src != dtype) p.note = absl::StrCat("converted from ", DtypeName(src), " for backend torch");
         p.representation = DtypeName(dtype);
-      } else if (mode == QuantKernels::kAuto && keep_quantized()) {
+      } else if ((mode == QuantKernels::kAuto || mode == QuantKernels::kTorch) && keep_quantized()) {
         // no libtorch kernel for it: ingot's
       } else {
         bool stored_order = false;

@@ -12,18 +12,20 @@
 # is rewritten after each row). ingot's rows come from one Q8_0 file (7 GB to write,
 # against 13.5 for f16) quantized on the host by forward_bench --quantize PRESET (NONE:
 # f16), or from a GGML file of the row's type, each placed once per
-# $INGOT_CUDA_QUANT_KERNELS policy it names (auto: libtorch's int4/int8 kernel where it
-# has one; all: ingot's kernels/cuda):
-#   NONE          bf16 dense (cuBLAS)
-#   TORCHAO_INT4  affine 4-bit g128: tinygemm int4 (auto) vs ingot's kernel (all)
-#   TORCHAO_INT8  int8 rows: torch int8pack (auto) vs ingot's kernel (all)
-#   BNB_NF4       NF4, double-quantized absmax (ingot's kernel)
-#   MLX_INT4      affine 4-bit g64 with bias: tinygemm (auto) vs ingot's kernel (all)
+# $INGOT_CUDA_QUANT_KERNELS policy it names (auto: tinygemm for int4 forms, ingot's
+# kernels for the rest; all: ingot's kernels for everything), decode steps CUDA-graphed:
+#   TORCHAO_INT4  affine 4-bit g128 with zero: tinygemm (auto) vs ingot's kernel (all)
 #   torch         tests/gpu/torch_7b.py: PyTorch's own kernels on the same shapes (bf16
 #                 cuBLAS, _weight_int8pack_mm, tinygemm int4 g128/g32; torchao's
 #                 quantize_ when it is importable), linear layers only, CUDA-graphed:
-#                 those kernels' ceiling, beside ingot's whole forward
+#                 those kernels' ceiling, beside ingot's whole forward. (Through ingot,
+#                 libtorch 2.11's int8pack is not measured: its CUDA kernel is one
+#                 thread per output looping over K, minutes for this table's runs.)
+#   NONE          bf16 dense (cuBLAS)
+#   BNB_NF4       NF4, double-quantized absmax (ingot's kernel)
+#   TORCHAO_INT8  int8 rows (ingot's kernel)
 #   q4_0          tinygemm (auto) vs ingot's kernel (all)
+#   MLX_INT4      affine 4-bit g64 with bias: tinygemm (auto) vs ingot's kernel (all)
 #   BNB_INT8      LLM.int8 rows (ingot's kernel)
 #   q8_0 q4_K q6_K   ingot's kernels
 #   llama.cpp     q4_0 and q8_0 through llama.cpp's own CUDA llama-bench, when
@@ -44,6 +46,8 @@ if [ "${BENCH_DRY_RUN:-0}" = 1 ]; then
   ln -sfn "$ROOT/${INGOT_BUILD_DIR:-build}/bin" "$B/bin"
   [ -f "$B/smol-meta.gguf" ] || "$B/bin/random_gguf" --strip models/SmolLM2-135M-Instruct.Q4_1.gguf "$B/smol-meta.gguf"
   SHAPE=mini DEVICE=cpu THREADS=2
+  py() { python3 "$@"; }  # env.sh's helpers, without the bundle's libraries
+  publish() { [ -n "${INGOT_GPU_OUT:-}" ] && cp "$1" "$INGOT_GPU_OUT/" 2>/dev/null; return 0; }
 else
   source tests/gpu/env.sh
   SHAPE=llama2-7b DEVICE=cuda:0 THREADS=16
@@ -53,8 +57,11 @@ mkdir -p "$LOGS"
 WORK=${INGOT_BENCH_DIR:-/tmp/ingot-7b}
 mkdir -p "$WORK"
 DEADLINE=$(( SECONDS + ${BENCH_DEADLINE_S:-420} ))
-ROWS_WANTED=${BENCH_ROWS:-"NONE TORCHAO_INT4 TORCHAO_INT8 BNB_NF4 MLX_INT4 torch q4_0 BNB_INT8 q8_0 q4_K q6_K"}
+ROWS_WANTED=${BENCH_ROWS:-"TORCHAO_INT4 torch NONE BNB_NF4 TORCHAO_INT8 q4_0 MLX_INT4 BNB_INT8 q8_0 q4_K q6_K"}
 RUNS=${BENCH_RUNS:-2}  # after a warm-up run; a GPU's runs agree to a few %
+# Decode steps of 1-16 tokens as CUDA graphs (as torch_7b.py's rows) over ingot's paged
+# attention; BENCH_GRAPHS=0 for eager steps.
+GRAPHS=${BENCH_GRAPHS:-1}
 PLAN="128:128:1,128:64:16,512:1:1"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 GPU=${GPU:-"no GPU (dry run)"}
@@ -63,7 +70,7 @@ TABLE=$LOGS/bench7b_summary.txt
 
 # Device copy bandwidth (read + write bytes / time), median of 10 copies of 1 GiB.
 BW=1
-[ "$DEVICE" = cpu ] || BW=$(python3 - <<'PY'
+[ "$DEVICE" = cpu ] || BW=$(py - <<'PY'
 import torch, statistics
 x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
 for _ in range(3): y.copy_(x)
@@ -74,6 +81,7 @@ for _ in range(10):
 print(f"{2 * x.numel() / statistics.median(t) / 1e9:.0f}")
 PY
 )
+[[ $BW =~ ^[0-9]+$ ]] || BW=1  # a failed probe: the table without its % column
 
 # A row's own limit: 300 s, or what is left before the deadline plus 60 s.
 row_timeout() { local t=$(( DEADLINE + 60 - SECONDS )); [ $t -gt 300 ] && t=300; [ $t -lt 30 ] && t=30; echo $t; }
@@ -89,10 +97,10 @@ model_for() {  # type -> the file, made once
 ingot_rows() {
   local label=$1 model=$2 modes=$3
   shift 3
-  timeout "$(row_timeout)" "$B/bin/forward_bench" "$model" --backend torch --device "$DEVICE" --threads "$THREADS" --kv f16 \
+  INGOT_CUDA_GRAPHS=$GRAPHS INGOT_CUDA_ATTENTION=ingot timeout "$(row_timeout)" "$B/bin/forward_bench" "$model" --backend torch --device "$DEVICE" --threads "$THREADS" --kv f16 \
     --runs "$RUNS" --plan "$PLAN" --modes "$modes" "$@" > "$LOGS/bench7b_$label.txt" 2>&1
   local rc=$?
-  python3 - "$label" "$LOGS/bench7b_$label.txt" "$rc" >> "$LOGS/bench7b_rows.txt" <<'PY'
+  py - "$label" "$LOGS/bench7b_$label.txt" "$rc" >> "$LOGS/bench7b_rows.txt" <<'PY'
 import re, sys
 label, path, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
 text = open(path).read()
@@ -132,7 +140,7 @@ llama_row() {
     > "$LOGS/bench7b_llama_$t.txt" 2>&1
   timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" -ngl 99 -fa 0 -p 0 -n 128 -d 128 -r 3 -o jsonl \
     >> "$LOGS/bench7b_llama_$t.txt" 2>&1
-  python3 - "$t" "$LOGS/bench7b_llama_$t.txt" "$model" >> "$LOGS/bench7b_rows.txt" <<'PY'
+  py - "$t" "$LOGS/bench7b_llama_$t.txt" "$model" >> "$LOGS/bench7b_rows.txt" <<'PY'
 import json, os, sys
 t, path, model = sys.argv[1:4]
 pre = dec = ""
@@ -148,7 +156,7 @@ PY
 }
 
 table() {
-python3 - "$LOGS/bench7b_rows.txt" "$BW" "$GPU" "$LOGS/bench7b_torch.txt" > "$TABLE" <<'PY'
+py - "$LOGS/bench7b_rows.txt" "$BW" "$GPU" "$LOGS/bench7b_torch.txt" > "$TABLE" <<'PY'
 import os, sys
 rows_path, bw, gpu, torch_path = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 print(f"=== Llama-2-7B shapes (vocab 49152) on {gpu}, copy bandwidth {bw:.0f} GB/s (tests/gpu/bench_7b.sh) ===")
@@ -167,6 +175,7 @@ for line in open(rows_path):
     pct = f"{100 * float(b1) * gb / bw:.0f}%" if b1 and gb and bw > 1 else "-"
     print(f"{label:<14} {mode:<7} {form:<22} {b1 or 'FAIL':>8} {b16 or 'FAIL':>8} {pre or 'FAIL':>8} {gb:6.2f} {pct:>5}  {qs} {err}")
 PY
+publish "$TABLE"
 }
 
 for row in $ROWS_WANTED; do
@@ -174,7 +183,7 @@ for row in $ROWS_WANTED; do
   case $row in
     torch)
       if [ "$DEVICE" = cpu ]; then
-        python3 -c 'import torch' 2> /dev/null && python3 tests/gpu/torch_7b.py --device cpu --small --layers 1 --reps 2 \
+        py -c 'import torch' 2> /dev/null && py tests/gpu/torch_7b.py --device cpu --small --layers 1 --reps 2 \
           > "$LOGS/bench7b_torch.txt" 2>&1
       else
         # torchao's own rows when its wheel travelled (.bench/wheels, unzipped: it needs
@@ -183,14 +192,14 @@ for row in $ROWS_WANTED; do
         WHEEL=$(ls "$ROOT"/.bench/wheels/torchao-*.whl 2>/dev/null | head -1)
         if [ -n "$WHEEL" ]; then
           TAO=$WORK/torchao-site
-          python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$WHEEL" "$TAO"
+          py -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$WHEEL" "$TAO"
         fi
-        PYTHONPATH="$TAO${PYTHONPATH:+:$PYTHONPATH}" timeout "$(row_timeout)" python3 tests/gpu/torch_7b.py --reps 20 \
+        PYTHONPATH="$TAO${PYTHONPATH:+:$PYTHONPATH}" timeout "$(row_timeout)" py tests/gpu/torch_7b.py --reps 20 \
           > "$LOGS/bench7b_torch.txt" 2>&1
       fi ;;
     NONE) ingot_rows "$row" "$(model_for q8_0)" auto --quantize NONE ;;
-    TORCHAO_INT4 | TORCHAO_INT8 | MLX_INT4) ingot_rows "$row" "$(model_for q8_0)" auto,all --quantize "$row" ;;
-    BNB_NF4 | BNB_INT8) ingot_rows "$row" "$(model_for q8_0)" all --quantize "$row" ;;
+    TORCHAO_INT4 | MLX_INT4) ingot_rows "$row" "$(model_for q8_0)" auto,all --quantize "$row" ;;
+    BNB_NF4 | BNB_INT8 | TORCHAO_INT8) ingot_rows "$row" "$(model_for q8_0)" auto --quantize "$row" ;;
     q4_0) ingot_rows "$row" "$(model_for "$row")" auto,all; llama_row "$row" ;;
     q8_0) ingot_rows "$row" "$(model_for "$row")" auto; llama_row "$row" ;;
     *) ingot_rows "$row" "$(model_for "$row")" auto ;;

@@ -25,7 +25,7 @@ LOGS=${1:-${OUT:-/tmp/ingot-gpu}}
 mkdir -p "$LOGS"
 # Each row lands in summary.txt as it is made (a caller's timeout keeps what ran).
 : > "$LOGS/summary.txt"
-row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3" >> "$LOGS/summary.txt"; }
+row() { printf '%-34s %-6s %s\n' "$1" "$2" "$3" >> "$LOGS/summary.txt"; publish "$LOGS/summary.txt"; }
 
 export INGOT_TEST_SOURCE_DIR=$ROOT
 row "torch" ok "$TORCH_VER at $TORCH_DIR"
@@ -34,7 +34,7 @@ row "gpu" ok "$(head -1 "$LOGS/gpu.txt")"
 
 # 2. backend table on cuda:0
 # (with libtorch's own step ops: $INGOT_CUDA_STEP_OPS=torch; 2b runs ingot's fused ones)
-INGOT_CUDA_STEP_OPS=torch INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" \
+INGOT_CUDA_STEP_OPS=torch INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 90 "$B/bin/backend_test" \
   > "$LOGS/backend_test.log" 2>&1
 rc=$?; row "backend_test cuda:0 torch ops" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -E '^\[ backend \]' "$LOGS/backend_test.log" | head -1) $(grep -c '^\[ upload \]' "$LOGS/backend_test.log") uploads"
@@ -42,15 +42,18 @@ rc=$?; row "backend_test cuda:0 torch ops" "$([ $rc = 0 ] && echo PASS || echo F
 # ones libtorch has int4/int8 kernels for included, ingot's paged attention kernel for
 # f32/f16 stores too (q8_0 stores always use it), and its fused step ops (the default:
 # kernels/cuda/step_ops.cu)
-INGOT_CUDA_QUANT_KERNELS=all INGOT_CUDA_ATTENTION=ingot INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 300 "$B/bin/backend_test" \
+INGOT_CUDA_QUANT_KERNELS=all INGOT_CUDA_ATTENTION=ingot INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 90 "$B/bin/backend_test" \
   > "$LOGS/backend_test_kernels.log" 2>&1
 rc=$?; row "backend_test cuda:0 ingot kernels" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -c 'ingot CUDA kernels' "$LOGS/backend_test_kernels.log") uploads kept quantized"
 
 # 3. a random-weight default-shaped model; greedy cuda:0 vs native cpu
-MODEL=$LOGS/smol-random.gguf
+# The model stays out of the log folder (random weights do not compress; the logs
+# travel back as one archive of at most 16 MiB).
+MODEL_DIR=$(mktemp -d /tmp/ingot-gpu-model.XXXXXX)
+MODEL=$MODEL_DIR/smol-random.gguf
 "$B/bin/random_gguf" --fill "$B/smol-meta.gguf" "$MODEL" --type q4_1 --seed 7 > "$LOGS/random_gguf.log" 2>&1
-INGOT_TEST_MODEL=$MODEL INGOT_PLACEMENT_DEVICE=cuda:0 timeout 300 "$B/bin/placement_test" > "$LOGS/placement_test.log" 2>&1
+INGOT_TEST_MODEL=$MODEL INGOT_PLACEMENT_DEVICE=cuda:0 timeout 90 "$B/bin/placement_test" > "$LOGS/placement_test.log" 2>&1
 rc=$?; row "placement_test cuda:0" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -E '^\[ placement \] (default|random)' "$LOGS/placement_test.log" | head -1 | cut -c15-150)"
 
@@ -65,7 +68,7 @@ $C load gpu "$MODEL" --device cuda:0 > "$LOGS/load.txt" 2>&1 || ok=FAIL
 $C info gpu > "$LOGS/info.txt" 2>&1 || ok=FAIL
 $C generate gpu "Hello" -n 16 --greedy --json > "$LOGS/gen_gpu.txt" 2>&1 || ok=FAIL
 $C generate smol "Hello" -n 16 --greedy --json > "$LOGS/gen_cpu.txt" 2>&1 || ok=FAIL
-curl -s http://127.0.0.1:9171/metrics > "$LOGS/metrics.txt" 2>&1 || python3 -c \
+curl -s http://127.0.0.1:9171/metrics > "$LOGS/metrics.txt" 2>&1 || py -c \
   "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9171/metrics').read().decode())" > "$LOGS/metrics.txt"
 grep -q 'ingot_model_memory_bytes{device="cuda:0",kind="device_weights",model="gpu"}' "$LOGS/metrics.txt" || ok=FAIL
 grep -q 'ingot_device_memory_allocator_bytes{device="cuda:0"' "$LOGS/metrics.txt" || ok=FAIL
@@ -79,7 +82,7 @@ row "ingotd cuda:0 over gRPC" "$ok" "$detail"
 # 5. speed: torch on cuda:0 and native on cpu, same model, same call
 for cfg in "torch cuda:0" "native cpu"; do
   set -- $cfg
-  timeout 120 "$B/bin/forward_bench" "$MODEL" --backend "$1" --device "$2" --threads 8 --prompt 128 --gen 64 --runs 5 \
+  timeout 45 "$B/bin/forward_bench" "$MODEL" --backend "$1" --device "$2" --threads 8 --prompt 128 --gen 64 --runs 5 \
     > "$LOGS/bench_$1.txt" 2>&1
   row "forward_bench $1:$2" "$([ $? = 0 ] && echo ok || echo FAIL)" "$(tail -1 "$LOGS/bench_$1.txt")"
 done
@@ -88,7 +91,7 @@ done
 # graphs use), batch 1 and 16, alternated
 for batch in 1 16; do
   for graphs in 0 1; do
-    INGOT_CUDA_ATTENTION=ingot INGOT_CUDA_GRAPHS=$graphs timeout 120 "$B/bin/forward_bench" "$MODEL" --backend torch \
+    INGOT_CUDA_ATTENTION=ingot INGOT_CUDA_GRAPHS=$graphs timeout 45 "$B/bin/forward_bench" "$MODEL" --backend torch \
       --device cuda:0 --threads 8 --prompt 128 --gen 64 --runs 5 --batch $batch > "$LOGS/bench_graphs${graphs}_b$batch.txt" 2>&1
     row "forward_bench cuda graphs=$graphs b$batch" "$([ $? = 0 ] && echo ok || echo FAIL)" \
       "$(tail -1 "$LOGS/bench_graphs${graphs}_b$batch.txt")"

@@ -33,11 +33,14 @@ left() { echo $(( BUDGET - (SECONDS - START) )); }
 note() { echo "$*" | tee -a "$OUT_DIR/session.txt"; }
 pack() {
   cp "$W/summary.txt" "$W/bench7b_summary.txt" "$OUT_DIR/" 2>/dev/null
-  tar czf "$OUT_DIR/logs.tgz" -C "$W" . 2>/dev/null
+  tar czf "$OUT_DIR/logs.tgz" --exclude='*.gguf' --exclude='*.whl' -C "$W" . 2>/dev/null
 }
+# run.sh and bench_7b.sh copy their summaries here as each row lands
+export INGOT_GPU_OUT=$OUT_DIR
 : > "$OUT_DIR/session.txt"
 note "session: $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)," \
-  "$(nproc) CPUs, budget ${BUDGET} s"
+  "$(nproc) CPUs, budget ${BUDGET} s; tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')," \
+  "bundle $(tar xJOf build-gpu-bundle.tar.xz build-gpu-bundle/REVISION 2>/dev/null || echo 'without a revision')"
 
 timeout "${RUN_SH_LIMIT_S:-240}" tests/gpu/run.sh "$W" > "$W/run_sh.txt" 2>&1
 note "run.sh: exit $? after $(( SECONDS - START )) s"
