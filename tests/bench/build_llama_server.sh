@@ -22,8 +22,10 @@ TARGETS=(llama-server llama-bench)
 # be fetched from Hugging Face), only the llama-server and llama-bench targets. No AMX: on the Xeons
 # with amx_int8 that we bench on, llama.cpp 0c1e57098's AMX matmul segfaults on the
 # first forward (ggml_backend_amx_mul_mat; llama.cpp issue 20824, fix pending in PR
-# 26954), and GGML_NATIVE's -march=native would turn it on. ingot has no AMX path either; both
-# run AVX-512 (VNNI) kernels.
+# 26954), and GGML_NATIVE's -march=native would turn it on. So llama.cpp runs its AVX-512
+# (VNNI) kernels there, while ingot uses its AMX-INT8 tile (kernels/cpu/tile_amx.h) for
+# 9-16-token batches where the CPU has AMX (INGOT_CPU_LEVEL=avx512vnni turns it off for a
+# like-for-like run).
 NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 CMAKE_ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF
   -DCMAKE_C_FLAGS="$NO_AMX" -DCMAKE_CXX_FLAGS="$NO_AMX"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the device seam, on a GPU host, over a copy of the tree with
-# build-gpu-bundle.tar.xz (scripts/gpu_bundle.sh) carried along; with the device tool:
-#   run(command="tests/gpu/run.sh $OUT", carry=["build-gpu-bundle.tar.xz"], timeout_s=600)
-# then, in a second call, tests/gpu/bench_7b.sh $OUT (the 7B-shaped kernel benchmark).
+# build-gpu-bundle.tar.xz (scripts/gpu_bundle.sh) carried along. A session runs it as the
+# first step of tests/gpu/session.sh (one device call for everything, its header says
+# how); alone: run(command="tests/gpu/run.sh $OUT", carry=["build-gpu-bundle.tar.xz"]).
 #   1. the torch version (2.11.x, the libtorch the bundle was built against)
 #   2. backend_test on cuda:0: every representation x shape, and the step ops (libtorch's
 #      here), against the native CPU references (tolerances in tests/kernels/backend_test.cc)
@@ -15,8 +15,9 @@
 #   2b. backend_test again with INGOT_CUDA_QUANT_KERNELS=all and INGOT_CUDA_ATTENTION=ingot
 #      (ingot's fused kernels for every quantized representation, its paged attention,
 #      its fused rms_norm/rope/swiglu)
-# Prints one summary table; finishes well under 8 minutes on an H100. The 7B-shaped
-# benchmark of the kernels is tests/gpu/bench_7b.sh (a second call: ~8 minutes).
+# Prints one summary table, written row by row; each step has its own timeout (90 s for
+# the tests, 45 s per forward_bench) and session.sh gives the whole 240 s. The 7B-shaped
+# benchmark of the kernels is tests/gpu/bench_7b.sh.
 #   tests/gpu/run.sh [OUT_DIR]      (OUT_DIR: logs; default $OUT or /tmp/ingot-gpu)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
