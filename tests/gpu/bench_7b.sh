@@ -6,7 +6,8 @@
 # ingot's torch row on cuda:0. Per row, over one load and placement (forward_bench
 # --plan): decode batch 1 (128 new tokens after a 128-token prompt), batch 16 aggregate
 # (64 new tokens each), prefill of 512 tokens; the bytes on the device; the % of the
-# measured copy bandwidth that batch-1 decode reaches (device bytes read per token).
+# measured copy bandwidth that batch-1 decode reaches (device bytes read per token); the
+# seconds the placement (upload, any repacking) and the host quantization took.
 #
 # Rows, in the order the goals need them (a deadline cuts the tail; the table
 # is rewritten after each row). ingot's rows come from one Q8_0 file (7 GB to write,
@@ -121,7 +122,8 @@ if not rows:
 for mode, r in rows.items():
     print("\t".join([label, mode, r.get("form", "?"), str(r.get("b1", "")), str(r.get("b16", "")),
                      str(r.get("pre", "")), str(r.get("bytes", "")),
-                     f"{quant.group(1)}" if quant else "", "" if rc == 0 else f"exit {rc}"]))
+                     f"{quant.group(1)}" if quant else "", "" if rc == 0 else f"exit {rc}",
+                     str(r.get("place_s", ""))]))
 PY
 }
 
@@ -151,7 +153,7 @@ for line in open(path):
         continue
     if r.get("n_prompt") == 512 and r.get("n_gen") == 0: pre = f"{r['avg_ts']:.1f}"
     if r.get("n_gen") == 128: dec = f"{r['avg_ts']:.1f}"
-print("\t".join([f"{t} llama.cpp", "cuda", "ggml blocks", dec, "", pre, str(os.path.getsize(model)), "", ""]))
+print("\t".join([f"{t} llama.cpp", "cuda", "ggml blocks", dec, "", pre, str(os.path.getsize(model)), "", "", ""]))
 PY
 }
 
@@ -164,16 +166,18 @@ if os.path.exists(torch_path):
     print("-- PyTorch's kernels alone (tests/gpu/torch_7b.py: linear layers only, CUDA-graphed) --")
     print(open(torch_path).read().rstrip())
 print("-- ingot (forward_bench: the whole forward, torch row on cuda:0, f16 KV) --")
-print(f"{'row':<14} {'kernels':<7} {'form':<22} {'dec b1':>8} {'dec b16':>8} {'pre 512':>8} {'GB':>6} {'% bw':>5}  quant s")
+print(f"{'row':<14} {'kernels':<7} {'form':<22} {'dec b1':>8} {'dec b16':>8} {'pre 512':>8} {'GB':>6} {'% bw':>5} "
+      f"{'load s':>6} {'quant s':>7}")
 for line in open(rows_path):
     f = line.rstrip("\n").split("\t")
-    if len(f) < 9:
+    if len(f) < 10:
         print(f"{f[0]:<14} {' '.join(f[1:])}")
         continue
-    label, mode, form, b1, b16, pre, nbytes, qs, err = f
+    label, mode, form, b1, b16, pre, nbytes, qs, err, place_s = f
     gb = int(nbytes) / 1e9 if nbytes else 0
     pct = f"{100 * float(b1) * gb / bw:.0f}%" if b1 and gb and bw > 1 else "-"
-    print(f"{label:<14} {mode:<7} {form:<22} {b1 or 'FAIL':>8} {b16 or 'FAIL':>8} {pre or 'FAIL':>8} {gb:6.2f} {pct:>5}  {qs} {err}")
+    print(f"{label:<14} {mode:<7} {form:<22} {b1 or 'FAIL':>8} {b16 or 'FAIL':>8} {pre or 'FAIL':>8} {gb:6.2f} {pct:>5} "
+          f"{place_s:>6} {qs:>7} {err}")
 PY
 publish "$TABLE"
 }
