@@ -29,6 +29,15 @@ constexpr int kWarpsPerBlock = 4;
 template <QuantFormat F, int M>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     GemvKernel(QuantView v, const __nv_bfloat16* x, int64_t ldx, int m, __nv_bfloat16* y, int64_t ldy) {
+  if constexpr (F == QuantFormat::kCodebook) {
+    // The 16 code values from shared memory: every weight looks one up, and a global
+    // (L1) load per weight would cost more issue slots than the weight's own bytes.
+    // Before any warp leaves (the barrier wants the whole block).
+    __shared__ float book[16];
+    if (threadIdx.x < 16) book[threadIdx.x] = v.book[threadIdx.x];
+    __syncthreads();
+    v.book = book;
+  }
   const int lane = threadIdx.x & 31;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   if (r >= v.rows) return;  // whole warps leave together
