@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Everything a GPU session has to run, as ONE device call sized to the lease (15 minutes
 # of device time per session, the machine's start included; one command at most 10).
-# Here, first (no GPU needed):
-#   scripts/gpu_bundle.sh                          the CUDA binaries -> build-gpu-bundle.tar.xz
-#   mkdir -p .bench/wheels && pip download torchao==0.18.0 --no-deps -d .bench/wheels
-#   tests/gpu/build_llama_cuda.sh                  (optional, ~1 h of CPU: llama.cpp's row)
-#   BENCH_DRY_RUN=1 tests/gpu/bench_7b.sh /tmp/dry (optional: the benchmark script on a CPU)
-# Then:
+# Here, first (no GPU needed): tests/gpu/prepare.sh, which builds the bundle
+# (scripts/gpu_bundle.sh), fetches torchao's wheel into .bench/wheels, dry-runs the
+# benchmark on this CPU and prints the call:
 #   run(command="tests/gpu/session.sh $OUT", timeout_s=600,
-#       carry=["build-gpu-bundle.tar.xz", ".bench/wheels", ".bench/llama-cuda.tar.xz"])
+#       carry=["build-gpu-bundle.tar.xz", ".bench/wheels"])
+# (plus ".bench/llama-cuda.tar.xz" when tests/gpu/build_llama_cuda.sh made it), then
+# give_back.
 # In priority order, each step under its own timeout and all under $SESSION_DEADLINE_S
 # (default 540 s, so the files come back inside the call's 600):
 #   1. tests/gpu/run.sh (at most $RUN_SH_LIMIT_S, default 240 s): correctness on cuda:0
