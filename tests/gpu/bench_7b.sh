@@ -138,10 +138,10 @@ fi
 llama_row() {
   [ -n "$LLAMA_BENCH" ] && [ $SECONDS -lt $DEADLINE ] || return 0
   local t=$1 model=$WORK/llama7b-$1.gguf
-  timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" -ngl 99 -fa 0 -p 512 -n 0 -r 3 -o jsonl \
-    > "$LOGS/bench7b_llama_$t.txt" 2>&1
-  timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" -ngl 99 -fa 0 -p 0 -n 128 -d 128 -r 3 -o jsonl \
-    >> "$LOGS/bench7b_llama_$t.txt" 2>&1
+  LD_LIBRARY_PATH="$(dirname "$LLAMA_BENCH"):$LD_LIBRARY_PATH" timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" \
+    -ngl 99 -fa 0 -p 512 -n 0 -r 3 -o jsonl > "$LOGS/bench7b_llama_$t.txt" 2>&1
+  LD_LIBRARY_PATH="$(dirname "$LLAMA_BENCH"):$LD_LIBRARY_PATH" timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" \
+    -ngl 99 -fa 0 -p 0 -n 128 -d 128 -r 3 -o jsonl >> "$LOGS/bench7b_llama_$t.txt" 2>&1
   py - "$t" "$LOGS/bench7b_llama_$t.txt" "$model" >> "$LOGS/bench7b_rows.txt" <<'PY'
 import json, os, sys
 t, path, model = sys.argv[1:4]
