@@ -131,16 +131,17 @@ PY
 # archive travelled: pp512, and tg128 at depth 128 (128 new tokens after 128 in the
 # cache, as ingot's b1 entry), -ngl 99, no FlashAttention (not in that build). No
 # batch-16 row: llama-bench decodes one sequence.
-LLAMA_BENCH=
-if [ -f "$ROOT/.bench/llama-cuda.tar.xz" ]; then
+# $BENCH_LLAMA_BENCH names another llama-bench (the dry run: the CPU peer's).
+LLAMA_BENCH=${BENCH_LLAMA_BENCH:-}
+if [ -z "$LLAMA_BENCH" ] && [ -f "$ROOT/.bench/llama-cuda.tar.xz" ]; then
   tar xJf "$ROOT/.bench/llama-cuda.tar.xz" -C "$WORK" 2>/dev/null && LLAMA_BENCH=$WORK/llama-cuda/llama-bench
 fi
 llama_row() {
   [ -n "$LLAMA_BENCH" ] && [ $SECONDS -lt $DEADLINE ] || return 0
   local t=$1 model=$WORK/llama7b-$1.gguf
-  LD_LIBRARY_PATH="$(dirname "$LLAMA_BENCH"):$LD_LIBRARY_PATH" timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" \
+  LD_LIBRARY_PATH="$(dirname "$LLAMA_BENCH"):${LD_LIBRARY_PATH:-}" timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" \
     -ngl 99 -fa 0 -p 512 -n 0 -r 3 -o jsonl > "$LOGS/bench7b_llama_$t.txt" 2>&1
-  LD_LIBRARY_PATH="$(dirname "$LLAMA_BENCH"):$LD_LIBRARY_PATH" timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" \
+  LD_LIBRARY_PATH="$(dirname "$LLAMA_BENCH"):${LD_LIBRARY_PATH:-}" timeout "$(row_timeout)" "$LLAMA_BENCH" -m "$model" \
     -ngl 99 -fa 0 -p 0 -n 128 -d 128 -r 3 -o jsonl >> "$LOGS/bench7b_llama_$t.txt" 2>&1
   py - "$t" "$LOGS/bench7b_llama_$t.txt" "$model" >> "$LOGS/bench7b_rows.txt" <<'PY'
 import json, os, sys
@@ -153,7 +154,7 @@ for line in open(path):
         continue
     if r.get("n_prompt") == 512 and r.get("n_gen") == 0: pre = f"{r['avg_ts']:.1f}"
     if r.get("n_gen") == 128: dec = f"{r['avg_ts']:.1f}"
-print("\t".join([f"{t} llama.cpp", "cuda", "ggml blocks", dec, "", pre, str(os.path.getsize(model)), "", "", ""]))
+print("\t".join([f"{t} llama.cpp", "cuda", "ggml blocks", dec, "-", pre, str(os.path.getsize(model)), "", "", ""]))
 PY
 }
 

@@ -19,7 +19,10 @@ CARRY='"build-gpu-bundle.tar.xz", ".bench/wheels"'
 if [ -f .bench/llama-cuda.tar.xz ]; then CARRY="$CARRY, \".bench/llama-cuda.tar.xz\""; fi
 if [ "${1:-}" != --no-dry-run ]; then
   [ -f build/bin/forward_bench ] || scripts/build.sh forward_bench random_gguf
-  BENCH_DRY_RUN=1 BENCH_RUNS=1 INGOT_BENCH_DIR=/tmp/ingot-dry-7b tests/gpu/bench_7b.sh /tmp/ingot-dry-out | tail -20
+  # llama.cpp's row too when the CPU peer is built (tests/bench/build_llama_server.sh)
+  LB=.bench/llama.cpp-build/bin/llama-bench
+  BENCH_LLAMA_BENCH=$([ -x "$LB" ] && echo "$PWD/$LB") BENCH_DRY_RUN=1 BENCH_RUNS=1 INGOT_BENCH_DIR=/tmp/ingot-dry-7b \
+    tests/gpu/bench_7b.sh /tmp/ingot-dry-out | tail -20
   if grep -q FAIL /tmp/ingot-dry-out/bench7b_summary.txt; then
     echo "prepare: the dry run has FAIL rows (/tmp/ingot-dry-out): fix them before the lease" >&2
     exit 1

@@ -87,7 +87,8 @@ int Fill(const std::string& in, const std::string& out, GgmlType type, uint32_t 
   const std::string shape_keys[] = {"block_count", "embedding_length", "feed_forward_length", "attention.head_count",
                                     "attention.head_count_kv", "rope.dimension_count"};
   for (const auto& [k, value] : f.metadata()) {
-    if (k == "general.alignment") continue;
+    // general.file_type names the source's quantization, not this file's
+    if (k == "general.alignment" || k == "general.file_type") continue;
     bool reshaped = false;
     for (const std::string& sk : shape_keys) reshaped |= shape != nullptr && k == arch + "." + sk;
     if (!reshaped) w.Add(k, value);
