@@ -30,6 +30,7 @@ namespace fs = std::filesystem;
 
 using testing_util::LoadHf;
 using testing_util::Logits;
+using testing_util::MaxAbsDiffToNpy;
 std::string DataDir() { return testing_util::FormatsDataDir(); }
 
 struct Variant {
@@ -304,18 +305,12 @@ TEST(CheckpointTorchao, Int4OpaqueTensorPickleMatchesTorchao) {
   auto hf = LoadHf(dir);
   ASSERT_TRUE(hf.ok()) << hf.status();
   const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
-  const std::vector<float> logits = Logits(*hf->model, tokens);
-  auto lnpy = formats::NpzFile::Open(dir + "/logits.npy");
-  ASSERT_TRUE(lnpy.ok()) << lnpy.status();
-  const formats::TensorView& want = (*lnpy)->tensors()[0];
-  ASSERT_EQ(static_cast<int64_t>(logits.size()), want.numel());
-  const float* wl = reinterpret_cast<const float*>(want.data);
-  float max_d = 0;
-  for (size_t i = 0; i < logits.size(); ++i) max_d = std::max(max_d, std::fabs(logits[i] - wl[i]));
+  auto max_d = MaxAbsDiffToNpy(dir + "/logits.npy", Logits(*hf->model, tokens));
+  ASSERT_TRUE(max_d.ok()) << max_d.status();
   // torchao runs this forward in f32; ingot quantizes activations to 8-bit blocks, as for
   // torchao int8 weight-only (0.08 there), against 0.66 that int4 itself moves the logits.
-  EXPECT_LE(max_d, 0.08f);
-  RecordProperty("max_abs_diff", std::to_string(max_d));
+  EXPECT_LE(*max_d, 0.08f);
+  RecordProperty("max_abs_diff", std::to_string(*max_d));
 }
 
 // Read with the wrong packing, the same file gives other weights: the packing matters
@@ -435,15 +430,9 @@ TEST(CheckpointGguf, LogitsMatchLlamaCpp) {
     auto model = testing_util::GgufModel(std::move(*file));
     ASSERT_TRUE(model.ok()) << model.status();
     const std::vector<int32_t> tokens = ref["tokens"].get<std::vector<int32_t>>();
-    auto npy = formats::NpzFile::Open(d + "/logits.npy");
-    ASSERT_TRUE(npy.ok()) << npy.status();
-    const formats::TensorView& want = (*npy)->tensors()[0];
-    const std::vector<float> got = Logits(**model, tokens);
-    ASSERT_EQ(static_cast<int64_t>(got.size()), want.numel());
-    const float* w = reinterpret_cast<const float*>(want.data);
-    float max_d = 0;
-    for (size_t i = 0; i < got.size(); ++i) max_d = std::max(max_d, std::fabs(got[i] - w[i]));
-    EXPECT_LE(max_d, bound);
+    auto max_d = MaxAbsDiffToNpy(d + "/logits.npy", Logits(**model, tokens));
+    ASSERT_TRUE(max_d.ok()) << max_d.status();
+    EXPECT_LE(*max_d, bound);
   }
 }
 
@@ -484,14 +473,9 @@ TEST(CheckpointGguf, LlamaCppConvertedSmolLm3MatchesTransformersAndLlamaCpp) {
   EXPECT_EQ(lref["tokens"].get<std::vector<int32_t>>(), tokens);
   for (const std::string& path : {hf_dir + "/logits.npy", DataDir() + "/gguf-smollm3-f32/logits.npy"}) {
     SCOPED_TRACE(path);
-    auto npy = formats::NpzFile::Open(path);
-    ASSERT_TRUE(npy.ok()) << npy.status();
-    const formats::TensorView& want = (*npy)->tensors()[0];
-    ASSERT_EQ(static_cast<int64_t>(got.size()), want.numel());
-    const float* w = reinterpret_cast<const float*>(want.data);
-    float max_d = 0;
-    for (size_t i = 0; i < got.size(); ++i) max_d = std::max(max_d, std::fabs(got[i] - w[i]));
-    EXPECT_LE(max_d, 1e-4f);
+    auto max_d = MaxAbsDiffToNpy(path, got);
+    ASSERT_TRUE(max_d.ok()) << max_d.status();
+    EXPECT_LE(*max_d, 1e-4f);
   }
 }
 

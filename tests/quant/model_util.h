@@ -1,13 +1,16 @@
 // Shared by the model and checkpoint tests: the format vectors' directory, a model's
-// logits on a token sequence, and a GGUF file or a Hugging Face style directory opened
+// logits on a token sequence and their distance to a peer's .npy, and a GGUF file or a Hugging Face style directory opened
 // as LoadModel opens it (engine/model/load.h, then the model over the weights).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "engine/formats/checkpoint.h"
@@ -16,6 +19,7 @@
 #include "engine/model/llama.h"
 #include "engine/model/load.h"
 #include "engine/formats/layouts/layout.h"
+#include "engine/formats/npz.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace ingot::testing_util {
@@ -34,6 +38,21 @@ inline std::vector<float> Logits(const LlamaModel& m, const std::vector<int32_t>
   const absl::Status st = m.Forward(batch, pool, ws, &logits);
   EXPECT_TRUE(st.ok()) << st;
   return logits;
+}
+
+// The largest |got[i] - want[i]| against the f32 array of an .npy file written by a
+// peer (its element count must be got's): INVALID_ARGUMENT names a count mismatch.
+inline absl::StatusOr<float> MaxAbsDiffToNpy(const std::string& path, const std::vector<float>& got) {
+  ASSIGN_OR_RETURN(std::unique_ptr<formats::NpzFile> npy, formats::NpzFile::Open(path));
+  const formats::TensorView& want = npy->tensors()[0];
+  if (want.numel() != static_cast<int64_t>(got.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " holds ", want.numel(), " values, the model gave ", got.size()));
+  }
+  const float* w = reinterpret_cast<const float*>(want.data);
+  float max_d = 0;
+  for (size_t i = 0; i < got.size(); ++i) max_d = std::max(max_d, std::fabs(got[i] - w[i]));
+  return max_d;
 }
 
 // The model over a GGUF file's weights (on native cpu).

@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 using testing_util::FormatsDataDir;
 using testing_util::LoadHf;
 using testing_util::Logits;
+using testing_util::MaxAbsDiffToNpy;
 
 const std::vector<int32_t> kTokens = {5, 17, 99, 3, 250, 41, 7, 180, 2, 64};
 const char* const kTexts[] = {"Hello world, 123 cats!", "  spaces\tand\nnewlines  ", "<|im_start|>user\nhi<|im_end|>",
@@ -266,17 +267,12 @@ TEST(SaveIngot, PeerExportsLoadBackAndTheToolsAgree) {
       ADD_FAILURE() << golden << " is missing (tests/reference/gen_export_peers.py)";
       continue;
     }
-    auto npy = formats::NpzFile::Open(golden + "/logits.npy");
-    ASSERT_TRUE(npy.ok()) << npy.status();
-    const formats::TensorView& want = (*npy)->tensors()[0];
-    ASSERT_EQ(static_cast<size_t>(want.numel()), a.size());
-    const float* w = reinterpret_cast<const float*>(want.data);
-    float max_d = 0;
-    for (size_t i = 0; i < a.size(); ++i) max_d = std::max(max_d, std::fabs(a[i] - w[i]));
+    auto max_d = MaxAbsDiffToNpy(golden + "/logits.npy", a);
+    ASSERT_TRUE(max_d.ok()) << max_d.status();
     // As for the tool-written checkpoints (checkpoint_test): the tools compute in their
     // own arithmetic, ingot quantizes activations to 8-bit blocks.
-    EXPECT_LE(max_d, 0.15f) << e.name;
-    RecordProperty(std::string("max_abs_diff_") + e.name, std::to_string(max_d));
+    EXPECT_LE(*max_d, 0.15f) << e.name;
+    RecordProperty(std::string("max_abs_diff_") + e.name, std::to_string(*max_d));
   }
 }
 
