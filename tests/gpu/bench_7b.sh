@@ -47,8 +47,7 @@ if [ "${BENCH_DRY_RUN:-0}" = 1 ]; then
   ln -sfn "$ROOT/${INGOT_BUILD_DIR:-build}/bin" "$B/bin"
   [ -f "$B/smol-meta.gguf" ] || "$B/bin/random_gguf" --strip models/SmolLM2-135M-Instruct.Q4_1.gguf "$B/smol-meta.gguf"
   SHAPE=mini DEVICE=cpu THREADS=2
-  py() { python3 "$@"; }  # env.sh's helpers, without the bundle's libraries
-  publish() { [ -n "${INGOT_GPU_OUT:-}" ] && cp "$1" "$INGOT_GPU_OUT/" 2>/dev/null; return 0; }
+  source tests/gpu/helpers.sh
 else
   source tests/gpu/env.sh
   SHAPE=llama2-7b DEVICE=cuda:0 THREADS=16
@@ -69,19 +68,10 @@ GPU=${GPU:-"no GPU (dry run)"}
 TABLE=$LOGS/bench7b_summary.txt
 : > "$LOGS/bench7b_rows.txt"
 
-# Device copy bandwidth (read + write bytes / time), median of 10 copies of 1 GiB.
+# Device copy bandwidth in GB/s (torch_7b.py's probe: read + write bytes / time, median
+# of 10 copies of 1 GiB), measured once and handed to the torch row.
 BW=1
-[ "$DEVICE" = cpu ] || BW=$(py - <<'PY'
-import torch, statistics
-x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
-for _ in range(3): y.copy_(x)
-t = []
-for _ in range(10):
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    s.record(); y.copy_(x); e.record(); torch.cuda.synchronize(); t.append(s.elapsed_time(e) / 1e3)
-print(f"{2 * x.numel() / statistics.median(t) / 1e9:.0f}")
-PY
-)
+[ "$DEVICE" = cpu ] || BW=$(py tests/gpu/torch_7b.py --bandwidth-only)
 [[ $BW =~ ^[0-9]+$ ]] || BW=1  # a failed probe: the table without its % column
 
 # A row's own limit: 300 s, or what is left before the deadline plus 60 s.
@@ -199,7 +189,7 @@ for row in $ROWS_WANTED; do
           TAO=$WORK/torchao-site
           py -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$WHEEL" "$TAO"
         fi
-        PYTHONPATH="$TAO${PYTHONPATH:+:$PYTHONPATH}" timeout "$(row_timeout)" py tests/gpu/torch_7b.py --reps 20 \
+        PYTHONPATH="$TAO${PYTHONPATH:+:$PYTHONPATH}" timeout "$(row_timeout)" py tests/gpu/torch_7b.py --reps 20 --bandwidth "$BW" \
           > "$LOGS/bench7b_torch.txt" 2>&1
       fi ;;
     NONE) ingot_rows "$row" "$(model_for q8_0)" auto --quantize NONE ;;

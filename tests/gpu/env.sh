@@ -17,9 +17,4 @@ fi
 NV=$(ls -d "$(dirname "$TORCH_DIR")"/nvidia/*/lib 2>/dev/null | tr '\n' ':')
 HOST_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 export LD_LIBRARY_PATH="$B/lib:$TORCH_DIR/lib:$NV${LD_LIBRARY_PATH:-}"
-# python3 with the host's own loader path: the bundle's lib/ holds Debian's libssl,
-# libcrypto and libz for ingot's binaries, which the host's Python must not pick up.
-py() { LD_LIBRARY_PATH="$HOST_LD_LIBRARY_PATH" python3 "$@"; }
-# Summaries are copied to $INGOT_GPU_OUT as they grow (tests/gpu/session.sh sets it to
-# the device tool's $OUT, so a call cut short still returns them).
-publish() { [ -n "${INGOT_GPU_OUT:-}" ] && cp "$1" "$INGOT_GPU_OUT/" 2>/dev/null; return 0; }
+source "$ROOT/tests/gpu/helpers.sh"  # py (python3 on HOST_LD_LIBRARY_PATH), publish

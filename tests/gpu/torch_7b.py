@@ -17,7 +17,8 @@ rope or sampling), to compare with forward_bench's decode through ingot.
 Prints one line per row: tokens/s at m = 1 and 16, the weight bytes, and the share of
 the measured copy bandwidth batch-1 reaches (bytes read per token / time / bandwidth).
 
-  python3 tests/gpu/torch_7b.py [--vocab 49152] [--rows bf16,int8,int4/g128,int4/g32]
+  python3 tests/gpu/torch_7b.py [--vocab 49152] [--rows bf16,int8,int4/g128,int4/g32] [--bandwidth GBPS]
+  python3 tests/gpu/torch_7b.py --bandwidth-only   (the copy bandwidth alone, GB/s)
   python3 tests/gpu/torch_7b.py --device cpu --layers 1 --small   (a smoke test on a CPU)
 """
 import argparse
@@ -170,12 +171,19 @@ def main():
     ap.add_argument("--rows", default="bf16,int8,int4/g128,int4/g32,torchao-int8wo,torchao-int4wo-g128")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--small", action="store_true", help="1/16 of every dimension (smoke test)")
+    ap.add_argument("--bandwidth", type=float, default=0,
+                    help="the device's copy bandwidth in GB/s, measured by the caller (<= 1: measure)")
+    ap.add_argument("--bandwidth-only", action="store_true",
+                    help="print the measured copy bandwidth in whole GB/s and stop (bench_7b.sh's probe)")
     a = ap.parse_args()
     device = torch.device(a.device)
+    if a.bandwidth_only:
+        print(f"{copy_bandwidth(device):.0f}")
+        return 0
     def dim(x):  # --small: 1/16, rounded up to a multiple of 256 (the int4 groups divide it)
         return -(-x // 16 // 256) * 256 if a.small else x
     shapes = [(dim(n), dim(k)) for n, k in SHAPES] * a.layers + [(dim(a.vocab), dim(4096))]
-    bw = copy_bandwidth(device)
+    bw = a.bandwidth if a.bandwidth > 1 else copy_bandwidth(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"torch {torch.__version__} on {name}; copy bandwidth {bw:.0f} GB/s; {a.layers} layers + head, "
           f"vocab {a.vocab}{' (1/16 shapes)' if a.small else ''}")
