@@ -123,7 +123,7 @@ PY
 # batch-16 row: llama-bench decodes one sequence.
 # $BENCH_LLAMA_BENCH names another llama-bench (the dry run: the CPU peer's).
 LLAMA_BENCH=${BENCH_LLAMA_BENCH:-}
-if [ -z "$LLAMA_BENCH" ] && [ -f "$ROOT/.bench/llama-cuda.tar.xz" ]; then
+if [ -z "$LLAMA_BENCH" ] && [ "$DEVICE" != cpu ] && [ -f "$ROOT/.bench/llama-cuda.tar.xz" ]; then
   tar xJf "$ROOT/.bench/llama-cuda.tar.xz" -C "$WORK" 2>/dev/null && LLAMA_BENCH=$WORK/llama-cuda/llama-bench
 fi
 llama_row() {
