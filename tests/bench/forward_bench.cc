@@ -3,20 +3,21 @@
 //   forward_bench MODEL.gguf [--threads N] [--prompt N] [--gen N] [--runs N]
 //                 [--backend native|torch] [--device cpu|cuda:N] [--batch N]
 //                 [--kv f32|f16|q8_0] [--block-tokens N] [--quantize PRESET]
-//                 [--plan PROMPT:GEN:BATCH[,PROMPT:GEN:BATCH...]] [--modes auto,all,off]
-// Prints per-run tokens/s and the medians.
+//                 [--plan PROMPT:GEN:BATCH[,PROMPT:GEN:BATCH...]] [--modes auto,torch,all,off]
+// Prints per-run tokens/s and the medians. --kv and --block-tokens shape the paged KV
+// store (default f32 in blocks of 16; ingotd serves f16 by default). --batch N decodes N
+// sequences together (each step is N token rows, one per sequence, as the scheduler
+// batches running streams): prefill is each sequence's prompt in turn, decode tok/s
+// counts all N streams.
 // --quantize quantizes the loaded model with one of ingot's presets (BNB_NF4, MLX_INT4,
 // TORCHAO_INT8, ...: engine/quant/presets.cc) on --threads workers before placing it,
-// as QuantizeModel would: the GPU benchmark's NF4/affine/int8 rows start from one f16
+// as QuantizeModel would: the GPU benchmark's NF4/affine/int8 rows start from one Q8_0
 // file. --plan measures several shapes over one load and placement (a 7B model loads in
 // seconds, not free on a 15-minute device lease); each entry prints its own summary
 // line, and --prompt/--gen/--batch are the plan's single entry otherwise. --modes places
-// the same host model once per $INGOT_CUDA_QUANT_KERNELS policy (kernels/torch: auto =
-// libtorch's int4/int8 kernels where it has them, all = ingot's CUDA kernels) and runs
-// the plan on each placement, so torch's kernels and ingot's meet over one quantization. --kv and --block-tokens shape the paged KV
-// store (default f32 in blocks of 16; ingotd serves f16 by default). --batch N decodes N sequences together (each
-// step is N token rows, one per sequence, as the scheduler batches running streams):
-// prefill is each sequence's prompt in turn, decode tok/s counts all N streams.
+// the same host model once per $INGOT_CUDA_QUANT_KERNELS policy (kernels/torch/
+// torch_backend.cc: auto, torch, all, off) and runs the plan on each placement, so
+// libtorch's kernels and ingot's meet over one quantization.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -140,9 +141,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--block-tokens")) block_tokens = v;
   }
   auto file = ingot::gguf::File::Open(argv[1]);
-  if (!file.ok()) { std::fprintf(stderr, "%s\n", file.status().ToString().c_str()); return 1; }
+  if (!file.ok()) return Fail(file.status());
   auto weights = ingot::LoadGgufWeights(std::move(*file), nullptr);
-  if (!weights.ok()) { std::fprintf(stderr, "%s\n", weights.status().ToString().c_str()); return 1; }
+  if (!weights.ok()) return Fail(weights.status());
   auto loaded = std::make_unique<ingot::LlamaModel>(std::move(*weights));
   if (!preset.empty()) {
     ingot::quant::QuantizationConfig config;
@@ -182,8 +183,8 @@ int main(int argc, char** argv) {
   ingot::kernels::ThreadPool pool(threads);
   for (const std::string& mode : modes) {
     if (!mode.empty()) {
-      if (mode != "auto" && mode != "all" && mode != "off") {
-        std::fprintf(stderr, "--modes: auto, all or off\n");
+      if (mode != "auto" && mode != "torch" && mode != "all" && mode != "off") {
+        std::fprintf(stderr, "--modes: auto, torch, all or off\n");
         return 2;
       }
       setenv("INGOT_CUDA_QUANT_KERNELS", mode.c_str(), 1);
