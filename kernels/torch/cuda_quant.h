@@ -35,7 +35,6 @@ void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor
 // with unit column stride; false (nothing done) for anything else, which the caller then
 // runs through libtorch. $INGOT_CUDA_STEP_OPS=torch turns them off (the A/B of
 // tests/gpu/run.sh).
-bool CudaStepOpsEnabled();
 bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out, float eps);
 bool RopeOnCuda(const at::Tensor& q, int32_t n_head, const at::Tensor& k, int32_t n_head_kv, int32_t head_dim,
                 int32_t rope_dim, bool neox, const at::Tensor& cos, const at::Tensor& sin);

@@ -159,8 +159,6 @@ bool Bf16Rows(const at::Tensor& t) {
   return t.is_cuda() && t.scalar_type() == at::kBFloat16 && t.dim() == 2 && t.stride(1) == 1;
 }
 
-}  // namespace
-
 bool CudaStepOpsEnabled() {
   static const bool on = [] {
     const char* env = std::getenv("INGOT_CUDA_STEP_OPS");
@@ -168,6 +166,8 @@ bool CudaStepOpsEnabled() {
   }();
   return on;
 }
+
+}  // namespace
 
 bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out, float eps) {
   if (!CudaStepOpsEnabled() || !Bf16Rows(x) || !Bf16Rows(out) || x.sizes() != out.sizes() ||
