@@ -171,6 +171,15 @@ struct Backend {
   absl::Status (*layers_begin)(void* ws);
   absl::Status (*layers_end)(void* ws);
 
+  // --- fused ops (optional: null on rows without them; the caller then runs the plain
+  // ops they stand for) ---
+  // add then rms_norm: y += x over `rows` rows, then out = y / rms(y) * w.
+  absl::Status (*add_rms_norm)(void* ws, Buf y, Buf x, int64_t rows, Buf out, const float* w, const void* w_placed,
+                               float eps);
+  // linear over gate_up[0..2) (gate -> kGate, up -> kUp, one input), then swiglu. kUp may
+  // be left unwritten.
+  absl::Status (*linear_swiglu)(void* ws, ThreadPool& pool, const LinearJob* gate_up, int64_t rows);
+
   // --- KV stores (one paged store per model and device, shared by its sequences) ---
   // An empty store (no blocks yet); INVALID_ARGUMENT when the row cannot hold the
   // spec's dtype or shape.

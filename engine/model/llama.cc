@@ -152,6 +152,14 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
     return absl::OkStatus();
   };
   static const Placement::Layer kNoLayer;
+  // kX += kProj, then kXn = RMSNorm(kX) with `norm`: one op where the backend fuses them.
+  auto add_norm = [&](const std::vector<float>& norm, const kernels::Placed& norm_placed) -> absl::Status {
+    if (be.add_rms_norm != nullptr) {
+      return be.add_rms_norm(w, Buf::kX, Buf::kProj, n, Buf::kXn, norm.data(), norm_placed.handle.get(), c.rms_eps);
+    }
+    RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
+    return be.rms_norm(w, Buf::kX, Buf::kXn, n, norm.data(), norm_placed.handle.get(), c.rms_eps);
+  };
   bool stopped = false;  // the observer stopped the pass after a layer
   auto run_layers = [&]() -> absl::Status {
     for (int32_t l = 0; l < c.n_layer; ++l) {
@@ -169,7 +177,10 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
         return j;
       };
       constexpr int kQ = 0, kK = 1, kV = 2, kO = 3, kGate = 4, kUp = 5, kDown = 6;
-      RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.attn_norm.data(), P.attn_norm.handle.get(), c.rms_eps));
+      // With a fused add_rms_norm, the previous layer's last add already normed kX here.
+      if (l == 0 || be.add_rms_norm == nullptr) {
+        RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.attn_norm.data(), P.attn_norm.handle.get(), c.rms_eps));
+      }
       RETURN_IF_ERROR(observe(l, LinearInput::kAttnIn, Buf::kXn, d));
       const LinearJob qkv[3] = {job(kQ, Buf::kXn, Buf::kQ, &L.bq, &P.bq), job(kK, Buf::kXn, Buf::kK, &L.bk, &P.bk),
                                 job(kV, Buf::kXn, Buf::kV, &L.bv, &P.bv)};
@@ -179,17 +190,24 @@ absl::Status LlamaModel::Forward(const std::vector<BatchToken>& batch, ThreadPoo
       RETURN_IF_ERROR(observe(l, LinearInput::kAttnOut, Buf::kAttn, c.q_dim()));
       const LinearJob o = job(kO, Buf::kAttn, Buf::kProj);
       RETURN_IF_ERROR(be.linear(w, pool, &o, 1, n));
-      RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
-
-      RETURN_IF_ERROR(be.rms_norm(w, Buf::kX, Buf::kXn, n, L.ffn_norm.data(), P.ffn_norm.handle.get(), c.rms_eps));
+      RETURN_IF_ERROR(add_norm(L.ffn_norm, P.ffn_norm));
       RETURN_IF_ERROR(observe(l, LinearInput::kMlpIn, Buf::kXn, d));
       const LinearJob gate_up[2] = {job(kGate, Buf::kXn, Buf::kGate), job(kUp, Buf::kXn, Buf::kUp)};
-      RETURN_IF_ERROR(be.linear(w, pool, gate_up, 2, n));
-      RETURN_IF_ERROR(be.swiglu(w));
+      if (be.linear_swiglu != nullptr) {
+        RETURN_IF_ERROR(be.linear_swiglu(w, pool, gate_up, n));
+      } else {
+        RETURN_IF_ERROR(be.linear(w, pool, gate_up, 2, n));
+        RETURN_IF_ERROR(be.swiglu(w));
+      }
       RETURN_IF_ERROR(observe(l, LinearInput::kMlpDown, Buf::kGate, c.n_ff));
       const LinearJob down = job(kDown, Buf::kGate, Buf::kProj);
       RETURN_IF_ERROR(be.linear(w, pool, &down, 1, n));
-      RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
+      if (be.add_rms_norm != nullptr && l + 1 < c.n_layer) {  // the next layer's attention norm
+        RETURN_IF_ERROR(add_norm(weights_.layers[l + 1].attn_norm,
+                                 placed ? placement_.layers[l + 1].attn_norm : kNoLayer.attn_norm));
+      } else {
+        RETURN_IF_ERROR(be.add(w, Buf::kX, Buf::kProj, n));
+      }
       if (observer != nullptr && observer->StopAfterLayer() == l) {
         stopped = true;
         return absl::OkStatus();

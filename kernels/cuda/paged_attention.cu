@@ -40,21 +40,45 @@ __global__ void __launch_bounds__(32) PagedAttentionKernel(PagedAttentionArgs a)
   }
 }
 
-// One thread per (row, 32-value block).
-__global__ void StoreQ8_0Kernel(const __nv_bfloat16* src, int32_t n, int32_t kv_dim, const int64_t* rows,
-                                uint8_t* dst, int64_t row_bytes) {
-  const int32_t blocks = kv_dim / 32;
+// One thread per value (f32, f16 stores) or per 32-value block (Q8_0), k's items then v's.
+template <KvStore S>
+__global__ void StoreKvKernel(KvStoreArgs a) {
+  constexpr int kUnit = S == KvStore::kQ8_0 ? 32 : 1;
+  const int32_t per_row = a.kv_dim / kUnit;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= static_cast<int64_t>(n) * blocks) return;
-  const int64_t t = i / blocks, b = i % blocks;
-  float x[32];
+  if (i >= 2 * static_cast<int64_t>(a.n) * per_row) return;
+  int32_t which, t, unit;
+  KvStoreItem(i, a.n, per_row, &which, &t, &unit);
+  const auto* src = static_cast<const __nv_bfloat16*>(which == 0 ? a.k : a.v) + t * (which == 0 ? a.ldk : a.ldv);
+  uint8_t* row = (which == 0 ? a.k_dst : a.v_dst) + a.rows[t] * a.row_bytes;
+  if constexpr (S == KvStore::kQ8_0) {
+    float x[32];
 #pragma unroll
-  for (int j = 0; j < 32; ++j) x[j] = __bfloat162float(src[t * kv_dim + b * 32 + j]);
-  QuantizeQ8_0Block(x, dst + rows[t] * row_bytes + b * 34,
-                    [](float d) { return __half_as_ushort(__float2half_rn(d)); });
+    for (int j = 0; j < 32; ++j) x[j] = __bfloat162float(src[unit * 32 + j]);
+    QuantizeQ8_0Block(x, row + unit * 34, [](float d) { return __half_as_ushort(__float2half_rn(d)); });
+  } else if constexpr (S == KvStore::kF16) {
+    reinterpret_cast<__half*>(row)[unit] = __float2half_rn(__bfloat162float(src[unit]));
+  } else {
+    reinterpret_cast<float*>(row)[unit] = __bfloat162float(src[unit]);
+  }
 }
 
 }  // namespace
+
+int StoreKvRows(const KvStoreArgs& a, void* stream) {
+  if (a.store == KvStore::kQ8_0 && a.kv_dim % 32 != 0) return static_cast<int>(cudaErrorInvalidValue);
+  if (a.n == 0 || a.kv_dim == 0) return 0;
+  constexpr int kThreads = 128;
+  const int64_t work = 2 * static_cast<int64_t>(a.n) * (a.store == KvStore::kQ8_0 ? a.kv_dim / 32 : a.kv_dim);
+  const auto blocks = static_cast<unsigned>((work + kThreads - 1) / kThreads);
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (a.store) {
+    case KvStore::kQ8_0: StoreKvKernel<KvStore::kQ8_0><<<blocks, kThreads, 0, s>>>(a); break;
+    case KvStore::kF16: StoreKvKernel<KvStore::kF16><<<blocks, kThreads, 0, s>>>(a); break;
+    case KvStore::kF32: StoreKvKernel<KvStore::kF32><<<blocks, kThreads, 0, s>>>(a); break;
+  }
+  return static_cast<int>(cudaGetLastError());
+}
 
 int PagedAttention(const PagedAttentionArgs& a, void* stream) {
   if (a.head_dim > 32 * kMaxLaneDims || a.n_head_kv <= 0 || a.n_head % a.n_head_kv != 0) {
@@ -62,18 +86,6 @@ int PagedAttention(const PagedAttentionArgs& a, void* stream) {
   }
   if (a.n == 0) return 0;
   PagedAttentionKernel<<<dim3(a.n_head, a.n), 32, 0, static_cast<cudaStream_t>(stream)>>>(a);
-  return static_cast<int>(cudaGetLastError());
-}
-
-int StoreQ8_0Rows(const void* src, int32_t n, int32_t kv_dim, const int64_t* rows, uint8_t* dst, int64_t row_bytes,
-                  void* stream) {
-  if (kv_dim % 32 != 0) return static_cast<int>(cudaErrorInvalidValue);
-  if (n == 0) return 0;
-  constexpr int kThreads = 128;
-  const int64_t work = static_cast<int64_t>(n) * (kv_dim / 32);
-  StoreQ8_0Kernel<<<static_cast<unsigned>((work + kThreads - 1) / kThreads), kThreads, 0,
-                    static_cast<cudaStream_t>(stream)>>>(static_cast<const __nv_bfloat16*>(src), n, kv_dim, rows, dst,
-                                                         row_bytes);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -130,8 +130,32 @@ INGOT_HD void QuantizeQ8_0Block(const float* x, uint8_t* out, ToHalf to_half) {
 // Launches on `stream`; returns the cudaError_t (0 = ok). head_dim <= 256.
 int PagedAttention(const PagedAttentionArgs& a, void* stream);
 
-// dst row rows[t] (row_bytes apart) = Q8_0 blocks of src row t (n rows of kv_dim bf16).
-int StoreQ8_0Rows(const void* src, int32_t n, int32_t kv_dim, const int64_t* rows, uint8_t* dst, int64_t row_bytes,
-                  void* stream);
+// A step's keys and values into one layer of the store in one launch: row rows[t] of
+// k_dst / v_dst (row_bytes apart) = src row t of k / v (bf16, row strides ldk / ldv),
+// converted to the store's element type (f32, f16) or quantized to Q8_0 blocks
+// (kv_dim % 32 == 0). Through libtorch this was a conversion and an index_copy for each
+// of k and v: four kernels per layer where this is one.
+struct KvStoreArgs {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t ldk = 0, ldv = 0;
+  int32_t n = 0, kv_dim = 0;
+  const int64_t* rows = nullptr;
+  uint8_t* k_dst = nullptr;
+  uint8_t* v_dst = nullptr;
+  int64_t row_bytes = 0;
+  KvStore store = KvStore::kF16;
+};
+int StoreKvRows(const KvStoreArgs& a, void* stream);
+
+// Work item i of StoreKvRows (one value, or one Q8_0 block of 32): which of k (0) or v
+// (1), which step row, and the first value. Shared with the CPU test.
+INGOT_HD void KvStoreItem(int64_t i, int32_t n, int32_t per_row, int32_t* which, int32_t* t, int32_t* unit) {
+  const int64_t per_src = static_cast<int64_t>(n) * per_row;
+  *which = static_cast<int32_t>(i / per_src);
+  const int64_t j = i % per_src;
+  *t = static_cast<int32_t>(j / per_row);
+  *unit = static_cast<int32_t>(j % per_row);
+}
 
 }  // namespace ingot::kernels::cuda

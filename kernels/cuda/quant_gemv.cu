@@ -1,48 +1,55 @@
 // nvcc -std=c++17 -arch=sm_90 -c quant_gemv.cu (CMake: -DINGOT_CUDA=ON).
+// quant_gemv.h says what the two kernels do and why; their index math is there.
 //
 // GEMV: one warp per output row, 4 rows per 128-thread block. Lane l decodes chunks
-// l, l + 32, ... of its row (32 weights each, quant_decode.h) into registers and
-// multiplies them with the same 32 columns of each of the step's m tokens (bf16 pairs),
-// accumulating in f32; the warp then reduces by shuffles and lane 0 writes the m
-// outputs. Adjacent lanes read adjacent chunks, so a warp reads a contiguous stretch of
-// the row (e.g. 32 x 18 bytes of Q4_0) and of x per iteration; each weight byte is read
-// once per step whatever m is, which is what makes decode bandwidth-bound on the
-// weights alone. m is a template bound (1, 4 or 16) so the accumulators stay in
+// l, l + 32, ... of its row (32 weights each) into registers and multiplies them with
+// the same 32 columns of each of the step's m tokens, accumulating in f32; the warp then
+// reduces by shuffles. m is a template bound (1, 4 or 16) so the accumulators stay in
 // registers.
 //
-// ptxas (sm_90, nvcc 13.0): 32-96 registers per thread, no spills, for every format and
-// width. Expected, not yet measured (no GPU in the sessions that wrote it): a 4096 x 4096 Q4_0
-// layer is 9.4 MB; at the H100's ~3 TB/s a perfect read is ~3 us. Byte loads of 18-byte
-// blocks and the f16 -> f32 scale conversions per chunk cost issue slots, so the first
-// version is expected well below the bandwidth goal (60%); vectorized 16-byte loads with
-// a repacked upload layout are the next step once tests/gpu/run.sh has numbers.
+// MMA: 16 output rows per block of kMmaWarps warps. Per 64-column step a warp decodes
+// its 16 x 64 slab (one chunk per lane) to bf16 in its shared-memory tile, then runs
+// four k16 slices: the A fragment from the tile, the B fragment (x^T, 8 tokens per n8
+// tile) straight from global memory, one mma per n8 tile. The warps' partial sums meet
+// in shared memory (reusing the tiles' space) and the block writes bf16.
+//
+// Expected, not yet measured (no GPU in the sessions that wrote it): see the closing
+// notes of issue 16; tests/gpu/run.sh's backend_test holds both kernels to the CPU
+// reference on cuda:0.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/quant_gemv.h"
+#include "kernels/cuda/step_ops.h"
 
 namespace ingot::kernels::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 4;
 
-template <QuantFormat F, int M>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    GemvKernel(QuantView v, const __nv_bfloat16* x, int64_t ldx, int m, __nv_bfloat16* y, int64_t ldy) {
+// The group as a kernel argument: the weights and where each one's blocks start.
+struct GroupArgs {
+  GemvGroup g;
+  int64_t first[kMaxGemvGroup + 1];
+};
+
+// Codebook formats look every weight's value up in the 16-entry table: staged in shared
+// memory (a global/L1 load per weight would cost more issue slots than its own bytes).
+// Called by every thread before any leaves (the barrier wants the whole block).
+template <QuantFormat F>
+__device__ __forceinline__ void StageBook(QuantView& v, float* book) {
   if constexpr (F == QuantFormat::kCodebook) {
-    // The 16 code values from shared memory: every weight looks one up, and a global
-    // (L1) load per weight would cost more issue slots than the weight's own bytes.
-    // Before any warp leaves (the barrier wants the whole block).
-    __shared__ float book[16];
     if (threadIdx.x < 16) book[threadIdx.x] = v.book[threadIdx.x];
     __syncthreads();
     v.book = book;
   }
-  const int lane = threadIdx.x & 31;
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
-  if (r >= v.rows) return;  // whole warps leave together
+}
+
+// acc[t] (every lane) = row r of W . token t of x, for t < m.
+template <QuantFormat F, int M>
+__device__ __forceinline__ void RowDot(const QuantView& v, int64_t r, const __nv_bfloat16* x, int64_t ldx, int m,
+                                       int lane, float* acc) {
   const int64_t chunks = v.cols / kChunk;
-  float acc[M];
 #pragma unroll
   for (int t = 0; t < M; ++t) acc[t] = 0.0f;
   float w[kChunk];
@@ -65,10 +72,150 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 #pragma unroll
   for (int t = 0; t < M; ++t) {
-    float s = acc[t];
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-    if (lane == 0 && t < m) y[t * ldy + r] = __float2bfloat16(s);
+    for (int off = 16; off > 0; off >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], off);
+  }
+}
+
+template <QuantFormat F, int M, bool kSwiGlu>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    GemvKernel(const __grid_constant__ GroupArgs a, const __nv_bfloat16* x, int64_t ldx, int m) {
+  int64_t row0;
+  const int which = GroupBlockWeight(a.first, a.g.count, blockIdx.x, kWarpsPerBlock, &row0);
+  QuantView v = a.g.v[which];
+  QuantView u = a.g.v[1];  // kSwiGlu: the up weight
+  __shared__ float book[2][16];
+  StageBook<F>(v, book[0]);
+  if constexpr (kSwiGlu) StageBook<F>(u, book[1]);
+  const int lane = threadIdx.x & 31;
+  const int64_t r = row0 + (threadIdx.x >> 5);
+  if (r >= v.rows) return;  // whole warps leave together
+  float acc[M];
+  RowDot<F, M>(v, r, x, ldx, m, lane, acc);
+  if constexpr (kSwiGlu) {
+    float up[M];
+    RowDot<F, M>(u, r, x, ldx, m, lane, up);
+#pragma unroll
+    for (int t = 0; t < M; ++t) acc[t] = SwiGluValue(acc[t], up[t]);
+  }
+  auto* y = static_cast<__nv_bfloat16*>(a.g.y[which]);
+  const int64_t ldy = a.g.ldy[which];
+#pragma unroll
+  for (int t = 0; t < M; ++t) {
+    if (lane == 0 && t < m) y[t * ldy + r] = __float2bfloat16(acc[t]);
+  }
+}
+
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
+  return *reinterpret_cast<const uint32_t*>(&p);
+}
+
+// d += a . b, one m16n8k16 bf16 mma with f32 accumulators.
+__device__ __forceinline__ void Mma16816(float* d, const uint32_t* a, const uint32_t* b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();  // the launcher never sends the MMA kernel to a GPU below sm_80
+#endif
+}
+
+// The block's shared memory: the warps' bf16 tiles, later their f32 sums.
+template <int NT>
+struct MmaShared {
+  static constexpr int kTiles = kMmaWarps * kMmaRows * kMmaTileStride * 2;
+  static constexpr int kSums = kMmaWarps * kMmaRows * NT * 8 * 4;
+  static constexpr int kBytes = kTiles > kSums ? kTiles : kSums;
+};
+
+// NT n8 tiles of tokens: m <= 8 NT.
+template <QuantFormat F, int NT>
+__global__ void __launch_bounds__(kMmaWarps * 32)
+    MmaKernel(const __grid_constant__ GroupArgs a, const __nv_bfloat16* x, int64_t ldx, int m) {
+  int64_t row0;
+  const int which = GroupBlockWeight(a.first, a.g.count, blockIdx.x, kMmaRows, &row0);
+  QuantView v = a.g.v[which];
+  __shared__ float book[16];
+  StageBook<F>(v, book);
+  __shared__ __align__(16) unsigned char smem[MmaShared<NT>::kBytes];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  auto* tile = reinterpret_cast<__nv_bfloat16*>(smem) + warp * kMmaRows * kMmaTileStride;
+  float acc[NT][4];
+#pragma unroll
+  for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  int tile_row, half;
+  MmaDecodeSlot(lane, &tile_row, &half);
+  const int64_t r = row0 + tile_row;
+  const int64_t chunks = v.cols / kChunk;
+  const int64_t steps = (chunks + 1) / 2;
+  for (int64_t s = warp; s < steps; s += kMmaWarps) {
+    const int64_t c = 2 * s + half;
+    float w[kChunk];
+    if (r < v.rows && c < chunks) {
+      DecodeChunk<F>(v, r, c, w);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kChunk; ++j) w[j] = 0.0f;
+    }
+    auto* dst = reinterpret_cast<uint4*>(tile + tile_row * kMmaTileStride + half * kChunk);
+#pragma unroll
+    for (int q = 0; q < kChunk / 8; ++q) {
+      const float* p = w + 8 * q;
+      dst[q] = make_uint4(PackBf16(p[0], p[1]), PackBf16(p[2], p[3]), PackBf16(p[4], p[5]), PackBf16(p[6], p[7]));
+    }
+    __syncwarp();
+#pragma unroll
+    for (int kk = 0; kk < kMmaStepCols / 16; ++kk) {
+      const int64_t col = s * kMmaStepCols + kk * 16;  // the slice's first column of W and x
+      if (col >= v.cols) break;                        // an odd chunk count's last half: zeros
+      uint32_t af[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        int ar, ac;
+        MmaFragA(lane, 2 * i, &ar, &ac);
+        af[i] = *reinterpret_cast<const uint32_t*>(tile + ar * kMmaTileStride + kk * 16 + ac);
+      }
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        uint32_t bf[2] = {0u, 0u};
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          int bk, bn;
+          MmaFragB(lane, 2 * i, &bk, &bn);
+          const int tok = 8 * j + bn;
+          if (tok < m) bf[i] = *reinterpret_cast<const uint32_t*>(x + tok * ldx + col + bk);
+        }
+        Mma16816(acc[j], af, bf);
+      }
+    }
+    __syncwarp();  // the tile is read before the next step overwrites it
+  }
+  __syncthreads();  // every warp is done with its tile: the space holds the sums now
+  auto* sums = reinterpret_cast<float*>(smem);  // [warp][row][token]
+  constexpr int kTok = NT * 8;
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      int cr, cn;
+      MmaFragC(lane, i, &cr, &cn);
+      sums[(warp * kMmaRows + cr) * kTok + 8 * j + cn] = acc[j][i];
+    }
+  }
+  __syncthreads();
+  auto* y = static_cast<__nv_bfloat16*>(a.g.y[which]);
+  const int64_t ldy = a.g.ldy[which];
+  for (int e = threadIdx.x; e < kMmaRows * kTok; e += kMmaWarps * 32) {
+    const int row = e % kMmaRows, tok = e / kMmaRows;  // adjacent threads, adjacent rows of y
+    if (tok >= m || row0 + row >= v.rows) continue;
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMmaWarps; ++k) s += sums[(k * kMmaRows + row) * kTok + tok];
+    y[tok * ldy + row0 + row] = __float2bfloat16(s);
   }
 }
 
@@ -86,17 +233,38 @@ __global__ void ToBf16Kernel(QuantView v, __nv_bfloat16* out) {
   for (int j = 0; j < kChunk / 2; ++j) o[j] = __floats2bfloat162_rn(w[2 * j], w[2 * j + 1]);
 }
 
-template <QuantFormat F>
-int LaunchGemv(const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy, cudaStream_t s) {
-  const unsigned blocks = static_cast<unsigned>((v.rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  const auto* xb = static_cast<const __nv_bfloat16*>(x);
-  auto* yb = static_cast<__nv_bfloat16*>(y);
-  if (m == 1) {
-    GemvKernel<F, 1><<<blocks, kWarpsPerBlock * 32, 0, s>>>(v, xb, ldx, m, yb, ldy);
-  } else if (m <= 4) {
-    GemvKernel<F, 4><<<blocks, kWarpsPerBlock * 32, 0, s>>>(v, xb, ldx, m, yb, ldy);
+template <QuantFormat F, int M>
+void LaunchGemvM(const GroupArgs& a, unsigned blocks, const __nv_bfloat16* x, int64_t ldx, int m, cudaStream_t s) {
+  if (a.g.epilogue == GemvEpilogue::kSwiGlu) {
+    GemvKernel<F, M, true><<<blocks, kWarpsPerBlock * 32, 0, s>>>(a, x, ldx, m);
   } else {
-    GemvKernel<F, kMaxGemvTokens><<<blocks, kWarpsPerBlock * 32, 0, s>>>(v, xb, ldx, m, yb, ldy);
+    GemvKernel<F, M, false><<<blocks, kWarpsPerBlock * 32, 0, s>>>(a, x, ldx, m);
+  }
+}
+
+template <QuantFormat F>
+int LaunchGroup(const GemvGroup& g, const void* xv, int64_t ldx, int m, bool mma, cudaStream_t s) {
+  GroupArgs a;
+  a.g = g;
+  const auto* x = static_cast<const __nv_bfloat16*>(xv);
+  const bool tensor_cores = mma && m >= kMinMmaTokens && g.epilogue == GemvEpilogue::kNone;
+  GroupBlocks(g, tensor_cores ? kMmaRows : kWarpsPerBlock, a.first);
+  const auto blocks = static_cast<unsigned>(a.first[g.count]);
+  if (blocks == 0) return 0;
+  if (tensor_cores) {
+    if (m <= 16) {
+      MmaKernel<F, 2><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
+    } else if (m <= 32) {
+      MmaKernel<F, 4><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
+    } else {
+      MmaKernel<F, 8><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
+    }
+  } else if (m == 1) {
+    LaunchGemvM<F, 1>(a, blocks, x, ldx, m, s);
+  } else if (m <= 4) {
+    LaunchGemvM<F, 4>(a, blocks, x, ldx, m, s);
+  } else {
+    LaunchGemvM<F, kMaxGemvTokens>(a, blocks, x, ldx, m, s);
   }
   return static_cast<int>(cudaGetLastError());
 }
@@ -113,22 +281,40 @@ int LaunchToBf16(const QuantView& v, void* out, cudaStream_t s) {
 #define INGOT_QUANT_FORMATS(X) \
   X(kQ4_0) X(kQ4_1) X(kQ5_0) X(kQ5_1) X(kQ8_0) X(kQ4_K) X(kQ5_K) X(kQ6_K) X(kAffine) X(kCodebook)
 
+bool GroupOk(const GemvGroup& g, int m, bool mma) {
+  if (g.count < 1 || g.count > kMaxGemvGroup) return false;
+  if (g.epilogue == GemvEpilogue::kSwiGlu) {
+    if (g.count != 2 || g.v[0].rows != g.v[1].rows || m > kMaxGemvTokens) return false;
+  }
+  if (m < 1 || m > QuantGemvMaxTokens(mma)) return false;
+  for (int i = 0; i < g.count; ++i) {
+    if (g.v[i].cols != g.v[0].cols || g.v[i].cols % kChunk != 0 || g.y[i] == nullptr) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
-int QuantGemv(QuantFormat f, const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy,
-              void* stream) {
-  if (m < 1 || m > kMaxGemvTokens || v.cols % kChunk != 0 || (ldx & 1) != 0) {
-    return static_cast<int>(cudaErrorInvalidValue);
-  }
-  if (v.rows == 0) return 0;
+int QuantGemvGroup(QuantFormat f, const GemvGroup& g, const void* x, int64_t ldx, int m, bool mma, void* stream) {
+  if (!GroupOk(g, m, mma) || (ldx & 1) != 0) return static_cast<int>(cudaErrorInvalidValue);
   const auto s = static_cast<cudaStream_t>(stream);
   switch (f) {
 #define INGOT_CASE(n) \
-  case QuantFormat::n: return LaunchGemv<QuantFormat::n>(v, x, ldx, m, y, ldy, s);
+  case QuantFormat::n: return LaunchGroup<QuantFormat::n>(g, x, ldx, m, mma, s);
     INGOT_QUANT_FORMATS(INGOT_CASE)
 #undef INGOT_CASE
   }
   return static_cast<int>(cudaErrorInvalidValue);
+}
+
+int QuantGemv(QuantFormat f, const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy, bool mma,
+              void* stream) {
+  GemvGroup g;
+  g.v[0] = v;
+  g.y[0] = y;
+  g.ldy[0] = ldy;
+  g.count = 1;
+  return QuantGemvGroup(f, g, x, ldx, m, mma, stream);
 }
 
 int QuantToBf16(QuantFormat f, const QuantView& v, void* out, void* stream) {

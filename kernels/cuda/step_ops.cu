@@ -12,15 +12,27 @@ constexpr int kNormThreads = 256;
 
 // One block per row: each thread sums the squares of its strided columns, the block
 // reduces them (shuffles, then one value per warp through shared memory), every thread
-// scales its columns.
+// scales its columns. kAdd: the row is first res + x, rounded to bf16 and stored back in
+// res (the residual stream, as the add op would leave it), and normed from there; each
+// thread reads back only the columns it wrote.
+template <bool kAdd>
 __global__ void __launch_bounds__(kNormThreads)
-    RmsNormKernel(const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w, __nv_bfloat16* y, int64_t ldy,
-                  int64_t cols, float eps) {
+    RmsNormKernel(__nv_bfloat16* res, int64_t ldr, const __nv_bfloat16* x, int64_t ldx, const __nv_bfloat16* w,
+                  __nv_bfloat16* y, int64_t ldy, int64_t cols, float eps) {
+  __nv_bfloat16* rr = res + blockIdx.x * ldr;
   const __nv_bfloat16* xr = x + blockIdx.x * ldx;
   __nv_bfloat16* yr = y + blockIdx.x * ldy;
+  const __nv_bfloat16* in = kAdd ? rr : xr;
   float s = 0.0f;
   for (int64_t c = threadIdx.x; c < cols; c += kNormThreads) {
-    const float v = __bfloat162float(xr[c]);
+    float v;
+    if constexpr (kAdd) {
+      const __nv_bfloat16 sum = __float2bfloat16(__bfloat162float(rr[c]) + __bfloat162float(xr[c]));
+      rr[c] = sum;
+      v = __bfloat162float(sum);
+    } else {
+      v = __bfloat162float(xr[c]);
+    }
     s = fmaf(v, v, s);
   }
 #pragma unroll
@@ -38,7 +50,7 @@ __global__ void __launch_bounds__(kNormThreads)
   __syncthreads();
   const float k = scale;
   for (int64_t c = threadIdx.x; c < cols; c += kNormThreads) {
-    yr[c] = __float2bfloat16(__bfloat162float(xr[c]) * k * __bfloat162float(w[c]));
+    yr[c] = __float2bfloat16(__bfloat162float(in[c]) * k * __bfloat162float(w[c]));
   }
 }
 
@@ -77,9 +89,19 @@ int RmsNormBf16(const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,
                 void* stream) {
   if (rows <= 0) return 0;
   if (rows > 0x7fffffff || cols <= 0) return static_cast<int>(cudaErrorInvalidValue);
-  RmsNormKernel<<<static_cast<unsigned>(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<const __nv_bfloat16*>(x), ldx, static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(y),
-      ldy, cols, eps);
+  RmsNormKernel<false><<<static_cast<unsigned>(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      nullptr, 0, static_cast<const __nv_bfloat16*>(x), ldx, static_cast<const __nv_bfloat16*>(w),
+      static_cast<__nv_bfloat16*>(y), ldy, cols, eps);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int AddRmsNormBf16(void* res, int64_t ldr, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,
+                   int64_t rows, int64_t cols, float eps, void* stream) {
+  if (rows <= 0) return 0;
+  if (rows > 0x7fffffff || cols <= 0) return static_cast<int>(cudaErrorInvalidValue);
+  RmsNormKernel<true><<<static_cast<unsigned>(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      static_cast<__nv_bfloat16*>(res), ldr, static_cast<const __nv_bfloat16*>(x), ldx,
+      static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(y), ldy, cols, eps);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -1,6 +1,7 @@
-// The step's small ops on a CUDA device as one kernel each (step_ops.cu): RMSNorm, rope
-// over the q and k buffers together, SwiGLU. Through libtorch they are a chain of
-// elementwise kernels and a copy each (rope alone: ~16 per layer), which at decode sizes
+// The step's small ops on a CUDA device as one kernel each (step_ops.cu): RMSNorm (alone
+// or after the residual add), rope over the q and k buffers together, SwiGLU. Through
+// libtorch they are a chain of elementwise kernels and a copy each (rope alone: ~16 per
+// layer), which at decode sizes
 // costs more than the layer's weights: a kernel's launch and ramp are ~2 us, a 4-bit
 // 7B layer's weights ~30 us of memory time, and a step has ~40 such kernels per layer.
 // Each op computes in f32 from bf16 and rounds once to bf16.
@@ -50,6 +51,11 @@ INGOT_HD float RmsNormScale(float sum_sq, int64_t cols, float eps) {
 // y (rows, cols) = RMSNorm of x (rows, cols) with weight w (cols).
 int RmsNormBf16(const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t rows, int64_t cols, float eps,
                 void* stream);
+// res (rows, cols) += x, rounded to bf16 as a separate add would leave it, then y =
+// RMSNorm of the new res (the residual add and the next layer's norm in one kernel).
+// y must not overlap res or x.
+int AddRmsNormBf16(void* res, int64_t ldr, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,
+                   int64_t rows, int64_t cols, float eps, void* stream);
 // q (n, n_head * head_dim) and k (n, n_head_kv * head_dim) rotated in place by token t's
 // cos/sin rows (n, rope_dim / 2; row stride ldc).
 int RopeBf16(void* q, int64_t ldq, int32_t n_head, void* k, int64_t ldk, int32_t n_head_kv, int64_t n,

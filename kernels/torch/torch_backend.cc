@@ -493,10 +493,34 @@ absl::Status RmsNorm(void* ws, Buf in, Buf out, int64_t rows, const float*, cons
   })
 }
 
+#ifdef INGOT_WITH_CUDA
+// Jobs over one input, each a weight kept in its representation with no bias or column
+// order, as one launch of ingot's kernels (swiglu: gate/up ending in SwiGLU). false:
+// not this case, nothing done.
+bool GroupOnCuda(TorchWorkspace& w, const LinearJob* jobs, int n_jobs, int64_t rows, bool swiglu) {
+  if (!w.dev.is_cuda() || n_jobs < 2 || n_jobs > cuda::kMaxGemvGroup) return false;
+  const CudaQuant* q[cuda::kMaxGemvGroup];
+  at::Tensor out[cuda::kMaxGemvGroup];
+  for (int j = 0; j < n_jobs; ++j) {
+    const auto* t = static_cast<const TorchLinear*>(jobs[j].placed);
+    if (t == nullptr || t->kind != TorchLinear::Kind::kQuant || t->order.defined() || jobs[j].bias_placed != nullptr ||
+        jobs[j].in != jobs[0].in) {
+      return false;
+    }
+    q[j] = t->quant.get();
+    out[j] = w.B(jobs[j].out, rows);
+  }
+  return QuantLinearGroupOnCuda(w.B(jobs[0].in, rows), q, out, n_jobs, swiglu);
+}
+#endif
+
 absl::Status LinearOp(void* ws, ThreadPool& pool, const LinearJob* jobs, int n_jobs, int64_t rows) {
   TorchWorkspace& w = W(ws);
   if (w.dev.is_cpu()) SetThreads(pool.size());
   INGOT_TORCH_STEP(w, "linear", {
+#ifdef INGOT_WITH_CUDA
+    if (GroupOnCuda(w, jobs, n_jobs, rows, /*swiglu=*/false)) return absl::OkStatus();
+#endif
     for (int j = 0; j < n_jobs; ++j) {
       const LinearJob& job = jobs[j];
       const auto* t = static_cast<const TorchLinear*>(job.placed);
@@ -591,10 +615,7 @@ absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
       TorchKv& kv = *w.runs[0].kv;
       at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);
       const at::Tensor write = w.gin.write.narrow(0, 0, w.n);
-      if (kv.q8) {
-        StoreQ8_0RowsOnCuda(k_all, write, ks);
-        StoreQ8_0RowsOnCuda(v_all, write, vs);
-      } else {
+      if (!StoreKvRowsOnCuda(k_all, v_all, write, ks, vs, kv.q8)) {
         ks.index_copy_(0, write, k_all.to(kv.dtype));
         vs.index_copy_(0, write, v_all.to(kv.dtype));
       }
@@ -606,13 +627,13 @@ absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
     for (const TorchRun& r : w.runs) {
       TorchKv& kv = *r.kv;
       at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (rows, width)
+      bool stored = false;
 #ifdef INGOT_WITH_CUDA
-      if (kv.q8) {
-        StoreQ8_0RowsOnCuda(k_all.narrow(0, r.t0, r.len), r.write, ks);
-        StoreQ8_0RowsOnCuda(v_all.narrow(0, r.t0, r.len), r.write, vs);
+      if (w.dev.is_cuda()) {
+        stored = StoreKvRowsOnCuda(k_all.narrow(0, r.t0, r.len), v_all.narrow(0, r.t0, r.len), r.write, ks, vs, kv.q8);
       }
 #endif
-      if (!kv.q8) {
+      if (!stored) {
         ks.index_copy_(0, r.write, k_all.narrow(0, r.t0, r.len).to(kv.dtype));
         vs.index_copy_(0, r.write, v_all.narrow(0, r.t0, r.len).to(kv.dtype));
       }
@@ -653,6 +674,23 @@ absl::Status Add(void* ws, Buf y, Buf x, int64_t rows) {
   })
 }
 
+// y += x, then out = RMSNorm(y): one kernel on CUDA (the residual add and the next
+// norm), the two ops otherwise.
+absl::Status AddRmsNormOp(void* ws, Buf y, Buf x, int64_t rows, Buf out, const float* norm, const void* norm_placed,
+                          float eps) {
+#ifdef INGOT_WITH_CUDA
+  TorchWorkspace& w = W(ws);
+  {
+    INGOT_TORCH_STEP(w, "add_rms_norm", {
+      const at::Tensor& weight = static_cast<const TorchVector*>(norm_placed)->v;
+      if (AddRmsNormOnCuda(w.B(y, rows), w.B(x, rows), weight, w.B(out, rows), eps)) return absl::OkStatus();
+    })
+  }
+#endif
+  if (absl::Status s = Add(ws, y, x, rows); !s.ok()) return s;
+  return RmsNorm(ws, y, out, rows, norm, norm_placed, eps);
+}
+
 absl::Status SwiGluOp(void* ws) {
   TorchWorkspace& w = W(ws);
   INGOT_TORCH_STEP(w, "swiglu", {
@@ -665,6 +703,22 @@ absl::Status SwiGluOp(void* ws) {
     return absl::OkStatus();
   })
 }
+
+// Gate and up over one input, then SwiGLU: one kernel on CUDA where ingot's kernels hold
+// both weights, the three ops otherwise.
+absl::Status LinearSwiGluOp(void* ws, ThreadPool& pool, const LinearJob* gate_up, int64_t rows) {
+  TorchWorkspace& w = W(ws);
+#ifdef INGOT_WITH_CUDA
+  {
+    INGOT_TORCH_STEP(w, "linear_swiglu", {
+      if (gate_up[0].out == Buf::kGate && GroupOnCuda(w, gate_up, 2, rows, /*swiglu=*/true)) return absl::OkStatus();
+    })
+  }
+#endif
+  if (absl::Status s = LinearOp(ws, pool, gate_up, 2, rows); !s.ok()) return s;
+  return SwiGluOp(ws);
+}
+
 
 // Host traffic cannot be part of a recording (layers_begin promised there is none).
 absl::Status NotRecording(const TorchWorkspace& w, const char* what) {
@@ -763,6 +817,8 @@ const Backend kTorch = {
     .read_rows = ReadRows,
     .layers_begin = LayersBegin,
     .layers_end = LayersEnd,
+    .add_rms_norm = AddRmsNormOp,
+    .linear_swiglu = LinearSwiGluOp,
     .new_kv = NewKv,
     .reserve_kv = ReserveKv,
     .copy_kv_block = CopyKvBlock,

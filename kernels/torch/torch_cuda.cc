@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <iterator>
 #include <memory>
 #include <exception>
@@ -135,29 +137,7 @@ at::Tensor QuantToBf16OnCuda(const CudaQuant& q, int index) {
   return out;
 }
 
-void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor& out) {
-  c10::cuda::CUDAGuard guard(x.device().index());
-  const at::Tensor xb = x.to(at::kBFloat16).contiguous();
-  const int64_t m = xb.size(0);
-  const bool direct = out.scalar_type() == at::kBFloat16 && out.dim() == 2 && out.size(0) == m &&
-                      out.size(1) == q.view.rows && out.stride(1) == 1;
-  at::Tensor y = direct ? out : at::empty({m, q.view.rows}, xb.options());
-  if (m > cuda::kMaxGemvTokens) {
-    // Prefill: the weight expanded to a bf16 tile for cuBLAS, then dropped.
-    at::mm_out(y, xb, QuantToBf16OnCuda(q, x.device().index()).t());
-  } else {
-    Check(cuda::QuantGemv(q.format, q.view, xb.data_ptr(), q.view.cols, static_cast<int>(m), y.data_ptr(), y.stride(0),
-                          c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
-          "quantized GEMV kernel");
-  }
-  if (!direct) out.copy_(y);
-}
-
 namespace {
-
-bool Bf16Rows(const at::Tensor& t) {
-  return t.is_cuda() && t.scalar_type() == at::kBFloat16 && t.dim() == 2 && t.stride(1) == 1;
-}
 
 bool CudaStepOpsEnabled() {
   static const bool on = [] {
@@ -167,7 +147,86 @@ bool CudaStepOpsEnabled() {
   return on;
 }
 
+// The tensor-core kernel for 5-64 tokens: on sm_80 and up unless $INGOT_CUDA_MMA=0 (the
+// A/B of tests/gpu/run.sh), read once per device.
+bool MmaOn(int index) {
+  static const bool env_on = [] {
+    const char* env = std::getenv("INGOT_CUDA_MMA");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  if (!env_on) return false;
+  static std::mutex mu;
+  static std::map<int, bool> major8;
+  std::lock_guard lock(mu);
+  auto it = major8.find(index);
+  if (it == major8.end()) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index) != cudaSuccess) major = 0;
+    it = major8.emplace(index, major >= 8).first;
+  }
+  return it->second;
+}
+
+bool Bf16Rows(const at::Tensor& t) {
+  return t.is_cuda() && t.scalar_type() == at::kBFloat16 && t.dim() == 2 && t.stride(1) == 1;
+}
+
 }  // namespace
+
+void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor& out) {
+  const int index = x.device().index();
+  c10::cuda::CUDAGuard guard(index);
+  const at::Tensor xb = x.to(at::kBFloat16).contiguous();
+  const int64_t m = xb.size(0);
+  const bool direct = out.scalar_type() == at::kBFloat16 && out.dim() == 2 && out.size(0) == m &&
+                      out.size(1) == q.view.rows && out.stride(1) == 1;
+  at::Tensor y = direct ? out : at::empty({m, q.view.rows}, xb.options());
+  const bool mma = MmaOn(index);
+  if (m > cuda::QuantGemvMaxTokens(mma)) {
+    // Prefill: the weight expanded to a bf16 tile for cuBLAS, then dropped.
+    at::mm_out(y, xb, QuantToBf16OnCuda(q, index).t());
+  } else {
+    Check(cuda::QuantGemv(q.format, q.view, xb.data_ptr(), q.view.cols, static_cast<int>(m), y.data_ptr(), y.stride(0),
+                          mma, c10::cuda::getCurrentCUDAStream(index).stream()),
+          "quantized GEMV kernel");
+  }
+  if (!direct) out.copy_(y);
+}
+
+bool QuantLinearGroupOnCuda(const at::Tensor& x, const CudaQuant* const* q, const at::Tensor* out, int count,
+                            bool swiglu) {
+  if (!CudaStepOpsEnabled() || count < 1 || count > cuda::kMaxGemvGroup || !Bf16Rows(x) || x.stride(0) % 2 != 0) {
+    return false;
+  }
+  const int index = x.device().index();
+  const int64_t m = x.size(0);
+  const bool mma = MmaOn(index);
+  // Grouping saves launches, which matter at decode sizes. The fused SwiGLU is the
+  // GEMV's: from kMinMmaTokens on, the tensor-core kernel and a SwiGLU kernel are faster.
+  const int most = swiglu ? (mma ? cuda::kMinMmaTokens - 1 : cuda::kMaxGemvTokens) : cuda::QuantGemvMaxTokens(mma);
+  if (m > most ||
+      reinterpret_cast<uintptr_t>(x.data_ptr()) % 4 != 0) {
+    return false;
+  }
+  cuda::GemvGroup g;
+  g.count = count;
+  g.epilogue = swiglu ? cuda::GemvEpilogue::kSwiGlu : cuda::GemvEpilogue::kNone;
+  for (int i = 0; i < count; ++i) {
+    if (q[i]->format != q[0]->format || q[i]->view.cols != x.size(1) || !Bf16Rows(out[i]) || out[i].size(0) != m ||
+        out[i].size(1) != q[i]->view.rows || out[i].device() != x.device()) {
+      return false;
+    }
+    g.v[i] = q[i]->view;
+    g.y[i] = out[i].data_ptr();
+    g.ldy[i] = out[i].stride(0);
+  }
+  c10::cuda::CUDAGuard guard(index);
+  Check(cuda::QuantGemvGroup(q[0]->format, g, x.data_ptr(), x.stride(0), static_cast<int>(m), mma,
+                             c10::cuda::getCurrentCUDAStream(index).stream()),
+        "quantized GEMV kernel (group)");
+  return true;
+}
+
 
 bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out, float eps) {
   if (!CudaStepOpsEnabled() || !Bf16Rows(x) || !Bf16Rows(out) || x.sizes() != out.sizes() ||
@@ -178,6 +237,21 @@ bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   Check(cuda::RmsNormBf16(x.data_ptr(), x.stride(0), weight.data_ptr(), out.data_ptr(), out.stride(0), x.size(0),
                           x.size(1), eps, c10::cuda::getCurrentCUDAStream(x.device().index()).stream()),
         "rms_norm kernel");
+  return true;
+}
+
+bool AddRmsNormOnCuda(const at::Tensor& res, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out,
+                      float eps) {
+  if (!CudaStepOpsEnabled() || !Bf16Rows(res) || !Bf16Rows(x) || !Bf16Rows(out) || res.sizes() != x.sizes() ||
+      res.sizes() != out.sizes() || weight.scalar_type() != at::kBFloat16 || !weight.is_contiguous() ||
+      weight.numel() != res.size(1)) {
+    return false;
+  }
+  c10::cuda::CUDAGuard guard(res.device().index());
+  Check(cuda::AddRmsNormBf16(res.data_ptr(), res.stride(0), x.data_ptr(), x.stride(0), weight.data_ptr(),
+                             out.data_ptr(), out.stride(0), res.size(0), res.size(1), eps,
+                             c10::cuda::getCurrentCUDAStream(res.device().index()).stream()),
+        "add + rms_norm kernel");
   return true;
 }
 
@@ -215,13 +289,29 @@ bool SwiGluOnCuda(const at::Tensor& gate, const at::Tensor& up) {
   return true;
 }
 
-void StoreQ8_0RowsOnCuda(const at::Tensor& src, const at::Tensor& rows, const at::Tensor& layer_store) {
-  c10::cuda::CUDAGuard guard(src.device().index());
-  const at::Tensor x = src.to(at::kBFloat16).contiguous();
-  Check(cuda::StoreQ8_0Rows(x.data_ptr(), static_cast<int32_t>(x.size(0)), static_cast<int32_t>(x.size(1)),
-                            rows.data_ptr<int64_t>(), layer_store.data_ptr<uint8_t>(), layer_store.size(1),
-                            c10::cuda::getCurrentCUDAStream(src.device().index()).stream()),
-        "q8_0 KV store kernel");
+bool StoreKvRowsOnCuda(const at::Tensor& k, const at::Tensor& v, const at::Tensor& rows, const at::Tensor& k_store,
+                       const at::Tensor& v_store, bool q8) {
+  const bool bf16 = Bf16Rows(k) && Bf16Rows(v);
+  const at::ScalarType st = k_store.scalar_type();
+  if (!q8 && (!CudaStepOpsEnabled() || !bf16 || (st != at::kHalf && st != at::kFloat))) return false;
+  c10::cuda::CUDAGuard guard(k.device().index());
+  // Q8_0 has no libtorch form: other activations are made bf16 rows for the kernel.
+  const at::Tensor kb = bf16 ? k : k.to(at::kBFloat16).contiguous();
+  const at::Tensor vb = bf16 ? v : v.to(at::kBFloat16).contiguous();
+  cuda::KvStoreArgs a;
+  a.k = kb.data_ptr();
+  a.v = vb.data_ptr();
+  a.ldk = kb.stride(0);
+  a.ldv = vb.stride(0);
+  a.n = static_cast<int32_t>(kb.size(0));
+  a.kv_dim = static_cast<int32_t>(kb.size(1));
+  a.rows = rows.data_ptr<int64_t>();
+  a.k_dst = static_cast<uint8_t*>(k_store.data_ptr());
+  a.v_dst = static_cast<uint8_t*>(v_store.data_ptr());
+  a.row_bytes = k_store.stride(0) * static_cast<int64_t>(k_store.element_size());
+  a.store = q8 ? cuda::KvStore::kQ8_0 : st == at::kHalf ? cuda::KvStore::kF16 : cuda::KvStore::kF32;
+  Check(cuda::StoreKvRows(a, c10::cuda::getCurrentCUDAStream(k.device().index()).stream()), "KV store kernel");
+  return true;
 }
 
 void PagedAttentionOnCuda(const at::Tensor& q, const at::Tensor& out, const at::Tensor& k, const at::Tensor& v,

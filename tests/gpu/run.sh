@@ -5,7 +5,9 @@
 # how); alone: run(command="tests/gpu/run.sh $OUT", carry=["build-gpu-bundle.tar.xz"]).
 #   1. the torch version (2.11.x, the libtorch the bundle was built against)
 #   2. backend_test on cuda:0: every representation x shape, and the step ops (libtorch's
-#      here), against the native CPU references (tolerances in tests/kernels/backend_test.cc)
+#      here, no grouped or fused launches, and the GEMV for 5-16 tokens instead of the
+#      tensor-core kernel: INGOT_CUDA_MMA=0), against the native CPU references
+#      (tolerances in tests/kernels/backend_test.cc)
 #   3. placement_test on cuda:0's model: a random-weight model of the default model's
 #      shapes, greedy on cuda:0 vs native cpu, teacher-forced
 #   4. ingotd serving that model on cuda:0 over gRPC: load, generate, info, the memory
@@ -13,8 +15,9 @@
 #   5. forward_bench: prefill/decode on cuda:0 (torch) beside native cpu; 5b. decode with
 #      and without CUDA graphs ($INGOT_CUDA_GRAPHS), batch 1 and 16
 #   2b. backend_test again with INGOT_CUDA_QUANT_KERNELS=all and INGOT_CUDA_ATTENTION=ingot
-#      (ingot's fused kernels for every quantized representation, its paged attention,
-#      its fused rms_norm/rope/swiglu)
+#      (ingot's fused kernels for every quantized representation, the tensor-core kernel
+#      for 5-64 tokens, q/k/v and gate/up+SwiGLU as one launch each, its paged attention
+#      and KV store kernel, its fused rms_norm/add+rms_norm/rope/swiglu)
 # Prints one summary table, written row by row; each step has its own timeout (90 s for
 # the tests, 45 s per forward_bench) and session.sh gives the whole 240 s. The 7B-shaped
 # benchmark of the kernels is tests/gpu/bench_7b.sh.
@@ -35,9 +38,9 @@ row "gpu" ok "$(head -1 "$LOGS/gpu.txt")"
 
 # 2. backend table on cuda:0
 # (with libtorch's own step ops: $INGOT_CUDA_STEP_OPS=torch; 2b runs ingot's fused ones)
-INGOT_CUDA_STEP_OPS=torch INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 90 "$B/bin/backend_test" \
+INGOT_CUDA_STEP_OPS=torch INGOT_CUDA_MMA=0 INGOT_BACKEND_TEST_DEVICES=cuda:0 timeout 90 "$B/bin/backend_test" \
   > "$LOGS/backend_test.log" 2>&1
-rc=$?; row "backend_test cuda:0 torch ops" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
+rc=$?; row "backend_test cuda:0 torch ops, GEMV" "$([ $rc = 0 ] && echo PASS || echo FAIL)" \
   "$(grep -E '^\[ backend \]' "$LOGS/backend_test.log" | head -1) $(grep -c '^\[ upload \]' "$LOGS/backend_test.log") uploads"
 # 2b. the same with every quantized weight on ingot's CUDA kernels (kernels/cuda), the
 # ones libtorch has int4/int8 kernels for included, ingot's paged attention kernel for
@@ -90,13 +93,15 @@ done
 # 5b. decode steps without and with CUDA graphs (INGOT_CUDA_GRAPHS=1 records each batch
 # size's decode step once and replays it; both with ingot's paged attention, which the
 # graphs use), batch 1 and 16, alternated
-for batch in 1 16; do
-  for graphs in 0 1; do
-    INGOT_CUDA_ATTENTION=ingot INGOT_CUDA_GRAPHS=$graphs timeout 45 "$B/bin/forward_bench" "$MODEL" --backend torch \
-      --device cuda:0 --threads 8 --prompt 128 --gen 64 --runs 5 --batch $batch > "$LOGS/bench_graphs${graphs}_b$batch.txt" 2>&1
-    row "forward_bench cuda graphs=$graphs b$batch" "$([ $? = 0 ] && echo ok || echo FAIL)" \
-      "$(tail -1 "$LOGS/bench_graphs${graphs}_b$batch.txt")"
-  done
+# (and batch 16 on the GEMV instead of the tensor-core kernel: INGOT_CUDA_MMA=0)
+for cfg in "1 0 1" "1 1 1" "16 0 1" "16 1 1" "16 1 0"; do
+  set -- $cfg
+  batch=$1 graphs=$2 mma=$3
+  INGOT_CUDA_ATTENTION=ingot INGOT_CUDA_GRAPHS=$graphs INGOT_CUDA_MMA=$mma timeout 45 "$B/bin/forward_bench" "$MODEL" \
+    --backend torch --device cuda:0 --threads 8 --prompt 128 --gen 64 --runs 5 --batch $batch \
+    > "$LOGS/bench_graphs${graphs}_mma${mma}_b$batch.txt" 2>&1
+  row "forward_bench cuda graphs=$graphs mma=$mma b$batch" "$([ $? = 0 ] && echo ok || echo FAIL)" \
+    "$(tail -1 "$LOGS/bench_graphs${graphs}_mma${mma}_b$batch.txt")"
 done
 
 echo

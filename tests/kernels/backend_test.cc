@@ -53,7 +53,7 @@ const std::vector<Rep>& Reps() {
       {"f16", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeDense(w, r, c, GgmlType::kF16); }},
       {"bf16", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeDense(w, r, c, GgmlType::kBF16); }},
       {"q4_0", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_0); }},
-      {"q4_1", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_1); }},
+      {"q4_1", 544, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_1); }},
       {"q8_0", 576, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ8_0); }},
       {"q4_k", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ4_K); }},
       {"q6_k", 768, [](const float* w, int64_t r, int64_t c) { return quant::QuantizeGguf(w, r, c, GgmlType::kQ6_K); }},
@@ -189,8 +189,9 @@ TEST_F(BackendTest, LinearMatchesDequantizedReference) {
       const std::vector<float> dense = DequantizeAll(w);
       std::vector<float> bias(rows);
       for (float& v : bias) v = nd(rng);
-      // Tokens: the CUDA GEMV's three widths (1, <= 4, <= 16) and its prefill path (> 16).
-      for (int64_t n : {1, 4, 9, 17}) {
+      // Tokens: the CUDA GEMV (1, <= 4), its tensor-core kernel's three widths (<= 16,
+      // <= 32, <= 64) and the prefill path (> 64).
+      for (int64_t n : {1, 4, 9, 17, 40, 65}) {
         std::vector<float> x(static_cast<size_t>(n * cols));
         for (float& v : x) v = nd(rng) * 20.0f;
         if (rep.name == std::string("llm.int8")) x[3] = 9.0f;  // one outlier column
@@ -417,9 +418,115 @@ TEST_F(BackendTest, StepOpsMatchReferences) {
         for (int i = 0; i < s.n_embd; ++i) picked.push_back(twice[r * s.n_embd + i]);
       }
       EXPECT_LE(Nmse(read(Buf::kHidden, 2), picked), tol) << "gather_rows";
+      if (be.add_rms_norm != nullptr) {  // kX (= 2x now) += kProj, then kXn = RMSNorm(kX)
+        std::vector<float> proj = randv(n * s.n_embd), sum(x.size()), ref_sum_xn(x.size());
+        ASSERT_TRUE(be.write_rows(h, Buf::kProj, proj.data(), n).ok());
+        ASSERT_TRUE(be.add_rms_norm(h, Buf::kX, Buf::kProj, n, Buf::kXn, norm_w.data(), pw->handle.get(), 1e-5f).ok());
+        for (size_t i = 0; i < x.size(); ++i) sum[i] = static_cast<float>(twice[i]) + proj[i];
+        RmsNormRef(sum.data(), norm_w.data(), ref_sum_xn.data(), n, s.n_embd, 1e-5f);
+        EXPECT_LE(Nmse(read(Buf::kX, n), as_double(sum)), tol) << "add_rms_norm: the sum";
+        EXPECT_LE(Nmse(read(Buf::kXn, n), as_double(ref_sum_xn)), tol) << "add_rms_norm: the norm";
+      }
       be.free_kv(*kv);
     }
   }
+}
+
+// The grouped and fused linear ops as the forward pass calls them: q/k/v over one input
+// in one linear call (one launch on CUDA where the formats agree), gate/up through
+// linear_swiglu (one kernel on CUDA), against x . dequantize(W)^T in double. Token
+// counts cover the CUDA GEMV (1, 3), its tensor-core kernel (9, 16, 40) and the tile +
+// GEMM path (70); rows are not multiples of the kernels' 4 and 16.
+TEST_F(BackendTest, GroupedAndFusedLinearsMatchReference) {
+  StepShape s;
+  s.n_head = 6;
+  s.n_head_kv = 3;
+  s.head_dim = 34;  // q 204 rows, k/v 102
+  s.n_ff = 88;
+  s.vocab = 1;
+  s.rope_dim = 0;
+  int cases = 0;
+  for (const Rep& rep : Reps()) {
+    const std::string name = rep.name;
+    if (name != "q4_0" && name != "q4_k" && name != "nf4/b64+dq" && name != "hqq4/g64 (zero)") continue;
+    s.n_embd = static_cast<int32_t>(rep.cols);
+    const int64_t cols = rep.cols;
+    std::mt19937 rng(static_cast<uint32_t>(cols + name.size()));
+    std::normal_distribution<float> nd(0.0f, 0.05f);
+    const int64_t wrows[5] = {s.q_dim(), s.kv_dim(), s.kv_dim(), s.n_ff, s.n_ff};
+    std::vector<QuantizedWeight> ws;
+    std::vector<std::vector<float>> dense;
+    for (int64_t r : wrows) {
+      std::vector<float> wf(static_cast<size_t>(r * cols));
+      for (float& v : wf) v = nd(rng);
+      auto q = rep.make(wf.data(), r, cols);
+      ASSERT_TRUE(q.ok()) << q.status();
+      dense.push_back(DequantizeAll(q->view));
+      ws.push_back(std::move(*q));
+    }
+    for (int64_t n : {1, 3, 9, 16, 40, 70}) {
+      std::vector<float> x(static_cast<size_t>(n * cols));
+      for (float& v : x) v = nd(rng) * 20.0f;
+      std::vector<std::vector<double>> want(5);
+      for (int i = 0; i < 5; ++i) {
+        want[i].resize(static_cast<size_t>(n * wrows[i]));
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t r = 0; r < wrows[i]; ++r) {
+            double acc = 0;
+            for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(x[t * cols + c]) * dense[i][r * cols + c];
+            want[i][t * wrows[i] + r] = acc;
+          }
+        }
+      }
+      std::vector<double> want_sw(want[3].size());
+      for (size_t i = 0; i < want_sw.size(); ++i) want_sw[i] = want[3][i] / (1.0 + std::exp(-want[3][i])) * want[4][i];
+      for (const Target& target : targets_) {
+        SCOPED_TRACE(target.Name() + " " + name + " tokens " + std::to_string(n));
+        const Backend& be = *target.backend;
+        std::vector<Placed> placed;
+        for (const QuantizedWeight& q : ws) {
+          auto p = be.upload_linear(target.device, q.view);
+          ASSERT_TRUE(p.ok()) << p.status();
+          placed.push_back(std::move(*p));
+        }
+        const double tol = Tolerance(target, ws[0].view, placed[0].representation);
+        BackendWorkspace bws;
+        void* h = bws.For(be, target.device);
+        std::vector<StepToken> toks(n);
+        ASSERT_TRUE(be.begin(h, s, x.data(), nullptr, nullptr, toks.data(), n).ok());
+        auto job = [&](int i, Buf out) {
+          LinearJob j;
+          j.w = &ws[i].view;
+          j.placed = placed[i].handle.get();
+          j.in = Buf::kX;
+          j.out = out;
+          return j;
+        };
+        auto read = [&](Buf b) {
+          auto r = be.read_rows(h, b, n, &bws.scratch());
+          EXPECT_TRUE(r.ok()) << r.status();
+          return r.ok() ? std::vector<float>(*r, *r + n * s.Cols(b)) : std::vector<float>();
+        };
+        const LinearJob qkv[3] = {job(0, Buf::kQ), job(1, Buf::kK), job(2, Buf::kV)};
+        const absl::Status st = be.linear(h, pool_, qkv, 3, n);
+        ASSERT_TRUE(st.ok()) << st;
+        EXPECT_LE(Nmse(read(Buf::kQ), want[0]), tol) << "q";
+        EXPECT_LE(Nmse(read(Buf::kK), want[1]), tol) << "k";
+        EXPECT_LE(Nmse(read(Buf::kV), want[2]), tol) << "v";
+        const LinearJob gate_up[2] = {job(3, Buf::kGate), job(4, Buf::kUp)};
+        if (be.linear_swiglu != nullptr) {
+          const absl::Status st = be.linear_swiglu(h, pool_, gate_up, n);
+          ASSERT_TRUE(st.ok()) << st;
+        } else {
+          ASSERT_TRUE(be.linear(h, pool_, gate_up, 2, n).ok());
+          ASSERT_TRUE(be.swiglu(h).ok());
+        }
+        EXPECT_LE(Nmse(read(Buf::kGate), want_sw), 4 * tol + 1e-9) << "gate/up + swiglu";
+        ++cases;
+      }
+    }
+  }
+  EXPECT_GT(cases, 0);
 }
 
 // A KV store shape for the attention tests: blocks of 16 positions.

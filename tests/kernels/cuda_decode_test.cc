@@ -21,6 +21,7 @@
 #include "kernels/cpu/quantize_ref.h"
 #include "kernels/cuda/paged_attention.h"
 #include "kernels/cuda/quant_decode.h"
+#include "kernels/cuda/quant_gemv.h"
 #include "kernels/cuda/quant_view.h"
 #include "kernels/cuda/step_ops.h"
 #include "kernels/ggml_types.h"
@@ -212,6 +213,189 @@ TEST(CudaDecodeTest, WarpScheduleCoversEveryChunkOnce) {
   }
 }
 
+// The mma.sync fragment maps (quant_gemv.h, from the PTX ISA's tables) each cover their
+// tile exactly once over the warp, and the two elements of a 32-bit register are
+// adjacent columns (A) or k (B): the kernel loads them as one word.
+TEST(CudaMmaTest, FragmentMapsCoverTheirTilesOnce) {
+  int a[16][16] = {}, b[16][8] = {}, c[16][8] = {};
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int i = 0; i < 8; ++i) {
+      int r, col;
+      MmaFragA(lane, i, &r, &col);
+      ASSERT_TRUE(r >= 0 && r < 16 && col >= 0 && col < 16) << lane << " " << i;
+      ++a[r][col];
+      if (i % 2 == 1) {
+        int r0, c0;
+        MmaFragA(lane, i - 1, &r0, &c0);
+        EXPECT_TRUE(r0 == r && c0 + 1 == col) << "A register " << i / 2 << " of lane " << lane;
+      }
+    }
+    for (int i = 0; i < 4; ++i) {
+      int k, n;
+      MmaFragB(lane, i, &k, &n);
+      ASSERT_TRUE(k >= 0 && k < 16 && n >= 0 && n < 8);
+      ++b[k][n];
+      if (i % 2 == 1) {
+        int k0, n0;
+        MmaFragB(lane, i - 1, &k0, &n0);
+        EXPECT_TRUE(n0 == n && k0 + 1 == k) << "B register " << i / 2 << " of lane " << lane;
+      }
+      int r, n2;
+      MmaFragC(lane, i, &r, &n2);
+      ASSERT_TRUE(r >= 0 && r < 16 && n2 >= 0 && n2 < 8);
+      ++c[r][n2];
+    }
+  }
+  for (int r = 0; r < 16; ++r) {
+    for (int col = 0; col < 16; ++col) EXPECT_EQ(a[r][col], 1) << "A " << r << "," << col;
+    for (int n = 0; n < 8; ++n) {
+      EXPECT_EQ(b[r][n], 1) << "B " << r << "," << n;
+      EXPECT_EQ(c[r][n], 1) << "C " << r << "," << n;
+    }
+  }
+}
+
+// The MMA kernel replayed on the CPU, block by block and warp by warp as quant_gemv.cu
+// runs it: decode slots into the bf16 tile, the k16 slices' fragments gathered from the
+// tile and x through the fragment maps, each mma as the hardware computes it from the
+// registers it is given (A and B rebuilt from the 32 lanes' registers, C handed back
+// through the C map), the warps' sums added in the block and written out. Rows not a
+// multiple of 16, an odd chunk count (a half-empty last step) and every token-tile count.
+TEST(CudaMmaTest, KernelScheduleComputesXTimesWTransposed) {
+  const int64_t rows = 37, cols = 544;  // 3 blocks, the last with 5 rows; 17 chunks
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::vector<float> wf(static_cast<size_t>(rows * cols));
+  for (float& v : wf) v = nd(rng);
+  auto q = quant::QuantizeGguf(wf.data(), rows, cols, GgmlType::kQ4_0);
+  ASSERT_TRUE(q.ok()) << q.status();
+  const QuantView v = HostView(q->view);
+  std::vector<float> dense(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) LinearDequantizeRow(q->view, r, dense.data() + r * cols);
+  for (int m : {5, 16, 23, 64}) {
+    SCOPED_TRACE(m);
+    const int nt = m <= 16 ? 2 : m <= 32 ? 4 : 8;  // the launcher's template choice
+    std::vector<float> x(static_cast<size_t>(m * cols));
+    for (float& f : x) f = Bf16(nd(rng) * 20.0f);
+    GemvGroup g;
+    g.v[0] = v;
+    g.count = 1;
+    int64_t first[kMaxGemvGroup + 1];
+    GroupBlocks(g, kMmaRows, first);
+    std::vector<float> y(static_cast<size_t>(m * rows), std::nanf(""));
+    const int64_t chunks = cols / kChunk, steps = (chunks + 1) / 2;
+    for (int64_t blk = 0; blk < first[1]; ++blk) {
+      int64_t row0;
+      ASSERT_EQ(GroupBlockWeight(first, g.count, blk, kMmaRows, &row0), 0);
+      std::vector<float> sums(static_cast<size_t>(kMmaWarps * kMmaRows * nt * 8), 0.0f);
+      for (int warp = 0; warp < kMmaWarps; ++warp) {
+        std::vector<float> acc(static_cast<size_t>(nt * 32 * 4), 0.0f);  // [j][lane][i]
+        for (int64_t s = warp; s < steps; s += kMmaWarps) {
+          float tile[kMmaRows][kMmaTileStride] = {};
+          for (int lane = 0; lane < 32; ++lane) {
+            int tr, half;
+            MmaDecodeSlot(lane, &tr, &half);
+            const int64_t r = row0 + tr, c = 2 * s + half;
+            float w[kChunk] = {};
+            if (r < rows && c < chunks) DecodeChunk<QuantFormat::kQ4_0>(v, r, c, w);
+            for (int j = 0; j < kChunk; ++j) tile[tr][half * kChunk + j] = Bf16(w[j]);
+          }
+          for (int kk = 0; kk < kMmaStepCols / 16; ++kk) {
+            const int64_t col = s * kMmaStepCols + kk * 16;
+            if (col >= cols) break;
+            float A[16][16], B[16][8];
+            for (int lane = 0; lane < 32; ++lane) {  // what each lane's registers hold, placed where the hardware reads them
+              for (int i = 0; i < 8; ++i) {
+                int ar, ac;
+                MmaFragA(lane, i, &ar, &ac);
+                A[ar][ac] = tile[ar][kk * 16 + ac];
+              }
+            }
+            for (int j = 0; j < nt; ++j) {
+              for (int lane = 0; lane < 32; ++lane) {
+                for (int i = 0; i < 4; ++i) {
+                  int bk, bn;
+                  MmaFragB(lane, i, &bk, &bn);
+                  const int tok = 8 * j + bn;
+                  B[bk][bn] = tok < m ? x[tok * cols + col + bk] : 0.0f;
+                }
+              }
+              for (int lane = 0; lane < 32; ++lane) {
+                for (int i = 0; i < 4; ++i) {
+                  int cr, cn;
+                  MmaFragC(lane, i, &cr, &cn);
+                  float d = 0.0f;
+                  for (int k = 0; k < 16; ++k) d += A[cr][k] * B[k][cn];
+                  acc[(j * 32 + lane) * 4 + i] += d;
+                }
+              }
+            }
+          }
+        }
+        for (int j = 0; j < nt; ++j) {
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int i = 0; i < 4; ++i) {
+              int cr, cn;
+              MmaFragC(lane, i, &cr, &cn);
+              sums[(warp * kMmaRows + cr) * nt * 8 + 8 * j + cn] = acc[(j * 32 + lane) * 4 + i];
+            }
+          }
+        }
+      }
+      for (int e = 0; e < kMmaRows * nt * 8; ++e) {
+        const int row = e % kMmaRows, tok = e / kMmaRows;
+        if (tok >= m || row0 + row >= rows) continue;
+        float s = 0.0f;
+        for (int k = 0; k < kMmaWarps; ++k) s += sums[(k * kMmaRows + row) * nt * 8 + tok];
+        y[tok * rows + row0 + row] = Bf16(s);
+      }
+    }
+    for (int t = 0; t < m; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double want = 0, mag = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          want += static_cast<double>(dense[r * cols + c]) * x[t * cols + c];
+          mag += std::fabs(static_cast<double>(dense[r * cols + c]) * x[t * cols + c]);
+        }
+        ASSERT_NEAR(y[t * rows + r], want, 1e-2 * mag + 1e-4) << "row " << r << " token " << t;
+      }
+    }
+  }
+}
+
+// A group's blocks (q/k/v in one launch; gate/up with SwiGLU) reach every row of every
+// weight exactly once, for the GEMV's 4 rows per block and the MMA's 16.
+TEST(CudaMmaTest, GroupBlocksReachEveryRowOnce) {
+  struct Case {
+    std::vector<int64_t> rows;
+    GemvEpilogue e;
+  };
+  for (const Case& cs : {Case{{4096, 1024, 1024}, GemvEpilogue::kNone}, Case{{17, 1, 33}, GemvEpilogue::kNone},
+                         Case{{11008, 11008}, GemvEpilogue::kSwiGlu}, Case{{576}, GemvEpilogue::kNone}}) {
+    for (int64_t per : {int64_t{4}, int64_t{kMmaRows}}) {
+      GemvGroup g;
+      g.count = static_cast<int>(cs.rows.size());
+      g.epilogue = cs.e;
+      for (int i = 0; i < g.count; ++i) g.v[i].rows = cs.rows[i];
+      int64_t first[kMaxGemvGroup + 1];
+      GroupBlocks(g, per, first);
+      const int weights = cs.e == GemvEpilogue::kSwiGlu ? 1 : g.count;  // SwiGLU: each block does both
+      std::vector<std::vector<int>> seen(weights);
+      for (int i = 0; i < weights; ++i) seen[i].assign(cs.rows[i], 0);
+      for (int64_t b = 0; b < first[g.count]; ++b) {
+        int64_t row0;
+        const int i = GroupBlockWeight(first, g.count, b, per, &row0);
+        ASSERT_LT(i, weights);
+        for (int64_t r = row0; r < row0 + per && r < cs.rows[i]; ++r) ++seen[i][r];
+        EXPECT_LT(row0, cs.rows[i]) << "block " << b << " has no row";
+      }
+      for (int i = 0; i < weights; ++i) {
+        for (int64_t r = 0; r < cs.rows[i]; ++r) ASSERT_EQ(seen[i][r], 1) << "weight " << i << " row " << r;
+      }
+    }
+  }
+}
+
 TEST(CudaDecodeTest, RefusalsNameTheReason) {
   std::vector<float> wf(16 * 256, 0.01f);
   auto q3 = quant::QuantizeGguf(wf.data(), 16, 256, GgmlType::kQ3_K);
@@ -334,6 +518,23 @@ TEST(CudaAttentionTest, WarpReplayMatchesExactSoftmaxInEveryStore) {
           }
         }
       }
+    }
+  }
+}
+
+// The KV store kernel's items (k's, then v's; one value or one Q8_0 block each) reach
+// every (k|v, token, unit) once.
+TEST(CudaAttentionTest, KvStoreItemsReachEveryValueOnce) {
+  for (int32_t n : {1, 3, 16}) {
+    for (int32_t per_row : {1, 7, 203}) {
+      std::vector<int> seen(static_cast<size_t>(2 * n * per_row), 0);
+      for (int64_t i = 0; i < 2 * static_cast<int64_t>(n) * per_row; ++i) {
+        int32_t which, t, unit;
+        KvStoreItem(i, n, per_row, &which, &t, &unit);
+        ASSERT_TRUE(which >= 0 && which < 2 && t >= 0 && t < n && unit >= 0 && unit < per_row) << i;
+        ++seen[(static_cast<size_t>(which) * n + t) * per_row + unit];
+      }
+      for (int c : seen) ASSERT_EQ(c, 1);
     }
   }
 }
