@@ -1,8 +1,10 @@
 // nvcc -std=c++17 -arch=sm_90 -c paged_attention.cu (CMake: -DINGOT_CUDA=ON).
-// See paged_attention.h. Grid (n_head, n), one warp per block. A decode step of one
-// sequence is n_head warps: at batch 1 the GPU is mostly idle during attention for
-// short contexts, which is fine while the weights dominate; splitting long contexts over
-// several warps (flash-decoding) is the next step once run.sh shows attention matters.
+// See paged_attention.h. Grid (n_head, n), kAttnWarps warps per block splitting the
+// context. Before, one warp per block walked every position: a chain of ~200-cycle
+// steps (dot, five dependent shuffles, the softmax update), about 14 us per layer at
+// 256 positions and 32 heads, as much as a 4-bit 7B layer's weights; split 8 ways it is
+// an eighth of that. Long contexts over several blocks (flash-decoding's second pass)
+// are the next step if run.sh shows attention still matters.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -12,8 +14,8 @@
 namespace ingot::kernels::cuda {
 namespace {
 
-__global__ void __launch_bounds__(32) PagedAttentionKernel(PagedAttentionArgs a) {
-  const int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x;
+__global__ void __launch_bounds__(kAttnWarps * 32) PagedAttentionKernel(PagedAttentionArgs a) {
+  const int h = blockIdx.x, t = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kvh = h / (a.n_head / a.n_head_kv);
   const int64_t qd = static_cast<int64_t>(a.n_head) * a.head_dim;
   const auto* q = static_cast<const __nv_bfloat16*>(a.q) + t * qd + static_cast<int64_t>(h) * a.head_dim;
@@ -26,12 +28,31 @@ __global__ void __launch_bounds__(32) PagedAttentionKernel(PagedAttentionArgs a)
   }
   const int32_t* rows = a.rows + a.ctx_off[t];
   const int32_t len = a.ctx_len[t];
-  for (int32_t p = 0; p < len; ++p) {
+  for (int32_t p = warp; p < len; p += kAttnWarps) {
     const int64_t r = rows[p];
     float dot = LaneDot(st, a, a.k + r * a.row_bytes, kvh, lane);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
     LaneUpdate(st, a, dot, a.v + r * a.row_bytes, kvh, lane);
+  }
+  // Warps 1.. hand their states to warp 0.
+  __shared__ float part_acc[kAttnWarps][kMaxLaneDims][32];
+  __shared__ float part_m[kAttnWarps], part_l[kAttnWarps];
+  if (warp > 0) {
+#pragma unroll
+    for (int e = 0; e < kMaxLaneDims; ++e) part_acc[warp][e][lane] = st.acc[e];
+    if (lane == 0) {
+      part_m[warp] = st.m;
+      part_l[warp] = st.l;
+    }
+  }
+  __syncthreads();
+  if (warp != 0) return;
+  for (int w = 1; w < kAttnWarps; ++w) {
+    float acc[kMaxLaneDims];
+#pragma unroll
+    for (int e = 0; e < kMaxLaneDims; ++e) acc[e] = part_acc[w][e][lane];
+    LaneMerge(st, part_m[w], part_l[w], acc);
   }
   auto* out = static_cast<__nv_bfloat16*>(a.out) + t * qd + static_cast<int64_t>(h) * a.head_dim;
 #pragma unroll
@@ -85,7 +106,7 @@ int PagedAttention(const PagedAttentionArgs& a, void* stream) {
     return static_cast<int>(cudaErrorInvalidValue);
   }
   if (a.n == 0) return 0;
-  PagedAttentionKernel<<<dim3(a.n_head, a.n), 32, 0, static_cast<cudaStream_t>(stream)>>>(a);
+  PagedAttentionKernel<<<dim3(a.n_head, a.n), kAttnWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(a);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -2,11 +2,12 @@
 // and the Q8_0 store of new rows: the path for kv_cache_dtype q8_0 on cuda (libtorch
 // has no 8-bit attention), and for f16/f32 when $INGOT_CUDA_ATTENTION=ingot.
 //
-// One warp per (token, head). Lane l holds the head's dimensions l, l + 32, ... of q
-// and of the output accumulator; for each position of the token's context the lanes'
-// partial dot products are summed by shuffles, and the online softmax (running max m,
-// running sum l) rescales the accumulator: one pass over K and V, nothing materialized.
-// The per-lane steps below (LaneDot, LaneUpdate, LaneFinish, the row decoders and the
+// One block per (token, head), kAttnWarps warps splitting the context's positions. Lane
+// l holds the head's dimensions l, l + 32, ... of q and of the output accumulator; for
+// each position of its share the lanes' partial dot products are summed by shuffles,
+// and the online softmax (running max m, running sum l) rescales the accumulator: one
+// pass over K and V, nothing materialized; the warps' states merge at the end.
+// The per-lane steps below (LaneDot, LaneUpdate, LaneMerge, LaneFinish, the row decoders and the
 // Q8_0 block quantizer) are __host__ __device__: the CPU test replays the warp with
 // them (tests/kernels/cuda_decode_test.cc) against the CPU AttentionRef.
 // Plain C++: no CUDA headers outside __CUDACC__.
@@ -111,6 +112,24 @@ INGOT_HD void LaneUpdate(LaneState& st, const PagedAttentionArgs& a, float dot, 
 
 // The lane's output dimension e.
 INGOT_HD float LaneFinish(const LaneState& st, int e) { return st.l > 0 ? st.acc[e] / st.l : 0.0f; }
+
+// A block's warps split a token's context: warp w takes positions w, w + kAttnWarps, ...
+// with its own running state (the sequential chain of positions is what bounds decode
+// attention: one warp per head walked every position alone, at batch 1 a few dozen
+// warps on the whole GPU), and warp 0 merges the states at the end.
+constexpr int kAttnWarps = 8;
+
+// st becomes the state over its own positions and those of another part (running max m,
+// sum l, accumulators acc[kMaxLaneDims]; a part with no positions has m = -inf, l = 0).
+INGOT_HD void LaneMerge(LaneState& st, float m, float l, const float* acc) {
+  const float mm = m > st.m ? m : st.m;
+  if (mm == -INFINITY) return;  // neither part saw a position
+  const float ca = expf(st.m - mm), cb = expf(m - mm);
+  st.l = st.l * ca + l * cb;
+  st.m = mm;
+  INGOT_UNROLL
+  for (int e = 0; e < kMaxLaneDims; ++e) st.acc[e] = st.acc[e] * ca + acc[e] * cb;
+}
 
 // A 32-value Q8_0 block as the native KV store writes it (ggml's quantize_row_q8_0_ref:
 // d = amax / 127, q = round(x / d), halves away from zero); the f16 scale bits come from

@@ -485,25 +485,33 @@ TEST(CudaAttentionTest, WarpReplayMatchesExactSoftmaxInEveryStore) {
         for (int h = 0; h < n_head; ++h) {
           const int kvh = h / (n_head / n_head_kv);
           const float* qh = &q[t * qd + h * head_dim];
-          LaneState st[32];
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int e = 0; e < kMaxLaneDims; ++e) {
-              st[lane].q[e] = e < LaneDims(head_dim, lane) ? qh[lane + 32 * e] : 0.0f;
-              st[lane].acc[e] = 0.0f;
+          // The block's warps: warp w walks positions w, w + kAttnWarps, ... (token 1's 7
+          // positions leave a warp with none); warp 0 then merges the others' states.
+          LaneState st[kAttnWarps][32];
+          for (int w = 0; w < kAttnWarps; ++w) {
+            for (int lane = 0; lane < 32; ++lane) {
+              for (int e = 0; e < kMaxLaneDims; ++e) {
+                st[w][lane].q[e] = e < LaneDims(head_dim, lane) ? qh[lane + 32 * e] : 0.0f;
+                st[w][lane].acc[e] = 0.0f;
+              }
             }
           }
           std::vector<double> s(len[t]);
           double mx = -INFINITY;
           for (int p = 0; p < len[t]; ++p) {
             const int64_t r = rows[off[t] + p];
+            LaneState* ws = st[p % kAttnWarps];
             float dot = 0;
-            for (int lane = 0; lane < 32; ++lane) dot += LaneDot(st[lane], a, &k[r * row_bytes], kvh, lane);
-            for (int lane = 0; lane < 32; ++lane) LaneUpdate(st[lane], a, dot, &v[r * row_bytes], kvh, lane);
+            for (int lane = 0; lane < 32; ++lane) dot += LaneDot(ws[lane], a, &k[r * row_bytes], kvh, lane);
+            for (int lane = 0; lane < 32; ++lane) LaneUpdate(ws[lane], a, dot, &v[r * row_bytes], kvh, lane);
             decode(&k[r * row_bytes], kd);
             double exact = 0;
             for (int i = 0; i < head_dim; ++i) exact += static_cast<double>(qh[i]) * kd[kvh * head_dim + i];
             s[p] = exact / std::sqrt(static_cast<double>(head_dim));
             mx = std::max(mx, s[p]);
+          }
+          for (int w = 1; w < kAttnWarps; ++w) {
+            for (int lane = 0; lane < 32; ++lane) LaneMerge(st[0][lane], st[w][lane].m, st[w][lane].l, st[w][lane].acc);
           }
           double sum = 0;
           for (double& e : s) sum += (e = std::exp(e - mx));
@@ -513,7 +521,7 @@ TEST(CudaAttentionTest, WarpReplayMatchesExactSoftmaxInEveryStore) {
               decode(&v[rows[off[t] + p] * row_bytes], vd);
               want += s[p] / sum * vd[kvh * head_dim + i];
             }
-            const float got = LaneFinish(st[i % 32], i / 32);
+            const float got = LaneFinish(st[0][i % 32], i / 32);
             ASSERT_NEAR(got, want, 2e-5) << "token " << t << " head " << h << " dim " << i;
           }
         }
