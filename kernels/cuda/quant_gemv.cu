@@ -243,11 +243,11 @@ void LaunchGemvM(const GroupArgs& a, unsigned blocks, const __nv_bfloat16* x, in
 }
 
 template <QuantFormat F>
-int LaunchGroup(const GemvGroup& g, const void* xv, int64_t ldx, int m, bool mma, cudaStream_t s) {
+int LaunchGroup(const GemvGroup& g, const void* xv, int64_t ldx, int m, int mma_min, cudaStream_t s) {
   GroupArgs a;
   a.g = g;
   const auto* x = static_cast<const __nv_bfloat16*>(xv);
-  const bool tensor_cores = mma && m >= kMinMmaTokens && g.epilogue == GemvEpilogue::kNone;
+  const bool tensor_cores = mma_min > 0 && m >= mma_min && g.epilogue == GemvEpilogue::kNone;
   GroupBlocks(g, tensor_cores ? kMmaRows : kWarpsPerBlock, a.first);
   const auto blocks = static_cast<unsigned>(a.first[g.count]);
   if (blocks == 0) return 0;
@@ -281,12 +281,13 @@ int LaunchToBf16(const QuantView& v, void* out, cudaStream_t s) {
 #define INGOT_QUANT_FORMATS(X) \
   X(kQ4_0) X(kQ4_1) X(kQ5_0) X(kQ5_1) X(kQ8_0) X(kQ4_K) X(kQ5_K) X(kQ6_K) X(kAffine) X(kCodebook)
 
-bool GroupOk(const GemvGroup& g, int m, bool mma) {
+bool GroupOk(const GemvGroup& g, int m, int mma_min) {
+  if (mma_min < 0 || mma_min > kMaxGemvTokens + 1) return false;
   if (g.count < 1 || g.count > kMaxGemvGroup) return false;
   if (g.epilogue == GemvEpilogue::kSwiGlu) {
     if (g.count != 2 || g.v[0].rows != g.v[1].rows || m > kMaxGemvTokens) return false;
   }
-  if (m < 1 || m > QuantGemvMaxTokens(mma)) return false;
+  if (m < 1 || m > QuantGemvMaxTokens(mma_min)) return false;
   for (int i = 0; i < g.count; ++i) {
     if (g.v[i].cols != g.v[0].cols || g.v[i].cols % kChunk != 0 || g.y[i] == nullptr) return false;
   }
@@ -295,26 +296,26 @@ bool GroupOk(const GemvGroup& g, int m, bool mma) {
 
 }  // namespace
 
-int QuantGemvGroup(QuantFormat f, const GemvGroup& g, const void* x, int64_t ldx, int m, bool mma, void* stream) {
-  if (!GroupOk(g, m, mma) || (ldx & 1) != 0) return static_cast<int>(cudaErrorInvalidValue);
+int QuantGemvGroup(QuantFormat f, const GemvGroup& g, const void* x, int64_t ldx, int m, int mma_min, void* stream) {
+  if (!GroupOk(g, m, mma_min) || (ldx & 1) != 0) return static_cast<int>(cudaErrorInvalidValue);
   const auto s = static_cast<cudaStream_t>(stream);
   switch (f) {
 #define INGOT_CASE(n) \
-  case QuantFormat::n: return LaunchGroup<QuantFormat::n>(g, x, ldx, m, mma, s);
+  case QuantFormat::n: return LaunchGroup<QuantFormat::n>(g, x, ldx, m, mma_min, s);
     INGOT_QUANT_FORMATS(INGOT_CASE)
 #undef INGOT_CASE
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
-int QuantGemv(QuantFormat f, const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy, bool mma,
+int QuantGemv(QuantFormat f, const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy, int mma_min,
               void* stream) {
   GemvGroup g;
   g.v[0] = v;
   g.y[0] = y;
   g.ldy[0] = ldy;
   g.count = 1;
-  return QuantGemvGroup(f, g, x, ldx, m, mma, stream);
+  return QuantGemvGroup(f, g, x, ldx, m, mma_min, stream);
 }
 
 int QuantToBf16(QuantFormat f, const QuantView& v, void* out, void* stream) {

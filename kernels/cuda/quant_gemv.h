@@ -51,16 +51,17 @@ struct GemvGroup {
 };
 
 // y[i] = x (m, cols; row stride ldx, even; bf16, 4-byte aligned) . W_i^T for each weight
-// of the group, in one launch. mma: whether the tensor-core kernel may serve m >=
-// kMinMmaTokens (the GPU must be sm_80+); otherwise m <= kMaxGemvTokens. kSwiGlu takes
-// the GEMV for any m <= kMaxGemvTokens. All pointers on the device of `stream` (a
-// cudaStream_t). Returns the cudaError_t of the launch (0 = ok).
-int QuantGemvGroup(QuantFormat f, const GemvGroup& g, const void* x, int64_t ldx, int m, bool mma, void* stream);
+// of the group, in one launch. mma_min: the fewest tokens the tensor-core kernel serves
+// (1..kMaxGemvTokens + 1; the GPU must be sm_80+), fewer take the GEMV; 0: no tensor
+// cores, m <= kMaxGemvTokens. kSwiGlu always takes the GEMV (m <= kMaxGemvTokens). All
+// pointers on the device of `stream` (a cudaStream_t). Returns the cudaError_t of the
+// launch (0 = ok).
+int QuantGemvGroup(QuantFormat f, const GemvGroup& g, const void* x, int64_t ldx, int m, int mma_min, void* stream);
 // Most tokens QuantGemvGroup takes with and without the tensor-core kernel.
-inline int QuantGemvMaxTokens(bool mma) { return mma ? kMaxMmaTokens : kMaxGemvTokens; }
+inline int QuantGemvMaxTokens(int mma_min) { return mma_min > 0 ? kMaxMmaTokens : kMaxGemvTokens; }
 
 // One weight: y (m, v.rows; row stride ldy) = x . W^T.
-int QuantGemv(QuantFormat f, const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy, bool mma,
+int QuantGemv(QuantFormat f, const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy, int mma_min,
               void* stream);
 
 // out (v.rows, v.cols) bf16, row-major.

@@ -147,14 +147,17 @@ bool CudaStepOpsEnabled() {
   return on;
 }
 
-// The tensor-core kernel for 5-64 tokens: on sm_80 and up unless $INGOT_CUDA_MMA=0 (the
-// A/B of tests/gpu/run.sh), read once per device.
-bool MmaOn(int index) {
-  static const bool env_on = [] {
+// The fewest tokens the tensor-core kernel serves on cuda:index (0: none), read once per
+// device: kMinMmaTokens on sm_80 and up; $INGOT_CUDA_MMA=0 turns it off (the A/B of
+// tests/gpu/run.sh), =N (1..17) moves the threshold (bench_7b's batch-1 row on it).
+int MmaMin(int index) {
+  static const int env_min = [] {
     const char* env = std::getenv("INGOT_CUDA_MMA");
-    return env == nullptr || std::string(env) != "0";
+    if (env == nullptr || *env == '\0') return cuda::kMinMmaTokens;
+    const int v = std::atoi(env);
+    return v <= 0 ? 0 : std::min(v, cuda::kMaxGemvTokens + 1);
   }();
-  if (!env_on) return false;
+  if (env_min == 0) return 0;
   static std::mutex mu;
   static std::map<int, bool> major8;
   std::lock_guard lock(mu);
@@ -164,7 +167,7 @@ bool MmaOn(int index) {
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index) != cudaSuccess) major = 0;
     it = major8.emplace(index, major >= 8).first;
   }
-  return it->second;
+  return it->second ? env_min : 0;
 }
 
 bool Bf16Rows(const at::Tensor& t) {
@@ -181,13 +184,13 @@ void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor
   const bool direct = out.scalar_type() == at::kBFloat16 && out.dim() == 2 && out.size(0) == m &&
                       out.size(1) == q.view.rows && out.stride(1) == 1;
   at::Tensor y = direct ? out : at::empty({m, q.view.rows}, xb.options());
-  const bool mma = MmaOn(index);
-  if (m > cuda::QuantGemvMaxTokens(mma)) {
+  const int mma_min = MmaMin(index);
+  if (m > cuda::QuantGemvMaxTokens(mma_min)) {
     // Prefill: the weight expanded to a bf16 tile for cuBLAS, then dropped.
     at::mm_out(y, xb, QuantToBf16OnCuda(q, index).t());
   } else {
     Check(cuda::QuantGemv(q.format, q.view, xb.data_ptr(), q.view.cols, static_cast<int>(m), y.data_ptr(), y.stride(0),
-                          mma, c10::cuda::getCurrentCUDAStream(index).stream()),
+                          mma_min, c10::cuda::getCurrentCUDAStream(index).stream()),
           "quantized GEMV kernel");
   }
   if (!direct) out.copy_(y);
@@ -200,10 +203,10 @@ bool QuantLinearGroupOnCuda(const at::Tensor& x, const CudaQuant* const* q, cons
   }
   const int index = x.device().index();
   const int64_t m = x.size(0);
-  const bool mma = MmaOn(index);
+  const int mma_min = MmaMin(index);
   // Grouping saves launches, which matter at decode sizes. The fused SwiGLU is the
-  // GEMV's: from kMinMmaTokens on, the tensor-core kernel and a SwiGLU kernel are faster.
-  const int most = swiglu ? (mma ? cuda::kMinMmaTokens - 1 : cuda::kMaxGemvTokens) : cuda::QuantGemvMaxTokens(mma);
+  // GEMV's: where the tensor-core kernel serves, it and a SwiGLU kernel are faster.
+  const int most = swiglu ? (mma_min > 0 ? mma_min - 1 : cuda::kMaxGemvTokens) : cuda::QuantGemvMaxTokens(mma_min);
   if (m > most ||
       reinterpret_cast<uintptr_t>(x.data_ptr()) % 4 != 0) {
     return false;
@@ -221,7 +224,7 @@ bool QuantLinearGroupOnCuda(const at::Tensor& x, const CudaQuant* const* q, cons
     g.ldy[i] = out[i].stride(0);
   }
   c10::cuda::CUDAGuard guard(index);
-  Check(cuda::QuantGemvGroup(q[0]->format, g, x.data_ptr(), x.stride(0), static_cast<int>(m), mma,
+  Check(cuda::QuantGemvGroup(q[0]->format, g, x.data_ptr(), x.stride(0), static_cast<int>(m), mma_min,
                              c10::cuda::getCurrentCUDAStream(index).stream()),
         "quantized GEMV kernel (group)");
   return true;

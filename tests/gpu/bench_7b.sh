@@ -26,6 +26,8 @@
 #   BNB_NF4       NF4, double-quantized absmax (ingot's kernel)
 #   TORCHAO_INT8  int8 rows (ingot's kernel)
 #   q4_0          tinygemm (auto) vs ingot's kernel (all)
+#   q4_0_mma1     ingot's kernels with the tensor-core kernel from 1 token on
+#                 (INGOT_CUDA_MMA=1; the default starts it at 5): batch 1 on mma
 #   MLX_INT4      affine 4-bit g64 with bias: tinygemm (auto) vs ingot's kernel (all)
 #   BNB_INT8      LLM.int8 rows (ingot's kernel)
 #   q8_0 q4_K q6_K   ingot's kernels
@@ -57,7 +59,7 @@ mkdir -p "$LOGS"
 WORK=${INGOT_BENCH_DIR:-/tmp/ingot-7b}
 mkdir -p "$WORK"
 DEADLINE=$(( SECONDS + ${BENCH_DEADLINE_S:-420} ))
-ROWS_WANTED=${BENCH_ROWS:-"TORCHAO_INT4 torch NONE BNB_NF4 TORCHAO_INT8 q4_0 MLX_INT4 BNB_INT8 q8_0 q4_K q6_K"}
+ROWS_WANTED=${BENCH_ROWS:-"TORCHAO_INT4 torch NONE BNB_NF4 TORCHAO_INT8 q4_0 q4_0_mma1 MLX_INT4 BNB_INT8 q8_0 q4_K q6_K"}
 RUNS=${BENCH_RUNS:-2}  # after a warm-up run; a GPU's runs agree to a few %
 # Decode steps of 1-16 tokens as CUDA graphs (as torch_7b.py's rows) over ingot's paged
 # attention; BENCH_GRAPHS=0 for eager steps.
@@ -88,7 +90,8 @@ model_for() {  # type -> the file, made once
 ingot_rows() {
   local label=$1 model=$2 modes=$3
   shift 3
-  INGOT_CUDA_GRAPHS=$GRAPHS INGOT_CUDA_ATTENTION=ingot timeout "$(row_timeout)" "$B/bin/forward_bench" "$model" --backend torch --device "$DEVICE" --threads "$THREADS" --kv f16 \
+  INGOT_CUDA_GRAPHS=$GRAPHS INGOT_CUDA_ATTENTION=ingot INGOT_CUDA_MMA=${ROW_MMA:-} timeout "$(row_timeout)" \
+    "$B/bin/forward_bench" "$model" --backend torch --device "$DEVICE" --threads "$THREADS" --kv f16 \
     --runs "$RUNS" --plan "$PLAN" --modes "$modes" "$@" > "$LOGS/bench7b_$label.txt" 2>&1
   local rc=$?
   py - "$label" "$LOGS/bench7b_$label.txt" "$rc" >> "$LOGS/bench7b_rows.txt" <<'PY'
@@ -196,6 +199,7 @@ for row in $ROWS_WANTED; do
     TORCHAO_INT4 | MLX_INT4) ingot_rows "$row" "$(model_for q8_0)" auto,all --quantize "$row" ;;
     BNB_NF4 | BNB_INT8 | TORCHAO_INT8) ingot_rows "$row" "$(model_for q8_0)" auto --quantize "$row" ;;
     q4_0) ingot_rows "$row" "$(model_for "$row")" auto,all; llama_row "$row" ;;
+    q4_0_mma1) ROW_MMA=1 ingot_rows "$row" "$(model_for q4_0)" all ;;
     q8_0) ingot_rows "$row" "$(model_for "$row")" auto; llama_row "$row" ;;
     *) ingot_rows "$row" "$(model_for "$row")" auto ;;
   esac
