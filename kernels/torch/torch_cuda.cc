@@ -179,8 +179,10 @@ bool Bf16Rows(const at::Tensor& t) {
 void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor& out) {
   const int index = x.device().index();
   c10::cuda::CUDAGuard guard(index);
-  const at::Tensor xb = x.to(at::kBFloat16).contiguous();
+  at::Tensor xb = x.to(at::kBFloat16).contiguous();
   const int64_t m = xb.size(0);
+  if (m == 0) return;
+  if (reinterpret_cast<uintptr_t>(xb.data_ptr()) % 4 != 0) xb = xb.clone();  // the kernels load bf16 pairs
   const bool direct = out.scalar_type() == at::kBFloat16 && out.dim() == 2 && out.size(0) == m &&
                       out.size(1) == q.view.rows && out.stride(1) == 1;
   at::Tensor y = direct ? out : at::empty({m, q.view.rows}, xb.options());
@@ -296,6 +298,16 @@ bool StoreKvRowsOnCuda(const at::Tensor& k, const at::Tensor& v, const at::Tenso
                        const at::Tensor& v_store, bool q8) {
   const bool bf16 = Bf16Rows(k) && Bf16Rows(v);
   const at::ScalarType st = k_store.scalar_type();
+  // What index_copy_ would have refused: the kernel writes where the arguments say.
+  const int64_t kv_dim = k.size(1), width = q8 ? kv_dim / 32 * 34 : kv_dim;
+  if (k.dim() != 2 || v.sizes() != k.sizes() || k_store.dim() != 2 || v_store.sizes() != k_store.sizes() ||
+      k_store.size(1) != width || k_store.stride(1) != 1 || v_store.strides() != k_store.strides() ||
+      v_store.scalar_type() != st || rows.scalar_type() != at::kLong || rows.numel() != k.size(0) ||
+      k.device() != k_store.device() || v_store.device() != k.device() || v.device() != k.device() ||
+      rows.device() != k.device() || !rows.is_contiguous() ||
+      (q8 && kv_dim % 32 != 0)) {
+    throw std::invalid_argument("KV store: k/v rows, the row indices and the layer's stores do not match");
+  }
   if (!q8 && (!CudaStepOpsEnabled() || !bf16 || (st != at::kHalf && st != at::kFloat))) return false;
   c10::cuda::CUDAGuard guard(k.device().index());
   // Q8_0 has no libtorch form: other activations are made bf16 rows for the kernel.
