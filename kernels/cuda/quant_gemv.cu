@@ -7,10 +7,11 @@
 // reduces by shuffles. m is a template bound (1, 4 or 16) so the accumulators stay in
 // registers.
 //
-// MMA: 16 output rows per block of kMmaWarps warps. Per 64-column step a warp decodes
-// its 16 x 64 slab (one chunk per lane) to bf16 in its shared-memory tile, then runs
-// four k16 slices: the A fragment from the tile, the B fragment (x^T, 8 tokens per n8
-// tile) straight from global memory, one mma per n8 tile. The warps' partial sums meet
+// MMA: 16 RT output rows per block of kMmaWarps warps. Per 64-column step a warp decodes
+// its RT 16 x 64 slabs (RT chunks per lane) to bf16 in its shared-memory tiles, then
+// runs four k16 slices: the B fragments (x^T, 8 tokens per n8 tile) loaded once from
+// global memory (L1/L2) and shared by the RT tiles, the A fragment from each tile, one
+// mma per (tile, n8 tile). The warps' partial sums meet
 // in shared memory (reusing the tiles' space) and the block writes bf16.
 //
 // Expected, not yet measured (no GPU in the sessions that wrote it): see the closing
@@ -125,97 +126,113 @@ __device__ __forceinline__ void Mma16816(float* d, const uint32_t* a, const uint
 }
 
 // The block's shared memory: the warps' bf16 tiles, later their f32 sums.
-template <int NT>
+template <int NT, int RT>
 struct MmaShared {
-  static constexpr int kTiles = kMmaWarps * kMmaRows * kMmaTileStride * 2;
-  static constexpr int kSums = kMmaWarps * kMmaRows * NT * 8 * 4;
+  static constexpr int kTiles = kMmaWarps * RT * kMmaRows * kMmaTileStride * 2;
+  static constexpr int kSums = kMmaWarps * RT * kMmaRows * NT * 8 * 4;
   static constexpr int kBytes = kTiles > kSums ? kTiles : kSums;
 };
 
-// NT n8 tiles of tokens: m <= 8 NT.
-template <QuantFormat F, int NT>
+// NT n8 tiles of tokens (m <= 8 NT), RT 16-row tiles per warp (MmaRowTiles).
+template <QuantFormat F, int NT, int RT>
 __global__ void __launch_bounds__(kMmaWarps * 32)
     MmaKernel(const __grid_constant__ GroupArgs a, const __nv_bfloat16* x, int64_t ldx, int m) {
+  constexpr int kBlockRows = RT * kMmaRows;
   int64_t row0;
-  const int which = GroupBlockWeight(a.first, a.g.count, blockIdx.x, kMmaRows, &row0);
+  const int which = GroupBlockWeight(a.first, a.g.count, blockIdx.x, kBlockRows, &row0);
   QuantView v = a.g.v[which];
   __shared__ float book[16];
   StageBook<F>(v, book);
-  __shared__ __align__(16) unsigned char smem[MmaShared<NT>::kBytes];
+  static_assert(MmaShared<NT, RT>::kBytes <= 48 * 1024, "static shared memory");
+  __shared__ __align__(16) unsigned char smem[MmaShared<NT, RT>::kBytes];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  auto* tile = reinterpret_cast<__nv_bfloat16*>(smem) + warp * kMmaRows * kMmaTileStride;
-  float acc[NT][4];
+  auto* tiles = reinterpret_cast<__nv_bfloat16*>(smem) + warp * kBlockRows * kMmaTileStride;
+  float acc[RT][NT][4];
 #pragma unroll
-  for (int j = 0; j < NT; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  for (int rt = 0; rt < RT; ++rt) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j) acc[rt][j][0] = acc[rt][j][1] = acc[rt][j][2] = acc[rt][j][3] = 0.0f;
+  }
   int tile_row, half;
   MmaDecodeSlot(lane, &tile_row, &half);
-  const int64_t r = row0 + tile_row;
   const int64_t chunks = v.cols / kChunk;
   const int64_t steps = (chunks + 1) / 2;
   for (int64_t s = warp; s < steps; s += kMmaWarps) {
     const int64_t c = 2 * s + half;
-    float w[kChunk];
-    if (r < v.rows && c < chunks) {
-      DecodeChunk<F>(v, r, c, w);
-    } else {
 #pragma unroll
-      for (int j = 0; j < kChunk; ++j) w[j] = 0.0f;
-    }
-    auto* dst = reinterpret_cast<uint4*>(tile + tile_row * kMmaTileStride + half * kChunk);
+    for (int rt = 0; rt < RT; ++rt) {  // tile rt: rows row0 + 16 rt ..
+      const int64_t r = row0 + rt * kMmaRows + tile_row;
+      float w[kChunk];
+      if (r < v.rows && c < chunks) {
+        DecodeChunk<F>(v, r, c, w);
+      } else {
 #pragma unroll
-    for (int q = 0; q < kChunk / 8; ++q) {
-      const float* p = w + 8 * q;
-      dst[q] = make_uint4(PackBf16(p[0], p[1]), PackBf16(p[2], p[3]), PackBf16(p[4], p[5]), PackBf16(p[6], p[7]));
+        for (int j = 0; j < kChunk; ++j) w[j] = 0.0f;
+      }
+      auto* dst = reinterpret_cast<uint4*>(tiles + (rt * kMmaRows + tile_row) * kMmaTileStride + half * kChunk);
+#pragma unroll
+      for (int q = 0; q < kChunk / 8; ++q) {
+        const float* p = w + 8 * q;
+        dst[q] = make_uint4(PackBf16(p[0], p[1]), PackBf16(p[2], p[3]), PackBf16(p[4], p[5]), PackBf16(p[6], p[7]));
+      }
     }
     __syncwarp();
 #pragma unroll
     for (int kk = 0; kk < kMmaStepCols / 16; ++kk) {
       const int64_t col = s * kMmaStepCols + kk * 16;  // the slice's first column of W and x
       if (col >= v.cols) break;                        // an odd chunk count's last half: zeros
-      uint32_t af[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        int ar, ac;
-        MmaFragA(lane, 2 * i, &ar, &ac);
-        af[i] = *reinterpret_cast<const uint32_t*>(tile + ar * kMmaTileStride + kk * 16 + ac);
-      }
+      // x's fragments once per slice, shared by the warp's RT row tiles.
+      uint32_t bf[NT][2];
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
-        uint32_t bf[2] = {0u, 0u};
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           int bk, bn;
           MmaFragB(lane, 2 * i, &bk, &bn);
           const int tok = 8 * j + bn;
-          if (tok < m) bf[i] = *reinterpret_cast<const uint32_t*>(x + tok * ldx + col + bk);
+          bf[j][i] = tok < m ? *reinterpret_cast<const uint32_t*>(x + tok * ldx + col + bk) : 0u;
         }
-        Mma16816(acc[j], af, bf);
+      }
+#pragma unroll
+      for (int rt = 0; rt < RT; ++rt) {
+        uint32_t af[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          int ar, ac;
+          MmaFragA(lane, 2 * i, &ar, &ac);
+          af[i] = *reinterpret_cast<const uint32_t*>(tiles + (rt * kMmaRows + ar) * kMmaTileStride + kk * 16 + ac);
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j) Mma16816(acc[rt][j], af, bf[j]);
       }
     }
-    __syncwarp();  // the tile is read before the next step overwrites it
+    __syncwarp();  // the tiles are read before the next step overwrites them
   }
-  __syncthreads();  // every warp is done with its tile: the space holds the sums now
-  auto* sums = reinterpret_cast<float*>(smem);  // [warp][row][token]
+  __syncthreads();  // every warp is done with its tiles: the space holds the sums now
+  auto* sums = reinterpret_cast<float*>(smem);  // [warp][row of the block][token]
   constexpr int kTok = NT * 8;
 #pragma unroll
-  for (int j = 0; j < NT; ++j) {
+  for (int rt = 0; rt < RT; ++rt) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      int cr, cn;
-      MmaFragC(lane, i, &cr, &cn);
-      sums[(warp * kMmaRows + cr) * kTok + 8 * j + cn] = acc[j][i];
+    for (int j = 0; j < NT; ++j) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        int cr, cn;
+        MmaFragC(lane, i, &cr, &cn);
+        sums[(warp * kBlockRows + rt * kMmaRows + cr) * kTok + 8 * j + cn] = acc[rt][j][i];
+      }
     }
   }
   __syncthreads();
   auto* y = static_cast<__nv_bfloat16*>(a.g.y[which]);
   const int64_t ldy = a.g.ldy[which];
-  for (int e = threadIdx.x; e < kMmaRows * kTok; e += kMmaWarps * 32) {
-    const int row = e % kMmaRows, tok = e / kMmaRows;  // adjacent threads, adjacent rows of y
+  for (int e = threadIdx.x; e < kBlockRows * kTok; e += kMmaWarps * 32) {
+    const int row = e % kBlockRows, tok = e / kBlockRows;  // adjacent threads, adjacent rows of y
     if (tok >= m || row0 + row >= v.rows) continue;
-    float s = 0.0f;
+    float sum = 0.0f;
 #pragma unroll
-    for (int k = 0; k < kMmaWarps; ++k) s += sums[(k * kMmaRows + row) * kTok + tok];
-    y[tok * ldy + row0 + row] = __float2bfloat16(s);
+    for (int k = 0; k < kMmaWarps; ++k) sum += sums[(k * kBlockRows + row) * kTok + tok];
+    y[tok * ldy + row0 + row] = __float2bfloat16(sum);
   }
 }
 
@@ -248,16 +265,17 @@ int LaunchGroup(const GemvGroup& g, const void* xv, int64_t ldx, int m, int mma_
   a.g = g;
   const auto* x = static_cast<const __nv_bfloat16*>(xv);
   const bool tensor_cores = mma_min > 0 && m >= mma_min && g.epilogue == GemvEpilogue::kNone;
-  GroupBlocks(g, tensor_cores ? kMmaRows : kWarpsPerBlock, a.first);
+  const int nt = MmaTokenTiles(m);
+  GroupBlocks(g, tensor_cores ? kMmaRows * MmaRowTiles(nt) : kWarpsPerBlock, a.first);
   const auto blocks = static_cast<unsigned>(a.first[g.count]);
   if (blocks == 0) return 0;
   if (tensor_cores) {
-    if (m <= 16) {
-      MmaKernel<F, 2><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
-    } else if (m <= 32) {
-      MmaKernel<F, 4><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
+    if (nt == 2) {
+      MmaKernel<F, 2, MmaRowTiles(2)><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
+    } else if (nt == 4) {
+      MmaKernel<F, 4, MmaRowTiles(4)><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
     } else {
-      MmaKernel<F, 8><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
+      MmaKernel<F, 8, MmaRowTiles(8)><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
     }
   } else if (m == 1) {
     LaunchGemvM<F, 1>(a, blocks, x, ldx, m, s);

@@ -7,12 +7,13 @@
 // references):
 //   GEMV  (1-16 tokens): one warp per output row, f32 FMAs; each weight byte is read
 //         once per step, x once per row from L1.
-//   MMA   (5-64 tokens, sm_80+): a block of 16 output rows; each warp decodes a 16 x 64
-//         slab of W into a bf16 tile in shared memory and multiplies it with the step's
-//         tokens on the tensor cores (mma.sync m16n8k16, f32 accumulate), the block's
-//         warps splitting K and adding up through shared memory at the end. At 16 tokens
-//         the GEMV reads x 16 times per weight through L1 and issues 16 FMAs per weight;
-//         here x is read once per 16 rows and the products are one mma per 16 x 8 x 16.
+//   MMA   (5-64 tokens, sm_80+): a block of 16 or 32 output rows; each warp decodes
+//         16 x 64 slabs of W into bf16 tiles in shared memory and multiplies them with
+//         the step's tokens on the tensor cores (mma.sync m16n8k16, f32 accumulate), the
+//         block's warps splitting K and adding up through shared memory at the end. At
+//         16 tokens the GEMV reads x 16 times per weight through L1 and issues 16 FMAs
+//         per weight; here x is read once per 32 rows and the products are one mma per
+//         16 x 8 x 16.
 // A launch serves a group of up to three weights with the same format and input (q/k/v,
 // gate/up): one kernel instead of three. The GEMV can also end a gate/up pair with
 // SwiGLU (y0 = SiLU(x . W0^T) * (x . W1^T)), the MLP's two linears and its activation
@@ -92,6 +93,12 @@ constexpr int kMmaRows = 16;
 constexpr int kMmaStepCols = 2 * kChunk;
 constexpr int kMmaTileStride = kMmaStepCols + 8;
 constexpr int kMmaWarps = 8;  // per block, splitting K: step s goes to warp s % kMmaWarps
+// n8 tiles of tokens for m tokens (2, 4 or 8: the kernel's instances).
+constexpr int MmaTokenTiles(int m) { return m <= 16 ? 2 : m <= 32 ? 4 : 8; }
+// 16-row tiles per warp: the x fragments of a slice are loaded once for all of them
+// (every block reads all of x from L2: RT tiles halve that), as shared memory allows
+// (the warps' f32 sums of 16 RT rows x 8 NT tokens reuse the tiles' space, 48 KB in all).
+constexpr int MmaRowTiles(int nt) { return nt <= 4 ? 2 : 1; }
 INGOT_HD void MmaDecodeSlot(int lane, int* tile_row, int* half) {
   *tile_row = lane & 15;
   *half = lane >> 4;

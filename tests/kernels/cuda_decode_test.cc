@@ -262,7 +262,7 @@ TEST(CudaMmaTest, FragmentMapsCoverTheirTilesOnce) {
 // through the C map), the warps' sums added in the block and written out. Rows not a
 // multiple of 16, an odd chunk count (a half-empty last step) and every token-tile count.
 TEST(CudaMmaTest, KernelScheduleComputesXTimesWTransposed) {
-  const int64_t rows = 37, cols = 544;  // 3 blocks, the last with 5 rows; 17 chunks
+  const int64_t rows = 37, cols = 544;  // partial last tiles; 17 chunks
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 0.05f);
   std::vector<float> wf(static_cast<size_t>(rows * cols));
@@ -274,44 +274,39 @@ TEST(CudaMmaTest, KernelScheduleComputesXTimesWTransposed) {
   for (int64_t r = 0; r < rows; ++r) LinearDequantizeRow(q->view, r, dense.data() + r * cols);
   for (int m : {5, 16, 23, 64}) {
     SCOPED_TRACE(m);
-    const int nt = m <= 16 ? 2 : m <= 32 ? 4 : 8;  // the launcher's template choice
+    const int nt = MmaTokenTiles(m), rtiles = MmaRowTiles(nt), block_rows = kMmaRows * rtiles;
     std::vector<float> x(static_cast<size_t>(m * cols));
     for (float& f : x) f = Bf16(nd(rng) * 20.0f);
     GemvGroup g;
     g.v[0] = v;
     g.count = 1;
     int64_t first[kMaxGemvGroup + 1];
-    GroupBlocks(g, kMmaRows, first);
+    GroupBlocks(g, block_rows, first);
     std::vector<float> y(static_cast<size_t>(m * rows), std::nanf(""));
     const int64_t chunks = cols / kChunk, steps = (chunks + 1) / 2;
     for (int64_t blk = 0; blk < first[1]; ++blk) {
       int64_t row0;
-      ASSERT_EQ(GroupBlockWeight(first, g.count, blk, kMmaRows, &row0), 0);
-      std::vector<float> sums(static_cast<size_t>(kMmaWarps * kMmaRows * nt * 8), 0.0f);
+      ASSERT_EQ(GroupBlockWeight(first, g.count, blk, block_rows, &row0), 0);
+      std::vector<float> sums(static_cast<size_t>(kMmaWarps * block_rows * nt * 8), 0.0f);
       for (int warp = 0; warp < kMmaWarps; ++warp) {
-        std::vector<float> acc(static_cast<size_t>(nt * 32 * 4), 0.0f);  // [j][lane][i]
+        std::vector<float> acc(static_cast<size_t>(rtiles * nt * 32 * 4), 0.0f);  // [rt][j][lane][i]
         for (int64_t s = warp; s < steps; s += kMmaWarps) {
-          float tile[kMmaRows][kMmaTileStride] = {};
-          for (int lane = 0; lane < 32; ++lane) {
-            int tr, half;
-            MmaDecodeSlot(lane, &tr, &half);
-            const int64_t r = row0 + tr, c = 2 * s + half;
-            float w[kChunk] = {};
-            if (r < rows && c < chunks) DecodeChunk<QuantFormat::kQ4_0>(v, r, c, w);
-            for (int j = 0; j < kChunk; ++j) tile[tr][half * kChunk + j] = Bf16(w[j]);
+          std::vector<float> tile(static_cast<size_t>(block_rows * kMmaTileStride), 0.0f);  // the warp's RT tiles
+          for (int rt = 0; rt < rtiles; ++rt) {
+            for (int lane = 0; lane < 32; ++lane) {
+              int tr, half;
+              MmaDecodeSlot(lane, &tr, &half);
+              const int64_t r = row0 + rt * kMmaRows + tr, c = 2 * s + half;
+              float w[kChunk] = {};
+              if (r < rows && c < chunks) DecodeChunk<QuantFormat::kQ4_0>(v, r, c, w);
+              for (int j = 0; j < kChunk; ++j) tile[(rt * kMmaRows + tr) * kMmaTileStride + half * kChunk + j] = Bf16(w[j]);
+            }
           }
           for (int kk = 0; kk < kMmaStepCols / 16; ++kk) {
             const int64_t col = s * kMmaStepCols + kk * 16;
             if (col >= cols) break;
-            float A[16][16], B[16][8];
-            for (int lane = 0; lane < 32; ++lane) {  // what each lane's registers hold, placed where the hardware reads them
-              for (int i = 0; i < 8; ++i) {
-                int ar, ac;
-                MmaFragA(lane, i, &ar, &ac);
-                A[ar][ac] = tile[ar][kk * 16 + ac];
-              }
-            }
             for (int j = 0; j < nt; ++j) {
+              float B[16][8];  // what the lanes' B registers hold, placed where the hardware reads them
               for (int lane = 0; lane < 32; ++lane) {
                 for (int i = 0; i < 4; ++i) {
                   int bk, bn;
@@ -320,33 +315,46 @@ TEST(CudaMmaTest, KernelScheduleComputesXTimesWTransposed) {
                   B[bk][bn] = tok < m ? x[tok * cols + col + bk] : 0.0f;
                 }
               }
-              for (int lane = 0; lane < 32; ++lane) {
-                for (int i = 0; i < 4; ++i) {
-                  int cr, cn;
-                  MmaFragC(lane, i, &cr, &cn);
-                  float d = 0.0f;
-                  for (int k = 0; k < 16; ++k) d += A[cr][k] * B[k][cn];
-                  acc[(j * 32 + lane) * 4 + i] += d;
+              for (int rt = 0; rt < rtiles; ++rt) {
+                float A[16][16];
+                for (int lane = 0; lane < 32; ++lane) {
+                  for (int i = 0; i < 8; ++i) {
+                    int ar, ac;
+                    MmaFragA(lane, i, &ar, &ac);
+                    A[ar][ac] = tile[(rt * kMmaRows + ar) * kMmaTileStride + kk * 16 + ac];
+                  }
+                }
+                for (int lane = 0; lane < 32; ++lane) {
+                  for (int i = 0; i < 4; ++i) {
+                    int cr, cn;
+                    MmaFragC(lane, i, &cr, &cn);
+                    float d = 0.0f;
+                    for (int k = 0; k < 16; ++k) d += A[cr][k] * B[k][cn];
+                    acc[((rt * nt + j) * 32 + lane) * 4 + i] += d;
+                  }
                 }
               }
             }
           }
         }
-        for (int j = 0; j < nt; ++j) {
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int i = 0; i < 4; ++i) {
-              int cr, cn;
-              MmaFragC(lane, i, &cr, &cn);
-              sums[(warp * kMmaRows + cr) * nt * 8 + 8 * j + cn] = acc[(j * 32 + lane) * 4 + i];
+        for (int rt = 0; rt < rtiles; ++rt) {
+          for (int j = 0; j < nt; ++j) {
+            for (int lane = 0; lane < 32; ++lane) {
+              for (int i = 0; i < 4; ++i) {
+                int cr, cn;
+                MmaFragC(lane, i, &cr, &cn);
+                sums[(warp * block_rows + rt * kMmaRows + cr) * nt * 8 + 8 * j + cn] =
+                    acc[((rt * nt + j) * 32 + lane) * 4 + i];
+              }
             }
           }
         }
       }
-      for (int e = 0; e < kMmaRows * nt * 8; ++e) {
-        const int row = e % kMmaRows, tok = e / kMmaRows;
+      for (int e = 0; e < block_rows * nt * 8; ++e) {
+        const int row = e % block_rows, tok = e / block_rows;
         if (tok >= m || row0 + row >= rows) continue;
         float s = 0.0f;
-        for (int k = 0; k < kMmaWarps; ++k) s += sums[(k * kMmaRows + row) * nt * 8 + tok];
+        for (int k = 0; k < kMmaWarps; ++k) s += sums[(k * block_rows + row) * nt * 8 + tok];
         y[tok * rows + row0 + row] = Bf16(s);
       }
     }
@@ -372,7 +380,7 @@ TEST(CudaMmaTest, GroupBlocksReachEveryRowOnce) {
   };
   for (const Case& cs : {Case{{4096, 1024, 1024}, GemvEpilogue::kNone}, Case{{17, 1, 33}, GemvEpilogue::kNone},
                          Case{{11008, 11008}, GemvEpilogue::kSwiGlu}, Case{{576}, GemvEpilogue::kNone}}) {
-    for (int64_t per : {int64_t{4}, int64_t{kMmaRows}}) {
+    for (int64_t per : {int64_t{4}, int64_t{kMmaRows}, int64_t{2 * kMmaRows}}) {
       GemvGroup g;
       g.count = static_cast<int>(cs.rows.size());
       g.epilogue = cs.e;
