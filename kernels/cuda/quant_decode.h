@@ -145,28 +145,103 @@ INGOT_HD void ScaleMinK4(int j, const uint8_t* q, int& scale, int& min) {
   }
 }
 
+// Chunks that are one scale times 32 small values: Q4_0 and Q8_0 (d * (q - 8), d * q),
+// affine 4/8-bit codes in groups of whole chunks with a zero point or none ((q - z) * s),
+// codebook blocks of whole chunks (book[q] * absmax). The GEMV then takes the scale out
+// of the chunk's dot product: one multiply per chunk instead of one per weight.
+template <QuantFormat F>
+INGOT_HD bool Factored(const QuantView& v) {
+  if constexpr (F == QuantFormat::kQ4_0 || F == QuantFormat::kQ8_0) {
+    return true;
+  } else if constexpr (F == QuantFormat::kAffine) {
+    return (v.bits == 4 || v.bits == 8) && v.group % kChunk == 0 && !v.zero_is_bias;
+  } else if constexpr (F == QuantFormat::kCodebook) {
+    return v.block % kChunk == 0;
+  } else {
+    return false;
+  }
+}
+
+// Affine 4/8-bit codes of chunk c (groups of whole chunks): the 32 codes, and the
+// group's scale and zero (0 without one).
+INGOT_HD void AffineChunkCodes(const QuantView& v, int64_t r, int64_t c, uint8_t* b, float* s, float* z) {
+  const uint8_t* p = v.data + static_cast<size_t>(r) * v.row_bytes + 4 * v.bits * c;
+  const int64_t g = c * kChunk / v.group, gpr = v.cols / v.group;
+  *s = HalfBits(v.scale[r * gpr + g]);
+  *z = v.zero != nullptr ? HalfBits(v.zero[r * gpr + g]) : 0.0f;
+  if (v.bits == 4) {
+    LoadBytes<16>(p, b);
+    for (int j = 15; j >= 0; --j) {  // in place, from the top: byte j -> codes 2j, 2j + 1
+      b[2 * j + 1] = b[j] >> 4;
+      b[2 * j] = b[j] & 0x0f;
+    }
+  } else {
+    LoadBytes<32>(p, b);
+  }
+}
+
+// Codebook chunk c of row r in blocks of whole chunks: the 16 code bytes and the
+// block's absmax.
+INGOT_HD float CodebookChunk(const QuantView& v, int64_t r, int64_t c, uint8_t* bytes) {
+  const int64_t i0 = r * v.cols + c * kChunk;  // flattened element; code byte i / 2
+  const int64_t b = i0 / v.block;
+  LoadBytes<16>(v.data + i0 / 2, bytes);
+  return v.absmax_code != nullptr ? v.dmap[v.absmax_code[b]] * v.absmax_scale[b / v.absmax_block] + v.absmax_offset
+                                  : v.absmax[b];
+}
+
+// For Factored(v): q[0..32) and *scale with q[j] * *scale exactly DecodeChunk's out[j]
+// (DecodeChunk computes these and multiplies).
+template <QuantFormat F>
+INGOT_HD void DecodeChunkFactored(const QuantView& v, int64_t r, int64_t c, float* q, float* scale) {
+  const uint8_t* row = v.data + static_cast<size_t>(r) * v.row_bytes;
+  if constexpr (F == QuantFormat::kQ4_0) {
+    const uint8_t* b = row + c * 18;
+    *scale = HalfBits(Load16(b));
+    uint8_t qs[16];
+    LoadBytes<16>(b + 2, qs);
+    for (int j = 0; j < 16; ++j) {
+      q[j] = SmallIntToFloat((qs[j] & 0x0f) - 8);
+      q[j + 16] = SmallIntToFloat((qs[j] >> 4) - 8);
+    }
+  } else if constexpr (F == QuantFormat::kQ8_0) {
+    const uint8_t* b = row + c * 34;
+    *scale = HalfBits(Load16(b));
+    uint8_t qs[32];
+    LoadBytes<32>(b + 2, qs);
+    for (int j = 0; j < 32; ++j) q[j] = SmallIntToFloat(static_cast<int8_t>(qs[j]));
+  } else if constexpr (F == QuantFormat::kAffine) {
+    uint8_t b[32];
+    float z;
+    AffineChunkCodes(v, r, c, b, scale, &z);
+    for (int j = 0; j < 32; ++j) q[j] = SmallIntToFloat(b[j]) - z;
+  } else if constexpr (F == QuantFormat::kCodebook) {
+    uint8_t bytes[16];
+    *scale = CodebookChunk(v, r, c, bytes);
+    for (int j = 0; j < 16; ++j) {  // even element in the high nibble
+      q[2 * j] = v.book[bytes[j] >> 4];
+      q[2 * j + 1] = v.book[bytes[j] & 15];
+    }
+  }
+}
+
 // out[0..32) = the weights of columns [32 c, 32 c + 32) of row r, in the same float
 // operations as the CPU reference (kernels/cpu/dequant_*ref.cc, qmatrix.cc).
 template <QuantFormat F>
 INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) {
   const uint8_t* row = v.data + static_cast<size_t>(r) * v.row_bytes;
-  if constexpr (F == QuantFormat::kQ4_0 || F == QuantFormat::kQ4_1) {
-    constexpr int kBytes = F == QuantFormat::kQ4_0 ? 18 : 20;
-    const uint8_t* b = row + c * kBytes;
-    const float d = HalfBits(Load16(b));
+  if constexpr (F == QuantFormat::kQ4_0 || F == QuantFormat::kQ8_0) {
+    float d;
+    DecodeChunkFactored<F>(v, r, c, out, &d);
+    for (int j = 0; j < 32; ++j) out[j] *= d;
+  } else if constexpr (F == QuantFormat::kQ4_1) {
+    const uint8_t* b = row + c * 20;
+    const float d = HalfBits(Load16(b)), m = HalfBits(Load16(b + 2));
     uint8_t qs[16];
-    LoadBytes<16>(b + (F == QuantFormat::kQ4_0 ? 2 : 4), qs);
-    if constexpr (F == QuantFormat::kQ4_0) {
-      for (int j = 0; j < 16; ++j) {
-        out[j] = SmallIntToFloat((qs[j] & 0x0f) - 8) * d;
-        out[j + 16] = SmallIntToFloat((qs[j] >> 4) - 8) * d;
-      }
-    } else {
-      const float m = HalfBits(Load16(b + 2));
-      for (int j = 0; j < 16; ++j) {
-        out[j] = SmallIntToFloat(qs[j] & 0x0f) * d + m;
-        out[j + 16] = SmallIntToFloat(qs[j] >> 4) * d + m;
-      }
+    LoadBytes<16>(b + 4, qs);
+    for (int j = 0; j < 16; ++j) {
+      out[j] = SmallIntToFloat(qs[j] & 0x0f) * d + m;
+      out[j + 16] = SmallIntToFloat(qs[j] >> 4) * d + m;
     }
   } else if constexpr (F == QuantFormat::kQ5_0 || F == QuantFormat::kQ5_1) {
     constexpr int kBytes = F == QuantFormat::kQ5_0 ? 22 : 24;
@@ -188,12 +263,6 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
         out[j + 16] = SmallIntToFloat((qs[j] >> 4) | xh1) * d + m;
       }
     }
-  } else if constexpr (F == QuantFormat::kQ8_0) {
-    const uint8_t* b = row + c * 34;
-    const float d = HalfBits(Load16(b));
-    uint8_t qs[32];
-    LoadBytes<32>(b + 2, qs);
-    for (int j = 0; j < 32; ++j) out[j] = SmallIntToFloat(static_cast<int8_t>(qs[j])) * d;
   } else if constexpr (F == QuantFormat::kQ4_K || F == QuantFormat::kQ5_K) {
     // Super-block: d, dmin, 12 scale bytes, [Q5_K: 32 high-bit bytes], 128 nibble bytes.
     constexpr int kBytes = F == QuantFormat::kQ4_K ? 144 : 176;
@@ -235,23 +304,16 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
       // The common forms (4-bit and 8-bit codes, groups of whole chunks): one group per
       // chunk, whole-byte codes read 16 bytes at a time; the same float operations as
       // the general loop below.
-      const int64_t g = c * kChunk / v.group, gpr = v.cols / v.group;
-      const float s = HalfBits(v.scale[r * gpr + g]);
-      const float z = v.zero != nullptr ? HalfBits(v.zero[r * gpr + g]) : 0.0f;
+      if (!v.zero_is_bias) {
+        float s;
+        DecodeChunkFactored<F>(v, r, c, out, &s);
+        for (int j = 0; j < 32; ++j) out[j] *= s;
+        return;
+      }
       uint8_t b[32];
-      if (v.bits == 4) {
-        LoadBytes<16>(p, b);
-        for (int j = 15; j >= 0; --j) {  // in place, from the top: byte j -> codes 2j, 2j + 1
-          b[2 * j + 1] = b[j] >> 4;
-          b[2 * j] = b[j] & 0x0f;
-        }
-      } else {
-        LoadBytes<32>(p, b);
-      }
-      for (int j = 0; j < 32; ++j) {
-        const float q = SmallIntToFloat(b[j]);
-        out[j] = v.zero_is_bias ? q * s + z : (q - z) * s;
-      }
+      float s, z;
+      AffineChunkCodes(v, r, c, b, &s, &z);
+      for (int j = 0; j < 32; ++j) out[j] = SmallIntToFloat(b[j]) * s + z;
       return;
     }
     const uint32_t mask = (1u << v.bits) - 1;
@@ -278,16 +340,9 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
     if (v.block % kChunk == 0) {
       // Blocks of whole chunks (bitsandbytes' 64 and up): one absmax per chunk, the 16
       // code bytes read at once.
-      const int64_t b = i0 / v.block;
-      const float am = v.absmax_code != nullptr
-                           ? v.dmap[v.absmax_code[b]] * v.absmax_scale[b / v.absmax_block] + v.absmax_offset
-                           : v.absmax[b];
-      uint8_t bytes[16];
-      LoadBytes<16>(codes, bytes);
-      for (int j = 0; j < 16; ++j) {
-        out[2 * j] = v.book[bytes[j] >> 4] * am;
-        out[2 * j + 1] = v.book[bytes[j] & 15] * am;
-      }
+      float am;
+      DecodeChunkFactored<F>(v, r, c, out, &am);
+      for (int j = 0; j < 32; ++j) out[j] *= am;
       return;
     }
     int64_t blk = -1;

@@ -85,11 +85,22 @@ __device__ __forceinline__ void RowDot(const QuantView& v, int64_t r, const __nv
 #pragma unroll
   for (int t = 0; t < M; ++t) acc[t] = 0.0f;
   float w[kChunk];
-  for (int64_t c = lane; c < chunks; c += 32) {
-    DecodeChunk<F>(v, r, c, w);
+  if (Factored<F>(v)) {  // one scale per chunk: out of the dot product
+    for (int64_t c = lane; c < chunks; c += 32) {
+      float scale;
+      DecodeChunkFactored<F>(v, r, c, w, &scale);
 #pragma unroll
-    for (int t = 0; t < M; ++t) {
-      if (t < m) acc[t] += ChunkDot(w, x + t * ldx + c * kChunk, vec);
+      for (int t = 0; t < M; ++t) {
+        if (t < m) acc[t] = fmaf(scale, ChunkDot(w, x + t * ldx + c * kChunk, vec), acc[t]);
+      }
+    }
+  } else {
+    for (int64_t c = lane; c < chunks; c += 32) {
+      DecodeChunk<F>(v, r, c, w);
+#pragma unroll
+      for (int t = 0; t < M; ++t) {
+        if (t < m) acc[t] += ChunkDot(w, x + t * ldx + c * kChunk, vec);
+      }
     }
   }
 #pragma unroll

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -163,6 +164,53 @@ TEST(CudaDecodeTest, EveryFormatDecodesAsTheCpuReference) {
   }
 }
 
+// Where a chunk is one scale times 32 values (Factored), the GEMV takes the scale out of
+// the dot product: the factored values times the scale are DecodeChunk's weights bit for
+// bit, and every format with such chunks meets the factored path here.
+template <QuantFormat F>
+int FactoredChunksMatch(const QuantView& v, int64_t rows) {
+  if (!Factored<F>(v)) return 0;
+  int checked = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < v.cols / kChunk; ++c) {
+      float w[kChunk], q[kChunk], scale;
+      DecodeChunk<F>(v, r, c, w);
+      DecodeChunkFactored<F>(v, r, c, q, &scale);
+      for (int j = 0; j < kChunk; ++j) {
+        const float p = q[j] * scale;
+        EXPECT_EQ(std::memcmp(&p, &w[j], 4), 0) << QuantFormatName(F) << " row " << r << " chunk " << c << " " << j;
+      }
+      ++checked;
+    }
+  }
+  return checked;
+}
+
+TEST(CudaDecodeTest, FactoredChunksAreTheDecodedWeights) {
+  std::map<std::string, int> seen;
+  for (const Rep& rep : Reps()) {
+    const int64_t rows = 3, cols = rep.cols;
+    std::vector<float> wf(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < wf.size(); ++i) wf[i] = 0.05f * std::sin(0.37f * static_cast<float>(i));
+    auto q = rep.make(wf.data(), rows, cols);
+    if (!q.ok() && q.status().code() == absl::StatusCode::kInvalidArgument) continue;
+    ASSERT_TRUE(q.ok()) << q.status();
+    QuantFormat f{};
+    ASSERT_EQ(QuantFormatFor(q->view, &f), "");
+    const QuantView v = HostView(q->view);
+    int n = 0;
+    switch (f) {
+      case QuantFormat::kQ4_0: n = FactoredChunksMatch<QuantFormat::kQ4_0>(v, rows); break;
+      case QuantFormat::kQ8_0: n = FactoredChunksMatch<QuantFormat::kQ8_0>(v, rows); break;
+      case QuantFormat::kAffine: n = FactoredChunksMatch<QuantFormat::kAffine>(v, rows); break;
+      case QuantFormat::kCodebook: n = FactoredChunksMatch<QuantFormat::kCodebook>(v, rows); break;
+      default: EXPECT_FALSE(Factored<QuantFormat::kQ4_1>(v)); break;
+    }
+    if (n > 0) seen[QuantFormatName(f)] += n;
+  }
+  for (const char* name : {"Q4_0", "Q8_0", "affine", "codebook"}) EXPECT_GT(seen[name], 0) << name << " never factored";
+}
+
 // The GEMV kernel's schedule replayed: lane l takes chunks l, l + 32, ...; each token's
 // partial sums are reduced over the 32 lanes by xor shuffles; x is bf16 and the output
 // rounded to bf16. Every chunk is counted once and the result is x . W^T.
@@ -186,13 +234,14 @@ TEST(CudaDecodeTest, WarpScheduleCoversEveryChunkOnce) {
       int visits = 0;
       for (int lane = 0; lane < 32; ++lane) {
         for (int64_t c = lane; c < cols / kChunk; c += 32) {
-          float w[kChunk];
-          DecodeChunk<QuantFormat::kQ8_0>(v, r, c, w);
+          float w[kChunk], scale;  // Q8_0 is Factored: the scale comes out of the chunk's dot
+          ASSERT_TRUE(Factored<QuantFormat::kQ8_0>(v));
+          DecodeChunkFactored<QuantFormat::kQ8_0>(v, r, c, w, &scale);
           ++visits;
           for (int t = 0; t < m; ++t) {
             float s = 0;
             for (int j = 0; j < kChunk; ++j) s = std::fma(w[j], x[t * cols + c * kChunk + j], s);
-            lane_acc[lane][t] += s;
+            lane_acc[lane][t] = std::fma(scale, s, lane_acc[lane][t]);
           }
         }
       }
