@@ -70,8 +70,10 @@ __global__ void StoreKvKernel(KvStoreArgs a) {
   if (i >= 2 * static_cast<int64_t>(a.n) * per_row) return;
   int32_t which, t, unit;
   KvStoreItem(i, a.n, per_row, &which, &t, &unit);
+  const int64_t dst_row = a.rows[t];
+  if (dst_row < 0 || dst_row >= a.store_rows) return;  // no write outside the store
   const auto* src = static_cast<const __nv_bfloat16*>(which == 0 ? a.k : a.v) + t * (which == 0 ? a.ldk : a.ldv);
-  uint8_t* row = (which == 0 ? a.k_dst : a.v_dst) + a.rows[t] * a.row_bytes;
+  uint8_t* row = (which == 0 ? a.k_dst : a.v_dst) + dst_row * a.row_bytes;
   if constexpr (S == KvStore::kQ8_0) {
     float x[32];
 #pragma unroll

@@ -48,23 +48,35 @@ struct PagedAttentionArgs {
 };
 
 // Element i of a stored row.
+// On the device one load of the element's width: rows are 2 (f16), 4 (f32) or 34-byte
+// blocks (Q8_0) wide in a 256-byte aligned store, so an element is aligned to its width
+// and a Q8_0 scale to 2.
 INGOT_HD float KvElement(const uint8_t* row, KvStore s, int64_t i) {
   switch (s) {
     case KvStore::kF32: {
-      float f;
-      const uint8_t* p = row + 4 * i;
-      const uint32_t b = p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
 #if defined(__CUDA_ARCH__)
-      f = __uint_as_float(b);
+      return reinterpret_cast<const float*>(row)[i];
 #else
-      __builtin_memcpy(&f, &b, 4);
-#endif
+      float f;
+      __builtin_memcpy(&f, row + 4 * i, 4);
       return f;
+#endif
     }
-    case KvStore::kF16: return HalfBits(Load16(row + 2 * i));
+    case KvStore::kF16: {
+#if defined(__CUDA_ARCH__)
+      return HalfBits(reinterpret_cast<const uint16_t*>(row)[i]);
+#else
+      return HalfBits(Load16(row + 2 * i));
+#endif
+    }
     case KvStore::kQ8_0: {
       const uint8_t* b = row + (i / 32) * 34;
-      return static_cast<int8_t>(b[2 + i % 32]) * HalfBits(Load16(b));
+#if defined(__CUDA_ARCH__)
+      const uint16_t d = *reinterpret_cast<const uint16_t*>(b);
+#else
+      const uint16_t d = Load16(b);
+#endif
+      return static_cast<int8_t>(b[2 + i % 32]) * HalfBits(d);
     }
   }
   return 0.0f;
@@ -159,7 +171,8 @@ struct KvStoreArgs {
   const void* v = nullptr;
   int64_t ldk = 0, ldv = 0;
   int32_t n = 0, kv_dim = 0;
-  const int64_t* rows = nullptr;
+  const int64_t* rows = nullptr;  // a row outside [0, store_rows) is skipped (index_copy_ would have refused it)
+  int64_t store_rows = 0;
   uint8_t* k_dst = nullptr;
   uint8_t* v_dst = nullptr;
   int64_t row_bytes = 0;

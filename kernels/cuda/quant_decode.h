@@ -102,16 +102,18 @@ INGOT_HD float SmallIntToFloat(int32_t i) {
   return f - 12582912.0f;
 }
 
-// out[0..N) = p[0..N). On the device with the widest loads the alignment allows: 16-byte
-// vectors when p is 16-byte aligned (N % 16 == 0), else 16-bit words when it is even
-// (N even), else bytes; the host copies bytes. The same bytes either way: the decoders
-// below read them from `out`, so the CPU test holds the device's arithmetic to the
-// reference and only the load instruction differs.
-template <int N>
+// out[0..N) = p[0..N), p A-byte aligned (A = 1, 2, 4, 8 or 16, N % A == 0). On the device
+// as N / A loads of A bytes; the host copies bytes. The same bytes either way: the
+// decoders below read them from `out`, so the CPU test holds the device's arithmetic to
+// the reference and only the load instruction differs. A is the format's guarantee, not
+// a run-time check (a per-lane check split warps whose lanes' blocks differ in
+// alignment): every array is its own device allocation (256-byte aligned), so a code's
+// alignment is that of its offset in the array (QuantArraysAligned checks the bases).
+template <int N, int A>
 INGOT_HD void LoadBytes(const uint8_t* p, uint8_t* out) {
+  static_assert(N % A == 0 && (A == 1 || A == 2 || A == 4 || A == 8 || A == 16), "load width");
 #if defined(__CUDA_ARCH__)
-  const auto addr = reinterpret_cast<uintptr_t>(p);
-  if (N % 16 == 0 && (addr & 15) == 0) {
+  if constexpr (A == 16) {
 #pragma unroll
     for (int k = 0; k < N / 16; ++k) {
       const uint4 v = reinterpret_cast<const uint4*>(p)[k];
@@ -120,8 +122,23 @@ INGOT_HD void LoadBytes(const uint8_t* p, uint8_t* out) {
       for (int i = 0; i < 16; ++i) out[16 * k + i] = static_cast<uint8_t>(w[i / 4] >> (8 * (i % 4)));
     }
     return;
-  }
-  if (N % 2 == 0 && (addr & 1) == 0) {
+  } else if constexpr (A == 8) {
+#pragma unroll
+    for (int k = 0; k < N / 8; ++k) {
+      const uint2 v = reinterpret_cast<const uint2*>(p)[k];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) out[8 * k + i] = static_cast<uint8_t>((i < 4 ? v.x : v.y) >> (8 * (i % 4)));
+    }
+    return;
+  } else if constexpr (A == 4) {
+#pragma unroll
+    for (int k = 0; k < N / 4; ++k) {
+      const uint32_t v = reinterpret_cast<const uint32_t*>(p)[k];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) out[4 * k + i] = static_cast<uint8_t>(v >> (8 * i));
+    }
+    return;
+  } else if constexpr (A == 2) {
 #pragma unroll
     for (int k = 0; k < N / 2; ++k) {
       const uint16_t h = reinterpret_cast<const uint16_t*>(p)[k];
@@ -170,13 +187,13 @@ INGOT_HD void AffineChunkCodes(const QuantView& v, int64_t r, int64_t c, uint8_t
   *s = HalfBits(v.scale[r * gpr + g]);
   *z = v.zero != nullptr ? HalfBits(v.zero[r * gpr + g]) : 0.0f;
   if (v.bits == 4) {
-    LoadBytes<16>(p, b);
+    LoadBytes<16, 16>(p, b);  // byte 16 c of a row of cols / 2 (a multiple of 16) bytes
     for (int j = 15; j >= 0; --j) {  // in place, from the top: byte j -> codes 2j, 2j + 1
       b[2 * j + 1] = b[j] >> 4;
       b[2 * j] = b[j] & 0x0f;
     }
   } else {
-    LoadBytes<32>(p, b);
+    LoadBytes<32, 16>(p, b);  // byte 32 c of a row of cols bytes
   }
 }
 
@@ -185,7 +202,7 @@ INGOT_HD void AffineChunkCodes(const QuantView& v, int64_t r, int64_t c, uint8_t
 INGOT_HD float CodebookChunk(const QuantView& v, int64_t r, int64_t c, uint8_t* bytes) {
   const int64_t i0 = r * v.cols + c * kChunk;  // flattened element; code byte i / 2
   const int64_t b = i0 / v.block;
-  LoadBytes<16>(v.data + i0 / 2, bytes);
+  LoadBytes<16, 16>(v.data + i0 / 2, bytes);  // i0 / 2 = r cols / 2 + 16 c
   return v.absmax_code != nullptr ? v.dmap[v.absmax_code[b]] * v.absmax_scale[b / v.absmax_block] + v.absmax_offset
                                   : v.absmax[b];
 }
@@ -199,7 +216,7 @@ INGOT_HD void DecodeChunkFactored(const QuantView& v, int64_t r, int64_t c, floa
     const uint8_t* b = row + c * 18;
     *scale = HalfBits(Load16(b));
     uint8_t qs[16];
-    LoadBytes<16>(b + 2, qs);
+    LoadBytes<16, 2>(b + 2, qs);  // 18-byte blocks: even offsets
     for (int j = 0; j < 16; ++j) {
       q[j] = SmallIntToFloat((qs[j] & 0x0f) - 8);
       q[j + 16] = SmallIntToFloat((qs[j] >> 4) - 8);
@@ -208,7 +225,7 @@ INGOT_HD void DecodeChunkFactored(const QuantView& v, int64_t r, int64_t c, floa
     const uint8_t* b = row + c * 34;
     *scale = HalfBits(Load16(b));
     uint8_t qs[32];
-    LoadBytes<32>(b + 2, qs);
+    LoadBytes<32, 2>(b + 2, qs);  // 34-byte blocks: even offsets
     for (int j = 0; j < 32; ++j) q[j] = SmallIntToFloat(static_cast<int8_t>(qs[j]));
   } else if constexpr (F == QuantFormat::kAffine) {
     uint8_t b[32];
@@ -238,7 +255,7 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
     const uint8_t* b = row + c * 20;
     const float d = HalfBits(Load16(b)), m = HalfBits(Load16(b + 2));
     uint8_t qs[16];
-    LoadBytes<16>(b + 4, qs);
+    LoadBytes<16, 4>(b + 4, qs);  // 20-byte blocks
     for (int j = 0; j < 16; ++j) {
       out[j] = SmallIntToFloat(qs[j] & 0x0f) * d + m;
       out[j + 16] = SmallIntToFloat(qs[j] >> 4) * d + m;
@@ -251,7 +268,11 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
     const float m = F == QuantFormat::kQ5_1 ? HalfBits(Load16(b + 2)) : 0.0f;
     const uint32_t qh = b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (static_cast<uint32_t>(b[off + 3]) << 24);
     uint8_t qs[16];
-    LoadBytes<16>(b + off + 4, qs);
+    if constexpr (F == QuantFormat::kQ5_0) {
+      LoadBytes<16, 2>(b + off + 4, qs);  // 22-byte blocks
+    } else {
+      LoadBytes<16, 8>(b + off + 4, qs);  // 24-byte blocks
+    }
     for (int j = 0; j < 16; ++j) {
       const int xh0 = ((qh >> j) << 4) & 0x10;
       const int xh1 = (qh >> (j + 12)) & 0x10;
@@ -272,9 +293,9 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
     int sc, mn;
     ScaleMinK4(sub, b + 4, sc, mn);
     const float d1 = d * SmallIntToFloat(sc), m1 = dmin * SmallIntToFloat(mn);
-    uint8_t ql[32], qh[32];  // 16-byte aligned in a 16-byte aligned row: two vector loads each
-    LoadBytes<32>(b + (F == QuantFormat::kQ4_K ? 16 : 48) + 32 * (sub / 2), ql);
-    if constexpr (F == QuantFormat::kQ5_K) LoadBytes<32>(b + 16, qh);
+    uint8_t ql[32], qh[32];  // 144/176-byte super-blocks: 16-byte offsets, two vector loads each
+    LoadBytes<32, 16>(b + (F == QuantFormat::kQ4_K ? 16 : 48) + 32 * (sub / 2), ql);
+    if constexpr (F == QuantFormat::kQ5_K) LoadBytes<32, 16>(b + 16, qh);
     const int shift = (sub & 1) * 4;
     for (int l = 0; l < 32; ++l) {
       int q = (ql[l] >> shift) & 0x0f;
@@ -288,8 +309,8 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
     const int sub = static_cast<int>(c % 8), half = sub / 4, k = sub % 4;
     const float d = HalfBits(Load16(b + 208));
     uint8_t ql[32], qh[32];  // 210-byte blocks: 16-bit loads
-    LoadBytes<32>(b + 64 * half + (k & 1) * 32, ql);
-    LoadBytes<32>(b + 128 + 32 * half, qh);
+    LoadBytes<32, 2>(b + 64 * half + (k & 1) * 32, ql);
+    LoadBytes<32, 2>(b + 128 + 32 * half, qh);
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + 8 * half + 2 * k;
     const float sc0 = SmallIntToFloat(sc[0]), sc1 = SmallIntToFloat(sc[1]);
     const int lshift = (k >> 1) * 4, hshift = 2 * k;

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <iterator>
 #include <memory>
@@ -121,6 +122,9 @@ std::string UploadQuantOnCuda(const Linear& w, int index, CudaQuant* out) {
     out->bytes += a.bytes[i];
     out->arrays.push_back(std::move(d));
   }
+  for (const void* p : ptr) {  // the decoders' load widths assume 16-byte aligned arrays (quant_decode.h)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return "a device copy of the weight is not 16-byte aligned";
+  }
   const bool codebook = w.kind == LinearKind::kCodebook;
   out->view = cuda::MakeQuantView(
       w, ptr, codebook ? DeviceTable(index, w.codebook.book == Codebook::kNF4 ? 0 : 1) : nullptr,
@@ -154,8 +158,14 @@ int MmaMin(int index) {
   static const int env_min = [] {
     const char* env = std::getenv("INGOT_CUDA_MMA");
     if (env == nullptr || *env == '\0') return cuda::kMinMmaTokens;
-    const int v = std::atoi(env);
-    return v <= 0 ? 0 : std::min(v, cuda::kMaxGemvTokens + 1);
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || v < 0) {
+      std::fprintf(stderr, "ingot: INGOT_CUDA_MMA=%s is not a token count (0: off); using %d\n", env,
+                   cuda::kMinMmaTokens);
+      return cuda::kMinMmaTokens;
+    }
+    return static_cast<int>(std::min<long>(v, cuda::kMaxGemvTokens + 1));
   }();
   if (env_min == 0) return 0;
   static std::mutex mu;
@@ -298,9 +308,11 @@ bool StoreKvRowsOnCuda(const at::Tensor& k, const at::Tensor& v, const at::Tenso
                        const at::Tensor& v_store, bool q8) {
   const bool bf16 = Bf16Rows(k) && Bf16Rows(v);
   const at::ScalarType st = k_store.scalar_type();
-  // What index_copy_ would have refused: the kernel writes where the arguments say.
+  // What index_copy_ would have refused: the kernel writes where the arguments say (row
+  // indices outside the store, on the device, it skips).
+  if (k.dim() != 2 || k_store.dim() != 2) throw std::invalid_argument("KV store: k/v rows and stores are matrices");
   const int64_t kv_dim = k.size(1), width = q8 ? kv_dim / 32 * 34 : kv_dim;
-  if (k.dim() != 2 || v.sizes() != k.sizes() || k_store.dim() != 2 || v_store.sizes() != k_store.sizes() ||
+  if (v.sizes() != k.sizes() || v_store.sizes() != k_store.sizes() ||
       k_store.size(1) != width || k_store.stride(1) != 1 || v_store.strides() != k_store.strides() ||
       v_store.scalar_type() != st || rows.scalar_type() != at::kLong || rows.numel() != k.size(0) ||
       k.device() != k_store.device() || v_store.device() != k.device() || v.device() != k.device() ||
@@ -324,6 +336,7 @@ bool StoreKvRowsOnCuda(const at::Tensor& k, const at::Tensor& v, const at::Tenso
   a.k_dst = static_cast<uint8_t*>(k_store.data_ptr());
   a.v_dst = static_cast<uint8_t*>(v_store.data_ptr());
   a.row_bytes = k_store.stride(0) * static_cast<int64_t>(k_store.element_size());
+  a.store_rows = k_store.size(0);
   a.store = q8 ? cuda::KvStore::kQ8_0 : st == at::kHalf ? cuda::KvStore::kF16 : cuda::KvStore::kF32;
   Check(cuda::StoreKvRows(a, c10::cuda::getCurrentCUDAStream(k.device().index()).stream()), "KV store kernel");
   return true;

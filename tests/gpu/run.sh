@@ -94,7 +94,7 @@ done
 # size's decode step once and replays it; both with ingot's paged attention, which the
 # graphs use), batch 1 and 16, alternated
 # (and batch 16 on the GEMV instead of the tensor-core kernel: INGOT_CUDA_MMA=0)
-for cfg in "1 0 1" "1 1 1" "16 0 1" "16 1 1" "16 1 0"; do
+for cfg in "1 0 5" "1 1 5" "16 0 5" "16 1 5" "16 1 0"; do  # mma: INGOT_CUDA_MMA (5: the default threshold; 0: off)
   set -- $cfg
   batch=$1 graphs=$2 mma=$3
   INGOT_CUDA_ATTENTION=ingot INGOT_CUDA_GRAPHS=$graphs INGOT_CUDA_MMA=$mma timeout 45 "$B/bin/forward_bench" "$MODEL" \
