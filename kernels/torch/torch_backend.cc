@@ -707,8 +707,8 @@ absl::Status SwiGluOp(void* ws) {
 // Gate and up over one input, then SwiGLU: one kernel on CUDA where ingot's kernels hold
 // both weights, the three ops otherwise.
 absl::Status LinearSwiGluOp(void* ws, ThreadPool& pool, const LinearJob* gate_up, int64_t rows) {
-  TorchWorkspace& w = W(ws);
 #ifdef INGOT_WITH_CUDA
+  TorchWorkspace& w = W(ws);
   {
     INGOT_TORCH_STEP(w, "linear_swiglu", {
       if (gate_up[0].out == Buf::kGate && GroupOnCuda(w, gate_up, 2, rows, /*swiglu=*/true)) return absl::OkStatus();
@@ -718,7 +718,6 @@ absl::Status LinearSwiGluOp(void* ws, ThreadPool& pool, const LinearJob* gate_up
   if (absl::Status s = LinearOp(ws, pool, gate_up, 2, rows); !s.ok()) return s;
   return SwiGluOp(ws);
 }
-
 
 // Host traffic cannot be part of a recording (layers_begin promised there is none).
 absl::Status NotRecording(const TorchWorkspace& w, const char* what) {
