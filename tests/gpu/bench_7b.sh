@@ -26,11 +26,12 @@
 #   BNB_NF4       NF4, double-quantized absmax (ingot's kernel)
 #   TORCHAO_INT8  int8 rows (ingot's kernel)
 #   q4_0          tinygemm (auto) vs ingot's kernel (all)
-#   q4_0_mma1     ingot's kernels with the tensor-core kernel from 1 token on
-#                 (INGOT_CUDA_MMA=1; the default starts it at 5): batch 1 on mma
 #   MLX_INT4      affine 4-bit g64 with bias: tinygemm (auto) vs ingot's kernel (all)
 #   BNB_INT8      LLM.int8 rows (ingot's kernel)
-#   q8_0 q4_K q6_K   ingot's kernels
+#   q8_0          ingot's kernel
+#   q4_0_mma1     ingot's kernels with the tensor-core kernel from 1 token on
+#                 (INGOT_CUDA_MMA=1; the default starts it at 5): batch 1 on mma
+#   q4_K q6_K     ingot's kernels
 #   llama.cpp     q4_0 and q8_0 through llama.cpp's own CUDA llama-bench, when
 #                 .bench/llama-cuda.tar.xz (tests/gpu/build_llama_cuda.sh) travelled
 #   tests/gpu/bench_7b.sh [OUT_DIR]
@@ -59,7 +60,7 @@ mkdir -p "$LOGS"
 WORK=${INGOT_BENCH_DIR:-/tmp/ingot-7b}
 mkdir -p "$WORK"
 DEADLINE=$(( SECONDS + ${BENCH_DEADLINE_S:-420} ))
-ROWS_WANTED=${BENCH_ROWS:-"TORCHAO_INT4 torch NONE BNB_NF4 TORCHAO_INT8 q4_0 q4_0_mma1 MLX_INT4 BNB_INT8 q8_0 q4_K q6_K"}
+ROWS_WANTED=${BENCH_ROWS:-"TORCHAO_INT4 torch NONE BNB_NF4 TORCHAO_INT8 q4_0 MLX_INT4 BNB_INT8 q8_0 q4_0_mma1 q4_K q6_K"}
 RUNS=${BENCH_RUNS:-2}  # after a warm-up run; a GPU's runs agree to a few %
 # Decode steps of 1-16 tokens as CUDA graphs (as torch_7b.py's rows) over ingot's paged
 # attention; BENCH_GRAPHS=0 for eager steps.
