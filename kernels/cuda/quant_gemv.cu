@@ -302,7 +302,9 @@ int LaunchGroup(const GemvGroup& g, const void* xv, int64_t ldx, int m, int mma_
   const auto blocks = static_cast<unsigned>(a.first[g.count]);
   if (blocks == 0) return 0;
   if (tensor_cores) {
-    if (nt == 2) {
+    if (nt == 1) {
+      MmaKernel<F, 1, MmaRowTiles(1)><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
+    } else if (nt == 2) {
       MmaKernel<F, 2, MmaRowTiles(2)><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);
     } else if (nt == 4) {
       MmaKernel<F, 4, MmaRowTiles(4)><<<blocks, kMmaWarps * 32, 0, s>>>(a, x, ldx, m);

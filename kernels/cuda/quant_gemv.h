@@ -93,8 +93,8 @@ constexpr int kMmaRows = 16;
 constexpr int kMmaStepCols = 2 * kChunk;
 constexpr int kMmaTileStride = kMmaStepCols + 8;
 constexpr int kMmaWarps = 8;  // per block, splitting K: step s goes to warp s % kMmaWarps
-// n8 tiles of tokens for m tokens (2, 4 or 8: the kernel's instances).
-constexpr int MmaTokenTiles(int m) { return m <= 16 ? 2 : m <= 32 ? 4 : 8; }
+// n8 tiles of tokens for m tokens (1, 2, 4 or 8: the kernel's instances).
+constexpr int MmaTokenTiles(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
 // 16-row tiles per warp: the x fragments of a slice are loaded once for all of them
 // (every block reads all of x from L2: RT tiles halve that), as shared memory allows
 // (the warps' f32 sums of 16 RT rows x 8 NT tokens reuse the tiles' space, 48 KB in all).

@@ -321,7 +321,7 @@ TEST(CudaMmaTest, KernelScheduleComputesXTimesWTransposed) {
   const QuantView v = HostView(q->view);
   std::vector<float> dense(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r) LinearDequantizeRow(q->view, r, dense.data() + r * cols);
-  for (int m : {5, 16, 23, 64}) {
+  for (int m : {5, 8, 16, 23, 64}) {  // every token-tile instance: 1, 2, 4, 8
     SCOPED_TRACE(m);
     const int nt = MmaTokenTiles(m), rtiles = MmaRowTiles(nt), block_rows = kMmaRows * rtiles;
     std::vector<float> x(static_cast<size_t>(m * cols));
