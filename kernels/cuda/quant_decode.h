@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #include <cuda_fp16.h>
@@ -89,8 +90,7 @@ INGOT_HD uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] |
 // on the GPU's quarter-rate unit (16 per clock per SM on sm_80/sm_90), and a 4-bit weight
 // would spend one each, which alone caps a GEMV near 60% of an H100's bandwidth. Here an
 // integer add and a float subtract: 1.5 * 2^23 + i has i in its mantissa bits. Exact, so
-// the same value as static_cast<float>(i) (the CPU test holds every decoder to the
-// reference bit for bit).
+// the same value as static_cast<float>(i).
 INGOT_HD float SmallIntToFloat(int32_t i) {
   const uint32_t bits = 0x4B400000u + static_cast<uint32_t>(i);
 #if defined(__CUDA_ARCH__)
@@ -108,42 +108,20 @@ INGOT_HD float SmallIntToFloat(int32_t i) {
 // the reference and only the load instruction differs. A is the format's guarantee, not
 // a run-time check (a per-lane check split warps whose lanes' blocks differ in
 // alignment): every array is its own device allocation (256-byte aligned), so a code's
-// alignment is that of its offset in the array (QuantArraysAligned checks the bases).
+// alignment is that of its offset in the array (UploadQuantOnCuda checks the bases).
 template <int N, int A>
 INGOT_HD void LoadBytes(const uint8_t* p, uint8_t* out) {
   static_assert(N % A == 0 && (A == 1 || A == 2 || A == 4 || A == 8 || A == 16), "load width");
 #if defined(__CUDA_ARCH__)
-  if constexpr (A == 16) {
+  if constexpr (A > 1) {
+    // One load of A bytes per step, its bytes then taken out of the register (little
+    // endian: byte i is bits 8 i ..).
+    using Word = std::conditional_t<A == 16, uint4,
+                                    std::conditional_t<A == 8, uint2, std::conditional_t<A == 4, uint32_t, uint16_t>>>;
 #pragma unroll
-    for (int k = 0; k < N / 16; ++k) {
-      const uint4 v = reinterpret_cast<const uint4*>(p)[k];
-      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int i = 0; i < 16; ++i) out[16 * k + i] = static_cast<uint8_t>(w[i / 4] >> (8 * (i % 4)));
-    }
-    return;
-  } else if constexpr (A == 8) {
-#pragma unroll
-    for (int k = 0; k < N / 8; ++k) {
-      const uint2 v = reinterpret_cast<const uint2*>(p)[k];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) out[8 * k + i] = static_cast<uint8_t>((i < 4 ? v.x : v.y) >> (8 * (i % 4)));
-    }
-    return;
-  } else if constexpr (A == 4) {
-#pragma unroll
-    for (int k = 0; k < N / 4; ++k) {
-      const uint32_t v = reinterpret_cast<const uint32_t*>(p)[k];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) out[4 * k + i] = static_cast<uint8_t>(v >> (8 * i));
-    }
-    return;
-  } else if constexpr (A == 2) {
-#pragma unroll
-    for (int k = 0; k < N / 2; ++k) {
-      const uint16_t h = reinterpret_cast<const uint16_t*>(p)[k];
-      out[2 * k] = static_cast<uint8_t>(h);
-      out[2 * k + 1] = static_cast<uint8_t>(h >> 8);
+    for (int k = 0; k < N / A; ++k) {
+      const Word word = reinterpret_cast<const Word*>(p)[k];
+      __builtin_memcpy(out + A * k, &word, A);
     }
     return;
   }
@@ -319,8 +297,6 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
       out[l] = d * (l < 16 ? sc0 : sc1) * SmallIntToFloat(q);
     }
   } else if constexpr (F == QuantFormat::kAffine) {
-    // 32 codes of `bits` bits start at byte 4 * bits * c of the row (LSB first).
-    const uint8_t* p = row + 4 * v.bits * c;
     if ((v.bits == 4 || v.bits == 8) && v.group % kChunk == 0) {
       // The common forms (4-bit and 8-bit codes, groups of whole chunks): one group per
       // chunk, whole-byte codes read 16 bytes at a time; the same float operations as
@@ -337,6 +313,8 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
       for (int j = 0; j < 32; ++j) out[j] = SmallIntToFloat(b[j]) * s + z;
       return;
     }
+    // 32 codes of `bits` bits start at byte 4 * bits * c of the row (LSB first).
+    const uint8_t* p = row + 4 * v.bits * c;
     const uint32_t mask = (1u << v.bits) - 1;
     const int64_t col0 = c * kChunk, gpr = v.cols / v.group;
     int64_t g = -1;
@@ -355,9 +333,6 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
       out[j] = v.zero_is_bias ? q * s + z : (q - z) * s;
     }
   } else if constexpr (F == QuantFormat::kCodebook) {
-    // Flattened element i = r * cols + 32 c + j; code byte i / 2, even i in the high nibble.
-    const int64_t i0 = r * v.cols + c * kChunk;
-    const uint8_t* codes = v.data + i0 / 2;
     if (v.block % kChunk == 0) {
       // Blocks of whole chunks (bitsandbytes' 64 and up): one absmax per chunk, the 16
       // code bytes read at once.
@@ -366,6 +341,9 @@ INGOT_HD void DecodeChunk(const QuantView& v, int64_t r, int64_t c, float* out) 
       for (int j = 0; j < 32; ++j) out[j] *= am;
       return;
     }
+    // Flattened element i = r * cols + 32 c + j; code byte i / 2, even i in the high nibble.
+    const int64_t i0 = r * v.cols + c * kChunk;
+    const uint8_t* codes = v.data + i0 / 2;
     int64_t blk = -1;
     float am = 0;
     for (int j = 0; j < 32; ++j) {

@@ -46,31 +46,29 @@ __device__ __forceinline__ void StageBook(QuantView& v, float* book) {
   }
 }
 
-// w (32 weights) . the 32 bf16 of x at xs, in f32. vec: xs is 16-byte aligned, read as
-// four 16-byte vectors (4 loads, not 16); a bf16 is the high half of its f32, so each
-// value is one shift or mask.
+// w (32 weights) . the 32 bf16 of x at xs, in f32. x as 16 words of two bf16: four
+// 16-byte loads when xs is 16-byte aligned (vec), else sixteen 4-byte ones; a bf16 is the
+// high half of its f32, so each value is one shift or mask of its word.
 __device__ __forceinline__ float ChunkDot(const float* w, const __nv_bfloat16* xs, bool vec) {
-  float s = 0.0f;
+  uint32_t words[kChunk / 2];
   if (vec) {
-    const auto* xv = reinterpret_cast<const uint4*>(xs);
 #pragma unroll
     for (int q = 0; q < kChunk / 8; ++q) {
-      const uint4 u = xv[q];
-      const uint32_t words[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {  // low half: the lower-addressed element
-        s = fmaf(w[8 * q + 2 * k], __uint_as_float(words[k] << 16), s);
-        s = fmaf(w[8 * q + 2 * k + 1], __uint_as_float(words[k] & 0xffff0000u), s);
-      }
+      const uint4 u = reinterpret_cast<const uint4*>(xs)[q];
+      words[4 * q] = u.x;
+      words[4 * q + 1] = u.y;
+      words[4 * q + 2] = u.z;
+      words[4 * q + 3] = u.w;
     }
-    return s;
-  }
-  const auto* x2 = reinterpret_cast<const __nv_bfloat162*>(xs);
+  } else {
 #pragma unroll
-  for (int j = 0; j < kChunk / 2; ++j) {
-    const float2 f = __bfloat1622float2(x2[j]);
-    s = fmaf(w[2 * j], f.x, s);
-    s = fmaf(w[2 * j + 1], f.y, s);
+    for (int k = 0; k < kChunk / 2; ++k) words[k] = reinterpret_cast<const uint32_t*>(xs)[k];
+  }
+  float s = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kChunk / 2; ++k) {  // low half: the lower-addressed element
+    s = fmaf(w[2 * k], __uint_as_float(words[k] << 16), s);
+    s = fmaf(w[2 * k + 1], __uint_as_float(words[k] & 0xffff0000u), s);
   }
   return s;
 }
@@ -82,25 +80,20 @@ __device__ __forceinline__ void RowDot(const QuantView& v, int64_t r, const __nv
   const int64_t chunks = v.cols / kChunk;
   // Every chunk of every token row starts 16-byte aligned when x and its row stride are.
   const bool vec = ((reinterpret_cast<uintptr_t>(x) | static_cast<uintptr_t>(ldx * 2)) & 15) == 0;
+  const bool factored = Factored<F>(v);  // one scale per chunk: out of the dot product
 #pragma unroll
   for (int t = 0; t < M; ++t) acc[t] = 0.0f;
   float w[kChunk];
-  if (Factored<F>(v)) {  // one scale per chunk: out of the dot product
-    for (int64_t c = lane; c < chunks; c += 32) {
-      float scale;
+  for (int64_t c = lane; c < chunks; c += 32) {
+    float scale = 1.0f;  // fmaf(1, dot, acc) is acc + dot exactly
+    if (factored) {
       DecodeChunkFactored<F>(v, r, c, w, &scale);
-#pragma unroll
-      for (int t = 0; t < M; ++t) {
-        if (t < m) acc[t] = fmaf(scale, ChunkDot(w, x + t * ldx + c * kChunk, vec), acc[t]);
-      }
-    }
-  } else {
-    for (int64_t c = lane; c < chunks; c += 32) {
+    } else {
       DecodeChunk<F>(v, r, c, w);
+    }
 #pragma unroll
-      for (int t = 0; t < M; ++t) {
-        if (t < m) acc[t] += ChunkDot(w, x + t * ldx + c * kChunk, vec);
-      }
+    for (int t = 0; t < M; ++t) {
+      if (t < m) acc[t] = fmaf(scale, ChunkDot(w, x + t * ldx + c * kChunk, vec), acc[t]);
     }
   }
 #pragma unroll
@@ -142,6 +135,16 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo
   return *reinterpret_cast<const uint32_t*>(&p);
+}
+
+// dst[0..32) (16-byte aligned) = w rounded to bf16, as four 16-byte stores.
+__device__ __forceinline__ void StoreChunkBf16(const float* w, __nv_bfloat16* dst) {
+  auto* d = reinterpret_cast<uint4*>(dst);
+#pragma unroll
+  for (int q = 0; q < kChunk / 8; ++q) {
+    const float* p = w + 8 * q;
+    d[q] = make_uint4(PackBf16(p[0], p[1]), PackBf16(p[2], p[3]), PackBf16(p[4], p[5]), PackBf16(p[6], p[7]));
+  }
 }
 
 // d += a . b, one m16n8k16 bf16 mma with f32 accumulators.
@@ -201,12 +204,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 #pragma unroll
         for (int j = 0; j < kChunk; ++j) w[j] = 0.0f;
       }
-      auto* dst = reinterpret_cast<uint4*>(tiles + (rt * kMmaRows + tile_row) * kMmaTileStride + half * kChunk);
-#pragma unroll
-      for (int q = 0; q < kChunk / 8; ++q) {
-        const float* p = w + 8 * q;
-        dst[q] = make_uint4(PackBf16(p[0], p[1]), PackBf16(p[2], p[3]), PackBf16(p[4], p[5]), PackBf16(p[6], p[7]));
-      }
+      StoreChunkBf16(w, tiles + (rt * kMmaRows + tile_row) * kMmaTileStride + half * kChunk);
     }
     __syncwarp();
 #pragma unroll
@@ -277,9 +275,7 @@ __global__ void ToBf16Kernel(QuantView v, __nv_bfloat16* out) {
   const int64_t r = i / chunks, c = i % chunks;
   float w[kChunk];
   DecodeChunk<F>(v, r, c, w);
-  __nv_bfloat162* o = reinterpret_cast<__nv_bfloat162*>(out + r * v.cols + c * kChunk);
-#pragma unroll
-  for (int j = 0; j < kChunk / 2; ++j) o[j] = __floats2bfloat162_rn(w[2 * j], w[2 * j + 1]);
+  StoreChunkBf16(w, out + r * v.cols + c * kChunk);  // 64-byte chunks of a fresh tensor
 }
 
 template <QuantFormat F, int M>

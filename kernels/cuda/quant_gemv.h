@@ -65,7 +65,7 @@ inline int QuantGemvMaxTokens(int mma_min) { return mma_min > 0 ? kMaxMmaTokens 
 int QuantGemv(QuantFormat f, const QuantView& v, const void* x, int64_t ldx, int m, void* y, int64_t ldy, int mma_min,
               void* stream);
 
-// out (v.rows, v.cols) bf16, row-major.
+// out (v.rows, v.cols) bf16, row-major, 16-byte aligned.
 int QuantToBf16(QuantFormat f, const QuantView& v, void* out, void* stream);
 
 // --- index math shared with the CPU test ---

@@ -85,24 +85,30 @@ unsigned Blocks(int64_t n, int threads) { return static_cast<unsigned>((n + thre
 
 }  // namespace
 
-int RmsNormBf16(const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t rows, int64_t cols, float eps,
-                void* stream) {
+namespace {
+
+// RmsNormKernel<kAdd> over `rows` rows, one block each.
+template <bool kAdd>
+int LaunchRmsNorm(void* res, int64_t ldr, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,
+                  int64_t rows, int64_t cols, float eps, void* stream) {
   if (rows <= 0) return 0;
   if (rows > 0x7fffffff || cols <= 0) return static_cast<int>(cudaErrorInvalidValue);
-  RmsNormKernel<false><<<static_cast<unsigned>(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      nullptr, 0, static_cast<const __nv_bfloat16*>(x), ldx, static_cast<const __nv_bfloat16*>(w),
-      static_cast<__nv_bfloat16*>(y), ldy, cols, eps);
+  RmsNormKernel<kAdd><<<static_cast<unsigned>(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      static_cast<__nv_bfloat16*>(res), ldr, static_cast<const __nv_bfloat16*>(x), ldx,
+      static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(y), ldy, cols, eps);
   return static_cast<int>(cudaGetLastError());
+}
+
+}  // namespace
+
+int RmsNormBf16(const void* x, int64_t ldx, const void* w, void* y, int64_t ldy, int64_t rows, int64_t cols, float eps,
+                void* stream) {
+  return LaunchRmsNorm<false>(nullptr, 0, x, ldx, w, y, ldy, rows, cols, eps, stream);
 }
 
 int AddRmsNormBf16(void* res, int64_t ldr, const void* x, int64_t ldx, const void* w, void* y, int64_t ldy,
                    int64_t rows, int64_t cols, float eps, void* stream) {
-  if (rows <= 0) return 0;
-  if (rows > 0x7fffffff || cols <= 0) return static_cast<int>(cudaErrorInvalidValue);
-  RmsNormKernel<true><<<static_cast<unsigned>(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      static_cast<__nv_bfloat16*>(res), ldr, static_cast<const __nv_bfloat16*>(x), ldx,
-      static_cast<const __nv_bfloat16*>(w), static_cast<__nv_bfloat16*>(y), ldy, cols, eps);
-  return static_cast<int>(cudaGetLastError());
+  return LaunchRmsNorm<true>(res, ldr, x, ldx, w, y, ldy, rows, cols, eps, stream);
 }
 
 int RopeBf16(void* q, int64_t ldq, int32_t n_head, void* k, int64_t ldk, int32_t n_head_kv, int64_t n,

@@ -25,8 +25,9 @@ struct CudaQuant {
 std::string UploadQuantOnCuda(const Linear& w, int index, CudaQuant* out);
 // The weight expanded to a bf16 (rows, cols) tensor on its device.
 at::Tensor QuantToBf16OnCuda(const CudaQuant& q, int index);
-// out (m, rows) = x (m, cols) . W^T on the weight's device: the fused GEMV for m <= 16,
-// a bf16 tile + a GEMM above. out is written in place when it is a bf16 matrix with
+// out (m, rows) = x (m, cols) . W^T on the weight's device: ingot's GEMV or tensor-core
+// kernel up to QuantGemvMaxTokens (quant_gemv.h), a bf16 tile + a GEMM above. out is
+// written in place when it is a bf16 matrix with
 // unit column stride (the step's buffers: no copy kernel after each linear layer), else
 // through a temporary.
 void QuantLinearOnCuda(const at::Tensor& x, const CudaQuant& q, const at::Tensor& out);

@@ -603,6 +603,17 @@ absl::Status RopeOp(void* ws) {
   })
 }
 
+// Rows `write` of one layer's stores ks/vs = k/v: ingot's KV store kernel on CUDA (one
+// launch for both, Q8_0 included), index_copy_ in the store's dtype otherwise.
+void StoreStepKv(const TorchWorkspace& w, const TorchKv& kv, const at::Tensor& k, const at::Tensor& v,
+                 const at::Tensor& write, at::Tensor& ks, at::Tensor& vs) {
+#ifdef INGOT_WITH_CUDA
+  if (w.dev.is_cuda() && StoreKvRowsOnCuda(k, v, write, ks, vs, kv.q8)) return;
+#endif
+  ks.index_copy_(0, write, k.to(kv.dtype));
+  vs.index_copy_(0, write, v.to(kv.dtype));
+}
+
 absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
   TorchWorkspace& w = W(ws);
   INGOT_TORCH_STEP(w, "attention", {
@@ -615,10 +626,7 @@ absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
       TorchKv& kv = *w.runs[0].kv;
       at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);
       const at::Tensor write = w.gin.write.narrow(0, 0, w.n);
-      if (!StoreKvRowsOnCuda(k_all, v_all, write, ks, vs, kv.q8)) {
-        ks.index_copy_(0, write, k_all.to(kv.dtype));
-        vs.index_copy_(0, write, v_all.to(kv.dtype));
-      }
+      StoreStepKv(w, kv, k_all, v_all, write, ks, vs);
       PagedAttentionOnCuda(q_all, out_all, ks, vs, kv.q8, kv.dtype, w.gin.ctx_rows, w.gin.ctx_off.narrow(0, 0, w.n),
                            w.gin.ctx_len.narrow(0, 0, w.n), s.n_head, s.n_head_kv, static_cast<int32_t>(hd));
       return absl::OkStatus();
@@ -627,16 +635,7 @@ absl::Status AttentionOp(void* ws, ThreadPool&, int32_t layer) {
     for (const TorchRun& r : w.runs) {
       TorchKv& kv = *r.kv;
       at::Tensor ks = kv.k.select(0, layer), vs = kv.v.select(0, layer);  // (rows, width)
-      bool stored = false;
-#ifdef INGOT_WITH_CUDA
-      if (w.dev.is_cuda()) {
-        stored = StoreKvRowsOnCuda(k_all.narrow(0, r.t0, r.len), v_all.narrow(0, r.t0, r.len), r.write, ks, vs, kv.q8);
-      }
-#endif
-      if (!stored) {
-        ks.index_copy_(0, r.write, k_all.narrow(0, r.t0, r.len).to(kv.dtype));
-        vs.index_copy_(0, r.write, v_all.narrow(0, r.t0, r.len).to(kv.dtype));
-      }
+      StoreStepKv(w, kv, k_all.narrow(0, r.t0, r.len), v_all.narrow(0, r.t0, r.len), r.write, ks, vs);
       if (w.paged_kernel) {
 #ifdef INGOT_WITH_CUDA
         PagedAttentionOnCuda(q_all.narrow(0, r.t0, r.len), out_all.narrow(0, r.t0, r.len), ks, vs, kv.q8, kv.dtype,

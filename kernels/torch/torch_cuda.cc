@@ -219,10 +219,7 @@ bool QuantLinearGroupOnCuda(const at::Tensor& x, const CudaQuant* const* q, cons
   // Grouping saves launches, which matter at decode sizes. The fused SwiGLU is the
   // GEMV's: where the tensor-core kernel serves, it and a SwiGLU kernel are faster.
   const int most = swiglu ? (mma_min > 0 ? mma_min - 1 : cuda::kMaxGemvTokens) : cuda::QuantGemvMaxTokens(mma_min);
-  if (m > most ||
-      reinterpret_cast<uintptr_t>(x.data_ptr()) % 4 != 0) {
-    return false;
-  }
+  if (m > most || reinterpret_cast<uintptr_t>(x.data_ptr()) % 4 != 0) return false;
   cuda::GemvGroup g;
   g.count = count;
   g.epilogue = swiglu ? cuda::GemvEpilogue::kSwiGlu : cuda::GemvEpilogue::kNone;
@@ -242,10 +239,18 @@ bool QuantLinearGroupOnCuda(const at::Tensor& x, const CudaQuant* const* q, cons
   return true;
 }
 
+namespace {
+
+// A norm's weight the step-op kernels take: bf16, contiguous, one per column.
+bool NormWeightOk(const at::Tensor& weight, int64_t cols) {
+  return weight.scalar_type() == at::kBFloat16 && weight.is_contiguous() && weight.numel() == cols;
+}
+
+}  // namespace
 
 bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out, float eps) {
   if (!CudaStepOpsEnabled() || !Bf16Rows(x) || !Bf16Rows(out) || x.sizes() != out.sizes() ||
-      weight.scalar_type() != at::kBFloat16 || !weight.is_contiguous() || weight.numel() != x.size(1)) {
+      !NormWeightOk(weight, x.size(1))) {
     return false;
   }
   c10::cuda::CUDAGuard guard(x.device().index());
@@ -258,8 +263,7 @@ bool RmsNormOnCuda(const at::Tensor& x, const at::Tensor& weight, const at::Tens
 bool AddRmsNormOnCuda(const at::Tensor& res, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& out,
                       float eps) {
   if (!CudaStepOpsEnabled() || !Bf16Rows(res) || !Bf16Rows(x) || !Bf16Rows(out) || res.sizes() != x.sizes() ||
-      res.sizes() != out.sizes() || weight.scalar_type() != at::kBFloat16 || !weight.is_contiguous() ||
-      weight.numel() != res.size(1)) {
+      res.sizes() != out.sizes() || !NormWeightOk(weight, res.size(1))) {
     return false;
   }
   c10::cuda::CUDAGuard guard(res.device().index());

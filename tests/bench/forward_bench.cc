@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "engine/formats/gguf.h"
 #include "engine/model/llama.h"
 #include "engine/model/load.h"
@@ -51,16 +52,13 @@ struct PlanEntry {
 };
 
 bool ParsePlan(const std::string& arg, std::vector<PlanEntry>* plan) {
-  size_t pos = 0;
-  while (pos <= arg.size()) {
-    const size_t end = std::min(arg.find(',', pos), arg.size());
+  for (const std::string& part : std::vector<std::string>(absl::StrSplit(arg, ','))) {
     PlanEntry e;
-    if (std::sscanf(arg.substr(pos, end - pos).c_str(), "%d:%d:%d", &e.prompt, &e.gen, &e.batch) != 3 ||
-        e.prompt < 1 || e.gen < 1 || e.batch < 1) {
+    if (std::sscanf(part.c_str(), "%d:%d:%d", &e.prompt, &e.gen, &e.batch) != 3 || e.prompt < 1 || e.gen < 1 ||
+        e.batch < 1) {
       return false;
     }
     plan->push_back(e);
-    pos = end + 1;
   }
   return !plan->empty();
 }
@@ -174,12 +172,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--plan: PROMPT:GEN:BATCH[,...] with PROMPT, GEN >= 1 and BATCH >= 1\n");
     return 2;
   }
-  std::vector<std::string> modes;  // "": $INGOT_CUDA_QUANT_KERNELS as the caller set it
-  for (size_t pos = 0; pos <= modes_arg.size();) {
-    const size_t end = std::min(modes_arg.find(',', pos), modes_arg.size());
-    modes.push_back(modes_arg.substr(pos, end - pos));
-    pos = end + 1;
-  }
+  // "": $INGOT_CUDA_QUANT_KERNELS as the caller set it (an empty --modes is one such entry)
+  const std::vector<std::string> modes = absl::StrSplit(modes_arg, ',');
   ingot::kernels::ThreadPool pool(threads);
   for (const std::string& mode : modes) {
     if (!mode.empty()) {

@@ -139,6 +139,20 @@ class BackendTest : public ::testing::Test {
   ThreadPool pool_{2};
 };
 
+// x (n, cols) . dense (rows, cols)^T + bias (rows, or null), in double: the reference.
+std::vector<double> ReferenceLinear(const std::vector<float>& x, const std::vector<float>& dense, const float* bias,
+                                    int64_t n, int64_t rows, int64_t cols) {
+  std::vector<double> want(static_cast<size_t>(n * rows));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = bias != nullptr ? bias[r] : 0.0;
+      for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(x[t * cols + c]) * dense[r * cols + c];
+      want[t * rows + r] = acc;
+    }
+  }
+  return want;
+}
+
 // One step of a single linear layer through a backend: begin with x as the residual
 // stream, then linear kX -> kQ (shape chosen so that kX has `cols` and kQ `rows`
 // columns). Returns out (n, rows).
@@ -196,14 +210,7 @@ TEST_F(BackendTest, LinearMatchesDequantizedReference) {
         for (float& v : x) v = nd(rng) * 20.0f;
         if (rep.name == std::string("llm.int8")) x[3] = 9.0f;  // one outlier column
         const bool with_bias = rows == 17;
-        std::vector<double> want(static_cast<size_t>(n * rows));
-        for (int64_t t = 0; t < n; ++t) {
-          for (int64_t r = 0; r < rows; ++r) {
-            double acc = with_bias ? bias[r] : 0.0;
-            for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(x[t * cols + c]) * dense[r * cols + c];
-            want[t * rows + r] = acc;
-          }
-        }
+        const std::vector<double> want = ReferenceLinear(x, dense, with_bias ? bias.data() : nullptr, n, rows, cols);
         for (const Target& target : targets_) {
           SCOPED_TRACE(target.Name() + " " + rep.name + " rows " + std::to_string(rows) + " tokens " + std::to_string(n));
           std::string placed_as;
@@ -468,16 +475,7 @@ TEST_F(BackendTest, GroupedAndFusedLinearsMatchReference) {
       std::vector<float> x(static_cast<size_t>(n * cols));
       for (float& v : x) v = nd(rng) * 20.0f;
       std::vector<std::vector<double>> want(5);
-      for (int i = 0; i < 5; ++i) {
-        want[i].resize(static_cast<size_t>(n * wrows[i]));
-        for (int64_t t = 0; t < n; ++t) {
-          for (int64_t r = 0; r < wrows[i]; ++r) {
-            double acc = 0;
-            for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(x[t * cols + c]) * dense[i][r * cols + c];
-            want[i][t * wrows[i] + r] = acc;
-          }
-        }
-      }
+      for (int i = 0; i < 5; ++i) want[i] = ReferenceLinear(x, dense[i], nullptr, n, wrows[i], cols);
       std::vector<double> want_sw(want[3].size());
       for (size_t i = 0; i < want_sw.size(); ++i) want_sw[i] = want[3][i] / (1.0 + std::exp(-want[3][i])) * want[4][i];
       for (const Target& target : targets_) {

@@ -1,6 +1,7 @@
 // Shared by the model and checkpoint tests: the format vectors' directory, a model's
-// logits on a token sequence and their distance to a peer's .npy, and a GGUF file or a Hugging Face style directory opened
-// as LoadModel opens it (engine/model/load.h, then the model over the weights).
+// logits on a token sequence and their distance to a peer's .npy, and a GGUF file or a
+// Hugging Face style directory opened as LoadModel opens it (engine/model/load.h, then
+// the model over the weights).
 #pragma once
 
 #include <algorithm>
